@@ -1,0 +1,83 @@
+"""The application object handed to commands and pipeline steps: config + plugins + registry."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from . import config as config_mod
+from .config import Config, Key
+from .errors import Mnistp4Error, PluginError
+from .plugins import PLUGINS_ENV, PluginManager
+from .registry import Registry
+
+
+class App:
+    """Everything a stage needs: ``app.config``, ``app.registry``, ``app.console``, ``app.emit``."""
+
+    def __init__(self, config: Config, manager: PluginManager, console: Console | None = None):
+        self.config = config
+        self.manager = manager
+        self.console = console or Console()
+
+    @property
+    def registry(self) -> Registry:
+        return self.manager.registry
+
+    @property
+    def root(self) -> Path:
+        return self.config.root
+
+    def get(self, kind: str, name: str | None = None, *, key: str | None = None) -> Any:
+        """A registered object by name, or by the name a config key holds (``key="model"``)."""
+        if name is None:
+            name = self.config[key]
+        return self.registry.get(kind, name)
+
+    def emit(self, hook: str, **kwargs) -> None:
+        self.manager.emit(hook, **kwargs)
+
+    def override(self, **values: Any) -> None:
+        """Command-line flags: set keys whose value is not ``None``."""
+        for key, value in values.items():
+            if value is not None:
+                self.config.set(key, value, "command line")
+
+    def progress(self, transient: bool = False) -> Progress:
+        return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
+                        BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                        console=self.console, transient=transient)
+
+
+def create_app(*, root: Path | None = None, plugin_dirs: list[str] | None = None,
+               config_files: list[Path] | None = None, settings: list[str] | None = None,
+               env: dict[str, str] | None = None, console: Console | None = None,
+               load_entry_points: bool = True) -> App:
+    """Load config, then plugins in the documented order, then declare plugin keys."""
+    env = dict(os.environ) if env is None else env
+    cfg = config_mod.load(root, config_files, settings, env)
+    manager = PluginManager()
+    manager.load_shipped()
+    if load_entry_points:
+        manager.load_entry_points()
+    extra = list(cfg.get("plugins") or [])
+    extra += [p for p in env.get(PLUGINS_ENV, "").split(os.pathsep) if p]
+    extra += list(plugin_dirs or [])
+    manager.load_extra(extra)
+
+    for info, fn in manager.impls("register_config_keys"):
+        def register(key: str, default: Any, help: str = "", _owner=info.name) -> None:
+            cfg.declare(Key(key, default, help, _owner))
+        try:
+            fn(register=register)
+        except Mnistp4Error:
+            raise
+        except Exception as e:
+            raise PluginError(info.name, "register_config_keys", f"{type(e).__name__}: {e}") from e
+    cfg.apply_pending()
+    manager.collect_registrations()
+    return App(cfg, manager, console)

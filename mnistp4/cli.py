@@ -1,0 +1,215 @@
+"""The ``mnistp4`` command line. The core owns ``plugins``, ``config`` and ``run``; stage plugins
+add ``sheet``, ``segment``, ``label``, ``train``, ``evaluate``, ``quantize``, ``deploy``, ``serve``
+through ``register_commands``. Exit codes: 0 ok, 1 failure, 2 usage."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.table import Table
+
+from .app import App, create_app
+from .errors import Mnistp4Error, PluginError
+
+#: commands that stage plugins provide; until one does, the command says so and fails
+STAGE_COMMANDS = {
+    "sheet": "collection sheet templates",
+    "segment": "cut sheets into labelled 28x28 digits",
+    "label": "fix a label or reject a digit",
+    "train": "train a model",
+    "evaluate": "score a model file on a test set",
+    "quantize": "quantize a model for the ESP32-P4",
+    "deploy": "flash a model to a board or write a flash bundle",
+    "serve": "collection and review pages in the browser",
+}
+
+_APP: App | None = None
+
+
+def get_app() -> App:
+    """The application of the running command (config, registry, console)."""
+    if _APP is None:
+        raise RuntimeError("mnistp4 app is not initialised")
+    return _APP
+
+
+def print_json(obj) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else."""
+    from .io import _json_default
+    click.echo(json.dumps(obj, indent=2, default=_json_default))
+
+
+def build_cli(app: App) -> click.Group:
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]},
+                 help="Handwritten digits from sheets to an ESP32-P4 CrowPanel: segment, train, "
+                      "quantize, deploy. Global options go before the command.")
+    @click.option("--plugins-dir", "plugins_dir", multiple=True, metavar="PATH",
+                  help="extra plugin folder, .py file or module (repeatable)")
+    @click.option("--config", "config_file", multiple=True, metavar="FILE", help="extra TOML config file")
+    @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="override a config key")
+    @click.option("-v", "--verbose", count=True, help="more log output")
+    @click.version_option(package_name="mnistp4")
+    def cli(plugins_dir, config_file, settings, verbose):
+        pass  # parsed before the group is built (see main), listed here for --help
+
+    @cli.command("plugins", help="List plugins, where they come from and what they register.")
+    @click.option("--json", "as_json", is_flag=True)
+    def plugins_cmd(as_json):
+        rows = []
+        for p in app.manager.plugins:
+            rows.append({"name": p.name, "origin": p.origin, "hooks": p.hooks,
+                         "registers": app.registry.by_plugin(p.name)})
+        if as_json:
+            kinds = {kind: [{"name": e.name, "plugin": e.plugin, "description": e.description,
+                             "replaced": e.replaced} for e in app.registry.entries(kind)]
+                     for kind in app.registry._entries}
+            print_json({"plugins": rows, "registry": kinds})
+            return
+        table = Table(title="mnistp4 plugins (load order)")
+        for col in ("plugin", "from", "registers", "hooks"):
+            table.add_column(col)
+        for r in rows:
+            regs = "\n".join(f"{k}: {', '.join(v)}" for k, v in r["registers"].items())
+            events = ", ".join(h for h in r["hooks"] if not h.startswith("register_")
+                               or h in ("register_commands", "register_config_keys"))
+            table.add_row(r["name"], r["origin"], regs, events)
+        app.console.print(table)
+
+    @cli.command("config", help="Print the effective configuration and where each value came from.")
+    @click.option("--json", "as_json", is_flag=True)
+    def config_cmd(as_json):
+        if as_json:
+            print_json({"root": str(app.root),
+                        "values": {k: {"value": v, "origin": o} for k, v, o in app.config.items()}})
+            return
+        table = Table(title=f"mnistp4 config (project root: {app.root})")
+        for col in ("key", "value", "from", "meaning"):
+            table.add_column(col)
+        for k, v, o in app.config.items():
+            table.add_row(k, repr(v), o, app.config.keys[k].help)
+        app.console.print(table)
+
+    @cli.command("run", help="Run the whole pipeline on the configured defaults "
+                             "(segment, train + export, quantize, deploy: dry run unless a port is set).")
+    @click.option("--port", default=None, help="serial port: flash the board instead of a dry run")
+    @click.option("--epochs", type=int, default=None)
+    @click.option("--model", default=None)
+    @click.option("--only", multiple=True, help="run only these steps (repeatable)")
+    @click.option("--json", "as_json", is_flag=True)
+    def run_cmd(port, epochs, model, only, as_json):
+        app.override(port=port, epochs=epochs, model=model)
+        steps = sorted(app.registry.entries("pipeline_steps"), key=lambda e: e.obj.order)
+        if only:
+            unknown = set(only) - {e.name for e in steps}
+            if unknown:
+                raise click.UsageError(f"unknown step(s) {sorted(unknown)}; steps: {[e.name for e in steps]}")
+            steps = [e for e in steps if e.name in only]
+        if not steps:
+            raise Mnistp4Error("no plugin provides any pipeline step yet; see `mnistp4 plugins`")
+        state: dict = {}
+        summary = []
+        for entry in steps:
+            if not as_json:
+                app.console.rule(f"[bold]{entry.name}[/] — {entry.description or entry.obj.description}")
+            t0 = time.perf_counter()
+            try:
+                result = entry.obj.run(app, state) or {}
+            except Mnistp4Error:
+                raise
+            except Exception as e:
+                raise PluginError(entry.plugin, f"pipeline step {entry.name}", f"{type(e).__name__}: {e}") from e
+            seconds = time.perf_counter() - t0
+            state.update(result)
+            app.emit("on_step_end", name=entry.name, result=result)
+            summary.append({"step": entry.name, "seconds": round(seconds, 1), "result": result})
+        if as_json:
+            print_json({"steps": summary})
+            return
+        table = Table(title="mnistp4 run")
+        for col in ("step", "seconds", "result"):
+            table.add_column(col)
+        for s in summary:
+            table.add_row(s["step"], f"{s['seconds']:.1f}",
+                          "\n".join(f"{k}: {v}" for k, v in s["result"].items()))
+        app.console.print(table)
+
+    app.manager.call_each("register_commands", cli=cli)
+    for name, what in STAGE_COMMANDS.items():
+        if name not in cli.commands:
+            cli.add_command(_placeholder(name, what))
+    return cli
+
+
+def _placeholder(name: str, what: str) -> click.Command:
+    @click.command(name, help=f"{what} (no plugin provides this command yet)",
+                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    def cmd():
+        raise Mnistp4Error(f"no plugin provides `mnistp4 {name}` yet ({what}); "
+                           f"install or add a plugin that registers it (see `mnistp4 plugins`)")
+    return cmd
+
+
+def _pre_parse(argv: list[str]) -> tuple[list[str], list[str], list[str], int]:
+    """Global options are needed before the group exists (they decide which plugins load)."""
+    dirs, files, settings, verbose = [], [], [], 0
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if not a.startswith("-"):
+            break
+        for flag, bucket in (("--plugins-dir", dirs), ("--config", files), ("--set", settings)):
+            if a == flag and i + 1 < len(argv):
+                bucket.append(argv[i + 1]); i += 1; break
+            if a.startswith(flag + "="):
+                bucket.append(a.split("=", 1)[1]); break
+        else:
+            if a in ("-v", "--verbose"):
+                verbose += 1
+            elif a.startswith("-v") and set(a[1:]) == {"v"}:
+                verbose += len(a) - 1
+        i += 1
+    return dirs, files, settings, verbose
+
+
+def main(argv: list[str] | None = None) -> int:
+    global _APP
+    argv = list(sys.argv[1:] if argv is None else argv)
+    dirs, files, settings, verbose = _pre_parse(argv)
+    console = Console()
+    err = Console(stderr=True)
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2) + (0 if verbose else 10),
+                        format="%(message)s", handlers=[RichHandler(console=err, show_path=False)],
+                        force=True)
+    try:
+        _APP = create_app(plugin_dirs=dirs, config_files=[Path(f) for f in files],
+                          settings=settings, console=console)
+        cli = build_cli(_APP)
+        cli.main(args=argv, prog_name="mnistp4", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return 2 if isinstance(e, click.UsageError) else 1
+    except click.exceptions.Abort:
+        err.print("[red]aborted[/]")
+        return 1
+    except Mnistp4Error as e:
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        return e.exit_code
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        return 130
+    finally:
+        _APP = None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
