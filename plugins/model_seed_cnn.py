@@ -1,0 +1,39 @@
+"""``seed-cnn``: the reference article's CNN, layer for layer.
+
+conv 1->32 3x3 pad 1, BN, ReLU, maxpool 2; conv 32->64 3x3 pad 1, BN, ReLU, maxpool 2;
+flatten 3136, dropout 0.5, fc 3136->128, ReLU, fc 128->10.
+421,834 parameters (421,642 without BatchNorm), 4.24 M MACs.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from mnistp4 import hookimpl
+from mnistp4.records import ModelSpec
+
+
+class SeedCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(0.5), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def build() -> nn.Module:
+    return SeedCNN()
+
+
+SPEC = ModelSpec("seed-cnn", build, "the reference article's CNN: 2 conv+BN+pool, fc 3136->128->10")
+
+
+@hookimpl
+def register_models(register):
+    register(SPEC.name, SPEC, description=SPEC.description)
