@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("[red]aborted[/]")
         return 1
     except Mnistp4Error as e:
-        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return e.exit_code
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

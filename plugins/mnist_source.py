@@ -108,8 +108,16 @@ def cache_dir(config) -> Path:
     return Path(base) / "mnistp4" / "mnist"
 
 
-def download(target: Path, *, mirrors: list[str] = MIRRORS, progress=None) -> None:
+def download(target: Path, *, mirrors: list[str] | None = None, progress=None) -> None:
     """Download the four files into ``target`` and verify their md5 after decompression."""
+    mirrors = MIRRORS if mirrors is None else mirrors
+    if progress is None:
+        from rich.console import Console
+        from rich.progress import DownloadColumn, Progress
+
+        with Progress(*Progress.get_default_columns(), DownloadColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            return download(target, mirrors=mirrors, progress=bar)
     target.mkdir(parents=True, exist_ok=True)
     errors = []
     for stem in MD5:

@@ -42,6 +42,7 @@ def make_app(tmp_path, monkeypatch):
     def factory(settings=None, plugin_dirs=None, toml: str | None = None, env=None):
         root = tmp_path / "project"
         root.mkdir(exist_ok=True)
+        (root / "mnistp4.toml").unlink(missing_ok=True)
         if toml is not None:
             (root / "mnistp4.toml").write_text(toml)
         base_env = {k: v for k, v in os.environ.items() if k.startswith("MNISTP4_") and k != "MNISTP4_PLUGINS"}
