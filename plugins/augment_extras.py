@@ -1,0 +1,47 @@
+"""Extra augmentations, off by default (add them to config ``augment``): ``scale`` (zoom 0.9-1.1),
+``elastic`` (smooth random displacement field) and ``stroke`` (thinner/thicker ink by grey
+erosion/dilation). All work on batches of [0, 1] images, labels untouched."""
+from __future__ import annotations
+
+from mnistp4 import hookimpl
+
+from plugins.augment import random_affine
+
+
+def scale(images, generator):
+    """random zoom 0.9-1.1 around the centre"""
+    return random_affine(images, generator, degrees=0.0, translate=0.0, scale=(0.9, 1.1))
+
+
+def elastic(images, generator, *, alpha: float = 0.06, grid: int = 4):
+    """elastic distortion: a coarse random displacement field, upsampled smoothly"""
+    import torch
+    import torch.nn.functional as F
+
+    n, _, h, w = images.shape
+    coarse = (torch.rand(n, 2, grid, grid, generator=generator) * 2 - 1) * alpha
+    field = F.interpolate(coarse.to(images.device, images.dtype), size=(h, w), mode="bicubic",
+                          align_corners=True).permute(0, 2, 3, 1)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=images.device),
+                            torch.linspace(-1, 1, w, device=images.device), indexing="ij")
+    base = torch.stack([xs, ys], -1).to(images.dtype).unsqueeze(0)
+    return F.grid_sample(images, base + field, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def stroke(images, generator):
+    """stroke thickness: a third of the batch dilated (bolder), a third eroded (thinner)"""
+    import torch
+    import torch.nn.functional as F
+
+    choice = torch.randint(0, 3, (images.shape[0],), generator=generator).to(images.device)
+    thick = F.max_pool2d(images, 3, stride=1, padding=1)
+    thin = -F.max_pool2d(-images, 3, stride=1, padding=1)
+    pick = choice.view(-1, 1, 1, 1)
+    return torch.where(pick == 1, thick, torch.where(pick == 2, thin, images))
+
+
+@hookimpl
+def register_augmentations(register):
+    register("scale", scale, description="random zoom 0.9-1.1")
+    register("elastic", elastic, description="smooth random elastic distortion")
+    register("stroke", stroke, description="random bolder/thinner strokes")
