@@ -18,9 +18,11 @@ extract_ink(image) -> uint8 ink image, same size, white ink (255) on black (0)
        ``(double)(n1*s0 - n0*s1)^2 / (double)(n0*n1)`` (this is N^2 x the between-class
        variance); t with the highest score wins, the first one on ties; classes with n = 0 are
        skipped. An image with a single grey level has no ink (all zeros).
-    3. Polarity: count the border pixels (outermost rows and columns) in class 1. If more than
-       half of them are in class 1 the background is bright and the ink is class 0 (dark ink on
-       paper); otherwise the ink is class 1 (light ink on a dark canvas, MNIST's convention).
+    3. Polarity: B = border pixels (outermost rows and columns), b = how many of them are in
+       class 1. If ``4 b >= 3 B`` the background is bright and the ink is class 0 (dark ink on
+       paper); if ``4 b <= B`` the ink is class 1 (light ink on a dark canvas, MNIST's
+       convention). A mixed border (a tight crop whose ink touches the edges) decides by area:
+       the ink is the smaller class (class 1 when n1 <= n0, else class 0).
     4. Ink levels: with background-class count/sum (Nb, Sb) and ink-class count/sum (Ni, Si), a
        lookup table maps each grey level v to ``clip(round_half_up(255 (v Nb - Sb) Ni /
        (Si Nb - Sb Ni)), 0, 255)`` - the background mean goes to 0, the ink mean (and beyond)
@@ -145,7 +147,14 @@ def extract_ink(image: np.ndarray) -> np.ndarray:
         return np.zeros(grey.shape, np.uint8)
     bright = grey > t
     border = np.concatenate([bright[0, :], bright[-1, :], bright[1:-1, 0], bright[1:-1, -1]])
-    ink_is_dark = 2 * int(border.sum()) > border.size
+    b, bn = int(border.sum()), border.size
+    if 4 * b >= 3 * bn:
+        ink_is_dark = True
+    elif 4 * b <= bn:
+        ink_is_dark = False
+    else:
+        n1 = int(bright.sum())
+        ink_is_dark = n1 > grey.size - n1
     ink_mask = ~bright if ink_is_dark else bright
 
     hist = np.bincount(grey.ravel(), minlength=256).astype(np.int64)

@@ -139,3 +139,12 @@ def test_registered_as_project_normalizer(make_app):
     app = make_app()
     normalize = app.get("normalizers", key="normalizer")
     assert normalize is normalize_digit
+
+
+def test_polarity_of_tight_crops_touching_the_border():
+    ring = np.zeros((40, 30), np.uint8)                   # a tight '0': ink on most of the border
+    cv2.ellipse(ring, (15, 20), (14, 19), 0, 0, 360, 255, 4)
+    dark = normalize_digit(255 - ring)
+    light = normalize_digit(ring)
+    assert np.array_equal(dark, light)
+    assert dark[14, 14] == 0 and dark.max() == 255       # the hole stays background

@@ -1,0 +1,146 @@
+"""Segmenter ``freeform``: a sheet without a template (a tablet export, a page of digits).
+
+Rows of digits, one digit value per row, in the order given by option ``rows`` (a string such
+as ``"0123456789"``; per sheet from a ``<sheet>.json`` sidecar, else config ``freeform_rows``).
+
+Ink -> connected components (specks dropped) -> broken strokes of one digit merged (parts that
+overlap horizontally and are close vertically) -> groups clustered into rows by their vertical
+centres -> each row sorted left to right. Nothing is dropped or split silently: a row count that
+does not match ``rows`` fails the sheet with the reason; odd groups (too wide: touching digits;
+too small/large; at the edge; faint) are kept and flagged.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+import mnistp4
+from mnistp4.errors import InputError
+from mnistp4.records import Digit
+from plugins._sheet_qa import find_ink
+from plugins.segment_template import shrink
+
+#: parts of one digit overlap horizontally by this fraction of the narrower part...
+MERGE_OVERLAP = 0.3
+#: ... and are at most this many typical digit heights apart vertically
+MERGE_GAP = 0.45
+#: groups whose centres differ by more than this many typical heights start a new row
+ROW_GAP = 0.6
+
+
+def _ink_mask(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ink mask, dark-ink-on-white image with the lighting flattened)."""
+    if float(np.median(grey)) < 128:             # light ink on a dark canvas
+        grey = 255 - grey
+    k = max(15, (min(grey.shape) // 40) | 1)
+    paper = cv2.GaussianBlur(cv2.dilate(grey, np.ones((k, k), np.uint8)), (0, 0), k / 2)
+    flat = np.clip(grey.astype(np.float32) * 255.0 / np.maximum(paper, 1), 0, 255).astype(np.uint8)
+    darkness = 255 - flat
+    t, _ = cv2.threshold(darkness, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if t < 40 or darkness.max() < 60:
+        raise InputError("no ink found: the sheet is blank (or far too faint to read)")
+    return darkness > t, flat
+
+
+def _find(parent: list[int], i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def group_components(stats: np.ndarray) -> list[list[int]]:
+    """Component indices (into ``stats``) merged into digits."""
+    x, y, w, h = (stats[:, k].astype(np.float64) for k in range(4))
+    typical = float(np.median(h))
+    n = len(stats)
+    parent = list(range(n))
+    overlap = np.minimum(x[:, None] + w[:, None], x[None] + w[None]) - np.maximum(x[:, None], x[None])
+    narrow = np.minimum(w[:, None], w[None])
+    vgap = np.maximum(y[:, None], y[None]) - np.minimum(y[:, None] + h[:, None], y[None] + h[None])
+    close = (overlap >= MERGE_OVERLAP * narrow) & (vgap <= MERGE_GAP * typical)
+    for i, j in zip(*np.nonzero(np.triu(close, 1))):
+        parent[_find(parent, i)] = _find(parent, j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(_find(parent, i), []).append(i)
+    return list(groups.values())
+
+
+def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = None) -> list[Digit]:
+    options = options or {}
+    rows_digits = str(options.get("rows") or "0123456789")
+    if not rows_digits.isdigit():
+        raise InputError(f"freeform row order must be digits like 0123456789, got {rows_digits!r}")
+    normalize = options.get("normalize")
+    if normalize is None:
+        from plugins.digit_normalizer import normalize_digit as normalize
+    grey = shrink(image)
+    mask, flat = _ink_mask(grey)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    stats = stats[1:]
+    areas = stats[:, cv2.CC_STAT_AREA]
+    big = areas >= max(12, np.percentile(areas, 90) / 25) if len(areas) else areas
+    ids = np.flatnonzero(big)
+    if len(ids) == 0:
+        raise InputError("no ink found: the sheet is blank")
+    groups = [[ids[i] for i in g] for g in group_components(stats[ids])]
+
+    boxes = []
+    for g in groups:
+        x0 = min(stats[i, 0] for i in g); y0 = min(stats[i, 1] for i in g)
+        x1 = max(stats[i, 0] + stats[i, 2] for i in g); y1 = max(stats[i, 1] + stats[i, 3] for i in g)
+        boxes.append((x0, y0, x1, y1, g))
+    heights = np.array([b[3] - b[1] for b in boxes], np.float64)
+    typical = float(np.median(heights))
+    boxes.sort(key=lambda b: (b[1] + b[3]) / 2)
+    rows: list[list] = [[boxes[0]]]
+    for b in boxes[1:]:
+        centre = np.mean([(q[1] + q[3]) / 2 for q in rows[-1]])
+        if (b[1] + b[3]) / 2 - centre > ROW_GAP * typical:
+            rows.append([])
+        rows[-1].append(b)
+    if len(rows) != len(rows_digits):
+        sizes = ", ".join(str(len(r)) for r in rows)
+        raise InputError(f"found {len(rows)} rows of digits ({sizes} digits) but the row order "
+                         f"{rows_digits!r} has {len(rows_digits)}; set the sheet's rows in <sheet>.json "
+                         f"or config freeform_rows, or check for stray marks between rows")
+
+    pad = max(2, int(0.15 * typical))
+    digits = []
+    for r, row in enumerate(rows):
+        for c, (x0, y0, x1, y1, g) in enumerate(sorted(row, key=lambda b: b[0])):
+            ys, xs = slice(max(0, y0 - pad), y1 + pad), slice(max(0, x0 - pad), x1 + pad)
+            own = np.isin(labels[ys, xs], [i + 1 for i in g])
+            own = cv2.dilate(own.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            crop = np.where(own, flat[ys, xs], np.uint8(255))
+            ink = find_ink(crop, check_border=False)
+            flags = [f for f in ink.flags if f not in ("multi", "small", "large")]
+            height, width = y1 - y0, x1 - x0
+            if width > 1.3 * typical or len(g) > 1 and _spread(stats, g) > 1.6 * typical:
+                flags.append("multi")
+            if height < 0.4 * typical:
+                flags.append("small")
+            if height > 1.8 * typical:
+                flags.append("large")
+            if x0 <= 0 or y0 <= 0 or x1 >= grey.shape[1] or y1 >= grey.shape[0]:
+                flags.append("border")
+            image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
+            digits.append(Digit(image28, int(rows_digits[r]), r, c, sorted(set(flags)), crop=crop))
+    return digits
+
+
+def _spread(stats: np.ndarray, group: list[int]) -> float:
+    """Vertical extent of a merged group (tall stacks of parts are suspicious)."""
+    return float(max(stats[i, 1] + stats[i, 3] for i in group) - min(stats[i, 1] for i in group))
+
+
+@mnistp4.hookimpl
+def register_segmenters(register):
+    register("freeform", segment_freeform, description="rows of digits without a template (tablet exports)")
+
+
+@mnistp4.hookimpl
+def register_config_keys(register):
+    register("freeform_rows", "0123456789", "digit of each row, top to bottom, on freeform sheets "
+                                            "(a <sheet>.json sidecar with {\"rows\": ...} overrides it)")
