@@ -1,0 +1,439 @@
+"""The `mnistp4 serve` JSON API without a browser: layouts, sheet submission, review decisions, and
+every kind of bad input (type, size, dimensions, ids, labels, paths)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from plugins import _manifest
+from plugins._web_collect import _create_exclusive
+from plugins.web_serve import build_web_app
+
+LAYOUT = "grid-10x10"
+
+
+# ---- fixtures ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def project(make_app, tmp_path):
+    app = make_app()
+    return app, tmp_path / "raw", tmp_path / "data"
+
+
+@pytest.fixture
+def client(project):
+    app, raw, data = project
+    web = build_web_app(app, raw_dir=raw, data_dir=data, no_model=True)
+    return web.test_client()
+
+
+def template_of(client, layout=LAYOUT):
+    return client.application.extensions["mnistp4"]["templates"].get(layout)
+
+
+def draw_sheet(template, digits: dict[tuple[int, int], int], *, rgba=True) -> bytes:
+    """The template with simple pen strokes for some digits (0, 1, 7) at the page's pen width,
+    as the browser would send it (RGBA PNG)."""
+    img = cv2.cvtColor(template.image, cv2.COLOR_GRAY2BGRA if rgba else cv2.COLOR_GRAY2BGR)
+    pen = int(round(template.pen_width()))
+    ink = (0, 0, 0, 255) if rgba else (0, 0, 0)
+    for b in template.boxes:
+        d = digits.get((b.row, b.col))
+        if d is None:
+            continue
+        cx, cy, ry, rx = b.x + b.w // 2, b.y + b.h // 2, int(0.3 * b.h), int(0.2 * b.w)
+        if d == 0:
+            cv2.ellipse(img, (cx, cy), (rx, ry), 0, 0, 360, ink, pen, cv2.LINE_AA)
+        elif d == 1:
+            cv2.line(img, (cx, cy - ry), (cx, cy + ry), ink, pen, cv2.LINE_AA)
+        elif d == 7:
+            pts = np.array([[cx - rx, cy - ry], [cx + rx, cy - ry], [cx - rx // 4, cy + ry]])
+            cv2.polylines(img, [pts], False, ink, pen, cv2.LINE_AA)
+        else:
+            raise ValueError(d)
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    return buf.tobytes()
+
+
+def submit(client, data: bytes | None, *, layout=LAYOUT, writer="alice", mimetype="image/png"):
+    form = {}
+    if layout is not None:
+        form["layout"] = layout
+    if writer is not None:
+        form["writer"] = writer
+    if data is not None:
+        form["image"] = (io.BytesIO(data), "sheet.png", mimetype)
+    return client.post("/api/sheets", data=form, content_type="multipart/form-data")
+
+
+def make_data_dir(data: Path, n_per_label=2) -> list[dict]:
+    """A small data dir as `segment` writes it: digit PNGs drawn with OpenCV's font, normalized by the
+    project normalizer, one of them flagged."""
+    from plugins.digit_normalizer import normalize_digit
+
+    (data / "images").mkdir(parents=True)
+    rows = []
+    for label in range(10):
+        for k in range(n_per_label):
+            canvas = np.full((90, 80), 255, np.uint8)
+            cv2.putText(canvas, str(label), (14, 72), cv2.FONT_HERSHEY_SIMPLEX, 2.4 + 0.3 * k, 0, 7, cv2.LINE_AA)
+            name = f"images/abc123_{label}_{k}.png"
+            cv2.imwrite(str(data / name), normalize_digit(canvas))
+            rows.append({"path": name, "label": label, "source": "w1", "sheet": "s1.png",
+                         "sheet_hash": "abc123", "row": label, "col": k,
+                         "flags": "small" if (label, k) == (4, 1) else "", "decision": ""})
+    _manifest.write_manifest(data, rows)
+    return rows
+
+
+def tiny_onnx(path: Path, favourite: int) -> Path:
+    """A real ONNX model (Flatten -> Gemm) whose logits always favour one class."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = np.zeros((784, 10), np.float32)
+    b = np.zeros(10, np.float32)
+    b[favourite] = 5.0
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+         helper.make_node("Gemm", ["flat", "w", "b"], ["logits"])],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        [helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel()),
+         helper.make_tensor("b", TensorProto.FLOAT, b.shape, b)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+# ---- layouts ----------------------------------------------------------------------------------
+
+def test_layouts_describe_the_template(client):
+    listing = client.get("/api/layouts").get_json()
+    assert listing["default"] == LAYOUT and LAYOUT in listing["layouts"]
+    geo = client.get(f"/api/layouts/{LAYOUT}").get_json()
+    assert (geo["rows"], geo["cols"], len(geo["boxes"])) == (10, 10, 100)
+    assert [b["digit"] for b in geo["boxes"] if b["col"] == 0] == list(range(10))
+    png = client.get(geo["template"]).data
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert img.shape == (geo["height"], geo["width"])
+    for b in geo["boxes"]:  # boxes lie on the page and the pen fits well inside them
+        assert 0 <= b["x"] and b["x"] + b["w"] <= geo["width"] and b["y"] + b["h"] <= geo["height"]
+        assert geo["pen_width"] * 8 < min(b["w"], b["h"])
+    assert client.get("/api/layouts/no-such-layout").status_code == 404
+    assert client.get("/api/layouts/no-such-layout/template.png").status_code == 404
+
+
+# ---- submitting sheets --------------------------------------------------------------------------
+
+def test_submitted_sheet_is_saved_and_segmented(client, project):
+    app, raw, _ = project
+    t = template_of(client)
+    written = {(0, 0): 0, (0, 3): 0, (1, 0): 1, (7, 9): 7}
+    r = submit(client, draw_sheet(t, written), writer="Tablet-1")
+    assert r.status_code == 201, r.get_json()
+    saved = r.get_json()
+    assert saved["boxes_written"] == 4 and sorted(map(tuple, saved["cells"])) == sorted(written)
+    assert files_in(raw) == sorted([saved["image"], saved["sidecar"]])
+    meta = json.loads((raw / saved["sidecar"]).read_text())
+    assert (meta["layout"], meta["writer"]) == (LAYOUT, "Tablet-1") and meta["time"].endswith("+00:00")
+    assert client.get(f"/api/sheets/{saved['id']}").get_json()["writer"] == "Tablet-1"
+    assert [s["id"] for s in client.get("/api/sheets").get_json()["sheets"]] == [saved["id"]]
+
+    sheet = cv2.imread(str(raw / saved["image"]), cv2.IMREAD_UNCHANGED)
+    assert sheet.dtype == np.uint8 and sheet.ndim == 2 and sheet.shape == t.image.shape
+    segment = app.get("segmenters", "template")
+    layouts = {n: app.get("sheet_layouts", n) for n in app.registry.names("sheet_layouts")}
+    digits = {(d.row, d.col): d for d in segment(sheet, layout=None, options={"layouts": layouts})}
+    for cell, label in written.items():
+        assert digits[cell].label == label and digits[cell].flags == [], (cell, digits[cell].flags)
+        assert digits[cell].image.max() == 255
+    assert digits[(5, 5)].flags == ["empty"]
+
+
+def test_rgb_and_rgba_uploads_give_the_same_grey_sheet(client, project):
+    _, raw, _ = project
+    t = template_of(client)
+    a = submit(client, draw_sheet(t, {(1, 1): 1}, rgba=True)).get_json()
+    b = submit(client, draw_sheet(t, {(1, 1): 1}, rgba=False)).get_json()
+    assert a["id"] != b["id"]
+    ia = cv2.imread(str(raw / a["image"]), cv2.IMREAD_UNCHANGED)
+    ib = cv2.imread(str(raw / b["image"]), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(ia, ib)
+
+
+@pytest.mark.parametrize("case, status, message", [
+    ("no layout", 400, "layout"),
+    ("unknown layout", 404, "unknown layout"),
+    ("no image", 400, "image"),
+    ("text file", 415, "PNG"),
+    ("jpeg", 415, "PNG"),
+    ("wrong mimetype", 415, "image/png"),
+    ("wrong size", 400, "pixels"),
+    ("truncated png", 400, "decoded"),
+    ("blank sheet", 400, "nothing is written"),
+    ("no writer", 400, "writer"),
+    ("writer with a path", 400, "writer"),
+    ("writer with spaces", 400, "writer"),
+    ("writer too long", 400, "writer"),
+])
+def test_bad_sheet_uploads_are_refused(client, project, case, status, message):
+    _, raw, _ = project
+    t = template_of(client)
+    good = draw_sheet(t, {(1, 0): 1})
+    kwargs = {}
+    data = good
+    if case == "no layout":
+        kwargs["layout"] = None
+    elif case == "unknown layout":
+        kwargs["layout"] = "grid-99x99"
+    elif case == "no image":
+        data = None
+    elif case == "text file":
+        data = b"hello, this is not an image"
+    elif case == "jpeg":
+        data = cv2.imencode(".jpg", t.image)[1].tobytes()
+    elif case == "wrong mimetype":
+        kwargs["mimetype"] = "image/jpeg"
+    elif case == "wrong size":
+        data = cv2.imencode(".png", cv2.resize(t.image, (620, 877)))[1].tobytes()
+    elif case == "truncated png":
+        data = good[: len(good) // 2]
+    elif case == "blank sheet":
+        data = cv2.imencode(".png", t.image)[1].tobytes()
+    elif case == "no writer":
+        kwargs["writer"] = ""
+    elif case == "writer with a path":
+        kwargs["writer"] = "../../etc/passwd"
+    elif case == "writer with spaces":
+        kwargs["writer"] = "a b"
+    elif case == "writer too long":
+        kwargs["writer"] = "w" * 33
+    r = submit(client, data, **kwargs)
+    assert r.status_code == status, r.get_json()
+    assert message in r.get_json()["error"]
+    assert files_in(raw) == []  # nothing half-saved
+
+
+def test_upload_over_the_limit_is_413(project):
+    app, raw, data = project
+    web = build_web_app(app, raw_dir=raw, data_dir=data, no_model=True)
+    web.config["MAX_CONTENT_LENGTH"] = 20_000
+    web.extensions["mnistp4"]["settings"].max_upload_bytes = 20_000
+    client = web.test_client()
+    r = submit(client, draw_sheet(template_of(client), {(1, 0): 1}))
+    assert r.status_code == 413 and "too large" in r.get_json()["error"]
+    assert files_in(raw) == []
+
+
+def test_sheet_ids_are_not_paths(client, project):
+    _, raw, _ = project
+    raw.mkdir(parents=True)
+    (raw.parent / "secret.json").write_text('{"writer": "nobody"}')
+    for sid in ["nope", "..%2Fsecret", "..", "%2e%2e%2fsecret", ".hidden"]:
+        r = client.get(f"/api/sheets/{sid}")
+        assert r.status_code == 404, sid
+        assert "nobody" not in r.get_data(as_text=True)
+
+
+def test_concurrent_submissions_never_clobber(project):
+    """Eight tablets submit at once to a real threaded server: eight distinct, complete sheets."""
+    from werkzeug.serving import make_server
+
+    app, raw, data = project
+    web = build_web_app(app, raw_dir=raw, data_dir=data, no_model=True)
+    server = make_server("127.0.0.1", 0, web, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        t = template_of(web.test_client())
+        bodies = [draw_sheet(t, {(1, k): 1}) for k in range(8)]
+        results: list = [None] * 8
+        barrier = threading.Barrier(8)
+
+        def post(i):
+            boundary = "mnistp4boundary"
+            parts = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"layout\"\r\n\r\n{LAYOUT}\r\n"
+                     f"--{boundary}\r\nContent-Disposition: form-data; name=\"writer\"\r\n\r\nsame\r\n"
+                     f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"s.png\"\r\n"
+                     f"Content-Type: image/png\r\n\r\n").encode() + bodies[i] + f"\r\n--{boundary}--\r\n".encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{server.server_port}/api/sheets", data=parts,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            barrier.wait(timeout=30)
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                results[i] = (resp.status, json.loads(resp.read()))
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=120)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert all(r is not None and r[0] == 201 for r in results), results
+    names = {r[1]["image"] for r in results}
+    assert len(names) == 8
+    pngs = sorted(raw.glob("*.png"))
+    assert len(pngs) == 8 and len(list(raw.glob("*.json"))) == 8
+    assert not [p for p in raw.iterdir() if p.name.startswith(".")]  # no temporary files left
+    cells = set()
+    for r in results:
+        img = cv2.imread(str(raw / r[1]["image"]), cv2.IMREAD_GRAYSCALE)
+        assert img is not None and img.shape == t.image.shape
+        cells.add(tuple(r[1]["cells"][0]))
+    assert cells == {(1, k) for k in range(8)}  # each file holds its own tablet's drawing
+
+
+def test_exclusive_create_never_replaces_a_file(tmp_path):
+    target = tmp_path / "sheet.png"
+    assert _create_exclusive(target, b"first")
+    assert not _create_exclusive(target, b"second")
+    assert target.read_bytes() == b"first"
+    assert files_in(tmp_path) == ["sheet.png"]
+
+
+# ---- reviewing digits ---------------------------------------------------------------------------
+
+def test_listing_images_and_decisions(client, project):
+    _, _, data = project
+    make_data_dir(data)
+    listing = client.get("/api/digits").get_json()
+    assert listing["count"] == 20 and listing["model"] is None
+    flagged = [d for d in listing["digits"] if d["flags"]]
+    assert [(d["label"], d["col"], d["flags"], d["usable"]) for d in flagged] == [(4, 1, ["small"], False)]
+    assert flagged[0]["suspicion"] > max(d["suspicion"] for d in listing["digits"] if not d["flags"])
+    png = client.get(listing["digits"][0]["image"])
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    assert cv2.imdecode(np.frombuffer(png.data, np.uint8), cv2.IMREAD_UNCHANGED).shape == (28, 28)
+
+    r = client.post("/api/digits/abc123/3/0", json={"label": 8})
+    assert r.status_code == 200 and r.get_json()["digit"]["label"] == 8
+    assert client.post("/api/digits/abc123/5/1", json={"reject": True}).status_code == 200
+    assert client.post("/api/digits/abc123/4/1", json={"accept": True}).get_json()["digit"]["usable"] is True
+    rows = {(r["row"], r["col"]): r for r in _manifest.read_manifest(data)}
+    assert (rows[(3, 0)]["label"], rows[(3, 0)]["decision"]) == (8, "relabeled")
+    assert rows[(5, 1)]["decision"] == "rejected" and not _manifest.usable(rows[(5, 1)])
+    assert rows[(4, 1)]["decision"] == "accepted" and _manifest.usable(rows[(4, 1)])
+    decisions = _manifest.read_decisions(data)
+    assert decisions[("abc123", 3, 0)] == {"label": 8, "decision": "relabeled"}
+    # the listing follows the manifest (re-read after the change)
+    after = {d["id"]: d for d in client.get("/api/digits").get_json()["digits"]}
+    assert after["abc123/3/0"]["label"] == 8 and after["abc123/5/1"]["decision"] == "rejected"
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"label": 10}, "0-9"), ({"label": -1}, "0-9"), ({"label": "3"}, "0-9"), ({"label": True}, "0-9"),
+    ({"label": 3.0}, "0-9"), ({}, "nothing to record"), ({"labl": 3}, "unknown field"),
+    ({"reject": "yes"}, "true or false"), ({"reject": True, "label": 2}, "reject stands alone"),
+    ([3], "JSON object"), ("3", "JSON object"),
+])
+def test_bad_decisions_are_refused(client, project, body, message):
+    _, _, data = project
+    make_data_dir(data)
+    before = (data / "manifest.csv").read_bytes()
+    r = client.post("/api/digits/abc123/3/0", data=json.dumps(body), content_type="application/json")
+    assert r.status_code == 400 and message in r.get_json()["error"]
+    assert (data / "manifest.csv").read_bytes() == before
+    assert not (data / "decisions.csv").exists()
+
+
+def test_not_json_and_unknown_digits(client, project):
+    _, _, data = project
+    make_data_dir(data)
+    r = client.post("/api/digits/abc123/3/0", data="label=3", content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400
+    for url in ["/api/digits/ffff00/3/0", "/api/digits/abc123/3/7", "/api/digits/abc123/99/0",
+                "/api/digits/not-hex!/3/0", "/api/digits/..%2F..%2Fetc/3/0"]:
+        assert client.post(url, json={"label": 1}).status_code == 404, url
+        assert client.get(url + ".png").status_code == 404, url
+    assert client.get("/api/digits/abc123/-1/0.png").status_code == 404
+
+
+def test_manifest_paths_outside_the_data_dir_are_not_served(client, project, tmp_path):
+    _, _, data = project
+    rows = make_data_dir(data)
+    secret = tmp_path / "secret.png"
+    cv2.imwrite(str(secret), np.full((28, 28), 200, np.uint8))
+    rows[0]["path"] = "../secret.png"
+    _manifest.write_manifest(data, rows)
+    assert client.get("/api/digits/abc123/0/0.png").status_code == 404
+    assert client.get("/api/digits/abc123/0/1.png").status_code == 200
+
+
+def test_model_ranks_disagreements_first(make_app, tmp_path):
+    """With a run's model.onnx (the newest in runs_dir) the listing carries predictions and sorts
+    the digits the model disagrees with first."""
+    app = make_app()
+    data = tmp_path / "data"
+    make_data_dir(data)
+    tiny_onnx(app.config.path("runs_dir") / "r1" / "model.onnx", favourite=7)
+    web = build_web_app(app, raw_dir=tmp_path / "raw", data_dir=data)
+    listing = web.test_client().get("/api/digits").get_json()
+    assert listing["model"].endswith("model.onnx")
+    digits = listing["digits"]
+    assert all(d["predicted"] == 7 and d["confidence"] > 0.9 for d in digits)
+    sevens = [d["suspicion"] for d in digits if d["label"] == 7]
+    others = [d["suspicion"] for d in digits if d["label"] != 7]
+    assert max(sevens) < 0.1 < min(others)
+
+
+# ---- the command ----------------------------------------------------------------------------------
+
+def run_cli(root: Path, *args: str, timeout=60):
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("MNISTP4_PLUGINS", None)
+    return subprocess.run([sys.executable, "-m", "mnistp4", *args], cwd=root, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def test_serve_usage_errors(tmp_path):
+    (tmp_path / "mnistp4.toml").write_text("")
+    r = run_cli(tmp_path, "serve", "--layout", "grid-3x3")
+    assert r.returncode == 2 and "grid-3x3" in r.stderr and "grid-10x10" in r.stderr
+    r = run_cli(tmp_path, "serve", "--model", "missing.onnx")
+    assert r.returncode == 2 and "missing.onnx" in r.stderr
+
+
+def test_serve_binds_to_loopback_and_prints_the_urls(tmp_path):
+    (tmp_path / "mnistp4.toml").write_text("")
+    env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    env.pop("MNISTP4_PLUGINS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "mnistp4", "serve", "--port", "0"], cwd=tmp_path, env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        lines, url = [], None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            m = re.search(r"collection page: (http://127\.0\.0\.1:\d+/collect)", line)
+            url = m.group(1) if m else None
+        assert url, "".join(lines)
+        assert "listening on 127.0.0.1:" in "".join(lines)
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            assert resp.status == 200 and b"Write digits" in resp.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
