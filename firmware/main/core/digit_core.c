@@ -197,7 +197,8 @@ static int extract_dense(const workspace_t *ws, int width, int height)
     }
 
     /* 3. polarity from the border pixels in the bright class (rows 0 and h-1, then the side
-     * columns of the rows in between; a 1-row image counts its row twice, as the spec does) */
+     * columns of the rows in between; a 1-row image counts its row twice, as the spec does):
+     * at least 3/4 bright, at most 1/4 bright, or decided by area */
     int64_t border = 0, border_size = 2 * (int64_t)width + 2 * (int64_t)(height > 2 ? height - 2 : 0);
     for (int x = 0; x < width; x++) {
         border += g[x] > t;
@@ -207,7 +208,18 @@ static int extract_dense(const workspace_t *ws, int width, int height)
         border += g[(size_t)y * (size_t)width] > t;
         border += g[(size_t)y * (size_t)width + (size_t)(width - 1)] > t;
     }
-    int ink_is_dark = 2 * border > border_size;
+    int ink_is_dark;
+    if (4 * border >= 3 * border_size) {
+        ink_is_dark = 1;                      /* a bright frame: dark ink on paper */
+    } else if (4 * border <= border_size) {
+        ink_is_dark = 0;                      /* a dark frame: light ink, MNIST's convention */
+    } else {                                  /* mixed (tight crop): the ink is the smaller class */
+        int64_t n1 = 0;
+        for (int v = t + 1; v < 256; v++) {
+            n1 += hist[v];
+        }
+        ink_is_dark = n1 > (int64_t)n - n1;
+    }
 
     /* 4. ink levels: background mean -> 0, ink mean -> 255 */
     int64_t dark_n = 0, dark_s = 0, light_n = 0, light_s = 0;
