@@ -78,7 +78,7 @@ def normalize_uint8(images: np.ndarray):
     """uint8 (N, 28, 28) -> float tensor (N, 1, 28, 28), the model input."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    x = torch.from_numpy(np.array(images, np.uint8)).float().div_(255.0)  # copy: inputs may be read-only
     return x.sub_(MEAN).div_(STD).unsqueeze(1)
 
 

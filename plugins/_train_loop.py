@@ -1,0 +1,283 @@
+"""The training loop: recipes, the two data pipelines, per-epoch evaluation, checkpoints and resume.
+
+Two data pipelines, chosen by the recipe:
+
+* ``batch`` (ours): the whole training set stays a uint8 tensor; each batch is gathered by index,
+  scaled to [0, 1], augmented as one tensor (``affine_grid``/``grid_sample``), normalized.
+* ``per-sample`` (the article's, as written): a ``Dataset`` that turns each digit into a PIL
+  image, rotates and shifts it on its own (nearest neighbour, integer shift like torchvision's
+  ``RandomAffine``), converts it to a tensor and normalizes it; a ``DataLoader`` collates batches.
+
+Every epoch draws its shuffling, augmentation and dropout from a generator seeded with
+``(seed, epoch)``, so a run resumed after epoch k continues exactly as the uninterrupted run would.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mnistp4.io import atomic_path
+
+from ._models import MEAN, STD
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+THRESHOLDS = (0.990, 0.994)
+
+
+@dataclass
+class Recipe:
+    """How to train: optimizer, schedule, batch size, epochs, loss, data pipeline."""
+
+    name: str
+    epochs: int
+    batch_size: int
+    optimizer: str = "adam"          # adam | adamw
+    lr: float = 1e-3                 # constant lr, or the peak of the one-cycle schedule
+    weight_decay: float = 0.0
+    schedule: str = "constant"       # constant | onecycle
+    label_smoothing: float = 0.0
+    loader: str = "batch"            # batch | per-sample
+    description: str = ""
+
+    def make_optimizer(self, params):
+        import torch
+
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        raise ValueError(f"recipe {self.name}: unknown optimizer {self.optimizer!r}")
+
+    def make_scheduler(self, optimizer, steps_per_epoch: int, epochs: int):
+        import torch
+
+        if self.schedule == "constant":
+            return None
+        if self.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, epochs=epochs,
+                                                       steps_per_epoch=steps_per_epoch, pct_start=0.2,
+                                                       div_factor=20.0, final_div_factor=200.0)
+        raise ValueError(f"recipe {self.name}: unknown schedule {self.schedule!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainData:
+    """MNIST train + custom train digits (uint8), the test set and the custom held-out digits."""
+
+    mnist_images: np.ndarray
+    mnist_labels: np.ndarray
+    custom_images: np.ndarray
+    custom_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    held_images: np.ndarray = field(default_factory=lambda: np.zeros((0, 28, 28), np.uint8))
+    held_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    seed: int = 0
+    weight: int = 50
+    weighting: Callable | None = None     # see plugins/weighting.py
+    augmentations: list = field(default_factory=list)  # [(name, fn)]
+    stop_at: float | None = None          # stop once test accuracy reaches this (benchmarks)
+    threads: int = 2
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2 ** 62)
+
+
+def normalized(images_uint8):
+    """uint8 tensor (N, 28, 28) -> normalized float (N, 1, 28, 28)."""
+    return ((images_uint8.float() / 255.0 - MEAN) / STD).unsqueeze(1)
+
+
+def evaluate(model, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> dict:
+    """Mean cross-entropy, accuracy and predictions of ``model`` on uint8 digits."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    x_all = torch.from_numpy(np.array(images, np.uint8))  # a writable copy (sources may be read-only)
+    y_all = torch.from_numpy(np.asarray(labels, np.int64))
+    loss, preds = 0.0, []
+    with torch.no_grad():
+        for i in range(0, len(x_all), batch):
+            out = model(normalized(x_all[i:i + batch]))
+            loss += float(F.cross_entropy(out, y_all[i:i + batch], reduction="sum"))
+            preds.append(out.argmax(1))
+    pred = torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
+    n = max(len(labels), 1)
+    correct = int((pred == np.asarray(labels)).sum())
+    return {"loss": loss / n, "accuracy": correct / n if len(labels) else None, "correct": correct,
+            "total": int(len(labels)), "preds": pred}
+
+
+class PerSampleDigits:
+    """The article's Dataset: PIL image -> random rotation +-10 deg and integer shift +-10 %
+    (nearest neighbour) -> ToTensor -> Normalize, one digit at a time."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, order, augment: bool, seed: int):
+        self.images, self.labels, self.order = images, labels, np.asarray(order)
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self):
+        return len(self.order)
+
+    def __getitem__(self, k):
+        import torch
+        from PIL import Image
+
+        i = int(self.order[k])
+        img = Image.fromarray(self.images[i])
+        if self.augment:
+            angle = float(self.rng.uniform(-10.0, 10.0))
+            shift = (int(round(self.rng.uniform(-2.8, 2.8))), int(round(self.rng.uniform(-2.8, 2.8))))
+            img = img.rotate(angle, resample=Image.NEAREST, translate=shift, fillcolor=0)
+        x = torch.from_numpy(np.array(img, np.float32) / 255.0).unsqueeze(0)
+        return (x - MEAN) / STD, int(self.labels[i])
+
+
+def _batches_batch_pipeline(images, labels, order, batch_size, augmentations, generator):
+    import torch
+
+    imgs = torch.from_numpy(images)
+    labs = torch.from_numpy(labels)
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        x = imgs[idx].float().div_(255.0).unsqueeze(1)
+        for _, aug in augmentations:
+            x = aug(x, generator)
+        yield x.sub_(MEAN).div_(STD), labs[idx]
+
+
+def _batches_per_sample(images, labels, order, batch_size, augment, seed):
+    import torch
+
+    ds = PerSampleDigits(images, labels, order.numpy(), augment, seed)
+    yield from torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
+def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_dir: Path, *,
+          resume: bool = False, on_epoch: Callable[[dict], None] | None = None, progress=None) -> dict:
+    """Train ``model`` in place; keep the best weights (by test accuracy) in ``run_dir/model.pt``.
+
+    Returns ``{"history", "best_epoch", "best_accuracy", "train_seconds", "composition",
+    "time_to", "stopped_early"}``. A checkpoint after every epoch makes ``resume=True`` continue
+    at the last completed epoch.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(max(1, settings.threads))
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    images = np.ascontiguousarray(np.concatenate([data.mnist_images, data.custom_images]))
+    labels = np.concatenate([data.mnist_labels, data.custom_labels]).astype(np.int64)
+    n_mnist, n_custom = len(data.mnist_labels), len(data.custom_labels)
+    weighting = settings.weighting
+    if weighting is None:
+        from plugins.weighting import oversample as weighting
+
+    # the epoch length is fixed by the weighting, so the schedule knows its steps up front
+    _, composition = weighting(n_mnist, n_custom, settings.weight, torch.Generator().manual_seed(0))
+    steps = -(-composition["total"] // recipe.batch_size)
+    optimizer = recipe.make_optimizer(model.parameters())
+    scheduler = recipe.make_scheduler(optimizer, steps, settings.epochs)
+    criterion_smoothing = recipe.label_smoothing
+
+    state = {"epoch": 0, "history": [], "best_accuracy": -1.0, "best_epoch": 0, "elapsed": 0.0}
+    ckpt_path = run_dir / CHECKPOINT
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler"):
+            scheduler.load_state_dict(ckpt["scheduler"])
+        state = ckpt["state"]
+        log.info("resuming %s after epoch %d", run_dir, state["epoch"])
+
+    per_sample = recipe.loader == "per-sample"
+    augment_names = [n for n, _ in settings.augmentations]
+    if per_sample and any(n != "rotate-shift" for n in augment_names):
+        log.warning("recipe %s uses the article's per-sample pipeline, which applies only rotate-shift; "
+                    "ignoring %s", recipe.name, [n for n in augment_names if n != "rotate-shift"])
+
+    task = progress.add_task("training", total=settings.epochs * steps,
+                             completed=state["epoch"] * steps) if progress else None
+    stopped_early = False
+    for epoch in range(state["epoch"] + 1, settings.epochs + 1):
+        if settings.stop_at is not None and state["history"] and \
+                state["history"][-1]["test_accuracy"] >= settings.stop_at:
+            stopped_early = True
+            break
+        t0 = time.perf_counter()
+        es = epoch_seed(settings.seed, epoch)
+        gen = torch.Generator().manual_seed(es)
+        torch.manual_seed(es)  # dropout
+        order, _ = weighting(n_mnist, n_custom, settings.weight, gen)
+        batches = (_batches_per_sample(images, labels, order, recipe.batch_size, "rotate-shift" in augment_names, es)
+                   if per_sample else
+                   _batches_batch_pipeline(images, labels, order, recipe.batch_size, settings.augmentations, gen))
+        model.train()
+        total_loss, seen = 0.0, 0
+        for x, y in batches:
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y, label_smoothing=criterion_smoothing)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total_loss += float(loss.detach()) * len(y)
+            seen += len(y)
+            if task is not None:
+                progress.advance(task)
+        test = evaluate(model, data.test_images, data.test_labels)
+        held = evaluate(model, data.held_images, data.held_labels) if len(data.held_labels) else None
+        state["elapsed"] += time.perf_counter() - t0
+        row = {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "test_loss": test["loss"],
+               "test_accuracy": test["accuracy"], "correct": test["correct"], "total": test["total"],
+               "custom_accuracy": held["accuracy"] if held else None,
+               "lr": optimizer.param_groups[0]["lr"], "seconds": round(state["elapsed"], 2)}
+        state["history"].append(row)
+        state["epoch"] = epoch
+        if test["accuracy"] > state["best_accuracy"]:
+            state["best_accuracy"], state["best_epoch"] = test["accuracy"], epoch
+            with atomic_path(run_dir / "model.pt") as tmp:
+                torch.save(model.state_dict(), tmp)
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "state": state, "recipe": recipe.as_dict()}, tmp)
+        if on_epoch:
+            on_epoch(row)
+        if settings.stop_at is not None and test["accuracy"] >= settings.stop_at:
+            stopped_early = epoch < settings.epochs
+            break
+
+    return {"history": state["history"], "best_epoch": state["best_epoch"],
+            "best_accuracy": state["best_accuracy"], "train_seconds": round(state["elapsed"], 2),
+            "composition": composition, "steps_per_epoch": steps,
+            "time_to": time_to(state["history"]), "stopped_early": stopped_early}
+
+
+def time_to(history: list[dict], thresholds=THRESHOLDS) -> dict:
+    """Seconds (training + per-epoch testing) until the test accuracy first reached each threshold."""
+    out = {}
+    for t in thresholds:
+        hit = next((h for h in history if h["test_accuracy"] >= t), None)
+        out[f"{100 * t:.1f}"] = {"seconds": hit["seconds"], "epoch": hit["epoch"]} if hit else None
+    return out

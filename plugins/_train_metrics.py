@@ -1,0 +1,105 @@
+"""Classification metrics and the pictures people look at after training or evaluation."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from mnistp4.io import atomic_path
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, classes: int = 10) -> np.ndarray:
+    """``cm[true, predicted]`` counts."""
+    cm = np.zeros((classes, classes), np.int64)
+    np.add.at(cm, (np.asarray(labels, np.int64), np.asarray(preds, np.int64)), 1)
+    return cm
+
+
+def per_class_accuracy(cm: np.ndarray) -> list[float | None]:
+    """Recall of each class (correct / digits of that class); ``None`` for a class with no digits."""
+    totals = cm.sum(axis=1)
+    return [float(cm[i, i] / totals[i]) if totals[i] else None for i in range(len(cm))]
+
+
+def summarize(labels: np.ndarray, preds: np.ndarray) -> dict:
+    """``accuracy`` (0-1), ``correct``, ``total``, ``per_class`` and ``confusion``."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    cm = confusion_matrix(labels, preds)
+    correct = int((labels == preds).sum())
+    total = int(len(labels))
+    return {"accuracy": correct / total if total else None, "correct": correct, "total": total,
+            "per_class": per_class_accuracy(cm), "confusion": cm.tolist()}
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path
+
+
+def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
+    """Loss (train/test) and test accuracy (and custom held-out accuracy) per epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train loss")
+    a.plot(ep, [h["test_loss"] for h in history], "o-", label="test loss")
+    a.set_xlabel("epoch"); a.set_ylabel("cross-entropy"); a.set_yscale("log"); a.legend(); a.grid(alpha=.3)
+    b.plot(ep, [100 * h["test_accuracy"] for h in history], "o-", label="MNIST test")
+    if any(h.get("custom_accuracy") is not None for h in history):
+        b.plot(ep, [100 * h["custom_accuracy"] if h.get("custom_accuracy") is not None else np.nan
+                    for h in history], "s-", label="custom held-out")
+    for level in (99.0, 99.4):
+        b.axhline(level, color="grey", lw=.6, ls="--")
+    b.set_xlabel("epoch"); b.set_ylabel("accuracy %"); b.legend(); b.grid(alpha=.3)
+    lo = min([100 * h["test_accuracy"] for h in history] + [99.0])
+    b.set_ylim(max(lo - 0.3, 90), 100)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_confusion(cm: np.ndarray, path: Path, title: str = "") -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    ax.imshow(np.log1p(cm), cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if i == j else ("red" if cm[i, j] else "black"))
+    ax.set_xticks(range(10)); ax.set_yticks(range(10))
+    ax.set_xlabel("predicted"); ax.set_ylabel("true")
+    acc = np.trace(cm) / max(cm.sum(), 1)
+    ax.set_title(f"{title} accuracy {100 * acc:.2f}% ({np.trace(cm)}/{cm.sum()})")
+    return _save(fig, path)
+
+
+def plot_misclassified(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, path: Path,
+                       title: str = "", limit: int = 100) -> Path:
+    """Contact sheet of misclassified digits, each titled true->predicted."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wrong = np.flatnonzero(np.asarray(labels) != np.asarray(preds))[:limit]
+    cols = 10
+    rows = max(1, math.ceil(len(wrong) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 1.05 + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{labels[i]}→{preds[i]}", fontsize=8, color="red")
+    fig.suptitle(f"{title} misclassified: {int((np.asarray(labels) != np.asarray(preds)).sum())} "
+                 f"(first {len(wrong)} shown, true→predicted)", fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,195 @@
+"""One training run from configuration to a finished run dir (used by `mnistp4 train`, the `train`
+pipeline step and the benchmark).
+
+Run dir: ``model.pt`` (best state dict), ``checkpoint.pt`` (last epoch, for ``--resume``),
+``config.json``, ``metrics.json``, ``curves.png``, ``confusion.png``, ``misclassified.png``,
+``model.onnx``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mnistp4.errors import InputError, UsageError
+from mnistp4.io import write_json
+from mnistp4.records import DigitSet
+
+from . import _train_metrics as tm
+from ._export import export_onnx
+from ._models import INPUT_SHAPE, MEAN, STD, builder_path, count_macs, count_params, load_run
+from ._train_loop import CHECKPOINT, TrainData, TrainSettings, evaluate, train
+from .custom_digits import concat, load_digit_folder, split_by_source
+
+log = logging.getLogger(__name__)
+
+EXPORT_CHECK_DIGITS = 64
+
+
+def resolve_custom(app, entries: list[str]) -> tuple[DigitSet, DigitSet, list[dict]]:
+    """Custom digits for training and their held-out writers, from dataset source names
+    (``semeion``) or digit folders. Returns ``(train, held_out, description)``."""
+    trains, helds, desc = [], [], []
+    sources = set(app.registry.names("dataset_sources")) - {"mnist"}
+    for entry in entries:
+        entry = str(entry).strip()
+        if not entry:
+            continue
+        if entry in sources:
+            src = app.get("dataset_sources", entry)
+            tr, held = src(app.config, "train"), src(app.config, "test")
+        else:
+            path = Path(entry).expanduser()
+            path = path if path.is_absolute() else app.root / path
+            if not path.is_dir():
+                raise InputError(f"custom digits {entry!r}: neither a dataset source "
+                                 f"({', '.join(sorted(sources)) or 'none'}) nor a folder ({path} does not exist)")
+            tr, held = split_by_source(load_digit_folder(path))
+        trains.append(tr)
+        helds.append(held)
+        desc.append({"source": entry, "train": len(tr), "held_out": len(held),
+                     "held_out_writers": sorted(set(held.sources or []))})
+    return concat(trains, "custom-train"), concat(helds, "custom-held-out"), desc
+
+
+def _check_out_dir(out: Path, resume: bool, overwrite: bool, wanted: dict) -> bool:
+    """Whether to resume. Refuses to silently overwrite a run or resume a different one."""
+    ckpt = out / CHECKPOINT
+    if not ckpt.is_file():
+        if resume:
+            log.warning("%s has no checkpoint; starting from epoch 1", out)
+        return False
+    if resume:
+        try:
+            old = json.loads((out / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            raise InputError(f"{out}/config.json is missing or damaged; cannot resume this run") from None
+        diff = {k: (old.get(k), v) for k, v in wanted.items() if old.get(k) != v}
+        if diff:
+            raise UsageError(f"cannot resume {out}: it was started with different settings "
+                             + ", ".join(f"{k}={a!r} (now {b!r})" for k, (a, b) in diff.items()))
+        return True
+    if overwrite:
+        ckpt.unlink()
+        return False
+    raise UsageError(f"{out} already holds a training run; pass --resume to continue it "
+                     f"or choose another --out")
+
+
+def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epochs: int = 0, seed: int = 0,
+              weight: int = 50, weighting: str = "oversample", augment: list[str] | None = None,
+              resume: bool = False, overwrite: bool = False, stop_at: float | None = None,
+              export: bool = True, quiet: bool = False) -> dict:
+    import torch
+
+    console = app.console
+    rec = app.get("recipes", recipe)
+    spec = app.get("models", model)
+    weighting_fn = app.get("weightings", weighting)
+    augment = list(augment if augment is not None else ["rotate-shift"])
+    augmentations = [(name, app.get("augmentations", name)) for name in augment]
+    epochs = int(epochs) or rec.epochs
+    out = Path(out)
+
+    mnist = app.get("dataset_sources", "mnist")
+    mtrain, mtest = mnist(app.config, "train"), mnist(app.config, "test")
+    ctrain, cheld, custom_desc = resolve_custom(app, custom)
+
+    identity = {"model": model, "recipe": recipe, "epochs": epochs, "seed": seed, "weight": weight,
+                "weighting": weighting, "augment": augment, "custom": list(custom)}
+    resuming = _check_out_dir(out, resume, overwrite, identity)
+    config = {**identity, "builder": builder_path(spec), "recipe_settings": rec.as_dict(),
+              "normalization": {"mean": MEAN, "std": STD},
+              "input": {"shape": list(INPUT_SHAPE), "dtype": "float32",
+                        "meaning": "(pixel/255 - mean)/std, white ink on black, 28x28 MNIST-style"},
+              "output": {"shape": [1, 10], "meaning": "logits of digits 0-9"},
+              "custom_sources": custom_desc}
+    write_json(out / "config.json", config)
+
+    torch.manual_seed(seed)
+    net = spec.build()
+    data = TrainData(mtrain.images, mtrain.labels, ctrain.images, ctrain.labels, mtest.images, mtest.labels,
+                     cheld.images, cheld.labels)
+    settings = TrainSettings(epochs=epochs, seed=seed, weight=weight, weighting=weighting_fn,
+                             augmentations=augmentations, stop_at=stop_at)
+
+    _, comp = weighting_fn(len(mtrain), len(ctrain), weight, torch.Generator().manual_seed(0))
+    if not quiet:
+        console.print(f"[bold]{model}[/] ({count_params(net):,} params, {count_macs(net):,} MACs), "
+                      f"recipe [bold]{recipe}[/] ({rec.description}), {epochs} epochs, seed {seed}")
+        console.print(f"epoch composition ({weighting}): {comp['mnist']:,} MNIST + {comp['custom']:,} custom "
+                      f"({len(ctrain)} digits x {weight}) = {comp['total']:,} samples "
+                      f"({100 * comp['custom_share']:.1f}% custom); held-out custom digits: {len(cheld)}")
+        if resuming:
+            console.print(f"resuming {out} from its last completed epoch")
+
+    def on_epoch(row):
+        app.emit("on_epoch_end", run_dir=out, epoch=row["epoch"], metrics=row)
+        if quiet:
+            return
+        custom_txt = (f"  custom {100 * row['custom_accuracy']:.2f}%" if row["custom_accuracy"] is not None else "")
+        console.print(f"epoch {row['epoch']:>2}/{epochs}  train loss {row['train_loss']:.4f}  "
+                      f"test loss {row['test_loss']:.4f}  accuracy {100 * row['test_accuracy']:.2f}% "
+                      f"({row['correct']}/{row['total']}){custom_txt}  {row['seconds']:.0f} s", highlight=False)
+
+    try:
+        if quiet:
+            result = train(net, rec, data, settings, out, resume=resuming, on_epoch=on_epoch)
+        else:
+            with app.progress() as progress:
+                result = train(net, rec, data, settings, out, resume=resuming, on_epoch=on_epoch, progress=progress)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: {out} keeps the last completed epoch; "
+                      f"continue with `mnistp4 train --out {out} --resume`")
+        raise
+    return finish_run(app, out, net, result, data, config, export)
+
+
+def finish_run(app, out: Path, net, result: dict, data: TrainData, config: dict, export: bool = True) -> dict:
+    """Best weights -> final metrics, pictures, ONNX export; writes metrics.json."""
+    if not (out / "model.pt").is_file():
+        raise InputError(f"{out}: no epoch finished, nothing to report")
+    net, _ = load_run(out, app)
+    test = evaluate(net, data.test_images, data.test_labels)
+    summary = tm.summarize(data.test_labels, test["preds"])
+    held = None
+    if len(data.held_labels):
+        held_eval = evaluate(net, data.held_images, data.held_labels)
+        held = tm.summarize(data.held_labels, held_eval["preds"])
+    title = f"{config['model']} / {config['recipe']}"
+    figures = [tm.plot_curves(result["history"], out / "curves.png", title),
+               tm.plot_confusion(np.asarray(summary["confusion"]), out / "confusion.png", f"{title} MNIST test"),
+               tm.plot_misclassified(data.test_images, data.test_labels, test["preds"], out / "misclassified.png",
+                                     f"{title} MNIST test")]
+    for f in figures:
+        app.emit("on_artifact_written", path=f, kind="figure")
+    app.emit("on_artifact_written", path=out / "model.pt", kind="model.pt")
+    onnx_info = None
+    if export:
+        check = data.test_images[:EXPORT_CHECK_DIGITS]
+        if len(data.held_labels):
+            check = np.concatenate([check, data.held_images[:EXPORT_CHECK_DIGITS // 2]])
+        onnx_info = export_onnx(net, out / "model.onnx", check)
+        app.emit("on_artifact_written", path=out / "model.onnx", kind="onnx")
+        app.console.print(f"exported {out / 'model.onnx'}: BatchNorm folded, opset {onnx_info['opset']}, "
+                          f"max |Δ logit| onnxruntime vs torch {onnx_info['max_abs_diff']:.2e} "
+                          f"on {onnx_info['checked']} digits", highlight=False)
+    metrics = {
+        "model": config["model"], "recipe": config["recipe"], "seed": config["seed"],
+        "test_accuracy": summary["accuracy"], "test_correct": summary["correct"], "test_total": summary["total"],
+        "per_class": summary["per_class"], "confusion": summary["confusion"],
+        "custom_accuracy": held["accuracy"] if held else None,
+        "custom_per_class": held["per_class"] if held else None,
+        "custom_total": held["total"] if held else 0,
+        "epochs": result["history"][-1]["epoch"] if result["history"] else 0,
+        "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
+        "time_to": result["time_to"], "stopped_early": result["stopped_early"],
+        "params": count_params(net), "macs": count_macs(net), "composition": result["composition"],
+        "history": result["history"], "onnx": onnx_info,
+    }
+    write_json(out / "metrics.json", metrics)
+    app.emit("on_artifact_written", path=out / "metrics.json", kind="metrics")
+    return metrics

@@ -1,0 +1,68 @@
+"""Evaluation: per-class metrics on a hand-made confusion, the CLI on a digit folder and on ONNX."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from train_kit import write_digit_folder
+
+
+def test_per_class_metrics_on_a_hand_made_confusion():
+    from plugins._train_metrics import summarize
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    preds = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
+    s = summarize(labels, preds)
+    assert s["accuracy"] == pytest.approx(0.8) and s["correct"] == 8 and s["total"] == 10
+    assert s["per_class"][:3] == [0.75, 0.5, 1.0]
+    assert s["per_class"][3:] == [None] * 7  # no digits of those classes
+    cm = np.array(s["confusion"])
+    assert cm[0, 1] == 1 and cm[1, 2] == 1 and cm.trace() == 8 and cm.sum() == 10
+
+
+@pytest.fixture
+def onnx_and_folder(tmp_path, mnist_dir):
+    """An exported (untrained but deterministic) p4net and a folder of 30 real test digits."""
+    import torch
+
+    from plugins._export import export_onnx
+    from plugins.mnist_source import load_mnist
+    from plugins.model_p4net import SPEC
+
+    test = load_mnist(mnist_dir, "test")
+    torch.manual_seed(0)
+    export_onnx(SPEC.build().eval(), tmp_path / "m.onnx", test.images[:8])
+    folder = write_digit_folder(tmp_path / "digits", test.images[:30], test.labels[:30], ["w"] * 30)
+    return tmp_path / "m.onnx", folder
+
+
+def test_evaluate_cli_json_on_a_digit_folder(onnx_and_folder, tmp_path, monkeypatch, capsys):
+    from mnistp4.cli import main
+
+    model, folder = onnx_and_folder
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(model), "--data", str(folder), "--json", "--figures", "figs"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0.0 <= out["accuracy"] <= 1.0 and out["total"] == 30
+    assert len(out["per_class"]) == 10 and np.array(out["confusion"]).sum() == 30
+    assert (tmp_path / "figs" / "confusion.png").is_file()
+    assert main(["evaluate", str(model), "--data", str(folder)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_evaluate_errors_are_clear(onnx_and_folder, tmp_path, monkeypatch, capsys):
+    from mnistp4.cli import main
+
+    model, folder = onnx_and_folder
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(tmp_path / "missing.onnx"), "--data", str(folder)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "m.txt").write_text("x")
+    assert main(["evaluate", str(tmp_path / "m.txt"), "--data", str(folder)]) == 2
+    assert "no model format" in capsys.readouterr().err
+    assert main(["evaluate", str(model), "--data", "nowhere"]) == 2
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    assert main(["evaluate", str(tmp_path / "bad.onnx"), "--data", str(folder)]) == 1
+    assert "bad.onnx" in capsys.readouterr().err

@@ -1,0 +1,115 @@
+"""Training end to end on tiny data: run dir contents, resume after an interruption, repeatability."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from train_kit import plugin_dir, write_digit_folder
+
+
+@pytest.fixture
+def custom_folder(tmp_path, mnist_dir):
+    from plugins.mnist_source import load_mnist
+
+    test = load_mnist(mnist_dir, "test")
+    imgs, labels = test.images[-120:], test.labels[-120:]
+    sources = [f"writer{i % 4}" for i in range(120)]
+    flags = ["small" if i % 30 == 0 else "" for i in range(120)]
+    return write_digit_folder(tmp_path / "digits", imgs, labels, sources, flags)
+
+
+def test_one_epoch_end_to_end(make_app, tmp_path, custom_folder):
+    from plugins._models import load_run
+    from plugins._train_run import train_run
+    from plugins.evaluate import evaluate_model, load_data
+
+    app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
+    out = tmp_path / "run"
+    metrics = train_run(app, out=out, model="p4net", recipe="fast", custom=[str(custom_folder)], epochs=1,
+                        seed=1, weight=3, quiet=True)
+    for name in ("model.pt", "checkpoint.pt", "config.json", "metrics.json", "model.onnx", "curves.png",
+                 "confusion.png", "misclassified.png"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("test_accuracy", "custom_accuracy", "per_class", "epochs", "train_seconds", "params", "macs"):
+        assert key in saved
+    assert saved["epochs"] == 1 and saved["params"] == 32462 and saved["macs"] == 887488
+    # 120 custom digits from 4 writers, 4 flagged ones left out; 1 writer held out
+    assert saved["composition"]["mnist"] == 384
+    assert saved["composition"]["custom"] % 3 == 0 and 0 < saved["composition"]["custom"] < 116 * 3
+    assert saved["custom_total"] == 116 * 3 // 3 - saved["composition"]["custom"] // 3
+    assert saved["onnx"]["max_abs_diff"] <= 1e-4
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["normalization"] == {"mean": 0.1307, "std": 0.3081} and cfg["model"] == "p4net"
+    model, _ = load_run(out)
+    assert model(__import__("torch").zeros(2, 1, 28, 28)).shape == (2, 10)
+    # .pt and .onnx agree on the held-out folder digits
+    data = load_data(app, str(custom_folder))
+    pt, _ = evaluate_model(app, out, data)
+    ox, _ = evaluate_model(app, out / "model.onnx", data)
+    assert pt["confusion"] == ox["confusion"]
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(make_app, tmp_path):
+    from plugins._train_run import train_run
+
+    kw = dict(model="p4net", recipe="fast", custom=[], epochs=2, seed=5, export=False, quiet=True)
+    plain = train_run(make_app(plugin_dirs=[str(plugin_dir(tmp_path))]), out=tmp_path / "a", **kw)
+
+    stopping = make_app(plugin_dirs=[str(plugin_dir(tmp_path, stop=True))])
+    with pytest.raises(KeyboardInterrupt):
+        train_run(stopping, out=tmp_path / "b", **kw)
+    assert not (tmp_path / "b" / "metrics.json").exists()
+    with pytest.raises(Exception, match="--resume"):
+        train_run(make_app(plugin_dirs=[str(plugin_dir(tmp_path))]), out=tmp_path / "b", **kw)
+    resumed = train_run(make_app(plugin_dirs=[str(plugin_dir(tmp_path))]), out=tmp_path / "b", resume=True, **kw)
+
+    assert resumed["epochs"] == plain["epochs"] == 2
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    for a, b in zip(plain["history"], resumed["history"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["test_accuracy"] == b["test_accuracy"]
+
+
+def test_same_seed_same_metrics_other_seed_differs(make_app, tmp_path):
+    from plugins._train_run import train_run
+
+    app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
+    kw = dict(model="p4net", recipe="fast", custom=[], epochs=1, export=False, quiet=True)
+    a = train_run(app, out=tmp_path / "a", seed=7, **kw)
+    b = train_run(app, out=tmp_path / "b", seed=7, **kw)
+    c = train_run(app, out=tmp_path / "c", seed=8, **kw)
+    assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-6)
+    assert a["confusion"] == b["confusion"]
+    assert a["history"][0]["train_loss"] != c["history"][0]["train_loss"]
+
+
+def test_seed_recipe_runs_the_per_sample_pipeline(make_app, tmp_path):
+    from plugins._train_run import train_run
+
+    app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
+    m = train_run(app, out=tmp_path / "seed", model="seed-cnn", recipe="seed", custom=[], epochs=1, seed=0,
+                  quiet=True)
+    assert m["params"] == 421834 and m["onnx"]["max_abs_diff"] <= 1e-4
+    assert m["composition"]["total"] == 384
+
+
+def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
+    from mnistp4.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    pdir = str(plugin_dir(tmp_path))
+    rc = main(["--plugins-dir", pdir, "train", "--epochs", "1", "--out", "r1", "--no-export", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "p4net" and out["epochs"] == 1 and (tmp_path / "r1" / "model.pt").is_file()
+    # a second run into the same dir must not silently overwrite it
+    assert main(["--plugins-dir", pdir, "train", "--epochs", "1", "--out", "r1"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["--plugins-dir", pdir, "train", "--custom", "no/such/folder", "--out", "r2"]) == 1
+    assert "no/such/folder" in capsys.readouterr().err
+    assert main(["--plugins-dir", pdir, "train", "--model", "nope", "--out", "r3"]) == 1
+    assert "nope" in capsys.readouterr().err

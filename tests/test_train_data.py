@@ -1,0 +1,87 @@
+"""Training data: digit folders (flags, by-writer split) and the Semeion reader."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from train_kit import write_digit_folder
+
+
+def _digits(n):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (n, 28, 28), dtype=np.uint8), np.arange(n) % 10
+
+
+def test_folder_skips_flagged_digits_and_splits_by_writer(tmp_path):
+    from plugins.custom_digits import load_digit_folder, split_by_source
+
+    imgs, labels = _digits(80)
+    sources = [f"w{i % 8}" for i in range(80)]
+    flags = ["border" if i == 3 else "" for i in range(80)]
+    folder = write_digit_folder(tmp_path / "d", imgs, labels, sources, flags)
+    d = load_digit_folder(folder)
+    assert len(d) == 79 and set(d.sources) == {f"w{i}" for i in range(8)}
+    train, held = split_by_source(d)
+    assert not set(train.sources) & set(held.sources)
+    assert len(set(held.sources)) == 2 and len(train) + len(held) == 79
+    again = split_by_source(load_digit_folder(folder))[1]
+    assert again.sources == held.sources  # reproducible
+    assert len(load_digit_folder(folder, include_flagged=True)) == 80
+
+
+def test_adding_a_writer_keeps_the_others_on_their_side():
+    from plugins.custom_digits import held_out_sources
+
+    base = held_out_sources([f"w{i}" for i in range(12)])
+    more = held_out_sources([f"w{i}" for i in range(13)])
+    assert len(base) == 3 and len(more) == 4 and base <= more
+
+
+def test_folder_errors_name_the_file(tmp_path):
+    from mnistp4.errors import InputError
+    from plugins.custom_digits import load_digit_folder
+
+    with pytest.raises(InputError, match="manifest.csv does not exist"):
+        load_digit_folder(tmp_path)
+    (tmp_path / "manifest.csv").write_text("path,label\nimages/a.png,3\n")
+    with pytest.raises(InputError, match="missing column"):
+        load_digit_folder(tmp_path)
+    (tmp_path / "manifest.csv").write_text("path,label,source\nimages/a.png,3,w\n")
+    with pytest.raises(InputError, match="a.png"):
+        load_digit_folder(tmp_path)
+
+
+def _semeion_line(bits, label):
+    return " ".join(f"{v:.4f}" for v in bits.ravel()) + " " + " ".join("1" if i == label else "0" for i in range(10))
+
+
+def test_semeion_reader_normalizes_like_mnist(tmp_path):
+    from plugins.semeion import read_semeion
+
+    bar = np.zeros((16, 16))
+    bar[1:15, 7:9] = 1  # a "1"
+    ring = np.zeros((16, 16))
+    ring[2:14, 3:13] = 1
+    ring[4:12, 5:11] = 0  # a "0"
+    lines = [_semeion_line(bar, 1), _semeion_line(ring, 0)] * 3
+    (tmp_path / "semeion-dev.data").write_text("\n".join(lines) + "\n")
+    d = read_semeion(tmp_path / "semeion-dev.data")
+    assert d.images.shape == (6, 28, 28) and d.images.dtype == np.uint8
+    assert list(d.labels) == [1, 0] * 3 and set(d.sources) == {"semeion-c0"}
+    one = d.images[0].astype(float)
+    ys, xs = np.nonzero(one)
+    assert ys.max() - ys.min() + 1 == 20  # the long side fits the 20-pixel box, as in MNIST
+    cy, cx = (one.sum(1) * np.arange(28)).sum() / one.sum(), (one.sum(0) * np.arange(28)).sum() / one.sum()
+    assert 13 <= cy <= 15 and 13 <= cx <= 15
+    assert len(np.unique(d.images[1])) > 2  # smoothed, not binary
+    (tmp_path / "bad.data").write_text("1 0 1\n")
+    with pytest.raises(Exception, match="bad.data line 1"):
+        read_semeion(tmp_path / "bad.data")
+
+
+def test_semeion_source_splits_writers(make_app, semeion_dir):
+    app = make_app(settings=[f"semeion_dir={semeion_dir}"])
+    src = app.get("dataset_sources", "semeion")
+    train, test = src(app.config, "train"), src(app.config, "test")
+    assert len(train) + len(test) == len(src(app.config, "all"))
+    assert not set(train.sources) & set(test.sources)
