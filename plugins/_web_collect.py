@@ -31,8 +31,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WRITER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 #: a submitted sheet's id is its file stem (what the server named it)
 SHEET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-#: pen width as a fraction of the box side; see docs/web.md for how it was chosen
-PEN_FRACTION = 0.085
+#: pen width as a fraction of the box side (1 mm on the 150 dpi tablet template): with it, digits
+#: written at 3/4 of the box come out of `segment` with MNIST's ink area and mean grey level
+#: (bench/bench_web_strokes.py; docs/web.md)
+PEN_FRACTION = 0.06
 #: ink is clipped this fraction of the box side inside the printed box, so that a digit drawn to
 #: the edge stays clear of the strip the template segmenter checks for the ``border`` flag
 INK_MARGIN_FRACTION = 0.12
