@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from mnistp4.errors import InputError
-from plugins._sheet_layout import PRINT_PX_PER_MM, Layout, render_template
+from plugins._sheet_layout import PRINT_PX_PER_MM, TABLET_PX_PER_MM, Layout, render_template  # noqa: F401
 
 #: the width of a rendered digit relative to its height (Semeion stretched digits to squares)
 ASPECT = 0.8
@@ -34,10 +34,31 @@ def load_semeion(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return values[:, :256].reshape(-1, 16, 16) > 0.5, values[:, 256:].argmax(axis=1).astype(np.int64)
 
 
-def semeion_source(index: int) -> str:
-    """Writer group of a Semeion row: rows come in 200-row cycles (20 per digit 0..9) of the same
-    writers; the cycle is the source id (as the Semeion dataset source names them)."""
-    return f"semeion-c{index // 200}"
+def semeion_cycles(labels: np.ndarray) -> list[list[range]]:
+    """Semeion rows grouped as written: runs of one digit (about 20 rows each), ten runs 0..9 per
+    cycle (a cycle is one group of writers; runs are 19-21 rows long, so they are found, not assumed)."""
+    runs, start = [], 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            runs.append((int(labels[start]), range(start, i)))
+            start = i
+    cycles, current = [], []
+    for digit, rows in runs:
+        if digit != len(current):
+            if digit == 0 and current:
+                current = []
+            else:
+                raise InputError(f"Semeion rows {rows.start}..{rows.stop - 1}: digit {digit} out of the 0..9 order")
+        current.append(rows)
+        if len(current) == 10:
+            cycles.append(current)
+            current = []
+    return cycles
+
+
+def semeion_source(cycle: int) -> str:
+    """Source (writer group) id of a Semeion cycle."""
+    return f"semeion-c{cycle}"
 
 
 def stroke_image(binary16: np.ndarray, height: int) -> np.ndarray:
@@ -77,14 +98,13 @@ def _write(page: np.ndarray, ink: np.ndarray, cx: float, cy: float, darkness: fl
     page[py0:py1, px0:px1] = np.round(region * (1.0 - darkness * part)).astype(np.uint8)
 
 
-def template_sheet(layout: Layout, digits: list[np.ndarray], indices: list[int] | None, rng: np.random.Generator,
+def template_sheet(layout: Layout, cells: dict, rng: np.random.Generator, indices: dict | None = None,
                    px_per_mm: float = PRINT_PX_PER_MM, size_range=(0.5, 0.68), jitter=0.06) -> tuple[np.ndarray, Truth]:
-    """A filled-in template sheet: ``digits[k]`` (16x16 binary) goes to cell k (row-major); the
-    digit's label must be the row's digit (the caller picks them so)."""
+    """A filled-in template sheet: ``cells[(row, col)]`` is a 16x16 binary digit whose label is the
+    row's digit (the caller picks them so); cells not given stay empty."""
     page = render_template(layout, px_per_mm)
     truth = Truth()
-    for k, binary in enumerate(digits[:layout.n_cells]):
-        r, c = divmod(k, layout.cols)
+    for (r, c), binary in sorted(cells.items()):
         x, y, w, h = (v * px_per_mm for v in layout.box(r, c))
         height = int(round(h * rng.uniform(*size_range)))
         ink = stroke_image(binary, height)
@@ -93,7 +113,7 @@ def template_sheet(layout: Layout, digits: list[np.ndarray], indices: list[int] 
         _write(page, ink, cx, cy, rng.uniform(0.8, 0.95))
         truth.labels[(r, c)] = int(layout.rows[r])
         if indices is not None:
-            truth.indices[(r, c)] = int(indices[k])
+            truth.indices[(r, c)] = int(indices[(r, c)])
     return page, truth
 
 
@@ -120,7 +140,7 @@ def freeform_sheet(rows: list[list[np.ndarray]], row_labels: str, rng: np.random
 #: degradation presets: clean scan, mild (a careful scan), hard (a hand-held phone photo)
 LEVELS = {
     "clean": {},
-    "mild": {"rotate": 3.0, "scale": (0.9, 1.1), "blur": 0.6, "noise": 3.0, "jpeg": 90, "light": 0.1},
+    "mild": {"rotate": 3.0, "scale": (0.9, 1.1), "blur": 0.6, "noise": 2.5, "jpeg": 80, "light": 0.1},
     "hard": {"rotate": 12.0, "flip_chance": 0.5, "perspective": 0.05, "scale": (0.55, 0.7), "blur": 1.1,
              "noise": 7.0, "jpeg": 60, "light": 0.4, "desk": True},
 }
@@ -137,17 +157,13 @@ def degrade(page: np.ndarray, rng: np.random.Generator, *, rotate: float = 0.0, 
     s = rng.uniform(*scale)
     angle = rng.uniform(-rotate, rotate) + (180.0 if flip or rng.random() < flip_chance else 0.0)
     margin = int(0.08 * max(h, w) * s) if desk else int(0.02 * max(h, w) * s)
-    out_w, out_h = int(w * s) + 2 * margin, int(h * s) + 2 * margin
-    if abs(math.sin(math.radians(angle))) > 0.01:
-        diag = math.hypot(w * s, h * s)
-        out_w = out_h = int(diag) + 2 * margin if not desk else int(diag * 1.02) + 2 * margin
-        out_w, out_h = int(out_w * (w / max(w, h)) + out_w * 0.3), int(out_h * (h / max(w, h)) + out_h * 0.3)
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    centre = np.array([out_w / 2, out_h / 2])
     rad = math.radians(angle)
     rot = np.array([[math.cos(rad), -math.sin(rad)], [math.sin(rad), math.cos(rad)]])
-    dst = ((src - [w / 2, h / 2]) * s) @ rot.T + centre
+    dst = ((src - [w / 2, h / 2]) * s) @ rot.T
     dst += rng.uniform(-perspective, perspective, dst.shape) * np.array([w, h]) * s
+    dst += margin - dst.min(axis=0)
+    out_w, out_h = (int(math.ceil(v)) + margin for v in dst.max(axis=0))
     background = 70 if desk else 255
     m = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
     out = cv2.warpPerspective(page, m, (out_w, out_h), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
@@ -170,14 +186,10 @@ def degrade(page: np.ndarray, rng: np.random.Generator, *, rotate: float = 0.0, 
     return out
 
 
-def semeion_rows_for_sheet(labels: np.ndarray, start: int, per_digit: int = 10) -> list[list[int]]:
-    """Row-major Semeion indices for a sheet of rows 0..9: ``per_digit`` consecutive examples of
-    each digit from the 200-row cycle that contains ``start`` (its block offset ``start % 20``)."""
-    cycle, offset = start - start % 200, start % 20
-    rows = []
-    for d in range(10):
-        idx = [cycle + 20 * d + offset + k for k in range(per_digit)]
-        if any(labels[i] != d for i in idx):
-            raise InputError(f"Semeion rows {idx[0]}..{idx[-1]} are not all digit {d}: unexpected file layout")
-        rows.append(idx)
-    return rows
+def semeion_rows_for_sheet(labels: np.ndarray, cycle: int, half: int, per_digit: int = 10) -> list[list[int]]:
+    """Semeion indices for a sheet of rows 0..9: examples ``half*per_digit`` onwards of each digit's
+    run in ``cycle`` (a row is shorter when its run is)."""
+    cycles = semeion_cycles(labels)
+    if cycle >= len(cycles):
+        raise InputError(f"the Semeion file has {len(cycles)} complete cycles, cycle {cycle} was asked for")
+    return [list(run[half * per_digit:(half + 1) * per_digit]) for run in cycles[cycle]]

@@ -24,6 +24,10 @@ from plugins.segment_template import shrink
 MERGE_OVERLAP = 0.3
 #: ... and are at most this many typical digit heights apart vertically
 MERGE_GAP = 0.45
+#: groups shorter than this many typical heights are fragments of a neighbouring digit...
+FRAGMENT_HEIGHT = 0.55
+#: ... when they are at most this many typical heights away from it
+FRAGMENT_GAP = 0.3
 #: groups whose centres differ by more than this many typical heights start a new row
 ROW_GAP = 0.6
 
@@ -67,6 +71,39 @@ def group_components(stats: np.ndarray) -> list[list[int]]:
     return list(groups.values())
 
 
+def _box(stats: np.ndarray, group: list[int]) -> tuple[int, int, int, int]:
+    x0 = min(stats[i, 0] for i in group); y0 = min(stats[i, 1] for i in group)
+    x1 = max(stats[i, 0] + stats[i, 2] for i in group); y1 = max(stats[i, 1] + stats[i, 3] for i in group)
+    return x0, y0, x1, y1
+
+
+def attach_fragments(stats: np.ndarray, groups: list[list[int]]) -> list[list[int]]:
+    """Join each fragment (a group much shorter than a digit: a detached flag of a 1, the top of a
+    5) to the nearest full-height group when it is within ``FRAGMENT_GAP`` digit heights; a
+    fragment with nothing near stays on its own (and is flagged small later)."""
+    boxes = [_box(stats, g) for g in groups]
+    heights = np.array([b[3] - b[1] for b in boxes], np.float64)
+    typical = float(np.median(heights))
+    full = [k for k, h in enumerate(heights) if h >= FRAGMENT_HEIGHT * typical]
+    if not full:
+        return groups
+    merged = {k: list(groups[k]) for k in full}
+    for k, h in enumerate(heights):
+        if k in merged:
+            continue
+        x0, y0, x1, y1 = boxes[k]
+        gaps = []
+        for j in full:
+            a0, b0, a1, b1 = boxes[j]
+            gaps.append((max(a0 - x1, x0 - a1, 0) ** 2 + max(b0 - y1, y0 - b1, 0) ** 2) ** 0.5)
+        best = int(np.argmin(gaps))
+        if gaps[best] <= FRAGMENT_GAP * typical:
+            merged[full[best]] += groups[k]
+        else:
+            merged[k] = list(groups[k])
+    return list(merged.values())
+
+
 def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = None) -> list[Digit]:
     options = options or {}
     rows_digits = str(options.get("rows") or "0123456789")
@@ -85,12 +122,11 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
     if len(ids) == 0:
         raise InputError("no ink found: the sheet is blank")
     groups = [[ids[i] for i in g] for g in group_components(stats[ids])]
+    groups = attach_fragments(stats, groups)
 
     boxes = []
     for g in groups:
-        x0 = min(stats[i, 0] for i in g); y0 = min(stats[i, 1] for i in g)
-        x1 = max(stats[i, 0] + stats[i, 2] for i in g); y1 = max(stats[i, 1] + stats[i, 3] for i in g)
-        boxes.append((x0, y0, x1, y1, g))
+        boxes.append((*_box(stats, g), g))
     heights = np.array([b[3] - b[1] for b in boxes], np.float64)
     typical = float(np.median(heights))
     boxes.sort(key=lambda b: (b[1] + b[3]) / 2)
