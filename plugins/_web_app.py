@@ -155,8 +155,7 @@ def create_web_app(settings: WebSettings) -> Flask:
         if len(data) > settings.max_upload_bytes:
             abort(413)
         try:
-            saved = save_sheet(settings.raw_dir, t, writer, data,
-                               client=request.headers.get("User-Agent", ""))
+            saved = save_sheet(settings.raw_dir, t, writer, data)
         except UploadError as e:
             return error(e.status, str(e))
         return jsonify(saved), 201
@@ -170,7 +169,7 @@ def create_web_app(settings: WebSettings) -> Flask:
         meta = read_sidecar(settings.raw_dir, sheet_id)
         if meta is None:
             return error(404, f"unknown sheet {sheet_id!r}")
-        return jsonify({"id": sheet_id, **meta})
+        return jsonify(meta)
 
     # -- digits -----------------------------------------------------------------------------------
     @app.get("/api/digits")

@@ -4,7 +4,12 @@ The page draws ink onto the very template image that ``mnistp4 sheet template`` 
 tablet (markers, layout id and boxes included), so a submitted sheet is an ordinary template sheet
 and the next ``mnistp4 segment`` reads it like a scan. The server checks the upload (PNG only,
 exact template size, some ink inside the boxes), converts it to 8-bit grey and stores it in the
-raw scans folder under a fresh name, with a JSON sidecar (layout, writer, time).
+raw scans folder under a fresh name ``tablet_<layout>_<writer>_<UTC time>_<random>.png``.
+
+Beside it goes the sheet's JSON sidecar in the format ``segment`` reads (``<stem>.json`` with
+``source`` = the writer id, which becomes the manifest's ``source``, and a ``note`` saying layout,
+writer and time in words). ``segment`` accepts no other keys there, so the machine-readable layout
+and time are the file name's fields (:func:`parse_sheet_id`).
 """
 from __future__ import annotations
 
@@ -27,10 +32,12 @@ from mnistp4.errors import InputError
 log = logging.getLogger(__name__)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-#: writer ids end up in file names and in the manifest's source column
-WRITER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
-#: a submitted sheet's id is its file stem (what the server named it)
-SHEET_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: writer ids end up in file names (so no "_", the field separator) and in the manifest's source column
+WRITER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")
+#: a submitted sheet's id is its file stem: tablet_<layout>_<writer>_<time>_<random>
+SHEET_ID_RE = re.compile(r"^tablet_(?P<layout>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})_(?P<writer>[A-Za-z0-9][A-Za-z0-9-]{0,31})"
+                         r"_(?P<time>\d{8}T\d{6}Z)_(?P<random>[0-9a-f]{8})$")
+TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 #: pen width as a fraction of the box side (1 mm on the 150 dpi tablet template): with it, digits
 #: written at 3/4 of the box come out of `segment` with MNIST's ink area and mean grey level
 #: (bench/bench_web_strokes.py; docs/web.md)
@@ -152,15 +159,14 @@ def boxes_with_ink(sheet: np.ndarray, template: SheetTemplate) -> list[Box]:
     return written
 
 
-def save_sheet(raw_dir: Path, template: SheetTemplate, writer: str, data: bytes, *,
-               client: str = "") -> dict:
+def save_sheet(raw_dir: Path, template: SheetTemplate, writer: str, data: bytes) -> dict:
     """Check and store one submitted sheet; returns what was written.
 
     The image and its sidecar get a name no other submission can take (time + random part,
     created with an exclusive hard link), and each file appears complete or not at all.
     """
     if not WRITER_RE.match(writer or ""):
-        raise UploadError("writer id must be 1-32 letters, digits, '-' or '_' (it becomes part of the "
+        raise UploadError("writer id must be 1-32 letters, digits or '-' (it becomes part of the "
                           "file name and the manifest's source column)")
     sheet = decode_sheet(data, template)
     written = boxes_with_ink(sheet, template)
@@ -171,22 +177,20 @@ def save_sheet(raw_dir: Path, template: SheetTemplate, writer: str, data: bytes,
         raise UploadError("cannot encode the sheet", 500)
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    note = (f"drawn on the collection page (mnistp4 serve): layout {template.layout}, writer {writer}, "
+            f"{now.isoformat()}, {len(written)} boxes written")
+    side = (json.dumps({"source": writer, "note": note}, indent=2) + "\n").encode()
     for _ in range(16):  # a clash needs the same writer, second and 32 random bits: retry anyway
-        stem = f"tablet_{template.layout}_{writer}_{now:%Y%m%dT%H%M%SZ}_{uuid.uuid4().hex[:8]}"
-        sidecar = {"layout": template.layout, "writer": writer, "time": now.isoformat(timespec="seconds"),
-                   "image": f"{stem}.png", "width": template.width, "height": template.height,
-                   "boxes_written": len(written),
-                   "cells": [[b.row, b.col] for b in written]}
-        if client:
-            sidecar["client"] = client[:200]
-        # the sidecar first, so a `segment` running meanwhile never sees an image without it
-        if not _create_exclusive(raw_dir / f"{stem}.json",
-                                 (json.dumps(sidecar, indent=2) + "\n").encode()):
+        stem = f"tablet_{template.layout}_{writer}_{now.strftime(TIME_FORMAT)}_{uuid.uuid4().hex[:8]}"
+        # the sidecar first, so a `segment` running meanwhile never sees the image without its writer
+        if not _create_exclusive(raw_dir / f"{stem}.json", side):
             continue
         if _create_exclusive(raw_dir / f"{stem}.png", buf.tobytes()):
-            log.info("saved sheet %s (%d boxes written) from writer %s", stem, len(written), writer)
-            return {"id": stem, **sidecar, "sidecar": f"{stem}.json"}
+            log.info("saved sheet %s (%d boxes written)", stem, len(written))
+            return {"id": stem, "layout": template.layout, "writer": writer, "time": now.isoformat(),
+                    "image": f"{stem}.png", "sidecar": f"{stem}.json", "boxes_written": len(written),
+                    "cells": [[b.row, b.col] for b in written]}
         (raw_dir / f"{stem}.json").unlink(missing_ok=True)
     raise UploadError("could not find a free file name in the raw scans folder", 500)
 
@@ -211,17 +215,32 @@ def _create_exclusive(path: Path, data: bytes) -> bool:
         os.unlink(tmp)
 
 
+def parse_sheet_id(sheet_id: str) -> dict | None:
+    """``tablet_<layout>_<writer>_<time>_<random>`` -> its fields, or None for anything else."""
+    m = SHEET_ID_RE.match(sheet_id or "")
+    if not m:
+        return None
+    try:
+        when = datetime.strptime(m["time"], TIME_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return {"layout": m["layout"], "writer": m["writer"], "time": when.isoformat()}
+
+
 def read_sidecar(raw_dir: Path, sheet_id: str) -> dict | None:
-    """A submitted sheet's sidecar by id, or None when there is no such sheet."""
-    if not SHEET_ID_RE.match(sheet_id or "") or ".." in sheet_id:
+    """A submitted sheet by id (layout, writer, time, note), or None when there is no such sheet."""
+    fields = parse_sheet_id(sheet_id)
+    if fields is None:
         return None
     path = Path(raw_dir) / f"{sheet_id}.json"
     if not path.is_file() or not (Path(raw_dir) / f"{sheet_id}.png").is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        side = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return {"id": sheet_id, **fields, "source": side.get("source", ""), "note": side.get("note", ""),
+            "image": f"{sheet_id}.png"}
 
 
 def list_sidecars(raw_dir: Path, limit: int = 200) -> list[dict]:
@@ -229,10 +248,6 @@ def list_sidecars(raw_dir: Path, limit: int = 200) -> list[dict]:
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         return []
-    out = []
-    for p in raw_dir.glob("tablet_*.json"):
-        meta = read_sidecar(raw_dir, p.stem)
-        if meta:
-            out.append({"id": p.stem, **meta})
-    out.sort(key=lambda m: (str(m.get("time", "")), m["id"]), reverse=True)
+    out = [meta for p in raw_dir.glob("tablet_*.json") if (meta := read_sidecar(raw_dir, p.stem))]
+    out.sort(key=lambda m: (m["time"], m["id"]), reverse=True)
     return out[:limit]

@@ -154,9 +154,13 @@ def test_submitted_sheet_is_saved_and_segmented(client, project):
     saved = r.get_json()
     assert saved["boxes_written"] == 4 and sorted(map(tuple, saved["cells"])) == sorted(written)
     assert files_in(raw) == sorted([saved["image"], saved["sidecar"]])
-    meta = json.loads((raw / saved["sidecar"]).read_text())
-    assert (meta["layout"], meta["writer"]) == (LAYOUT, "Tablet-1") and meta["time"].endswith("+00:00")
-    assert client.get(f"/api/sheets/{saved['id']}").get_json()["writer"] == "Tablet-1"
+    # the sidecar is the one `segment` reads: the writer becomes the digits' source
+    from plugins._segment_batch import sidecar
+    side = sidecar(raw / saved["image"])
+    assert side["source"] == "Tablet-1" and LAYOUT in side["note"] and saved["time"] in side["note"]
+    meta = client.get(f"/api/sheets/{saved['id']}").get_json()
+    assert (meta["layout"], meta["writer"], meta["time"]) == (LAYOUT, "Tablet-1", saved["time"])
+    assert saved["time"].endswith("+00:00")
     assert [s["id"] for s in client.get("/api/sheets").get_json()["sheets"]] == [saved["id"]]
 
     sheet = cv2.imread(str(raw / saved["image"]), cv2.IMREAD_UNCHANGED)
@@ -195,6 +199,7 @@ def test_rgb_and_rgba_uploads_give_the_same_grey_sheet(client, project):
     ("writer with a path", 400, "writer"),
     ("writer with spaces", 400, "writer"),
     ("writer too long", 400, "writer"),
+    ("writer with an underscore", 400, "writer"),
 ])
 def test_bad_sheet_uploads_are_refused(client, project, case, status, message):
     _, raw, _ = project
@@ -228,6 +233,8 @@ def test_bad_sheet_uploads_are_refused(client, project, case, status, message):
         kwargs["writer"] = "a b"
     elif case == "writer too long":
         kwargs["writer"] = "w" * 33
+    elif case == "writer with an underscore":
+        kwargs["writer"] = "a_b"
     r = submit(client, data, **kwargs)
     assert r.status_code == status, r.get_json()
     assert message in r.get_json()["error"]
@@ -249,7 +256,9 @@ def test_sheet_ids_are_not_paths(client, project):
     _, raw, _ = project
     raw.mkdir(parents=True)
     (raw.parent / "secret.json").write_text('{"writer": "nobody"}')
-    for sid in ["nope", "..%2Fsecret", "..", "%2e%2e%2fsecret", ".hidden"]:
+    for sid in ["nope", "..%2Fsecret", "..", "%2e%2e%2fsecret", ".hidden",
+                "tablet_grid-10x10_w_20260101T000000Z_0000000g", "tablet_grid-10x10_w_20261399T000000Z_00000000",
+                "tablet_grid-10x10_w_20260101T000000Z_00000000"]:  # malformed, bad date, well-formed but absent
         r = client.get(f"/api/sheets/{sid}")
         assert r.status_code == 404, sid
         assert "nobody" not in r.get_data(as_text=True)

@@ -250,7 +250,7 @@ def test_collect_segment_review_in_chromium(browser, server, tmp_path):
         assert by_cell[cell]["label"] == label and by_cell[cell]["flags"] == "", by_cell[cell]
         assert by_cell[cell]["source"], "every digit needs a source (writer) for the by-writer split"
         img = cv2.imread(str(server["data"] / by_cell[cell]["path"]), cv2.IMREAD_GRAYSCALE)
-        assert img.shape == (28, 28) and img.max() == 255 and img[:, :2].max() == 0  # MNIST-style frame
+        assert img.shape == (28, 28) and img.max() >= 200 and img[:, :2].max() == 0  # MNIST-style frame
     clean = {c for c, r in by_cell.items() if r["flags"] == ""}
     assert clean == set(drawn), f"only the drawn boxes hold clean digits; clean: {sorted(clean)}"
     sheet_hash = by_cell[(1, 0)]["sheet_hash"]

@@ -5,7 +5,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const sheet = $("sheet"), boxView = $("box");
-  const WRITER_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+  const WRITER_RE = /^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/;
   const BOX_VIEW_PX = 512;       // intrinsic size of the enlarged single-box canvas
   const state = { layout: null, img: null, strokes: [], current: 0, mode: "grid", drawing: null, busy: false, frame: 0 };
 
@@ -219,7 +219,7 @@
   async function submit() {
     const writer = $("writer").value.trim();
     if (!WRITER_RE.test(writer)) {
-      setStatus("Enter a writer id first: 1-32 letters, digits, '-' or '_'.", "error");
+      setStatus("Enter a writer id first: 1-32 letters, digits or '-'.", "error");
       $("writer").focus();
       return;
     }
