@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+#: the paper level is this percentile of the crop's (3x3-smoothed) grey levels
+PAPER_PERCENTILE = 0.8
 #: a pixel is ink when it is darker than the paper by this fraction of the paper's brightness
 INK_FRACTION = 0.18
 #: ... and by at least this many grey levels (noise on dark photos)
@@ -38,7 +40,8 @@ def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
     ``small``, ``large``, ``low_contrast``."""
     h, w = crop.shape
     smooth = cv2.blur(crop, (3, 3))
-    paper = float(np.median(smooth))
+    paper = float(np.searchsorted(np.cumsum(np.bincount(smooth.ravel(), minlength=256)),
+                                  PAPER_PERCENTILE * smooth.size))   # ink never covers 80 % of a box
     darkness = paper - smooth.astype(np.float32)
     mask = darkness >= max(INK_MIN_LEVELS, INK_FRACTION * paper)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)

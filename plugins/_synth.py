@@ -77,6 +77,20 @@ def reference_digit(binary16: np.ndarray) -> np.ndarray:
     return normalize_digit(255 - ink)  # dark on paper, like a sheet
 
 
+#: a recovered digit is "close" to its source when closeness() is at least this
+CLOSE = 0.7
+
+
+def closeness(image: np.ndarray, reference: np.ndarray) -> float:
+    """Pearson correlation of two 28x28 digits after a Gaussian blur of 1 pixel (so a one-pixel
+    shift of a thin stroke does not count as a different digit); 1 = identical."""
+    a = cv2.GaussianBlur(image.astype(np.float64), (0, 0), 1.0).ravel()
+    b = cv2.GaussianBlur(reference.astype(np.float64), (0, 0), 1.0).ravel()
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 @dataclass
 class Truth:
     """Ground truth of a generated sheet: (row, col) -> label / Semeion row index."""

@@ -28,6 +28,12 @@ MERGE_GAP = 0.45
 FRAGMENT_HEIGHT = 0.55
 #: ... when they are at most this many typical heights away from it
 FRAGMENT_GAP = 0.3
+#: side-by-side pieces at most this many typical heights apart, one shorter than SIDE_SHORT
+#: heights, together no wider than a digit is high, are one digit
+SIDE_GAP = 0.15
+SIDE_SHORT = 0.8
+#: neighbours closer than this (typical heights) that stay separate are flagged multi
+TOUCH_GAP = 0.04
 #: groups whose centres differ by more than this many typical heights start a new row
 ROW_GAP = 0.6
 
@@ -104,6 +110,27 @@ def attach_fragments(stats: np.ndarray, groups: list[list[int]]) -> list[list[in
     return list(merged.values())
 
 
+def join_side_by_side(row: list[tuple], typical: float) -> tuple[list[tuple], set[int]]:
+    """Join neighbours in a row that are one digit broken side by side (a short piece right next
+    to another, together no wider than a digit is high); neighbours that nearly touch but do not
+    qualify are reported (their column indices) to be flagged ``multi``."""
+    out = [row[0]]
+    for b in row[1:]:
+        a = out[-1]
+        gap = b[0] - a[2]
+        width = max(a[2], b[2]) - min(a[0], b[0])
+        short = min(a[3] - a[1], b[3] - b[1]) < SIDE_SHORT * typical
+        if gap <= SIDE_GAP * typical and width <= typical and short:
+            out[-1] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]), a[4] + b[4])
+        else:
+            out.append(b)
+    touching = set()
+    for k in range(1, len(out)):
+        if out[k][0] - out[k - 1][2] <= TOUCH_GAP * typical:
+            touching |= {k - 1, k}
+    return out, touching
+
+
 def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = None) -> list[Digit]:
     options = options or {}
     rows_digits = str(options.get("rows") or "0123456789")
@@ -145,7 +172,8 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
     pad = max(2, int(0.15 * typical))
     digits = []
     for r, row in enumerate(rows):
-        for c, (x0, y0, x1, y1, g) in enumerate(sorted(row, key=lambda b: b[0])):
+        row, close_pairs = join_side_by_side(sorted(row, key=lambda b: b[0]), typical)
+        for c, (x0, y0, x1, y1, g) in enumerate(row):
             ys, xs = slice(max(0, y0 - pad), y1 + pad), slice(max(0, x0 - pad), x1 + pad)
             own = np.isin(labels[ys, xs], [i + 1 for i in g])
             own = cv2.dilate(own.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
@@ -159,6 +187,8 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
                 flags.append("small")
             if height > 1.8 * typical:
                 flags.append("large")
+            if c in close_pairs:
+                flags.append("multi")
             if x0 <= 0 or y0 <= 0 or x1 >= grey.shape[1] or y1 >= grey.shape[0]:
                 flags.append("border")
             image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)

@@ -1,0 +1,137 @@
+"""Segmenters on generated sheets with known ground truth (real Semeion handwriting)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnistp4.errors import InputError
+from plugins import _synth
+from plugins._sheet_layout import TABLET_PX_PER_MM, default_layouts, render_template
+from plugins.segment_freeform import segment_freeform
+from plugins.segment_template import segment_auto, segment_template
+
+LAYOUTS = {lay.name: lay for lay in default_layouts()}
+GRID = LAYOUTS["grid-10x10"]
+
+
+@pytest.fixture(scope="module")
+def semeion(semeion_dir):
+    return _synth.load_semeion(semeion_dir / "semeion-dev.data")
+
+
+@pytest.fixture(scope="module")
+def sheet(semeion):
+    """A clean 150-dpi template sheet of cycle 0 and its ground truth."""
+    images, labels = semeion
+    rows = _synth.semeion_rows_for_sheet(labels, 0, 0)
+    index = {(r, c): i for r, d in enumerate(GRID.rows) for c, i in enumerate(rows[int(d)])}
+    page, truth = _synth.template_sheet(GRID, {k: images[i] for k, i in index.items()},
+                                        np.random.default_rng(1), index, px_per_mm=TABLET_PX_PER_MM)
+    refs = {k: _synth.reference_digit(images[i]) for k, i in index.items()}
+    return page, truth, refs
+
+
+def _check(digits, truth, refs):
+    """Every cell found once, labels right, each 28x28 close to its source digit."""
+    assert sorted((d.row, d.col) for d in digits) == sorted(truth.labels)
+    assert all(d.label == truth.labels[(d.row, d.col)] for d in digits)
+    scores = [_synth.closeness(d.image, refs[(d.row, d.col)]) for d in digits]
+    assert min(scores) >= _synth.CLOSE, f"worst closeness {min(scores):.3f}"
+
+
+@pytest.mark.parametrize("case", ["clean", "rotated3", "upside_down", "perspective", "noisy"])
+def test_template_sheet_ground_truth(sheet, case):
+    page, truth, refs = sheet
+    rng = np.random.default_rng(7)
+    params = {"clean": None,
+              "rotated3": {"rotate": 3.0},
+              "upside_down": {"flip": True, "rotate": 2.0},
+              "perspective": {"perspective": 0.06, "scale": (0.7, 0.7), "desk": True, "light": 0.3},
+              "noisy": {"noise": 9.0, "blur": 1.0, "jpeg": 50}}[case]
+    image = page if params is None else _synth.degrade(page, rng, **params)
+    digits = segment_template(image, layout=GRID, options={"layouts": LAYOUTS})
+    _check(digits, truth, refs)
+    assert sum(bool(d.flags) for d in digits) == 0
+
+
+def test_auto_picks_template_and_freeform(sheet, semeion):
+    page, truth, refs = sheet
+    assert len(segment_auto(page, layout=GRID, options={"layouts": LAYOUTS})) == 100
+    images, labels = semeion
+    rows = _synth.semeion_rows_for_sheet(labels, 1, 0)
+    tablet, ftruth = _synth.freeform_sheet([[images[i] for i in r[:4]] for r in rows], "0123456789",
+                                           np.random.default_rng(3))
+    assert len(segment_auto(tablet, layout=GRID, options={"layouts": LAYOUTS})) == 40
+
+
+def test_freeform_tablet_sheet(semeion):
+    images, labels = semeion
+    rows = _synth.semeion_rows_for_sheet(labels, 2, 0)
+    order = "9876543210"
+    idx = [rows[int(d)] for d in order]
+    page, truth = _synth.freeform_sheet([[images[i] for i in r] for r in idx], order, np.random.default_rng(5), idx)
+    refs = {k: _synth.reference_digit(images[i]) for k, i in truth.indices.items()}
+    digits = segment_freeform(page, options={"rows": order})
+    _check(digits, truth, refs)
+    photo = _synth.degrade(page, np.random.default_rng(1), rotate=1.0, noise=3.0, jpeg=80, light=0.15)
+    _check(segment_freeform(photo, options={"rows": order}), truth, refs)
+
+
+def test_freeform_row_mismatch_is_an_error_not_a_guess(semeion):
+    images, labels = semeion
+    rows = _synth.semeion_rows_for_sheet(labels, 2, 0)
+    page, _ = _synth.freeform_sheet([[images[i] for i in r[:3]] for r in rows[:4]], "0123", np.random.default_rng(2))
+    with pytest.raises(InputError, match="found 4 rows"):
+        segment_freeform(page, options={"rows": "0123456789"})
+    with pytest.raises(InputError, match="blank"):
+        segment_freeform(np.full((400, 300), 250, np.uint8), options={})
+
+
+def test_blank_template_cells_are_flagged_empty():
+    page = render_template(GRID, TABLET_PX_PER_MM)
+    digits = segment_template(page, layout=GRID, options={"layouts": LAYOUTS})
+    assert len(digits) == 100 and all(d.flags == ["empty"] and not d.image.any() for d in digits)
+
+
+def test_wrong_or_missing_markers(sheet):
+    from plugins._sheet_layout import Layout
+    foreign = render_template(Layout("other", 7), TABLET_PX_PER_MM)
+    with pytest.raises(InputError, match="no known layout"):
+        segment_template(foreign, layout=GRID, options={"layouts": LAYOUTS})
+    small = render_template(LAYOUTS["grid-10x5"], TABLET_PX_PER_MM)
+    with pytest.raises(InputError, match="was asked for"):
+        segment_template(small, layout=GRID, options={"layouts": LAYOUTS, "strict_layout": True})
+    assert len(segment_template(small, layout=GRID, options={"layouts": LAYOUTS})) == 50
+    page = sheet[0].copy()
+    h, w = page.shape
+    page[: h // 8, : w // 5] = 255          # cover two corner markers (top-left)
+    page[: h // 8, -w // 5:] = 255          # and top-right
+    with pytest.raises(InputError, match="of the 4 corner markers"):
+        segment_template(page, layout=GRID, options={"layouts": LAYOUTS})
+
+
+def test_qa_flags_on_drawn_cells():
+    import cv2
+    from plugins._sheet_qa import find_ink
+    paper = np.full((90, 80), 235, np.uint8)
+    assert find_ink(paper).flags == ["empty"]
+    two = paper.copy()
+    cv2.line(two, (15, 20), (15, 70), 20, 4)
+    cv2.line(two, (60, 20), (60, 70), 20, 4)
+    assert "multi" in find_ink(two).flags
+    edge = paper.copy()
+    cv2.line(edge, (40, 0), (40, 60), 20, 4)
+    assert "border" in find_ink(edge).flags
+    tiny = paper.copy()
+    cv2.circle(tiny, (40, 45), 6, 20, 3)
+    assert "small" in find_ink(tiny).flags
+    blot = paper.copy()
+    cv2.rectangle(blot, (10, 10), (70, 80), 20, -1)
+    assert "large" in find_ink(blot).flags
+    faint = paper.copy()
+    cv2.line(faint, (40, 20), (40, 70), 170, 4)
+    flags = find_ink(faint).flags
+    assert "low_contrast" in flags and "empty" not in flags
+    good = paper.copy()
+    cv2.ellipse(good, (40, 45), (18, 28), 0, 0, 360, 25, 4)
+    assert find_ink(good).flags == []
