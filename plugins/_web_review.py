@@ -162,7 +162,7 @@ class ReviewData:
 
         ``suspicion`` is 1 - p(label) under the model: high when the model disagrees with the
         label or is unsure. Without a model it is the number of QA flags, so flagged digits
-        still come first.
+        still come first. Empty boxes hold nothing to judge and rank last (-1).
         """
         key = (r["sheet_hash"], int(r["row"]), int(r["col"]))
         flags = [f for f in (r.get("flags") or "").split(";") if f]
@@ -176,6 +176,9 @@ class ReviewData:
             "image": f"/api/digits/{key[0]}/{key[1]}/{key[2]}.png",
             "predicted": None, "confidence": None, "suspicion": float(len(flags)),
         }
+        if "empty" in flags:
+            item["suspicion"] = -1.0
+            return item
         p = scores.probs.get(key) if scores else None
         if p is not None:
             item["predicted"] = int(p.argmax())

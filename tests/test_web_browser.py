@@ -11,6 +11,7 @@ write the README's screenshots (collect.png, review.png) there.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import shutil
@@ -70,22 +71,32 @@ def browser(tmp_path):
 
 
 @pytest.fixture
-def server(make_app, tmp_path):
-    """`mnistp4 serve`'s app on a free loopback port, in a thread."""
+def serve(make_app, tmp_path):
+    """Start `mnistp4 serve`'s app on a free loopback port, in a thread: ``serve(model=None)``."""
     from werkzeug.serving import make_server
 
-    app = make_app()
-    raw, data = tmp_path / "raw", tmp_path / "data"
-    web = build_web_app(app, raw_dir=raw, data_dir=data, no_model=True)
-    srv = make_server("127.0.0.1", 0, web, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield {"url": f"http://127.0.0.1:{srv.server_port}", "raw": raw, "data": data, "app": app,
-               "root": app.root, "web": web}
-    finally:
+    servers = []
+
+    def start(model: Path | None = None) -> dict:
+        app = make_app()
+        raw, data = tmp_path / "raw", tmp_path / "data"
+        web = build_web_app(app, raw_dir=raw, data_dir=data, model_file=model, no_model=model is None)
+        srv = make_server("127.0.0.1", 0, web, threaded=True)
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        servers.append((srv, thread))
+        return {"url": f"http://127.0.0.1:{srv.server_port}", "raw": raw, "data": data, "app": app,
+                "root": app.root, "web": web}
+
+    yield start
+    for srv, thread in servers:
         srv.shutdown()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(serve):
+    return serve()
 
 
 def wait_for(driver, condition, what: str):
@@ -166,6 +177,21 @@ def inner_rect(geo, row, col):
     b = next(b for b in geo["boxes"] if (b["row"], b["col"]) == (row, col))
     m = geo["ink_margin"]
     return b["x"] + m, b["y"] + m, b["w"] - 2 * m, b["h"] - 2 * m
+
+
+def flagged_sheet(template) -> bytes:
+    """A tablet sheet with a tiny stroke (small), two far-apart strokes (multi) and a blot (large)."""
+    img = template.image.copy()
+    pen, m = int(round(template.pen_width())), template.ink_margin()
+    boxes = {(b.row, b.col): b for b in template.boxes}
+    b = boxes[(1, 5)]
+    cv2.line(img, (b.x + b.w // 2, b.y + b.h // 2 - 8), (b.x + b.w // 2, b.y + b.h // 2 + 8), 0, pen, cv2.LINE_AA)
+    b = boxes[(2, 5)]
+    cv2.line(img, (b.x + m + 5, b.y + m + 5), (b.x + m + 15, b.y + m + 15), 0, pen, cv2.LINE_AA)
+    cv2.line(img, (b.x + b.w - m - 15, b.y + b.h - m - 15), (b.x + b.w - m - 5, b.y + b.h - m - 5), 0, pen, cv2.LINE_AA)
+    b = boxes[(3, 5)]
+    cv2.rectangle(img, (b.x + m, b.y + m), (b.x + b.w - m, b.y + b.h - m), 0, -1)
+    return cv2.imencode(".png", img)[1].tobytes()
 
 
 def run_segment(server):
@@ -262,8 +288,11 @@ def test_collect_segment_review_in_chromium(browser, server, tmp_path):
     tile = wait_for(d, lambda drv: drv.find_element(By.CSS_SELECTOR, f'figure.tile[data-id="{one}"]'), "the tile")
     assert tile.get_attribute("data-label") == "1"
     flagged = d.find_elements(By.CSS_SELECTOR, "figure.tile.flagged")
-    assert flagged and all(f.find_element(By.CSS_SELECTOR, ".flag").text for f in flagged)
-    save_screenshot(d, "review.png", tmp_path)
+    assert not flagged  # empty boxes are hidden by default and the drawn digits are clean
+    d.find_element(By.CSS_SELECTOR, '#filter option[value="all"]').click()
+    flagged = wait_for(d, lambda drv: drv.find_elements(By.CSS_SELECTOR, "figure.tile.flagged"), "empty boxes")
+    assert len(flagged) == 100 - len(drawn) and {f.find_element(By.CSS_SELECTOR, ".flag").text for f in flagged} == {"empty"}
+    tile = d.find_element(By.CSS_SELECTOR, f'figure.tile[data-id="{one}"]')
     tile.click()
     ActionChains(d).send_keys("3").perform()
     wait_until(lambda: {(r["row"], r["col"]): r for r in _manifest.read_manifest(server["data"])}[(1, 0)]["label"] == 3,
@@ -282,3 +311,68 @@ def test_collect_segment_review_in_chromium(browser, server, tmp_path):
     assert (after[(1, 0)]["label"], after[(1, 0)]["decision"]) == (3, "relabeled")
     assert after[(4, 0)]["decision"] == "rejected" and not _manifest.usable(after[(4, 0)])
     assert after[(0, 0)]["label"] == 0 and after[(0, 0)]["decision"] == ""
+
+
+def test_review_page_on_example_sheets(browser, serve, tmp_path):
+    """Real handwriting (two of the shipped example sheets): empty boxes hidden, flagged digits
+    first in their group, the flagged filter, accepting with `a` and relabelling with a button."""
+    from selenium.webdriver.common.by import By
+
+    examples = Path(__file__).resolve().parents[1] / "raw_scans"
+    names = ["c0a-scan-clean", "c2b-photo-hard"]
+    sheets = [p for n in names for p in examples.glob(f"{n}.*")]
+    assert len(sheets) == 4, f"the example sheets {names} (+ sidecars) are missing from {examples}"
+    model = os.environ.get("MNISTP4_WEB_REVIEW_MODEL")  # a trained model.onnx, for the README screenshot
+    server = serve(Path(model) if model else None)
+    server["raw"].mkdir()
+    for p in sheets:
+        shutil.copyfile(p, server["raw"] / p.name)
+    # plus a tablet sheet with three digits the QA flags catch: too small, two parts, a blot
+    client = server["web"].test_client()
+    sent = client.post("/api/sheets", content_type="multipart/form-data", data={
+        "layout": "grid-10x10", "writer": "careless",
+        "image": (io.BytesIO(flagged_sheet(server["web"].extensions["mnistp4"]["templates"].get("grid-10x10"))),
+                  "s.png", "image/png")})
+    assert sent.status_code == 201, sent.get_json()
+    run_segment(server)
+    rows = _manifest.read_manifest(server["data"])
+    inked = [r for r in rows if "empty" not in r["flags"]]
+    flagged = [r for r in inked if r["flags"]]
+    assert sorted(r["flags"] for r in flagged) == ["large", "multi", "small"]
+    assert len(inked) >= 190 + 3
+
+    d = browser
+    d.get(server["url"] + "/review")
+    wait_for(d, lambda drv: body_data(drv, "ready") == "1", "the review page to load the digits")
+    tiles = d.find_elements(By.CSS_SELECTOR, "figure.tile")
+    assert len(tiles) == len(inked)
+    for section in d.find_elements(By.CSS_SELECTOR, "section.group"):  # most suspicious first
+        marks = ["flagged" in t.get_attribute("class").split() for t in section.find_elements(By.CSS_SELECTOR, "figure.tile")]
+        assert marks == sorted(marks, reverse=True), section.get_attribute("data-label")
+    save_screenshot(d, "review.png", tmp_path)
+
+    d.find_element(By.CSS_SELECTOR, '#filter option[value="flagged"]').click()
+    shown = wait_for(d, lambda drv: drv.find_elements(By.CSS_SELECTOR, "figure.tile"), "flagged tiles")
+    assert len(shown) == len(flagged) and all("flagged" in t.get_attribute("class") for t in shown)
+    target = shown[0].get_attribute("data-id")
+    shown[0].click()
+    from selenium.webdriver.common.action_chains import ActionChains
+    ActionChains(d).send_keys("a").perform()
+    h, r, c = target.split("/")
+
+    def row_of(key):
+        return next(x for x in _manifest.read_manifest(server["data"])
+                    if (x["sheet_hash"], x["row"], x["col"]) == key)
+
+    wait_until(lambda: row_of((h, int(r), int(c)))["decision"] == "accepted", "the manifest to show the acceptance")
+    assert _manifest.usable(row_of((h, int(r), int(c))))
+
+    d.find_element(By.CSS_SELECTOR, '#filter option[value="ink"]').click()
+    other = inked[0]
+    key = (other["sheet_hash"], other["row"], other["col"])
+    new_label = (other["label"] + 1) % 10
+    wait_for(d, lambda drv: drv.find_element(By.CSS_SELECTOR, f'figure.tile[data-id="{"/".join(map(str, key))}"]'),
+             "the tile").click()
+    d.find_element(By.XPATH, f'//span[@id="label-buttons"]/button[text()="{new_label}"]').click()
+    wait_until(lambda: row_of(key)["label"] == new_label, "the manifest to show the button's label")
+    assert row_of(key)["decision"] == "relabeled"

@@ -11,12 +11,14 @@
     s.className = "status" + (kind ? " " + kind : "");
   }
 
+  const inkFlagged = (d) => d.flags.some((f) => f !== "empty");  // a digit with a QA problem, not an empty box
   const disagrees = (d) => d.predicted !== null && d.label !== null && d.predicted !== d.label;
 
   function visible(d) {
     switch ($("filter").value) {
-      case "flagged": return d.flags.length > 0;
-      case "undecided-flagged": return d.flags.length > 0 && !d.decision;
+      case "ink": return !d.flags.includes("empty");
+      case "flagged": return inkFlagged(d);
+      case "undecided-flagged": return inkFlagged(d) && !d.decision;
       case "disagree": return disagrees(d);
       case "rejected": return d.decision === "rejected";
       default: return true;
@@ -77,9 +79,11 @@
       section.append(tiles);
       root.append(section);
     }
-    const flagged = state.digits.filter((d) => d.flags.length).length;
+    const empty = state.digits.filter((d) => d.flags.includes("empty")).length;
+    const flagged = state.digits.filter(inkFlagged).length;
     const rejected = state.digits.filter((d) => d.decision === "rejected").length;
-    $("summary").textContent = `${state.digits.length} digits, ${flagged} flagged, ${rejected} rejected` +
+    $("summary").textContent = `${state.digits.length - empty} digits (+${empty} empty boxes), ` +
+                               `${flagged} flagged, ${rejected} rejected` +
                                (state.model ? ` · ranked by ${state.model.split(/[\\/]/).slice(-2).join("/")}` : " · no model: ranked by flags");
     if (!state.digits.length) root.innerHTML = '<p class="muted">No digits yet: run <code>mnistp4 segment</code> first.</p>';
     showActions();
