@@ -30,7 +30,7 @@ static TaskHandle_t s_task;
 static int element_count(dl::TensorBase *t)
 {
     int n = 1;
-    for (int d : t->shape) {
+    for (int d : t->get_shape()) {
         n *= d;
     }
     return n;
@@ -79,20 +79,20 @@ static bool load_model(void)
                  element_count(s_output));
         return false;
     }
-    s_info.input_exponent = s_input->exponent;
-    s_info.output_exponent = s_output->exponent;
-    if (s_input->dtype == dl::DATA_TYPE_INT8) {
+    s_info.input_exponent = s_input->get_exponent();
+    s_info.output_exponent = s_output->get_exponent();
+    if (s_input->get_dtype() == dl::DATA_TYPE_INT8) {
         s_info.input_bits = 8;
-        dc_input_table_int8(s_input->exponent, s_table8);
-    } else if (s_input->dtype == dl::DATA_TYPE_INT16) {
+        dc_input_table_int8(s_input->get_exponent(), s_table8);
+    } else if (s_input->get_dtype() == dl::DATA_TYPE_INT16) {
         s_info.input_bits = 16;
-        dc_input_table_int16(s_input->exponent, s_table16);
+        dc_input_table_int16(s_input->get_exponent(), s_table16);
     } else {
         snprintf(s_info.error, sizeof(s_info.error), "model input type %s is not int8/int16",
                  s_input->get_dtype_string());
         return false;
     }
-    if (s_output->dtype != dl::DATA_TYPE_INT8 && s_output->dtype != dl::DATA_TYPE_INT16) {
+    if (s_output->get_dtype() != dl::DATA_TYPE_INT8 && s_output->get_dtype() != dl::DATA_TYPE_INT16) {
         snprintf(s_info.error, sizeof(s_info.error), "model output type %s is not int8/int16",
                  s_output->get_dtype_string());
         return false;
@@ -106,15 +106,16 @@ static void run_model(inference_result_t *r)
 {
     int64_t t0 = esp_timer_get_time();
     if (s_info.input_bits == 8) {
-        dc_quantize_int8(r->image, s_table8, static_cast<int8_t *>(s_input->data));
+        dc_quantize_int8(r->image, s_table8, static_cast<int8_t *>(s_input->get_element_ptr()));
     } else {
-        dc_quantize_int16(r->image, s_table16, static_cast<int16_t *>(s_input->data));
+        dc_quantize_int16(r->image, s_table16, static_cast<int16_t *>(s_input->get_element_ptr()));
     }
     s_model->run();
-    if (s_output->dtype == dl::DATA_TYPE_INT8) {
-        dc_dequantize_int8(static_cast<const int8_t *>(s_output->data), DC_CLASSES, s_output->exponent, r->logits);
+    if (s_output->get_dtype() == dl::DATA_TYPE_INT8) {
+        dc_dequantize_int8(static_cast<const int8_t *>(s_output->get_element_ptr()), DC_CLASSES,
+                           s_output->get_exponent(), r->logits);
     } else {
-        dc_dequantize_int16(static_cast<const int16_t *>(s_output->data), DC_CLASSES, s_output->exponent,
+        dc_dequantize_int16(static_cast<const int16_t *>(s_output->get_element_ptr()), DC_CLASSES, s_output->get_exponent(),
                             r->logits);
     }
     dc_softmax(r->logits, DC_CLASSES, r->probs);
@@ -158,7 +159,8 @@ static void inference_task(void *arg)
         }
         result->decision = dc_decide(result->image, result->ran ? result->probs : nullptr, DC_CLASSES, &thresholds);
         ESP_LOGD(TAG, "state %d digit %d conf %.2f (normalize %lld us, model %lld us)", result->decision.state,
-                 result->decision.digit, result->decision.confidence, result->normalize_us, result->infer_us);
+                 result->decision.digit, result->decision.confidence, (long long)result->normalize_us,
+                 (long long)result->infer_us);
         if (s_done) {
             s_done(result, s_user);
         }

@@ -127,8 +127,8 @@ static void show_result(void)
         case DC_STATE_DIGIT:
             snprintf(text, sizeof(text), "%d", d->digit);
             lv_label_set_text(s_digit, text);
-            snprintf(text, sizeof(text), "confidence %.0f %%\nnormalize %lld ms, model %lld ms",
-                     d->confidence * 100.0f, s_last.normalize_us / 1000, s_last.infer_us / 1000);
+            snprintf(text, sizeof(text), "confidence %.0f %%\nnormalize %d ms, model %d ms",
+                     d->confidence * 100.0f, (int)(s_last.normalize_us / 1000), (int)(s_last.infer_us / 1000));
             break;
         case DC_STATE_UNSURE:
             lv_label_set_text(s_digit, "?");
