@@ -2,7 +2,10 @@
 against the Python normalizer (the baseline, measured in the same run), and how often the
 scribble rule fires on real MNIST digits.
 
-    python bench/firmware_core.py [--canvases 1000] [--seed 2024] [--mnist 2000]
+    python bench/firmware_core.py [--canvases 1000] [--seed 2024] [--mnist 2000] [--figure out.png]
+
+``--figure`` draws generated canvases next to the 28x28 the C core made of them and the decision
+the screen would show without a model (empty / unsure / no digit).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ def main() -> None:
     ap.add_argument("--canvases", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--mnist", type=int, default=2000, help="MNIST test digits for the scribble rule (0: skip)")
+    ap.add_argument("--figure", default=None, help="write a PNG of canvases and their C-normalized digits")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         core = Core(build_core(tmp))
@@ -42,7 +46,39 @@ def main() -> None:
                                              "scribble": states.count("scribble"),
                                              "share": round(states.count("scribble") / len(images), 4),
                                              "max_fill_permille": core.default_thresholds().max_fill_permille}
+        if args.figure:
+            figure(core, Path(args.figure), args.seed)
+            report["figure"] = args.figure
     print(json.dumps(report, indent=2))
+
+
+def figure(core: Core, path: Path, seed: int, count: int = 8) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mnistp4.io import atomic_path
+    from plugins._fwcore import random_canvas, reference_normalize, rgb565_to_rgb888
+
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(2, count, figsize=(2 * count, 5.2))
+    for i in range(count):
+        canvas = random_canvas(rng)
+        out, _ = core.normalize(canvas)
+        same = np.array_equal(out, reference_normalize(canvas))
+        shown = rgb565_to_rgb888(canvas) if canvas.dtype == np.uint16 else canvas
+        axes[0, i].imshow(shown, cmap="gray", vmin=0, vmax=255)
+        axes[0, i].set_title(f"{canvas.shape[1]}x{canvas.shape[0]}", fontsize=9)
+        axes[1, i].imshow(out, cmap="gray", vmin=0, vmax=255)
+        axes[1, i].set_title(f"C 28x28 {'= Python' if same else '!= Python'}", fontsize=9)
+        for ax in axes[:, i]:
+            ax.set_xticks([]); ax.set_yticks([])
+    fig.suptitle("canvas (top) -> firmware core normalization (bottom)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
 
 
 if __name__ == "__main__":
