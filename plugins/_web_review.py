@@ -38,7 +38,7 @@ def manifest_module():
 
 @dataclass
 class ModelScores:
-    """Softmax probabilities of one model over the digits of one manifest version."""
+    """Softmax probabilities of one model for the digits of the current manifest."""
 
     model_path: Path
     probs: dict[tuple[str, int, int], np.ndarray]
@@ -60,9 +60,10 @@ class ReviewData:
         self._stamp: tuple | None = None
         self._rows: list[dict] = []
         self._index: dict[tuple[str, int, int], dict] = {}
-        self._scores: ModelScores | None = None
-        self._scores_stamp: tuple | None = None
         self._predict: Callable | None = None
+        self._model_mtime: int | None = None
+        self._probs: dict[tuple, np.ndarray] = {}
+        self.model_error: str | None = None
 
     # -- manifest ----------------------------------------------------------------------------
     @property
@@ -115,38 +116,53 @@ class ReviewData:
 
     # -- model scores --------------------------------------------------------------------------
     def scores(self) -> ModelScores | None:
-        """Per-digit probabilities from the model, or None without a model (or if it fails)."""
+        """Per-digit probabilities from the model, or None without a model (or when it cannot be
+        loaded: ``model_error`` says why and the page ranks by flags).
+
+        Probabilities are cached per image file, so a decision (which rewrites only the manifest)
+        costs no inference; new or changed images and a changed model are scored again.
+        """
         if self.model_path is None:
             return None
         with self._lock:
             self._refresh()
             try:
-                mst = self.model_path.stat()
+                mtime = self.model_path.stat().st_mtime_ns
             except FileNotFoundError:
-                log.warning("model %s is gone; sorting by flags only", self.model_path)
+                self.model_error = f"model {self.model_path} is gone; ranking by flags only"
                 return None
-            stamp = (self._stamp, mst.st_mtime_ns)
-            if stamp == self._scores_stamp:
-                return self._scores
-            if self._predict is None or self._scores_stamp is None or self._scores_stamp[1] != mst.st_mtime_ns:
-                self._predict = self._load_predictor(self.model_path)
-            keys, images = [], []
+            if mtime != self._model_mtime:
+                self._predict, self._probs, self.model_error = None, {}, None
+                self._model_mtime = mtime
+            if self.model_error:
+                return None
+            if self._predict is None:
+                try:
+                    self._predict = self._load_predictor(self.model_path)
+                except Exception as e:  # a broken model must not take the review page down
+                    self.model_error = f"cannot use model {self.model_path}: {e}"
+                    log.warning("%s", self.model_error)
+                    return None
+            current: dict[tuple[str, int, int], tuple] = {}
+            todo: list[tuple[tuple, np.ndarray]] = []
             for key, r in self._index.items():
                 path = self.image_path(r)
-                img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path else None
-                if img is None or img.shape != (28, 28):
+                if path is None:
                     continue
-                keys.append(key)
-                images.append(img)
-            probs: dict = {}
-            if images:
-                logits = np.asarray(self._predict(np.stack(images)), dtype=np.float64)
+                cache_key = (str(path), path.stat().st_mtime_ns)
+                current[key] = cache_key
+                if cache_key not in self._probs:
+                    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+                    if img is not None and img.shape == (28, 28):
+                        todo.append((cache_key, img))
+            if todo:
+                logits = np.asarray(self._predict(np.stack([img for _, img in todo])), dtype=np.float64)
                 p = np.exp(logits - logits.max(axis=1, keepdims=True))
                 p /= p.sum(axis=1, keepdims=True)
-                probs = dict(zip(keys, p))
-            self._scores = ModelScores(self.model_path, probs)
-            self._scores_stamp = stamp
-            return self._scores
+                self._probs.update(zip([k for k, _ in todo], p))
+            self._probs = {ck: self._probs[ck] for ck in current.values() if ck in self._probs}
+            return ModelScores(self.model_path, {key: self._probs[ck] for key, ck in current.items()
+                                                 if ck in self._probs})
 
     # -- what the page gets --------------------------------------------------------------------
     def listing(self) -> dict:
@@ -154,7 +170,7 @@ class ReviewData:
         rows = self.rows()
         scores = self.scores()
         return {"data_dir": str(self.data_dir),
-                "model": str(scores.model_path) if scores else None,
+                "model": str(scores.model_path) if scores else None, "model_error": self.model_error,
                 "count": len(rows), "digits": [self.item(r, scores) for r in rows]}
 
     def item(self, r: dict, scores: ModelScores | None = None) -> dict:

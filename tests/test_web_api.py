@@ -446,3 +446,42 @@ def test_serve_binds_to_loopback_and_prints_the_urls(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_decisions_do_not_rescore_and_a_broken_model_falls_back_to_flags(make_app, tmp_path):
+    from plugins._web_app import WebSettings, create_web_app
+    from plugins._web_review import onnx_predictor
+    from plugins._web_sheets import layout_names, render_template_for
+
+    app = make_app()
+    data = tmp_path / "data"
+    make_data_dir(data)
+    model = tiny_onnx(tmp_path / "run" / "model.onnx", favourite=2)
+    scored = []
+
+    def counting_loader(path):
+        predict = onnx_predictor(path)
+
+        def run(images):
+            scored.append(len(images))
+            return predict(images)
+        return run
+
+    def web_for(model_path):
+        return create_web_app(WebSettings(
+            raw_dir=tmp_path / "raw", data_dir=data, default_layout=LAYOUT,
+            layout_names=lambda: layout_names(app), get_template=lambda n: render_template_for(app, n),
+            model_path=model_path, load_predictor=counting_loader)).test_client()
+
+    client = web_for(model)
+    assert client.get("/api/digits").get_json()["digits"][0]["predicted"] == 2
+    assert client.post("/api/digits/abc123/3/0", json={"label": 2}).get_json()["digit"]["suspicion"] < 0.1
+    client.get("/api/digits")
+    assert scored == [20]  # every image scored once; decisions only change labels
+
+    broken = tmp_path / "broken" / "model.onnx"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not an onnx model")
+    listing = web_for(broken).get("/api/digits").get_json()
+    assert listing["model"] is None and "cannot use model" in listing["model_error"]
+    assert all(d["predicted"] is None for d in listing["digits"])

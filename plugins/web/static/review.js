@@ -179,6 +179,7 @@
       state.digits = data.digits;
       state.model = data.model;
       render();
+      if (data.model_error) setStatus(data.model_error, "error");
     } catch (err) {
       setStatus(`Cannot load the digits: ${err.message}`, "error");
     } finally {
