@@ -590,6 +590,11 @@ def _op_relu(it, node, args):
     return _same_exponent(it, node, np.maximum(args[0], 0))
 
 
+def _op_requantize(it, node, args):
+    """Int8 <-> Int16 boundary of a mixed-precision graph: rescale to the output exponent, saturate."""
+    return _same_exponent(it, node, args[0])
+
+
 def _pool_windows(x: np.ndarray, node: EspdlNode, pad_value: int):
     kh, kw = node.attrs["kernel_shape"]
     sh, sw = node.attrs.get("strides", [1, 1]) or [1, 1]
@@ -670,7 +675,7 @@ def _op_reshape(it, node, args):
 
 OPS = {"Conv": _op_conv, "Gemm": _op_gemm, "Relu": _op_relu, "MaxPool": _op_maxpool,
        "AveragePool": _op_avgpool, "GlobalAveragePool": _op_global_avgpool, "Add": _op_add,
-       "Transpose": _op_transpose, "Flatten": _op_flatten, "Reshape": _op_reshape}
+       "Transpose": _op_transpose, "RequantizeLinear": _op_requantize, "Flatten": _op_flatten, "Reshape": _op_reshape}
 
 
 # --------------------------------------------------------------------------------------------
