@@ -1,5 +1,6 @@
 #include "inference.h"
 
+#include <cstdio>
 #include <cstring>
 
 #include "dl_model_base.hpp"
