@@ -58,8 +58,8 @@ def build_web_app(app, *, raw_dir=None, data_dir=None, model_file=None, no_model
     from plugins._web_review import newest_model, onnx_predictor
     from plugins._web_sheets import layout_names, render_template_for
 
-    raw = Path(raw_dir) if raw_dir else app.config.path("raw_scans")
-    data = Path(data_dir) if data_dir else app.config.path("data_dir")
+    raw = (Path(raw_dir) if raw_dir else app.config.path("raw_scans")).resolve()
+    data = (Path(data_dir) if data_dir else app.config.path("data_dir")).resolve()
     if raw.exists() and not raw.is_dir():
         raise UsageError(f"raw scans folder {raw} is a file; pass --raw-dir with a folder")
     names = layout_names(app)

@@ -233,14 +233,14 @@ def test_collect_segment_review_in_chromium(browser, server, tmp_path):
     sheet = d.find_element(By.ID, "sheet")
     draw(d, sheet, inner_rect(geo, 0, 0), GLYPHS[0], "mouse")
     draw(d, sheet, inner_rect(geo, 1, 0), GLYPHS[1], "touch")
-    draw(d, sheet, inner_rect(geo, 4, 0), GLYPHS[4], "pen")
+    wait_written(d, 2)
     # a scribble in another box, then "Clear box" removes it (the box drawn last is the current one)
     draw(d, sheet, inner_rect(geo, 5, 5), GLYPHS[0], "mouse")
-    wait_written(d, 4)
-    d.find_element(By.ID, "clear").click()
     wait_written(d, 3)
+    d.find_element(By.ID, "clear").click()
+    wait_written(d, 2)
     draw(d, sheet, inner_rect(geo, 7, 0), GLYPHS[7], "touch")
-    wait_written(d, 4)
+    wait_written(d, 3)
 
     # -- one box at a time: the enlarged box, next, undo --------------------------------------------
     d.find_element(By.ID, "mode").click()
@@ -251,12 +251,17 @@ def test_collect_segment_review_in_chromium(browser, server, tmp_path):
     full = (0, 0, box_canvas.get_property("width"), box_canvas.get_property("height"))
     unit = [(0.25 + 0.5 * u, 0.25 + 0.5 * v) for u, v in GLYPHS[7][0]]  # inside the box's drawable part
     draw(d, box_canvas, full, [[(0.3, 0.5), (0.7, 0.5)]], "mouse")  # a stray stroke...
-    d.find_element(By.ID, "undo").click()  # ...undone
     wait_written(d, 4)
+    d.find_element(By.ID, "undo").click()  # ...undone
+    wait_written(d, 3)
     draw(d, box_canvas, full, [unit], "pen")
-    wait_written(d, 5)
+    wait_written(d, 4)
     d.find_element(By.ID, "mode").click()
     wait_for(d, lambda drv: body_data(drv, "mode") == "grid", "the whole-sheet view")
+    draw(d, sheet, inner_rect(geo, 4, 0), GLYPHS[4], "pen")
+    wait_written(d, 5)
+    # once a stylus is in use, a touch is a resting palm and draws nothing (checked after segmenting)
+    draw(d, sheet, inner_rect(geo, 6, 6), GLYPHS[0], "touch")
     save_screenshot(d, "collect.png", tmp_path)
 
     d.find_element(By.ID, "submit").click()

@@ -7,7 +7,8 @@
   const sheet = $("sheet"), boxView = $("box");
   const WRITER_RE = /^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/;
   const BOX_VIEW_PX = 512;       // intrinsic size of the enlarged single-box canvas
-  const state = { layout: null, img: null, strokes: [], current: 0, mode: "grid", drawing: null, busy: false, frame: 0 };
+  const state = { layout: null, img: null, strokes: [], current: 0, mode: "grid", drawing: null, busy: false, frame: 0,
+                  penSeen: false };
 
   async function getJSON(url) {
     const r = await fetch(url);
@@ -143,6 +144,8 @@
   function attach(canvas, toSheet, pickBox) {
     canvas.addEventListener("pointerdown", (e) => {
       if (state.drawing || state.busy || (e.pointerType === "mouse" && e.button !== 0)) return;
+      if (e.pointerType === "pen") state.penSeen = true;
+      if (e.pointerType === "touch" && state.penSeen) return;  // palm rejection once a stylus is in use
       const p = toSheet(e), i = pickBox(p);
       if (i < 0) return;
       e.preventDefault();
@@ -245,6 +248,7 @@
       if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
       state.strokes = boxes().map(() => []);
       state.current = 0;
+      state.penSeen = false;  // the next writer may use a finger
       document.body.dataset.lastSheet = body.id;
       setStatus(`Saved as ${body.image} (${body.boxes_written} boxes). Thank you! ` +
                 "The sheet is blank again for the next writer.", "ok");
