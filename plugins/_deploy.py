@@ -22,7 +22,8 @@ from pathlib import Path
 from mnistp4 import io
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
 
-from plugins._partitions import Partition, find_partition, read_partitions
+from plugins._partitions import (TABLE_BYTES, TABLE_OFFSET, Partition, find_partition, parse_binary,
+                                 read_partitions)
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +137,31 @@ def show(cmd: list[str]) -> str:
     return shlex.join(cmd)
 
 
+BOARD_TABLE = "board_partition_table.bin"
+
+
 def flash_commands(bundle: Path, model: CheckedModel, port: str | None, baud: int) -> list[list[str]]:
-    """write-flash (esptool 5 verifies the written data itself) then an explicit verify-flash."""
+    """read-flash of the board's partition table (checked before writing), write-flash (esptool 5
+    verifies the written data itself), then an explicit verify-flash."""
     conn = ["--chip", CHIP] + (["--port", port] if port else []) + ["--baud", str(baud)]
     offset = hex(model.partition.offset)
     image = str(bundle / "model.bin")
-    return [esptool(*conn, "write-flash", *FLASH_OPTIONS, offset, image),
+    return [esptool(*conn, "read-flash", hex(TABLE_OFFSET), hex(TABLE_BYTES), str(bundle / BOARD_TABLE)),
+            esptool(*conn, "write-flash", *FLASH_OPTIONS, offset, image),
             esptool(*conn, "verify-flash", offset, image)]
+
+
+def check_board_table(table_file: Path, model: CheckedModel, port: str) -> None:
+    """The board's own table must have the same ``model`` partition, else the write would land in
+    the wrong place (another firmware, or one built with a different partitions.csv)."""
+    want = model.partition
+    parts = parse_binary(table_file.read_bytes(), f"the partition table read from {port}")
+    have = next((p for p in parts if p.name == want.name), None)
+    if have is None or (have.offset, have.size) != (want.offset, want.size):
+        found = f"at 0x{have.offset:x}, {have.size:,} bytes" if have else "none"
+        raise InputError(f"the board on {port} has no matching {want.name!r} partition (expected 0x{want.offset:x}, "
+                         f"{want.size:,} bytes; found {found}). Flash the mnistp4 firmware first: "
+                         f"`mnistp4 deploy RUN_DIR --build --port {port}`")
 
 
 def write_bundle(bundle: Path, model: CheckedModel, partitions_csv: Path, commands: list[list[str]],

@@ -11,6 +11,8 @@ is an error. Names must be unique and at most 16 bytes.
 """
 from __future__ import annotations
 
+import hashlib
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,3 +165,48 @@ def format_table(partitions: list[Partition]) -> str:
     for p in partitions:
         lines.append(f"{p.name:<16} {p.type_name:<5} {p.subtype_name:<10} {p.offset:#10x} {p.size:#10x} {p.end:#10x}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Binary form (what ESP-IDF flashes at the table offset, 0x8000): 32-byte entries
+# ``<2sBBLL16sL`` (magic AA 50, type, subtype, offset, size, name, flags), then an MD5 entry
+# (EB EB, 14 x FF, md5 of the entries), padded with FF to 0xC00 bytes.
+# --------------------------------------------------------------------------------------------
+
+ENTRY = struct.Struct("<2sBBLL16sL")
+ENTRY_MAGIC = b"\xaa\x50"
+MD5_MAGIC = b"\xeb\xeb" + b"\xff" * 14
+TABLE_BYTES = 0xC00
+FLAG_BITS = {"encrypted": 1 << 0, "readonly": 1 << 1}
+
+
+def to_binary(partitions: list[Partition]) -> bytes:
+    """The table as ESP-IDF writes it (with its MD5 entry), 0xC00 bytes."""
+    body = b"".join(ENTRY.pack(ENTRY_MAGIC, p.type, p.subtype, p.offset, p.size, p.name.encode(),
+                               sum(FLAG_BITS[f] for f in p.flags)) for p in partitions)
+    out = body + MD5_MAGIC + hashlib.md5(body).digest()
+    if len(out) > TABLE_BYTES:
+        raise InputError(f"the partition table has {len(partitions)} entries, more than fit in 0x{TABLE_BYTES:x} bytes")
+    return out + b"\xff" * (TABLE_BYTES - len(out))
+
+
+def parse_binary(data: bytes, source: str = "partition table") -> list[Partition]:
+    """Entries of a binary table (as read back from a board); the MD5 entry is checked."""
+    parts: list[Partition] = []
+    body = b""
+    for pos in range(0, len(data) - len(data) % ENTRY.size, ENTRY.size):
+        chunk = data[pos:pos + ENTRY.size]
+        if chunk == b"\xff" * ENTRY.size:
+            return parts
+        if chunk[:2] == MD5_MAGIC[:2]:
+            if chunk[16:] != hashlib.md5(body).digest():
+                raise InputError(f"{source}: the MD5 of the entries does not match: the table is corrupt")
+            continue
+        magic, ptype, subtype, offset, size, name, flags = ENTRY.unpack(chunk)
+        if magic != ENTRY_MAGIC:
+            raise InputError(f"{source}: no partition table here (entry {pos // ENTRY.size} starts with "
+                             f"{magic.hex()}, expected aa50); is the firmware flashed?")
+        body += chunk
+        names = tuple(f for f, bit in FLAG_BITS.items() if flags & bit)
+        parts.append(Partition(name.rstrip(b"\x00").decode(errors="replace"), ptype, subtype, offset, size, names))
+    raise InputError(f"{source}: the partition table has no end marker")

@@ -1,8 +1,8 @@
 """Deploy target ``crowpanel-p4``: the CrowPanel Advance 7" ESP32-P4 running the mnistp4 firmware.
 
-Model-only update (the default): the ``.espdl`` is written with esptool at the ``model``
-partition's offset from ``partitions.csv`` and verified; the firmware is not touched and ESP-IDF is
-not needed. ``--build``: the model is copied to ``firmware/model/model.espdl`` (the firmware's CMake
+Model-only update (the default): esptool reads the board's partition table and checks that its
+``model`` partition is the one in ``partitions.csv``, writes the ``.espdl`` at that offset and
+verifies it; the firmware is not touched and ESP-IDF is not needed. ``--build``: the model is copied to ``firmware/model/model.espdl`` (the firmware's CMake
 flashes that file into the ``model`` partition) and ``idf.py build [flash]`` runs. A dry run (no
 port, or ``--dry-run``) only writes the flash bundle and prints the commands.
 """
@@ -14,8 +14,8 @@ from mnistp4 import hookimpl, io
 from mnistp4.errors import Mnistp4Error, UsageError
 from mnistp4.records import DeployResult
 
-from plugins._deploy import (CHIP, check_model, check_port, find_idf, flash_commands, run_tool, show,
-                             write_bundle)
+from plugins._deploy import (BOARD_TABLE, CHIP, check_board_table, check_model, check_port, find_idf,
+                             flash_commands, run_tool, show, write_bundle)
 
 NAME = "crowpanel-p4"
 FIRMWARE_MODEL = Path("model") / "model.espdl"   # relative to the firmware project
@@ -64,8 +64,11 @@ def deploy(model_path, options: dict) -> DeployResult:
     if dry_run:
         return DeployResult(NAME, model.path, [show(c) for c in commands], artifacts, False, details)
     check_port(port)
-    run_tool(commands[0], f"writing the model to {port} with esptool")
-    run_tool(commands[1], f"verifying the model on {port} with esptool")
+    read_table, write, verify = commands
+    run_tool(read_table, f"reading the partition table of the board on {port} with esptool")
+    check_board_table(bundle / BOARD_TABLE, model, port)
+    run_tool(write, f"writing the model to {port} with esptool")
+    run_tool(verify, f"verifying the model on {port} with esptool")
     details["verified"] = True
     return DeployResult(NAME, model.path, [show(c) for c in commands], artifacts, True, details)
 

@@ -52,7 +52,8 @@ def test_dry_run_writes_bundle_and_prints_exact_commands(app, run_dir):
     bundle = run_dir / "deploy" / "crowpanel-p4"
     assert not result.flashed and result.target == "crowpanel-p4"
     assert MODEL_OFFSET == 0x610000
-    write, verify = result.commands
+    read_table, write, verify = result.commands
+    assert read_table.endswith(f"read-flash 0x8000 0xc00 {bundle / 'board_partition_table.bin'}")
     assert "--chip esp32p4" in write and "write-flash" in write and f" {hex(MODEL_OFFSET)} " in write
     assert write.endswith(str(bundle / "model.bin")) and "--port" not in write
     assert "verify-flash 0x610000" in verify
@@ -164,6 +165,27 @@ def test_model_resolution(app, run_dir, tmp_path):
         app.get("deploy_targets", "crowpanel-p4")(onnx, {"partitions": PARTITIONS, "out_dir": tmp_path})
 
 
+def test_board_partition_table_is_checked_before_writing(app, run_dir, tmp_path):
+    from plugins._deploy import check_board_table, check_model
+    from plugins._partitions import parse_partitions, to_binary
+
+    model = check_model(run_dir / "model_int8.espdl", PARTITIONS)
+    table = tmp_path / "board.bin"
+    table.write_bytes(to_binary(read_partitions(PARTITIONS)))          # the mnistp4 firmware's table
+    check_board_table(table, model, "/dev/ttyUSB0")
+    other = parse_partitions("nvs, data, nvs, , 0x6000\nphy_init, data, phy, , 0x1000\nfactory, app, factory, , 3M\n"
+                             "model, data, spiffs, , 1M")             # another firmware's layout
+    table.write_bytes(to_binary(other))
+    with pytest.raises(InputError, match=r"expected 0x610000, 2,097,152 bytes; found at 0x310000, 1,048,576 bytes"):
+        check_board_table(table, model, "/dev/ttyUSB0")
+    table.write_bytes(b"\xff" * 0xC00)                                 # erased flash: no table at all
+    with pytest.raises(InputError, match=r"found none\)\. Flash the mnistp4 firmware first"):
+        check_board_table(table, model, "/dev/ttyUSB0")
+    table.write_bytes(b"\x00" * 0xC00)
+    with pytest.raises(InputError, match="no partition table here"):
+        check_board_table(table, model, "/dev/ttyUSB0")
+
+
 def test_missing_port_is_a_clear_error(app, run_dir):
     from plugins.deploy import run_deploy
 
@@ -175,7 +197,7 @@ def test_wrong_port_reports_esptool_failure(app, run_dir):
     from plugins.deploy import run_deploy
 
     # /dev/null exists but is no serial port: esptool itself runs and fails; we report it plainly
-    with pytest.raises(Mnistp4Error, match=r"writing the model to /dev/null with esptool failed(.|\n)*Could not open"):
+    with pytest.raises(Mnistp4Error, match=r"reading the partition table of the board on /dev/null with esptool failed(.|\n)*Could not open"):
         run_deploy(app, run_dir, port="/dev/null", dry_run=False)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mnistp4.errors import InputError
-from plugins._partitions import find_partition, parse_partitions, read_partitions
+from plugins._partitions import find_partition, parse_binary, parse_partitions, read_partitions, to_binary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,3 +104,21 @@ def test_error_names_file_and_line(tmp_path):
         read_partitions(tmp_path / "missing.csv")
     with pytest.raises(InputError, match="no partition named 'model'"):
         find_partition(parse_partitions("nvs, data, nvs, , 0x6000"), "model")
+
+
+def test_binary_table_layout_and_round_trip():
+    parts = read_partitions(REPO / "partitions.csv")
+    data = to_binary(parts)
+    assert len(data) == 0xC00
+    # hand-checked first entry: magic AA 50, data (01), nvs (02), offset 0x9000, size 0x6000, "nvs"
+    assert data[:32] == bytes.fromhex("aa50" "01" "02" "00900000" "00600000") + b"nvs" + b"\0" * 13 + b"\0" * 4
+    assert data[4 * 32:4 * 32 + 16] == b"\xeb\xeb" + b"\xff" * 14                  # the MD5 entry
+    assert data[5 * 32:] == b"\xff" * (0xC00 - 5 * 32)
+    assert [(p.name, p.type, p.subtype, p.offset, p.size) for p in parse_binary(data)] == \
+        [(p.name, p.type, p.subtype, p.offset, p.size) for p in parts]
+    corrupt = bytearray(data)
+    corrupt[10] ^= 0x01                                                      # flip a bit of nvs' size
+    with pytest.raises(InputError, match="MD5"):
+        parse_binary(bytes(corrupt))
+    with pytest.raises(InputError, match="no end marker"):
+        parse_binary(data[:3 * 32])
