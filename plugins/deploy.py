@@ -100,8 +100,9 @@ def _step(app, state: dict) -> dict:
     source = state.get("model_file") or state.get("run_dir") or default_source(app)
     result = run_deploy(app, source, port=port, dry_run=port is None)
     print_result(app, result)
-    return {"deploy_target": result.target, "flashed": result.flashed,
-            "offset": result.details.get("offset"), "deploy_files": [str(a) for a in result.artifacts]}
+    bundle = result.artifacts[0].parent if result.artifacts else None
+    return {"deploy_target": result.target, "flashed": result.flashed, "offset": result.details.get("offset"),
+            "bundle": str(bundle) if bundle else None}
 
 
 @hookimpl

@@ -239,7 +239,7 @@ def test_pipeline_step_is_a_dry_run_without_port(app, run_dir):
     assert step.order == 40
     out = step.run(app, {"model_file": str(run_dir / "model_int8.espdl")})
     assert out["flashed"] is False and out["offset"] == "0x610000" and out["deploy_target"] == "crowpanel-p4"
-    assert all(Path(p).is_file() for p in out["deploy_files"])
+    assert (Path(out["bundle"]) / "model.bin").read_bytes() == (run_dir / "model_int8.espdl").read_bytes()
 
 
 def test_targets_are_registered_plugins(app):
