@@ -176,9 +176,9 @@ class ReviewData:
     def item(self, r: dict, scores: ModelScores | None = None) -> dict:
         """One digit as the page shows it.
 
-        ``suspicion`` is 1 - p(label) under the model: high when the model disagrees with the
-        label or is unsure. Without a model it is the number of QA flags, so flagged digits
-        still come first. Empty boxes hold nothing to judge and rank last (-1).
+        ``suspicion`` is the number of QA flags plus, with a model, 1 - p(label): flagged digits
+        (which need a decision anyway) come first, then the ones the model reads as another digit
+        or is unsure about. Empty boxes hold nothing to judge and rank last (-1).
         """
         key = (r["sheet_hash"], int(r["row"]), int(r["col"]))
         flags = [f for f in (r.get("flags") or "").split(";") if f]
@@ -199,16 +199,24 @@ class ReviewData:
         if p is not None:
             item["predicted"] = int(p.argmax())
             item["confidence"] = round(float(p.max()), 4)
-            item["suspicion"] = round(1.0 - float(p[label]) if label is not None else 1.0, 4)
+            doubt = 1.0 - float(p[label]) if label is not None else 1.0
+            item["suspicion"] = round(len(flags) + doubt, 4)
         return item
 
 
 def newest_model(runs_dir: Path) -> Path | None:
-    """The ``model.onnx`` of the most recently written run in ``runs_dir``, if any."""
+    """The model of the most recently written run in ``runs_dir``: its ``model.onnx``, else its
+    ``model.pt`` (both are scored through the registered model formats)."""
     if not Path(runs_dir).is_dir():
         return None
-    models = [p for p in Path(runs_dir).glob("*/model.onnx") if p.is_file()]
-    return max(models, key=lambda p: p.stat().st_mtime_ns) if models else None
+    newest: tuple[int, Path] | None = None
+    for run in Path(runs_dir).iterdir():
+        files = [run / name for name in ("model.onnx", "model.pt") if (run / name).is_file()]
+        if files:
+            stamp = max(f.stat().st_mtime_ns for f in files)
+            if newest is None or stamp > newest[0]:
+                newest = (stamp, files[0])
+    return newest[1] if newest else None
 
 
 def onnx_predictor(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:

@@ -40,7 +40,8 @@ def register_commands(cli):
                   help="data dir to review (default: config data_dir)")
     @click.option("--layout", default=None, help="layout the collection page starts with (default: config layout)")
     @click.option("--model", "model_file", type=click.Path(dir_okay=False), default=None,
-                  help="model.onnx that ranks suspicious labels (default: newest runs_dir/*/model.onnx)")
+                  help="model file that ranks suspicious labels: .onnx, .pt or any registered model format "
+                       "(default: the newest run in runs_dir, its model.onnx or model.pt)")
     @click.option("--no-model", is_flag=True, help="do not rank by a model, only by QA flags")
     def serve(host, http_port, raw_dir, data_dir, layout, model_file, no_model):
         from mnistp4.cli import get_app

@@ -485,3 +485,19 @@ def test_decisions_do_not_rescore_and_a_broken_model_falls_back_to_flags(make_ap
     listing = web_for(broken).get("/api/digits").get_json()
     assert listing["model"] is None and "cannot use model" in listing["model_error"]
     assert all(d["predicted"] is None for d in listing["digits"])
+
+
+def test_newest_run_model_is_found(tmp_path):
+    from plugins._web_review import newest_model
+
+    assert newest_model(tmp_path / "no-runs") is None
+    old, new = tmp_path / "old", tmp_path / "new"
+    for d in (old, new):
+        d.mkdir()
+    (old / "model.onnx").write_bytes(b"x")
+    (new / "model.pt").write_bytes(b"x")
+    (new / "model.onnx").write_bytes(b"x")
+    os.utime(old / "model.onnx", ns=(1, 1_000_000_000))
+    assert newest_model(tmp_path) == new / "model.onnx"  # the newest run, ONNX preferred
+    (new / "model.onnx").unlink()
+    assert newest_model(tmp_path) == new / "model.pt"
