@@ -42,11 +42,18 @@ def find_browser() -> tuple[str, str]:
         (p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
     driver = os.environ.get("MNISTP4_CHROMEDRIVER") or shutil.which("chromedriver") or (
         "/usr/lib/chromium/chromedriver" if Path("/usr/lib/chromium/chromedriver").is_file() else None)
-    if not chrome or not driver:
+    if not chrome or not driver or not Path(chrome).is_file() or not Path(driver).is_file():
         pytest.fail(f"the browser tests need Debian's Chromium and its driver, found chromium={chrome}, "
                     f"chromedriver={driver}. Install them with `{APT_LINE}` (or point MNISTP4_CHROMIUM and "
                     f"MNISTP4_CHROMEDRIVER at them); .ci/run does this when it runs as root.")
     return chrome, driver
+
+
+def test_missing_browser_fails_with_the_install_line(monkeypatch):
+    """No Chromium: the browser tests fail (never skip) and say how to install it."""
+    monkeypatch.setenv("MNISTP4_CHROMIUM", "/nonexistent/chromium")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium chromium-driver"):
+        find_browser()
 
 
 @pytest.fixture
