@@ -1,0 +1,62 @@
+"""The ESP-IDF project's wiring, checked without ESP-IDF: the partition table it builds with is the
+one deploy reads, the model partition name agrees everywhere, components are pinned, and every
+source file is part of the build."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from plugins._deploy import MODEL_PARTITION
+from plugins._partitions import find_partition, read_partitions
+
+REPO = Path(__file__).resolve().parents[1]
+FW = REPO / "firmware"
+
+
+def sdkconfig() -> dict[str, str]:
+    values = {}
+    for line in (FW / "sdkconfig.defaults").read_text().splitlines():
+        if line.startswith("CONFIG_"):
+            key, value = line.split("=", 1)
+            values[key] = value.strip('"')
+    return values
+
+
+def test_firmware_builds_with_the_repository_partition_table():
+    cfg = sdkconfig()
+    assert cfg["CONFIG_PARTITION_TABLE_CUSTOM"] == "y"
+    table = (FW / cfg["CONFIG_PARTITION_TABLE_CUSTOM_FILENAME"]).resolve()
+    assert table == (REPO / "partitions.csv").resolve()
+    offset = int(cfg["CONFIG_PARTITION_TABLE_OFFSET"], 16)
+    model = find_partition(read_partitions(table, table_offset=offset), MODEL_PARTITION)
+    flash_mb = int(next(k for k in cfg if k.startswith("CONFIG_ESPTOOLPY_FLASHSIZE_"))
+                   .removeprefix("CONFIG_ESPTOOLPY_FLASHSIZE_").removesuffix("MB"))
+    assert model.end <= flash_mb * 1024 * 1024
+    assert cfg["CONFIG_SPIRAM"] == "y" and cfg["CONFIG_IDF_TARGET"] == "esp32p4"
+
+
+def test_model_partition_name_agrees_everywhere():
+    cmake = (FW / "main" / "CMakeLists.txt").read_text()
+    assert re.search(rf'esptool_py_flash_to_partition\(flash "{MODEL_PARTITION}"', cmake)
+    cpp = (FW / "main" / "inference.cpp").read_text()
+    assert f'MODEL_PARTITION = "{MODEL_PARTITION}"' in cpp
+    assert "fbs::MODEL_LOCATION_IN_FLASH_PARTITION" in cpp
+
+
+def test_components_are_pinned():
+    deps = {}
+    for line in (FW / "main" / "idf_component.yml").read_text().splitlines():
+        m = re.match(r'\s+([\w/.-]+):\s*"([^"]+)"', line)
+        if m:
+            deps[m.group(1)] = m.group(2)
+    for name in ("espressif/esp-dl", "lvgl/lvgl", "espressif/esp_lvgl_port", "espressif/esp_lcd_ek79007",
+                 "espressif/esp_lcd_touch_gt911"):
+        assert re.fullmatch(r"~\d+\.\d+\.\d+", deps[name]), (name, deps.get(name))
+    assert deps["idf"] == ">=5.4"
+
+
+def test_every_source_is_built():
+    cmake = (FW / "main" / "CMakeLists.txt").read_text()
+    srcs = set(re.findall(r'"([\w/]+\.(?:c|cpp))"', cmake))
+    on_disk = {str(p.relative_to(FW / "main")) for p in (FW / "main").rglob("*") if p.suffix in (".c", ".cpp")}
+    assert srcs == on_disk
