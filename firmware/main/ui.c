@@ -105,8 +105,10 @@ static void show_bars(void)
 {
     const float *values = s_mode == MODE_SOFTMAX ? s_last.probs : s_last.raw;
     int winner = s_last.decision.state == DC_STATE_DIGIT ? s_last.decision.digit : -1;
+    /* a scribble shows no bars at all: the model's answer to it means nothing */
+    int shown = s_last.ran && s_last.decision.state != DC_STATE_SCRIBBLE;
     for (int i = 0; i < DC_CLASSES; i++) {
-        int v = s_last.ran ? (int)(values[i] * 100.0f + 0.5f) : 0;
+        int v = shown ? (int)(values[i] * 100.0f + 0.5f) : 0;
         lv_bar_set_value(s_bars[i], v, LV_ANIM_OFF);
         lv_color_t c = i == winner ? lv_palette_main(LV_PALETTE_GREEN) : lv_palette_main(LV_PALETTE_BLUE_GREY);
         lv_obj_set_style_bg_color(s_bars[i], c, LV_PART_INDICATOR);
