@@ -59,7 +59,8 @@ def print_result(app, result: DeployResult) -> None:
     if result.flashed:
         c.print(f"[green]flashed[/] with target {result.target}")
     else:
-        c.print(f"[yellow]dry run[/]: nothing was written to a board (target {result.target}). Commands:")
+        hint = " Pass --port PORT (or set config `port`) to flash." if result.target != "bundle" else ""
+        c.print(f"[yellow]dry run[/]: nothing was written to a board (target {result.target}).{hint} Commands:")
     for cmd in result.commands:
         c.print(f"  {cmd}", markup=False, highlight=False, soft_wrap=True)
     for path in result.artifacts:
