@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -186,7 +188,9 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _worker_init():
+def _worker_init(path: list[str]):
+    # spawned workers: the parent's import path (plugin folders), one OpenCV thread per process
+    sys.path[:] = path
     cv2.setNumThreads(1)
 
 
@@ -239,7 +243,10 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
     task = progress.add_task(f"segmenting {len(jobs)} sheet(s)", total=len(jobs)) if progress and jobs else None
     done: list[SheetResult] = []
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_worker_init) as pool:
+        # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                                 initializer=_worker_init, initargs=(list(sys.path),)) as pool:
             futures = {pool.submit(process_sheet, job): job for job in jobs}
             for fut in as_completed(futures):
                 done.append(fut.result())

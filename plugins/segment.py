@@ -87,8 +87,7 @@ def register_commands(cli):
             print_json(summary)
         else:
             print_summary(app, summary)
-        if summary["failed"]:
-            raise click.exceptions.Exit(1)
+        _segment_batch.ensure_not_failed(summary)   # exit code 1 when a sheet failed
 
     @cli.command("label", help="Fix the label of digits, reject them, or accept flagged ones. DIGIT is an image "
                                "file name from the manifest (images/....png) or SHEET_HASH:ROW:COL. The decision "

@@ -134,10 +134,10 @@ def segment_template(image: np.ndarray, *, layout: Layout | None = None, options
 
 
 def segment_auto(image: np.ndarray, *, layout: Layout | None = None, options: dict | None = None) -> list[Digit]:
-    """``template`` when the sheet shows layout markers, else ``freeform``."""
+    """``template`` when the sheet shows corner markers, else ``freeform``."""
     options = options or {}
     markers = detect_markers(shrink(image))
-    if layout_from_markers(markers, _options_layouts(layout, options)) is not None:
+    if markers:   # a marked sheet is a template sheet, even of a layout nobody registered (clear error)
         return segment_template(image, layout=layout, options=options, markers=markers)
     from plugins.segment_freeform import segment_freeform
     return segment_freeform(image, layout=layout, options=options)

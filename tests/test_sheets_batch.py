@@ -1,0 +1,166 @@
+"""``mnistp4 segment`` / ``label`` / ``sheet``: bad inputs, idempotency, decisions, raw folder untouched."""
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from mnistp4.cli import main
+from plugins import _synth
+from plugins._manifest import read_manifest, usable
+from plugins._segment_batch import check_unchanged, list_sheets
+from plugins._sheet_layout import TABLET_PX_PER_MM, Layout, default_layouts, render_template
+
+REPO = Path(__file__).resolve().parents[1]
+GRID = default_layouts()[0]
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (no pixel data): 'enormous' without using memory."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory, semeion_dir):
+    """Two good sheets (template, freeform with a sidecar) and one of every bad kind."""
+    d = tmp_path_factory.mktemp("raw")
+    images, labels = _synth.load_semeion(semeion_dir / "semeion-dev.data")
+    rows = _synth.semeion_rows_for_sheet(labels, 0, 0)
+    index = {(r, c): i for r, dig in enumerate(GRID.rows) for c, i in enumerate(rows[int(dig)][:3])}
+    page, _ = _synth.template_sheet(GRID, {k: images[i] for k, i in index.items()}, np.random.default_rng(0),
+                                    index, px_per_mm=TABLET_PX_PER_MM)
+    cv2.imwrite(str(d / "good-template.jpg"), _synth.degrade(page, np.random.default_rng(1), **_synth.LEVELS["mild"]))
+    tablet, _ = _synth.freeform_sheet([[images[i] for i in r[:2]] for r in rows[::-1]], "9876543210",
+                                      np.random.default_rng(2))
+    (d / "sub").mkdir()
+    cv2.imwrite(str(d / "sub" / "tablet.tiff"), tablet)
+    (d / "sub" / "tablet.json").write_text(json.dumps({"source": "writer-7", "rows": "9876543210"}))
+    good_png = cv2.imencode(".png", page)[1].tobytes()
+    (d / "corrupt.png").write_bytes(good_png[: len(good_png) // 3])
+    (d / "notes.png").write_text("this is not an image\n")
+    cv2.imwrite(str(d / "blank.png"), np.full((900, 640), 250, np.uint8))
+    cv2.imwrite(str(d / "foreign-layout.png"), render_template(Layout("other", 9), TABLET_PX_PER_MM))
+    (d / "enormous.png").write_bytes(_png_header_only(40000, 30000))
+    (d / "readme.txt").write_text("not a sheet: ignored by suffix")
+    return d
+
+
+def _run(args, capsys):
+    code = main(args)
+    out = capsys.readouterr().out
+    return code, out
+
+
+def test_segment_batch_bad_inputs_idempotency_and_decisions(raw_dir, tmp_path, capsys):
+    before = check_unchanged(list(raw_dir.rglob("*")) and [p for p in raw_dir.rglob("*") if p.is_file()])
+    data = tmp_path / "data"
+    code, out = _run(["segment", str(raw_dir), "-o", str(data), "--workers", "2", "--json"], capsys)
+    summary = json.loads(out)
+    assert code == 1                                     # some sheets failed
+    by = {r["sheet"]: r for r in summary["results"]}
+    assert by["good-template.jpg"]["status"] == "ok" and by["good-template.jpg"]["digits"] == 100
+    assert by["sub/tablet.tiff"]["status"] == "ok" and by["sub/tablet.tiff"]["digits"] == 20
+    errors = {name: by[name]["error"] for name in by if by[name]["status"] == "failed"}
+    assert set(errors) == {"corrupt.png", "notes.png", "blank.png", "foreign-layout.png", "enormous.png"}
+    assert "corrupt" in errors["corrupt.png"] or "truncated" in errors["corrupt.png"]
+    assert "not an image" in errors["notes.png"]
+    assert "blank" in errors["blank.png"]
+    assert "no known layout" in errors["foreign-layout.png"]
+    assert "enormous" in errors["enormous.png"]
+    assert all(e.startswith(name) for name, e in errors.items())       # each error names its file
+    assert summary["failed"] == 5 and summary["processed"] == 2
+
+    rows = read_manifest(data)
+    assert len(rows) == 120
+    template = [r for r in rows if r["sheet"] == "good-template.jpg"]
+    assert sum(1 for r in template if r["flags"] == "empty") == 70     # 3 digits per row written
+    assert all(r["label"] == int(GRID.rows[r["row"]]) for r in template)
+    tablet = [r for r in rows if r["sheet"] == "sub/tablet.tiff"]
+    assert {r["source"] for r in tablet} == {"writer-7"} and tablet[0]["label"] == 9
+    assert {r["source"] for r in template} == {"good-template"}
+    for r in rows:
+        img = cv2.imread(str(data / r["path"]), cv2.IMREAD_GRAYSCALE)
+        assert img.shape == (28, 28)
+    assert (data / "review" / "good-template.jpg.png").is_file() and (data / "review" / "sub__tablet.tiff.png").is_file()
+
+    # a human relabels one digit and rejects another (by file name and by key)
+    target = next(r for r in template if r["flags"] == "")
+    code, out = _run(["label", Path(target["path"]).name, "--label", "7", "-d", str(data), "--json"], capsys)
+    assert code == 0 and json.loads(out)["updated"][0]["decision"] == "relabeled"
+    key = f"{tablet[0]['sheet_hash']}:{tablet[0]['row']}:{tablet[0]['col']}"
+    assert _run(["label", key, "--reject", "-d", str(data)], capsys)[0] == 0
+    assert _run(["label", "nosuch.png", "--reject", "-d", str(data)], capsys)[0] == 1
+
+    manifest_before = (data / "manifest.csv").read_bytes()
+    code, out = _run(["segment", str(raw_dir), "-o", str(data), "--json"], capsys)   # re-run: nothing to do
+    again = json.loads(out)
+    assert again["processed"] == 0 and again["skipped"] == 2 and again["failed"] == 5
+    assert (data / "manifest.csv").read_bytes() == manifest_before
+
+    (data / "segment_state.json").unlink()               # force a full re-segmentation
+    code, out = _run(["segment", str(raw_dir), "-o", str(data), "--json"], capsys)
+    assert json.loads(out)["processed"] == 2
+    rows = {(r["sheet_hash"], r["row"], r["col"]): r for r in read_manifest(data)}
+    fixed = rows[(target["sheet_hash"], target["row"], target["col"])]
+    assert fixed["label"] == 7 and fixed["decision"] == "relabeled" and usable(fixed)
+    rejected = rows[(tablet[0]["sheet_hash"], tablet[0]["row"], tablet[0]["col"])]
+    assert rejected["decision"] == "rejected" and not usable(rejected)
+
+    after = check_unchanged([p for p in raw_dir.rglob("*") if p.is_file()])
+    assert after == before and not list(raw_dir.rglob("*.tmp*"))
+
+
+def test_segment_refuses_output_inside_raw(raw_dir, capsys):
+    code, _ = _run(["segment", str(raw_dir), "-o", str(raw_dir / "data")], capsys)
+    assert code == 2 and not (raw_dir / "data").exists()
+
+
+def test_shipped_raw_scans_segment_cleanly_and_stay_unchanged(tmp_path, capsys):
+    raw = REPO / "raw_scans"
+    files = [p for p in raw.rglob("*") if p.is_file()]
+    before = check_unchanged(files)
+    code, out = _run(["segment", str(raw), "-o", str(tmp_path / "d"), "--json"], capsys)
+    summary = json.loads(out)
+    assert code == 0 and summary["failed"] == 0 and summary["sheets"] == len(list_sheets(raw)) == 8
+    assert summary["digits"] == 796 and summary["usable"] >= 780
+    rows = read_manifest(tmp_path / "d")
+    assert {r["source"] for r in rows} == {"semeion-c0", "semeion-c1", "semeion-c2", "semeion-c3"}
+    assert check_unchanged(files) == before
+
+
+def test_sheet_template_png_pdf_and_examples(tmp_path, capsys, semeion_dir):
+    png, pdf = tmp_path / "t.png", tmp_path / "t.pdf"
+    assert _run(["sheet", "template", "-o", str(png)], capsys)[0] == 0
+    assert _run(["sheet", "template", "--layout", "grid-10x5", "-o", str(pdf)], capsys)[0] == 0
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    page = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+    assert page.shape == (round(297 * TABLET_PX_PER_MM), round(210 * TABLET_PX_PER_MM))
+    assert _run(["sheet", "template", "-o", str(tmp_path / "t.gif")], capsys)[0] == 2
+    assert _run(["sheet", "template", "--layout", "nope", "-o", str(png)], capsys)[0] != 0
+
+
+def test_examples_are_reproducible(tmp_path, semeion_dir):
+    """raw_scans/ is exactly what its README's command writes."""
+    from plugins.sheet_cli import EXAMPLES, make_examples
+    make_examples(semeion_dir / "semeion-dev.data", tmp_path, GRID, seed=0)
+    for name, *_ in EXAMPLES[:2]:
+        assert (tmp_path / name).read_bytes() == (REPO / "raw_scans" / name).read_bytes()
+        assert (tmp_path / name).with_suffix(".json").read_text() == \
+            (REPO / "raw_scans" / name).with_suffix(".json").read_text()
+
+
+def test_pipeline_step_segment(make_app, tmp_path):
+    app = make_app(settings=[f"raw_scans={REPO / 'raw_scans'}", f"data_dir={tmp_path / 'data'}", "workers=1"])
+    step = app.get("pipeline_steps", "segment")
+    assert step.order == 10
+    result = step.run(app, {})
+    assert result["data_dir"] == str(tmp_path / "data") and result["usable"] >= 780
+    shutil.rmtree(tmp_path / "data")
