@@ -92,6 +92,7 @@ class TrainSettings:
     weighting: Callable | None = None     # see plugins/weighting.py
     augmentations: list = field(default_factory=list)  # [(name, fn)]
     stop_at: float | None = None          # stop once test accuracy reaches this (benchmarks)
+    max_seconds: float | None = None      # stop after the epoch that passes this time (benchmarks)
     threads: int = 2
 
 
@@ -264,7 +265,8 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
                         "state": state, "recipe": recipe.as_dict()}, tmp)
         if on_epoch:
             on_epoch(row)
-        if settings.stop_at is not None and test["accuracy"] >= settings.stop_at:
+        if (settings.stop_at is not None and test["accuracy"] >= settings.stop_at) or \
+                (settings.max_seconds is not None and state["elapsed"] >= settings.max_seconds):
             stopped_early = epoch < settings.epochs
             break
 

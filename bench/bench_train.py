@@ -1,0 +1,138 @@
+"""Training benchmark, all in one process on one machine:
+
+1. ours: ``p4net`` + recipe ``fast`` (batched augmentation, one-cycle AdamW), MNIST only;
+2. European handwriting: that MNIST-only model scored on held-out Semeion writers, then the same
+   recipe trained with the Semeion dev writers as custom digits (x50) and scored on the held-out
+   writers and on the MNIST test;
+3. the article's pipeline as written: ``seed-cnn`` + recipe ``seed`` (per-sample PIL transforms in
+   a DataLoader, batch 64, Adam 1e-3), stopped at 99.4 % or at a time cap.
+
+Prints and saves time-to-99.0 % / 99.4 % test accuracy of both and the ratio seed / ours.
+
+    MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... nice python bench/bench_train.py \
+        --seed-cap-minutes 40 | tee bench/results/train_bench.log
+
+Results: ``bench/results/train_bench.json`` (rewritten after each phase, so a cut-short run keeps
+what it measured). Run dirs under ``runs/bench-*`` are kept for quantization and deploy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mnistp4.app import create_app  # noqa: E402
+from mnistp4.io import write_json  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed-cap-minutes", type=float, default=40.0,
+                    help="stop the article's pipeline after the epoch that passes this much time")
+    ap.add_argument("--seed-epochs", type=int, default=30)
+    ap.add_argument("--runs", default="runs", help="folder for the run dirs")
+    ap.add_argument("--skip", action="append", default=[], choices=["ours", "european", "seed"])
+    ap.add_argument("--json", default=str(REPO / "bench" / "results" / "train_bench.json"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    app = create_app(root=REPO)
+    runs = Path(args.runs)
+    runs = runs if runs.is_absolute() else REPO / runs
+    out_json = Path(args.json)
+    results: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": 2, "torch": torch.__version__,
+                                 "platform": platform.platform(), "load_average_start": os.getloadavg()},
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+    def save():
+        results["load_average_now"] = os.getloadavg()
+        write_json(out_json, results)
+
+    def brief(m):
+        return {k: m[k] for k in ("model", "recipe", "test_accuracy", "custom_accuracy", "epochs", "best_epoch",
+                                  "train_seconds", "time_to", "params", "macs", "stopped_early")} | {
+            "history": [{k: h[k] for k in ("epoch", "test_accuracy", "custom_accuracy", "seconds")}
+                        for h in m["history"]]}
+
+    from plugins.evaluate import evaluate_model, load_data
+
+    ours_dir = runs / "bench-p4net-fast"
+    if "ours" not in args.skip:
+        app.console.rule("ours: p4net + fast recipe, MNIST only")
+        m = train_one(app, ours_dir, model="p4net", recipe="fast", custom=[])
+        results["ours"] = brief(m) | {"run_dir": str(ours_dir)}
+        save()
+
+    if "european" not in args.skip:
+        app.console.rule("European handwriting: Semeion held-out writers")
+        held = load_data(app, "semeion")
+        base, _ = evaluate_model(app, ours_dir, held)
+        results["european"] = {"held_out_digits": base["total"], "held_out_writers": sorted(set(held.sources)),
+                               "mnist_only": {"run_dir": str(ours_dir), "semeion_accuracy": base["accuracy"],
+                                              "semeion_per_class": base["per_class"],
+                                              "mnist_test_accuracy": results.get("ours", {}).get("test_accuracy")}}
+        app.console.print(f"MNIST-only model on held-out Semeion writers: {100 * base['accuracy']:.2f}% "
+                          f"(digit 1: {100 * base['per_class'][1]:.1f}%)")
+        save()
+        eu_dir = runs / "bench-p4net-fast-semeion"
+        m = train_one(app, eu_dir, model="p4net", recipe="fast", custom=["semeion"], weight=50)
+        after, _ = evaluate_model(app, eu_dir, held)
+        results["european"]["with_semeion"] = brief(m) | {
+            "run_dir": str(eu_dir), "semeion_accuracy": after["accuracy"], "semeion_per_class": after["per_class"],
+            "mnist_test_accuracy": m["test_accuracy"], "composition": m["composition"]}
+        app.console.print(f"with Semeion x50: held-out Semeion {100 * after['accuracy']:.2f}%, "
+                          f"MNIST test {100 * m['test_accuracy']:.2f}%")
+        save()
+
+    if "seed" not in args.skip:
+        app.console.rule("the article's pipeline: seed-cnn + seed recipe (per-sample transforms)")
+        seed_dir = runs / "bench-seed-cnn-seed"
+        m = train_one(app, seed_dir, model="seed-cnn", recipe="seed", custom=[], epochs=args.seed_epochs,
+                      stop_at=0.994, max_seconds=60 * args.seed_cap_minutes)
+        results["seed"] = brief(m) | {"run_dir": str(seed_dir), "cap_minutes": args.seed_cap_minutes}
+        save()
+
+    if "seed" in results and "ours" in results:
+        ratios = {}
+        for level in ("99.0", "99.4"):
+            s, o = results["seed"]["time_to"].get(level), results["ours"]["time_to"].get(level)
+            if s and o:
+                ratios[level] = {"seed_s": s["seconds"], "ours_s": o["seconds"], "ratio": s["seconds"] / o["seconds"]}
+            elif o and not s:
+                # the article's pipeline did not get there before its cap: the ratio is at least this
+                ratios[level] = {"seed_s": None, "ours_s": o["seconds"], "ratio_at_least":
+                                 results["seed"]["train_seconds"] / o["seconds"]}
+            else:
+                ratios[level] = None
+        results["time_to_ratio"] = ratios
+        save()
+        for level, r in ratios.items():
+            if r and "ratio" in r:
+                app.console.print(f"time to {level}%: article pipeline {r['seed_s']:.0f} s, ours {r['ours_s']:.0f} s "
+                                  f"-> {r['ratio']:.1f}x faster")
+            elif r:
+                app.console.print(f"time to {level}%: article pipeline not reached in "
+                                  f"{results['seed']['train_seconds']:.0f} s, ours {r['ours_s']:.0f} s "
+                                  f"-> at least {r['ratio_at_least']:.1f}x faster")
+            else:
+                app.console.print(f"time to {level}%: ours did not reach it")
+    app.console.print(f"results: {out_json}")
+    return 0
+
+
+def train_one(app, out: Path, **kw):
+    from plugins._train_run import train_run
+
+    return train_run(app, out=out, seed=0, overwrite=True, **kw)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
