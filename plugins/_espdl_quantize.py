@@ -30,6 +30,7 @@ MEAN, STD = 0.1307, 0.3081
 TARGETS = ("esp32p4", "esp32s3")
 BITS = (8, 16)
 SIDE_SUFFIXES = (".espdl", ".json", ".info")
+MIN_CALIB_STEPS = 8
 
 
 @dataclass
@@ -145,8 +146,11 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, *, bits: int = 8,
         raise InputError(f"{onnx_path} does not exist: export the model first (`mnistp4 train` writes model.onnx)")
     if calib_images.ndim != 3 or calib_images.shape[1:] != (28, 28) or len(calib_images) == 0:
         raise InputError(f"calibration images must be uint8 (N, 28, 28) with N > 0, got {calib_images.shape}")
+    if len(calib_images) < MIN_CALIB_STEPS:
+        raise UsageError(f"esp-ppq needs at least {MIN_CALIB_STEPS} calibration images, got {len(calib_images)}")
     rec = RECIPES[recipe]
     x = normalize(calib_images)
+    batch = max(1, min(batch, len(x) // MIN_CALIB_STEPS))  # esp-ppq insists on >= 8 calibration steps
     loader = [x[i:i + batch] for i in range(0, len(x), batch)]
     meta = {"mnistp4.mean": str(MEAN), "mnistp4.std": str(STD), "mnistp4.target": target,
             "mnistp4.bits": str(bits), "mnistp4.recipe": recipe, "mnistp4.pixel": "x = (pixel/255 - mean)/std"}

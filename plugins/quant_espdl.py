@@ -52,6 +52,16 @@ def resolve_source(source: Path) -> tuple[Path, Path, dict]:
     return onnx_path, out_dir, cfg
 
 
+def _progress(app, quiet: bool):
+    """The app's progress bar, or one on stderr when stdout carries JSON."""
+    if not quiet:
+        return app.progress()
+    from rich.console import Console
+    from rich.progress import Progress
+
+    return Progress(console=Console(stderr=True), transient=True)
+
+
 def _score(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     acc = accuracy(logits, labels)
     return {"accuracy": acc, "correct": int(round(acc * len(labels))) if acc is not None else 0,
@@ -59,7 +69,8 @@ def _score(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
 
 def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recipe: str,
-                 widths: tuple[int, ...] | None = None, verify: bool = True) -> dict[str, Any]:
+                 widths: tuple[int, ...] | None = None, verify: bool = True,
+                 quiet: bool = False) -> dict[str, Any]:
     """Quantize a run at the given widths (default: 8 and 16), measure every file, write quant.json."""
     from plugins.calib_images import calibration_set, custom_entries, custom_split
     from plugins.cost_report import device_cost
@@ -68,7 +79,7 @@ def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recip
     widths = tuple(sorted({bits, *(widths or (8, 16))}, reverse=True))
     onnx_path, out_dir, run_cfg = resolve_source(source)
     stem = "model" if onnx_path.name == "model.onnx" else onnx_path.stem
-    with app.progress() as progress:
+    with _progress(app, quiet) as progress:
         task = progress.add_task("loading test sets", total=2 + 3 * len(widths))
         test = app.get("dataset_sources", "mnist")(app.config, "test")
         custom_train, custom_held = custom_split(app, custom_entries(app, run_cfg))
@@ -226,7 +237,7 @@ def register_commands(cli):
         c = app.config
         report = quantize_run(app, source, bits=int(c["bits"]), target=c["target"], calib=int(c["calib"]),
                               recipe=c["quant_recipe"], widths=(int(c["bits"]),) if only else None,
-                              verify=not no_verify and bool(c["quant_verify"]))
+                              verify=not no_verify and bool(c["quant_verify"]), quiet=as_json)
         if as_json:
             print_json(report)
         else:

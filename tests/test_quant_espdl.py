@@ -1,0 +1,124 @@
+"""esp-ppq quantization of a tiny trained model at 8 and 16 bits, checked by the host interpreter."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from test_quant_kit import mnist_test_digits, train_tiny_onnx
+
+N_CHECK = 300
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory, mnist_dir):
+    from plugins._espdl_quantize import quantize_onnx
+    from plugins.mnist_source import load_mnist
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    onnx_path = train_tiny_onnx(mnist_dir, run)
+    digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    calib = load_mnist(mnist_dir, "train").images[5000:5064]
+    results = {b: quantize_onnx(onnx_path, run / f"model_int{b}.espdl", bits=b, calib_images=calib,
+                                recipe="minmax", error_report=(b == 8)) for b in (8, 16)}
+    return run, onnx_path, digest, results
+
+
+def test_onnx_is_not_modified_and_side_files_written(quantized):
+    run, onnx_path, digest, results = quantized
+    assert hashlib.sha256(onnx_path.read_bytes()).hexdigest() == digest
+    for b, res in results.items():
+        assert res.path.is_file() and res.path.read_bytes()[:4] == b"EDL2"
+        assert {p.suffix for p in res.side_files} == {".espdl", ".json", ".info"}
+    assert set(results[8].layerwise) and all(v >= 0 for v in results[8].layerwise.values())
+
+
+def test_reader_reports_input_and_memory(quantized):
+    from plugins._espdl import read_espdl
+
+    _, _, _, results = quantized
+    m8, m16 = read_espdl(results[8].path), read_espdl(results[16].path)
+    assert m8.input_shape == [1, 28, 28, 1] and m8.input_layout == "NHWC"
+    assert (m8.input_dtype, m16.input_dtype) == ("int8", "int16")
+    assert m8.input_exponent == -5  # min/max: (255/255 - 0.1307)/0.3081 = 2.82 needs 2^-5 steps in int8
+    assert m8.rounding == "half_even"
+    assert m8.ops[:3] == ["Conv", "MaxPool", "Conv"] and "Gemm" in m8.ops
+    assert 0 < m8.weight_bytes < m16.weight_bytes
+    act = m8.activation_bytes()
+    assert act["largest_tensor"] == 28 * 28 * 8  # conv1 output, int8
+    assert act["peak_live"] >= act["largest_tensor"]
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_interpreter_equals_esp_ppq_and_test_values(quantized, mnist_dir, bits):
+    from plugins._espdl import check_test_values, read_espdl
+    from plugins._espdl_quantize import verify_against_ppq
+
+    _, _, _, results = quantized
+    model = read_espdl(results[bits].path)
+    tv = check_test_values(model)
+    assert tv["present"] and tv["passed"] and tv["compared"] == 10
+    images, _ = mnist_test_digits(mnist_dir, N_CHECK)
+    v = verify_against_ppq(model, results[bits].graph, images)
+    assert v["images"] == N_CHECK
+    assert v["mismatched_images"] == 0, v
+    assert v["off_grid_sim_outputs"] == 0
+
+
+def test_int16_matches_float_and_int8_is_close(quantized, mnist_dir):
+    from plugins._espdl_quantize import accuracy, espdl_predictor, onnx_logits
+
+    _, onnx_path, _, results = quantized
+    images, labels = mnist_test_digits(mnist_dir, N_CHECK)
+    fl = onnx_logits(onnx_path, images)
+    acc_f = accuracy(fl, labels)
+    q16 = espdl_predictor(results[16].path)(images)
+    q8 = espdl_predictor(results[8].path)(images)
+    assert acc_f > 0.85  # the tiny model learned something
+    assert abs(accuracy(q16, labels) - acc_f) <= 1 / N_CHECK
+    assert (q16.argmax(1) == fl.argmax(1)).mean() >= 0.995
+    assert np.abs(q16 - fl).max() < 0.05  # Int16 logits track the float ones closely
+    assert abs(accuracy(q8, labels) - acc_f) <= 0.02
+
+
+def test_quantize_command_evaluate_and_cost(quantized, tmp_path, monkeypatch, capsys, mnist_dir):
+    from mnistp4.cli import main
+
+    run, _, _, _ = quantized
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNISTP4_MNIST_DIR", str(mnist_dir))
+    assert main(["quantize", str(run), "--bits", "8", "--only", "--calib", "32", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    saved = json.loads((run / "quant.json").read_text())
+    assert saved["model_file"] == report["model_file"] == str(run / "model_int8.espdl")
+    r8 = report["int8"]
+    assert report["bits"] == 8 and report["target"] == "esp32p4" and report["calib"] == 32
+    assert r8["verification"]["images"] == 10000 and r8["verification"]["mismatched_images"] == 0
+    assert r8["test_values"]["passed"] is True
+    assert report["input"]["exponent"] == -5 and report["input"]["dtype"] == "int8"
+    assert 0.8 < r8["mnist"]["accuracy"] <= 1 and r8["mnist"]["total"] == 10000
+    assert abs(r8["mnist"]["accuracy"] - report["float"]["mnist"]["accuracy"]) < 0.02
+    assert report["macs"] == 28 * 28 * 8 * 9 + 12 * 12 * 16 * 72 + 576 * 10
+
+    assert main(["evaluate", report["model_file"], "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["accuracy"] == pytest.approx(r8["mnist"]["accuracy"])
+
+    assert main(["cost", report["model_file"], "--json"]) == 0
+    cost = json.loads(capsys.readouterr().out)
+    assert cost["macs"] == report["macs"] and cost["flash_bytes"] == os.path.getsize(report["model_file"])
+    assert cost["latency_ms_estimate"] == round(cost["macs"] / 212e6 * 1e3, 2)  # 4.24 M MACs ~ 20 ms
+
+
+def test_bad_options_are_usage_errors(quantized, tmp_path, monkeypatch, capsys):
+    from mnistp4.cli import main
+
+    run, _, _, _ = quantized
+    monkeypatch.chdir(tmp_path)
+    assert main(["quantize", str(run), "--recipe", "nope"]) == 2
+    assert "unknown quantization recipe 'nope'" in capsys.readouterr().err
+    assert main(["quantize", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
