@@ -1,0 +1,102 @@
+"""The .espdl host reader on damaged files and on ops it does not implement."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from test_quant_kit import train_tiny_onnx
+
+
+@pytest.fixture(scope="module")
+def espdl_file(tmp_path_factory, mnist_dir):
+    from plugins._espdl_quantize import quantize_onnx
+    from plugins.mnist_source import load_mnist
+
+    run = tmp_path_factory.mktemp("reader")
+    onnx_path = train_tiny_onnx(mnist_dir, run, n_train=1000)
+    calib = load_mnist(mnist_dir, "train").images[:32]
+    return quantize_onnx(onnx_path, run / "model_int8.espdl", bits=8, calib_images=calib,
+                         recipe="minmax", error_report=False).path
+
+
+def _write(tmp_path, name, data: bytes):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def test_truncated_file_is_a_clear_error(espdl_file, tmp_path):
+    from plugins._espdl import EspdlFormatError, read_espdl
+
+    data = espdl_file.read_bytes()
+    for cut in (0, 10, 16, 100, len(data) // 2, len(data) - 1):
+        p = _write(tmp_path, f"cut{cut}.espdl", data[:cut])
+        with pytest.raises(EspdlFormatError, match="truncated") as e:
+            read_espdl(p)
+        assert str(p) in str(e.value)
+
+
+def test_wrong_magic_and_encrypted_flag(espdl_file, tmp_path):
+    from plugins._espdl import EspdlFormatError, read_espdl
+
+    data = espdl_file.read_bytes()
+    with pytest.raises(EspdlFormatError, match="not an .espdl file"):
+        read_espdl(_write(tmp_path, "onnx.espdl", b"\x08\x07onnx" + data[6:]))
+    with pytest.raises(EspdlFormatError, match="encrypted"):
+        read_espdl(_write(tmp_path, "enc.espdl", data[:4] + struct.pack("<I", 1) + data[8:]))
+
+
+def test_corrupt_payload_never_crashes(espdl_file, tmp_path):
+    """Damaged FlatBuffers offsets give EspdlFormatError; damaged weight bytes still parse."""
+    from plugins._espdl import EspdlFormatError, read_espdl
+
+    data = bytearray(espdl_file.read_bytes())
+    bad_root = bytearray(data)
+    bad_root[16:20] = struct.pack("<I", 0x7FFFFFF0)  # root table offset far past the end
+    with pytest.raises(EspdlFormatError, match="corrupt"):
+        read_espdl(_write(tmp_path, "root.espdl", bytes(bad_root)))
+
+    rng = np.random.default_rng(0)
+    outcomes = {"error": 0, "parsed": 0}
+    for trial in range(40):
+        broken = bytearray(data)
+        start = int(rng.integers(16, len(data) - 64))
+        broken[start:start + 32] = rng.integers(0, 256, 32, dtype=np.uint8).tobytes()
+        p = _write(tmp_path, f"noise{trial}.espdl", bytes(broken))
+        try:
+            read_espdl(p)
+            outcomes["parsed"] += 1
+        except EspdlFormatError as e:
+            assert str(p) in str(e)
+            outcomes["error"] += 1
+    assert outcomes["error"] + outcomes["parsed"] == 40
+
+
+def test_missing_file_is_input_error(tmp_path):
+    from mnistp4.errors import InputError
+    from plugins._espdl import read_espdl
+
+    with pytest.raises(InputError, match="cannot read"):
+        read_espdl(tmp_path / "nope.espdl")
+
+
+def test_unknown_op_is_named(espdl_file):
+    from plugins._espdl import Interpreter, UnsupportedOp, read_espdl
+
+    model = read_espdl(espdl_file)
+    Interpreter(model)  # the real graph is fully supported
+    model.nodes[1].op_type = "Softplus"
+    with pytest.raises(UnsupportedOp, match="'Softplus'"):
+        Interpreter(model)
+
+
+def test_cli_reports_a_corrupt_model_without_traceback(espdl_file, tmp_path, monkeypatch, capsys):
+    from mnistp4.cli import main
+
+    p = _write(tmp_path, "half.espdl", espdl_file.read_bytes()[:500])
+    monkeypatch.chdir(tmp_path)
+    assert main(["cost", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert "truncated" in err and "Traceback" not in err
