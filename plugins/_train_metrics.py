@@ -86,20 +86,24 @@ def plot_confusion(cm: np.ndarray, path: Path, title: str = "") -> Path:
 
 def plot_misclassified(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, path: Path,
                        title: str = "", limit: int = 100) -> Path:
-    """Contact sheet of misclassified digits, each titled true->predicted."""
+    """Contact sheet of misclassified digits (one image, tiles titled true->predicted)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    wrong = np.flatnonzero(np.asarray(labels) != np.asarray(preds))[:limit]
-    cols = 10
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    wrong_all = np.flatnonzero(labels != preds)
+    wrong = wrong_all[:limit]
+    cols, tile, head = 10, 28, 10
     rows = max(1, math.ceil(len(wrong) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 1.05 + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, wrong):
-        ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{labels[i]}→{preds[i]}", fontsize=8, color="red")
-    fig.suptitle(f"{title} misclassified: {int((np.asarray(labels) != np.asarray(preds)).sum())} "
-                 f"(first {len(wrong)} shown, true→predicted)", fontsize=9)
+    sheet = np.full((rows * (tile + head), cols * (tile + 2)), 40, np.uint8)  # grey gaps between tiles
+    fig, ax = plt.subplots(figsize=(cols * 0.75, rows * 0.95 + 0.5))
+    for k, i in enumerate(wrong):
+        r, c = divmod(k, cols)
+        y, x = r * (tile + head) + head, c * (tile + 2) + 1
+        sheet[y:y + tile, x:x + tile] = images[i]
+        ax.text(x + tile / 2, y - 1, f"{labels[i]}→{preds[i]}", ha="center", va="bottom", fontsize=7, color="red")
+    ax.imshow(sheet, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(f"{title} misclassified: {len(wrong_all)} (first {len(wrong)} shown, true→predicted)", fontsize=9)
     return _save(fig, path)

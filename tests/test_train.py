@@ -113,3 +113,17 @@ def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
     assert "no/such/folder" in capsys.readouterr().err
     assert main(["--plugins-dir", pdir, "train", "--model", "nope", "--out", "r3"]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_pipeline_step_trains_with_the_segmented_digits(make_app, tmp_path, custom_folder):
+    from plugins.train import train_step
+
+    app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))], settings=["epochs=1", "run_name=pipe"])
+    result = train_step(app, {"data_dir": str(custom_folder)})
+    run_dir = app.config.path("runs_dir") / "pipe"
+    assert result["run_dir"] == str(run_dir) and (run_dir / "model.onnx").is_file()
+    assert result["custom_accuracy"] is not None  # the segmented digits were used, one writer held out
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["custom"] == [str(custom_folder)] and cfg["epochs"] == 1
+    again = train_step(app, {"data_dir": str(custom_folder)})  # `mnistp4 run` twice retrains in place
+    assert again["run_dir"] == result["run_dir"]
