@@ -8,6 +8,9 @@ Two data pipelines, chosen by the recipe:
   image, rotates and shifts it on its own (nearest neighbour, integer shift like torchvision's
   ``RandomAffine``), converts it to a tensor and normalizes it; a ``DataLoader`` collates batches.
 
+Training runs on the GPU when torch sees one (the batch pipeline then keeps the whole uint8 set and
+does the augmentation there too), else on the CPU.
+
 Every epoch draws its shuffling, augmentation and dropout from a generator seeded with
 ``(seed, epoch)``, so a run resumed after epoch k continues exactly as the uninterrupted run would.
 """
@@ -111,14 +114,15 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -
     import torch.nn.functional as F
 
     model.eval()
+    device = next(model.parameters()).device
     x_all = torch.from_numpy(np.array(images, np.uint8))  # a writable copy (sources may be read-only)
     y_all = torch.from_numpy(np.asarray(labels, np.int64))
     loss, preds = 0.0, []
     with torch.no_grad():
         for i in range(0, len(x_all), batch):
-            out = model(normalized(x_all[i:i + batch]))
-            loss += float(F.cross_entropy(out, y_all[i:i + batch], reduction="sum"))
-            preds.append(out.argmax(1))
+            out = model(normalized(x_all[i:i + batch].to(device)))
+            loss += float(F.cross_entropy(out, y_all[i:i + batch].to(device), reduction="sum"))
+            preds.append(out.argmax(1).cpu())
     pred = torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
     n = max(len(labels), 1)
     correct = int((pred == np.asarray(labels)).sum())
@@ -152,11 +156,12 @@ class PerSampleDigits:
         return (x - MEAN) / STD, int(self.labels[i])
 
 
-def _batches_batch_pipeline(images, labels, order, batch_size, augmentations, generator):
+def _batches_batch_pipeline(images, labels, order, batch_size, augmentations, generator, device="cpu"):
     import torch
 
-    imgs = torch.from_numpy(images)
-    labs = torch.from_numpy(labels)
+    imgs = torch.from_numpy(images).to(device)  # the whole uint8 set lives where the model does
+    labs = torch.from_numpy(labels).to(device)
+    order = order.to(device)
     for i in range(0, len(order), batch_size):
         idx = order[i:i + batch_size]
         x = imgs[idx].float().div_(255.0).unsqueeze(1)
@@ -184,6 +189,8 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
     import torch.nn.functional as F
 
     torch.set_num_threads(max(1, settings.threads))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     images = np.ascontiguousarray(np.concatenate([data.mnist_images, data.custom_images]))
@@ -232,10 +239,12 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
         order, _ = weighting(n_mnist, n_custom, settings.weight, gen)
         batches = (_batches_per_sample(images, labels, order, recipe.batch_size, "rotate-shift" in augment_names, es)
                    if per_sample else
-                   _batches_batch_pipeline(images, labels, order, recipe.batch_size, settings.augmentations, gen))
+                   _batches_batch_pipeline(images, labels, order, recipe.batch_size, settings.augmentations, gen,
+                                           device))
         model.train()
         total_loss, seen = 0.0, 0
         for x, y in batches:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y, label_smoothing=criterion_smoothing)
             loss.backward()
