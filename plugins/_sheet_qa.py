@@ -28,6 +28,9 @@ LARGE_AREA_FRACTION = 0.40
 MULTI_GAP_FRACTION = 0.12
 
 
+_HALO = np.ones((5, 5), np.uint8)
+
+
 @dataclass
 class CellInk:
     mask: np.ndarray                 # bool, the kept ink pixels
@@ -40,21 +43,25 @@ def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
     ``small``, ``large``, ``low_contrast``."""
     h, w = crop.shape
     smooth = cv2.blur(crop, (3, 3))
-    paper = float(np.searchsorted(np.cumsum(np.bincount(smooth.ravel(), minlength=256)),
-                                  PAPER_PERCENTILE * smooth.size))   # ink never covers 80 % of a box
-    darkness = paper - smooth.astype(np.float32)
+    hist = np.bincount(smooth.ravel(), minlength=256)
+    paper = int(np.searchsorted(np.cumsum(hist), PAPER_PERCENTILE * smooth.size))  # ink never covers 80 %
+    # darkness below the paper level, as a lookup table over grey levels (one pass over the crop)
+    darkness_lut = np.clip(paper - np.arange(256), 0, 255).astype(np.uint8)
+    darkness = darkness_lut[smooth]
     mask = darkness >= max(INK_MIN_LEVELS, INK_FRACTION * paper)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     if count <= 1:
-        return CellInk(np.zeros_like(mask), np.full_like(crop, int(paper)), ["empty"])
+        return CellInk(np.zeros_like(mask), np.full_like(crop, paper), ["empty"])
     keep = (areas >= SPECK_AREA_FRACTION * h * w) & (areas * 25 >= areas.max())
     if not keep.any():
-        return CellInk(np.zeros_like(mask), np.full_like(crop, int(paper)), ["empty"])
-    mask = np.concatenate([[False], keep])[labels]
+        return CellInk(np.zeros_like(mask), np.full_like(crop, paper), ["empty"])
+    if not keep.all():
+        mask = np.concatenate([[False], keep])[labels]
     flags = []
 
-    if float(np.percentile(darkness[mask], 90)) < LOW_CONTRAST_FRACTION * paper:
+    ink_hist = np.cumsum(np.bincount(darkness[mask], minlength=256))
+    if int(np.searchsorted(ink_hist, 0.9 * ink_hist[-1])) < LOW_CONTRAST_FRACTION * paper:
         flags.append("low_contrast")
     if check_border and (mask[:2].any() or mask[-2:].any() or mask[:, :2].any() or mask[:, -2:].any()):
         flags.append("border")
@@ -64,13 +71,15 @@ def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
         joined = cv2.dilate(np.isin(labels, big + 1).astype(np.uint8), np.ones((gap, gap), np.uint8))
         if cv2.connectedComponents(joined, connectivity=8)[0] > 2:
             flags.append("multi")
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    ink_h, ink_w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    x0 = stats[1:, 0][keep].min(); y0 = stats[1:, 1][keep].min()
+    ink_w = (stats[1:, 0] + stats[1:, 2])[keep].max() - x0
+    ink_h = (stats[1:, 1] + stats[1:, 3])[keep].max() - y0
     if ink_h < SMALL_FRACTION * h and ink_w < SMALL_FRACTION * w:
         flags.append("small")
-    if mask.sum() > LARGE_AREA_FRACTION * h * w or (ink_h >= 0.97 * h and ink_w >= 0.97 * w):
+    if areas[keep].sum() > LARGE_AREA_FRACTION * h * w or (ink_h >= 0.97 * h and ink_w >= 0.97 * w):
         flags.append("large")
 
-    halo = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    clean = np.where(halo, crop, np.uint8(min(255, int(paper))))
+    halo = cv2.dilate(mask.view(np.uint8), _HALO)
+    clean = crop.copy()
+    clean[halo == 0] = min(255, paper)
     return CellInk(mask, clean, flags)

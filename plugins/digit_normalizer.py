@@ -52,6 +52,8 @@ fit_28(ink) -> uint8 (28, 28)
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -122,14 +124,18 @@ def _as_uint8(a: np.ndarray) -> np.ndarray:
     raise ValueError(f"a digit image must be numeric, got dtype {a.dtype}")
 
 
-def otsu_threshold(grey: np.ndarray) -> int | None:
+_LEVELS = np.arange(256, dtype=np.int64)
+
+
+def otsu_threshold(grey: np.ndarray, hist: np.ndarray | None = None) -> int | None:
     """Step 2: Otsu's threshold t on the 256-bin histogram (class 0 = levels <= t); None if the
     image has a single grey level."""
-    hist = np.bincount(grey.ravel(), minlength=256).astype(np.int64)
-    levels = np.arange(256, dtype=np.int64)
-    n0 = np.cumsum(hist)[:255]
-    s0 = np.cumsum(hist * levels)[:255]
-    n, s = int(hist.sum()), int((hist * levels).sum())
+    if hist is None:
+        hist = np.bincount(grey.ravel(), minlength=256).astype(np.int64)
+    levels = _LEVELS
+    cn, cs = np.cumsum(hist), np.cumsum(hist * levels)
+    n0, s0 = cn[:255], cs[:255]
+    n, s = int(cn[-1]), int(cs[-1])
     n1, s1 = n - n0, s - s0
     valid = (n0 > 0) & (n1 > 0)
     if not valid.any():
@@ -142,7 +148,8 @@ def otsu_threshold(grey: np.ndarray) -> int | None:
 def extract_ink(image: np.ndarray) -> np.ndarray:
     """Steps 1-5 of the spec: uint8 ink image (white ink on black, specks removed), same size."""
     grey = to_grey_uint8(image)
-    t = otsu_threshold(grey)
+    hist = np.bincount(grey.ravel(), minlength=256).astype(np.int64)
+    t = otsu_threshold(grey, hist)
     if t is None:
         return np.zeros(grey.shape, np.uint8)
     bright = grey > t
@@ -157,10 +164,10 @@ def extract_ink(image: np.ndarray) -> np.ndarray:
         ink_is_dark = n1 > grey.size - n1
     ink_mask = ~bright if ink_is_dark else bright
 
-    hist = np.bincount(grey.ravel(), minlength=256).astype(np.int64)
-    levels = np.arange(256, dtype=np.int64)
-    dark_n, dark_s = int(hist[:t + 1].sum()), int((hist * levels)[:t + 1].sum())
-    light_n, light_s = int(hist[t + 1:].sum()), int((hist * levels)[t + 1:].sum())
+    levels = _LEVELS
+    weighted = hist * levels
+    dark_n, dark_s = int(hist[:t + 1].sum()), int(weighted[:t + 1].sum())
+    light_n, light_s = int(grey.size) - dark_n, int(weighted.sum()) - dark_s
     (nb, sb), (ni, si) = ((light_n, light_s), (dark_n, dark_s)) if ink_is_dark else \
         ((dark_n, dark_s), (light_n, light_s))
     den = si * nb - sb * ni            # (ink mean - background mean) * nb * ni, sign = polarity
@@ -194,6 +201,13 @@ def remove_specks(mask: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
+@functools.lru_cache(maxsize=4096)
+def _area_weights_f64(src: int, dst: int) -> np.ndarray:
+    w = area_weights(src, dst).astype(np.float64)
+    w.flags.writeable = False
+    return w
+
+
 def area_weights(src: int, dst: int) -> np.ndarray:
     """Integer area-resampling weights (dst, src): overlap of [y*dst, (y+1)*dst) and [i*src, (i+1)*src)."""
     edges_src = np.arange(src + 1, dtype=np.int64) * dst   # source pixel edges on the common grid
@@ -225,8 +239,7 @@ def fit_28(ink: np.ndarray) -> np.ndarray:
     box = a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     h, w = box.shape
     nh, nw = scaled_size(h, w)
-    wy = area_weights(h, nh).astype(np.float64)
-    wx = area_weights(w, nw).astype(np.float64)
+    wy, wx = _area_weights_f64(h, nh), _area_weights_f64(w, nw)
     sums = (wy @ box.astype(np.float64) @ wx.T).astype(np.int64)   # exact integers
     patch = _round_half_up_div(sums, h * w).astype(np.int64)
 

@@ -7,7 +7,7 @@ Ink -> connected components (specks dropped) -> broken strokes of one digit merg
 overlap horizontally and are close vertically) -> groups clustered into rows by their vertical
 centres -> each row sorted left to right. Nothing is dropped or split silently: a row count that
 does not match ``rows`` fails the sheet with the reason; odd groups (too wide: touching digits;
-too small/large; at the edge; faint) are kept and flagged.
+too small/large; at the edge; faint; far from their row's line: ``ambiguous``) are kept and flagged.
 """
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ from plugins.segment_template import shrink
 
 #: parts of one digit overlap horizontally by this fraction of the narrower part...
 MERGE_OVERLAP = 0.3
-#: ... and are at most this many typical digit heights apart vertically
-MERGE_GAP = 0.45
+#: ... and are at most this many typical digit heights apart vertically...
+MERGE_GAP = 0.25
+#: ... and together are at most this many typical heights tall (not two digits of two rows)
+MERGE_HEIGHT = 1.35
 #: groups shorter than this many typical heights are fragments of a neighbouring digit...
 FRAGMENT_HEIGHT = 0.55
 #: ... when they are at most this many typical heights away from it
@@ -34,8 +36,12 @@ SIDE_GAP = 0.15
 SIDE_SHORT = 0.8
 #: neighbours closer than this (typical heights) that stay separate are flagged multi
 TOUCH_GAP = 0.04
-#: groups whose centres differ by more than this many typical heights start a new row
-ROW_GAP = 0.6
+#: a row break is a gap of more than this many typical heights between sorted digit centres...
+ROW_GAP = 0.5
+#: ... and an uncut gap wider than this means an extra row
+ROW_BREAK = 1.0
+#: a digit whose centre is further than this (typical heights) from its row's is flagged ambiguous
+ROW_OFFSET = 0.3
 
 
 def _ink_mask(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +74,8 @@ def group_components(stats: np.ndarray) -> list[list[int]]:
     overlap = np.minimum(x[:, None] + w[:, None], x[None] + w[None]) - np.maximum(x[:, None], x[None])
     narrow = np.minimum(w[:, None], w[None])
     vgap = np.maximum(y[:, None], y[None]) - np.minimum(y[:, None] + h[:, None], y[None] + h[None])
-    close = (overlap >= MERGE_OVERLAP * narrow) & (vgap <= MERGE_GAP * typical)
+    tall = np.maximum(y[:, None] + h[:, None], y[None] + h[None]) - np.minimum(y[:, None], y[None])
+    close = (overlap >= MERGE_OVERLAP * narrow) & (vgap <= MERGE_GAP * typical) & (tall <= MERGE_HEIGHT * typical)
     for i, j in zip(*np.nonzero(np.triu(close, 1))):
         parent[_find(parent, i)] = _find(parent, j)
     groups: dict[int, list[int]] = {}
@@ -108,6 +115,34 @@ def attach_fragments(stats: np.ndarray, groups: list[list[int]]) -> list[list[in
         else:
             merged[k] = list(groups[k])
     return list(merged.values())
+
+
+def split_rows(boxes: list[tuple], n_rows: int, typical: float, rows_digits: str):
+    """Boxes -> ``n_rows`` rows (top to bottom): cut the sorted vertical centres at their
+    ``n_rows - 1`` widest gaps. Fails when a cut is not a clear gap (fewer rows written) or a gap
+    of more than a digit height is left uncut (more rows written). Returns the rows and each
+    row's median centre (digits far from it are flagged ``ambiguous``)."""
+    boxes = sorted(boxes, key=lambda b: (b[1] + b[3]) / 2)
+    centres = np.array([(b[1] + b[3]) / 2 for b in boxes])
+    gaps = np.diff(centres)
+    clear = int((gaps > ROW_GAP * typical).sum())
+    order = np.argsort(-gaps, kind="stable")
+    cuts = sorted(order[:n_rows - 1].tolist())
+    wide_left = gaps[order[n_rows - 1:]] > ROW_BREAK * typical if len(gaps) >= n_rows else np.array([], bool)
+    if len(boxes) < n_rows or (n_rows > 1 and gaps[cuts].min() <= ROW_GAP * typical) or wide_left.any():
+        raise InputError(f"found {clear + 1} rows of digits but the row order {rows_digits!r} has {n_rows}; "
+                         f"set the sheet's rows in <sheet>.json or config freeform_rows, or check for stray "
+                         f"marks between rows")
+    rows, start = [], 0
+    for cut in cuts + [len(boxes) - 1]:
+        rows.append(boxes[start:cut + 1])
+        start = cut + 1
+    # a digit written between two lines goes to the nearer line (the rows' medians are robust)
+    medians = np.array([np.median([(b[1] + b[3]) / 2 for b in row]) for row in rows])
+    rows = [[] for _ in rows]
+    for b in boxes:
+        rows[int(np.argmin(np.abs(medians - (b[1] + b[3]) / 2)))].append(b)
+    return rows, {r: float(m) for r, m in enumerate(medians)}
 
 
 def join_side_by_side(row: list[tuple], typical: float) -> tuple[list[tuple], set[int]]:
@@ -156,18 +191,7 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
         boxes.append((*_box(stats, g), g))
     heights = np.array([b[3] - b[1] for b in boxes], np.float64)
     typical = float(np.median(heights))
-    boxes.sort(key=lambda b: (b[1] + b[3]) / 2)
-    rows: list[list] = [[boxes[0]]]
-    for b in boxes[1:]:
-        centre = np.mean([(q[1] + q[3]) / 2 for q in rows[-1]])
-        if (b[1] + b[3]) / 2 - centre > ROW_GAP * typical:
-            rows.append([])
-        rows[-1].append(b)
-    if len(rows) != len(rows_digits):
-        sizes = ", ".join(str(len(r)) for r in rows)
-        raise InputError(f"found {len(rows)} rows of digits ({sizes} digits) but the row order "
-                         f"{rows_digits!r} has {len(rows_digits)}; set the sheet's rows in <sheet>.json "
-                         f"or config freeform_rows, or check for stray marks between rows")
+    rows, ambiguous = split_rows(boxes, len(rows_digits), typical, rows_digits)
 
     pad = max(2, int(0.15 * typical))
     digits = []
@@ -189,6 +213,8 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
                 flags.append("large")
             if c in close_pairs:
                 flags.append("multi")
+            if abs((y0 + y1) / 2 - ambiguous.get(r, (y0 + y1) / 2)) > ROW_OFFSET * typical:
+                flags.append("ambiguous")
             if x0 <= 0 or y0 <= 0 or x1 >= grey.shape[1] or y1 >= grey.shape[0]:
                 flags.append("border")
             image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
