@@ -40,7 +40,12 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="runs", help="folder for the run dirs")
     ap.add_argument("--skip", action="append", default=[], choices=["ours", "european", "seed"])
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "train_bench.json"))
+    ap.add_argument("--combine", metavar="SEED_JSON", default=None,
+                    help="no training: take the article pipeline's phase from SEED_JSON (a run with "
+                         "--skip ours --skip european) into --json and compute the ratios")
     args = ap.parse_args(argv)
+    if args.combine:
+        return combine(Path(args.json), Path(args.combine))
 
     import torch
 
@@ -101,30 +106,53 @@ def main(argv=None) -> int:
         save()
 
     if "seed" in results and "ours" in results:
-        ratios = {}
-        for level in ("99.0", "99.4"):
-            s, o = results["seed"]["time_to"].get(level), results["ours"]["time_to"].get(level)
-            if s and o:
-                ratios[level] = {"seed_s": s["seconds"], "ours_s": o["seconds"], "ratio": s["seconds"] / o["seconds"]}
-            elif o and not s:
-                # the article's pipeline did not get there before its cap: the ratio is at least this
-                ratios[level] = {"seed_s": None, "ours_s": o["seconds"], "ratio_at_least":
-                                 results["seed"]["train_seconds"] / o["seconds"]}
-            else:
-                ratios[level] = None
-        results["time_to_ratio"] = ratios
+        results["time_to_ratio"] = ratios(results)
         save()
-        for level, r in ratios.items():
-            if r and "ratio" in r:
-                app.console.print(f"time to {level}%: article pipeline {r['seed_s']:.0f} s, ours {r['ours_s']:.0f} s "
-                                  f"-> {r['ratio']:.1f}x faster")
-            elif r:
-                app.console.print(f"time to {level}%: article pipeline not reached in "
-                                  f"{results['seed']['train_seconds']:.0f} s, ours {r['ours_s']:.0f} s "
-                                  f"-> at least {r['ratio_at_least']:.1f}x faster")
-            else:
-                app.console.print(f"time to {level}%: ours did not reach it")
+        report_ratios(app.console, results)
     app.console.print(f"results: {out_json}")
+    return 0
+
+
+def ratios(results: dict) -> dict:
+    """time-to-threshold of the article's pipeline / ours; a lower bound where it never got there."""
+    out = {}
+    for level in ("99.0", "99.4"):
+        s, o = results["seed"]["time_to"].get(level), results["ours"]["time_to"].get(level)
+        if s and o:
+            out[level] = {"seed_s": s["seconds"], "ours_s": o["seconds"], "ratio": s["seconds"] / o["seconds"]}
+        elif o:
+            out[level] = {"seed_s": None, "ours_s": o["seconds"],
+                          "ratio_at_least": results["seed"]["train_seconds"] / o["seconds"]}
+        else:
+            out[level] = None
+    return out
+
+
+def report_ratios(console, results: dict) -> None:
+    for level, r in results["time_to_ratio"].items():
+        if r and "ratio" in r:
+            console.print(f"time to {level}%: article pipeline {r['seed_s']:.0f} s, ours {r['ours_s']:.0f} s "
+                          f"-> {r['ratio']:.1f}x faster")
+        elif r:
+            console.print(f"time to {level}%: article pipeline not reached in "
+                          f"{results['seed']['train_seconds']:.0f} s, ours {r['ours_s']:.0f} s "
+                          f"-> at least {r['ratio_at_least']:.1f}x faster")
+        else:
+            console.print(f"time to {level}%: ours did not reach it")
+
+
+def combine(main_json: Path, seed_json: Path) -> int:
+    from rich.console import Console
+
+    results = json.loads(main_json.read_text())
+    seed = json.loads(seed_json.read_text())
+    if "seed" not in seed or "ours" not in results:
+        raise SystemExit(f"{seed_json} needs a 'seed' phase and {main_json} an 'ours' phase")
+    results["seed"] = seed["seed"] | {"from": str(seed_json), "machine": seed["machine"],
+                                      "load_average_end": seed.get("load_average_now")}
+    results["time_to_ratio"] = ratios(results)
+    write_json(main_json, results)
+    report_ratios(Console(), results)
     return 0
 
 
