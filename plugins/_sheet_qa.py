@@ -29,6 +29,7 @@ MULTI_GAP_FRACTION = 0.12
 
 
 _HALO = np.ones((5, 5), np.uint8)
+_LEVELS = np.arange(256)
 
 
 @dataclass
@@ -46,7 +47,7 @@ def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
     hist = np.bincount(smooth.ravel(), minlength=256)
     paper = int(np.searchsorted(np.cumsum(hist), PAPER_PERCENTILE * smooth.size))  # ink never covers 80 %
     # darkness below the paper level, as a lookup table over grey levels (one pass over the crop)
-    darkness_lut = np.clip(paper - np.arange(256), 0, 255).astype(np.uint8)
+    darkness_lut = np.maximum(paper - _LEVELS, 0).astype(np.uint8)
     darkness = darkness_lut[smooth]
     mask = darkness >= max(INK_MIN_LEVELS, INK_FRACTION * paper)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)

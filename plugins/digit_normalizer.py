@@ -176,7 +176,7 @@ def extract_ink(image: np.ndarray) -> np.ndarray:
     sign = 1 if den > 0 else -1
     if 2 * 255 * 256 * nb * ni < 2 ** 62:   # int64 is exact here; larger images use Python integers
         num = sign * 255 * (levels * nb - sb) * ni
-        lut = np.clip(_round_half_up_div(num, sign * den), 0, 255).astype(np.uint8)
+        lut = np.minimum(np.maximum(_round_half_up_div(num, sign * den), 0), 255).astype(np.uint8)
     else:
         lut = np.array([min(max(_round_half_up_div(sign * 255 * (v * nb - sb) * ni, sign * den), 0), 255)
                         for v in range(256)], np.uint8)

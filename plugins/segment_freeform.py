@@ -121,7 +121,7 @@ def split_rows(boxes: list[tuple], n_rows: int, typical: float, rows_digits: str
     """Boxes -> ``n_rows`` rows (top to bottom): cut the sorted vertical centres at their
     ``n_rows - 1`` widest gaps. Fails when a cut is not a clear gap (fewer rows written) or a gap
     of more than a digit height is left uncut (more rows written). Returns the rows and each
-    row's median centre (digits far from it are flagged ``ambiguous``)."""
+    row's fitted line ``(slope, intercept)`` (digits far from it are flagged ``ambiguous``)."""
     boxes = sorted(boxes, key=lambda b: (b[1] + b[3]) / 2)
     centres = np.array([(b[1] + b[3]) / 2 for b in boxes])
     gaps = np.diff(centres)
@@ -142,7 +142,13 @@ def split_rows(boxes: list[tuple], n_rows: int, typical: float, rows_digits: str
     rows = [[] for _ in rows]
     for b in boxes:
         rows[int(np.argmin(np.abs(medians - (b[1] + b[3]) / 2)))].append(b)
-    return rows, {r: float(m) for r, m in enumerate(medians)}
+    lines = {}
+    for r, row in enumerate(rows):   # each row's writing line (a tilted photo tilts it): y = a x + c
+        xs = np.array([(b[0] + b[2]) / 2 for b in row], np.float64)
+        ys = np.array([(b[1] + b[3]) / 2 for b in row], np.float64)
+        a, c = np.polyfit(xs, ys, 1) if len(row) >= 3 and np.ptp(xs) > 0 else (0.0, float(np.median(ys)))
+        lines[r] = (float(a), float(c))
+    return rows, lines
 
 
 def join_side_by_side(row: list[tuple], typical: float) -> tuple[list[tuple], set[int]]:
@@ -191,7 +197,7 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
         boxes.append((*_box(stats, g), g))
     heights = np.array([b[3] - b[1] for b in boxes], np.float64)
     typical = float(np.median(heights))
-    rows, ambiguous = split_rows(boxes, len(rows_digits), typical, rows_digits)
+    rows, lines = split_rows(boxes, len(rows_digits), typical, rows_digits)
 
     pad = max(2, int(0.15 * typical))
     digits = []
@@ -213,7 +219,8 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
                 flags.append("large")
             if c in close_pairs:
                 flags.append("multi")
-            if abs((y0 + y1) / 2 - ambiguous.get(r, (y0 + y1) / 2)) > ROW_OFFSET * typical:
+            slope, intercept = lines[r]
+            if abs((y0 + y1) / 2 - (slope * (x0 + x1) / 2 + intercept)) > ROW_OFFSET * typical:
                 flags.append("ambiguous")
             if x0 <= 0 or y0 <= 0 or x1 >= grey.shape[1] or y1 >= grey.shape[0]:
                 flags.append("border")

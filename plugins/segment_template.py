@@ -42,18 +42,18 @@ def _detector():
     return _DETECTOR
 
 
-def shrink(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
+def shrink(image: np.ndarray, max_side: int = MAX_SIDE, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
     scale = max_side / max(image.shape[:2])
     if scale >= 1:
         return image
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=interpolation)
 
 
 def detect_markers(image: np.ndarray) -> dict[int, np.ndarray]:
     """ArUco id -> (4, 2) corner pixels of ``image``, for markers of the sheet dictionary. Searched
     on a copy of at most ``DETECT_SIDE`` pixels first, on ``image`` itself when that finds fewer
     than 4 (small markers in a photo taken from afar)."""
-    small = shrink(image, DETECT_SIDE)
+    small = shrink(image, DETECT_SIDE, cv2.INTER_LINEAR)   # markers are big blocks: no need to average
     found = _detect(small, image.shape[1] / small.shape[1])
     if len(found) < 4 and small.shape != image.shape:
         again = _detect(image, 1.0)
