@@ -26,7 +26,7 @@ CANONICAL_PX_PER_MM = 4.0
 #: are warped, so the warp never decimates by more than 2 (aliasing)
 MAX_SIDE = 2400
 #: markers are searched on a copy at most this large first (3x faster than a 1800-pixel page)
-DETECT_SIDE = 800
+DETECT_SIDE = 640
 #: how far inside a box's printed line the crop starts (mm), beyond half the line width
 BOX_INSET_MM = 0.9
 
