@@ -11,6 +11,7 @@
     s.className = "status" + (kind ? " " + kind : "");
   }
 
+  const esc = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);  // manifest text is data
   const inkFlagged = (d) => d.flags.some((f) => f !== "empty");  // a digit with a QA problem, not an empty box
   const disagrees = (d) => d.predicted !== null && d.label !== null && d.predicted !== d.label;
 
@@ -32,10 +33,10 @@
 
   function caption(d) {
     const parts = [];
-    if (d.flags.length) parts.push(`<span class="flag">${d.flags.join(" ")}</span>`);
+    if (d.flags.length) parts.push(`<span class="flag">${esc(d.flags.join(" "))}</span>`);
     if (disagrees(d)) parts.push(`<span class="disagree">model: ${d.predicted}</span>`);
     else if (d.confidence !== null) parts.push(`${Math.round(100 * d.confidence)}%`);
-    if (d.decision) parts.push(d.decision);
+    if (d.decision) parts.push(esc(d.decision));
     return parts.join(" · ");
   }
 
@@ -71,7 +72,7 @@
         fig.dataset.label = key;
         fig.title = `${d.sheet} row ${d.row + 1} col ${d.col + 1}, source ${d.source}` +
                     (d.predicted !== null ? `; model: ${d.predicted} (${Math.round(100 * d.confidence)}%)` : "");
-        fig.innerHTML = `<img alt="digit labelled ${key}" src="${d.image}"><figcaption>${caption(d)}</figcaption>`;
+        fig.innerHTML = `<img alt="digit labelled ${esc(key)}" src="${esc(d.image)}"><figcaption>${caption(d)}</figcaption>`;
         fig.addEventListener("click", () => select(d.id));
         tiles.append(fig);
         state.order.push(d.id);
