@@ -18,6 +18,18 @@ def _run_dir(app, out: str | None) -> Path:
     return app.config.path("runs_dir") / f"{app.config['model']}-{app.config['recipe']}-s{app.config['seed']}"
 
 
+def _adopt_saved_settings(app, run_dir: Path) -> None:
+    import json
+
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    for key in ("model", "recipe", "custom", "weight", "weighting", "augment", "epochs", "seed"):
+        if key in saved:
+            app.config.set(key, saved[key], f"{run_dir / 'config.json'}")
+
+
 @hookimpl
 def register_commands(cli):
     @cli.command("train", help="Train a model on MNIST (+ custom digits, oversampled), keep the best epoch, "
@@ -40,11 +52,13 @@ def register_commands(cli):
         from plugins._train_run import train_run
 
         app = get_app()
+        if resume and out:  # continue with the run's own settings unless a flag says otherwise
+            _adopt_saved_settings(app, _run_dir(app, out))
         augment_list = None if not augment else [a for a in augment if a != "none"]
         app.override(model=model, recipe=recipe, custom=list(custom) or None, weight=weight,
                      weighting=weighting, augment=augment_list, epochs=epochs, seed=seed)
-        c = app.config
         run_dir = _run_dir(app, out)
+        c = app.config
         metrics = train_run(app, out=run_dir, model=c["model"], recipe=c["recipe"], custom=c["custom"],
                             epochs=c["epochs"], seed=c["seed"], weight=c["weight"], weighting=c["weighting"],
                             augment=c["augment"], resume=resume, export=not no_export, quiet=as_json)

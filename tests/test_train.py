@@ -106,6 +106,9 @@ def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model"] == "p4net" and out["epochs"] == 1 and (tmp_path / "r1" / "model.pt").is_file()
+    # --resume takes the run's own settings (a finished run is only re-reported)
+    assert main(["--plugins-dir", pdir, "train", "--out", "r1", "--resume", "--no-export", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 1
     # a second run into the same dir must not silently overwrite it
     assert main(["--plugins-dir", pdir, "train", "--epochs", "1", "--out", "r1"]) == 2
     assert "--resume" in capsys.readouterr().err
