@@ -44,6 +44,7 @@ class Recipe:
     equalization: bool = False
     bias_correct: bool = False
     int16_layers: tuple[str, ...] = ()   # "first", "last" or ONNX node names: Int16 in an Int8 model
+    align: bool = False                  # power-of-two range alignment (plugins._espdl_align) first
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
@@ -60,6 +61,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            int16_layers=("first",)),
     Recipe("mixed-last16", "min/max, last layer in Int16 (mixed precision)", calib_algorithm="minmax",
            int16_layers=("last",)),
+    Recipe("pow2-align", "min/max after power-of-two range alignment of every activation and the logits",
+           calib_algorithm="minmax", align=True),
+    Recipe("pow2-align-last16", "power-of-two range alignment, last layer in Int16",
+           calib_algorithm="minmax", align=True, int16_layers=("last",)),
 ]}
 DEFAULT_RECIPE = "minmax"
 
@@ -75,6 +80,7 @@ class QuantResult:
     layerwise: dict[str, float] = field(default_factory=dict)
     graphwise: dict[str, float] = field(default_factory=dict)
     side_files: list[Path] = field(default_factory=list)
+    aligned: list[dict] = field(default_factory=list)
 
 
 def import_ppq():
@@ -162,6 +168,11 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, *, bits: int = 8,
             layers = _layer_names(work)
         except Exception as e:
             raise InputError(f"{onnx_path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+        aligned = []
+        if rec.align and bits == 8:
+            from plugins._espdl_align import align_pow2
+
+            aligned = align_pow2(work, work, x.numpy())
         setting = _setting(rec, bits, target, layers)
         export = Path(tmp) / "out" / "model.espdl"
         noise = io.StringIO()
@@ -193,7 +204,7 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, *, bits: int = 8,
                 moved.append(dst)
     return QuantResult(out_path, bits, target, recipe, time.perf_counter() - t0, graph,
                        {k: float(_first(v)) for k, v in (layerwise or {}).items()},
-                       {k: float(_first(v)) for k, v in (graphwise or {}).items()}, moved)
+                       {k: float(_first(v)) for k, v in (graphwise or {}).items()}, moved, aligned)
 
 
 def _first(v):

@@ -1,0 +1,124 @@
+"""Int8 gap benchmark: every quantization recipe on trained models, accuracy measured on the
+exported .espdl files by the host integer interpreter over the full MNIST test set.
+
+    python bench/bench_quant.py runs/p4net-fast-s0 runs/seed-cnn-fast-s0 [--recipes a,b] [--calib 256]
+
+For each model: the float ONNX accuracy (onnxruntime, the baseline measured in the same run),
+the Int16 file, then one Int8 file per recipe with its drop in percentage points, the images whose
+prediction changed, argmax ties of the integer logits, esp-ppq's per-layer noise:signal, and the
+interpreter-vs-esp-ppq mismatch count. Writes bench/results/quant_gap.json and quant_gap.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv=None) -> int:
+    from mnistp4.io import write_json
+    from plugins._espdl import Interpreter, predict_ints, read_espdl
+    from plugins._espdl_quantize import (RECIPES, accuracy, onnx_logits, quantize_onnx,
+                                         verify_against_ppq)
+    from plugins.mnist_source import load_mnist
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", help="run dirs (with model.onnx) or .onnx files")
+    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--calib", type=int, default=256)
+    ap.add_argument("--target", default="esp32p4")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--work", default="", help="folder for the .espdl files (default: a temp folder)")
+    args = ap.parse_args(argv)
+
+    import tempfile
+    import torch
+
+    torch.set_num_threads(2)
+    mnist_dir = os.environ.get("MNISTP4_MNIST_DIR", "")
+    if not mnist_dir:
+        ap.error("set MNISTP4_MNIST_DIR to the folder with the MNIST IDX files")
+    train, test = load_mnist(mnist_dir, "train"), load_mnist(mnist_dir, "test")
+    calib = train.images[np.random.default_rng(args.seed).choice(len(train), args.calib, replace=False)]
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-quant-"))
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    results = {"calib": args.calib, "target": args.target, "test_images": int(len(test)), "models": {}}
+    for src in args.models:
+        src = Path(src)
+        onnx_path = src / "model.onnx" if src.is_dir() else src
+        name = src.name if src.is_dir() else src.stem
+        fl = onnx_logits(onnx_path, test.images)
+        acc_f = accuracy(fl, test.labels)
+        print(f"\n== {name}: float {100 * acc_f:.2f}% ({onnx_path})", flush=True)
+        rows = []
+        for bits, recipe in [(16, "minmax"), *[(8, r) for r in recipes]]:
+            t0 = time.perf_counter()
+            out = work / name / f"{recipe}_int{bits}.espdl"
+            res = quantize_onnx(onnx_path, out, bits=bits, target=args.target, calib_images=calib, recipe=recipe)
+            model = read_espdl(out)
+            it = Interpreter(model)
+            v = verify_against_ppq(model, res.graph, test.images, interpreter=it)
+            ints = v.pop("ints")
+            v.pop("sim_ints")
+            acc_q = accuracy(ints, test.labels)
+            top = np.sort(ints, axis=1)
+            row = {"bits": bits, "recipe": recipe, "accuracy": acc_q, "drop_pp": 100 * (acc_q - acc_f),
+                   "changed_predictions": int((ints.argmax(1) != fl.argmax(1)).sum()),
+                   "argmax_ties": int((top[:, -1] == top[:, -2]).sum()),
+                   "input_exponent": model.input_exponent, "output_exponent": model.outputs[0].exponent,
+                   "file_bytes": model.file_bytes, "mismatched_vs_esp_ppq": v["mismatched_images"],
+                   "layerwise": res.layerwise, "graphwise": res.graphwise,
+                   "seconds": round(time.perf_counter() - t0, 1)}
+            rows.append(row)
+            worst = max(res.layerwise.items(), key=lambda kv: kv[1], default=("-", 0.0))
+            print(f"  Int{bits:<2} {recipe:14s} {100 * acc_q:6.2f}%  Δ {row['drop_pp']:+.2f} pp  "
+                  f"changed {row['changed_predictions']:3d}  ties {row['argmax_ties']:3d}  "
+                  f"in_exp {row['input_exponent']:3d}  worst layer {worst[0]} {100 * worst[1]:.3f}%  "
+                  f"≠esp-ppq {row['mismatched_vs_esp_ppq']}  {row['seconds']:.0f}s", flush=True)
+        results["models"][name] = {"onnx": str(onnx_path), "float_accuracy": acc_f, "rows": rows}
+    out_dir = Path(args.out)
+    write_json(out_dir / "quant_gap.json", results)
+    _plot(results, out_dir / "quant_gap.png")
+    print(f"\nwrote {out_dir / 'quant_gap.json'} and {out_dir / 'quant_gap.png'}")
+    return 0
+
+
+def _plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mnistp4.io import atomic_path
+
+    models = list(results["models"])
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], models):
+        rows = results["models"][name]["rows"]
+        labels = [f"Int{r['bits']} {r['recipe']}" if r["bits"] == 16 else r["recipe"] for r in rows]
+        drops = [r["drop_pp"] for r in rows]
+        colors = ["tab:green" if d >= -0.05 else "tab:orange" if d >= -0.2 else "tab:red" for d in drops]
+        ax.barh(labels, drops, color=colors)
+        ax.axvline(-0.05, color="k", ls="--", lw=1, label="goal: drop ≤ 0.05 pp")
+        ax.set_title(f"{name}: float {100 * results['models'][name]['float_accuracy']:.2f}%")
+        ax.set_xlabel("accuracy change vs float (pp, full MNIST test, measured on the .espdl)")
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=.3)
+        ax.legend(loc="lower left")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
