@@ -125,6 +125,42 @@ def apply_decisions(rows: list[dict], decisions: dict) -> list[dict]:
     return out
 
 
+def write_decisions(data_dir: str | os.PathLike, decisions: dict) -> Path:
+    lines = [{"sheet_hash": k[0], "row": k[1], "col": k[2], "label": v["label"], "decision": v["decision"]}
+             for k, v in sorted(decisions.items())]
+    return write_text(Path(data_dir) / DECISIONS_FILE, _to_csv(lines, DECISION_COLUMNS))
+
+
+def harvest_manifest_edits(data_dir: str | os.PathLike, original: dict[tuple[str, int, int], dict]) -> int:
+    """Turn hand edits of manifest.csv (a changed ``label`` or ``decision``) into decisions, so a
+    re-run of ``segment`` keeps them. ``original``: key -> the row as the segmenter wrote it.
+    Returns how many decisions were added or changed."""
+    data_dir = Path(data_dir)
+    if not (data_dir / MANIFEST).is_file():
+        return 0
+    with _locked(data_dir):
+        decisions = read_decisions(data_dir)
+        changed = 0
+        for row in read_manifest(data_dir):
+            key = (row["sheet_hash"], row["row"], row["col"])
+            base = original.get(key)
+            if base is None:
+                continue
+            expected = apply_decisions([base], decisions)[0]
+            if row["label"] == expected["label"] and row["decision"] == expected["decision"]:
+                continue
+            label = row["label"] if row["label"] != base["label"] else None
+            decision = row["decision"] or ("relabeled" if label is not None else "")
+            if decision:
+                decisions[key] = {"label": label, "decision": decision}
+            else:
+                decisions.pop(key, None)   # the edit removed the decision
+            changed += 1
+        if changed:
+            write_decisions(data_dir, decisions)
+    return changed
+
+
 @contextlib.contextmanager
 def _locked(data_dir: Path) -> Iterator[None]:
     """Serialise writers of decisions.csv (the label command and the review page may overlap)."""
@@ -171,9 +207,7 @@ def record_decision(data_dir: str | os.PathLike, sheet_hash: str, row: int, col:
         elif old["decision"] != "accepted":
             new["decision"] = "relabeled"
         decisions[key] = new
-        lines = [{"sheet_hash": k[0], "row": k[1], "col": k[2], "label": v["label"], "decision": v["decision"]}
-                 for k, v in sorted(decisions.items())]
-        write_text(data_dir / DECISIONS_FILE, _to_csv(lines, DECISION_COLUMNS))
+        write_decisions(data_dir, decisions)
         rows = apply_decisions(rows, {key: new})
         write_text(data_dir / MANIFEST, _to_csv(rows, COLUMNS))
     return next(r for r in rows if (r["sheet_hash"], r["row"], r["col"]) == key)

@@ -21,7 +21,7 @@ import numpy as np
 
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
 from mnistp4.io import write_bytes, write_json
-from plugins._manifest import MANIFEST, write_manifest
+from plugins._manifest import MANIFEST, harvest_manifest_edits, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +211,10 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
     if state.get("version") != VERSION:
         state = {"version": VERSION, "sheets": {}}
     old = state["sheets"]
+
+    # hand edits of the manifest since the last run become decisions before it is rewritten
+    harvest_manifest_edits(data_dir, {(r["sheet_hash"], int(r["row"]), int(r["col"])): r
+                                      for sheet in old.values() for r in sheet["rows"]})
 
     results: list[SheetResult] = []
     jobs: list[Job] = []

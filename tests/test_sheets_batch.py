@@ -105,6 +105,24 @@ def test_segment_batch_bad_inputs_idempotency_and_decisions(raw_dir, tmp_path, c
     assert again["processed"] == 0 and again["skipped"] == 2 and again["failed"] == 5
     assert (data / "manifest.csv").read_bytes() == manifest_before
 
+    # a hand edit of manifest.csv (spreadsheet): a new label for one digit, another rejected
+    import csv
+    lines = list(csv.DictReader((data / "manifest.csv").open()))
+    edited = [ln for ln in lines if ln["sheet"] == "good-template.jpg" and ln["flags"] == ""][1:3]
+    edited[0]["label"] = "4"
+    edited[1]["decision"] = "rejected"
+    with (data / "manifest.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(lines[0]))
+        writer.writeheader()
+        writer.writerows(lines)
+
+    code, out = _run(["segment", str(raw_dir), "-o", str(data), "--json"], capsys)   # re-run, edits kept
+    rows = {(r["sheet_hash"], r["row"], r["col"]): r for r in read_manifest(data)}
+    key0 = (edited[0]["sheet_hash"], int(edited[0]["row"]), int(edited[0]["col"]))
+    key1 = (edited[1]["sheet_hash"], int(edited[1]["row"]), int(edited[1]["col"]))
+    assert rows[key0]["label"] == 4 and rows[key0]["decision"] == "relabeled"
+    assert rows[key1]["decision"] == "rejected"
+
     (data / "segment_state.json").unlink()               # force a full re-segmentation
     code, out = _run(["segment", str(raw_dir), "-o", str(data), "--json"], capsys)
     assert json.loads(out)["processed"] == 2
@@ -113,6 +131,7 @@ def test_segment_batch_bad_inputs_idempotency_and_decisions(raw_dir, tmp_path, c
     assert fixed["label"] == 7 and fixed["decision"] == "relabeled" and usable(fixed)
     rejected = rows[(tablet[0]["sheet_hash"], tablet[0]["row"], tablet[0]["col"])]
     assert rejected["decision"] == "rejected" and not usable(rejected)
+    assert rows[key0]["label"] == 4 and rows[key1]["decision"] == "rejected"
 
     after = check_unchanged([p for p in raw_dir.rglob("*") if p.is_file()])
     assert after == before and not list(raw_dir.rglob("*.tmp*"))

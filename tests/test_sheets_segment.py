@@ -135,3 +135,15 @@ def test_qa_flags_on_drawn_cells():
     good = paper.copy()
     cv2.ellipse(good, (40, 45), (18, 28), 0, 0, 360, 25, 4)
     assert find_ink(good).flags == []
+
+
+def test_stroke_crossing_the_box_line_is_kept_and_flagged(sheet):
+    import cv2
+    page = sheet[0].copy()
+    x, y, w, h = (v * TABLET_PX_PER_MM for v in GRID.box(2, 3))
+    cv2.line(page, (int(x + w / 2), int(y + h / 2)), (int(x + w + 8), int(y + h - 4)), 20, 4)   # a long tail
+    digits = {(d.row, d.col): d for d in segment_template(page, layout=GRID, options={"layouts": LAYOUTS})}
+    assert len(digits) == 100 and all(d.label == int(GRID.rows[d.row]) for d in digits.values())
+    assert "border" in digits[(2, 3)].flags and digits[(2, 3)].image.any()
+    # the tip of the tail in the next box is a speck there; nothing else is flagged
+    assert [k for k, d in digits.items() if d.flags] == [(2, 3)]
