@@ -20,11 +20,12 @@ from plugins._sheet_qa import find_ink
 
 log = logging.getLogger(__name__)
 
-#: canonical page resolution (pixels per mm) the boxes are cut from (a box is ~60x70 pixels)
-CANONICAL_PX_PER_MM = 4.0
+#: canonical page resolution (pixels per mm) the boxes are cut from (a box is ~72x85 pixels; at 4
+#: px/mm thin tablet strokes no longer reach full white after the 20x20 fit)
+CANONICAL_PX_PER_MM = 5.0
 #: sheets larger than this (longest side, pixels; 2x the canonical page) are shrunk before they
 #: are warped, so the warp never decimates by more than 2 (aliasing)
-MAX_SIDE = 2400
+MAX_SIDE = 3000
 #: markers are searched on a copy at most this large first (3x faster than a 1800-pixel page)
 DETECT_SIDE = 640
 #: how far inside a box's printed line the crop starts (mm), beyond half the line width
