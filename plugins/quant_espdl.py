@@ -205,7 +205,8 @@ def _pipeline_quantize(app, state: dict) -> dict:
         source = app.config.path("runs_dir") / app.config["run_name"]
     c = app.config
     report = quantize_run(app, Path(source), bits=int(c["bits"]), target=c["target"], calib=int(c["calib"]),
-                          recipe=c["quant_recipe"], widths=(int(c["bits"]),), verify=bool(c["quant_verify"]))
+                          recipe=c["quant_recipe"], widths=(int(c["bits"]),), verify=bool(c["quant_verify"]),
+                          quiet=True)  # progress on stderr: `mnistp4 run --json` owns stdout
     r = report[f"int{report['bits']}"]
     return {"model_file": report["model_file"], "quantized_accuracy": r["mnist"]["accuracy"],
             "float_accuracy": report["float"]["mnist"]["accuracy"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -84,10 +85,17 @@ def test_int16_matches_float_and_int8_is_close(quantized, mnist_dir):
     assert abs(accuracy(q8, labels) - acc_f) <= 0.02
 
 
+def _copy_run(quantized, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copyfile(quantized[1], run / "model.onnx")
+    return run
+
+
 def test_quantize_command_evaluate_and_cost(quantized, tmp_path, monkeypatch, capsys, mnist_dir):
     from mnistp4.cli import main
 
-    run, _, _, _ = quantized
+    run = _copy_run(quantized, tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MNISTP4_MNIST_DIR", str(mnist_dir))
     assert main(["quantize", str(run), "--bits", "8", "--only", "--calib", "32", "--json"]) == 0
@@ -122,3 +130,20 @@ def test_bad_options_are_usage_errors(quantized, tmp_path, monkeypatch, capsys):
     assert "unknown quantization recipe 'nope'" in capsys.readouterr().err
     assert main(["quantize", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_pipeline_step_quantizes_the_configured_run(quantized, tmp_path, monkeypatch, capsys, mnist_dir):
+    from mnistp4.cli import main
+
+    run = _copy_run(quantized, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNISTP4_MNIST_DIR", str(mnist_dir))
+    argv = ["--set", f"runs_dir={tmp_path}", "--set", "run_name=run", "--set", "calib=32",
+            "--set", "quant_verify=false", "run", "--only", "quantize", "--json"]
+    assert main(argv) == 0
+    step = json.loads(capsys.readouterr().out)["steps"][0]
+    assert step["step"] == "quantize"
+    assert step["result"]["model_file"] == str(run / "model_int8.espdl")
+    assert 0.8 < step["result"]["quantized_accuracy"] <= 1
+    assert step["result"]["verified_mismatches"] is None  # verification switched off by config
+    assert json.loads((run / "quant.json").read_text())["calib"] == 32
