@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -43,7 +45,12 @@ def main(argv=None) -> int:
     ap.add_argument("--combine", metavar="SEED_JSON", default=None,
                     help="no training: take the article pipeline's phase from SEED_JSON (a run with "
                          "--skip ours --skip european) into --json and compute the ratios")
+    ap.add_argument("--throughput", type=int, metavar="STEPS", default=0,
+                    help="no full training: time STEPS training steps of each pipeline, interleaved, "
+                         "and write bench/results/train_throughput.json")
     args = ap.parse_args(argv)
+    if args.throughput:
+        return throughput(args.throughput)
     if args.combine:
         return combine(Path(args.json), Path(args.combine))
 
@@ -153,6 +160,61 @@ def combine(main_json: Path, seed_json: Path) -> int:
     results["time_to_ratio"] = ratios(results)
     write_json(main_json, results)
     report_ratios(Console(), results)
+    return 0
+
+
+def throughput(steps: int) -> int:
+    """Seconds per training sample of the article's pipeline (seed-cnn, per-sample PIL transforms,
+    DataLoader, batch 64, Adam) and of ours (p4net, batched augmentation, batch 128, AdamW), measured
+    in alternating rounds so both see the same machine load."""
+    import torch
+    import torch.nn.functional as F
+
+    from plugins._train_loop import _batches_batch_pipeline, _batches_per_sample
+    from plugins.augment import rotate_shift
+    from plugins.train_recipes import FAST, SEED
+
+    app = create_app(root=REPO)
+    torch.set_num_threads(2)
+    mnist = app.get("dataset_sources", "mnist")(app.config, "train")
+    images, labels = np.ascontiguousarray(mnist.images), mnist.labels.astype(np.int64)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    setups = {}
+    for name, model, recipe in (("article", app.get("models", "seed-cnn").build(), SEED),
+                                ("ours", app.get("models", "p4net").build(), FAST)):
+        opt = recipe.make_optimizer(model.parameters())
+        if recipe.loader == "per-sample":
+            it = iter(_batches_per_sample(images, labels, order, recipe.batch_size, True, 0))
+        else:
+            it = iter(_batches_batch_pipeline(images, labels, order, recipe.batch_size,
+                                              [("rotate-shift", rotate_shift)], torch.Generator().manual_seed(0)))
+        setups[name] = {"model": model.train(), "opt": opt, "it": it, "seconds": 0.0, "cpu": 0.0, "samples": 0}
+    rounds, per_round = max(1, steps // 5), 5
+    for r in range(rounds + 1):
+        for name, st in setups.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            n = 0
+            for _ in range(per_round):
+                x, y = next(st["it"])  # data preparation is part of the pipeline and is timed
+                st["opt"].zero_grad()
+                F.cross_entropy(st["model"](x), y).backward()
+                st["opt"].step()
+                n += len(y)
+            if r > 0:  # round 0 warms up
+                st["seconds"] += time.perf_counter() - t0
+                st["cpu"] += time.process_time() - c0
+                st["samples"] += n
+    # CPU time (all threads of this process) is what a shared, oversubscribed machine distorts least
+    out = {name: {"ms_per_sample": 1000 * st["seconds"] / st["samples"],
+                  "cpu_ms_per_sample": 1000 * st["cpu"] / st["samples"], "samples": st["samples"],
+                  "cpu_seconds_per_60k_epoch": 60 * st["cpu"] / st["samples"] * 1000}
+           for name, st in setups.items()}
+    out["ratio_per_sample_wall"] = out["article"]["ms_per_sample"] / out["ours"]["ms_per_sample"]
+    out["ratio_per_sample_cpu"] = out["article"]["cpu_ms_per_sample"] / out["ours"]["cpu_ms_per_sample"]
+    out["load_average"] = os.getloadavg()
+    out["measured"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    write_json(REPO / "bench" / "results" / "train_throughput.json", out)
+    print(json.dumps(out, indent=2))
     return 0
 
 
