@@ -170,7 +170,7 @@ def test_submitted_sheet_is_saved_and_segmented(client, project):
     digits = {(d.row, d.col): d for d in segment(sheet, layout=None, options={"layouts": layouts})}
     for cell, label in written.items():
         assert digits[cell].label == label and digits[cell].flags == [], (cell, digits[cell].flags)
-        assert digits[cell].image.max() == 255
+        assert digits[cell].image.max() >= 200  # strokes reach (nearly) full white, as in MNIST
     assert digits[(5, 5)].flags == ["empty"]
 
 

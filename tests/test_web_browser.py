@@ -192,7 +192,7 @@ def flagged_sheet(template) -> bytes:
     pen, m = int(round(template.pen_width())), template.ink_margin()
     boxes = {(b.row, b.col): b for b in template.boxes}
     b = boxes[(1, 5)]
-    cv2.line(img, (b.x + b.w // 2, b.y + b.h // 2 - 8), (b.x + b.w // 2, b.y + b.h // 2 + 8), 0, pen, cv2.LINE_AA)
+    cv2.line(img, (b.x + b.w // 2, b.y + b.h // 2 - 4), (b.x + b.w // 2, b.y + b.h // 2 + 4), 0, pen, cv2.LINE_AA)
     b = boxes[(2, 5)]
     cv2.line(img, (b.x + m + 5, b.y + m + 5), (b.x + m + 15, b.y + m + 15), 0, pen, cv2.LINE_AA)
     cv2.line(img, (b.x + b.w - m - 15, b.y + b.h - m - 15), (b.x + b.w - m - 5, b.y + b.h - m - 5), 0, pen, cv2.LINE_AA)
