@@ -62,7 +62,8 @@ def pen_path(mnist_digit: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def draw_sheet(template, digits: np.ndarray, pen: float, size: float) -> np.ndarray:
-    """The tablet template with one MNIST pen path per box, ``size`` x the drawable box height tall."""
+    """The tablet template with one MNIST pen path per box, ``size`` x the drawable box height tall
+    (wide digits: ``size`` x its width)."""
     page = template.image.copy()
     margin = int(round(INK_MARGIN_FRACTION * template.box_side()))
     shift = 4  # cv2 drawing with 4 fractional bits, like a canvas's sub-pixel strokes
@@ -70,8 +71,9 @@ def draw_sheet(template, digits: np.ndarray, pen: float, size: float) -> np.ndar
         ys, xs = np.nonzero(digit >= 128)
         if len(ys) == 0:
             continue
-        inner_h = box.h - 2 * margin
-        scale = size * inner_h / (ys.max() - ys.min() + 1)
+        inner_h, inner_w = box.h - 2 * margin, box.w - 2 * margin
+        # as tall as `size` of the drawable height, unless that makes it wider than the box allows
+        scale = size * min(inner_h / (ys.max() - ys.min() + 1), inner_w / (xs.max() - xs.min() + 1))
         cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
         ox, oy = box.x + box.w / 2, box.y + box.h / 2
         for a, b in pen_path(digit):
