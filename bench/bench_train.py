@@ -48,9 +48,12 @@ def main(argv=None) -> int:
     ap.add_argument("--throughput", type=int, metavar="STEPS", default=0,
                     help="no full training: time STEPS training steps of each pipeline, interleaved, "
                          "and write bench/results/train_throughput.json")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for --throughput (1: CPU time is not inflated by threads "
+                         "waiting for each other on a busy machine)")
     args = ap.parse_args(argv)
     if args.throughput:
-        return throughput(args.throughput)
+        return throughput(args.throughput, args.threads)
     if args.combine:
         return combine(Path(args.json), Path(args.combine))
 
@@ -60,7 +63,9 @@ def main(argv=None) -> int:
     runs = Path(args.runs)
     runs = runs if runs.is_absolute() else REPO / runs
     out_json = Path(args.json)
-    results: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": 2, "torch": torch.__version__,
+    from plugins._train_loop import auto_threads
+
+    results: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": auto_threads(), "torch": torch.__version__,
                                  "platform": platform.platform(), "load_average_start": os.getloadavg()},
                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
@@ -127,6 +132,9 @@ def ratios(results: dict) -> dict:
         s, o = results["seed"]["time_to"].get(level), results["ours"]["time_to"].get(level)
         if s and o:
             out[level] = {"seed_s": s["seconds"], "ours_s": o["seconds"], "ratio": s["seconds"] / o["seconds"]}
+            if s.get("cpu_seconds") and o.get("cpu_seconds"):
+                out[level].update(seed_cpu_s=s["cpu_seconds"], ours_cpu_s=o["cpu_seconds"],
+                                  cpu_ratio=s["cpu_seconds"] / o["cpu_seconds"])
         elif o:
             out[level] = {"seed_s": None, "ours_s": o["seconds"],
                           "ratio_at_least": results["seed"]["train_seconds"] / o["seconds"]}
@@ -163,7 +171,7 @@ def combine(main_json: Path, seed_json: Path) -> int:
     return 0
 
 
-def throughput(steps: int) -> int:
+def throughput(steps: int, threads: int = 1) -> int:
     """Seconds per training sample of the article's pipeline (seed-cnn, per-sample PIL transforms,
     DataLoader, batch 64, Adam) and of ours (p4net, batched augmentation, batch 128, AdamW), measured
     in alternating rounds so both see the same machine load."""
@@ -175,7 +183,7 @@ def throughput(steps: int) -> int:
     from plugins.train_recipes import FAST, SEED
 
     app = create_app(root=REPO)
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     mnist = app.get("dataset_sources", "mnist")(app.config, "train")
     images, labels = np.ascontiguousarray(mnist.images), mnist.labels.astype(np.int64)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
@@ -212,6 +220,7 @@ def throughput(steps: int) -> int:
     out["ratio_per_sample_wall"] = out["article"]["ms_per_sample"] / out["ours"]["ms_per_sample"]
     out["ratio_per_sample_cpu"] = out["article"]["cpu_ms_per_sample"] / out["ours"]["cpu_ms_per_sample"]
     out["load_average"] = os.getloadavg()
+    out["torch_threads"] = threads
     out["measured"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     write_json(REPO / "bench" / "results" / "train_throughput.json", out)
     print(json.dumps(out, indent=2))

@@ -96,7 +96,21 @@ class TrainSettings:
     augmentations: list = field(default_factory=list)  # [(name, fn)]
     stop_at: float | None = None          # stop once test accuracy reaches this (benchmarks)
     max_seconds: float | None = None      # stop after the epoch that passes this time (benchmarks)
-    threads: int = 2
+    threads: int | None = None            # None: auto_threads()
+
+
+def auto_threads(limit: int = 2) -> int:
+    """Two threads on an idle machine, one on a busy one: when the cores are already taken, torch's
+    threads wait for each other and one epoch took 15x longer with 2 threads than with 1
+    (measured with `bench/bench_train.py --throughput` at load 12 on 2 cores)."""
+    import os
+
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(limit, cores)) if busy < cores - 0.5 else 1
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -188,7 +202,9 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
     import torch
     import torch.nn.functional as F
 
-    torch.set_num_threads(max(1, settings.threads))
+    threads = settings.threads or auto_threads()
+    torch.set_num_threads(threads)
+    log.info("training with %d torch thread(s)", threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     run_dir = Path(run_dir)
