@@ -501,3 +501,11 @@ def test_newest_run_model_is_found(tmp_path):
     assert newest_model(tmp_path) == new / "model.onnx"  # the newest run, ONNX preferred
     (new / "model.onnx").unlink()
     assert newest_model(tmp_path) == new / "model.pt"
+
+
+def test_api_errors_are_json(client):
+    r = client.put("/api/sheets")
+    assert r.status_code == 405 and "error" in r.get_json()
+    r = client.get("/api/no-such-endpoint")
+    assert r.status_code == 404 and "error" in r.get_json()
+    assert client.get("/no-such-page").status_code == 404

@@ -217,6 +217,14 @@
   $("writer").value = localStorage.getItem("mnistp4.writer") || "";
   $("writer").addEventListener("change", (e) => localStorage.setItem("mnistp4.writer", e.target.value.trim()));
   $("submit").addEventListener("click", () => submit());
+  document.addEventListener("keydown", (e) => {  // keyboard users: Ctrl/Cmd+Z undo, arrows move in box view
+    if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT" || !state.layout) return;
+    if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") $("undo").click();
+    else if (state.mode === "box" && e.key === "ArrowRight") step(1);
+    else if (state.mode === "box" && e.key === "ArrowLeft") step(-1);
+    else return;
+    e.preventDefault();
+  });
   window.addEventListener("beforeunload", (e) => { if (written() && !state.busy) e.preventDefault(); });
 
   async function submit() {
