@@ -82,7 +82,8 @@ def _check_out_dir(out: Path, resume: bool, overwrite: bool, wanted: dict) -> bo
 def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epochs: int = 0, seed: int = 0,
               weight: int = 50, weighting: str = "oversample", augment: list[str] | None = None,
               resume: bool = False, overwrite: bool = False, stop_at: float | None = None,
-              max_seconds: float | None = None, export: bool = True, quiet: bool = False) -> dict:
+              max_seconds: float | None = None, export: bool = True, quiet: bool = False,
+              threads: int | None = None) -> dict:
     import torch
 
     console = app.console
@@ -114,7 +115,8 @@ def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epo
     data = TrainData(mtrain.images, mtrain.labels, ctrain.images, ctrain.labels, mtest.images, mtest.labels,
                      cheld.images, cheld.labels)
     settings = TrainSettings(epochs=epochs, seed=seed, weight=weight, weighting=weighting_fn,
-                             augmentations=augmentations, stop_at=stop_at, max_seconds=max_seconds)
+                             augmentations=augmentations, stop_at=stop_at, max_seconds=max_seconds,
+                             threads=threads)
 
     _, comp = weighting_fn(len(mtrain), len(ctrain), weight, torch.Generator().manual_seed(0))
     if not quiet:

@@ -56,7 +56,7 @@ def test_one_epoch_end_to_end(make_app, tmp_path, custom_folder):
 def test_resume_after_interruption_matches_uninterrupted_run(make_app, tmp_path):
     from plugins._train_run import train_run
 
-    kw = dict(model="p4net", recipe="fast", custom=[], epochs=2, seed=5, export=False, quiet=True)
+    kw = dict(model="p4net", recipe="fast", custom=[], epochs=2, seed=5, export=False, quiet=True, threads=1)
     plain = train_run(make_app(plugin_dirs=[str(plugin_dir(tmp_path))]), out=tmp_path / "a", **kw)
 
     stopping = make_app(plugin_dirs=[str(plugin_dir(tmp_path, stop=True))])
@@ -78,7 +78,7 @@ def test_same_seed_same_metrics_other_seed_differs(make_app, tmp_path):
     from plugins._train_run import train_run
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
-    kw = dict(model="p4net", recipe="fast", custom=[], epochs=1, export=False, quiet=True)
+    kw = dict(model="p4net", recipe="fast", custom=[], epochs=1, export=False, quiet=True, threads=1)
     a = train_run(app, out=tmp_path / "a", seed=7, **kw)
     b = train_run(app, out=tmp_path / "b", seed=7, **kw)
     c = train_run(app, out=tmp_path / "c", seed=8, **kw)
