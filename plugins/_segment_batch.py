@@ -188,6 +188,15 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _picklable(job: Job) -> bool:
+    import pickle
+    try:
+        pickle.dumps(job)
+        return True
+    except Exception:
+        return False
+
+
 def _worker_init(path: list[str]):
     # spawned workers: the parent's import path (plugin folders), one OpenCV thread per process
     sys.path[:] = path
@@ -246,6 +255,9 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
 
     task = progress.add_task(f"segmenting {len(jobs)} sheet(s)", total=len(jobs)) if progress and jobs else None
     done: list[SheetResult] = []
+    if workers > 1 and len(jobs) > 1 and not _picklable(jobs[0]):
+        log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
+        workers = 1
     if workers > 1 and len(jobs) > 1:
         # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
         context = multiprocessing.get_context("spawn")
@@ -253,7 +265,12 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
                                  initializer=_worker_init, initargs=(list(sys.path),)) as pool:
             futures = {pool.submit(process_sheet, job): job for job in jobs}
             for fut in as_completed(futures):
-                done.append(fut.result())
+                try:
+                    done.append(fut.result())
+                except Exception as e:  # a worker died (out of memory, a crash in a native library)
+                    job = futures[fut]
+                    done.append(SheetResult(job.sheet, job.sheet_hash, "failed",
+                                            error=f"{job.sheet}: worker process failed ({type(e).__name__}: {e})"))
                 if task is not None:
                     progress.advance(task)
     else:
