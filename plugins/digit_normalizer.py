@@ -125,6 +125,7 @@ def _as_uint8(a: np.ndarray) -> np.ndarray:
 
 
 _LEVELS = np.arange(256, dtype=np.int64)
+_KERNEL_3x3 = np.ones((3, 3), np.uint8)
 
 
 def otsu_threshold(grey: np.ndarray, hist: np.ndarray | None = None) -> int | None:
@@ -183,7 +184,7 @@ def extract_ink(image: np.ndarray) -> np.ndarray:
     ink = lut[grey]
 
     keep = remove_specks(ink_mask)
-    keep = cv2.dilate(keep.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+    keep = cv2.dilate(keep.view(np.uint8), _KERNEL_3x3, borderType=cv2.BORDER_CONSTANT,
                       borderValue=0)
     ink[keep == 0] = 0
     return ink

@@ -82,9 +82,17 @@ def layout_from_markers(markers: dict[int, np.ndarray], layouts: dict[str, Layou
     return by_code[max(counts, key=lambda c: (counts[c], -c))]
 
 
+def grid_region(layout: Layout, margin_mm: float = 2.0) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) mm of the page part that holds the writing boxes (what gets warped)."""
+    x0, y0, _, _ = layout.box(0, 0)
+    x, y, w, h = layout.box(len(layout.rows) - 1, layout.cols - 1)
+    return x0 - margin_mm, y0 - margin_mm, x + w + margin_mm, y + h + margin_mm
+
+
 def register_page(image: np.ndarray, layout: Layout, markers: dict[int, np.ndarray],
-                  px_per_mm: float = CANONICAL_PX_PER_MM) -> np.ndarray:
-    """The sheet warped onto the canonical page of ``layout`` (upright, ``px_per_mm``)."""
+                  px_per_mm: float = CANONICAL_PX_PER_MM, region: tuple | None = None) -> np.ndarray:
+    """The sheet warped onto the canonical page of ``layout`` (upright, ``px_per_mm``); only the
+    ``region`` (x0, y0, x1, y1 in mm; default the whole page) is produced."""
     src, dst = [], []
     for corner in range(4):
         if layout.marker_id(corner) in markers:
@@ -96,16 +104,23 @@ def register_page(image: np.ndarray, layout: Layout, markers: dict[int, np.ndarr
     homography, _ = cv2.findHomography(np.concatenate(src), np.concatenate(dst), 0)
     if homography is None:
         raise InputError("the corner markers do not give a usable perspective; rescan the sheet flat")
-    size = (int(round(layout.page_mm[0] * px_per_mm)), int(round(layout.page_mm[1] * px_per_mm)))
-    return cv2.warpPerspective(image, homography, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    x0, y0, x1, y1 = region or (0.0, 0.0, *layout.page_mm)
+    shift = np.array([[1, 0, -x0 * px_per_mm], [0, 1, -y0 * px_per_mm], [0, 0, 1]], np.float64)
+    size = (int(round((x1 - x0) * px_per_mm)), int(round((y1 - y0) * px_per_mm)))
+    return cv2.warpPerspective(image, shift @ homography, size, flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
 
 
-def cut_boxes(page: np.ndarray, layout: Layout, px_per_mm: float = CANONICAL_PX_PER_MM):
-    """Yield (row, col, crop) for every writing box of a canonical page."""
+def cut_boxes(page: np.ndarray, layout: Layout, px_per_mm: float = CANONICAL_PX_PER_MM,
+              origin_mm: tuple[float, float] = (0.0, 0.0)):
+    """Yield (row, col, crop) for every writing box of a canonical page whose top-left corner is
+    at ``origin_mm`` on the sheet."""
     inset = layout.line_mm / 2 + BOX_INSET_MM
+    ox, oy = origin_mm
     for r in range(len(layout.rows)):
         for c in range(layout.cols):
             x, y, w, h = layout.box(r, c)
+            x, y = x - ox, y - oy
             x0, y0 = int(round((x + inset) * px_per_mm)), int(round((y + inset) * px_per_mm))
             x1, y1 = int(round((x + w - inset) * px_per_mm)), int(round((y + h - inset) * px_per_mm))
             yield r, c, page[y0:y1, x0:x1]
@@ -140,9 +155,10 @@ def segment_template(image: np.ndarray, *, layout: Layout | None = None, options
     if options.get("strict_layout") and layout is not None and found.name != layout.name:
         raise InputError(f"the sheet is layout {found.name!r} but layout {layout.name!r} was asked for; "
                          f"drop --layout or pick the right one")
-    page = register_page(small, found, markers)
+    region = grid_region(found)
+    page = register_page(small, found, markers, region=region)
     digits = []
-    for r, c, crop in cut_boxes(page, found):
+    for r, c, crop in cut_boxes(page, found, origin_mm=region[:2]):
         ink = find_ink(crop)
         image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
         digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=crop))
