@@ -37,6 +37,7 @@ class CellInk:
     mask: np.ndarray                 # bool, the kept ink pixels
     clean: np.ndarray                # the crop with everything but the ink set to the paper level
     flags: list[str] = field(default_factory=list)
+    box: tuple[int, int, int, int] | None = None   # x0, y0, x1, y1 of the kept ink
 
 
 def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
@@ -72,9 +73,9 @@ def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
         joined = cv2.dilate(np.isin(labels, big + 1).astype(np.uint8), np.ones((gap, gap), np.uint8))
         if cv2.connectedComponents(joined, connectivity=8)[0] > 2:
             flags.append("multi")
-    x0 = stats[1:, 0][keep].min(); y0 = stats[1:, 1][keep].min()
-    ink_w = (stats[1:, 0] + stats[1:, 2])[keep].max() - x0
-    ink_h = (stats[1:, 1] + stats[1:, 3])[keep].max() - y0
+    x0 = int(stats[1:, 0][keep].min()); y0 = int(stats[1:, 1][keep].min())
+    x1 = int((stats[1:, 0] + stats[1:, 2])[keep].max()); y1 = int((stats[1:, 1] + stats[1:, 3])[keep].max())
+    ink_w, ink_h = x1 - x0, y1 - y0
     if ink_h < SMALL_FRACTION * h and ink_w < SMALL_FRACTION * w:
         flags.append("small")
     if areas[keep].sum() > LARGE_AREA_FRACTION * h * w or (ink_h >= 0.97 * h and ink_w >= 0.97 * w):
@@ -83,4 +84,4 @@ def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
     halo = cv2.dilate(mask.view(np.uint8), _HALO)
     clean = crop.copy()
     clean[halo == 0] = min(255, paper)
-    return CellInk(mask, clean, flags)
+    return CellInk(mask, clean, flags, (x0, y0, x1, y1))
