@@ -147,3 +147,19 @@ def test_pipeline_step_quantizes_the_configured_run(quantized, tmp_path, monkeyp
     assert 0.8 < step["result"]["quantized_accuracy"] <= 1
     assert step["result"]["verified_mismatches"] is None  # verification switched off by config
     assert json.loads((run / "quant.json").read_text())["calib"] == 32
+
+
+def test_esp32s3_rounds_half_up_and_still_matches(quantized, tmp_path, mnist_dir):
+    from plugins._espdl import check_test_values, read_espdl
+    from plugins._espdl_quantize import quantize_onnx, verify_against_ppq
+    from plugins.mnist_source import load_mnist
+
+    _, onnx_path, _, _ = quantized
+    calib = load_mnist(mnist_dir, "train").images[5000:5064]
+    res = quantize_onnx(onnx_path, tmp_path / "s3.espdl", bits=8, target="esp32s3", calib_images=calib,
+                        recipe="minmax", error_report=False)
+    model = read_espdl(res.path)
+    assert model.rounding == "half_up" and model.metadata["mnistp4.target"] == "esp32s3"
+    assert check_test_values(model)["passed"]
+    images, _ = mnist_test_digits(mnist_dir, N_CHECK)
+    assert verify_against_ppq(model, res.graph, images)["mismatched_images"] == 0
