@@ -34,8 +34,10 @@ FRAGMENT_GAP = 0.3
 #: heights, together no wider than a digit is high, are one digit
 SIDE_GAP = 0.15
 SIDE_SHORT = 0.8
+#: a digit wider than this many typical heights is probably two touching digits (flagged multi)
+WIDE = 1.15
 #: neighbours closer than this (typical heights) that stay separate are flagged multi
-TOUCH_GAP = 0.04
+TOUCH_GAP = 0.08
 #: a row break is a gap of more than this many typical heights between sorted digit centres...
 ROW_GAP = 0.5
 #: ... and an uncut gap wider than this means an extra row
@@ -147,6 +149,9 @@ def split_rows(boxes: list[tuple], n_rows: int, typical: float, rows_digits: str
         xs = np.array([(b[0] + b[2]) / 2 for b in row], np.float64)
         ys = np.array([(b[1] + b[3]) / 2 for b in row], np.float64)
         a, c = np.polyfit(xs, ys, 1) if len(row) >= 3 and np.ptp(xs) > 0 else (0.0, float(np.median(ys)))
+        inliers = np.abs(ys - (a * xs + c)) <= ROW_OFFSET * typical / 2
+        if 3 <= inliers.sum() < len(row):   # refit without the digits that pulled the line
+            a, c = np.polyfit(xs[inliers], ys[inliers], 1)
         lines[r] = (float(a), float(c))
     return rows, lines
 
@@ -211,7 +216,7 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
             ink = find_ink(crop, check_border=False)
             flags = [f for f in ink.flags if f not in ("multi", "small", "large")]
             height, width = y1 - y0, x1 - x0
-            if width > 1.3 * typical or len(g) > 1 and _spread(stats, g) > 1.6 * typical:
+            if width > WIDE * typical or len(g) > 1 and _spread(stats, g) > 1.6 * typical:
                 flags.append("multi")
             if height < 0.4 * typical:
                 flags.append("small")

@@ -147,3 +147,24 @@ def test_stroke_crossing_the_box_line_is_kept_and_flagged(sheet):
     assert "border" in digits[(2, 3)].flags and digits[(2, 3)].image.any()
     # the tip of the tail in the next box is a speck there; nothing else is flagged
     assert [k for k, d in digits.items() if d.flags] == [(2, 3)]
+
+
+def test_freeform_flags_touching_and_off_line_digits():
+    import cv2
+    page = np.full((1300, 900), 255, np.uint8)
+    for r in range(10):
+        for c in range(6):
+            cx, cy = 80 + 130 * c, 70 + 120 * r
+            if (r, c) == (4, 2):
+                cy -= 26                                   # written well above its row's line
+            if (r, c) == (7, 5):
+                cx = 80 + 130 * 4 + 54                    # squeezed against its left neighbour
+            if (r, c) == (8, 5):
+                cx = 80 + 130 * 4 + 40                    # written over its left neighbour
+            cv2.ellipse(page, (cx, cy), (22, 34), 0, 0, 360, 0, 5, cv2.LINE_AA)
+    digits = {(d.row, d.col): d for d in segment_freeform(page, options={"rows": "0123456789"})}
+    assert len(digits) == 59                               # the two overlapping ones are one blob...
+    assert "ambiguous" in digits[(4, 2)].flags
+    assert "multi" in digits[(7, 4)].flags and "multi" in digits[(7, 5)].flags
+    assert "multi" in digits[(8, 4)].flags                # ... flagged, not silently kept as one digit
+    assert {k for k, d in digits.items() if d.flags} == {(4, 2), (7, 4), (7, 5), (8, 4)}
