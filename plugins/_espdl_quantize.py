@@ -83,12 +83,36 @@ class QuantResult:
     aligned: list[dict] = field(default_factory=list)
 
 
+class _DebugSink:
+    """A stream for esp-ppq's own loggers: their lines go to this module's debug log."""
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            log.debug("esp-ppq: %s", text.strip())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _silence_ppq_loggers() -> None:
+    """esp-ppq's loggers keep the ``sys.stdout`` of their creation time; point them at the debug
+    log so nothing of theirs lands in ``--json`` output."""
+    from esp_ppq.log import logger as ppq_log
+
+    for lg in list(ppq_log.initialized_loggers.values()):
+        for handler in lg._handlers.values():
+            if getattr(handler, "_file_name", None) is None:
+                handler._fd = _DebugSink()
+
+
 def import_ppq():
     """Import esp-ppq with its start-up banner sent to the debug log instead of stdout."""
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         import esp_ppq.api  # noqa: F401
     log.debug("%s", buf.getvalue())
+    _silence_ppq_loggers()
 
 
 def check_options(bits: int, target: str, recipe: str) -> None:
@@ -189,6 +213,7 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, *, bits: int = 8,
                                                     steps=steps, verbose=False)
                 layerwise = layerwise_error_analyse(graph=graph, running_device="cpu", dataloader=loader,
                                                     steps=steps, verbose=False)
+        _silence_ppq_loggers()  # loggers created during this call
         log.debug("esp-ppq output:\n%s", noise.getvalue())
         if not export.is_file():
             raise InputError(f"esp-ppq wrote no model for {onnx_path}; its log:\n{noise.getvalue()[-2000:]}")
