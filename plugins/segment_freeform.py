@@ -37,7 +37,7 @@ SIDE_SHORT = 0.8
 #: a digit wider than this many typical heights is probably two touching digits (flagged multi)
 WIDE = 1.15
 #: neighbours closer than this (typical heights) that stay separate are flagged multi
-TOUCH_GAP = 0.08
+TOUCH_GAP = 0.05
 #: a row break is a gap of more than this many typical heights between sorted digit centres...
 ROW_GAP = 0.5
 #: ... and an uncut gap wider than this means an extra row

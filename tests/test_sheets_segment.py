@@ -158,7 +158,7 @@ def test_freeform_flags_touching_and_off_line_digits():
             if (r, c) == (4, 2):
                 cy -= 26                                   # written well above its row's line
             if (r, c) == (7, 5):
-                cx = 80 + 130 * 4 + 54                    # squeezed against its left neighbour
+                cx = 80 + 130 * 4 + 52                    # squeezed against its left neighbour
             if (r, c) == (8, 5):
                 cx = 80 + 130 * 4 + 40                    # written over its left neighbour
             cv2.ellipse(page, (cx, cy), (22, 34), 0, 0, 360, 0, 5, cv2.LINE_AA)
