@@ -191,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         _APP = create_app(plugin_dirs=dirs, config_files=[Path(f) for f in files],
                           settings=settings, console=console)
         cli = build_cli(_APP)
-        cli.main(args=argv, prog_name="mnistp4", standalone_mode=False)
-        return 0
+        # without standalone mode click returns the code of `ctx.exit(n)` / `Exit(n)` instead of exiting
+        rc = cli.main(args=argv, prog_name="mnistp4", standalone_mode=False)
+        return rc if isinstance(rc, int) and not isinstance(rc, bool) else 0
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:

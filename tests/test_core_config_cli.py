@@ -89,3 +89,18 @@ def test_console_script_help_and_usage_errors():
         assert cmd in r.stdout
     assert run("no-such-command").returncode == 2
     assert run("config", "--no-such-flag").returncode == 2
+
+
+def test_command_exit_code_is_returned(tmp_path, monkeypatch):
+    plugdir = tmp_path / "p"
+    plugdir.mkdir()
+    (plugdir / "failing.py").write_text(
+        "import click, mnistp4\n"
+        "@mnistp4.hookimpl\n"
+        "def register_commands(cli):\n"
+        "    @cli.command('half')\n"
+        "    def half():\n"
+        "        raise click.exceptions.Exit(1)\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--plugins-dir", str(plugdir), "half"]) == 1
+    assert main(["--plugins-dir", str(plugdir), "config", "--json"]) == 0
