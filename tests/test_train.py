@@ -130,3 +130,15 @@ def test_pipeline_step_trains_with_the_segmented_digits(make_app, tmp_path, cust
     assert cfg["custom"] == [str(custom_folder)] and cfg["epochs"] == 1
     again = train_step(app, {"data_dir": str(custom_folder)})  # `mnistp4 run` twice retrains in place
     assert again["run_dir"] == result["run_dir"]
+
+
+def test_auto_threads_backs_off_on_a_busy_machine(monkeypatch):
+    import os
+
+    from plugins._train_loop import auto_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert auto_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert auto_threads() == 2
