@@ -163,3 +163,26 @@ def test_esp32s3_rounds_half_up_and_still_matches(quantized, tmp_path, mnist_dir
     assert check_test_values(model)["passed"]
     images, _ = mnist_test_digits(mnist_dir, N_CHECK)
     assert verify_against_ppq(model, res.graph, images)["mismatched_images"] == 0
+
+
+def test_pow2_align_is_an_exact_float_rewrite(quantized, tmp_path, mnist_dir):
+    """Aligned ONNX = original up to one positive factor on the logits; every activation max sits
+    just under 127 * 2^e."""
+    import math
+
+    from plugins._espdl_align import MARGIN, align_pow2
+    from plugins._espdl_quantize import normalize, onnx_logits
+    from plugins.mnist_source import load_mnist
+
+    _, onnx_path, _, _ = quantized
+    calib = load_mnist(mnist_dir, "train").images[5000:5064]
+    records = align_pow2(onnx_path, tmp_path / "aligned.onnx", normalize(calib).numpy())
+    assert [r["layer"] for r in records][-1].endswith("Gemm") and len(records) == 3
+    for r in records:
+        assert r["factor"] >= 1.0
+        assert r["max_after"] == pytest.approx(127 * 2.0 ** r["exponent"] * MARGIN, rel=1e-6)
+        assert math.ceil(math.log2(r["max_after"] / 127)) == r["exponent"]
+    images, _ = mnist_test_digits(mnist_dir, 100)
+    before, after = onnx_logits(onnx_path, images), onnx_logits(tmp_path / "aligned.onnx", images)
+    np.testing.assert_allclose(after, before * records[-1]["factor"], rtol=1e-3, atol=1e-3)
+    assert (after.argmax(1) == before.argmax(1)).all()
