@@ -60,7 +60,8 @@ CORE_KEYS: dict[str, tuple[Any, str]] = {
 }
 
 #: environment variables that set keys (after config files, before the command line)
-ENV_KEYS = {"mnist_dir": "MNISTP4_MNIST_DIR", "cache_dir": "MNISTP4_CACHE_DIR", "port": "MNISTP4_PORT"}
+ENV_KEYS = {"mnist_dir": "MNISTP4_MNIST_DIR", "cache_dir": "MNISTP4_CACHE_DIR", "port": "MNISTP4_PORT",
+            "semeion_dir": "MNISTP4_SEMEION_DIR"}
 
 
 class Config:
@@ -118,6 +119,8 @@ class Config:
     def apply_pending(self) -> None:
         pending, self._pending = self._pending, {}
         for key, (value, origin) in pending.items():
+            if key not in self.keys and origin.startswith("$"):
+                continue  # an environment variable for a plugin that is not loaded: nothing reads it
             if key not in self.keys:
                 known = ", ".join(sorted(self.keys))
                 raise ConfigError(f"unknown configuration key {key!r} (from {origin}); known keys: {known}")

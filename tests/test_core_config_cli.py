@@ -104,3 +104,20 @@ def test_command_exit_code_is_returned(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["--plugins-dir", str(plugdir), "half"]) == 1
     assert main(["--plugins-dir", str(plugdir), "config", "--json"]) == 0
+
+
+def test_env_for_plugin_key_and_output_permissions(make_app, tmp_path):
+    app = make_app(env={"MNISTP4_SEMEION_DIR": "/data/semeion"})
+    assert (app.config["semeion_dir"], app.config.origin("semeion_dir")) == ("/data/semeion", "$MNISTP4_SEMEION_DIR")
+
+    import os
+    import stat
+
+    from mnistp4.io import write_json
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "out" / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]  # no temp file left behind
