@@ -10,28 +10,23 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 
 
-def _dataset_dir(var: str, sub: str) -> Path | None:
+def _required_dataset(var: str, sub: str, what: str) -> Path:
+    """The folder from ``var`` (set by .ci/run), else ../shared/datasets/<sub>; a clear failure if neither."""
     value = os.environ.get(var)
-    if value:
-        return Path(value)
-    candidate = SHARED / sub
-    return candidate if candidate.is_dir() else None
+    folder = Path(value) if value else SHARED / sub
+    if not folder.is_dir():
+        pytest.fail(f"{what} is needed: set {var} to the folder with its files")
+    return folder
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    d = _dataset_dir("MNISTP4_MNIST_DIR", "mnist")
-    if d is None:
-        pytest.fail("MNIST is needed: set MNISTP4_MNIST_DIR to a folder with the four IDX files")
-    return d
+    return _required_dataset("MNISTP4_MNIST_DIR", "mnist", "MNIST (the four IDX files)")
 
 
 @pytest.fixture(scope="session")
 def semeion_dir() -> Path:
-    d = _dataset_dir("MNISTP4_SEMEION_DIR", "semeion")
-    if d is None:
-        pytest.fail("Semeion is needed: set MNISTP4_SEMEION_DIR to the folder with semeion-dev.data")
-    return d
+    return _required_dataset("MNISTP4_SEMEION_DIR", "semeion", "Semeion (semeion-dev.data)")
 
 
 @pytest.fixture
