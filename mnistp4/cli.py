@@ -105,6 +105,8 @@ def build_cli(app: App) -> click.Group:
     @click.option("--json", "as_json", is_flag=True)
     def run_cmd(port, epochs, model, only, as_json):
         app.override(port=port, epochs=epochs, model=model)
+        if as_json:  # stdout carries only the JSON; what the steps print for people goes to stderr
+            app.console = Console(stderr=True)
         steps = sorted(app.registry.entries("pipeline_steps"), key=lambda e: e.obj.order)
         if only:
             unknown = set(only) - {e.name for e in steps}
