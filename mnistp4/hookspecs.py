@@ -41,9 +41,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_sheet_layouts(register):
     """Register collection-sheet layouts (the grid a writer fills in).
 
-    ``register(name, layout)``: ``layout`` is any object describing rows, columns, the digit of
-    each cell and the page geometry; the sheet plugins that draw templates and cut cells define
-    its exact shape. The layout ``name`` is printed on each sheet so a scan can be matched to it.
+    ``register(name, layout)``: ``layout`` describes the rows (the digit of each row), the
+    columns and the page geometry (``plugins._sheet_layout.Layout`` for the shipped ones). Its
+    numeric code is encoded in the corner ArUco markers so a scan can be matched to it.
     """
 
 
@@ -51,9 +51,10 @@ def register_sheet_layouts(register):
 def register_segmenters(register):
     """Register sheet segmenters: image of a sheet -> labelled digit crops.
 
-    ``register(name, segmenter)``: ``segmenter(image, *, layout, options) -> list[records.Digit]``
-    where ``image`` is a decoded greyscale ``numpy.uint8`` array. It raises
-    :class:`mnistp4.errors.InputError` for a sheet it cannot read (the batch goes on).
+    ``register(name, segmenter)``: ``segmenter(image, *, layout=None, options=None) ->
+    list[records.Digit]`` where ``image`` is a decoded greyscale ``numpy.uint8`` array and
+    ``options`` a dict of segmenter settings. It raises :class:`mnistp4.errors.InputError` for a
+    sheet it cannot read (the batch goes on).
     """
 
 
@@ -80,8 +81,10 @@ def register_dataset_sources(register):
 def register_weightings(register):
     """Register weighting strategies that mix MNIST with custom digits for an epoch.
 
-    ``register(name, weighting)``: the training plugin defines the call signature; a weighting
-    returns the per-epoch sample indices (or sampler) and reports the epoch's composition.
+    ``register(name, weighting)``: ``weighting(n_mnist, n_custom, factor, generator) ->
+    (indices, composition)``; ``indices`` (a 1-D int tensor, in training order) index the
+    concatenation [MNIST..., custom...], ``composition`` is a dict with ``mnist``, ``custom``,
+    ``total`` and ``custom_share`` for the epoch.
     """
 
 
@@ -107,7 +110,8 @@ def register_models(register):
 def register_recipes(register):
     """Register training recipes (optimizer, schedule, batch size, epochs...).
 
-    ``register(name, recipe)``: the training plugin defines the recipe object.
+    ``register(name, recipe)``: a ``plugins._train_loop.Recipe`` (epochs, batch size, optimizer,
+    learning rate and schedule, label smoothing, data pipeline).
     """
 
 
@@ -124,8 +128,10 @@ def register_model_formats(register):
 def register_quantizers(register):
     """Register quantization backends (``espdl`` over esp-ppq...).
 
-    ``register(name, quantizer)``: the quantization plugin defines the call; a quantizer turns an
-    ONNX file into a deployable model file and reports what it measured on that file.
+    ``register(name, quantizer)``: ``quantizer(onnx_path, out_path, *, bits, target,
+    calib_images, recipe) -> result`` writes ``out_path`` from a *copy* of the ONNX file
+    (``calib_images``: uint8 (N, 28, 28)); the result has at least ``path``, ``bits``, ``target``
+    and the per-layer error (``plugins._espdl_quantize.QuantResult`` for ``espdl``).
     """
 
 
