@@ -226,22 +226,22 @@ def _sub(tab: Table, index: int) -> Table | None:
     return Table(tab.Bytes, tab.Indirect(o + tab.Pos)) if o else None
 
 
-def _subs(tab: Table, index: int) -> list[Table]:
+def _offset_vector(tab: Table, index: int) -> list[int]:
+    """Positions of the 4-byte offsets in a vector of tables or strings (checked to lie in the file)."""
     o = _off(tab, index)
     if not o:
         return []
     start, n = tab.Vector(o), tab.VectorLen(o)
     _check_span(tab, start, 4 * n)
-    return [Table(tab.Bytes, tab.Indirect(start + 4 * i)) for i in range(n)]
+    return [start + 4 * i for i in range(n)]
+
+
+def _subs(tab: Table, index: int) -> list[Table]:
+    return [Table(tab.Bytes, tab.Indirect(p)) for p in _offset_vector(tab, index)]
 
 
 def _strs(tab: Table, index: int) -> list[str]:
-    o = _off(tab, index)
-    if not o:
-        return []
-    start, n = tab.Vector(o), tab.VectorLen(o)
-    _check_span(tab, start, 4 * n)
-    return [tab.String(start + 4 * i).decode("utf-8") for i in range(n)]
+    return [tab.String(p).decode("utf-8") for p in _offset_vector(tab, index)]
 
 
 def _nums(tab: Table, index: int, flags) -> np.ndarray:
