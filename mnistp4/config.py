@@ -43,7 +43,7 @@ CORE_KEYS: dict[str, tuple[Any, str]] = {
     "segmenter": ("auto", "segmenter: auto picks template or freeform per sheet"),
     "normalizer": ("mnist", "the digit normalizer every stage uses"),
     "workers": (2, "parallel worker processes for batch work"),
-    "model": ("p4net", "model architecture"),
+    "model": ("p4net-plus", "model architecture"),
     "recipe": ("fast", "training recipe"),
     "epochs": (0, "training epochs; 0 = the recipe's own default"),
     "weight": (50, "oversampling factor of custom digits"),

@@ -45,8 +45,10 @@ class Recipe:
     lr: float = 1e-3                 # constant lr, or the peak of the one-cycle schedule
     weight_decay: float = 0.0
     schedule: str = "constant"       # constant | onecycle
+    warmup: float = 0.2              # one-cycle: share of the steps spent rising to the peak
     label_smoothing: float = 0.0
     loader: str = "batch"            # batch | per-sample
+    ema: float = 0.0                 # decay of an exponential moving average of the weights; 0 = off
     description: str = ""
 
     def make_optimizer(self, params):
@@ -65,9 +67,33 @@ class Recipe:
             return None
         if self.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, epochs=epochs,
-                                                       steps_per_epoch=steps_per_epoch, pct_start=0.2,
+                                                       steps_per_epoch=steps_per_epoch, pct_start=self.warmup,
                                                        div_factor=20.0, final_div_factor=200.0)
         raise ValueError(f"recipe {self.name}: unknown schedule {self.schedule!r}")
+
+    def make_ema(self, model):
+        """The averaged copy that is evaluated, kept and exported, or None. Averaging the weights
+        (and BatchNorm's running statistics) over the last ~1/(1-decay) steps smooths out the noise
+        of a large learning rate: the average is ahead of the raw weights all through training."""
+        if not self.ema:
+            return None
+        import torch
+        from torch.optim.swa_utils import AveragedModel
+
+        decay = self.ema
+
+        @torch.no_grad()
+        def average(ema_params, params, n_averaged):
+            # the decay ramps up over the first steps, so the average does not drag the random
+            # initialisation along for a whole epoch
+            # (called once per dtype: the integer group is BatchNorm's step counter, copied)
+            if not ema_params[0].is_floating_point():
+                torch._foreach_copy_(ema_params, params)
+                return
+            d = min(decay, (1.0 + float(n_averaged)) / (10.0 + float(n_averaged)))
+            torch._foreach_lerp_(ema_params, params, 1.0 - d)
+
+        return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -222,6 +248,8 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
     optimizer = recipe.make_optimizer(model.parameters())
     scheduler = recipe.make_scheduler(optimizer, steps, settings.epochs)
     criterion_smoothing = recipe.label_smoothing
+    ema = recipe.make_ema(model)
+    kept = ema.module if ema is not None else model  # the weights evaluated, saved and exported
 
     state = {"epoch": 0, "history": [], "best_accuracy": -1.0, "best_epoch": 0, "elapsed": 0.0}
     ckpt_path = run_dir / CHECKPOINT
@@ -231,6 +259,8 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler"):
             scheduler.load_state_dict(ckpt["scheduler"])
+        if ema is not None and ckpt.get("ema"):
+            ema.load_state_dict(ckpt["ema"])
         state = ckpt["state"]
         log.info("resuming %s after epoch %d", run_dir, state["epoch"])
 
@@ -267,12 +297,14 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total_loss += float(loss.detach()) * len(y)
             seen += len(y)
             if task is not None:
                 progress.advance(task)
-        test = evaluate(model, data.test_images, data.test_labels)
-        held = evaluate(model, data.held_images, data.held_labels) if len(data.held_labels) else None
+        test = evaluate(kept, data.test_images, data.test_labels)
+        held = evaluate(kept, data.held_images, data.held_labels) if len(data.held_labels) else None
         state["elapsed"] += time.perf_counter() - t0
         # CPU seconds of all threads: comparable between runs even on a busy, shared machine
         state["cpu"] = state.get("cpu", 0.0) + time.process_time() - c0
@@ -286,10 +318,11 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
         if test["accuracy"] > state["best_accuracy"]:
             state["best_accuracy"], state["best_epoch"] = test["accuracy"], epoch
             with atomic_path(run_dir / "model.pt") as tmp:
-                torch.save(model.state_dict(), tmp)
+                torch.save(kept.state_dict(), tmp)
         with atomic_path(ckpt_path) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "ema": ema.state_dict() if ema is not None else None,
                         "state": state, "recipe": recipe.as_dict()}, tmp)
         if on_epoch:
             on_epoch(row)

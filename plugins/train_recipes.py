@@ -4,9 +4,11 @@
 per-sample data pipeline (PIL rotation/shift of one digit at a time in a DataLoader).
 
 ``fast``: the same augmentation done on whole batches, batch 128, AdamW with a one-cycle schedule
-(warm-up to 6e-3 over the first 20 % of steps, then cosine annealing far below 1e-3), label
-smoothing 0.05, 8 epochs (about 5 minutes for p4net on 2 CPU cores). The large early learning rate reaches 99 % within the first epochs; the
-annealed tail is what takes a small model past 99.5 %.
+(warm-up to 4e-3 over the first 10 % of steps, then cosine annealing far below 1e-3), label
+smoothing 0.05, 10 epochs, and an exponential moving average of the weights (decay 0.998) as the
+model that is evaluated, kept and exported. The average is what makes the short warm-up pay off:
+the raw weights at the peak learning rate are noisy (98.3-99.3 %), their average over the last
+~500 steps is already above 99.4 % after two epochs, and the annealed tail takes it past 99.6 %.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ from plugins._train_loop import Recipe
 
 SEED = Recipe("seed", epochs=30, batch_size=64, optimizer="adam", lr=1e-3, schedule="constant",
               loader="per-sample", description="the article's: Adam 1e-3 constant, batch 64, per-sample transforms")
-FAST = Recipe("fast", epochs=8, batch_size=128, optimizer="adamw", lr=6e-3, weight_decay=1e-2,
-              schedule="onecycle", label_smoothing=0.05, loader="batch",
-              description="AdamW one-cycle 6e-3, batch 128, label smoothing 0.05, batched augmentation")
+FAST = Recipe("fast", epochs=10, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=1e-2,
+              schedule="onecycle", warmup=0.1, label_smoothing=0.05, loader="batch", ema=0.998,
+              description="AdamW one-cycle 4e-3 (10 % warm-up), batch 128, label smoothing 0.05, "
+                          "weight average 0.998, batched augmentation, 10 epochs")
 
 
 @hookimpl

@@ -30,10 +30,23 @@ def test_p4net_fits_the_device_budget():
     assert SPEC.build()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_p4net_plus_sits_between_p4net_and_the_article_cnn():
+    from plugins._models import summarize
+    from plugins.model_p4net import SPEC as P4
+    from plugins.model_p4net_plus import SPEC as PLUS
+    from plugins.model_seed_cnn import SPEC as SEED
+
+    plus, p4, seed = summarize(PLUS), summarize(P4), summarize(SEED)
+    assert p4["macs"] < plus["macs"] < seed["macs"]
+    assert plus["macs"] == 16 * 9 * 784 + 32 * 16 * 9 * 196 + 32 * 32 * 9 * 144 + 64 * 32 * 9 * 16 + 1024 * 10
+    assert plus["int8_weight_bytes"] <= 100 * 1024
+    assert PLUS.build()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
 def test_models_are_registered_and_listed(make_app):
     app = make_app()
-    assert {"seed-cnn", "p4net"} <= set(app.registry.names("models"))
-    assert app.config["model"] == "p4net"
+    assert {"seed-cnn", "p4net", "p4net-plus"} <= set(app.registry.names("models"))
+    assert app.config["model"] == "p4net-plus"
 
 
 def test_models_cli_lists_params_and_macs(tmp_path, monkeypatch, capsys):

@@ -105,7 +105,7 @@ def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
     rc = main(["--plugins-dir", pdir, "train", "--epochs", "1", "--out", "r1", "--no-export", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["model"] == "p4net" and out["epochs"] == 1 and (tmp_path / "r1" / "model.pt").is_file()
+    assert out["model"] == "p4net-plus" and out["epochs"] == 1 and (tmp_path / "r1" / "model.pt").is_file()
     # --resume takes the run's own settings (a finished run is only re-reported)
     assert main(["--plugins-dir", pdir, "train", "--out", "r1", "--resume", "--no-export", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["epochs"] == 1
@@ -142,3 +142,43 @@ def test_auto_threads_backs_off_on_a_busy_machine(monkeypatch):
     assert auto_threads() == 1
     monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
     assert auto_threads() == 2
+
+
+def test_weight_average_is_what_gets_kept(make_app, tmp_path):
+    """With ``ema`` the saved model is the running average of the weights, not the last raw weights,
+    and the average survives a resume (it is in the checkpoint)."""
+    import torch
+
+    from plugins._train_loop import CHECKPOINT
+    from plugins._train_run import train_run
+
+    app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
+    assert app.get("recipes", "fast").ema > 0
+    train_run(app, out=tmp_path / "r", model="p4net", recipe="fast", custom=[], epochs=1, export=False,
+              quiet=True, threads=1)
+    ckpt = torch.load(tmp_path / "r" / CHECKPOINT, weights_only=False)
+    kept = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
+    raw, avg = ckpt["model"], ckpt["ema"]
+    assert int(avg["n_averaged"]) == ckpt["state"]["epoch"] * 3  # one update per step (3 steps of tiny data)
+    name = "features.0.weight"
+    assert torch.equal(kept[name], avg["module." + name])
+    assert not torch.equal(kept[name], raw[name])
+
+
+def test_weight_average_warms_up():
+    """The average's decay ramps up from 0.1, so after one step it is mostly the new weights."""
+    import torch
+
+    from plugins._train_loop import Recipe
+
+    net = torch.nn.Linear(2, 1)
+    avg = Recipe("t", epochs=1, batch_size=1, ema=0.999).make_ema(net)
+    with torch.no_grad():
+        start = net.weight.clone()
+        net.weight.add_(1.0)
+    avg.update_parameters(net)          # first call: a copy
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    avg.update_parameters(net)          # decay min(0.999, 2/11): 9/11 of the way to the new weights
+    expected = start + 1.0 + 9 / 11
+    assert torch.allclose(avg.module.weight, expected, atol=1e-6)
