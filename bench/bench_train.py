@@ -53,8 +53,9 @@ def main(argv=None) -> int:
                     help="no full training: time STEPS training steps of each pipeline, interleaved, "
                          "and write bench/results/train_throughput.json")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads for --throughput (1: CPU time is not inflated by threads "
-                         "waiting for each other on a busy machine)")
+                    help="torch threads of every phase (default 1: both pipelines get one core, so the "
+                         "ratio compares the pipelines, not their threading; CPU time is not inflated by "
+                         "threads waiting for each other on a busy machine)")
     args = ap.parse_args(argv)
     if args.throughput:
         return throughput(args.throughput, args.threads)
@@ -67,9 +68,8 @@ def main(argv=None) -> int:
     runs = Path(args.runs)
     runs = runs if runs.is_absolute() else REPO / runs
     out_json = Path(args.json)
-    from plugins._train_loop import auto_threads
 
-    results: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": auto_threads(), "torch": torch.__version__,
+    results: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": args.threads, "torch": torch.__version__,
                                  "platform": platform.platform(), "load_average_start": os.getloadavg()},
                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
@@ -89,14 +89,14 @@ def main(argv=None) -> int:
     ours_dir = runs / f"bench-{model}-{recipe}"
     if "ours" not in args.skip:
         app.console.rule(f"ours: {model} + {recipe} recipe, MNIST only")
-        m = train_one(app, ours_dir, model=model, recipe=recipe, custom=[])
+        m = train_one(app, ours_dir, model=model, recipe=recipe, custom=[], threads=args.threads)
         results["ours"] = brief(m) | {"run_dir": str(ours_dir)}
         save()
 
     if "compact" not in args.skip:
         app.console.rule("compact: p4net + compact recipe, MNIST only")
         compact_dir = runs / "bench-p4net-compact"
-        m = train_one(app, compact_dir, model="p4net", recipe="compact", custom=[])
+        m = train_one(app, compact_dir, model="p4net", recipe="compact", custom=[], threads=args.threads)
         results["compact"] = brief(m) | {"run_dir": str(compact_dir)}
         save()
 
@@ -112,7 +112,8 @@ def main(argv=None) -> int:
                           f"(digit 1: {100 * base['per_class'][1]:.1f}%)")
         save()
         eu_dir = runs / f"bench-{model}-{recipe}-semeion"
-        m = train_one(app, eu_dir, model=model, recipe=recipe, custom=["semeion"], weight=50)
+        m = train_one(app, eu_dir, model=model, recipe=recipe, custom=["semeion"], weight=50,
+                      threads=args.threads)
         after, _ = evaluate_model(app, eu_dir, held)
         results["european"]["with_semeion"] = brief(m) | {
             "run_dir": str(eu_dir), "semeion_accuracy": after["accuracy"], "semeion_per_class": after["per_class"],
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
         app.console.rule("the article's pipeline: seed-cnn + seed recipe (per-sample transforms)")
         seed_dir = runs / "bench-seed-cnn-seed"
         m = train_one(app, seed_dir, model="seed-cnn", recipe="seed", custom=[], epochs=args.seed_epochs,
-                      stop_at=0.994, max_seconds=60 * args.seed_cap_minutes)
+                      stop_at=0.994, max_seconds=60 * args.seed_cap_minutes, threads=args.threads)
         results["seed"] = brief(m) | {"run_dir": str(seed_dir), "cap_minutes": args.seed_cap_minutes}
         save()
 
