@@ -46,8 +46,11 @@ def register_commands(cli):
     @click.option("--out", default=None, help="run dir (default runs/MODEL-RECIPE-sSEED)")
     @click.option("--resume", is_flag=True, help="continue an interrupted run at its last completed epoch")
     @click.option("--no-export", is_flag=True, help="skip the ONNX export")
+    @click.option("--threads", type=click.IntRange(1), default=None,
+                  help="torch threads (default: 2 on an idle machine, 1 when the cores are busy)")
     @click.option("--json", "as_json", is_flag=True, help="print metrics.json's summary as JSON")
-    def train_cmd(model, recipe, custom, weight, weighting, augment, epochs, seed, out, resume, no_export, as_json):
+    def train_cmd(model, recipe, custom, weight, weighting, augment, epochs, seed, out, resume, no_export, threads,
+                  as_json):
         from mnistp4.cli import get_app, print_json
         from plugins._train_run import train_run
 
@@ -61,7 +64,8 @@ def register_commands(cli):
         c = app.config
         metrics = train_run(app, out=run_dir, model=c["model"], recipe=c["recipe"], custom=c["custom"],
                             epochs=c["epochs"], seed=c["seed"], weight=c["weight"], weighting=c["weighting"],
-                            augment=c["augment"], resume=resume, export=not no_export, quiet=as_json)
+                            augment=c["augment"], resume=resume, export=not no_export, quiet=as_json,
+                            threads=threads)
         summary = {k: metrics[k] for k in ("model", "recipe", "test_accuracy", "custom_accuracy", "epochs",
                                            "best_epoch", "train_seconds", "params", "macs", "time_to")}
         summary["run_dir"] = str(run_dir)

@@ -102,7 +102,7 @@ def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     pdir = str(plugin_dir(tmp_path))
-    rc = main(["--plugins-dir", pdir, "train", "--epochs", "1", "--out", "r1", "--no-export", "--json"])
+    rc = main(["--plugins-dir", pdir, "train", "--epochs", "1", "--out", "r1", "--no-export", "--threads", "1", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model"] == "p4net-plus" and out["epochs"] == 1 and (tmp_path / "r1" / "model.pt").is_file()
