@@ -29,17 +29,14 @@ class ExportMismatch(Mnistp4Error):
     """onnxruntime and torch disagree on the exported model."""
 
 
-def fold_batchnorm(model):
-    """A copy of ``model`` in eval mode with every Conv2d+BatchNorm2d pair fused into one Conv2d.
+def batchnorm_pairs(model) -> list[tuple[str, str]]:
+    """``(conv name, batchnorm name)`` for every BatchNorm2d that directly consumes a Conv2d's output.
 
-    Pairs are found in execution order through forward hooks, so it works for any module layout
-    where a BatchNorm directly consumes a convolution's output.
+    Pairs are found in execution order through forward hooks, so it works for any module layout.
     """
     import torch
     from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    model = copy.deepcopy(model).eval()
     # name, module, input, output; the tensors are kept alive so their ids stay unique
     order: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
     hooks = []
@@ -47,16 +44,31 @@ def fold_batchnorm(model):
         if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)):
             hooks.append(m.register_forward_hook(
                 lambda mod, inp, out, _n=name: order.append((_n, mod, inp[0], out))))
-    with torch.no_grad():
-        model(torch.zeros(INPUT_SHAPE))
-    for h in hooks:
-        h.remove()
-    outputs = {id(out): (name, mod) for name, mod, _, out in order if isinstance(mod, nn.Conv2d)}
-    for name, mod, inp, _ in order:
-        if isinstance(mod, nn.BatchNorm2d) and id(inp) in outputs:
-            conv_name, conv = outputs[id(inp)]
-            _set_module(model, conv_name, fuse_conv_bn_eval(conv, mod))
-            _set_module(model, name, nn.Identity())
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(INPUT_SHAPE))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    outputs = {id(out): name for name, mod, _, out in order if isinstance(mod, nn.Conv2d)}
+    return [(outputs[id(inp)], name) for name, mod, inp, _ in order
+            if isinstance(mod, nn.BatchNorm2d) and id(inp) in outputs]
+
+
+def fold_batchnorm(model):
+    """A copy of ``model`` in eval mode with every Conv2d+BatchNorm2d pair fused into one Conv2d
+    (the BatchNorm becomes an Identity, names are kept)."""
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model = copy.deepcopy(model).eval()
+    modules = dict(model.named_modules())
+    for conv_name, bn_name in batchnorm_pairs(model):
+        _set_module(model, conv_name, fuse_conv_bn_eval(modules[conv_name], modules[bn_name]))
+        _set_module(model, bn_name, nn.Identity())
     return model
 
 

@@ -1,0 +1,126 @@
+"""Quantization-aware fine-tuning: the rounding rules, the write-back into the original architecture,
+and a fine-tuned run that esp-ppq quantizes without touching its weights."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from train_kit import plugin_dir
+
+
+def test_fake_quant_rounds_half_even_saturates_and_passes_gradients_inside():
+    from plugins._qat import fake_quant, pow2_exponent
+
+    x = torch.tensor([0.25, 0.75, 1.25, -0.75, 200.0, -200.0, 3.0], requires_grad=True)
+    y = fake_quant(x, torch.tensor(-1.0))  # steps of 0.5: 0.25 -> 0.0, 0.75 -> 1.0 (half to even)
+    assert y.tolist() == [0.0, 1.0, 1.0, -1.0, 63.5, -64.0, 3.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0]  # no gradient where it saturated
+    assert int(pow2_exponent(127.0)) == 0 and int(pow2_exponent(127.1)) == 1 and int(pow2_exponent(1.0)) == -6
+
+
+def test_original_architecture_gets_the_folded_weights_exactly():
+    """With every quantizer off, the QAT model is the folded float model, and writing it back into
+    the BatchNorm architecture gives the same function."""
+    from plugins._qat import QatModel
+    from plugins.model_p4net import SPEC
+
+    torch.manual_seed(0)
+    net = SPEC.build()
+    with torch.no_grad():  # non-trivial BatchNorm statistics
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    net.eval()
+    qat = QatModel(net, input_peak=2.9)
+    x = torch.randn(8, 1, 28, 28)
+    qat.calibrate(x)
+    back = qat.to_original()
+    with torch.no_grad():
+        out_q = qat.eval()(x)
+        out_back = back(x)
+    # the written-back weights are on the int8 grid, so `back` differs from `net` ...
+    assert not torch.allclose(back(x), net(x), atol=1e-6)
+    # ... but agrees with the QAT model up to its activation / input rounding
+    assert torch.allclose(out_q, out_back, atol=0.5)
+    for name, m in back.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert torch.all(m.weight == 1) and torch.all(m.running_mean == 0)
+
+
+@pytest.fixture(scope="module")
+def qat_run_dir(tmp_path_factory):
+    """A 1-epoch tiny training run, then 1 epoch of quantization-aware fine-tuning."""
+    from mnistp4.app import create_app
+    from plugins._train_run import train_run
+    from plugins.quant_qat import qat_run
+
+    root = tmp_path_factory.mktemp("qat")
+    (root / "project").mkdir()
+    app = create_app(root=root / "project", plugin_dirs=[str(plugin_dir(root))], settings=["calib=64"])
+    run = root / "run"
+    train_run(app, out=run, model="p4net", recipe="fast", custom=[], epochs=1, quiet=True, threads=1)
+    metrics = qat_run(app, run, epochs=1, lr=1e-4, threads=1, quiet=True)
+    return app, run, root / "run-qat", metrics
+
+
+def test_qat_run_dir_is_a_complete_run(qat_run_dir):
+    _, run, out, metrics = qat_run_dir
+    assert metrics["run_dir"] == str(out)
+    for name in ("model.pt", "model.onnx", "config.json", "metrics.json"):
+        assert (out / name).is_file(), name
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == "p4net" and cfg["qat"]["from"] == str(run) and cfg["qat"]["epochs"] == 1
+    assert metrics["onnx"]["max_abs_diff"] <= 1e-4
+    assert 0.0 <= metrics["fake_quant_accuracy"] <= 1.0
+    assert (run / "model.pt").is_file()  # the source run is kept
+
+
+def test_esp_ppq_keeps_the_fine_tuned_weights_and_ranges(qat_run_dir):
+    """esp-ppq (min/max, same calibration images) picks the exponents QAT trained with, so the
+    int8 weights in the file are exactly the fine-tuned weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    from plugins._espdl import read_espdl, unpack_filter
+    from plugins._espdl_quantize import quantize_onnx
+    from plugins.calib_images import calibration_set
+
+    app, _, out, _ = qat_run_dir
+    calib = calibration_set(app, 64)
+    espdl = out / "model_int8.espdl"
+    quantize_onnx(out / "model.onnx", espdl, bits=8, calib_images=calib.images, recipe="minmax",
+                  error_report=False)
+    model = read_espdl(espdl)
+    weights = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out / "model.onnx")).graph.initializer
+               if t.name.endswith("weight")}
+    assert weights
+    for name, w in weights.items():
+        t = model.initializers[name]
+        ints = unpack_filter(t)  # (N, H, W, C), N output channels
+        in_file = ints * 2.0 ** np.asarray(t.exponents, np.float64).reshape(-1, 1, 1, 1)
+        w = w.astype(np.float64)
+        expected = w.transpose(0, 2, 3, 1) if w.ndim == 4 else w.reshape(w.shape[0], 1, 1, -1)
+        assert np.array_equal(in_file, expected), name
+    exps = json.loads((out / "config.json").read_text())["qat"]["activation_exponents"]
+    relu_values = {k: v.exponent for k, v in model.values.items() if k.endswith("Relu_output_0")}
+    for layer, e in exps.items():
+        if layer.startswith("features"):
+            assert relu_values[f"/{layer.split('.')[0]}/{layer}/Relu_output_0"] == e, layer
+
+
+def test_qat_refuses_to_overwrite_its_source(qat_run_dir):
+    from mnistp4.errors import InputError
+    from plugins.quant_qat import qat_run
+
+    app, run, _, _ = qat_run_dir
+    with pytest.raises(InputError, match="own run dir"):
+        qat_run(app, run, run, epochs=1, quiet=True)
+    with pytest.raises(InputError, match="missing"):
+        qat_run(app, run.parent / "nothing-here", epochs=1, quiet=True)
