@@ -125,18 +125,36 @@ class TrainSettings:
     threads: int | None = None            # None: auto_threads()
 
 
+def other_runnable(samples: int = 5) -> float:
+    """How many other tasks want a CPU right now: the median of a few looks at the running count in
+    ``/proc/loadavg`` (minus this process), or the 1-minute load average where that file is missing.
+    The load average lags by a minute, so right after another job ends it still reads "busy"."""
+    import os
+
+    looks = []
+    for _ in range(samples):
+        try:
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            try:
+                return os.getloadavg()[0]
+            except OSError:
+                return 0.0
+        looks.append(max(running - 1, 0))
+        time.sleep(0.02)
+    return float(sorted(looks)[len(looks) // 2])
+
+
 def auto_threads(limit: int = 2) -> int:
-    """Two threads on an idle machine, one on a busy one: when the cores are already taken, torch's
-    threads wait for each other and one epoch took 15x longer with 2 threads than with 1
-    (measured with `bench/bench_train.py --throughput` at load 12 on 2 cores)."""
+    """One thread per core no other task is using, at least 1 and at most ``limit``. Oversubscribing
+    hurts badly: when the cores are already taken, torch's threads wait for each other and one
+    epoch took 15x longer with 2 threads than with 1 (`bench/bench_train.py --throughput` at load 12
+    on 2 cores); two trainings started together with 2 threads each ran ~6x slower than with 1."""
     import os
 
     cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    return max(1, min(limit, cores)) if busy < cores - 0.5 else 1
+    free = cores - other_runnable()
+    return int(max(1, min(limit, cores, free)))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -132,16 +132,25 @@ def test_pipeline_step_trains_with_the_segmented_digits(make_app, tmp_path, cust
     assert again["run_dir"] == result["run_dir"]
 
 
-def test_auto_threads_backs_off_on_a_busy_machine(monkeypatch):
+def test_auto_threads_takes_the_free_cores(monkeypatch):
     import os
 
-    from plugins._train_loop import auto_threads
+    import plugins._train_loop as loop
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 9.0, 9.0))
-    assert auto_threads() == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
-    assert auto_threads() == 2
+    for busy, threads in ((9.0, 1), (1.0, 1), (0.0, 2)):
+        monkeypatch.setattr(loop, "other_runnable", lambda b=busy: b)
+        assert loop.auto_threads() == threads
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(loop, "other_runnable", lambda: 3.0)
+    assert loop.auto_threads(limit=2) == 2
+
+
+def test_other_runnable_reads_the_running_tasks():
+    from plugins._train_loop import other_runnable
+
+    busy = other_runnable(samples=3)
+    assert busy >= 0.0 and busy == int(busy)  # a count of tasks on Linux, not a lagging average
 
 
 def test_weight_average_is_what_gets_kept(make_app, tmp_path):
