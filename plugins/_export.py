@@ -30,31 +30,15 @@ class ExportMismatch(Mnistp4Error):
 
 
 def batchnorm_pairs(model) -> list[tuple[str, str]]:
-    """``(conv name, batchnorm name)`` for every BatchNorm2d that directly consumes a Conv2d's output.
-
-    Pairs are found in execution order through forward hooks, so it works for any module layout.
-    """
-    import torch
+    """``(conv name, batchnorm name)`` for every BatchNorm2d that directly consumes a Conv2d's output
+    (found in execution order, so it works for any module layout)."""
     from torch import nn
 
-    # name, module, input, output; the tensors are kept alive so their ids stay unique
-    order: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
-    hooks = []
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)):
-            hooks.append(m.register_forward_hook(
-                lambda mod, inp, out, _n=name: order.append((_n, mod, inp[0], out))))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(INPUT_SHAPE))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    outputs = {id(out): name for name, mod, _, out in order if isinstance(mod, nn.Conv2d)}
-    return [(outputs[id(inp)], name) for name, mod, inp, _ in order
+    from plugins._models import trace_calls
+
+    calls = trace_calls(model, (nn.Conv2d, nn.BatchNorm2d))
+    outputs = {id(out): name for name, mod, _, out in calls if isinstance(mod, nn.Conv2d)}
+    return [(outputs[id(inp)], name) for name, mod, inp, _ in calls
             if isinstance(mod, nn.BatchNorm2d) and id(inp) in outputs]
 
 

@@ -27,42 +27,50 @@ def count_params(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def count_macs(model, input_shape=INPUT_SHAPE) -> int:
-    """Multiply-accumulates of one forward pass over Conv2d and Linear layers.
-
-    BatchNorm folds into the preceding convolution at export and ReLU/pooling cost no multiplies,
-    so this is the number the int8 model on the chip executes.
-    """
+def trace_calls(model, types: tuple, input_shape=INPUT_SHAPE) -> list[tuple[str, Any, Any, Any]]:
+    """``(name, module, input, output)`` of every call to a module of ``types``, in execution order,
+    from one eval-mode forward pass on zeros (the model's training mode is restored). The tensors
+    are kept alive, so ``id()`` of an output matches ``id()`` of the input of the module reading it."""
     import torch
-    from torch import nn
 
-    total = 0
-
-    def conv_hook(module, inputs, output):
-        nonlocal total
-        kh, kw = module.kernel_size
-        total += output.numel() // output.shape[0] * (module.in_channels // module.groups) * kh * kw
-
-    def linear_hook(module, inputs, output):
-        nonlocal total
-        total += module.in_features * module.out_features * (output.numel() // output.shape[-1] // output.shape[0])
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
+    calls: list[tuple[str, Any, Any, Any]] = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out, _n=name: calls.append((_n, mod, inp[0], out)))
+             for name, m in model.named_modules() if isinstance(m, types)]
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             model(torch.zeros(input_shape))
     finally:
-        for h in handles:
+        for h in hooks:
             h.remove()
         model.train(was_training)
+    return calls
+
+
+def count_macs(model, input_shape=INPUT_SHAPE) -> int:
+    """Multiply-accumulates of one forward pass over Conv2d and Linear layers.
+
+    BatchNorm folds into the preceding convolution at export and ReLU/pooling cost no multiplies,
+    so this is the number the int8 model on the chip executes.
+    """
+    from torch import nn
+
+    total = 0
+    for _, m, _, out in trace_calls(model, (nn.Conv2d, nn.Linear), input_shape):
+        if isinstance(m, nn.Conv2d):
+            kh, kw = m.kernel_size
+            total += out.numel() // out.shape[0] * (m.in_channels // m.groups) * kh * kw
+        else:
+            total += m.in_features * m.out_features * (out.numel() // out.shape[-1] // out.shape[0])
     return int(total)
+
+
+def conv_bn_relu(cin: int, cout: int, padding: int) -> list:
+    """3x3 convolution (no bias: BatchNorm carries it), BatchNorm, ReLU."""
+    from torch import nn
+
+    return [nn.Conv2d(cin, cout, 3, padding=padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
 
 def summarize(spec) -> dict[str, Any]:

@@ -16,15 +16,17 @@ from torch import nn
 from mnistp4 import hookimpl
 from mnistp4.records import ModelSpec
 
+from plugins._models import conv_bn_relu
+
 
 class P4Net(nn.Module):
     def __init__(self, widths=(12, 32, 64), dropout: float = 0.1):
         super().__init__()
         a, b, c = widths
         self.features = nn.Sequential(
-            nn.Conv2d(1, a, 3, padding=1, bias=False), nn.BatchNorm2d(a), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(a, b, 3, bias=False), nn.BatchNorm2d(b), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(b, c, 3, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+            *conv_bn_relu(1, a, 1), nn.MaxPool2d(2),
+            *conv_bn_relu(a, b, 0), nn.MaxPool2d(2),
+            *conv_bn_relu(b, c, 0),
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c * 4 * 4, 10))
 

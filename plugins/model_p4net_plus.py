@@ -18,9 +18,7 @@ from torch import nn
 from mnistp4 import hookimpl
 from mnistp4.records import ModelSpec
 
-
-def conv_bn_relu(cin: int, cout: int, padding: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+from plugins._models import conv_bn_relu
 
 
 class P4NetPlus(nn.Module):
