@@ -95,19 +95,14 @@ def _activation_quantizer():
 
 def _quantized_outputs(model) -> list[str]:
     """Names of the modules whose outputs the int8 file stores: every ReLU, and every Conv/Linear
-    whose output is not consumed by a ReLU (found by running the model once)."""
-    import torch
+    whose output is not consumed by a ReLU."""
     from torch import nn
 
-    order = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out, _n=n: order.append((_n, mod, inp[0], out)))
-             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.ReLU))]
-    with torch.no_grad():
-        model(torch.zeros(1, 1, 28, 28))
-    for h in hooks:
-        h.remove()
-    relu_inputs = {id(inp) for _, mod, inp, _ in order if isinstance(mod, nn.ReLU)}
-    return [n for n, mod, _, out in order if isinstance(mod, nn.ReLU) or id(out) not in relu_inputs]
+    from plugins._models import trace_calls
+
+    calls = trace_calls(model, (nn.Conv2d, nn.Linear, nn.ReLU))
+    relu_inputs = {id(inp) for _, mod, inp, _ in calls if isinstance(mod, nn.ReLU)}
+    return [n for n, mod, _, out in calls if isinstance(mod, nn.ReLU) or id(out) not in relu_inputs]
 
 
 class QatModel:
@@ -219,9 +214,11 @@ class QatSettings:
     threads: int | None = None
 
 
-def finetune(model, images: np.ndarray, labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
-             calib_images: np.ndarray, settings: QatSettings, augmentations=(), on_epoch=None, progress=None):
-    """Fine-tune ``model`` (a trained float module) with fake quantization on uint8 digits;
+def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_images: np.ndarray,
+             test_labels: np.ndarray, calib_images: np.ndarray, settings: QatSettings, augmentations=(),
+             on_epoch=None, progress=None):
+    """Fine-tune ``model`` (a trained float module) with fake quantization on uint8 digits.
+    ``epoch_order(generator)`` gives each epoch's sample indices (a weighting plugin's order);
     activation ranges come from ``calib_images`` (uint8, the set ``mnistp4 quantize`` calibrates on).
 
     Returns ``(qat, history)``: the :class:`QatModel` and one row per epoch with the fake-quantized
@@ -239,7 +236,7 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, test_images: np.ndar
     calib_x = normalized(torch.from_numpy(np.array(calib_images, np.uint8)))
     images = np.ascontiguousarray(images)
     labels = np.asarray(labels, np.int64)
-    steps = -(-len(labels) // settings.batch_size)
+    steps = -(-len(epoch_order(torch.Generator().manual_seed(0))) // settings.batch_size)
     opt = torch.optim.AdamW(qat.parameters(), lr=settings.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, settings.epochs * steps))
     task = progress.add_task("quantization-aware fine-tuning", total=settings.epochs * steps) if progress else None
@@ -247,7 +244,7 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, test_images: np.ndar
     start = time.perf_counter()
     for epoch in range(1, settings.epochs + 1):
         gen = torch.Generator().manual_seed(epoch_seed(settings.seed, 1000 + epoch))
-        order = torch.randperm(len(labels), generator=gen)
+        order = epoch_order(gen)
         qat.calibrate(calib_x)
         qat.train()
         total, seen = 0.0, 0
@@ -263,7 +260,7 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, test_images: np.ndar
                 progress.advance(task)
         qat.calibrate(calib_x)  # the ranges of the weights as they are now, as esp-ppq will measure them
         qat.eval()
-        test = evaluate(_Callable(qat), test_images, test_labels)
+        test = evaluate(qat, test_images, test_labels)
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), "fake_quant_accuracy": test["accuracy"],
                "seconds": round(time.perf_counter() - start, 2), "exponents": qat.exponents()}
         history.append(row)
@@ -273,19 +270,3 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, test_images: np.ndar
             on_epoch(row)
     return qat, history
 
-
-class _Callable:
-    """Adapter so :func:`plugins._train_loop.evaluate` can run a :class:`QatModel`."""
-
-    def __init__(self, qat: QatModel):
-        self.qat = qat
-
-    def eval(self):
-        self.qat.eval()
-        return self
-
-    def parameters(self):
-        return self.qat.parameters()
-
-    def __call__(self, x):
-        return self.qat(x)

@@ -32,7 +32,7 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
     from plugins._models import load_run
     from plugins._qat import QatSettings, finetune
     from plugins._train_loop import evaluate
-    from plugins._train_run import resolve_custom
+    from plugins.calib_images import calibration_set, custom_entries, custom_split
 
     run_dir = Path(run_dir)
     model, cfg = load_run(run_dir, app)
@@ -43,13 +43,17 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
         raise InputError(f"--epochs must be at least 1, got {epochs}")
     mnist = app.get("dataset_sources", "mnist")
     mtrain, mtest = mnist(app.config, "train"), mnist(app.config, "test")
-    from plugins.calib_images import calibration_set
-
-    ctrain, cheld, _ = resolve_custom(app, list(cfg.get("custom") or []))
+    # the same custom digits and calibration images `mnistp4 quantize` will use for this run
+    ctrain, cheld = custom_split(app, custom_entries(app, cfg))
     calib = calibration_set(app, int(app.config["calib"]), custom_train=ctrain)
-    weight = int(cfg.get("weight", 50))
-    images = np.concatenate([mtrain.images, np.repeat(ctrain.images, weight, axis=0)])
-    labels = np.concatenate([mtrain.labels, np.repeat(ctrain.labels, weight)]).astype(np.int64)
+    images = np.concatenate([mtrain.images, ctrain.images])
+    labels = np.concatenate([mtrain.labels, ctrain.labels]).astype(np.int64)
+    weighting = app.get("weightings", cfg.get("weighting") or app.config["weighting"])
+    weight = int(cfg.get("weight", app.config["weight"]))
+
+    def epoch_order(generator):  # the run's own mix of MNIST and custom digits
+        return weighting(len(mtrain), len(ctrain), weight, generator)[0]
+
     augment = cfg.get("augment") or ["rotate-shift"]
     augmentations = [(name, app.get("augmentations", name)) for name in augment]
     settings = QatSettings(epochs=epochs, lr=lr, seed=seed, threads=threads)
@@ -62,14 +66,14 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
 
     float_before = evaluate(model, mtest.images, mtest.labels)["accuracy"]
     if quiet:
-        qat, history = finetune(model, images, labels, mtest.images, mtest.labels, calib.images, settings,
-                                augmentations, on_epoch=on_epoch)
+        qat, history = finetune(model, images, labels, epoch_order, mtest.images, mtest.labels, calib.images,
+                                settings, augmentations, on_epoch=on_epoch)
     else:
         app.console.print(f"quantization-aware fine-tuning of {run_dir} ({cfg['model']}): {epochs} epochs, "
-                          f"lr {lr:g}, {len(labels):,} samples per epoch; float model {100 * float_before:.2f}%")
+                          f"lr {lr:g}; float model {100 * float_before:.2f}%")
         with app.progress() as progress:
-            qat, history = finetune(model, images, labels, mtest.images, mtest.labels, calib.images, settings,
-                                    augmentations, on_epoch=on_epoch, progress=progress)
+            qat, history = finetune(model, images, labels, epoch_order, mtest.images, mtest.labels, calib.images,
+                                    settings, augmentations, on_epoch=on_epoch, progress=progress)
     tuned = qat.to_original()
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "model.pt") as tmp:
