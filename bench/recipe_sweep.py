@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", action="append", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default=str(REPO / "runs"))
+    ap.add_argument("--teacher", action="append", default=[], help="run dir to distill from (repeatable)")
+    ap.add_argument("--tag", default="", help="suffix of the results file name")
     args = ap.parse_args(argv)
 
     from plugins._train_run import train_run
@@ -59,13 +61,14 @@ def main(argv=None) -> int:
             app.registry.add("recipes", recipe.name, recipe, "recipe_sweep")
         app.console.rule(f"{model} + {recipe.name}")
         m = train_run(app, out=Path(args.runs) / f"sweep-{model}-{recipe.name}", model=model, recipe=recipe.name,
-                      custom=[], seed=args.seed, overwrite=True, export=False, threads=1)
+                      custom=[], seed=args.seed, overwrite=True, export=False, threads=1,
+                     teachers=args.teacher)
         hit = m["time_to"].get("99.4")
         rows.append({"variant": text, "recipe": dataclasses.asdict(recipe), "best": m["test_accuracy"],
                      "best_epoch": m["best_epoch"], "final": m["history"][-1]["test_accuracy"],
                      "time_to_99.4": hit, "train_seconds": m["train_seconds"]})
-    out = REPO / "bench" / "results" / f"recipe_sweep_{model}.json"
-    write_json(out, {"model": model, "seed": args.seed, "variants": rows})
+    out = REPO / "bench" / "results" / f"recipe_sweep_{model}{'_' + args.tag if args.tag else ''}.json"
+    write_json(out, {"model": model, "seed": args.seed, "teachers": args.teacher, "variants": rows})
     for r in rows:
         hit = r["time_to_99.4"]
         reach = f"99.4 % at epoch {hit['epoch']} ({hit['cpu_seconds']:.0f} CPU s)" if hit else "99.4 % not reached"

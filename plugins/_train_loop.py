@@ -41,7 +41,7 @@ class Recipe:
     name: str
     epochs: int
     batch_size: int
-    optimizer: str = "adam"          # adam | adamw
+    optimizer: str = "adam"          # adam | adamw | sgd (momentum 0.9, Nesterov)
     lr: float = 1e-3                 # constant lr, or the peak of the one-cycle schedule
     weight_decay: float = 0.0
     schedule: str = "constant"       # constant | onecycle
@@ -49,6 +49,8 @@ class Recipe:
     label_smoothing: float = 0.0
     loader: str = "batch"            # batch | per-sample
     ema: float = 0.0                 # decay of an exponential moving average of the weights; 0 = off
+    distill_weight: float = 0.7      # with teachers: share of the loss that follows their softened outputs
+    distill_temperature: float = 4.0
     description: str = ""
 
     def make_optimizer(self, params):
@@ -58,6 +60,8 @@ class Recipe:
             return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         if self.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
         raise ValueError(f"recipe {self.name}: unknown optimizer {self.optimizer!r}")
 
     def make_scheduler(self, optimizer, steps_per_epoch: int, epochs: int):
@@ -123,6 +127,7 @@ class TrainSettings:
     stop_at: float | None = None          # stop once test accuracy reaches this (benchmarks)
     max_seconds: float | None = None      # stop after the epoch that passes this time (benchmarks)
     threads: int | None = None            # None: auto_threads()
+    teachers: list = field(default_factory=list)  # trained modules whose averaged outputs are distilled
 
 
 def other_runnable(samples: int = 5) -> float:
@@ -268,6 +273,7 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
     criterion_smoothing = recipe.label_smoothing
     ema = recipe.make_ema(model)
     kept = ema.module if ema is not None else model  # the weights evaluated, saved and exported
+    teachers = [t.to(device).eval() for t in settings.teachers]
 
     state = {"epoch": 0, "history": [], "best_accuracy": -1.0, "best_epoch": 0, "elapsed": 0.0}
     ckpt_path = run_dir / CHECKPOINT
@@ -310,7 +316,10 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
         for x, y in batches:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y, label_smoothing=criterion_smoothing)
+            out = model(x)
+            loss = F.cross_entropy(out, y, label_smoothing=criterion_smoothing)
+            if teachers:
+                loss = distillation_loss(out, x, teachers, recipe, loss)
             loss.backward()
             optimizer.step()
             if scheduler is not None:
@@ -353,6 +362,21 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
             "best_accuracy": state["best_accuracy"], "train_seconds": round(state["elapsed"], 2),
             "composition": composition, "steps_per_epoch": steps,
             "time_to": time_to(state["history"]), "stopped_early": stopped_early}
+
+
+def distillation_loss(student_logits, x, teachers, recipe: Recipe, label_loss):
+    """Knowledge distillation: ``(1 - w) * label_loss + w * T^2 * KL(teachers || student)`` at
+    temperature T, the teachers' softened probabilities averaged. The teachers see the same augmented
+    batch, so their soft targets say how much a rotated 7 looks like a 1, which one-hot labels cannot."""
+    import torch
+    import torch.nn.functional as F
+
+    t = recipe.distill_temperature
+    with torch.no_grad():
+        target = torch.stack([F.softmax(teacher(x) / t, dim=1) for teacher in teachers]).mean(0)
+    soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), target, reduction="batchmean") * (t * t)
+    w = recipe.distill_weight
+    return (1.0 - w) * label_loss + w * soft
 
 
 def time_to(history: list[dict], thresholds=THRESHOLDS) -> dict:

@@ -83,7 +83,7 @@ def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epo
               weight: int = 50, weighting: str = "oversample", augment: list[str] | None = None,
               resume: bool = False, overwrite: bool = False, stop_at: float | None = None,
               max_seconds: float | None = None, export: bool = True, quiet: bool = False,
-              threads: int | None = None) -> dict:
+              threads: int | None = None, teachers: list[str] | None = None) -> dict:
     import torch
 
     console = app.console
@@ -101,6 +101,10 @@ def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epo
 
     identity = {"model": model, "recipe": recipe, "epochs": epochs, "seed": seed, "weight": weight,
                 "weighting": weighting, "augment": augment, "custom": list(custom)}
+    teachers = [str(t) for t in teachers or []]
+    teacher_nets = [load_run(t, app)[0] for t in teachers]
+    if teachers:  # only then: runs without teachers keep their identity (and stay resumable)
+        identity["teachers"] = teachers
     resuming = _check_out_dir(out, resume, overwrite, identity)
     config = {**identity, "builder": builder_path(spec), "recipe_settings": rec.as_dict(),
               "normalization": {"mean": MEAN, "std": STD},
@@ -116,7 +120,7 @@ def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epo
                      cheld.images, cheld.labels)
     settings = TrainSettings(epochs=epochs, seed=seed, weight=weight, weighting=weighting_fn,
                              augmentations=augmentations, stop_at=stop_at, max_seconds=max_seconds,
-                             threads=threads)
+                             threads=threads, teachers=teacher_nets)
 
     _, comp = weighting_fn(len(mtrain), len(ctrain), weight, torch.Generator().manual_seed(0))
     if not quiet:
@@ -125,6 +129,9 @@ def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epo
         console.print(f"epoch composition ({weighting}): {comp['mnist']:,} MNIST + {comp['custom']:,} custom "
                       f"({len(ctrain)} digits x {weight}) = {comp['total']:,} samples "
                       f"({100 * comp['custom_share']:.1f}% custom); held-out custom digits: {len(cheld)}")
+        if teachers:
+            console.print(f"distilling from {', '.join(teachers)} (weight {rec.distill_weight}, "
+                          f"temperature {rec.distill_temperature})", highlight=False)
         if resuming:
             console.print(f"resuming {out} from its last completed epoch")
 

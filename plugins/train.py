@@ -18,16 +18,18 @@ def _run_dir(app, out: str | None) -> Path:
     return app.config.path("runs_dir") / f"{app.config['model']}-{app.config['recipe']}-s{app.config['seed']}"
 
 
-def _adopt_saved_settings(app, run_dir: Path) -> None:
+def _adopt_saved_settings(app, run_dir: Path) -> list[str]:
+    """Take the saved run's settings into the configuration; returns its teachers."""
     import json
 
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
-        return
+        return []
     for key in ("model", "recipe", "custom", "weight", "weighting", "augment", "epochs", "seed"):
         if key in saved:
             app.config.set(key, saved[key], f"{run_dir / 'config.json'}")
+    return list(saved.get("teachers", []))
 
 
 @hookimpl
@@ -48,15 +50,18 @@ def register_commands(cli):
     @click.option("--no-export", is_flag=True, help="skip the ONNX export")
     @click.option("--threads", type=click.IntRange(1), default=None,
                   help="torch threads (default: 2 on an idle machine, 1 when the cores are busy)")
+    @click.option("--teacher", "teachers", multiple=True,
+                  help="run dir of a trained model to distill from (repeatable: their outputs are averaged)")
     @click.option("--json", "as_json", is_flag=True, help="print metrics.json's summary as JSON")
     def train_cmd(model, recipe, custom, weight, weighting, augment, epochs, seed, out, resume, no_export, threads,
-                  as_json):
+                  teachers, as_json):
         from mnistp4.cli import get_app, print_json
         from plugins._train_run import train_run
 
         app = get_app()
         if resume and out:  # continue with the run's own settings unless a flag says otherwise
-            _adopt_saved_settings(app, _run_dir(app, out))
+            saved_teachers = _adopt_saved_settings(app, _run_dir(app, out))
+            teachers = teachers or saved_teachers
         augment_list = None if not augment else [a for a in augment if a != "none"]
         app.override(model=model, recipe=recipe, custom=list(custom) or None, weight=weight,
                      weighting=weighting, augment=augment_list, epochs=epochs, seed=seed)
@@ -65,7 +70,7 @@ def register_commands(cli):
         metrics = train_run(app, out=run_dir, model=c["model"], recipe=c["recipe"], custom=c["custom"],
                             epochs=c["epochs"], seed=c["seed"], weight=c["weight"], weighting=c["weighting"],
                             augment=c["augment"], resume=resume, export=not no_export, quiet=as_json,
-                            threads=threads)
+                            threads=threads, teachers=list(teachers))
         summary = {k: metrics[k] for k in ("model", "recipe", "test_accuracy", "custom_accuracy", "epochs",
                                            "best_epoch", "train_seconds", "params", "macs", "time_to")}
         summary["run_dir"] = str(run_dir)

@@ -191,3 +191,52 @@ def test_weight_average_warms_up():
     avg.update_parameters(net)          # decay min(0.999, 2/11): 9/11 of the way to the new weights
     expected = start + 1.0 + 9 / 11
     assert torch.allclose(avg.module.weight, expected, atol=1e-6)
+
+
+def test_distillation_loss_math():
+    """Weight 0 is the label loss; a student that matches its teacher adds no distillation term;
+    a student that disagrees pays T^2 * KL at temperature T."""
+    import torch
+    import torch.nn.functional as F
+
+    from plugins._train_loop import Recipe, distillation_loss
+
+    x = torch.randn(8, 3)
+    teacher = torch.nn.Linear(3, 10)
+    label_loss = torch.tensor(1.25)
+    with torch.no_grad():
+        same = teacher(x)
+    rec = Recipe("t", epochs=1, batch_size=8, distill_weight=0.0)
+    assert float(distillation_loss(same, x, [teacher], rec, label_loss)) == pytest.approx(1.25)
+    rec = Recipe("t", epochs=1, batch_size=8, distill_weight=1.0, distill_temperature=3.0)
+    assert float(distillation_loss(same, x, [teacher], rec, label_loss)) == pytest.approx(0.0, abs=1e-6)
+    other = torch.zeros(8, 10)  # uniform student
+    p = F.softmax(same / 3.0, dim=1)
+    kl = float((p * (p.log() - torch.log(torch.full_like(p, 0.1)))).sum(1).mean()) * 9.0
+    assert float(distillation_loss(other, x, [teacher], rec, label_loss)) == pytest.approx(kl, rel=1e-5)
+    # two teachers: their softened probabilities are averaged
+    zero = torch.nn.Linear(3, 10)
+    torch.nn.init.zeros_(zero.weight), torch.nn.init.zeros_(zero.bias)
+    mixed = 0.5 * p + 0.05
+    kl2 = float((mixed * (mixed.log() - torch.log(torch.full_like(p, 0.1)))).sum(1).mean()) * 9.0
+    assert float(distillation_loss(other, x, [teacher, zero], rec, label_loss)) == pytest.approx(kl2, rel=1e-5)
+
+
+def test_train_with_a_teacher_records_it_and_resumes(tmp_path, monkeypatch, capsys):
+    """`--teacher RUN_DIR` distills from a trained run; the run remembers its teacher, `--resume`
+    picks it up, and a missing teacher is a clear error."""
+    from mnistp4.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    pdir = str(plugin_dir(tmp_path))
+    base = ["--plugins-dir", pdir, "train", "--no-export", "--threads", "1", "--json"]
+    assert main(base + ["--model", "p4net", "--epochs", "1", "--out", "teacher"]) == 0
+    capsys.readouterr()
+    assert main(base + ["--model", "seed-cnn", "--epochs", "1", "--out", "student", "--teacher", "teacher"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "seed-cnn"
+    cfg = json.loads((tmp_path / "student" / "config.json").read_text())
+    assert cfg["teachers"] == ["teacher"] and cfg["recipe_settings"]["distill_weight"] > 0
+    assert main(base + ["--out", "student", "--resume"]) == 0  # the saved teacher, not a changed identity
+    capsys.readouterr()
+    assert main(base + ["--epochs", "1", "--out", "s2", "--teacher", "no/such/run"]) == 1
+    assert "no/such/run" in capsys.readouterr().err
