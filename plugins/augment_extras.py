@@ -1,4 +1,6 @@
-"""Extra augmentations, off by default (add them to config ``augment``): ``scale`` (zoom 0.9-1.1),
+"""Extra augmentations, off by default (add them to config ``augment``): ``rotate-shift-small``
+(the article's rotation with half its shift, for models whose dense layer sees positions),
+``scale`` (zoom 0.9-1.1),
 ``elastic`` (smooth random displacement field) and ``stroke`` (thinner/thicker ink by grey
 erosion/dilation). All work on batches of [0, 1] images, labels untouched."""
 from __future__ import annotations
@@ -6,6 +8,11 @@ from __future__ import annotations
 from mnistp4 import hookimpl
 
 from plugins.augment import random_affine
+
+
+def rotate_shift_small(images, generator):
+    """random rotation +-10 deg and translation +-5 % (+-1.4 px)"""
+    return random_affine(images, generator, degrees=10.0, translate=0.05)
 
 
 def scale(images, generator):
@@ -42,6 +49,7 @@ def stroke(images, generator):
 
 @hookimpl
 def register_augmentations(register):
+    register("rotate-shift-small", rotate_shift_small, description="random rotation +-10 deg, translation +-5 %")
     register("scale", scale, description="random zoom 0.9-1.1")
     register("elastic", elastic, description="smooth random elastic distortion")
     register("stroke", stroke, description="random bolder/thinner strokes")
