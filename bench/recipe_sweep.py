@@ -6,8 +6,10 @@ print best / final MNIST test accuracy and time to 99.4 % of every variant.
 
 A variant is a registered recipe name, or ``NAME:base=RECIPE,field=value,...`` overriding fields of
 :class:`plugins._train_loop.Recipe` (``lr``, ``warmup``, ``epochs``, ``ema``, ``batch_size``,
-``label_smoothing``, ``weight_decay``). Each variant trains through the real training loop into
-``runs/sweep-MODEL-NAME``; results go to ``bench/results/recipe_sweep_MODEL.json``.
+``label_smoothing``, ``weight_decay``, ``optimizer`` adam/adamw/sgd, ``distill_weight``,
+``distill_temperature``). ``--augment`` replaces the configured augmentations, ``--teacher RUN_DIR``
+distills from a trained run, ``--seed`` sets the seed. Each variant trains through the real training
+loop into ``runs/sweep-MODEL-NAME``; results go to ``bench/results/recipe_sweep_MODEL[_TAG].json``.
 """
 from __future__ import annotations
 
@@ -48,6 +50,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=str(REPO / "runs"))
     ap.add_argument("--teacher", action="append", default=[], help="run dir to distill from (repeatable)")
     ap.add_argument("--tag", default="", help="suffix of the results file name")
+    ap.add_argument("--augment", action="append", default=None,
+                    help="augmentations (repeatable; default: the configured ones)")
     args = ap.parse_args(argv)
 
     from plugins._train_run import train_run
@@ -62,13 +66,14 @@ def main(argv=None) -> int:
         app.console.rule(f"{model} + {recipe.name}")
         m = train_run(app, out=Path(args.runs) / f"sweep-{model}-{recipe.name}", model=model, recipe=recipe.name,
                       custom=[], seed=args.seed, overwrite=True, export=False, threads=1,
-                     teachers=args.teacher)
+                     teachers=args.teacher, augment=args.augment)
         hit = m["time_to"].get("99.4")
         rows.append({"variant": text, "recipe": dataclasses.asdict(recipe), "best": m["test_accuracy"],
                      "best_epoch": m["best_epoch"], "final": m["history"][-1]["test_accuracy"],
                      "time_to_99.4": hit, "train_seconds": m["train_seconds"]})
     out = REPO / "bench" / "results" / f"recipe_sweep_{model}{'_' + args.tag if args.tag else ''}.json"
-    write_json(out, {"model": model, "seed": args.seed, "teachers": args.teacher, "variants": rows})
+    write_json(out, {"model": model, "seed": args.seed, "teachers": args.teacher,
+                     "augment": args.augment or app.config["augment"], "variants": rows})
     for r in rows:
         hit = r["time_to_99.4"]
         reach = f"99.4 % at epoch {hit['epoch']} ({hit['cpu_seconds']:.0f} CPU s)" if hit else "99.4 % not reached"

@@ -37,6 +37,18 @@ def test_rotate_shift_really_rotates_and_shifts_within_limits():
     assert torch.equal(same, y)
 
 
+def test_rotate_shift_small_rotates_as_much_and_shifts_half_as_far():
+    from plugins.augment_extras import rotate_shift_small
+
+    x = torch.from_numpy(np.stack([bar_image()] * 256))[:, None]
+    y = rotate_shift_small(x, torch.Generator().manual_seed(0))
+    stats = np.array([_orientation_and_centre(im[0].numpy()) for im in y])
+    angles, dy, dx = np.abs(stats[:, 0]), stats[:, 1] - 13.5, stats[:, 2] - 13.5
+    assert angles.max() <= 10.5 and angles.max() > 7
+    assert np.abs(dy).max() <= 1.4 + 0.6 and np.abs(dx).max() <= 1.4 + 0.6
+    assert np.abs(dx).max() > 1.0 and np.abs(dy).max() > 1.0
+
+
 def test_extras_keep_shape_and_change_the_image():
     from plugins.augment_extras import elastic, scale, stroke
 
