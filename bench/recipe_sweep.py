@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         app.console.rule(f"{model} + {recipe.name}")
         m = train_run(app, out=Path(args.runs) / f"sweep-{model}-{recipe.name}", model=model, recipe=recipe.name,
                       custom=[], seed=args.seed, overwrite=True, export=False, threads=1,
-                     teachers=args.teacher, augment=args.augment)
+                      teachers=args.teacher, augment=args.augment)
         hit = m["time_to"].get("99.4")
         rows.append({"variant": text, "recipe": dataclasses.asdict(recipe), "best": m["test_accuracy"],
                      "best_epoch": m["best_epoch"], "final": m["history"][-1]["test_accuracy"],

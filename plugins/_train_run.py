@@ -27,6 +27,22 @@ from .custom_digits import concat, load_digit_folder, split_by_source
 log = logging.getLogger(__name__)
 
 EXPORT_CHECK_DIGITS = 64
+DEFAULT_AUGMENT = ["rotate-shift"]
+
+
+def resolve_augmentations(app, names: list[str] | None) -> tuple[list[str], list]:
+    """``(names, [(name, fn)])`` of the registered augmentations; ``None`` means the default, an
+    empty list none at all."""
+    names = list(names if names is not None else DEFAULT_AUGMENT)
+    return names, [(name, app.get("augmentations", name)) for name in names]
+
+
+def export_check_digits(test_images: np.ndarray, held_images: np.ndarray) -> np.ndarray:
+    """The digits an ONNX export is checked on: the first MNIST test digits plus held-out custom ones."""
+    check = test_images[:EXPORT_CHECK_DIGITS]
+    if len(held_images):
+        check = np.concatenate([check, held_images[:EXPORT_CHECK_DIGITS // 2]])
+    return check
 
 
 def resolve_custom(app, entries: list[str]) -> tuple[DigitSet, DigitSet, list[dict]]:
@@ -90,8 +106,7 @@ def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epo
     rec = app.get("recipes", recipe)
     spec = app.get("models", model)
     weighting_fn = app.get("weightings", weighting)
-    augment = list(augment if augment is not None else ["rotate-shift"])
-    augmentations = [(name, app.get("augmentations", name)) for name in augment]
+    augment, augmentations = resolve_augmentations(app, augment)
     epochs = int(epochs) or rec.epochs
     out = Path(out)
 
@@ -178,10 +193,7 @@ def finish_run(app, out: Path, net, result: dict, data: TrainData, config: dict,
     app.emit("on_artifact_written", path=out / "model.pt", kind="model.pt")
     onnx_info = None
     if export:
-        check = data.test_images[:EXPORT_CHECK_DIGITS]
-        if len(data.held_labels):
-            check = np.concatenate([check, data.held_images[:EXPORT_CHECK_DIGITS // 2]])
-        onnx_info = export_onnx(net, out / "model.onnx", check)
+        onnx_info = export_onnx(net, out / "model.onnx", export_check_digits(data.test_images, data.held_images))
         app.emit("on_artifact_written", path=out / "model.onnx", kind="onnx")
         app.console.print(f"exported {out / 'model.onnx'}: BatchNorm folded, opset {onnx_info['opset']}, "
                           f"max |Δ logit| onnxruntime vs torch {onnx_info['max_abs_diff']:.2e} "

@@ -32,6 +32,7 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
     from plugins._models import load_run
     from plugins._qat import QatSettings, finetune
     from plugins._train_loop import evaluate
+    from plugins._train_run import export_check_digits, resolve_augmentations
     from plugins.calib_images import calibration_set, custom_entries, custom_split
 
     run_dir = Path(run_dir)
@@ -54,8 +55,7 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
     def epoch_order(generator):  # the run's own mix of MNIST and custom digits
         return weighting(len(mtrain), len(ctrain), weight, generator)[0]
 
-    augment = cfg.get("augment") or ["rotate-shift"]
-    augmentations = [(name, app.get("augmentations", name)) for name in augment]
+    _, augmentations = resolve_augmentations(app, cfg.get("augment"))  # the run's own, none if it had none
     settings = QatSettings(epochs=epochs, lr=lr, seed=seed, threads=threads)
 
     def on_epoch(row):
@@ -83,8 +83,7 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
     write_json(out / "config.json", config)
     test = evaluate(tuned, mtest.images, mtest.labels)
     held = evaluate(tuned, cheld.images, cheld.labels)["accuracy"] if len(cheld) else None
-    check = mtest.images[:64] if not len(cheld) else np.concatenate([mtest.images[:64], cheld.images[:32]])
-    onnx_info = export_onnx(tuned, out / "model.onnx", check)
+    onnx_info = export_onnx(tuned, out / "model.onnx", export_check_digits(mtest.images, cheld.images))
     metrics = {"model": cfg["model"], "recipe": cfg.get("recipe"), "qat_from": str(run_dir),
                "float_accuracy_before": float_before, "test_accuracy": test["accuracy"], "custom_accuracy": held,
                "fake_quant_accuracy": history[-1]["fake_quant_accuracy"], "qat_history": history,
