@@ -78,8 +78,8 @@ def main(argv=None) -> int:
         write_json(out_json, results)
 
     def brief(m):
-        return {k: m[k] for k in ("model", "recipe", "test_accuracy", "custom_accuracy", "epochs", "best_epoch",
-                                  "train_seconds", "time_to", "params", "macs", "stopped_early")} | {
+        return {k: m[k] for k in ("model", "recipe", "test_accuracy", "custom_accuracy", "epochs", "kept_epoch",
+                                  "best_test_epoch", "best_test_accuracy", "train_seconds", "time_to", "params", "macs", "stopped_early")} | {
             "history": [{k: h[k] for k in ("epoch", "test_accuracy", "custom_accuracy", "seconds")}
                         for h in m["history"]]}
 
@@ -161,8 +161,8 @@ def report_accuracies(console, results: dict) -> None:
     for phase in ("ours", "compact", "seed"):
         if phase in results:
             r = results[phase]
-            console.print(f"{phase}: {r['model']} + {r['recipe']}: best MNIST test {100 * r['test_accuracy']:.2f}% "
-                          f"(epoch {r['best_epoch']} of {r['epochs']}), {r['macs']:,} MACs, {r['train_seconds']:.0f} s")
+            console.print(f"{phase}: {r['model']} + {r['recipe']}: MNIST test {100 * r['test_accuracy']:.2f}% "
+                          f"(last epoch {r['epochs']}), {r['macs']:,} MACs, {r['train_seconds']:.0f} s")
     eu = results.get("european", {})
     if "with_semeion" in eu:
         console.print(f"European: held-out Semeion writers {100 * eu['mnist_only']['semeion_accuracy']:.2f}% "

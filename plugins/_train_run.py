@@ -1,7 +1,7 @@
 """One training run from configuration to a finished run dir (used by `mnistp4 train`, the `train`
 pipeline step and the benchmark).
 
-Run dir: ``model.pt`` (best state dict), ``checkpoint.pt`` (last epoch, for ``--resume``),
+Run dir: ``model.pt`` (last epoch's kept weights), ``checkpoint.pt`` (last epoch, for ``--resume``),
 ``config.json``, ``metrics.json``, ``curves.png``, ``confusion.png``, ``misclassified.png``,
 ``model.onnx``.
 """
@@ -206,7 +206,8 @@ def finish_run(app, out: Path, net, result: dict, data: TrainData, config: dict,
         "custom_per_class": held["per_class"] if held else None,
         "custom_total": held["total"] if held else 0,
         "epochs": result["history"][-1]["epoch"] if result["history"] else 0,
-        "best_epoch": result["best_epoch"], "train_seconds": result["train_seconds"],
+        "kept_epoch": result["kept_epoch"], "best_test_epoch": result["best_epoch"],
+        "best_test_accuracy": result["best_accuracy"], "train_seconds": result["train_seconds"],
         "time_to": result["time_to"], "stopped_early": result["stopped_early"],
         "params": count_params(net), "macs": count_macs(net), "composition": result["composition"],
         "history": result["history"], "onnx": onnx_info,

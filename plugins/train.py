@@ -34,7 +34,7 @@ def _adopt_saved_settings(app, run_dir: Path) -> list[str]:
 
 @hookimpl
 def register_commands(cli):
-    @cli.command("train", help="Train a model on MNIST (+ custom digits, oversampled), keep the best epoch, "
+    @cli.command("train", help="Train a model on MNIST (+ custom digits, oversampled), keep the last epoch, "
                                "export ONNX. Flags default to the configuration (`mnistp4 config`).")
     @click.option("--model", default=None, help="model architecture (see `mnistp4 models`)")
     @click.option("--recipe", default=None, help="training recipe: seed (the article's), fast (default) or compact (see `mnistp4 plugins`)")
@@ -72,14 +72,14 @@ def register_commands(cli):
                             augment=c["augment"], resume=resume, export=not no_export, quiet=as_json,
                             threads=threads, teachers=list(teachers))
         summary = {k: metrics[k] for k in ("model", "recipe", "test_accuracy", "custom_accuracy", "epochs",
-                                           "best_epoch", "train_seconds", "params", "macs", "time_to")}
+                                           "kept_epoch", "train_seconds", "params", "macs", "time_to")}
         summary["run_dir"] = str(run_dir)
         if as_json:
             print_json(summary)
             return
         custom_txt = (f", custom held-out {100 * metrics['custom_accuracy']:.2f}%"
                       if metrics["custom_accuracy"] is not None else "")
-        app.console.print(f"[bold green]done[/]: best epoch {metrics['best_epoch']}, MNIST test "
+        app.console.print(f"[bold green]done[/]: kept epoch {metrics['kept_epoch']}, MNIST test "
                           f"{100 * metrics['test_accuracy']:.2f}%{custom_txt}, {metrics['train_seconds']:.0f} s "
                           f"-> {run_dir}")
 

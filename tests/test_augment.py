@@ -61,6 +61,23 @@ def test_extras_keep_shape_and_change_the_image():
     assert ink.max() > x[0].sum() and ink.min() < x[0].sum()  # bolder and thinner strokes
 
 
+def test_erase_blanks_one_bounded_rectangle_in_about_half_the_batch():
+    from plugins.augment_extras import erase
+
+    x = torch.ones(2000, 1, 28, 28)
+    y = erase(x, torch.Generator().manual_seed(0))
+    blank = y[:, 0] == 0
+    hit = blank.flatten(1).any(1)
+    assert 0.45 < hit.float().mean() < 0.55
+    assert torch.equal(y[~hit], x[~hit])  # the others untouched
+    rows, cols = blank[hit].any(2).sum(1), blank[hit].any(1).sum(1)
+    assert rows.min() >= 3 and rows.max() <= 10 and cols.min() >= 3 and cols.max() <= 10
+    assert torch.equal(blank[hit].flatten(1).sum(1), rows * cols)  # one solid rectangle each
+    # every position reachable: rectangles touch all four borders somewhere
+    assert blank[:, 0, :].any() and blank[:, -1, :].any() and blank[:, :, 0].any() and blank[:, :, -1].any()
+    assert torch.equal(erase(x, torch.Generator().manual_seed(0)), y)
+
+
 def test_batch_pipeline_keeps_labels_with_their_digits():
     from plugins._train_loop import _batches_batch_pipeline
     from plugins.augment import rotate_shift

@@ -174,6 +174,26 @@ def test_weight_average_is_what_gets_kept(make_app, tmp_path):
     assert not torch.equal(kept[name], raw[name])
 
 
+def test_the_last_epoch_is_kept_never_the_best_test_epoch(make_app, tmp_path):
+    """The test set only watches: model.pt is the last epoch's weights, the reported accuracy is
+    that epoch's, whichever epoch scored highest on the test set."""
+    import torch
+
+    from plugins._train_loop import CHECKPOINT
+    from plugins._train_run import train_run
+
+    app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
+    m = train_run(app, out=tmp_path / "r", model="p4net", recipe="fast", custom=[], epochs=3, export=False,
+                  quiet=True, threads=1)
+    assert m["kept_epoch"] == m["epochs"] == 3
+    assert m["test_accuracy"] == m["history"][-1]["test_accuracy"]
+    assert m["best_test_accuracy"] == max(h["test_accuracy"] for h in m["history"])
+    assert m["history"][m["best_test_epoch"] - 1]["test_accuracy"] == m["best_test_accuracy"]
+    ckpt = torch.load(tmp_path / "r" / CHECKPOINT, weights_only=False)
+    kept = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
+    assert all(torch.equal(kept[k], ckpt["ema"]["module." + k]) for k in kept)
+
+
 def test_weight_average_warms_up():
     """The average's decay ramps up from 0.1, so after one step it is mostly the new weights."""
     import torch
