@@ -303,6 +303,7 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
     task = progress.add_task("training", total=settings.epochs * steps,
                              completed=state["epoch"] * steps) if progress else None
     stopped_early = False
+    start_epoch = state["epoch"]
     for epoch in range(state["epoch"] + 1, settings.epochs + 1):
         if settings.stop_at is not None and state["history"] and \
                 state["history"][-1]["test_accuracy"] >= settings.stop_at:
@@ -364,6 +365,11 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
             stopped_early = epoch < settings.epochs
             break
 
+    if state["history"] and state["epoch"] == start_epoch:
+        # resumed with nothing left to train: model.pt is still made from the checkpoint's weights,
+        # so a run dir written under an older rule (best test epoch) ends up with its last epoch
+        with atomic_path(run_dir / "model.pt") as tmp:
+            torch.save(kept.state_dict(), tmp)
     last = state["history"][-1] if state["history"] else {"epoch": 0, "test_accuracy": 0.0}
     return {"history": state["history"], "kept_epoch": last["epoch"], "accuracy": last["test_accuracy"],
             "best_epoch": state["best_epoch"],

@@ -173,7 +173,7 @@ def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epo
 
 
 def finish_run(app, out: Path, net, result: dict, data: TrainData, config: dict, export: bool = True) -> dict:
-    """Best weights -> final metrics, pictures, ONNX export; writes metrics.json."""
+    """Kept (last-epoch) weights -> final metrics, pictures, ONNX export; writes metrics.json."""
     if not (out / "model.pt").is_file():
         raise InputError(f"{out}: no epoch finished, nothing to report")
     net, _ = load_run(out, app)

@@ -192,6 +192,13 @@ def test_the_last_epoch_is_kept_never_the_best_test_epoch(make_app, tmp_path):
     ckpt = torch.load(tmp_path / "r" / CHECKPOINT, weights_only=False)
     kept = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
     assert all(torch.equal(kept[k], ckpt["ema"]["module." + k]) for k in kept)
+    # a finished run resumed with nothing left to train re-derives model.pt from its checkpoint
+    torch.save({k: torch.zeros_like(v) for k, v in kept.items()}, tmp_path / "r" / "model.pt")
+    again = train_run(app, out=tmp_path / "r", model="p4net", recipe="fast", custom=[], epochs=3, export=False,
+                      quiet=True, threads=1, resume=True)
+    assert again["test_accuracy"] == m["test_accuracy"] and again["kept_epoch"] == 3
+    restored = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
+    assert all(torch.equal(restored[k], kept[k]) for k in kept)
 
 
 def test_weight_average_warms_up():

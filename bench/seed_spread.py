@@ -1,0 +1,91 @@
+"""Seed spread: the same training command on several seeds, each run quantized to Int8 and
+measured on the file, so a claim about a model holds for more than one lucky draw.
+
+    MNISTP4_MNIST_DIR=... python bench/seed_spread.py --model p4net --recipe compact \
+        --augment rotate-shift-small --epochs 20 --seeds 0 1 2
+
+For every seed: ``mnistp4 train`` (MNIST only, one torch thread; a finished run dir of the same
+settings is reused, an interrupted one resumed) into ``runs/spread-MODEL-TAG-sSEED``, then
+``mnistp4 quantize`` (the configured recipe, 8 and 16 bits, checked against esp-ppq's simulator).
+Prints one row per seed (float = the kept last epoch, Int16, Int8, drop, mismatches) and the
+worst and mean over the seeds; writes ``bench/results/seed_spread_MODEL_TAG.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mnistp4.app import create_app  # noqa: E402
+from mnistp4.io import write_json  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--recipe", default="fast")
+    ap.add_argument("--augment", action="append", default=None,
+                    help="augmentation (repeatable; default: the configured ones)")
+    ap.add_argument("--epochs", type=int, default=0, help="0: the recipe's")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--tag", default="", help="names the run dirs and the result file")
+    ap.add_argument("--runs", default=str(REPO / "runs"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--goal", type=float, default=99.55, help="Int8 MNIST accuracy (%%) to count seeds against")
+    ap.add_argument("--max-drop", type=float, default=0.05, help="largest allowed float->Int8 drop (pp)")
+    args = ap.parse_args(argv)
+
+    from plugins._train_run import train_run
+    from plugins.quant_espdl import quantize_run
+
+    app = create_app()
+    c = app.config
+    tag = args.tag or f"{args.recipe}-e{args.epochs or 'r'}"
+    rows = []
+    for seed in args.seeds:
+        out = Path(args.runs) / f"spread-{args.model}-{tag}-s{seed}"
+        app.console.rule(f"{args.model} {tag} seed {seed}")
+        m = train_run(app, out=out, model=args.model, recipe=args.recipe, custom=[], epochs=args.epochs,
+                      seed=seed, augment=args.augment, resume=True, threads=args.threads)
+        q = quantize_run(app, out, bits=8, target=c["target"], calib=int(c["calib"]), recipe=c["quant_recipe"],
+                         quiet=True)
+        float_acc, int8 = 100 * q["float"]["mnist"]["accuracy"], q["int8"]
+        rows.append({"seed": seed, "run_dir": str(out), "epochs": m["epochs"], "float": round(float_acc, 2),
+                     "best_test_epoch": m["best_test_epoch"], "best_test": round(100 * m["best_test_accuracy"], 2),
+                     "int16": round(100 * q["int16"]["mnist"]["accuracy"], 2),
+                     "int8": round(100 * int8["mnist"]["accuracy"], 2),
+                     "drop_pp": round(100 * int8["mnist"]["accuracy"] - float_acc, 2),
+                     "mismatches": (int8["verification"] or {}).get("mismatched_images"),
+                     "test_values": int8["test_values"].get("passed") if isinstance(int8["test_values"], dict)
+                     else int8["test_values"], "int8_bytes": int8["file_bytes"]})
+    int8s = [r["int8"] for r in rows]
+    summary = {"worst_int8": min(int8s), "mean_int8": round(statistics.mean(int8s), 3),
+               "worst_drop_pp": min(r["drop_pp"] for r in rows),
+               "seeds_meeting_goal": sum(r["int8"] >= args.goal and r["drop_pp"] >= -args.max_drop for r in rows),
+               "seeds": len(rows), "goal": args.goal, "max_drop_pp": args.max_drop}
+    out = REPO / "bench" / "results" / f"seed_spread_{args.model}_{tag}.json"
+    write_json(out, {"model": args.model, "recipe": args.recipe, "augment": args.augment or c["augment"],
+                     "epochs": args.epochs, "quant_recipe": c["quant_recipe"], "rows": rows, "summary": summary})
+    from rich.table import Table
+
+    table = Table(title=f"{args.model} + {args.recipe}, {tag}: kept (last) epoch, files measured by the interpreter")
+    for col in ("seed", "float", "Int16", "Int8", "drop pp", "≠ esp-ppq", "best test epoch (info)"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["seed"]), f"{r['float']:.2f}%", f"{r['int16']:.2f}%", f"{r['int8']:.2f}%",
+                      f"{r['drop_pp']:+.2f}", f"{r['mismatches']}/10,000",
+                      f"{r['best_test']:.2f}% (epoch {r['best_test_epoch']})")
+    app.console.print(table)
+    app.console.print(f"Int8 worst {summary['worst_int8']:.2f}%, mean {summary['mean_int8']:.2f}%, worst drop "
+                      f"{summary['worst_drop_pp']:+.2f} pp; {summary['seeds_meeting_goal']}/{summary['seeds']} "
+                      f"seeds at Int8 ≥ {args.goal}% with a drop ≤ {args.max_drop} pp")
+    app.console.print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
