@@ -24,6 +24,15 @@ from mnistp4.app import create_app  # noqa: E402
 from mnistp4.io import write_json  # noqa: E402
 
 
+def _shown(path: Path) -> str:
+    """The run dir relative to the repository when it lies inside, so result files do not carry
+    this machine's folders."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -54,7 +63,7 @@ def main(argv=None) -> int:
         q = quantize_run(app, out, bits=8, target=c["target"], calib=int(c["calib"]), recipe=c["quant_recipe"],
                          quiet=True)
         float_acc, int8 = 100 * q["float"]["mnist"]["accuracy"], q["int8"]
-        rows.append({"seed": seed, "run_dir": str(out), "epochs": m["epochs"], "float": round(float_acc, 2),
+        rows.append({"seed": seed, "run_dir": _shown(out), "epochs": m["epochs"], "float": round(float_acc, 2),
                      "best_test_epoch": m["best_test_epoch"], "best_test": round(100 * m["best_test_accuracy"], 2),
                      "int16": round(100 * q["int16"]["mnist"]["accuracy"], 2),
                      "int8": round(100 * int8["mnist"]["accuracy"], 2),
