@@ -103,6 +103,8 @@ def register_models(register):
 
     ``register(name, spec)``: ``spec`` is a :class:`mnistp4.records.ModelSpec` whose ``build()``
     returns a fresh ``torch.nn.Module`` taking ``(N, 1, 28, 28)`` and returning ``(N, 10)`` logits.
+    Its optional ``recipe`` and ``augment`` name the recipe and augmentations the architecture
+    trains best with; they replace the shipped defaults, never a value the user set.
     """
 
 

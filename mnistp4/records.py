@@ -55,11 +55,18 @@ class DigitSet:
 
 @dataclass
 class ModelSpec:
-    """A model architecture: ``build()`` returns a fresh ``torch.nn.Module`` (N,1,28,28)->(N,10)."""
+    """A model architecture: ``build()`` returns a fresh ``torch.nn.Module`` (N,1,28,28)->(N,10).
+
+    ``recipe`` / ``augment``: what this architecture trains best with. Training uses them only where
+    the configuration leaves ``recipe`` / ``augment`` at their shipped defaults; a value from a
+    config file, the environment or the command line always wins.
+    """
 
     name: str
     build: Callable[[], Any]
     description: str = ""
+    recipe: str = ""
+    augment: tuple[str, ...] | None = None
 
 
 @dataclass

@@ -95,6 +95,21 @@ def _check_out_dir(out: Path, resume: bool, overwrite: bool, wanted: dict) -> bo
                      f"or choose another --out")
 
 
+def apply_model_defaults(app) -> dict:
+    """Take the configured model's preferred recipe / augmentations where the configuration still
+    holds the shipped defaults; returns what was changed (key -> value)."""
+    spec = app.get("models", app.config["model"])
+    changed = {}
+    for key, value in (("recipe", spec.recipe or None),
+                       ("augment", list(spec.augment) if spec.augment is not None else None)):
+        if value is not None and app.config.origin(key).startswith("default") and app.config[key] != value:
+            app.config.set(key, value, f"model {spec.name}")
+            changed[key] = value
+    if changed:
+        log.info("model %s trains with %s", spec.name, changed)
+    return changed
+
+
 def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epochs: int = 0, seed: int = 0,
               weight: int = 50, weighting: str = "oversample", augment: list[str] | None = None,
               resume: bool = False, overwrite: bool = False, stop_at: float | None = None,

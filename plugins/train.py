@@ -56,7 +56,7 @@ def register_commands(cli):
     def train_cmd(model, recipe, custom, weight, weighting, augment, epochs, seed, out, resume, no_export, threads,
                   teachers, as_json):
         from mnistp4.cli import get_app, print_json
-        from plugins._train_run import train_run
+        from plugins._train_run import apply_model_defaults, train_run
 
         app = get_app()
         if resume and out:  # continue with the run's own settings unless a flag says otherwise
@@ -65,6 +65,11 @@ def register_commands(cli):
         augment_list = None if not augment else [a for a in augment if a != "none"]
         app.override(model=model, recipe=recipe, custom=list(custom) or None, weight=weight,
                      weighting=weighting, augment=augment_list, epochs=epochs, seed=seed)
+        preferred = apply_model_defaults(app)
+        if preferred and not as_json:
+            app.console.print(f"{app.config['model']} trains with its preferred "
+                              + ", ".join(f"{k} {v}" for k, v in preferred.items())
+                              + " (set --recipe / --augment to choose others)", highlight=False)
         run_dir = _run_dir(app, out)
         c = app.config
         metrics = train_run(app, out=run_dir, model=c["model"], recipe=c["recipe"], custom=c["custom"],
@@ -106,8 +111,9 @@ def register_commands(cli):
 
 def train_step(app, state: dict) -> dict:
     """Train config model/recipe with the segmented digits (and config `custom`), export ONNX."""
-    from plugins._train_run import train_run
+    from plugins._train_run import apply_model_defaults, train_run
 
+    apply_model_defaults(app)
     c = app.config
     custom = list(c["custom"])
     data_dir = Path(state.get("data_dir") or c.path("data_dir"))

@@ -267,3 +267,28 @@ def test_train_with_a_teacher_records_it_and_resumes(tmp_path, monkeypatch, caps
     capsys.readouterr()
     assert main(base + ["--epochs", "1", "--out", "s2", "--teacher", "no/such/run"]) == 1
     assert "no/such/run" in capsys.readouterr().err
+
+
+def test_a_model_trains_with_its_preferred_recipe_unless_the_user_chose(tmp_path, monkeypatch, capsys):
+    """p4net declares `compact` + `rotate-shift-small`; they replace only the shipped defaults."""
+    from mnistp4.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    pdir = str(plugin_dir(tmp_path))
+    base = ["--plugins-dir", pdir, "train", "--no-export", "--threads", "1", "--epochs", "1", "--json"]
+    assert main(base + ["--model", "p4net", "--out", "pref"]) == 0
+    assert json.loads(capsys.readouterr().out)["recipe"] == "compact"
+    cfg = json.loads((tmp_path / "pref" / "config.json").read_text())
+    assert cfg["recipe"] == "compact" and cfg["augment"] == ["rotate-shift-small"]
+    assert main(base + ["--model", "p4net", "--recipe", "fast", "--augment", "rotate-shift", "--out", "mine"]) == 0
+    cfg = json.loads((tmp_path / "mine" / "config.json").read_text())
+    assert cfg["recipe"] == "fast" and cfg["augment"] == ["rotate-shift"]
+    # a config file's choice wins as well; the default model has no preference
+    (tmp_path / "mnistp4.toml").write_text('recipe = "fast"\n')
+    capsys.readouterr()
+    assert main(base + ["--model", "p4net", "--out", "cfg"]) == 0
+    cfg = json.loads((tmp_path / "cfg" / "config.json").read_text())
+    assert cfg["recipe"] == "fast" and cfg["augment"] == ["rotate-shift-small"]
+    assert main(base + ["--out", "default"]) == 0
+    cfg = json.loads((tmp_path / "default" / "config.json").read_text())
+    assert cfg["model"] == "p4net-plus" and cfg["recipe"] == "fast" and cfg["augment"] == ["rotate-shift"]
