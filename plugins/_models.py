@@ -79,7 +79,9 @@ def summarize(spec) -> dict[str, Any]:
     params = count_params(model)
     bn = sum(m.num_features * 2 for m in model.modules() if m.__class__.__name__.startswith("BatchNorm"))
     return {"name": spec.name, "params": params, "macs": count_macs(model),
-            "int8_weight_bytes": params - bn, "description": spec.description}
+            "int8_weight_bytes": params - bn, "description": spec.description,
+            "trains_with": {"recipe": spec.recipe or None,
+                            "augment": list(spec.augment) if spec.augment is not None else None}}
 
 
 def normalize_uint8(images: np.ndarray):

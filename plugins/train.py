@@ -101,11 +101,13 @@ def register_commands(cli):
             print_json(rows)
             return
         table = Table(title="models")
-        for col in ("model", "params", "MACs", "int8 weights", "description"):
+        for col in ("model", "params", "MACs", "int8 weights", "trains with", "description"):
             table.add_column(col, justify="right" if col in ("params", "MACs", "int8 weights") else "left")
         for r in rows:
+            pref = r["trains_with"]
+            trains = " + ".join(filter(None, [pref["recipe"], ", ".join(pref["augment"] or [])])) or "defaults"
             table.add_row(r["name"], f"{r['params']:,}", f"{r['macs']:,}",
-                          f"{r['int8_weight_bytes'] / 1024:.1f} KB", r["description"])
+                          f"{r['int8_weight_bytes'] / 1024:.1f} KB", trains, r["description"])
         app.console.print(table)
 
 
