@@ -7,8 +7,9 @@ measured on the file, so a claim about a model holds for more than one lucky dra
 For every seed: ``mnistp4 train`` (MNIST only, one torch thread; a finished run dir of the same
 settings is reused, an interrupted one resumed) into ``runs/spread-MODEL-TAG-sSEED``, then
 ``mnistp4 quantize`` (the configured recipe, 8 and 16 bits, checked against esp-ppq's simulator).
-Prints one row per seed (float = the kept last epoch, Int16, Int8, drop, mismatches) and the
-worst and mean over the seeds; writes ``bench/results/seed_spread_MODEL_TAG.json``.
+Prints one row per seed (float = the kept last epoch, Int16, Int8, drop, mismatches), the
+worst and mean over the seeds, and how many test errors the seeds share (with the accuracy of their
+averaged probabilities); writes ``bench/results/seed_spread_MODEL_TAG.json``.
 """
 from __future__ import annotations
 
@@ -31,6 +32,28 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(REPO))
     except ValueError:
         return str(path)
+
+
+def shared_errors(app, run_dirs: list[Path]) -> dict:
+    """Float (ONNX) errors of each seed on the MNIST test set, those all seeds share, and the
+    accuracy of the seeds' averaged probabilities: when the seeds err on the same digits,
+    averaging gains nothing and the level is the architecture's, not a seed's luck."""
+    import numpy as np
+
+    from plugins._espdl_quantize import onnx_logits
+
+    test = app.get("dataset_sources", "mnist")(app.config, "test")
+    probs, wrong = [], []
+    for run_dir in run_dirs:
+        logits = onnx_logits(run_dir / "model.onnx", test.images)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        probs.append(p / p.sum(1, keepdims=True))
+        wrong.append(probs[-1].argmax(1) != test.labels)
+    averaged = np.mean(probs, 0).argmax(1) == test.labels
+    return {"errors_per_seed": [int(w.sum()) for w in wrong],
+            "errors_in_all": int(np.logical_and.reduce(wrong).sum()),
+            "errors_in_any": int(np.logical_or.reduce(wrong).sum()),
+            "averaged_accuracy": round(100 * float(averaged.mean()), 2)}
 
 
 def main(argv=None) -> int:
@@ -71,11 +94,13 @@ def main(argv=None) -> int:
                      "mismatches": (int8["verification"] or {}).get("mismatched_images"),
                      "test_values": int8["test_values"].get("passed") if isinstance(int8["test_values"], dict)
                      else int8["test_values"], "int8_bytes": int8["file_bytes"]})
+    shared = shared_errors(app, [Path(r["run_dir"]) if Path(r["run_dir"]).is_absolute() else REPO / r["run_dir"]
+                                 for r in rows])
     int8s = [r["int8"] for r in rows]
     summary = {"worst_int8": min(int8s), "mean_int8": round(statistics.mean(int8s), 3),
                "worst_drop_pp": min(r["drop_pp"] for r in rows),
                "seeds_meeting_goal": sum(r["int8"] >= args.goal and r["drop_pp"] >= -args.max_drop for r in rows),
-               "seeds": len(rows), "goal": args.goal, "max_drop_pp": args.max_drop}
+               "seeds": len(rows), "goal": args.goal, "max_drop_pp": args.max_drop, **shared}
     out = REPO / "bench" / "results" / f"seed_spread_{args.model}_{tag}.json"
     write_json(out, {"model": args.model, "recipe": args.recipe, "augment": args.augment or c["augment"],
                      "epochs": args.epochs, "quant_recipe": c["quant_recipe"], "rows": rows, "summary": summary})
@@ -92,7 +117,10 @@ def main(argv=None) -> int:
     app.console.print(f"Int8 worst {summary['worst_int8']:.2f}%, mean {summary['mean_int8']:.2f}%, worst drop "
                       f"{summary['worst_drop_pp']:+.2f} pp; {summary['seeds_meeting_goal']}/{summary['seeds']} "
                       f"seeds at Int8 ≥ {args.goal}% with a drop ≤ {args.max_drop} pp")
-    app.console.print(f"results: {out}")
+    app.console.print(f"float models: {shared['errors_per_seed']} MNIST test errors, {shared['errors_in_all']} of "
+                      f"them made by every seed; their averaged probabilities score "
+                      f"{shared['averaged_accuracy']:.2f}% (how much of the spread is chance)")
+    app.console.print(f"results: {_shown(out)}")
     return 0
 
 
