@@ -51,6 +51,7 @@ class Recipe:
     ema: float = 0.0                 # decay of an exponential moving average of the weights; 0 = off
     distill_weight: float = 0.7      # with teachers: share of the loss that follows their softened outputs
     distill_temperature: float = 4.0
+    sam: float = 0.0                 # sharpness-aware minimisation: radius rho of the weight step; 0 = off
     description: str = ""
 
     def make_optimizer(self, params):
@@ -322,12 +323,16 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
         total_loss, seen = 0.0, 0
         for x, y in batches:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            def step_loss():
+                out = model(x)
+                loss = F.cross_entropy(out, y, label_smoothing=criterion_smoothing)
+                return distillation_loss(out, x, teachers, recipe, loss) if teachers else loss
+
             optimizer.zero_grad(set_to_none=True)
-            out = model(x)
-            loss = F.cross_entropy(out, y, label_smoothing=criterion_smoothing)
-            if teachers:
-                loss = distillation_loss(out, x, teachers, recipe, loss)
+            loss = step_loss()
             loss.backward()
+            if recipe.sam:
+                sharpness_aware_gradients(model, step_loss, recipe.sam)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -376,6 +381,38 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
             "best_accuracy": state["best_accuracy"], "train_seconds": round(state["elapsed"], 2),
             "composition": composition, "steps_per_epoch": steps,
             "time_to": time_to(state["history"]), "stopped_early": stopped_early}
+
+
+def sharpness_aware_gradients(model, step_loss, rho: float) -> None:
+    """SAM (Foret et al. 2021): replace the gradients in ``.grad`` by those taken at the weights
+    moved ``rho`` along the normalised gradient, the worst nearby point, so the optimizer steps
+    towards a flat minimum. Costs a second forward/backward pass; BatchNorm's running statistics
+    are left as the first pass set them."""
+    import torch
+
+    params = [p for p in model.parameters() if p.grad is not None]
+    with torch.no_grad():
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+        moves = [p.grad * (rho / (norm + 1e-12)) for p in params]
+        for p, e in zip(params, moves):
+            p.add_(e)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
+               for m in norms]
+    for m in norms:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+    try:
+        for p in params:
+            p.grad = None
+        step_loss().backward()
+    finally:
+        for m, (momentum, tracked) in zip(norms, momenta):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+        with torch.no_grad():
+            for p, e in zip(params, moves):
+                p.sub_(e)
 
 
 def distillation_loss(student_logits, x, teachers, recipe: Recipe, label_loss):

@@ -292,3 +292,37 @@ def test_a_model_trains_with_its_preferred_recipe_unless_the_user_chose(tmp_path
     assert main(base + ["--out", "default"]) == 0
     cfg = json.loads((tmp_path / "default" / "config.json").read_text())
     assert cfg["model"] == "p4net-plus" and cfg["recipe"] == "fast" and cfg["augment"] == ["rotate-shift"]
+
+
+def test_sharpness_aware_gradients_are_taken_at_the_worst_nearby_weights():
+    """SAM: the gradient comes from w + rho * g / |g|; the weights and BatchNorm's running
+    statistics are as before the second pass."""
+    import torch
+
+    from plugins._train_loop import sharpness_aware_gradients
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+
+    def step_loss():
+        return torch.nn.functional.mse_loss(model(x), y)
+
+    step_loss().backward()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    g = [p.grad.clone() for p in model.parameters()]
+    norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+    # expected: the plain gradient of a copy moved by rho along g/|g| (its BatchNorm frozen the same way)
+    shadow = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+    shadow.load_state_dict(weights)
+    with torch.no_grad():
+        for p, gi in zip(shadow.parameters(), g):
+            p.add_(gi * 0.05 / norm)
+    torch.nn.functional.mse_loss(shadow(x), y).backward()
+    sharpness_aware_gradients(model, step_loss, 0.05)
+    for p, q in zip(model.parameters(), shadow.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)
+    assert not all(torch.allclose(p.grad, gi) for p, gi in zip(model.parameters(), g))
+    for k, v in model.state_dict().items():
+        assert torch.allclose(v.float(), weights[k].float()), k  # weights back, running stats untouched
+    assert model[1].momentum == 0.1
