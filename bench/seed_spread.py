@@ -77,9 +77,10 @@ def main(argv=None) -> int:
     app = create_app()
     c = app.config
     tag = args.tag or f"{args.recipe}-e{args.epochs or 'r'}"
-    rows = []
+    rows, run_dirs = [], []
     for seed in args.seeds:
         out = Path(args.runs) / f"spread-{args.model}-{tag}-s{seed}"
+        run_dirs.append(out)
         app.console.rule(f"{args.model} {tag} seed {seed}")
         m = train_run(app, out=out, model=args.model, recipe=args.recipe, custom=[], epochs=args.epochs,
                       seed=seed, augment=args.augment, resume=True, threads=args.threads)
@@ -92,10 +93,8 @@ def main(argv=None) -> int:
                      "int8": round(100 * int8["mnist"]["accuracy"], 2),
                      "drop_pp": round(100 * int8["mnist"]["accuracy"] - float_acc, 2),
                      "mismatches": (int8["verification"] or {}).get("mismatched_images"),
-                     "test_values": int8["test_values"].get("passed") if isinstance(int8["test_values"], dict)
-                     else int8["test_values"], "int8_bytes": int8["file_bytes"]})
-    shared = shared_errors(app, [Path(r["run_dir"]) if Path(r["run_dir"]).is_absolute() else REPO / r["run_dir"]
-                                 for r in rows])
+                     "test_values": int8["test_values"]["passed"], "int8_bytes": int8["file_bytes"]})
+    shared = shared_errors(app, run_dirs)
     int8s = [r["int8"] for r in rows]
     summary = {"worst_int8": min(int8s), "mean_int8": round(statistics.mean(int8s), 3),
                "worst_drop_pp": min(r["drop_pp"] for r in rows),

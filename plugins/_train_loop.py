@@ -251,7 +251,7 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
     hundredths of a percent). The schedules anneal and the weight average smooths the end, so the
     last epoch is the model to keep.
 
-    Returns ``{"history", "kept_epoch", "accuracy", "best_epoch", "best_accuracy", "train_seconds",
+    Returns ``{"history", "kept_epoch", "best_epoch", "best_accuracy", "train_seconds",
     "composition", "time_to", "stopped_early"}`` (best_*: the highest test epoch, for information).
     A checkpoint after every epoch makes ``resume=True`` continue at the last completed epoch.
     """
@@ -305,6 +305,11 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
                              completed=state["epoch"] * steps) if progress else None
     stopped_early = False
     start_epoch = state["epoch"]
+
+    def save_kept():
+        with atomic_path(run_dir / "model.pt") as tmp:
+            torch.save(kept.state_dict(), tmp)
+
     for epoch in range(state["epoch"] + 1, settings.epochs + 1):
         if settings.stop_at is not None and state["history"] and \
                 state["history"][-1]["test_accuracy"] >= settings.stop_at:
@@ -356,8 +361,7 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
         state["epoch"] = epoch
         if test["accuracy"] > state["best_accuracy"]:
             state["best_accuracy"], state["best_epoch"] = test["accuracy"], epoch
-        with atomic_path(run_dir / "model.pt") as tmp:
-            torch.save(kept.state_dict(), tmp)
+        save_kept()
         with atomic_path(ckpt_path) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -373,11 +377,8 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
     if state["history"] and state["epoch"] == start_epoch:
         # resumed with nothing left to train: model.pt is still made from the checkpoint's weights,
         # so a run dir written under an older rule (best test epoch) ends up with its last epoch
-        with atomic_path(run_dir / "model.pt") as tmp:
-            torch.save(kept.state_dict(), tmp)
-    last = state["history"][-1] if state["history"] else {"epoch": 0, "test_accuracy": 0.0}
-    return {"history": state["history"], "kept_epoch": last["epoch"], "accuracy": last["test_accuracy"],
-            "best_epoch": state["best_epoch"],
+        save_kept()
+    return {"history": state["history"], "kept_epoch": state["epoch"], "best_epoch": state["best_epoch"],
             "best_accuracy": state["best_accuracy"], "train_seconds": round(state["elapsed"], 2),
             "composition": composition, "steps_per_epoch": steps,
             "time_to": time_to(state["history"]), "stopped_early": stopped_early}

@@ -20,6 +20,8 @@ within radius 0.05) and 12 epochs, for the article's CNN, whose dense layer over
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mnistp4 import hookimpl
 
 from plugins._train_loop import Recipe
@@ -31,14 +33,12 @@ FAST = Recipe("fast", epochs=10, batch_size=128, optimizer="adamw", lr=4e-3, wei
               description="AdamW one-cycle 4e-3 (10 % warm-up), batch 128, label smoothing 0.05, "
                           "weight average 0.998, batched augmentation, 10 epochs")
 
-COMPACT = Recipe("compact", epochs=12, batch_size=128, optimizer="adamw", lr=6e-3, weight_decay=1e-2,
-                 schedule="onecycle", warmup=0.2, label_smoothing=0.05, loader="batch", ema=0.998,
-                 description="fast with a 20 % warm-up to 6e-3 and 12 epochs: for the small p4net")
+COMPACT = replace(FAST, name="compact", epochs=12, lr=6e-3, warmup=0.2,
+                  description="fast with a 20 % warm-up to 6e-3 and 12 epochs: for the small p4net")
 
-SAM = Recipe("sam", epochs=12, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=1e-2,
-             schedule="onecycle", warmup=0.1, label_smoothing=0.05, loader="batch", ema=0.998, sam=0.05,
-             description="fast with sharpness-aware minimisation (radius 0.05) and 12 epochs: "
-                         "twice the compute per step, for the article's CNN")
+SAM = replace(FAST, name="sam", epochs=12, sam=0.05,
+              description="fast with sharpness-aware minimisation (radius 0.05) and 12 epochs: "
+                          "twice the compute per step, for the article's CNN")
 
 
 @hookimpl
