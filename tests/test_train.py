@@ -330,3 +330,45 @@ def test_sharpness_aware_gradients_are_taken_at_the_worst_nearby_weights():
     for k, v in model.state_dict().items():
         assert torch.allclose(v.float(), weights[k].float()), k  # weights back, running stats untouched
     assert model[1].momentum == 0.1
+
+
+def test_grouped_sharpness_aware_gradients_average_each_groups_own_sam_gradient():
+    """m-sharpness: every sub-batch is perturbed along its own gradient; ``.grad`` is the
+    size-weighted mean of the per-group SAM gradients, and the weights end where they started."""
+    import torch
+
+    from plugins._train_loop import grouped_sharpness_aware_gradients, sharpness_aware_gradients
+
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    x, y = torch.randn(10, 3), torch.randn(10, 1)
+
+    def step_loss(xb=x, yb=y):
+        return torch.nn.functional.mse_loss(model(xb), yb)
+
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    expected = [torch.zeros_like(p) for p in model.parameters()]
+    for xb, yb in ((x[:4], y[:4]), (x[4:8], y[4:8]), (x[8:], y[8:])):  # groups of 4: 4 + 4 + 2
+        model.zero_grad()
+        step_loss(xb, yb).backward()
+        sharpness_aware_gradients(model, lambda: step_loss(xb, yb), 0.05)
+        for e, p in zip(expected, model.parameters()):
+            e.add_(p.grad * len(yb) / 10)
+    model.zero_grad()
+    step_loss().backward()
+    sharpness_aware_gradients(model, step_loss, 0.05)
+    whole = [p.grad.clone() for p in model.parameters()]
+
+    loss = grouped_sharpness_aware_gradients(model, step_loss, x, y, 0.05, 4)
+    for p, e in zip(model.parameters(), expected):
+        assert torch.allclose(p.grad, e, atol=1e-6)
+    assert not all(torch.allclose(p.grad, w, atol=1e-6) for p, w in zip(model.parameters(), whole))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+    sizes = torch.tensor([4.0, 4.0, 2.0])
+    per_group = torch.stack([torch.nn.functional.mse_loss(model(x[a:b]), y[a:b]) for a, b in ((0, 4), (4, 8), (8, 10))])
+    assert abs(float(loss) - float((per_group * sizes).sum() / 10)) < 1e-6
+    # a group as large as the batch is plain SAM
+    grouped_sharpness_aware_gradients(model, step_loss, x, y, 0.05, 10)
+    for p, w in zip(model.parameters(), whole):
+        assert torch.allclose(p.grad, w, atol=1e-6)
