@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default="", help="names the run dirs and the result file")
     ap.add_argument("--runs", default=str(REPO / "runs"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--quant-recipe", default="",
+                    help="Int8 recipe (default: the configured one); named in the result file when given")
     ap.add_argument("--goal", type=float, default=99.55, help="Int8 MNIST accuracy (%%) to count seeds against")
     ap.add_argument("--max-drop", type=float, default=0.05, help="largest allowed float->Int8 drop (pp)")
     args = ap.parse_args(argv)
@@ -76,6 +78,7 @@ def main(argv=None) -> int:
 
     app = create_app()
     c = app.config
+    quant_recipe = args.quant_recipe or c["quant_recipe"]
     tag = args.tag or f"{args.recipe}-e{args.epochs or 'r'}"
     rows, run_dirs = [], []
     for seed in args.seeds:
@@ -84,10 +87,11 @@ def main(argv=None) -> int:
         app.console.rule(f"{args.model} {tag} seed {seed}")
         m = train_run(app, out=out, model=args.model, recipe=args.recipe, custom=[], epochs=args.epochs,
                       seed=seed, augment=args.augment, resume=True, threads=args.threads)
-        q = quantize_run(app, out, bits=8, target=c["target"], calib=int(c["calib"]), recipe=c["quant_recipe"],
+        q = quantize_run(app, out, bits=8, target=c["target"], calib=int(c["calib"]), recipe=quant_recipe,
                          quiet=True)
         float_acc, int8 = 100 * q["float"]["mnist"]["accuracy"], q["int8"]
         rows.append({"seed": seed, "run_dir": _shown(out), "epochs": m["epochs"], "float": round(float_acc, 2),
+                     "int8_recipe": q["recipe"],
                      "best_test_epoch": m["best_test_epoch"], "best_test": round(100 * m["best_test_accuracy"], 2),
                      "int16": round(100 * q["int16"]["mnist"]["accuracy"], 2),
                      "int8": round(100 * int8["mnist"]["accuracy"], 2),
@@ -100,16 +104,17 @@ def main(argv=None) -> int:
                "worst_drop_pp": min(r["drop_pp"] for r in rows),
                "seeds_meeting_goal": sum(r["int8"] >= args.goal and r["drop_pp"] >= -args.max_drop for r in rows),
                "seeds": len(rows), "goal": args.goal, "max_drop_pp": args.max_drop, **shared}
-    out = REPO / "bench" / "results" / f"seed_spread_{args.model}_{tag}.json"
+    suffix = f"_q-{args.quant_recipe}" if args.quant_recipe else ""
+    out = REPO / "bench" / "results" / f"seed_spread_{args.model}_{tag}{suffix}.json"
     write_json(out, {"model": args.model, "recipe": args.recipe, "augment": args.augment or c["augment"],
-                     "epochs": args.epochs, "quant_recipe": c["quant_recipe"], "rows": rows, "summary": summary})
+                     "epochs": args.epochs, "quant_recipe": quant_recipe, "rows": rows, "summary": summary})
     from rich.table import Table
 
     table = Table(title=f"{args.model} + {args.recipe}, {tag}: kept (last) epoch, files measured by the interpreter")
-    for col in ("seed", "float", "Int16", "Int8", "drop pp", "≠ esp-ppq", "best test epoch (info)"):
+    for col in ("seed", "float", "Int16", "Int8", "Int8 recipe", "drop pp", "≠ esp-ppq", "best test epoch (info)"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r["seed"]), f"{r['float']:.2f}%", f"{r['int16']:.2f}%", f"{r['int8']:.2f}%",
+        table.add_row(str(r["seed"]), f"{r['float']:.2f}%", f"{r['int16']:.2f}%", f"{r['int8']:.2f}%", r["int8_recipe"],
                       f"{r['drop_pp']:+.2f}", f"{r['mismatches']}/10,000",
                       f"{r['best_test']:.2f}% (epoch {r['best_test_epoch']})")
     app.console.print(table)

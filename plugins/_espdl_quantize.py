@@ -67,6 +67,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            calib_algorithm="minmax", align=True, int16_layers=("last",)),
 ]}
 DEFAULT_RECIPE = "pow2-align"  # best measured: docs/quantization.md
+AUTO = "auto"  # chosen per model by plugins._quant_select (quantize_run resolves it before quantize_onnx)
 
 
 @dataclass
@@ -120,8 +121,8 @@ def check_options(bits: int, target: str, recipe: str) -> None:
         raise UsageError(f"--bits must be 8 or 16, got {bits}")
     if target not in TARGETS:
         raise UsageError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
-    if recipe not in RECIPES:
-        raise UsageError(f"unknown quantization recipe {recipe!r}; recipes: {', '.join(RECIPES)}")
+    if recipe not in RECIPES and recipe != AUTO:
+        raise UsageError(f"unknown quantization recipe {recipe!r}; recipes: {', '.join(RECIPES)}, {AUTO}")
 
 
 def normalize(images_uint8: np.ndarray):
@@ -178,6 +179,8 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, *, bits: int = 8,
         raise InputError(f"calibration images must be uint8 (N, 28, 28) with N > 0, got {calib_images.shape}")
     if len(calib_images) < MIN_CALIB_STEPS:
         raise UsageError(f"esp-ppq needs at least {MIN_CALIB_STEPS} calibration images, got {len(calib_images)}")
+    if recipe not in RECIPES:
+        raise UsageError(f"quantize_onnx needs a concrete recipe ({', '.join(RECIPES)}), got {recipe!r}")
     rec = RECIPES[recipe]
     x = normalize(calib_images)
     batch = max(1, min(batch, len(x) // MIN_CALIB_STEPS))  # esp-ppq insists on >= 8 calibration steps

@@ -18,13 +18,14 @@ import click
 import numpy as np
 
 from mnistp4 import hookimpl
-from mnistp4.errors import InputError
+from mnistp4.errors import InputError, UsageError
 from mnistp4.io import write_json
 from mnistp4.records import PipelineStep
 
 from plugins._espdl import Interpreter, check_test_values, predict_ints, read_espdl
-from plugins._espdl_quantize import (DEFAULT_RECIPE, RECIPES, accuracy, check_options, espdl_predictor,
+from plugins._espdl_quantize import (AUTO, DEFAULT_RECIPE, RECIPES, accuracy, check_options, espdl_predictor,
                                      onnx_logits, quantize_onnx, verify_against_ppq)
+from plugins._quant_select import CANDIDATES, hard_probes, select_recipe
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,9 @@ def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recip
         test = app.get("dataset_sources", "mnist")(app.config, "test")
         custom_train, custom_held = custom_split(app, custom_entries(app, run_cfg))
         calib_set = calibration_set(app, calib, custom_train=custom_train)
+        selection = None
+        if recipe == AUTO:
+            recipe, selection = _select(app, onnx_path, target, calib_set, custom_train, progress)
         progress.update(task, advance=1, description="float model (onnxruntime)")
         float_row = {"name": "float", "file": str(onnx_path), "file_bytes": onnx_path.stat().st_size,
                      "mnist": _score(onnx_logits(onnx_path, test.images), test.labels),
@@ -122,13 +126,37 @@ def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recip
             progress.update(task, advance=1)
     chosen = rows[bits]
     report = {"source": str(onnx_path), "model": run_cfg.get("model", ""), "bits": bits, "target": target,
-              "recipe": recipe, "calib": calib, "calibration": calib_set.name,
+              "recipe": recipe, "recipe_selection": selection, "calib": calib, "calibration": calib_set.name,
               "model_file": chosen["file"], "input": chosen["input"],
               "float": float_row, **{f"int{b}": r for b, r in rows.items()},
               "macs": chosen["cost"]["macs"], "sizes": {f"int{b}": r["file_bytes"] for b, r in rows.items()}}
     path = write_json(out_dir / "quant.json", report)
     app.emit("on_artifact_written", path=path, kind="quant.json")
     return report
+
+
+def _select(app, onnx_path: Path, target: str, calib_set, custom_train, progress) -> tuple[str, dict]:
+    """Recipe ``auto``: the candidate whose Int8 model changes the fewest predictions of the float
+    model on hard probe digits (plugins._quant_select); never looks at the test set."""
+    from plugins.calib_images import calibration_set
+
+    candidates = tuple(app.config["quant_candidates"])
+    unknown = [c for c in candidates if c not in RECIPES]
+    if unknown or not candidates:
+        raise UsageError(f"quant_candidates must name recipes among {', '.join(RECIPES)}; got {list(candidates)}")
+    n = int(app.config["quant_probes"])
+    if n < 1:
+        raise UsageError(f"quant_probes must be at least 1, got {n}")
+    seed = int(app.config["seed"]) + 1  # another draw than the calibration images
+    probes = hard_probes(calibration_set(app, n, custom_train=custom_train, seed=seed).images, seed)
+    task = progress.add_task("recipe auto: candidates", total=len(candidates))
+
+    def done(row):
+        progress.update(task, advance=1, description=f"recipe auto: {row['recipe']} {row['flips']} flips")
+
+    chosen, rows = select_recipe(onnx_path, target=target, calib_images=calib_set.images, probes=probes,
+                                 candidates=candidates, on_candidate=done)
+    return chosen, {"chosen": chosen, "probes": n, "candidates": rows}
 
 
 def _pct(score) -> str:
@@ -139,8 +167,10 @@ def print_report(app, report: dict) -> None:
     from rich.table import Table
 
     f = report["float"]
+    sel = report.get("recipe_selection")
+    chosen = f"auto -> {report['recipe']}" if sel else report["recipe"]
     table = Table(title=f"quantization of {report['source']} ({report['target']}, Int8 recipe "
-                        f"{report['recipe']}, {report['calibration']})")
+                        f"{chosen}, {report['calibration']})")
     for col in ("model", "MNIST", "Δpp", "custom", "bytes", "≠ esp-ppq", "test values"):
         table.add_column(col, justify="right" if col not in ("model",) else "left")
     table.add_row("float", _pct(f["mnist"]), "", _pct(f["custom"]), f"{f['file_bytes']:,}", "", "")
@@ -170,6 +200,11 @@ def print_report(app, report: dict) -> None:
                       f"{inp['exponent']} (q = round_{inp['rounding']}(x * 2^{-inp['exponent']})); "
                       f"{c['macs']:,} MACs; peak activation {c['peak_activation_bytes']:,} B; "
                       f"estimated P4 latency {c['latency_ms_estimate']} ms (`mnistp4 cost` for the formula)")
+    if sel:
+        app.console.print(f"recipe auto: predictions changed against the float model on {sel['probes']:,} hard "
+                          "probe digits (not the test set): " +
+                          ", ".join(f"{r['recipe']} {r['flips']}" for r in sel["candidates"]) +
+                          f" -> {sel['chosen']}")
     app.console.print(f"model file: [bold]{report['model_file']}[/]  (quant.json beside it)")
 
 
@@ -185,7 +220,10 @@ class EspdlQuantizer:
 
 @hookimpl
 def register_config_keys(register):
-    register("quant_recipe", DEFAULT_RECIPE, f"Int8 quantization recipe: {', '.join(RECIPES)}")
+    register("quant_recipe", DEFAULT_RECIPE, f"Int8 quantization recipe: {', '.join(RECIPES)}, "
+             f"or {AUTO} (the one closest to the float model on probe digits)")
+    register("quant_candidates", list(CANDIDATES), "recipe auto: the recipes it chooses from")
+    register("quant_probes", 4000, "recipe auto: hard probe digits each candidate recipe is scored on")
     register("quant_verify", True, "compare the exported file with esp-ppq's simulator on the MNIST test set")
 
 
@@ -228,7 +266,7 @@ def register_commands(cli):
     @click.option("--bits", type=click.Choice(["8", "16"]), default=None, help="width of the model to deploy")
     @click.option("--target", type=click.Choice(["esp32p4", "esp32s3"]), default=None)
     @click.option("--calib", type=int, default=None, help="number of calibration images")
-    @click.option("--recipe", default=None, help=f"Int8 recipe: {', '.join(RECIPES)}")
+    @click.option("--recipe", default=None, help=f"Int8 recipe: {', '.join(RECIPES)}, or {AUTO}")
     @click.option("--only", is_flag=True, help="quantize only --bits (skip the other width)")
     @click.option("--no-verify", is_flag=True, help="skip the full-test comparison with esp-ppq's simulator")
     @click.option("--json", "as_json", is_flag=True)
