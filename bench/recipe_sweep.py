@@ -6,8 +6,8 @@ print the kept (last-epoch) MNIST test accuracy, the best epoch's for informatio
 
 A variant is a registered recipe name, or ``NAME:base=RECIPE,field=value,...`` overriding fields of
 :class:`plugins._train_loop.Recipe` (``lr``, ``warmup``, ``epochs``, ``ema``, ``batch_size``,
-``label_smoothing``, ``weight_decay``, ``optimizer`` adam/adamw/sgd, ``sam`` (SAM radius), ``sam_group`` (SAM sub-batch size), ``distill_weight``,
-``distill_temperature``). ``--augment`` replaces the configured augmentations, ``--teacher RUN_DIR``
+``label_smoothing``, ``weight_decay``, ``optimizer`` adam/adamw/sgd, ``sam`` (SAM radius),
+``sam_group`` (SAM sub-batch size), ``distill_weight``, ``distill_temperature``). ``--augment`` replaces the configured augmentations, ``--teacher RUN_DIR``
 distills from a trained run, ``--seed`` sets the seed. Each variant trains through the real training
 loop into ``runs/sweep-MODEL-NAME``; results go to ``bench/results/recipe_sweep_MODEL[_TAG].json``.
 """

@@ -114,7 +114,8 @@ def main(argv=None) -> int:
     for col in ("seed", "float", "Int16", "Int8", "Int8 recipe", "drop pp", "≠ esp-ppq", "best test epoch (info)"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r["seed"]), f"{r['float']:.2f}%", f"{r['int16']:.2f}%", f"{r['int8']:.2f}%", r["int8_recipe"],
+        table.add_row(str(r["seed"]), f"{r['float']:.2f}%", f"{r['int16']:.2f}%", f"{r['int8']:.2f}%",
+                      r["int8_recipe"],
                       f"{r['drop_pp']:+.2f}", f"{r['mismatches']}/10,000",
                       f"{r['best_test']:.2f}% (epoch {r['best_test_epoch']})")
     app.console.print(table)

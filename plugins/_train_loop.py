@@ -335,13 +335,12 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
                 return distillation_loss(out, xb, teachers, recipe, loss) if teachers else loss
 
             optimizer.zero_grad(set_to_none=True)
-            if recipe.sam and recipe.sam_group:
-                loss = grouped_sharpness_aware_gradients(model, step_loss, x, y, recipe.sam, recipe.sam_group)
+            if recipe.sam:  # one group of the whole batch is plain SAM
+                loss = grouped_sharpness_aware_gradients(model, step_loss, x, y, recipe.sam,
+                                                         recipe.sam_group or len(y))
             else:
                 loss = step_loss()
                 loss.backward()
-                if recipe.sam:
-                    sharpness_aware_gradients(model, step_loss, recipe.sam)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()

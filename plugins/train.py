@@ -37,7 +37,7 @@ def register_commands(cli):
     @cli.command("train", help="Train a model on MNIST (+ custom digits, oversampled), keep the last epoch, "
                                "export ONNX. Flags default to the configuration (`mnistp4 config`).")
     @click.option("--model", default=None, help="model architecture (see `mnistp4 models`)")
-    @click.option("--recipe", default=None, help="training recipe: seed (the article's), fast (default), compact or sam; "
+    @click.option("--recipe", default=None, help="training recipe: seed (the article's), fast (default), compact, sam or sam-m32; "
                                             "without it a model may bring its own (see `mnistp4 models`)")
     @click.option("--custom", multiple=True, help="custom digits: a digit folder or a source name such as "
                                                   "semeion (repeatable; replaces config `custom`)")

@@ -295,7 +295,9 @@ def test_a_model_trains_with_its_preferred_recipe_unless_the_user_chose(tmp_path
     (tmp_path / "mnistp4.toml").unlink()
     assert main(base + ["--model", "seed-cnn", "--out", "article"]) == 0
     cfg = json.loads((tmp_path / "article" / "config.json").read_text())
-    assert cfg["recipe"] == "sam-m32" and cfg["recipe_settings"]["sam"] > 0 and cfg["recipe_settings"]["sam_group"] == 32 and cfg["augment"] == ["rotate-shift-small"]
+    settings = cfg["recipe_settings"]
+    assert cfg["recipe"] == "sam-m32" and settings["sam"] > 0 and settings["sam_group"] == 32 and \
+        cfg["augment"] == ["rotate-shift-small"]
 
 
 def test_sharpness_aware_gradients_are_taken_at_the_worst_nearby_weights():
