@@ -7,9 +7,14 @@ measured on the file, so a claim about a model holds for more than one lucky dra
 For every seed: ``mnistp4 train`` (MNIST only, one torch thread; a finished run dir of the same
 settings is reused, an interrupted one resumed) into ``runs/spread-MODEL-TAG-sSEED``, then
 ``mnistp4 quantize`` (the configured recipe, 8 and 16 bits, checked against esp-ppq's simulator).
-Prints one row per seed (float = the kept last epoch, Int16, Int8, drop, mismatches), the
+Prints one row per seed (float = the kept last epoch, Int16, Int8, drop, test digits whose Int8
+prediction differs from the float model's, mismatches against esp-ppq), the
 worst and mean over the seeds, and how many test errors the seeds share (with the accuracy of their
 averaged probabilities); writes ``bench/results/seed_spread_MODEL_TAG.json``.
+
+``--qat 'epochs=2,lr=2e-5,distill=1'`` also fine-tunes every run with ``mnistp4 qat`` (into
+``RUN-qat-…``, reused when done), quantizes that, and counts the goal on those files, each drop
+taken against the float model before fine-tuning.
 """
 from __future__ import annotations
 
@@ -56,6 +61,43 @@ def shared_errors(app, run_dirs: list[Path]) -> dict:
             "averaged_accuracy": round(100 * float(averaged.mean()), 2)}
 
 
+def changed_predictions(float_onnx: Path, espdl: Path, images) -> int:
+    """Test digits whose Int8 file prediction (host interpreter) differs from the float model's."""
+    from plugins._espdl_quantize import espdl_predictor, onnx_logits
+
+    return int((onnx_logits(float_onnx, images).argmax(1) != espdl_predictor(espdl)(images).argmax(1)).sum())
+
+
+def parse_qat(text: str) -> dict:
+    """'epochs=2,lr=2e-5,distill=1' -> keyword arguments of plugins.quant_qat.qat_run."""
+    kinds = {"epochs": int, "lr": float, "seed": int, "distill": float, "distill_temperature": float}
+    out = {}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if key not in kinds or not value:
+            raise SystemExit(f"--qat: expected KEY=VALUE with KEY in {', '.join(kinds)}, got {part!r}")
+        out[key] = kinds[key](value)
+    return out
+
+
+def qat_tag(kwargs: dict) -> str:
+    return "qat-" + "-".join(f"{k}{v:g}" for k, v in kwargs.items())
+
+
+def fine_tuned(app, run: Path, kwargs: dict, threads: int) -> Path:
+    """``RUN-qat-…``: fine-tuned once per setting (a finished one is reused)."""
+    import json
+
+    from plugins.quant_qat import qat_run
+
+    out = run.with_name(f"{run.name}-{qat_tag(kwargs)}")
+    done = out / "metrics.json"
+    if not (done.is_file() and Path(json.loads(done.read_text()).get("qat_from", "")).resolve() == run.resolve()):
+        qat_run(app, run, out, threads=threads, quiet=True, **kwargs)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -69,6 +111,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quant-recipe", default="",
                     help="Int8 recipe (default: the configured one); named in the result file when given")
+    ap.add_argument("--qat", default="",
+                    help="also fine-tune each run with `mnistp4 qat` and quantize that, e.g. "
+                         "'epochs=2,lr=2e-5,distill=1'; the goal is then counted on the fine-tuned files")
     ap.add_argument("--goal", type=float, default=99.55, help="Int8 MNIST accuracy (%%) to count seeds against")
     ap.add_argument("--max-drop", type=float, default=0.05, help="largest allowed float->Int8 drop (pp)")
     args = ap.parse_args(argv)
@@ -80,6 +125,8 @@ def main(argv=None) -> int:
     c = app.config
     quant_recipe = args.quant_recipe or c["quant_recipe"]
     tag = args.tag or f"{args.recipe}-e{args.epochs or 'r'}"
+    qat = parse_qat(args.qat)
+    test = app.get("dataset_sources", "mnist")(c, "test")
     rows, run_dirs = [], []
     for seed in args.seeds:
         out = Path(args.runs) / f"spread-{args.model}-{tag}-s{seed}"
@@ -97,28 +144,51 @@ def main(argv=None) -> int:
                      "int8": round(100 * int8["mnist"]["accuracy"], 2),
                      "drop_pp": round(100 * int8["mnist"]["accuracy"] - float_acc, 2),
                      "mismatches": (int8["verification"] or {}).get("mismatched_images"),
-                     "test_values": int8["test_values"]["passed"], "int8_bytes": int8["file_bytes"]})
+                     "test_values": int8["test_values"]["passed"], "int8_bytes": int8["file_bytes"],
+                     "changed_vs_float": changed_predictions(out / "model.onnx", Path(int8["file"]), test.images)})
+        if qat:
+            tuned = fine_tuned(app, out, qat, args.threads)
+            tq = quantize_run(app, tuned, bits=8, target=c["target"], calib=int(c["calib"]),
+                              recipe=args.quant_recipe or None, quiet=True)["int8"]  # None: qat_quant_recipe
+            acc = 100 * tq["mnist"]["accuracy"]
+            rows[-1]["qat"] = {"run_dir": _shown(tuned), "int8": round(acc, 2), "int8_recipe": tq["recipe"],
+                               "drop_pp": round(acc - float_acc, 2),  # against the model before fine-tuning
+                               "mismatches": (tq["verification"] or {}).get("mismatched_images"),
+                               "test_values": tq["test_values"]["passed"],
+                               "changed_vs_float": changed_predictions(out / "model.onnx", Path(tq["file"]),
+                                                                       test.images)}
     shared = shared_errors(app, run_dirs)
-    int8s = [r["int8"] for r in rows]
-    summary = {"worst_int8": min(int8s), "mean_int8": round(statistics.mean(int8s), 3),
-               "worst_drop_pp": min(r["drop_pp"] for r in rows),
-               "seeds_meeting_goal": sum(r["int8"] >= args.goal and r["drop_pp"] >= -args.max_drop for r in rows),
+    counted = [r["qat"] if qat else r for r in rows]  # the files the goal is counted on
+    int8s = [r["int8"] for r in counted]
+    summary = {"counted_on": qat_tag(qat) if qat else "trained", "worst_int8": min(int8s),
+               "mean_int8": round(statistics.mean(int8s), 3),
+               "worst_drop_pp": min(r["drop_pp"] for r in counted),
+               "seeds_meeting_goal": sum(r["int8"] >= args.goal and r["drop_pp"] >= -args.max_drop for r in counted),
                "seeds": len(rows), "goal": args.goal, "max_drop_pp": args.max_drop, **shared}
-    suffix = f"_q-{args.quant_recipe}" if args.quant_recipe else ""
+    suffix = (f"_q-{args.quant_recipe}" if args.quant_recipe else "") + (f"_{qat_tag(qat)}" if qat else "")
     out = REPO / "bench" / "results" / f"seed_spread_{args.model}_{tag}{suffix}.json"
     write_json(out, {"model": args.model, "recipe": args.recipe, "augment": args.augment or c["augment"],
-                     "epochs": args.epochs, "quant_recipe": quant_recipe, "rows": rows, "summary": summary})
+                     "epochs": args.epochs, "quant_recipe": quant_recipe, "qat": qat, "rows": rows,
+                     "summary": summary})
     from rich.table import Table
 
     table = Table(title=f"{args.model} + {args.recipe}, {tag}: kept (last) epoch, files measured by the interpreter")
-    for col in ("seed", "float", "Int16", "Int8", "Int8 recipe", "drop pp", "≠ esp-ppq", "best test epoch (info)"):
+    cols = ["seed", "float", "Int16", "Int8", "Int8 recipe", "drop pp", "≠ float", "≠ esp-ppq"]
+    if qat:
+        cols += ["Int8 after QAT", "drop pp", "≠ float", "≠ esp-ppq"]
+    for col in cols + ["best test epoch (info)"]:
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r["seed"]), f"{r['float']:.2f}%", f"{r['int16']:.2f}%", f"{r['int8']:.2f}%",
-                      r["int8_recipe"],
-                      f"{r['drop_pp']:+.2f}", f"{r['mismatches']}/10,000",
-                      f"{r['best_test']:.2f}% (epoch {r['best_test_epoch']})")
+        cells = [str(r["seed"]), f"{r['float']:.2f}%", f"{r['int16']:.2f}%", f"{r['int8']:.2f}%", r["int8_recipe"],
+                 f"{r['drop_pp']:+.2f}", str(r["changed_vs_float"]), f"{r['mismatches']}/10,000"]
+        if qat:
+            t = r["qat"]
+            cells += [f"{t['int8']:.2f}%", f"{t['drop_pp']:+.2f}", str(t["changed_vs_float"]),
+                      f"{t['mismatches']}/10,000"]
+        table.add_row(*cells, f"{r['best_test']:.2f}% (epoch {r['best_test_epoch']})")
     app.console.print(table)
+    if qat:
+        app.console.print(f"counted on the files fine-tuned with {args.qat} (drop against the model before)")
     app.console.print(f"Int8 worst {summary['worst_int8']:.2f}%, mean {summary['mean_int8']:.2f}%, worst drop "
                       f"{summary['worst_drop_pp']:+.2f} pp; {summary['seeds_meeting_goal']}/{summary['seeds']} "
                       f"seeds at Int8 ≥ {args.goal}% with a drop ≤ {args.max_drop} pp")

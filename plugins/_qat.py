@@ -212,6 +212,10 @@ class QatSettings:
     label_smoothing: float = 0.05
     seed: int = 0
     threads: int | None = None
+    # share of the loss that follows the float model's own softened outputs (0 = labels only): the
+    # fine-tuned Int8 model learns to make the float model's decisions instead of new ones of its own
+    distill: float = 0.0
+    distill_temperature: float = 2.0
 
 
 def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_images: np.ndarray,
@@ -221,18 +225,25 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_im
     ``epoch_order(generator)`` gives each epoch's sample indices (a weighting plugin's order);
     activation ranges come from ``calib_images`` (uint8, the set ``mnistp4 quantize`` calibrates on).
 
+    With ``settings.distill`` > 0 the loss mixes the labels with the float model's own softened
+    outputs on the same augmented batch (the float model is the teacher).
+
     Returns ``(qat, history)``: the :class:`QatModel` and one row per epoch with the fake-quantized
-    test accuracy (the Int8 estimate; the exported file is measured by ``mnistp4 quantize``)."""
+    test accuracy (the Int8 estimate; the exported file is measured by ``mnistp4 quantize``) and the
+    number of test digits whose prediction differs from the float model's."""
     import torch
     import torch.nn.functional as F
 
     from plugins._models import MEAN, STD
-    from plugins._train_loop import _batches_batch_pipeline, auto_threads, epoch_seed, evaluate, normalized
+    from plugins._train_loop import (_batches_batch_pipeline, auto_threads, distillation_loss, epoch_seed,
+                                     evaluate, normalized)
 
     torch.set_num_threads(settings.threads or auto_threads())
     torch.manual_seed(settings.seed)
     input_peak = max(abs((0.0 - MEAN) / STD), abs((1.0 - MEAN) / STD))
     qat = QatModel(model, input_peak)
+    teachers = [copy.deepcopy(model).eval()] if settings.distill > 0 else []
+    float_preds = evaluate(model, test_images, test_labels)["preds"]
     calib_x = normalized(torch.from_numpy(np.array(calib_images, np.uint8)))
     images = np.ascontiguousarray(images)
     labels = np.asarray(labels, np.int64)
@@ -250,7 +261,11 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_im
         total, seen = 0.0, 0
         for x, y in _batches_batch_pipeline(images, labels, order, settings.batch_size, list(augmentations), gen):
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(qat(x), y, label_smoothing=settings.label_smoothing)
+            out = qat(x)
+            loss = F.cross_entropy(out, y, label_smoothing=settings.label_smoothing)
+            if teachers:
+                loss = distillation_loss(out, x, teachers, loss, weight=settings.distill,
+                                         temperature=settings.distill_temperature)
             loss.backward()
             opt.step()
             sched.step()
@@ -262,6 +277,7 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_im
         qat.eval()
         test = evaluate(qat, test_images, test_labels)
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), "fake_quant_accuracy": test["accuracy"],
+               "changed_vs_float": int((test["preds"] != float_preds).sum()),
                "seconds": round(time.perf_counter() - start, 2), "exponents": qat.exponents()}
         history.append(row)
         log.info("QAT epoch %d: loss %.4f, fake-quantized test accuracy %.4f", epoch, row["train_loss"],

@@ -332,7 +332,8 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
             def step_loss(xb=x, yb=y):
                 out = model(xb)
                 loss = F.cross_entropy(out, yb, label_smoothing=criterion_smoothing)
-                return distillation_loss(out, xb, teachers, recipe, loss) if teachers else loss
+                return distillation_loss(out, xb, teachers, loss, weight=recipe.distill_weight,
+                                         temperature=recipe.distill_temperature) if teachers else loss
 
             optimizer.zero_grad(set_to_none=True)
             if recipe.sam:  # one group of the whole batch is plain SAM
@@ -446,19 +447,18 @@ def grouped_sharpness_aware_gradients(model, step_loss, x, y, rho: float, group:
     return torch.tensor(batch_loss)
 
 
-def distillation_loss(student_logits, x, teachers, recipe: Recipe, label_loss):
+def distillation_loss(student_logits, x, teachers, label_loss, *, weight: float, temperature: float):
     """Knowledge distillation: ``(1 - w) * label_loss + w * T^2 * KL(teachers || student)`` at
     temperature T, the teachers' softened probabilities averaged. The teachers see the same augmented
     batch, so their soft targets say how much a rotated 7 looks like a 1, which one-hot labels cannot."""
     import torch
     import torch.nn.functional as F
 
-    t = recipe.distill_temperature
+    t = temperature
     with torch.no_grad():
         target = torch.stack([F.softmax(teacher(x) / t, dim=1) for teacher in teachers]).mean(0)
     soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), target, reduction="batchmean") * (t * t)
-    w = recipe.distill_weight
-    return (1.0 - w) * label_loss + w * soft
+    return (1.0 - weight) * label_loss + weight * soft
 
 
 def time_to(history: list[dict], thresholds=THRESHOLDS) -> dict:

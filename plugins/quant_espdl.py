@@ -69,16 +69,26 @@ def _score(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
             "total": int(len(labels))}
 
 
-def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recipe: str,
+def configured_recipe(app, run_cfg: dict) -> str:
+    """The Int8 recipe when none is asked for: ``quant_recipe``, or for a run fine-tuned by
+    ``mnistp4 qat`` the recipe its fake quantization emulates (``qat_quant_recipe``, min/max), so
+    the file keeps the weights and ranges the fine-tuning settled on."""
+    return app.config["qat_quant_recipe"] if run_cfg.get("qat") else app.config["quant_recipe"]
+
+
+def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recipe: str | None = None,
                  widths: tuple[int, ...] | None = None, verify: bool = True,
                  quiet: bool = False) -> dict[str, Any]:
-    """Quantize a run at the given widths (default: 8 and 16), measure every file, write quant.json."""
+    """Quantize a run at the given widths (default: 8 and 16), measure every file, write quant.json.
+    ``recipe`` None: :func:`configured_recipe`."""
     from plugins.calib_images import calibration_set, custom_entries, custom_split
     from plugins.cost_report import device_cost
 
-    check_options(bits, target, recipe)
+    check_options(bits, target, recipe or DEFAULT_RECIPE)
     widths = tuple(sorted({bits, *(widths or (8, 16))}, reverse=True))
     onnx_path, out_dir, run_cfg = resolve_source(source)
+    recipe = recipe or configured_recipe(app, run_cfg)
+    check_options(bits, target, recipe)
     stem = "model" if onnx_path.name == "model.onnx" else onnx_path.stem
     with _progress(app, quiet) as progress:
         task = progress.add_task("loading test sets", total=2 + 3 * len(widths))
@@ -222,6 +232,8 @@ class EspdlQuantizer:
 def register_config_keys(register):
     register("quant_recipe", DEFAULT_RECIPE, f"Int8 quantization recipe: {', '.join(RECIPES)}, "
              f"or {AUTO} (the one closest to the float model on probe digits)")
+    register("qat_quant_recipe", "minmax", "Int8 recipe for runs fine-tuned by `mnistp4 qat` (the one its "
+             "fake quantization emulates), unless --recipe names another")
     register("quant_candidates", list(CANDIDATES), "recipe auto: the recipes it chooses from")
     register("quant_probes", 4000, "recipe auto: hard probe digits each candidate recipe is scored on")
     register("quant_verify", True, "compare the exported file with esp-ppq's simulator on the MNIST test set")
@@ -243,7 +255,7 @@ def _pipeline_quantize(app, state: dict) -> dict:
         source = app.config.path("runs_dir") / app.config["run_name"]
     c = app.config
     report = quantize_run(app, Path(source), bits=int(c["bits"]), target=c["target"], calib=int(c["calib"]),
-                          recipe=c["quant_recipe"], widths=(int(c["bits"]),), verify=bool(c["quant_verify"]),
+                          widths=(int(c["bits"]),), verify=bool(c["quant_verify"]),
                           quiet=True)  # progress on stderr: `mnistp4 run --json` owns stdout
     r = report[f"int{report['bits']}"]
     return {"model_file": report["model_file"], "quantized_accuracy": r["mnist"]["accuracy"],
@@ -266,16 +278,18 @@ def register_commands(cli):
     @click.option("--bits", type=click.Choice(["8", "16"]), default=None, help="width of the model to deploy")
     @click.option("--target", type=click.Choice(["esp32p4", "esp32s3"]), default=None)
     @click.option("--calib", type=int, default=None, help="number of calibration images")
-    @click.option("--recipe", default=None, help=f"Int8 recipe: {', '.join(RECIPES)}, or {AUTO}")
+    @click.option("--recipe", default=None, help=f"Int8 recipe: {', '.join(RECIPES)}, or {AUTO} "
+                                                 "(default: config quant_recipe; qat_quant_recipe for a "
+                                                 "`mnistp4 qat` run)")
     @click.option("--only", is_flag=True, help="quantize only --bits (skip the other width)")
     @click.option("--no-verify", is_flag=True, help="skip the full-test comparison with esp-ppq's simulator")
     @click.option("--json", "as_json", is_flag=True)
     def quantize_cmd(source, bits, target, calib, recipe, only, no_verify, as_json):
         app = get_app()
-        app.override(bits=int(bits) if bits else None, target=target, calib=calib, quant_recipe=recipe)
+        app.override(bits=int(bits) if bits else None, target=target, calib=calib)
         c = app.config
         report = quantize_run(app, source, bits=int(c["bits"]), target=c["target"], calib=int(c["calib"]),
-                              recipe=c["quant_recipe"], widths=(int(c["bits"]),) if only else None,
+                              recipe=recipe, widths=(int(c["bits"]),) if only else None,
                               verify=not no_verify and bool(c["quant_verify"]), quiet=as_json)
         if as_json:
             print_json(report)

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr: float = 1e-4, seed: int = 0,
-            threads: int | None = None, quiet: bool = False) -> dict:
+            threads: int | None = None, distill: float = 0.0, distill_temperature: float = 2.0,
+            quiet: bool = False) -> dict:
     import torch
 
     from plugins._export import export_onnx
@@ -42,6 +43,9 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
         raise InputError(f"{out}: the fine-tuned model needs its own run dir (the source run is kept)")
     if epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {epochs}")
+    if not 0.0 <= distill <= 1.0 or distill_temperature <= 0:
+        raise InputError(f"--distill must be in [0, 1] and --distill-temperature > 0, "
+                         f"got {distill} and {distill_temperature}")
     mnist = app.get("dataset_sources", "mnist")
     mtrain, mtest = mnist(app.config, "train"), mnist(app.config, "test")
     # the same custom digits and calibration images `mnistp4 quantize` will use for this run
@@ -56,12 +60,14 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
         return weighting(len(mtrain), len(ctrain), weight, generator)[0]
 
     _, augmentations = resolve_augmentations(app, cfg.get("augment"))  # the run's own, none if it had none
-    settings = QatSettings(epochs=epochs, lr=lr, seed=seed, threads=threads)
+    settings = QatSettings(epochs=epochs, lr=lr, seed=seed, threads=threads, distill=distill,
+                           distill_temperature=distill_temperature)
 
     def on_epoch(row):
         if not quiet:
             app.console.print(f"QAT epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f}  "
                               f"fake-quantized test accuracy {100 * row['fake_quant_accuracy']:.2f}%  "
+                              f"{row['changed_vs_float']} test digits predicted unlike the float model  "
                               f"{row['seconds']:.0f} s", highlight=False)
 
     float_before = evaluate(model, mtest.images, mtest.labels)["accuracy"]
@@ -79,6 +85,7 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
     with atomic_path(out / "model.pt") as tmp:
         torch.save(tuned.state_dict(), tmp)
     config = dict(cfg) | {"qat": {"from": str(run_dir), "epochs": epochs, "lr": lr, "seed": seed,
+                                  "distill": distill, "distill_temperature": distill_temperature,
                                   "activation_exponents": history[-1]["exponents"]}}
     write_json(out / "config.json", config)
     test = evaluate(tuned, mtest.images, mtest.labels)
@@ -86,7 +93,8 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
     onnx_info = export_onnx(tuned, out / "model.onnx", export_check_digits(mtest.images, cheld.images))
     metrics = {"model": cfg["model"], "recipe": cfg.get("recipe"), "qat_from": str(run_dir),
                "float_accuracy_before": float_before, "test_accuracy": test["accuracy"], "custom_accuracy": held,
-               "fake_quant_accuracy": history[-1]["fake_quant_accuracy"], "qat_history": history,
+               "fake_quant_accuracy": history[-1]["fake_quant_accuracy"],
+               "changed_vs_float": history[-1]["changed_vs_float"], "qat_history": history,
                "onnx": onnx_info, "run_dir": str(out)}
     write_json(out / "metrics.json", metrics)
     for name, kind in (("model.pt", "model.pt"), ("model.onnx", "onnx")):
@@ -107,10 +115,16 @@ def register_commands(cli):
     @click.option("--lr", type=float, default=1e-4, show_default=True, help="peak learning rate (cosine to 0)")
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--threads", type=click.IntRange(1), default=None)
+    @click.option("--distill", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                  help="share of the loss that follows the float model's softened outputs (it is the teacher), "
+                       "so the Int8 model keeps the float model's decisions; 0 = labels only")
+    @click.option("--distill-temperature", type=click.FloatRange(min=0, min_open=True), default=2.0,
+                  show_default=True)
     @click.option("--json", "as_json", is_flag=True)
-    def qat_cmd(run_dir, out, epochs, lr, seed, threads, as_json):
+    def qat_cmd(run_dir, out, epochs, lr, seed, threads, distill, distill_temperature, as_json):
         app = get_app()
-        m = qat_run(app, run_dir, out, epochs=epochs, lr=lr, seed=seed, threads=threads, quiet=as_json)
+        m = qat_run(app, run_dir, out, epochs=epochs, lr=lr, seed=seed, threads=threads, distill=distill,
+                    distill_temperature=distill_temperature, quiet=as_json)
         if as_json:
             print_json({k: v for k, v in m.items() if k not in ("qat_history", "onnx")})
             return

@@ -124,3 +124,49 @@ def test_qat_refuses_to_overwrite_its_source(qat_run_dir):
         qat_run(app, run, run, epochs=1, quiet=True)
     with pytest.raises(InputError, match="missing"):
         qat_run(app, run.parent / "nothing-here", epochs=1, quiet=True)
+
+
+def _tiny_finetune(app, run, distill):
+    """Fine-tune the tiny run on *shuffled* labels: only the float model's outputs carry the task."""
+    from plugins._models import load_run
+    from plugins._qat import QatSettings, finetune
+    from plugins._train_loop import evaluate
+    from plugins.calib_images import calibration_set
+
+    mnist = app.get("dataset_sources", "mnist")
+    train, test = mnist(app.config, "train"), mnist(app.config, "test")
+    shuffled = np.random.default_rng(0).permutation(train.labels)
+    model, _ = load_run(run, app)
+    float_preds = evaluate(model, test.images, test.labels)["preds"]
+    settings = QatSettings(epochs=3, lr=3e-3, seed=0, threads=1, distill=distill)
+    qat, history = finetune(model, train.images, shuffled, lambda g: torch.randperm(len(train), generator=g),
+                            test.images, test.labels, calibration_set(app, 64).images, settings)
+    changed = int((evaluate(qat, test.images, test.labels)["preds"] != float_preds).sum())
+    return history[-1], changed
+
+
+def test_qat_distilled_from_the_float_model_keeps_its_decisions(qat_run_dir):
+    """With --distill 1 the labels play no part (here they are shuffled) and the fine-tuned model
+    keeps the float model's predictions; with labels only it learns the noise and drifts."""
+    from plugins._train_run import train_run
+
+    app, first, _, _ = qat_run_dir
+    run = first.with_name("run-12")  # a model sure enough of its answers to have decisions to keep
+    train_run(app, out=run, model="p4net", recipe="fast", custom=[], epochs=12, quiet=True, threads=1)
+    distilled, changed_distilled = _tiny_finetune(app, run, 1.0)
+    labels_only, changed_labels = _tiny_finetune(app, run, 0.0)
+    assert distilled["changed_vs_float"] == changed_distilled  # the reported count is the real one
+    assert labels_only["changed_vs_float"] == changed_labels
+    assert 3 * changed_distilled < changed_labels  # measured: 18 against 98 of 192
+
+
+def test_qat_run_quantizes_with_the_recipe_it_emulates(qat_run_dir):
+    """A run from `mnistp4 qat` is quantized with qat_quant_recipe (min/max) unless a recipe is
+    named; a trained run with quant_recipe."""
+    from plugins.quant_espdl import configured_recipe, quantize_run
+
+    app, run, out, _ = qat_run_dir
+    assert configured_recipe(app, json.loads((run / "config.json").read_text())) == app.config["quant_recipe"]
+    report = quantize_run(app, out, bits=8, target="esp32p4", calib=64, widths=(8,), verify=False, quiet=True)
+    assert report["recipe"] == app.config["qat_quant_recipe"] == "minmax"
+    assert report["int8"]["test_values"]["passed"]

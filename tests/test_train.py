@@ -226,27 +226,27 @@ def test_distillation_loss_math():
     import torch
     import torch.nn.functional as F
 
-    from plugins._train_loop import Recipe, distillation_loss
+    from plugins._train_loop import distillation_loss
 
     x = torch.randn(8, 3)
     teacher = torch.nn.Linear(3, 10)
     label_loss = torch.tensor(1.25)
     with torch.no_grad():
         same = teacher(x)
-    rec = Recipe("t", epochs=1, batch_size=8, distill_weight=0.0)
-    assert float(distillation_loss(same, x, [teacher], rec, label_loss)) == pytest.approx(1.25)
-    rec = Recipe("t", epochs=1, batch_size=8, distill_weight=1.0, distill_temperature=3.0)
-    assert float(distillation_loss(same, x, [teacher], rec, label_loss)) == pytest.approx(0.0, abs=1e-6)
+    rec = dict(weight=0.0, temperature=4.0)
+    assert float(distillation_loss(same, x, [teacher], label_loss, **rec)) == pytest.approx(1.25)
+    rec = dict(weight=1.0, temperature=3.0)
+    assert float(distillation_loss(same, x, [teacher], label_loss, **rec)) == pytest.approx(0.0, abs=1e-6)
     other = torch.zeros(8, 10)  # uniform student
     p = F.softmax(same / 3.0, dim=1)
     kl = float((p * (p.log() - torch.log(torch.full_like(p, 0.1)))).sum(1).mean()) * 9.0
-    assert float(distillation_loss(other, x, [teacher], rec, label_loss)) == pytest.approx(kl, rel=1e-5)
+    assert float(distillation_loss(other, x, [teacher], label_loss, **rec)) == pytest.approx(kl, rel=1e-5)
     # two teachers: their softened probabilities are averaged
     zero = torch.nn.Linear(3, 10)
     torch.nn.init.zeros_(zero.weight), torch.nn.init.zeros_(zero.bias)
     mixed = 0.5 * p + 0.05
     kl2 = float((mixed * (mixed.log() - torch.log(torch.full_like(p, 0.1)))).sum(1).mean()) * 9.0
-    assert float(distillation_loss(other, x, [teacher, zero], rec, label_loss)) == pytest.approx(kl2, rel=1e-5)
+    assert float(distillation_loss(other, x, [teacher, zero], label_loss, **rec)) == pytest.approx(kl2, rel=1e-5)
 
 
 def test_train_with_a_teacher_records_it_and_resumes(tmp_path, monkeypatch, capsys):
