@@ -114,6 +114,11 @@ def main(argv=None) -> int:
     ap.add_argument("--qat", default="",
                     help="also fine-tune each run with `mnistp4 qat` and quantize that, e.g. "
                          "'epochs=2,lr=2e-5,distill=1'; the goal is then counted on the fine-tuned files")
+    ap.add_argument("--teacher", action="append", default=None,
+                    help="run dir to distill from (repeatable; `mnistp4 train --teacher`)")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train (or resume) the seeds and stop: run one process per seed in parallel, "
+                         "then the same command without it to measure")
     ap.add_argument("--goal", type=float, default=99.55, help="Int8 MNIST accuracy (%%) to count seeds against")
     ap.add_argument("--max-drop", type=float, default=0.05, help="largest allowed float->Int8 drop (pp)")
     args = ap.parse_args(argv)
@@ -133,7 +138,9 @@ def main(argv=None) -> int:
         run_dirs.append(out)
         app.console.rule(f"{args.model} {tag} seed {seed}")
         m = train_run(app, out=out, model=args.model, recipe=args.recipe, custom=[], epochs=args.epochs,
-                      seed=seed, augment=args.augment, resume=True, threads=args.threads)
+                      seed=seed, augment=args.augment, resume=True, threads=args.threads, teachers=args.teacher)
+        if args.train_only:
+            continue
         q = quantize_run(app, out, bits=8, target=c["target"], calib=int(c["calib"]), recipe=quant_recipe,
                          quiet=True)
         float_acc, int8 = 100 * q["float"]["mnist"]["accuracy"], q["int8"]
@@ -157,6 +164,8 @@ def main(argv=None) -> int:
                                "test_values": tq["test_values"]["passed"],
                                "changed_vs_float": changed_predictions(out / "model.onnx", Path(tq["file"]),
                                                                        test.images)}
+    if args.train_only:
+        return 0
     shared = shared_errors(app, run_dirs)
     counted = [r["qat"] if qat else r for r in rows]  # the files the goal is counted on
     int8s = [r["int8"] for r in counted]
@@ -168,7 +177,8 @@ def main(argv=None) -> int:
     suffix = (f"_q-{args.quant_recipe}" if args.quant_recipe else "") + (f"_{qat_tag(qat)}" if qat else "")
     out = REPO / "bench" / "results" / f"seed_spread_{args.model}_{tag}{suffix}.json"
     write_json(out, {"model": args.model, "recipe": args.recipe, "augment": args.augment or c["augment"],
-                     "epochs": args.epochs, "quant_recipe": quant_recipe, "qat": qat, "rows": rows,
+                     "epochs": args.epochs, "teachers": args.teacher, "quant_recipe": quant_recipe, "qat": qat,
+                     "rows": rows,
                      "summary": summary})
     from rich.table import Table
 

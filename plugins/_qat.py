@@ -236,7 +236,7 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_im
 
     from plugins._models import MEAN, STD
     from plugins._train_loop import (_batches_batch_pipeline, auto_threads, distillation_loss, epoch_seed,
-                                     evaluate, normalized)
+                                     evaluate, normalized, soft_targets)
 
     torch.set_num_threads(settings.threads or auto_threads())
     torch.manual_seed(settings.seed)
@@ -264,8 +264,8 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_im
             out = qat(x)
             loss = F.cross_entropy(out, y, label_smoothing=settings.label_smoothing)
             if teachers:
-                loss = distillation_loss(out, x, teachers, loss, weight=settings.distill,
-                                         temperature=settings.distill_temperature)
+                loss = distillation_loss(out, soft_targets(teachers, x, settings.distill_temperature), loss,
+                                         weight=settings.distill, temperature=settings.distill_temperature)
             loss.backward()
             opt.step()
             sched.step()

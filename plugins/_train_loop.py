@@ -329,16 +329,19 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
         total_loss, seen = 0.0, 0
         for x, y in batches:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            def step_loss(xb=x, yb=y):
+            # the teachers' soft targets, once per batch (SAM evaluates the loss twice per group)
+            soft = soft_targets(teachers, x, recipe.distill_temperature) if teachers else None
+
+            def step_loss(xb=x, yb=y, sb=soft):
                 out = model(xb)
                 loss = F.cross_entropy(out, yb, label_smoothing=criterion_smoothing)
-                return distillation_loss(out, xb, teachers, loss, weight=recipe.distill_weight,
+                return distillation_loss(out, sb, loss, weight=recipe.distill_weight,
                                          temperature=recipe.distill_temperature) if teachers else loss
 
             optimizer.zero_grad(set_to_none=True)
             if recipe.sam:  # one group of the whole batch is plain SAM
                 loss = grouped_sharpness_aware_gradients(model, step_loss, x, y, recipe.sam,
-                                                         recipe.sam_group or len(y))
+                                                         recipe.sam_group or len(y), soft)
             else:
                 loss = step_loss()
                 loss.backward()
@@ -420,22 +423,24 @@ def sharpness_aware_gradients(model, step_loss, rho: float) -> None:
                 p.sub_(e)
 
 
-def grouped_sharpness_aware_gradients(model, step_loss, x, y, rho: float, group: int):
+def grouped_sharpness_aware_gradients(model, step_loss, x, y, rho: float, group: int, soft=None):
     """SAM with "m-sharpness" (Foret et al. 2021, section 4.1): the batch is cut into sub-batches
     of ``group`` samples, each gets its own worst-case weight step and gradient there, and ``.grad``
     ends up as their size-weighted mean. Smaller groups measured flatter, better-generalising minima
-    in the paper at the same compute. Returns the batch loss at the unperturbed weights."""
+    in the paper at the same compute. ``step_loss(x, y, soft)`` gets each group's share of ``soft``
+    (teachers' targets, or None). Returns the batch loss at the unperturbed weights."""
     import torch
 
     total = len(y)
     summed: dict = {}
     batch_loss = 0.0
-    for xb, yb in zip(torch.split(x, group), torch.split(y, group)):
+    softs = torch.split(soft, group) if soft is not None else [None] * len(torch.split(y, group))
+    for xb, yb, sb in zip(torch.split(x, group), torch.split(y, group), softs):
         share = len(yb) / total
         model.zero_grad(set_to_none=True)
-        loss = step_loss(xb, yb)
+        loss = step_loss(xb, yb, sb)
         loss.backward()
-        sharpness_aware_gradients(model, lambda: step_loss(xb, yb), rho)
+        sharpness_aware_gradients(model, lambda: step_loss(xb, yb, sb), rho)
         with torch.no_grad():
             for p in model.parameters():
                 if p.grad is not None:
@@ -447,16 +452,23 @@ def grouped_sharpness_aware_gradients(model, step_loss, x, y, rho: float, group:
     return torch.tensor(batch_loss)
 
 
-def distillation_loss(student_logits, x, teachers, label_loss, *, weight: float, temperature: float):
-    """Knowledge distillation: ``(1 - w) * label_loss + w * T^2 * KL(teachers || student)`` at
-    temperature T, the teachers' softened probabilities averaged. The teachers see the same augmented
-    batch, so their soft targets say how much a rotated 7 looks like a 1, which one-hot labels cannot."""
+def soft_targets(teachers, x, temperature: float):
+    """The teachers' probabilities at temperature T on batch ``x``, averaged. They see the same
+    augmented batch as the student, so their targets say how much a rotated 7 looks like a 1,
+    which one-hot labels cannot."""
     import torch
     import torch.nn.functional as F
 
-    t = temperature
     with torch.no_grad():
-        target = torch.stack([F.softmax(teacher(x) / t, dim=1) for teacher in teachers]).mean(0)
+        return torch.stack([F.softmax(teacher(x) / temperature, dim=1) for teacher in teachers]).mean(0)
+
+
+def distillation_loss(student_logits, target, label_loss, *, weight: float, temperature: float):
+    """Knowledge distillation: ``(1 - w) * label_loss + w * T^2 * KL(target || student)`` at
+    temperature T, ``target`` from :func:`soft_targets`."""
+    import torch.nn.functional as F
+
+    t = temperature
     soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), target, reduction="batchmean") * (t * t)
     return (1.0 - weight) * label_loss + weight * soft
 

@@ -226,7 +226,7 @@ def test_distillation_loss_math():
     import torch
     import torch.nn.functional as F
 
-    from plugins._train_loop import distillation_loss
+    from plugins._train_loop import distillation_loss, soft_targets
 
     x = torch.randn(8, 3)
     teacher = torch.nn.Linear(3, 10)
@@ -234,19 +234,19 @@ def test_distillation_loss_math():
     with torch.no_grad():
         same = teacher(x)
     rec = dict(weight=0.0, temperature=4.0)
-    assert float(distillation_loss(same, x, [teacher], label_loss, **rec)) == pytest.approx(1.25)
+    assert float(distillation_loss(same, soft_targets([teacher], x, rec['temperature']), label_loss, **rec)) == pytest.approx(1.25)
     rec = dict(weight=1.0, temperature=3.0)
-    assert float(distillation_loss(same, x, [teacher], label_loss, **rec)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distillation_loss(same, soft_targets([teacher], x, rec['temperature']), label_loss, **rec)) == pytest.approx(0.0, abs=1e-6)
     other = torch.zeros(8, 10)  # uniform student
     p = F.softmax(same / 3.0, dim=1)
     kl = float((p * (p.log() - torch.log(torch.full_like(p, 0.1)))).sum(1).mean()) * 9.0
-    assert float(distillation_loss(other, x, [teacher], label_loss, **rec)) == pytest.approx(kl, rel=1e-5)
+    assert float(distillation_loss(other, soft_targets([teacher], x, rec['temperature']), label_loss, **rec)) == pytest.approx(kl, rel=1e-5)
     # two teachers: their softened probabilities are averaged
     zero = torch.nn.Linear(3, 10)
     torch.nn.init.zeros_(zero.weight), torch.nn.init.zeros_(zero.bias)
     mixed = 0.5 * p + 0.05
     kl2 = float((mixed * (mixed.log() - torch.log(torch.full_like(p, 0.1)))).sum(1).mean()) * 9.0
-    assert float(distillation_loss(other, x, [teacher, zero], label_loss, **rec)) == pytest.approx(kl2, rel=1e-5)
+    assert float(distillation_loss(other, soft_targets([teacher, zero], x, rec['temperature']), label_loss, **rec)) == pytest.approx(kl2, rel=1e-5)
 
 
 def test_train_with_a_teacher_records_it_and_resumes(tmp_path, monkeypatch, capsys):
@@ -345,7 +345,7 @@ def test_grouped_sharpness_aware_gradients_average_each_groups_own_sam_gradient(
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
     x, y = torch.randn(10, 3), torch.randn(10, 1)
 
-    def step_loss(xb=x, yb=y):
+    def step_loss(xb=x, yb=y, sb=None):
         return torch.nn.functional.mse_loss(model(xb), yb)
 
     weights = {k: v.clone() for k, v in model.state_dict().items()}
@@ -374,3 +374,9 @@ def test_grouped_sharpness_aware_gradients_average_each_groups_own_sam_gradient(
     grouped_sharpness_aware_gradients(model, step_loss, x, y, 0.05, 10)
     for p, w in zip(model.parameters(), whole):
         assert torch.allclose(p.grad, w, atol=1e-6)
+    # teachers' targets travel with their group, to both passes
+    seen = []
+    soft = torch.arange(10.0).reshape(10, 1)
+    grouped_sharpness_aware_gradients(model, lambda xb, yb, sb: seen.append(sb) or step_loss(xb, yb), x, y,
+                                      0.05, 4, soft)
+    assert [t.flatten().tolist() for t in seen] == [[0, 1, 2, 3]] * 2 + [[4, 5, 6, 7]] * 2 + [[8, 9]] * 2
