@@ -18,7 +18,9 @@ Numbers in the file (what the firmware must follow):
   (``floor(v + 0.5)``) for ESP32-S3 targets; :func:`quantize_input` implements both;
 * an op's integer result is ``acc = sum(q_in * q_w) + bias`` in a wide accumulator, then
   ``q_out = saturate(round(acc / 2**(e_out - e_acc)))`` with the same rounding rule, where
-  ``e_acc = e_in + e_w[channel]``. A fused ``Relu`` clamps at 0 before saturation.
+  ``e_acc = e_in + e_w[channel]``. A fused ``Relu`` clamps at 0 before saturation;
+* an Int8 ``Clip`` (what learned clipping exports) carries a 256-entry table and runs as a lookup,
+  ``out = table[q + 128]``.
 
 :func:`run` executes the graph in exactly this arithmetic (int64 accumulators; matrix products go
 through float64 BLAS, which is exact for int8/int16 products: every partial sum stays far below
@@ -590,6 +592,26 @@ def _op_relu(it, node, args):
     return _same_exponent(it, node, np.maximum(args[0], 0))
 
 
+def _op_clip(it, node, args):
+    """Clip. In Int8 with a table (esp-ppq writes one) ESP-DL runs it as a lookup,
+    ``out = table[q + 128]`` (dl_module_clip.hpp builds a LUT module for 8 bits only); otherwise
+    the input is clamped to the quantized bounds (inputs 1 and 2) and re-expressed at the output
+    exponent."""
+    table_name = node.attrs.get("lut") if node.attrs.get("quant_type", "S8") == "S8" else None
+    if table_name:
+        table = it.model.initializers.get(table_name)
+        if table is None or table.data.size != 256:
+            raise UnsupportedOp(f"Clip {node.name!r}: lookup table {table_name!r} is missing or not 256 entries")
+        return table.data.astype(np.int64)[np.asarray(args[0]) + 128]
+    bounds = []
+    for name in node.inputs[1:3]:
+        t = it.model.initializers.get(name) if name else None
+        if t is None:
+            raise UnsupportedOp(f"Clip {node.name!r} without constant min and max is not implemented")
+        bounds.append(int(t.data.reshape(-1)[0]))
+    return _same_exponent(it, node, np.clip(args[0], *bounds))
+
+
 def _op_requantize(it, node, args):
     """Int8 <-> Int16 boundary of a mixed-precision graph: rescale to the output exponent, saturate."""
     return _same_exponent(it, node, args[0])
@@ -673,7 +695,7 @@ def _op_reshape(it, node, args):
     return x.reshape(shape)
 
 
-OPS = {"Conv": _op_conv, "Gemm": _op_gemm, "Relu": _op_relu, "MaxPool": _op_maxpool,
+OPS = {"Conv": _op_conv, "Gemm": _op_gemm, "Relu": _op_relu, "Clip": _op_clip, "MaxPool": _op_maxpool,
        "AveragePool": _op_avgpool, "GlobalAveragePool": _op_global_avgpool, "Add": _op_add,
        "Transpose": _op_transpose, "RequantizeLinear": _op_requantize, "Flatten": _op_flatten, "Reshape": _op_reshape}
 

@@ -100,3 +100,35 @@ def test_cli_reports_a_corrupt_model_without_traceback(espdl_file, tmp_path, mon
     assert main(["cost", str(p)]) == 1
     err = capsys.readouterr().err
     assert "truncated" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_clip_matches_esp_ppq_bit_for_bit(tmp_path, mnist_dir, bits):
+    """Conv -> Clip(0, a) (how learned clipping exports a ReLU): Int8 runs it as esp-ppq's lookup
+    table, Int16 as a clamp; both equal esp-ppq's simulator on every output and pass the test values."""
+    import torch
+    from torch import nn
+
+    from plugins._espdl import Interpreter, check_test_values, normalize_pixels, quantize_input, read_espdl
+    from plugins._espdl_quantize import quantize_onnx, verify_against_ppq
+    from plugins._export import export_onnx
+    from plugins.mnist_source import load_mnist
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Hardtanh(0.0, 1.5), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(4 * 13 * 13, 10)).eval()
+    images = load_mnist(mnist_dir, "test").images[:300]
+    export_onnx(net, tmp_path / "clip.onnx", images[:4])
+    res = quantize_onnx(tmp_path / "clip.onnx", tmp_path / "clip.espdl", bits=bits, recipe="minmax",
+                        calib_images=images[:64], error_report=False)
+    model = read_espdl(res.path)
+    clips = [n for n in model.nodes if n.op_type == "Clip"]
+    assert len(clips) == 1 and clips[0].attrs["quant_type"] == f"S{bits}"  # S8: a lookup table, S16: a clamp
+    v = verify_against_ppq(model, res.graph, images, Interpreter(model))
+    assert v["mismatched_images"] == 0 and v["images"] == 300
+    assert check_test_values(model)["passed"]
+    it = Interpreter(model)
+    q = quantize_input(normalize_pixels(images[:20], model), model.input_exponent, model.input_dtype, it.mode)
+    clip_out = it.run(q, keep=True)[clips[0].outputs[0]]
+    bound = 1.5 / 2.0 ** model.values[clips[0].outputs[0]].exponent
+    assert clip_out.min() == 0 and clip_out.max() <= round(bound)  # clipped at a, not at the int range
