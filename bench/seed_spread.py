@@ -70,7 +70,8 @@ def changed_predictions(float_onnx: Path, espdl: Path, images) -> int:
 
 def parse_qat(text: str) -> dict:
     """'epochs=2,lr=2e-5,distill=1' -> keyword arguments of plugins.quant_qat.qat_run."""
-    kinds = {"epochs": int, "lr": float, "seed": int, "distill": float, "distill_temperature": float}
+    kinds = {"epochs": int, "lr": float, "seed": int, "distill": float, "distill_temperature": float,
+             "learn_clipping": lambda v: bool(int(v)), "clip_lr": float}
     out = {}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
@@ -82,7 +83,7 @@ def parse_qat(text: str) -> dict:
 
 
 def qat_tag(kwargs: dict) -> str:
-    return "qat-" + "-".join(f"{k}{v:g}" for k, v in kwargs.items())
+    return "qat-" + "-".join(f"{k.replace('_', '')}{v:g}" for k, v in kwargs.items())
 
 
 def fine_tuned(app, run: Path, kwargs: dict, threads: int) -> Path:

@@ -119,6 +119,22 @@ def build_from_config(cfg: dict, app=None):
     return create_app().get("models", name).build()
 
 
+def apply_clipping(model, bounds: dict[str, float]) -> None:
+    """Replace each named ReLU by ``Hardtanh(0, bound)`` (exported as ONNX ``Clip``): the ranges
+    learned by ``mnistp4 qat --learn-clipping``, recorded in the run's config so that reloading
+    the run rebuilds the same function."""
+    from torch import nn
+
+    from plugins._export import _set_module
+
+    modules = dict(model.named_modules())
+    for name, bound in bounds.items():
+        if not isinstance(modules.get(name), (nn.ReLU, nn.Hardtanh)):
+            raise InputError(f"clipping names {name!r}, which is not a ReLU of model "
+                             f"{type(model).__name__}; the run's config.json does not fit its model")
+        _set_module(model, name, nn.Hardtanh(0.0, float(bound)))
+
+
 def load_run(run_dir, app=None):
     """``(torch module in eval mode, config dict)`` of a training run dir (or a ``model.pt`` inside one)."""
     import torch
@@ -138,6 +154,7 @@ def load_run(run_dir, app=None):
     if not cfg.get("model"):
         raise InputError(f"{cfg_path}: no 'model' name; it was not written by `mnistp4 train`")
     model = build_from_config(cfg, app)
+    apply_clipping(model, (cfg.get("qat") or {}).get("clip") or {})
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

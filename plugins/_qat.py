@@ -49,6 +49,24 @@ def fake_quant(x, exponent):
     return clipped + (torch.round(clipped / step) * step - clipped).detach()
 
 
+def learned_fake_quant(x, exponent):
+    """Like :func:`fake_quant`, with the gradient of the step too (LSQ, Esser et al. 2020):
+    ``round(v) - v`` inside the range and the range limit where it saturates, so a smaller step
+    is chosen where the clipped outliers cost less than the coarser rounding of everything else."""
+    import torch
+
+    step = torch.pow(2.0, exponent)
+    v = torch.clamp(x / step, QMIN, QMAX)
+    return (v + (torch.round(v) - v).detach()) * step
+
+
+def round_ste(x):
+    """Round to the nearest integer, gradient passed straight through."""
+    import torch
+
+    return x + (torch.round(x) - x).detach()
+
+
 def weight_exponents(w):
     """One exponent per output channel (dim 0), shaped to broadcast over ``w``."""
     peak = w.detach().abs().reshape(w.shape[0], -1).amax(1)
@@ -81,6 +99,21 @@ def _activation_quantizer():
             super().__init__()
             self.register_buffer("peak", torch.zeros(()))
             self.calibrating = False
+            self.log2_step = None  # learned clipping: a parameter once enable_learning() is called
+
+        def enable_learning(self):
+            """Learn the exponent (the clipping range 127 * 2**e), starting at the calibrated one."""
+            self.log2_step = nn.Parameter(pow2_exponent(self.peak).clone())
+
+        def calibrated_exponent(self):
+            return pow2_exponent(self.peak)
+
+        def exponent(self):
+            """The calibrated exponent, or the learned one where it is smaller: learning may only
+            clip (a finer step than min/max gives), never widen past the largest value seen."""
+            if self.log2_step is None:
+                return self.calibrated_exponent()
+            return torch.minimum(round_ste(self.log2_step), self.calibrated_exponent())
 
         def forward(self, x):
             if self.calibrating:
@@ -88,7 +121,9 @@ def _activation_quantizer():
                 return x
             if float(self.peak) == 0.0:
                 return x
-            return fake_quant(x, pow2_exponent(self.peak))
+            if self.log2_step is None:
+                return fake_quant(x, self.exponent())
+            return learned_fake_quant(x, self.exponent())
 
     return ActivationQuant()
 
@@ -119,6 +154,7 @@ class QatModel:
         self.net = fold_batchnorm(model)
         outputs = set(_quantized_outputs(self.net))
         self.activations, self.weights = {}, []
+        self.relu_names = [n for n, m in self.net.named_modules() if n in outputs and isinstance(m, nn.ReLU)]
         for name, m in self.net.named_modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 wq = _weight_quantizer()
@@ -162,6 +198,26 @@ class QatModel:
     def parameters(self):
         return self.net.parameters()
 
+    def enable_clipping(self) -> list:
+        """Learn the clipping range of every ReLU output (call after :meth:`calibrate`); returns
+        the new parameters (log2 of the step), which want their own learning rate."""
+        params = []
+        for name in self.relu_names:
+            self.activations[name].enable_learning()
+            params.append(self.activations[name].log2_step)
+        return params
+
+    def clip_bounds(self) -> dict[str, float]:
+        """``{relu name: 127 * 2**e}`` for every ReLU whose learned exponent clips below min/max."""
+        out = {}
+        for name in self.relu_names:
+            q = self.activations[name]
+            if q.log2_step is not None and float(q.peak) > 0:
+                e, e_cal = int(q.exponent()), int(q.calibrated_exponent())
+                if e < e_cal:
+                    out[name] = QMAX * 2.0 ** e
+        return out
+
     def train(self, mode: bool = True):
         self.net.train(mode)
         return self
@@ -170,18 +226,22 @@ class QatModel:
         return self.train(False)
 
     def exponents(self) -> dict[str, int]:
-        return {name: int(pow2_exponent(q.peak)) for name, q in self.activations.items()}
+        return {name: int(q.exponent()) for name, q in self.activations.items()}
 
     def to_original(self):
         """The original architecture carrying the fine-tuned weights on their int8 grid: each
         Conv/Linear gets its quantized weight; a BatchNorm after a conv becomes the identity plus
-        the folded bias (mean 0, variance 1 - eps, scale 1), so folding it again is exact."""
+        the folded bias (mean 0, variance 1 - eps, scale 1), so folding it again is exact. A ReLU
+        with a learned clipping range becomes ``Hardtanh(0, 127 * 2**e)`` (ONNX ``Clip``), from
+        which esp-ppq's min/max calibration picks exactly that exponent."""
         import torch
         from torch import nn
 
         from plugins._export import batchnorm_pairs
+        from plugins._models import apply_clipping
 
         out = copy.deepcopy(self.original).eval()
+        apply_clipping(out, self.clip_bounds())
         modules = dict(out.named_modules())
         bn_of = dict(batchnorm_pairs(out))
         with torch.no_grad():
@@ -216,6 +276,8 @@ class QatSettings:
     # fine-tuned Int8 model learns to make the float model's decisions instead of new ones of its own
     distill: float = 0.0
     distill_temperature: float = 2.0
+    learn_clipping: bool = False   # learn each ReLU output's range (exponent) instead of min/max
+    clip_lr: float = 1e-2          # learning rate of the log2 steps (Adam; the weights use lr)
 
 
 def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_images: np.ndarray,
@@ -248,7 +310,11 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_im
     images = np.ascontiguousarray(images)
     labels = np.asarray(labels, np.int64)
     steps = -(-len(epoch_order(torch.Generator().manual_seed(0))) // settings.batch_size)
-    opt = torch.optim.AdamW(qat.parameters(), lr=settings.lr, weight_decay=0.0)
+    groups = [{"params": list(qat.parameters()), "lr": settings.lr}]
+    if settings.learn_clipping:
+        qat.calibrate(calib_x)  # the starting ranges: min/max
+        groups.append({"params": qat.enable_clipping(), "lr": settings.clip_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, settings.epochs * steps))
     task = progress.add_task("quantization-aware fine-tuning", total=settings.epochs * steps) if progress else None
     history = []
@@ -277,7 +343,7 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_im
         qat.eval()
         test = evaluate(qat, test_images, test_labels)
         row = {"epoch": epoch, "train_loss": total / max(seen, 1), "fake_quant_accuracy": test["accuracy"],
-               "changed_vs_float": int((test["preds"] != float_preds).sum()),
+               "changed_vs_float": int((test["preds"] != float_preds).sum()), "clip": qat.clip_bounds(),
                "seconds": round(time.perf_counter() - start, 2), "exponents": qat.exponents()}
         history.append(row)
         log.info("QAT epoch %d: loss %.4f, fake-quantized test accuracy %.4f", epoch, row["train_loss"],

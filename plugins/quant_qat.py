@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr: float = 1e-4, seed: int = 0,
             threads: int | None = None, distill: float = 0.0, distill_temperature: float = 2.0,
-            quiet: bool = False) -> dict:
+            learn_clipping: bool = False, clip_lr: float = 1e-2, quiet: bool = False) -> dict:
     import torch
 
     from plugins._export import export_onnx
@@ -43,6 +43,9 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
         raise InputError(f"{out}: the fine-tuned model needs its own run dir (the source run is kept)")
     if epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {epochs}")
+    if (cfg.get("qat") or {}).get("clip"):
+        raise InputError(f"{run_dir} already has learned clipping ranges; fine-tune the run it came from "
+                         f"({cfg['qat'].get('from')})")
     if not 0.0 <= distill <= 1.0 or distill_temperature <= 0:
         raise InputError(f"--distill must be in [0, 1] and --distill-temperature > 0, "
                          f"got {distill} and {distill_temperature}")
@@ -61,13 +64,15 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
 
     _, augmentations = resolve_augmentations(app, cfg.get("augment"))  # the run's own, none if it had none
     settings = QatSettings(epochs=epochs, lr=lr, seed=seed, threads=threads, distill=distill,
-                           distill_temperature=distill_temperature)
+                           distill_temperature=distill_temperature, learn_clipping=learn_clipping,
+                           clip_lr=clip_lr)
 
     def on_epoch(row):
         if not quiet:
             app.console.print(f"QAT epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f}  "
                               f"fake-quantized test accuracy {100 * row['fake_quant_accuracy']:.2f}%  "
                               f"{row['changed_vs_float']} test digits predicted unlike the float model  "
+                              + (f"{len(row['clip'])} ranges clipped  " if learn_clipping else "") +
                               f"{row['seconds']:.0f} s", highlight=False)
 
     float_before = evaluate(model, mtest.images, mtest.labels)["accuracy"]
@@ -86,6 +91,8 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
         torch.save(tuned.state_dict(), tmp)
     config = dict(cfg) | {"qat": {"from": str(run_dir), "epochs": epochs, "lr": lr, "seed": seed,
                                   "distill": distill, "distill_temperature": distill_temperature,
+                                  "learn_clipping": learn_clipping, "clip_lr": clip_lr if learn_clipping else None,
+                                  "clip": qat.clip_bounds(),
                                   "activation_exponents": history[-1]["exponents"]}}
     write_json(out / "config.json", config)
     test = evaluate(tuned, mtest.images, mtest.labels)
@@ -120,11 +127,18 @@ def register_commands(cli):
                        "so the Int8 model keeps the float model's decisions; 0 = labels only")
     @click.option("--distill-temperature", type=click.FloatRange(min=0, min_open=True), default=2.0,
                   show_default=True)
+    @click.option("--learn-clipping", is_flag=True,
+                  help="learn each ReLU output's int8 range (power-of-two exponent) instead of taking its "
+                       "min/max; a range learned below min/max is exported as a Clip")
+    @click.option("--clip-lr", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True,
+                  help="learning rate of the clipping ranges (log2 of the step)")
     @click.option("--json", "as_json", is_flag=True)
-    def qat_cmd(run_dir, out, epochs, lr, seed, threads, distill, distill_temperature, as_json):
+    def qat_cmd(run_dir, out, epochs, lr, seed, threads, distill, distill_temperature, learn_clipping, clip_lr,
+                as_json):
         app = get_app()
         m = qat_run(app, run_dir, out, epochs=epochs, lr=lr, seed=seed, threads=threads, distill=distill,
-                    distill_temperature=distill_temperature, quiet=as_json)
+                    distill_temperature=distill_temperature, learn_clipping=learn_clipping, clip_lr=clip_lr,
+                    quiet=as_json)
         if as_json:
             print_json({k: v for k, v in m.items() if k not in ("qat_history", "onnx")})
             return

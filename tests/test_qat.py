@@ -145,14 +145,21 @@ def _tiny_finetune(app, run, distill):
     return history[-1], changed
 
 
-def test_qat_distilled_from_the_float_model_keeps_its_decisions(qat_run_dir):
-    """With --distill 1 the labels play no part (here they are shuffled) and the fine-tuned model
-    keeps the float model's predictions; with labels only it learns the noise and drifts."""
+@pytest.fixture(scope="module")
+def trained_run(qat_run_dir):
+    """A model sure enough of its answers to have decisions to keep (12 epochs on the tiny set)."""
     from plugins._train_run import train_run
 
     app, first, _, _ = qat_run_dir
-    run = first.with_name("run-12")  # a model sure enough of its answers to have decisions to keep
+    run = first.with_name("run-12")
     train_run(app, out=run, model="p4net", recipe="fast", custom=[], epochs=12, quiet=True, threads=1)
+    return app, run
+
+
+def test_qat_distilled_from_the_float_model_keeps_its_decisions(trained_run):
+    """With --distill 1 the labels play no part (here they are shuffled) and the fine-tuned model
+    keeps the float model's predictions; with labels only it learns the noise and drifts."""
+    app, run = trained_run
     distilled, changed_distilled = _tiny_finetune(app, run, 1.0)
     labels_only, changed_labels = _tiny_finetune(app, run, 0.0)
     assert distilled["changed_vs_float"] == changed_distilled  # the reported count is the real one
@@ -170,3 +177,86 @@ def test_qat_run_quantizes_with_the_recipe_it_emulates(qat_run_dir):
     report = quantize_run(app, out, bits=8, target="esp32p4", calib=64, widths=(8,), verify=False, quiet=True)
     assert report["recipe"] == app.config["qat_quant_recipe"] == "minmax"
     assert report["int8"]["test_values"]["passed"]
+
+
+def test_learned_step_gradient_prefers_clipping_rare_outliers():
+    """The step's gradient (LSQ): with a few huge values among many small ones the reconstruction
+    error falls with a smaller step than min/max (clip the outliers, round the rest finely); when
+    the values fill the range, a step that clips half of them wants to grow back."""
+    from plugins._qat import learned_fake_quant, pow2_exponent
+
+    torch.manual_seed(0)
+    for values, below_minmax, sign in ((torch.cat([torch.rand(5000) * 0.5, torch.tensor([60.0])]), 0, 1.0),
+                                       (torch.rand(5000) * 60.0, 1, -1.0)):
+        e = (pow2_exponent(values.abs().max()) - below_minmax).clone().requires_grad_(True)
+        ((learned_fake_quant(values, e) - values) ** 2).sum().backward()
+        assert sign * float(e.grad) > 0  # descent lowers e (outliers) / raises it (clipping too much)
+
+
+def test_learned_clipping_reaches_the_file(trained_run, tmp_path):
+    """A ReLU range learned below min/max becomes Hardtanh(0, 127 * 2**e) in the written-back
+    model (ONNX Clip), is rebuilt from config.json by load_run, and esp-ppq's min/max
+    calibration stores exactly the learned exponent; the file passes its test values and equals
+    esp-ppq's simulator."""
+    import math
+
+    import onnx
+
+    from plugins._espdl import read_espdl
+    from plugins._espdl_quantize import onnx_logits
+    from plugins._export import export_onnx
+    from plugins._models import MEAN, STD, load_run
+    from plugins._qat import QatModel
+    from plugins._train_loop import normalized
+    from plugins.calib_images import calibration_set
+    from plugins.quant_espdl import quantize_run
+
+    app, run = trained_run
+    model, cfg = load_run(run, app)
+    test = app.get("dataset_sources", "mnist")(app.config, "test")
+    calib = calibration_set(app, 64).images
+    qat = QatModel(model, input_peak=max(abs(-MEAN / STD), abs((1 - MEAN) / STD)))
+    qat.calibrate(normalized(torch.from_numpy(calib.copy())))
+    qat.enable_clipping()
+    learned = {"features.6": int(qat.activations["features.6"].calibrated_exponent()) - 1}
+    with torch.no_grad():  # as if fine-tuning had learned one step finer for this ReLU
+        qat.activations["features.6"].log2_step.fill_(learned["features.6"])
+    clip = qat.clip_bounds()
+    assert clip == {"features.6": 127 * 2.0 ** learned["features.6"]}
+    tuned = qat.to_original()
+    out = tmp_path / "clipped"
+    out.mkdir()
+    torch.save(tuned.state_dict(), out / "model.pt")
+    (out / "config.json").write_text(json.dumps(cfg | {"qat": {"from": str(run), "clip": clip}}))
+    export_onnx(tuned, out / "model.onnx", test.images[:8])
+    nodes = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert nodes.count("Clip") == 1 and nodes.count("Relu") == 2
+    reloaded, _ = load_run(out, app)
+    with torch.no_grad():
+        torch_logits = reloaded(normalized(torch.from_numpy(test.images.copy()))).numpy()
+    assert np.abs(torch_logits - onnx_logits(out / "model.onnx", test.images)).max() < 1e-4
+    report = quantize_run(app, out, bits=8, target="esp32p4", calib=64, widths=(8,), quiet=True)
+    assert report["recipe"] == "minmax"  # a qat run: the calibration the fine-tuning emulates
+    assert report["int8"]["test_values"]["passed"] and report["int8"]["verification"]["mismatched_images"] == 0
+    values = read_espdl(out / "model_int8.espdl").values
+    assert values["/features/features.6/Clip_output_0"].exponent == learned["features.6"] == \
+        int(math.log2(clip["features.6"] / 127))
+
+
+def test_qat_run_with_learned_clipping_records_what_it_exports(trained_run):
+    from plugins.quant_qat import qat_run
+
+    app, run = trained_run
+    out = run.with_name("run-12-clip")
+    metrics = qat_run(app, run, out, epochs=3, lr=1e-4, clip_lr=0.2, learn_clipping=True, threads=1, quiet=True)
+    qat = json.loads((out / "config.json").read_text())["qat"]
+    assert qat["learn_clipping"] is True and qat["clip"] == metrics["qat_history"][-1]["clip"]
+    nodes = [n.op_type for n in __import__("onnx").load(str(out / "model.onnx")).graph.node]
+    assert nodes.count("Clip") == len(qat["clip"]) and nodes.count("Relu") == 3 - len(qat["clip"])
+    for layer, bound in qat["clip"].items():
+        assert qat["activation_exponents"][layer] == np.log2(bound / 127)
+    from mnistp4.errors import InputError
+
+    if qat["clip"]:
+        with pytest.raises(InputError, match="already has learned clipping"):
+            qat_run(app, out, epochs=1, quiet=True)
