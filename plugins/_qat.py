@@ -16,6 +16,11 @@ through the rounding and stop outside the clamp range. The fine-tuned weights ar
 their int8 grid into the original architecture (BatchNorm set to the identity carrying the folded
 bias), so the export and esp-ppq see weights they can represent exactly and the usual
 ``mnistp4 quantize`` path applies.
+
+Options: the float model as teacher (``distill``: the loss follows its softened outputs, so the
+Int8 model keeps its decisions), and learned clipping (``learn_clipping``: each ReLU output's
+exponent is a parameter trained with the LSQ step gradient and capped at the min/max one; a
+range learned below min/max is written back as ``Hardtanh(0, 127 * 2**e)``, an ONNX ``Clip``).
 """
 from __future__ import annotations
 
