@@ -272,7 +272,7 @@ class QatModel:
 @dataclass
 class QatSettings:
     epochs: int = 2
-    lr: float = 1e-4
+    lr: float = 2e-5
     batch_size: int = 128
     label_smoothing: float = 0.05
     seed: int = 0

@@ -24,7 +24,7 @@ from mnistp4.io import atomic_path, write_json
 log = logging.getLogger(__name__)
 
 
-def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr: float = 1e-4, seed: int = 0,
+def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr: float = 2e-5, seed: int = 0,
             threads: int | None = None, distill: float = 0.0, distill_temperature: float = 2.0,
             learn_clipping: bool = False, clip_lr: float = 1e-2, quiet: bool = False) -> dict:
     import torch
@@ -119,7 +119,8 @@ def register_commands(cli):
     @click.argument("run_dir", type=click.Path(path_type=Path))
     @click.option("--out", type=click.Path(path_type=Path), default=None, help="new run dir (default RUN_DIR-qat)")
     @click.option("--epochs", type=int, default=2, show_default=True)
-    @click.option("--lr", type=float, default=1e-4, show_default=True, help="peak learning rate (cosine to 0)")
+    @click.option("--lr", type=float, default=2e-5, show_default=True,
+                  help="peak learning rate (cosine to 0); small next to the end of training (measured: docs/quantization.md)")
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--threads", type=click.IntRange(1), default=None)
     @click.option("--distill", type=click.FloatRange(0, 1), default=0.0, show_default=True,
