@@ -20,6 +20,7 @@ import numpy as np
 from mnistp4 import hookimpl
 from mnistp4.errors import InputError
 from mnistp4.io import atomic_path, write_json
+from mnistp4.records import PipelineStep
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,32 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
     for name, kind in (("model.pt", "model.pt"), ("model.onnx", "onnx")):
         app.emit("on_artifact_written", path=out / name, kind=kind)
     return metrics
+
+
+def qat_step(app, state: dict) -> dict:
+    """Between training and quantization: fine-tune the trained run (``qat_epochs``; 0 skips) and
+    hand its ``RUN-qat`` dir on, which ``quantize`` then calibrates with ``qat_quant_recipe``."""
+    c = app.config
+    epochs = int(c["qat_epochs"])
+    if epochs <= 0:
+        return {"skipped": True}
+    run_dir = Path(state.get("run_dir") or c.path("runs_dir") / c["run_name"])
+    m = qat_run(app, run_dir, epochs=epochs, lr=float(c["qat_lr"]), seed=int(c["seed"]))
+    return {"run_dir": m["run_dir"], "onnx": str(Path(m["run_dir"]) / "model.onnx"),
+            "fake_quant_accuracy": m["fake_quant_accuracy"], "changed_vs_float": m["changed_vs_float"],
+            "test_accuracy": m["test_accuracy"]}
+
+
+@hookimpl
+def register_config_keys(register):
+    register("qat_epochs", 2, "`mnistp4 run`: epochs of quantization-aware fine-tuning between train and "
+             "quantize (0 skips the step)")
+    register("qat_lr", 2e-5, "`mnistp4 run`: peak learning rate of that fine-tuning")
+
+
+@hookimpl
+def register_pipeline_steps(register):
+    register("qat", PipelineStep(25, qat_step, "quantization-aware fine-tuning of the trained run"))
 
 
 @hookimpl

@@ -34,17 +34,22 @@ def test_run_executes_every_stage_on_the_configured_defaults(tmp_path, monkeypat
     out = capsys.readouterr().out
     assert rc == 0, out
     steps = json.loads(out)["steps"]
-    assert [s["step"] for s in steps] == ["segment", "train", "quantize", "deploy"]
-    seg, train, quant, deploy = (s["result"] for s in steps)
+    assert [s["step"] for s in steps] == ["segment", "train", "qat", "quantize", "deploy"]
+    seg, train, qat, quant, deploy = (s["result"] for s in steps)
 
     assert seg["digits"] == 200 and seg["failed_sheets"] == 0
     assert (project / "data" / "manifest.csv").is_file()
     run_dir = project / "runs" / "tiny"
     assert train["run_dir"] == str(run_dir)
     assert train["custom_accuracy"] is not None  # the segmented digits took part, one writer held out
-    for name in ("model.pt", "model.onnx", "metrics.json", "config.json", "model_int8.espdl", "quant.json"):
+    for name in ("model.pt", "model.onnx", "metrics.json", "config.json"):
         assert (run_dir / name).is_file(), name
-    assert quant["model_file"] == str(run_dir / "model_int8.espdl")
+    tuned = project / "runs" / "tiny-qat"  # fine-tuned with the chip's rounding, then quantized
+    assert qat["run_dir"] == str(tuned) and 0 <= qat["changed_vs_float"] <= 192
+    for name in ("model.pt", "model.onnx", "config.json", "model_int8.espdl", "quant.json"):
+        assert (tuned / name).is_file(), name
+    assert json.loads((tuned / "quant.json").read_text())["recipe"] == "minmax"
+    assert quant["model_file"] == str(tuned / "model_int8.espdl")
     assert quant["verified_mismatches"] == 0
     assert deploy["flashed"] is False and deploy["offset"] == "0x610000"
     flash_args = (Path(deploy["bundle"]) / "flash_args").read_text()
