@@ -26,7 +26,15 @@ def register_config_keys(register):
 
 
 def default_source(app) -> Path:
-    return app.config.path("runs_dir") / app.config["run_name"]
+    """What `mnistp4 run` last produced: ``runs_dir/run_name``, or its fine-tuned ``…-qat`` dir
+    when the qat step is on and that dir's model is newer than the trained one."""
+    trained = app.config.path("runs_dir") / app.config["run_name"]
+    tuned = trained.with_name(trained.name + "-qat")
+    model, weights = tuned / f"model_int{app.config['bits']}.espdl", trained / "model.pt"
+    if int(app.config["qat_epochs"]) > 0 and model.is_file() and \
+            (not weights.is_file() or model.stat().st_mtime >= weights.stat().st_mtime):
+        return tuned
+    return trained
 
 
 def run_deploy(app, source, *, port: str | None, dry_run: bool, build: bool = False,
@@ -71,7 +79,8 @@ def print_result(app, result: DeployResult) -> None:
 def register_commands(cli):
     @cli.command("deploy", help="Flash a quantized model to the board (model-only update at the `model` "
                                 "partition, or --build for the whole firmware) or write a flash bundle. "
-                                "SOURCE: a run dir or an .espdl file (default: runs_dir/run_name). "
+                                "SOURCE: a run dir or an .espdl file (default: what `mnistp4 run` made: "
+                                "runs_dir/run_name, or its fine-tuned run_name-qat). "
                                 "Without a port this is a dry run.")
     @click.argument("source", required=False)
     @click.option("--target", default=None, help="deploy target (config deploy_target): crowpanel-p4, bundle")
