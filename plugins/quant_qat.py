@@ -4,10 +4,10 @@ The new run dir (default ``RUN_DIR-qat``) holds the fine-tuned ``model.pt`` (the
 architecture, weights on their int8 grid), ``config.json`` (the run's, plus a ``qat`` section),
 ``metrics.json`` and a checked ``model.onnx``, so ``mnistp4 quantize``, ``evaluate`` and ``deploy``
 take it like any training run, with the same calibration settings (the activation ranges QAT
-trained with are the ones esp-ppq's min/max calibration finds on those images). The default
-recipe ``pow2-align`` rescales layers by factors just under 2, which moves the weights off the
-exact grid they were tuned for; measured on the compact model it still came out best (99.57 %
-vs 99.56 % with ``minmax``, docs/quantization.md).
+trained with are the ones esp-ppq's min/max calibration finds on those images). ``mnistp4 quantize``
+calibrates such a run with ``qat_quant_recipe`` (``minmax``): ``pow2-align`` would rescale layers and
+move the weights off the grid they were tuned on (measured: docs/quantization.md). The ``qat``
+pipeline step runs this between ``train`` and ``quantize`` (``qat_epochs``; 0 skips it).
 """
 from __future__ import annotations
 
