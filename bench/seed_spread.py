@@ -39,33 +39,29 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def shared_errors(app, run_dirs: list[Path]) -> dict:
+def shared_errors(float_logits: list, labels) -> dict:
     """Float (ONNX) errors of each seed on the MNIST test set, those all seeds share, and the
     accuracy of the seeds' averaged probabilities: when the seeds err on the same digits,
     averaging gains nothing and the level is the architecture's, not a seed's luck."""
     import numpy as np
 
-    from plugins._espdl_quantize import onnx_logits
-
-    test = app.get("dataset_sources", "mnist")(app.config, "test")
     probs, wrong = [], []
-    for run_dir in run_dirs:
-        logits = onnx_logits(run_dir / "model.onnx", test.images)
+    for logits in float_logits:
         p = np.exp(logits - logits.max(1, keepdims=True))
         probs.append(p / p.sum(1, keepdims=True))
-        wrong.append(probs[-1].argmax(1) != test.labels)
-    averaged = np.mean(probs, 0).argmax(1) == test.labels
+        wrong.append(probs[-1].argmax(1) != labels)
+    averaged = np.mean(probs, 0).argmax(1) == labels
     return {"errors_per_seed": [int(w.sum()) for w in wrong],
             "errors_in_all": int(np.logical_and.reduce(wrong).sum()),
             "errors_in_any": int(np.logical_or.reduce(wrong).sum()),
             "averaged_accuracy": round(100 * float(averaged.mean()), 2)}
 
 
-def changed_predictions(float_onnx: Path, espdl: Path, images) -> int:
+def changed_predictions(float_logits, espdl: Path, images) -> int:
     """Test digits whose Int8 file prediction (host interpreter) differs from the float model's."""
-    from plugins._espdl_quantize import espdl_predictor, onnx_logits
+    from plugins._espdl_quantize import espdl_predictor
 
-    return int((onnx_logits(float_onnx, images).argmax(1) != espdl_predictor(espdl)(images).argmax(1)).sum())
+    return int((float_logits.argmax(1) != espdl_predictor(espdl)(images).argmax(1)).sum())
 
 
 def parse_qat(text: str) -> dict:
@@ -124,6 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-drop", type=float, default=0.05, help="largest allowed float->Int8 drop (pp)")
     args = ap.parse_args(argv)
 
+    from plugins._espdl_quantize import onnx_logits
     from plugins._train_run import train_run
     from plugins.quant_espdl import quantize_run
 
@@ -133,10 +130,9 @@ def main(argv=None) -> int:
     tag = args.tag or f"{args.recipe}-e{args.epochs or 'r'}"
     qat = parse_qat(args.qat)
     test = app.get("dataset_sources", "mnist")(c, "test")
-    rows, run_dirs = [], []
+    rows, float_logits = [], []
     for seed in args.seeds:
         out = Path(args.runs) / f"spread-{args.model}-{tag}-s{seed}"
-        run_dirs.append(out)
         app.console.rule(f"{args.model} {tag} seed {seed}")
         m = train_run(app, out=out, model=args.model, recipe=args.recipe, custom=[], epochs=args.epochs,
                       seed=seed, augment=args.augment, resume=True, threads=args.threads, teachers=args.teacher)
@@ -145,6 +141,7 @@ def main(argv=None) -> int:
         q = quantize_run(app, out, bits=8, target=c["target"], calib=int(c["calib"]), recipe=quant_recipe,
                          quiet=True)
         float_acc, int8 = 100 * q["float"]["mnist"]["accuracy"], q["int8"]
+        float_logits.append(onnx_logits(out / "model.onnx", test.images))  # once per seed, for every count
         rows.append({"seed": seed, "run_dir": _shown(out), "epochs": m["epochs"], "float": round(float_acc, 2),
                      "int8_recipe": q["recipe"],
                      "best_test_epoch": m["best_test_epoch"], "best_test": round(100 * m["best_test_accuracy"], 2),
@@ -153,7 +150,7 @@ def main(argv=None) -> int:
                      "drop_pp": round(100 * int8["mnist"]["accuracy"] - float_acc, 2),
                      "mismatches": (int8["verification"] or {}).get("mismatched_images"),
                      "test_values": int8["test_values"]["passed"], "int8_bytes": int8["file_bytes"],
-                     "changed_vs_float": changed_predictions(out / "model.onnx", Path(int8["file"]), test.images)})
+                     "changed_vs_float": changed_predictions(float_logits[-1], Path(int8["file"]), test.images)})
         if qat:
             tuned = fine_tuned(app, out, qat, args.threads)
             tq = quantize_run(app, tuned, bits=8, target=c["target"], calib=int(c["calib"]),
@@ -163,11 +160,11 @@ def main(argv=None) -> int:
                                "drop_pp": round(acc - float_acc, 2),  # against the model before fine-tuning
                                "mismatches": (tq["verification"] or {}).get("mismatched_images"),
                                "test_values": tq["test_values"]["passed"],
-                               "changed_vs_float": changed_predictions(out / "model.onnx", Path(tq["file"]),
+                               "changed_vs_float": changed_predictions(float_logits[-1], Path(tq["file"]),
                                                                        test.images)}
     if args.train_only:
         return 0
-    shared = shared_errors(app, run_dirs)
+    shared = shared_errors(float_logits, test.labels)
     counted = [r["qat"] if qat else r for r in rows]  # the files the goal is counted on
     int8s = [r["int8"] for r in counted]
     summary = {"counted_on": qat_tag(qat) if qat else "trained", "worst_int8": min(int8s),

@@ -19,8 +19,8 @@ bias), so the export and esp-ppq see weights they can represent exactly and the 
 
 Options: the float model as teacher (``distill``: the loss follows its softened outputs, so the
 Int8 model keeps its decisions), and learned clipping (``learn_clipping``: each ReLU output's
-exponent is a parameter trained with the LSQ step gradient and capped at the min/max one; a
-range learned below min/max is written back as ``Hardtanh(0, 127 * 2**e)``, an ONNX ``Clip``).
+exponent is a parameter trained with the LSQ step gradient of :func:`fake_quant`, capped at
+the min/max one; a range learned below min/max is written back as ``Hardtanh(0, 127 * 2**e)``, an ONNX ``Clip``).
 """
 from __future__ import annotations
 
@@ -46,18 +46,12 @@ def pow2_exponent(peak):
 
 
 def fake_quant(x, exponent):
-    """Round ``x`` to int8 steps of 2**exponent (broadcast), saturating; straight-through gradient."""
-    import torch
-
-    step = torch.pow(2.0, exponent)
-    clipped = torch.maximum(torch.minimum(x, QMAX * step), QMIN * step)
-    return clipped + (torch.round(clipped / step) * step - clipped).detach()
-
-
-def learned_fake_quant(x, exponent):
-    """Like :func:`fake_quant`, with the gradient of the step too (LSQ, Esser et al. 2020):
-    ``round(v) - v`` inside the range and the range limit where it saturates, so a smaller step
-    is chosen where the clipped outliers cost less than the coarser rounding of everything else."""
+    """Round ``x`` to int8 steps of 2**exponent (broadcast), saturating. The gradient passes
+    straight through the rounding inside the range and stops where it saturates; where the
+    exponent carries a gradient (learned clipping) it gets the LSQ step gradient (Esser et al.
+    2020): ``round(v) - v`` inside the range and the range limit where values saturate, so a
+    smaller step is chosen where the clipped outliers cost less than the coarser rounding of
+    everything else."""
     import torch
 
     step = torch.pow(2.0, exponent)
@@ -126,9 +120,7 @@ def _activation_quantizer():
                 return x
             if float(self.peak) == 0.0:
                 return x
-            if self.log2_step is None:
-                return fake_quant(x, self.exponent())
-            return learned_fake_quant(x, self.exponent())
+            return fake_quant(x, self.exponent())
 
     return ActivationQuant()
 

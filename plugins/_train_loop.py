@@ -434,7 +434,7 @@ def grouped_sharpness_aware_gradients(model, step_loss, x, y, rho: float, group:
     total = len(y)
     summed: dict = {}
     batch_loss = 0.0
-    softs = torch.split(soft, group) if soft is not None else [None] * len(torch.split(y, group))
+    softs = torch.split(soft, group) if soft is not None else [None] * -(-total // group)
     for xb, yb, sb in zip(torch.split(x, group), torch.split(y, group), softs):
         share = len(yb) / total
         model.zero_grad(set_to_none=True)

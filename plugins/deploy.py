@@ -28,8 +28,10 @@ def register_config_keys(register):
 def default_source(app) -> Path:
     """What `mnistp4 run` last produced: ``runs_dir/run_name``, or its fine-tuned ``…-qat`` dir
     when the qat step is on and that dir's model is newer than the trained one."""
+    from plugins.quant_qat import tuned_dir
+
     trained = app.config.path("runs_dir") / app.config["run_name"]
-    tuned = trained.with_name(trained.name + "-qat")
+    tuned = tuned_dir(trained)
     model, weights = tuned / f"model_int{app.config['bits']}.espdl", trained / "model.pt"
     if int(app.config["qat_epochs"]) > 0 and model.is_file() and \
             (not weights.is_file() or model.stat().st_mtime >= weights.stat().st_mtime):

@@ -84,11 +84,10 @@ def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recip
     from plugins.calib_images import calibration_set, custom_entries, custom_split
     from plugins.cost_report import device_cost
 
-    check_options(bits, target, recipe or DEFAULT_RECIPE)
-    widths = tuple(sorted({bits, *(widths or (8, 16))}, reverse=True))
     onnx_path, out_dir, run_cfg = resolve_source(source)
     recipe = recipe or configured_recipe(app, run_cfg)
     check_options(bits, target, recipe)
+    widths = tuple(sorted({bits, *(widths or (8, 16))}, reverse=True))
     stem = "model" if onnx_path.name == "model.onnx" else onnx_path.stem
     with _progress(app, quiet) as progress:
         task = progress.add_task("loading test sets", total=2 + 3 * len(widths))

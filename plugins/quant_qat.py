@@ -25,6 +25,11 @@ from mnistp4.records import PipelineStep
 log = logging.getLogger(__name__)
 
 
+def tuned_dir(run_dir: Path) -> Path:
+    """Where a run's fine-tuned copy goes by default: ``RUN_DIR-qat`` beside it."""
+    return Path(run_dir).with_name(Path(run_dir).name + "-qat")
+
+
 def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr: float = 2e-5, seed: int = 0,
             threads: int | None = None, distill: float = 0.0, distill_temperature: float = 2.0,
             learn_clipping: bool = False, clip_lr: float = 1e-2, quiet: bool = False) -> dict:
@@ -39,7 +44,7 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
 
     run_dir = Path(run_dir)
     model, cfg = load_run(run_dir, app)
-    out = Path(out) if out else run_dir.with_name(run_dir.name + "-qat")
+    out = Path(out) if out else tuned_dir(run_dir)
     if out.resolve() == run_dir.resolve():
         raise InputError(f"{out}: the fine-tuned model needs its own run dir (the source run is kept)")
     if epochs < 1:

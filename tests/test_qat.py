@@ -183,13 +183,13 @@ def test_learned_step_gradient_prefers_clipping_rare_outliers():
     """The step's gradient (LSQ): with a few huge values among many small ones the reconstruction
     error falls with a smaller step than min/max (clip the outliers, round the rest finely); when
     the values fill the range, a step that clips half of them wants to grow back."""
-    from plugins._qat import learned_fake_quant, pow2_exponent
+    from plugins._qat import fake_quant, pow2_exponent
 
     torch.manual_seed(0)
     for values, below_minmax, sign in ((torch.cat([torch.rand(5000) * 0.5, torch.tensor([60.0])]), 0, 1.0),
                                        (torch.rand(5000) * 60.0, 1, -1.0)):
         e = (pow2_exponent(values.abs().max()) - below_minmax).clone().requires_grad_(True)
-        ((learned_fake_quant(values, e) - values) ** 2).sum().backward()
+        ((fake_quant(values, e) - values) ** 2).sum().backward()
         assert sign * float(e.grad) > 0  # descent lowers e (outliers) / raises it (clipping too much)
 
 
