@@ -20,15 +20,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> int:
     from mnistp4.io import write_json
-    from plugins._espdl import Interpreter, predict_ints, read_espdl
-    from plugins._espdl_quantize import (RECIPES, accuracy, onnx_logits, quantize_onnx,
+    from mnistp4.stages.quantize.espdl import Interpreter, predict_ints, read_espdl
+    from mnistp4.stages.quantize.espdl_quantize import (RECIPES, accuracy, onnx_logits, quantize_onnx,
                                          verify_against_ppq)
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", help="run dirs (with model.onnx) or .onnx files")
@@ -112,8 +111,8 @@ def quick_train(model_name: str, epochs: int, out: Path, train, test, seed: int 
     import torch.nn.functional as F
 
     from mnistp4.app import create_app
-    from plugins._export import export_onnx
-    from plugins._models import normalize_uint8
+    from mnistp4.stages.models.export import export_onnx
+    from mnistp4.stages.models.common import normalize_uint8
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -2,7 +2,7 @@
 
     MNISTP4_SEMEION_DIR=/path/to/semeion python bench/bench_segment.py [--sheets 8] [--json]
 
-Sheets are generated from real Semeion handwriting with known ground truth (plugins/_synth.py):
+Sheets are generated from real Semeion handwriting with known ground truth (plugins/sheets/synth.py):
 template sheets (grid-10x10, 150 dpi, 100 boxes) at the levels clean / mild / hard of
 ``_synth.LEVELS``, and tablet-style freeform sheets (clean and mild). For every written digit:
 
@@ -29,12 +29,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from plugins import _synth  # noqa: E402
-from plugins._sheet_layout import TABLET_PX_PER_MM, default_layouts  # noqa: E402
-from plugins.segment_freeform import segment_freeform  # noqa: E402
-from plugins.segment_template import segment_template  # noqa: E402
+from mnistp4.stages.sheets import synth as _synth  # noqa: E402
+from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, default_layouts  # noqa: E402
+from mnistp4.stages.sheets.segment_freeform import segment_freeform  # noqa: E402
+from mnistp4.stages.sheets.segment_template import segment_template  # noqa: E402
 
 LAYOUTS = {lay.name: lay for lay in default_layouts()}
 GRID = LAYOUTS["grid-10x10"]

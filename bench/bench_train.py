@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from mnistp4.app import create_app  # noqa: E402
 from mnistp4.io import write_json  # noqa: E402
@@ -83,7 +82,7 @@ def main(argv=None) -> int:
             "history": [{k: h[k] for k in ("epoch", "test_accuracy", "custom_accuracy", "seconds")}
                         for h in m["history"]]}
 
-    from plugins.evaluate import evaluate_model, load_data
+    from mnistp4.stages.models.evaluate import evaluate_model, load_data
 
     model, recipe = args.model or app.config["model"], args.recipe or app.config["recipe"]
     ours_dir = runs / f"bench-{model}-{recipe}"
@@ -205,9 +204,9 @@ def throughput(steps: int, threads: int = 1) -> int:
     import torch
     import torch.nn.functional as F
 
-    from plugins._train_loop import _batches_batch_pipeline, _batches_per_sample
-    from plugins.augment import rotate_shift
-    from plugins.train_recipes import FAST, SEED
+    from mnistp4.stages.training.loop import _batches_batch_pipeline, _batches_per_sample
+    from mnistp4.stages.training.augment import rotate_shift
+    from mnistp4.stages.training.recipes import FAST, SEED
 
     app = create_app(root=REPO)
     torch.set_num_threads(threads)
@@ -255,7 +254,7 @@ def throughput(steps: int, threads: int = 1) -> int:
 
 
 def train_one(app, out: Path, **kw):
-    from plugins._train_run import train_run
+    from mnistp4.stages.training.run import train_run
 
     return train_run(app, out=out, seed=0, overwrite=True, **kw)
 

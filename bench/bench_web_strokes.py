@@ -9,7 +9,7 @@ original MNIST digits on three numbers:
 * mean grey level of the 28x28 image,
 * ink pixels (>= 128).
 
-The page's pen (``plugins._web_collect.PEN_FRACTION``) should give ratios close to 1.0.
+The page's pen (``mnistp4.stages.web.collect.PEN_FRACTION``) should give ratios close to 1.0.
 Run:  python bench/bench_web_strokes.py [--digits 200] [--size 0.75]
 """
 from __future__ import annotations
@@ -24,11 +24,10 @@ import cv2
 import numpy as np
 from skimage.morphology import skeletonize
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mnistp4.app import create_app  # noqa: E402
-from plugins._web_collect import INK_MARGIN_FRACTION, PEN_FRACTION  # noqa: E402
-from plugins._web_sheets import render_template_for  # noqa: E402
+from mnistp4.stages.web.collect import INK_MARGIN_FRACTION, PEN_FRACTION  # noqa: E402
+from mnistp4.stages.web.sheets import render_template_for  # noqa: E402
 
 FRACTIONS = sorted({0.04, 0.05, PEN_FRACTION, 0.07, 0.085, 0.10})
 

@@ -16,11 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from plugins._fwcore import Core, build_core, parity  # noqa: E402
+from fwcore import Core, build_core, parity  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +36,7 @@ def main() -> None:
                                          bits=16)}
         mnist_dir = os.environ.get("MNISTP4_MNIST_DIR")
         if args.mnist and mnist_dir:
-            from plugins.mnist_source import load_mnist
+            from mnistp4.stages.data.mnist_source import load_mnist
 
             images = load_mnist(mnist_dir, "test").images[:args.mnist]
             states = [core.decide(core.normalize(img)[0], np.eye(10, dtype=np.float32)[0])["state"]
@@ -58,7 +57,7 @@ def figure(core: Core, path: Path, seed: int, count: int = 8) -> None:
     import matplotlib.pyplot as plt
 
     from mnistp4.io import atomic_path
-    from plugins._fwcore import random_canvas, reference_normalize, rgb565_to_rgb888
+    from fwcore import random_canvas, reference_normalize, rgb565_to_rgb888
 
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(2, count, figsize=(2 * count, 5.2))

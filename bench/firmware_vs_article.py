@@ -21,12 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from plugins._fwcore import Core, build_core  # noqa: E402
+from fwcore import Core, build_core  # noqa: E402
 
 CANVAS = 448
 BANDS = {"small (40-100 px)": (40, 100), "medium (100-250 px)": (100, 250), "large (250-420 px)": (250, 420)}
@@ -34,12 +33,12 @@ BANDS = {"small (40-100 px)": (40, 100), "medium (100-250 px)": (100, 250), "lar
 
 def load_predict(model: Path):
     if model.suffix == ".espdl":
-        from plugins._espdl_quantize import espdl_predictor
+        from mnistp4.stages.quantize.espdl_quantize import espdl_predictor
         return espdl_predictor(model)
     if model.suffix == ".onnx":
-        from plugins.evaluate import load_onnx
+        from mnistp4.stages.models.evaluate import load_onnx
         return load_onnx(model)
-    from plugins.evaluate import load_pt
+    from mnistp4.stages.models.evaluate import load_pt
     return load_pt(model)
 
 
@@ -67,7 +66,7 @@ def main() -> None:
         torch.set_num_threads(2)
     except ImportError:
         pass
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     test = load_mnist(mnist_dir, "test")
     predict = load_predict(args.model)

@@ -5,7 +5,7 @@ Produced the logs in ``bench/results/recipe_explore/`` (their ``RESULT`` lines h
     MNISTP4_MNIST_DIR=... python bench/recipe_explore.py --arch p4net-plus --w 16,32,64 \
         --epochs 12 --lr 4e-3 --pct 0.1 --ema 0.998
 
-``--arch p4net`` / ``p4net-plus`` build ``plugins/model_p4net.py`` / ``model_p4net_plus.py`` at
+``--arch p4net`` / ``p4net-plus`` build ``plugins/models/p4net.py`` / ``model_p4net_plus.py`` at
 ``--w``; ``--plain-ema`` averages without the decay warm-up of ``Recipe.make_ema`` (logs e1-e3).
 ``bench/recipe_sweep.py`` compares registered recipes through the real training loop instead.
 """
@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main(argv=None) -> int:
@@ -45,11 +44,11 @@ def main(argv=None) -> int:
     import torch.nn.functional as F
 
     from mnistp4.app import create_app
-    from plugins._models import MEAN, STD, count_macs, count_params, normalize_uint8
-    from plugins._train_loop import Recipe
-    from plugins.augment import rotate_shift
-    from plugins.model_p4net import P4Net
-    from plugins.model_p4net_plus import P4NetPlus
+    from mnistp4.stages.models.common import MEAN, STD, count_macs, count_params, normalize_uint8
+    from mnistp4.stages.training.loop import Recipe
+    from mnistp4.stages.training.augment import rotate_shift
+    from mnistp4.stages.models.p4net import P4Net
+    from mnistp4.stages.models.p4net_plus import P4NetPlus
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)

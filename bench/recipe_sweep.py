@@ -5,7 +5,7 @@ print the kept (last-epoch) MNIST test accuracy, the best epoch's for informatio
         --variant fast --variant compact --variant "long-warmup:base=fast,warmup=0.2,lr=6e-3,epochs=12"
 
 A variant is a registered recipe name, or ``NAME:base=RECIPE,field=value,...`` overriding fields of
-:class:`plugins._train_loop.Recipe` (``lr``, ``warmup``, ``epochs``, ``ema``, ``batch_size``,
+:class:`mnistp4.stages.training.loop.Recipe` (``lr``, ``warmup``, ``epochs``, ``ema``, ``batch_size``,
 ``label_smoothing``, ``weight_decay``, ``optimizer`` adam/adamw/sgd, ``sam`` (SAM radius),
 ``sam_group`` (SAM sub-batch size), ``distill_weight``, ``distill_temperature``). ``--augment`` replaces the configured augmentations, ``--teacher RUN_DIR``
 distills from a trained run, ``--seed`` sets the seed. Each variant trains through the real training
@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from mnistp4.app import create_app  # noqa: E402
 from mnistp4.io import write_json  # noqa: E402
@@ -54,7 +53,7 @@ def main(argv=None) -> int:
                     help="augmentations (repeatable; default: the configured ones)")
     args = ap.parse_args(argv)
 
-    from plugins._train_run import train_run
+    from mnistp4.stages.training.run import train_run
 
     app = create_app(root=REPO)
     model = args.model or app.config["model"]

@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from mnistp4.app import create_app  # noqa: E402
 from mnistp4.io import write_json  # noqa: E402
@@ -59,13 +58,13 @@ def shared_errors(float_logits: list, labels) -> dict:
 
 def changed_predictions(float_logits, espdl: Path, images) -> int:
     """Test digits whose Int8 file prediction (host interpreter) differs from the float model's."""
-    from plugins._espdl_quantize import espdl_predictor
+    from mnistp4.stages.quantize.espdl_quantize import espdl_predictor
 
     return int((float_logits.argmax(1) != espdl_predictor(espdl)(images).argmax(1)).sum())
 
 
 def parse_qat(text: str) -> dict:
-    """'epochs=2,lr=2e-5,distill=1' -> keyword arguments of plugins.quant_qat.qat_run."""
+    """'epochs=2,lr=2e-5,distill=1' -> keyword arguments of mnistp4.stages.quantize.qat_step.qat_run."""
     kinds = {"epochs": int, "lr": float, "seed": int, "distill": float, "distill_temperature": float,
              "learn_clipping": lambda v: bool(int(v)), "clip_lr": float}
     out = {}
@@ -86,7 +85,7 @@ def fine_tuned(app, run: Path, kwargs: dict, threads: int) -> Path:
     """``RUN-qat-…``: fine-tuned once per setting (a finished one is reused)."""
     import json
 
-    from plugins.quant_qat import qat_run
+    from mnistp4.stages.quantize.qat_step import qat_run
 
     out = run.with_name(f"{run.name}-{qat_tag(kwargs)}")
     done = out / "metrics.json"
@@ -120,9 +119,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-drop", type=float, default=0.05, help="largest allowed float->Int8 drop (pp)")
     args = ap.parse_args(argv)
 
-    from plugins._espdl_quantize import onnx_logits
-    from plugins._train_run import train_run
-    from plugins.quant_espdl import quantize_run
+    from mnistp4.stages.quantize.espdl_quantize import onnx_logits
+    from mnistp4.stages.training.run import train_run
+    from mnistp4.stages.quantize.quantize import quantize_run
 
     app = create_app()
     c = app.config

@@ -42,7 +42,7 @@ def register_sheet_layouts(register):
     """Register collection-sheet layouts (the grid a writer fills in).
 
     ``register(name, layout)``: ``layout`` describes the rows (the digit of each row), the
-    columns and the page geometry (``plugins._sheet_layout.Layout`` for the shipped ones). Its
+    columns and the page geometry (``mnistp4.stages.sheets.layout.Layout`` for the shipped ones). Its
     numeric code is encoded in the corner ArUco markers so a scan can be matched to it.
     """
 
@@ -112,7 +112,7 @@ def register_models(register):
 def register_recipes(register):
     """Register training recipes (optimizer, schedule, batch size, epochs...).
 
-    ``register(name, recipe)``: a ``plugins._train_loop.Recipe`` (epochs, batch size, optimizer,
+    ``register(name, recipe)``: a ``mnistp4.stages.training.loop.Recipe`` (epochs, batch size, optimizer,
     learning rate and schedule, label smoothing, data pipeline).
     """
 
@@ -133,7 +133,7 @@ def register_quantizers(register):
     ``register(name, quantizer)``: ``quantizer(onnx_path, out_path, *, bits, target,
     calib_images, recipe) -> result`` writes ``out_path`` from a *copy* of the ONNX file
     (``calib_images``: uint8 (N, 28, 28)); the result has at least ``path``, ``bits``, ``target``
-    and the per-layer error (``plugins._espdl_quantize.QuantResult`` for ``espdl``).
+    and the per-layer error (``mnistp4.stages.quantize.espdl_quantize.QuantResult`` for ``espdl``).
     """
 
 

@@ -2,16 +2,16 @@
 
 Load order (later may replace earlier registrations, but only with ``override=True``):
 
-1. **shipped** — every module in the project's ``plugins/`` package whose name does not start
-   with ``_`` (modules starting with ``_`` are shared helpers, not plugins), alphabetically;
+1. **shipped** — the modules listed in ``mnistp4.stages.SHIPPED`` (the top-level ``plugins/``
+   folder of the checkout, installed as ``mnistp4.stages``), in that order;
 2. **entry points** — installed packages that declare ``[project.entry-points.mnistp4]``;
 3. **extra** — in this order: the ``plugins`` config key, the ``MNISTP4_PLUGINS`` environment
    variable (``os.pathsep``-separated), and ``--plugins-dir`` on the command line. Each item is a
    folder (every ``*.py`` in it not starting with ``_`` is a plugin; the folder is put on
    ``sys.path`` so plugins can import their own helpers), a ``.py`` file, or an importable module.
 
-A plugin's name is its module's short name (``plugins/seed_cnn.py`` -> ``seed_cnn``), an entry
-point's name, or a file's stem. Names must be unique.
+A plugin's name is its stage-qualified module name for shipped plugins (``models.seed_cnn``), an
+entry point's name, or a file's stem. Names must be unique.
 """
 from __future__ import annotations
 
@@ -71,14 +71,10 @@ class PluginManager:
         return info
 
     def load_shipped(self) -> None:
-        import plugins as shipped
+        from mnistp4.stages import SHIPPED
 
-        folder = Path(shipped.__file__).parent
-        for path in sorted(folder.glob("*.py")):
-            if path.stem.startswith("_"):
-                continue
-            module = _import(f"plugins.{path.stem}", path.stem, "shipped")
-            self.add(module, path.stem, "shipped")
+        for name, modname in SHIPPED:
+            self.add(_import(modname, name, "shipped"), name, "shipped")
 
     def load_entry_points(self) -> None:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):

@@ -22,7 +22,7 @@ def _orientation_and_centre(img: np.ndarray) -> tuple[float, float, float]:
 
 
 def test_rotate_shift_really_rotates_and_shifts_within_limits():
-    from plugins.augment import rotate_shift
+    from mnistp4.stages.training.augment import rotate_shift
 
     x = torch.from_numpy(np.stack([bar_image()] * 256))[:, None]
     y = rotate_shift(x, torch.Generator().manual_seed(0))
@@ -38,7 +38,7 @@ def test_rotate_shift_really_rotates_and_shifts_within_limits():
 
 
 def test_rotate_shift_small_rotates_as_much_and_shifts_half_as_far():
-    from plugins.augment_extras import rotate_shift_small
+    from mnistp4.stages.training.augment_extras import rotate_shift_small
 
     x = torch.from_numpy(np.stack([bar_image()] * 256))[:, None]
     y = rotate_shift_small(x, torch.Generator().manual_seed(0))
@@ -50,7 +50,7 @@ def test_rotate_shift_small_rotates_as_much_and_shifts_half_as_far():
 
 
 def test_extras_keep_shape_and_change_the_image():
-    from plugins.augment_extras import elastic, scale, stroke
+    from mnistp4.stages.training.augment_extras import elastic, scale, stroke
 
     x = torch.from_numpy(np.stack([bar_image()] * 32))[:, None]
     for fn in (elastic, scale, stroke):
@@ -62,7 +62,7 @@ def test_extras_keep_shape_and_change_the_image():
 
 
 def test_erase_blanks_one_bounded_rectangle_in_about_half_the_batch():
-    from plugins.augment_extras import erase
+    from mnistp4.stages.training.augment_extras import erase
 
     x = torch.ones(2000, 1, 28, 28)
     y = erase(x, torch.Generator().manual_seed(0))
@@ -79,8 +79,8 @@ def test_erase_blanks_one_bounded_rectangle_in_about_half_the_batch():
 
 
 def test_batch_pipeline_keeps_labels_with_their_digits():
-    from plugins._train_loop import _batches_batch_pipeline
-    from plugins.augment import rotate_shift
+    from mnistp4.stages.training.loop import _batches_batch_pipeline
+    from mnistp4.stages.training.augment import rotate_shift
 
     images = np.zeros((50, 28, 28), np.uint8)
     for i in range(50):

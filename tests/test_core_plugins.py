@@ -34,7 +34,7 @@ def test_readme_plugin_is_discovered_listed_and_selectable(tmp_path, make_app, c
     write_plugin(plugdir, "my_models", readme_plugin_example())
     app = make_app(plugin_dirs=[str(plugdir)], settings=["model=tiny-mlp"])
     names = [p.name for p in app.manager.plugins]
-    assert "my_models" in names and names.index("my_models") > names.index("mnist_source")
+    assert "my_models" in names and names.index("my_models") > names.index("data.mnist_source")
     info = next(p for p in app.manager.plugins if p.name == "my_models")
     assert info.origin == str(plugdir / "my_models.py")
     spec = app.get("models", key="model")  # selected by name through config
@@ -72,7 +72,7 @@ def test_user_plugin_overrides_shipped_registration(tmp_path, make_app):
     """)
     app = make_app(plugin_dirs=[str(plugdir)])
     entry = app.registry.entry("dataset_sources", "mnist")
-    assert entry.plugin == "my_mnist" and entry.replaced == ["mnist_source"]
+    assert entry.plugin == "my_mnist" and entry.replaced == ["data.mnist_source"]
 
 
 def test_same_name_without_override_is_a_clear_error(tmp_path, make_app):
@@ -86,7 +86,7 @@ def test_same_name_without_override_is_a_clear_error(tmp_path, make_app):
     with pytest.raises(RegistrationConflict) as e:
         make_app(plugin_dirs=[str(plugdir)])
     msg = str(e.value)
-    assert "'mnist'" in msg and "'mnist_source'" in msg and "'clash'" in msg and "override=True" in msg
+    assert "'mnist'" in msg and "'data.mnist_source'" in msg and "'clash'" in msg and "override=True" in msg
 
 
 def test_raising_plugin_is_reported_with_plugin_and_hook(tmp_path, make_app, capsys):

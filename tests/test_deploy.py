@@ -13,7 +13,7 @@ import pytest
 
 from mnistp4.cli import main
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
-from plugins._partitions import find_partition, read_partitions
+from mnistp4.stages.deploy.partitions import find_partition, read_partitions
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = REPO / "partitions.csv"
@@ -22,7 +22,7 @@ MODEL_OFFSET = find_partition(read_partitions(PARTITIONS), "model").offset
 
 @pytest.fixture(scope="module")
 def espdl(tmp_path_factory) -> Path:
-    from plugins._fwcore_model import tiny_espdl
+    from fwcore_model import tiny_espdl
 
     return tiny_espdl(tmp_path_factory.mktemp("tiny"), bits=8)
 
@@ -46,7 +46,7 @@ def esptool(*args, cwd=None):
 
 
 def test_dry_run_writes_bundle_and_prints_exact_commands(app, run_dir):
-    from plugins.deploy import run_deploy
+    from mnistp4.stages.deploy.deploy import run_deploy
 
     result = run_deploy(app, run_dir, port=None, dry_run=True)
     bundle = run_dir / "deploy" / "crowpanel-p4"
@@ -69,7 +69,7 @@ def test_dry_run_writes_bundle_and_prints_exact_commands(app, run_dir):
 
 
 def test_esptool_offline_tools_accept_the_bundle(app, run_dir, tmp_path):
-    from plugins.deploy import run_deploy
+    from mnistp4.stages.deploy.deploy import run_deploy
 
     run_deploy(app, run_dir, port=None, dry_run=True)
     bundle = run_dir / "deploy" / "crowpanel-p4"
@@ -98,7 +98,7 @@ def test_esptool_offline_tools_accept_the_bundle(app, run_dir, tmp_path):
 
 
 def test_bundle_target_zip(app, run_dir, tmp_path):
-    from plugins.deploy import run_deploy
+    from mnistp4.stages.deploy.deploy import run_deploy
 
     app.override(deploy_target="bundle")
     result = run_deploy(app, run_dir, port=None, dry_run=True)
@@ -120,7 +120,7 @@ def test_bundle_target_zip(app, run_dir, tmp_path):
 
 
 def test_oversize_model_is_refused_naming_both_sizes(make_app, run_dir, tmp_path):
-    from plugins.deploy import run_deploy
+    from mnistp4.stages.deploy.deploy import run_deploy
 
     small = tmp_path / "small.csv"
     small.write_text("nvs, data, nvs, , 0x6000\nfactory, app, factory, , 1M\nmodel, data, undefined, , 4K\n")
@@ -138,7 +138,7 @@ def test_oversize_model_is_refused_naming_both_sizes(make_app, run_dir, tmp_path
     (b"EDL2\x01\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00abc", "encrypted"),
 ])
 def test_bad_model_files_are_refused(app, tmp_path, content, message):
-    from plugins.deploy import run_deploy
+    from mnistp4.stages.deploy.deploy import run_deploy
 
     bad = tmp_path / "bad.espdl"
     bad.write_bytes(content)
@@ -147,7 +147,7 @@ def test_bad_model_files_are_refused(app, tmp_path, content, message):
 
 
 def test_model_resolution(app, run_dir, tmp_path):
-    from plugins._deploy import resolve_model
+    from mnistp4.stages.deploy.common import resolve_model
 
     assert resolve_model(run_dir).name == "model_int8.espdl"
     shutil.copyfile(run_dir / "model_int8.espdl", run_dir / "model_int16.espdl")
@@ -166,8 +166,8 @@ def test_model_resolution(app, run_dir, tmp_path):
 
 
 def test_board_partition_table_is_checked_before_writing(app, run_dir, tmp_path):
-    from plugins._deploy import check_board_table, check_model
-    from plugins._partitions import parse_partitions, to_binary
+    from mnistp4.stages.deploy.common import check_board_table, check_model
+    from mnistp4.stages.deploy.partitions import parse_partitions, to_binary
 
     model = check_model(run_dir / "model_int8.espdl", PARTITIONS)
     table = tmp_path / "board.bin"
@@ -187,14 +187,14 @@ def test_board_partition_table_is_checked_before_writing(app, run_dir, tmp_path)
 
 
 def test_missing_port_is_a_clear_error(app, run_dir):
-    from plugins.deploy import run_deploy
+    from mnistp4.stages.deploy.deploy import run_deploy
 
     with pytest.raises(UsageError, match="serial port /dev/does-not-exist-42 does not exist"):
         run_deploy(app, run_dir, port="/dev/does-not-exist-42", dry_run=False)
 
 
 def test_wrong_port_reports_esptool_failure(app, run_dir):
-    from plugins.deploy import run_deploy
+    from mnistp4.stages.deploy.deploy import run_deploy
 
     # /dev/null exists but is no serial port: esptool itself runs and fails; we report it plainly
     with pytest.raises(Mnistp4Error, match=r"reading the partition table of the board on /dev/null with esptool failed(.|\n)*Could not open"):
@@ -219,7 +219,7 @@ def test_cli_dry_run_json(run_dir, capsys):
 
 
 def test_build_without_esp_idf_places_model_and_explains(make_app, run_dir, tmp_path, monkeypatch):
-    from plugins.deploy import run_deploy
+    from mnistp4.stages.deploy.deploy import run_deploy
 
     fw = tmp_path / "fw"
     fw.mkdir()

@@ -11,8 +11,8 @@ from test_quant_kit import train_tiny_onnx
 
 @pytest.fixture(scope="module")
 def espdl_file(tmp_path_factory, mnist_dir):
-    from plugins._espdl_quantize import quantize_onnx
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     run = tmp_path_factory.mktemp("reader")
     onnx_path = train_tiny_onnx(mnist_dir, run, n_train=1000)
@@ -28,7 +28,7 @@ def _write(tmp_path, name, data: bytes):
 
 
 def test_truncated_file_is_a_clear_error(espdl_file, tmp_path):
-    from plugins._espdl import EspdlFormatError, read_espdl
+    from mnistp4.stages.quantize.espdl import EspdlFormatError, read_espdl
 
     data = espdl_file.read_bytes()
     for cut in (0, 10, 16, 100, len(data) // 2, len(data) - 1):
@@ -39,7 +39,7 @@ def test_truncated_file_is_a_clear_error(espdl_file, tmp_path):
 
 
 def test_wrong_magic_and_encrypted_flag(espdl_file, tmp_path):
-    from plugins._espdl import EspdlFormatError, read_espdl
+    from mnistp4.stages.quantize.espdl import EspdlFormatError, read_espdl
 
     data = espdl_file.read_bytes()
     with pytest.raises(EspdlFormatError, match="not an .espdl file"):
@@ -50,7 +50,7 @@ def test_wrong_magic_and_encrypted_flag(espdl_file, tmp_path):
 
 def test_corrupt_payload_never_crashes(espdl_file, tmp_path):
     """Damaged FlatBuffers offsets give EspdlFormatError; damaged weight bytes still parse."""
-    from plugins._espdl import EspdlFormatError, read_espdl
+    from mnistp4.stages.quantize.espdl import EspdlFormatError, read_espdl
 
     data = bytearray(espdl_file.read_bytes())
     bad_root = bytearray(data)
@@ -76,14 +76,14 @@ def test_corrupt_payload_never_crashes(espdl_file, tmp_path):
 
 def test_missing_file_is_input_error(tmp_path):
     from mnistp4.errors import InputError
-    from plugins._espdl import read_espdl
+    from mnistp4.stages.quantize.espdl import read_espdl
 
     with pytest.raises(InputError, match="cannot read"):
         read_espdl(tmp_path / "nope.espdl")
 
 
 def test_unknown_op_is_named(espdl_file):
-    from plugins._espdl import Interpreter, UnsupportedOp, read_espdl
+    from mnistp4.stages.quantize.espdl import Interpreter, UnsupportedOp, read_espdl
 
     model = read_espdl(espdl_file)
     Interpreter(model)  # the real graph is fully supported
@@ -109,10 +109,10 @@ def test_clip_matches_esp_ppq_bit_for_bit(tmp_path, mnist_dir, bits):
     import torch
     from torch import nn
 
-    from plugins._espdl import Interpreter, check_test_values, normalize_pixels, quantize_input, read_espdl
-    from plugins._espdl_quantize import quantize_onnx, verify_against_ppq
-    from plugins._export import export_onnx
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.quantize.espdl import Interpreter, check_test_values, normalize_pixels, quantize_input, read_espdl
+    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx, verify_against_ppq
+    from mnistp4.stages.models.export import export_onnx
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Hardtanh(0.0, 1.5), nn.MaxPool2d(2), nn.Flatten(),

@@ -10,7 +10,7 @@ from train_kit import write_digit_folder
 
 
 def test_per_class_metrics_on_a_hand_made_confusion():
-    from plugins._train_metrics import summarize
+    from mnistp4.stages.training.metrics import summarize
 
     labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
     preds = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
@@ -27,9 +27,9 @@ def onnx_and_folder(tmp_path, mnist_dir):
     """An exported (untrained but deterministic) p4net and a folder of 30 real test digits."""
     import torch
 
-    from plugins._export import export_onnx
-    from plugins.mnist_source import load_mnist
-    from plugins.model_p4net import SPEC
+    from mnistp4.stages.models.export import export_onnx
+    from mnistp4.stages.data.mnist_source import load_mnist
+    from mnistp4.stages.models.p4net import SPEC
 
     test = load_mnist(mnist_dir, "test")
     torch.manual_seed(0)

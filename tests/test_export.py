@@ -21,10 +21,10 @@ def _trained_looking(spec):
 
 @pytest.mark.parametrize("name", ["p4net", "seed-cnn"])
 def test_export_matches_torch_and_folds_batchnorm(name, tmp_path, mnist_dir):
-    from plugins._export import export_onnx
-    from plugins.mnist_source import load_mnist
-    from plugins.model_p4net import SPEC as P4
-    from plugins.model_seed_cnn import SPEC as SEED
+    from mnistp4.stages.models.export import export_onnx
+    from mnistp4.stages.data.mnist_source import load_mnist
+    from mnistp4.stages.models.p4net import SPEC as P4
+    from mnistp4.stages.models.seed_cnn import SPEC as SEED
 
     spec = {"p4net": P4, "seed-cnn": SEED}[name]
     digits = load_mnist(mnist_dir, "test").images[:32]
@@ -39,8 +39,8 @@ def test_export_matches_torch_and_folds_batchnorm(name, tmp_path, mnist_dir):
 
 
 def test_fold_batchnorm_keeps_outputs():
-    from plugins._export import fold_batchnorm
-    from plugins.model_p4net import SPEC
+    from mnistp4.stages.models.export import fold_batchnorm
+    from mnistp4.stages.models.p4net import SPEC
 
     m = _trained_looking(SPEC)
     folded = fold_batchnorm(m)
@@ -51,8 +51,8 @@ def test_fold_batchnorm_keeps_outputs():
 
 
 def test_verify_detects_a_different_model(tmp_path):
-    from plugins._export import export_onnx, verify_onnx
-    from plugins.model_p4net import SPEC
+    from mnistp4.stages.models.export import export_onnx, verify_onnx
+    from mnistp4.stages.models.p4net import SPEC
 
     digits = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
     export_onnx(_trained_looking(SPEC), tmp_path / "a.onnx", digits)

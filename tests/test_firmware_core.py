@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from plugins._fwcore import (CFLAGS, CORE_DIR, Core, build_core, grey_to_rgb565, parity, reference_input,
+from fwcore import (CFLAGS, CORE_DIR, Core, build_core, grey_to_rgb565, parity, reference_input,
                              reference_normalize, rgb565_to_rgb888)
-from plugins.digit_normalizer import centre_of_mass, normalize_digit
+from mnistp4.stages.data.normalizer import centre_of_mass, normalize_digit
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_parity_other_exponents_and_int16(core, exponent, bits):
 
 
 def test_mnist_digits_normalize_like_python(core, mnist_dir):
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     images = load_mnist(mnist_dir, "test").images[:150]
     for img in images:
@@ -112,7 +112,7 @@ def test_binary_01_canvas_reads_as_0_255(core):
 
 
 def test_extract_and_fit_halves_match_python(core):
-    from plugins.digit_normalizer import extract_ink, fit_28
+    from mnistp4.stages.data.normalizer import extract_ink, fit_28
 
     rng = np.random.default_rng(5)
     canvas = cv2.GaussianBlur(_digit_one(200, 150, box=(120, 60), at=(30, 30)), (0, 0), 1.0)

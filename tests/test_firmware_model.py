@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from plugins._espdl import Interpreter, predict_ints, quantize_input, read_espdl
-from plugins._fwcore import Core, build_core, random_canvas, reference_normalize
+from mnistp4.stages.quantize.espdl import Interpreter, predict_ints, quantize_input, read_espdl
+from fwcore import Core, build_core, random_canvas, reference_normalize
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def core(tmp_path_factory) -> Core:
 
 @pytest.fixture(scope="module", params=[8, 16])
 def model(request, tmp_path_factory):
-    from plugins._fwcore_model import tiny_espdl
+    from fwcore_model import tiny_espdl
 
     return read_espdl(tiny_espdl(tmp_path_factory.mktemp(f"tiny{request.param}"), bits=request.param))
 

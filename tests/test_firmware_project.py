@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from plugins._deploy import MODEL_PARTITION
-from plugins._partitions import find_partition, read_partitions
+from mnistp4.stages.deploy.common import MODEL_PARTITION
+from mnistp4.stages.deploy.partitions import find_partition, read_partitions
 
 REPO = Path(__file__).resolve().parents[1]
 FW = REPO / "firmware"

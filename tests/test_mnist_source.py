@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-import plugins.mnist_source as ms
+import mnistp4.stages.data.mnist_source as ms
 from mnistp4.errors import DatasetUnavailable, InputError
 
 

@@ -8,8 +8,8 @@ import torch
 
 
 def test_seed_cnn_is_the_article_cnn():
-    from plugins._models import count_macs, count_params
-    from plugins.model_seed_cnn import SPEC
+    from mnistp4.stages.models.common import count_macs, count_params
+    from mnistp4.stages.models.seed_cnn import SPEC
 
     m = SPEC.build()
     assert count_params(m) == 421_834
@@ -21,8 +21,8 @@ def test_seed_cnn_is_the_article_cnn():
 
 
 def test_p4net_fits_the_device_budget():
-    from plugins._models import summarize
-    from plugins.model_p4net import SPEC
+    from mnistp4.stages.models.common import summarize
+    from mnistp4.stages.models.p4net import SPEC
 
     s = summarize(SPEC)
     assert s["macs"] <= 1_000_000
@@ -31,10 +31,10 @@ def test_p4net_fits_the_device_budget():
 
 
 def test_p4net_plus_sits_between_p4net_and_the_article_cnn():
-    from plugins._models import summarize
-    from plugins.model_p4net import SPEC as P4
-    from plugins.model_p4net_plus import SPEC as PLUS
-    from plugins.model_seed_cnn import SPEC as SEED
+    from mnistp4.stages.models.common import summarize
+    from mnistp4.stages.models.p4net import SPEC as P4
+    from mnistp4.stages.models.p4net_plus import SPEC as PLUS
+    from mnistp4.stages.models.seed_cnn import SPEC as SEED
 
     plus, p4, seed = summarize(PLUS), summarize(P4), summarize(SEED)
     assert p4["macs"] < plus["macs"] < seed["macs"]
@@ -60,11 +60,11 @@ def test_models_cli_lists_params_and_macs(tmp_path, monkeypatch, capsys):
 
 def test_load_run_errors_name_the_file(tmp_path):
     from mnistp4.errors import InputError
-    from plugins._models import load_run
+    from mnistp4.stages.models.common import load_run
 
     with pytest.raises(InputError, match="config.json"):
         load_run(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model": "p4net", "builder": "plugins.model_p4net:build"}))
-    torch.save(__import__("plugins.model_seed_cnn", fromlist=["x"]).build().state_dict(), tmp_path / "model.pt")
+    torch.save(__import__("mnistp4.stages.models.seed_cnn", fromlist=["x"]).build().state_dict(), tmp_path / "model.pt")
     with pytest.raises(InputError, match="another architecture"):
         load_run(tmp_path)

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from plugins.digit_normalizer import (area_weights, centre_of_mass, extract_ink, fit_28, normalize_digit,
+from mnistp4.stages.data.normalizer import (area_weights, centre_of_mass, extract_ink, fit_28, normalize_digit,
                                       otsu_threshold, scaled_size)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mnistp4.errors import InputError
-from plugins._partitions import find_partition, parse_binary, parse_partitions, read_partitions, to_binary
+from mnistp4.stages.deploy.partitions import find_partition, parse_binary, parse_partitions, read_partitions, to_binary
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -51,7 +51,7 @@ def test_run_executes_every_stage_on_the_configured_defaults(tmp_path, monkeypat
     assert json.loads((tuned / "quant.json").read_text())["recipe"] == "minmax"
     assert quant["model_file"] == str(tuned / "model_int8.espdl")
     from mnistp4.app import create_app
-    from plugins.deploy import default_source
+    from mnistp4.stages.deploy.deploy import default_source
 
     assert default_source(create_app(root=project)) == tuned  # `mnistp4 deploy` alone flashes what run made
     assert quant["verified_mismatches"] == 0

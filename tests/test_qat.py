@@ -12,7 +12,7 @@ from train_kit import plugin_dir
 
 
 def test_fake_quant_rounds_half_even_saturates_and_passes_gradients_inside():
-    from plugins._qat import fake_quant, pow2_exponent
+    from mnistp4.stages.quantize.qat import fake_quant, pow2_exponent
 
     x = torch.tensor([0.25, 0.75, 1.25, -0.75, 200.0, -200.0, 3.0], requires_grad=True)
     y = fake_quant(x, torch.tensor(-1.0))  # steps of 0.5: 0.25 -> 0.0, 0.75 -> 1.0 (half to even)
@@ -25,8 +25,8 @@ def test_fake_quant_rounds_half_even_saturates_and_passes_gradients_inside():
 def test_original_architecture_gets_the_folded_weights_exactly():
     """With every quantizer off, the QAT model is the folded float model, and writing it back into
     the BatchNorm architecture gives the same function."""
-    from plugins._qat import QatModel
-    from plugins.model_p4net import SPEC
+    from mnistp4.stages.quantize.qat import QatModel
+    from mnistp4.stages.models.p4net import SPEC
 
     torch.manual_seed(0)
     net = SPEC.build()
@@ -58,8 +58,8 @@ def test_original_architecture_gets_the_folded_weights_exactly():
 def qat_run_dir(tmp_path_factory):
     """A 1-epoch tiny training run, then 1 epoch of quantization-aware fine-tuning."""
     from mnistp4.app import create_app
-    from plugins._train_run import train_run
-    from plugins.quant_qat import qat_run
+    from mnistp4.stages.training.run import train_run
+    from mnistp4.stages.quantize.qat_step import qat_run
 
     root = tmp_path_factory.mktemp("qat")
     (root / "project").mkdir()
@@ -88,9 +88,9 @@ def test_esp_ppq_keeps_the_fine_tuned_weights_and_ranges(qat_run_dir):
     import onnx
     from onnx import numpy_helper
 
-    from plugins._espdl import read_espdl, unpack_filter
-    from plugins._espdl_quantize import quantize_onnx
-    from plugins.calib_images import calibration_set
+    from mnistp4.stages.quantize.espdl import read_espdl, unpack_filter
+    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
+    from mnistp4.stages.quantize.calib_images import calibration_set
 
     app, _, out, _ = qat_run_dir
     calib = calibration_set(app, 64)
@@ -117,7 +117,7 @@ def test_esp_ppq_keeps_the_fine_tuned_weights_and_ranges(qat_run_dir):
 
 def test_qat_refuses_to_overwrite_its_source(qat_run_dir):
     from mnistp4.errors import InputError
-    from plugins.quant_qat import qat_run
+    from mnistp4.stages.quantize.qat_step import qat_run
 
     app, run, _, _ = qat_run_dir
     with pytest.raises(InputError, match="own run dir"):
@@ -128,10 +128,10 @@ def test_qat_refuses_to_overwrite_its_source(qat_run_dir):
 
 def _tiny_finetune(app, run, distill):
     """Fine-tune the tiny run on *shuffled* labels: only the float model's outputs carry the task."""
-    from plugins._models import load_run
-    from plugins._qat import QatSettings, finetune
-    from plugins._train_loop import evaluate
-    from plugins.calib_images import calibration_set
+    from mnistp4.stages.models.common import load_run
+    from mnistp4.stages.quantize.qat import QatSettings, finetune
+    from mnistp4.stages.training.loop import evaluate
+    from mnistp4.stages.quantize.calib_images import calibration_set
 
     mnist = app.get("dataset_sources", "mnist")
     train, test = mnist(app.config, "train"), mnist(app.config, "test")
@@ -148,7 +148,7 @@ def _tiny_finetune(app, run, distill):
 @pytest.fixture(scope="module")
 def trained_run(qat_run_dir):
     """A model sure enough of its answers to have decisions to keep (12 epochs on the tiny set)."""
-    from plugins._train_run import train_run
+    from mnistp4.stages.training.run import train_run
 
     app, first, _, _ = qat_run_dir
     run = first.with_name("run-12")
@@ -170,7 +170,7 @@ def test_qat_distilled_from_the_float_model_keeps_its_decisions(trained_run):
 def test_qat_run_quantizes_with_the_recipe_it_emulates(qat_run_dir):
     """A run from `mnistp4 qat` is quantized with qat_quant_recipe (min/max) unless a recipe is
     named; a trained run with quant_recipe."""
-    from plugins.quant_espdl import configured_recipe, quantize_run
+    from mnistp4.stages.quantize.quantize import configured_recipe, quantize_run
 
     app, run, out, _ = qat_run_dir
     assert configured_recipe(app, json.loads((run / "config.json").read_text())) == app.config["quant_recipe"]
@@ -183,7 +183,7 @@ def test_learned_step_gradient_prefers_clipping_rare_outliers():
     """The step's gradient (LSQ): with a few huge values among many small ones the reconstruction
     error falls with a smaller step than min/max (clip the outliers, round the rest finely); when
     the values fill the range, a step that clips half of them wants to grow back."""
-    from plugins._qat import fake_quant, pow2_exponent
+    from mnistp4.stages.quantize.qat import fake_quant, pow2_exponent
 
     torch.manual_seed(0)
     for values, below_minmax, sign in ((torch.cat([torch.rand(5000) * 0.5, torch.tensor([60.0])]), 0, 1.0),
@@ -202,14 +202,14 @@ def test_learned_clipping_reaches_the_file(trained_run, tmp_path):
 
     import onnx
 
-    from plugins._espdl import read_espdl
-    from plugins._espdl_quantize import onnx_logits
-    from plugins._export import export_onnx
-    from plugins._models import MEAN, STD, load_run
-    from plugins._qat import QatModel
-    from plugins._train_loop import normalized
-    from plugins.calib_images import calibration_set
-    from plugins.quant_espdl import quantize_run
+    from mnistp4.stages.quantize.espdl import read_espdl
+    from mnistp4.stages.quantize.espdl_quantize import onnx_logits
+    from mnistp4.stages.models.export import export_onnx
+    from mnistp4.stages.models.common import MEAN, STD, load_run
+    from mnistp4.stages.quantize.qat import QatModel
+    from mnistp4.stages.training.loop import normalized
+    from mnistp4.stages.quantize.calib_images import calibration_set
+    from mnistp4.stages.quantize.quantize import quantize_run
 
     app, run = trained_run
     model, cfg = load_run(run, app)
@@ -244,7 +244,7 @@ def test_learned_clipping_reaches_the_file(trained_run, tmp_path):
 
 
 def test_qat_run_with_learned_clipping_records_what_it_exports(trained_run):
-    from plugins.quant_qat import qat_run
+    from mnistp4.stages.quantize.qat_step import qat_run
 
     app, run = trained_run
     out = run.with_name("run-12-clip")

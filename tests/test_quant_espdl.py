@@ -16,8 +16,8 @@ N_CHECK = 300
 
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory, mnist_dir):
-    from plugins._espdl_quantize import quantize_onnx
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     run = tmp_path_factory.mktemp("tiny_run")
     onnx_path = train_tiny_onnx(mnist_dir, run)
@@ -38,7 +38,7 @@ def test_onnx_is_not_modified_and_side_files_written(quantized):
 
 
 def test_reader_reports_input_and_memory(quantized):
-    from plugins._espdl import read_espdl
+    from mnistp4.stages.quantize.espdl import read_espdl
 
     _, _, _, results = quantized
     m8, m16 = read_espdl(results[8].path), read_espdl(results[16].path)
@@ -55,8 +55,8 @@ def test_reader_reports_input_and_memory(quantized):
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_interpreter_equals_esp_ppq_and_test_values(quantized, mnist_dir, bits):
-    from plugins._espdl import check_test_values, read_espdl
-    from plugins._espdl_quantize import verify_against_ppq
+    from mnistp4.stages.quantize.espdl import check_test_values, read_espdl
+    from mnistp4.stages.quantize.espdl_quantize import verify_against_ppq
 
     _, _, _, results = quantized
     model = read_espdl(results[bits].path)
@@ -70,7 +70,7 @@ def test_interpreter_equals_esp_ppq_and_test_values(quantized, mnist_dir, bits):
 
 
 def test_int16_matches_float_and_int8_is_close(quantized, mnist_dir):
-    from plugins._espdl_quantize import accuracy, espdl_predictor, onnx_logits
+    from mnistp4.stages.quantize.espdl_quantize import accuracy, espdl_predictor, onnx_logits
 
     _, onnx_path, _, results = quantized
     images, labels = mnist_test_digits(mnist_dir, N_CHECK)
@@ -150,9 +150,9 @@ def test_pipeline_step_quantizes_the_configured_run(quantized, tmp_path, monkeyp
 
 
 def test_esp32s3_rounds_half_up_and_still_matches(quantized, tmp_path, mnist_dir):
-    from plugins._espdl import check_test_values, read_espdl
-    from plugins._espdl_quantize import quantize_onnx, verify_against_ppq
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.quantize.espdl import check_test_values, read_espdl
+    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx, verify_against_ppq
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     _, onnx_path, _, _ = quantized
     calib = load_mnist(mnist_dir, "train").images[5000:5064]
@@ -170,9 +170,9 @@ def test_pow2_align_is_an_exact_float_rewrite(quantized, tmp_path, mnist_dir):
     just under 127 * 2^e."""
     import math
 
-    from plugins._espdl_align import MARGIN, align_pow2
-    from plugins._espdl_quantize import normalize, onnx_logits
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.quantize.align import MARGIN, align_pow2
+    from mnistp4.stages.quantize.espdl_quantize import normalize, onnx_logits
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     _, onnx_path, _, _ = quantized
     calib = load_mnist(mnist_dir, "train").images[5000:5064]

@@ -11,8 +11,8 @@ def train_tiny_onnx(mnist_dir: Path, out_dir: Path, n_train: int = 3000) -> Path
     import torch
     from torch import nn
 
-    from plugins._espdl_quantize import normalize
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.quantize.espdl_quantize import normalize
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -37,7 +37,7 @@ def train_tiny_onnx(mnist_dir: Path, out_dir: Path, n_train: int = 3000) -> Path
 
 
 def mnist_test_digits(mnist_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     test = load_mnist(mnist_dir, "test")
     return test.images[:n], test.labels[:n]

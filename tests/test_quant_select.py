@@ -12,7 +12,7 @@ from test_quant_kit import train_tiny_onnx
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, mnist_dir):
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     run = tmp_path_factory.mktemp("tiny_select")
     onnx_path = train_tiny_onnx(mnist_dir, run)
@@ -21,8 +21,8 @@ def tiny(tmp_path_factory, mnist_dir):
 
 
 def test_hard_probes_are_reproducible_harder_digits(tiny):
-    from plugins._espdl_quantize import accuracy, onnx_logits
-    from plugins._quant_select import hard_probes
+    from mnistp4.stages.quantize.espdl_quantize import accuracy, onnx_logits
+    from mnistp4.stages.quantize.recipe_select import hard_probes
 
     onnx_path, _, images, labels = tiny
     probes = hard_probes(images, seed=3)
@@ -35,8 +35,8 @@ def test_hard_probes_are_reproducible_harder_digits(tiny):
 
 
 def test_flips_are_counted_on_the_files_and_the_fewest_wins(tiny, tmp_path):
-    from plugins._espdl_quantize import espdl_predictor, onnx_logits, quantize_onnx
-    from plugins._quant_select import hard_probes, select_recipe
+    from mnistp4.stages.quantize.espdl_quantize import espdl_predictor, onnx_logits, quantize_onnx
+    from mnistp4.stages.quantize.recipe_select import hard_probes, select_recipe
 
     onnx_path, calib, images, _ = tiny
     probes = hard_probes(images, seed=1)
@@ -56,7 +56,7 @@ def test_flips_are_counted_on_the_files_and_the_fewest_wins(tiny, tmp_path):
 
 def test_quantize_auto_reports_its_choice(tiny, tmp_path, monkeypatch, capsys, mnist_dir):
     from mnistp4.cli import main
-    from plugins._espdl import read_espdl
+    from mnistp4.stages.quantize.espdl import read_espdl
 
     run = tmp_path / "run"
     run.mkdir()

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from mnistp4.cli import main
-from plugins import _synth
-from plugins._manifest import read_manifest, usable
-from plugins._segment_batch import check_unchanged, list_sheets
-from plugins._sheet_layout import TABLET_PX_PER_MM, Layout, default_layouts, render_template
+from mnistp4.stages.sheets import synth as _synth
+from mnistp4.stages.data.manifest import read_manifest, usable
+from mnistp4.stages.sheets.batch import check_unchanged, list_sheets
+from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, Layout, default_layouts, render_template
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = default_layouts()[0]
@@ -168,7 +168,7 @@ def test_sheet_template_png_pdf_and_examples(tmp_path, capsys, semeion_dir):
 
 def test_examples_are_reproducible(tmp_path, semeion_dir):
     """raw_scans/ is exactly what its README's command writes."""
-    from plugins.sheet_cli import EXAMPLES, make_examples
+    from mnistp4.stages.sheets.sheet_cli import EXAMPLES, make_examples
     make_examples(semeion_dir / "semeion-dev.data", tmp_path, GRID, seed=0)
     for name, *_ in EXAMPLES[:2]:
         assert (tmp_path / name).read_bytes() == (REPO / "raw_scans" / name).read_bytes()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mnistp4.errors import InputError, UsageError
-from plugins._manifest import (COLUMNS, load_digits, read_decisions, read_manifest, record_decision, usable,
+from mnistp4.stages.data.manifest import (COLUMNS, load_digits, read_decisions, read_manifest, record_decision, usable,
                                write_manifest)
 
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from mnistp4.errors import InputError
-from plugins import _synth
-from plugins._sheet_layout import TABLET_PX_PER_MM, default_layouts, render_template
-from plugins.segment_freeform import segment_freeform
-from plugins.segment_template import segment_auto, segment_template
+from mnistp4.stages.sheets import synth as _synth
+from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, default_layouts, render_template
+from mnistp4.stages.sheets.segment_freeform import segment_freeform
+from mnistp4.stages.sheets.segment_template import segment_auto, segment_template
 
 LAYOUTS = {lay.name: lay for lay in default_layouts()}
 GRID = LAYOUTS["grid-10x10"]
@@ -94,7 +94,7 @@ def test_blank_template_cells_are_flagged_empty():
 
 
 def test_wrong_or_missing_markers(sheet):
-    from plugins._sheet_layout import Layout
+    from mnistp4.stages.sheets.layout import Layout
     foreign = render_template(Layout("other", 7), TABLET_PX_PER_MM)
     with pytest.raises(InputError, match="no known layout"):
         segment_template(foreign, layout=GRID, options={"layouts": LAYOUTS})
@@ -112,7 +112,7 @@ def test_wrong_or_missing_markers(sheet):
 
 def test_qa_flags_on_drawn_cells():
     import cv2
-    from plugins._sheet_qa import find_ink
+    from mnistp4.stages.sheets.qa import find_ink
     paper = np.full((90, 80), 235, np.uint8)
     assert find_ink(paper).flags == ["empty"]
     two = paper.copy()

@@ -11,7 +11,7 @@ from train_kit import plugin_dir, write_digit_folder
 
 @pytest.fixture
 def custom_folder(tmp_path, mnist_dir):
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     test = load_mnist(mnist_dir, "test")
     imgs, labels = test.images[-120:], test.labels[-120:]
@@ -21,9 +21,9 @@ def custom_folder(tmp_path, mnist_dir):
 
 
 def test_one_epoch_end_to_end(make_app, tmp_path, custom_folder):
-    from plugins._models import load_run
-    from plugins._train_run import train_run
-    from plugins.evaluate import evaluate_model, load_data
+    from mnistp4.stages.models.common import load_run
+    from mnistp4.stages.training.run import train_run
+    from mnistp4.stages.models.evaluate import evaluate_model, load_data
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
     out = tmp_path / "run"
@@ -54,7 +54,7 @@ def test_one_epoch_end_to_end(make_app, tmp_path, custom_folder):
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(make_app, tmp_path):
-    from plugins._train_run import train_run
+    from mnistp4.stages.training.run import train_run
 
     kw = dict(model="p4net", recipe="fast", custom=[], epochs=2, seed=5, export=False, quiet=True, threads=1)
     plain = train_run(make_app(plugin_dirs=[str(plugin_dir(tmp_path))]), out=tmp_path / "a", **kw)
@@ -75,7 +75,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(make_app, tmp_path)
 
 
 def test_same_seed_same_metrics_other_seed_differs(make_app, tmp_path):
-    from plugins._train_run import train_run
+    from mnistp4.stages.training.run import train_run
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
     kw = dict(model="p4net", recipe="fast", custom=[], epochs=1, export=False, quiet=True, threads=1)
@@ -88,7 +88,7 @@ def test_same_seed_same_metrics_other_seed_differs(make_app, tmp_path):
 
 
 def test_seed_recipe_runs_the_per_sample_pipeline(make_app, tmp_path):
-    from plugins._train_run import train_run
+    from mnistp4.stages.training.run import train_run
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
     m = train_run(app, out=tmp_path / "seed", model="seed-cnn", recipe="seed", custom=[], epochs=1, seed=0,
@@ -119,7 +119,7 @@ def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
 
 
 def test_pipeline_step_trains_with_the_segmented_digits(make_app, tmp_path, custom_folder):
-    from plugins.train import train_step
+    from mnistp4.stages.training.train import train_step
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))], settings=["epochs=1", "run_name=pipe"])
     result = train_step(app, {"data_dir": str(custom_folder)})
@@ -135,7 +135,7 @@ def test_pipeline_step_trains_with_the_segmented_digits(make_app, tmp_path, cust
 def test_auto_threads_takes_the_free_cores(monkeypatch):
     import os
 
-    import plugins._train_loop as loop
+    import mnistp4.stages.training.loop as loop
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     for busy, threads in ((9.0, 1), (1.0, 1), (0.0, 2)):
@@ -147,7 +147,7 @@ def test_auto_threads_takes_the_free_cores(monkeypatch):
 
 
 def test_other_runnable_reads_the_running_tasks():
-    from plugins._train_loop import other_runnable
+    from mnistp4.stages.training.loop import other_runnable
 
     busy = other_runnable(samples=3)
     assert busy >= 0.0 and busy == int(busy)  # a count of tasks on Linux, not a lagging average
@@ -158,8 +158,8 @@ def test_weight_average_is_what_gets_kept(make_app, tmp_path):
     and the average survives a resume (it is in the checkpoint)."""
     import torch
 
-    from plugins._train_loop import CHECKPOINT
-    from plugins._train_run import train_run
+    from mnistp4.stages.training.loop import CHECKPOINT
+    from mnistp4.stages.training.run import train_run
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
     assert app.get("recipes", "fast").ema > 0
@@ -179,8 +179,8 @@ def test_the_last_epoch_is_kept_never_the_best_test_epoch(make_app, tmp_path):
     that epoch's, whichever epoch scored highest on the test set."""
     import torch
 
-    from plugins._train_loop import CHECKPOINT
-    from plugins._train_run import train_run
+    from mnistp4.stages.training.loop import CHECKPOINT
+    from mnistp4.stages.training.run import train_run
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
     m = train_run(app, out=tmp_path / "r", model="p4net", recipe="fast", custom=[], epochs=3, export=False,
@@ -205,7 +205,7 @@ def test_weight_average_warms_up():
     """The average's decay ramps up from 0.1, so after one step it is mostly the new weights."""
     import torch
 
-    from plugins._train_loop import Recipe
+    from mnistp4.stages.training.loop import Recipe
 
     net = torch.nn.Linear(2, 1)
     avg = Recipe("t", epochs=1, batch_size=1, ema=0.999).make_ema(net)
@@ -226,7 +226,7 @@ def test_distillation_loss_math():
     import torch
     import torch.nn.functional as F
 
-    from plugins._train_loop import distillation_loss, soft_targets
+    from mnistp4.stages.training.loop import distillation_loss, soft_targets
 
     x = torch.randn(8, 3)
     teacher = torch.nn.Linear(3, 10)
@@ -305,7 +305,7 @@ def test_sharpness_aware_gradients_are_taken_at_the_worst_nearby_weights():
     statistics are as before the second pass."""
     import torch
 
-    from plugins._train_loop import sharpness_aware_gradients
+    from mnistp4.stages.training.loop import sharpness_aware_gradients
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
@@ -339,7 +339,7 @@ def test_grouped_sharpness_aware_gradients_average_each_groups_own_sam_gradient(
     size-weighted mean of the per-group SAM gradients, and the weights end where they started."""
     import torch
 
-    from plugins._train_loop import grouped_sharpness_aware_gradients, sharpness_aware_gradients
+    from mnistp4.stages.training.loop import grouped_sharpness_aware_gradients, sharpness_aware_gradients
 
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))

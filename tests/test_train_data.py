@@ -13,7 +13,7 @@ def _digits(n):
 
 
 def test_folder_skips_flagged_digits_and_splits_by_writer(tmp_path):
-    from plugins.custom_digits import load_digit_folder, split_by_source
+    from mnistp4.stages.data.custom_digits import load_digit_folder, split_by_source
 
     imgs, labels = _digits(80)
     sources = [f"w{i % 8}" for i in range(80)]
@@ -30,7 +30,7 @@ def test_folder_skips_flagged_digits_and_splits_by_writer(tmp_path):
 
 
 def test_adding_a_writer_keeps_the_others_on_their_side():
-    from plugins.custom_digits import held_out_sources
+    from mnistp4.stages.data.custom_digits import held_out_sources
 
     base = held_out_sources([f"w{i}" for i in range(12)])
     more = held_out_sources([f"w{i}" for i in range(13)])
@@ -39,7 +39,7 @@ def test_adding_a_writer_keeps_the_others_on_their_side():
 
 def test_folder_errors_name_the_file(tmp_path):
     from mnistp4.errors import InputError
-    from plugins.custom_digits import load_digit_folder
+    from mnistp4.stages.data.custom_digits import load_digit_folder
 
     with pytest.raises(InputError, match="manifest.csv does not exist"):
         load_digit_folder(tmp_path)
@@ -56,7 +56,7 @@ def _semeion_line(bits, label):
 
 
 def test_semeion_reader_normalizes_like_mnist(tmp_path):
-    from plugins.semeion import read_semeion
+    from mnistp4.stages.data.semeion import read_semeion
 
     bar = np.zeros((16, 16))
     bar[1:15, 7:9] = 1  # a "1"

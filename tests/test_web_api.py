@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from plugins import _manifest
-from plugins._web_collect import _create_exclusive
-from plugins.web_serve import build_web_app
+from mnistp4.stages.data import manifest as _manifest
+from mnistp4.stages.web.collect import _create_exclusive
+from mnistp4.stages.web.serve import build_web_app
 
 LAYOUT = "grid-10x10"
 
@@ -82,7 +82,7 @@ def submit(client, data: bytes | None, *, layout=LAYOUT, writer="alice", mimetyp
 def make_data_dir(data: Path, n_per_label=2) -> list[dict]:
     """A small data dir as `segment` writes it: digit PNGs drawn with OpenCV's font, normalized by the
     project normalizer, one of them flagged."""
-    from plugins.digit_normalizer import normalize_digit
+    from mnistp4.stages.data.normalizer import normalize_digit
 
     (data / "images").mkdir(parents=True)
     rows = []
@@ -155,7 +155,7 @@ def test_submitted_sheet_is_saved_and_segmented(client, project):
     assert saved["boxes_written"] == 4 and sorted(map(tuple, saved["cells"])) == sorted(written)
     assert files_in(raw) == sorted([saved["image"], saved["sidecar"]])
     # the sidecar is the one `segment` reads: the writer becomes the digits' source
-    from plugins._segment_batch import sidecar
+    from mnistp4.stages.sheets.batch import sidecar
     side = sidecar(raw / saved["image"])
     assert side["source"] == "Tablet-1" and LAYOUT in side["note"] and saved["time"] in side["note"]
     meta = client.get(f"/api/sheets/{saved['id']}").get_json()
@@ -449,9 +449,9 @@ def test_serve_binds_to_loopback_and_prints_the_urls(tmp_path):
 
 
 def test_decisions_do_not_rescore_and_a_broken_model_falls_back_to_flags(make_app, tmp_path):
-    from plugins._web_app import WebSettings, create_web_app
-    from plugins._web_review import onnx_predictor
-    from plugins._web_sheets import layout_names, render_template_for
+    from mnistp4.stages.web.app import WebSettings, create_web_app
+    from mnistp4.stages.web.review import onnx_predictor
+    from mnistp4.stages.web.sheets import layout_names, render_template_for
 
     app = make_app()
     data = tmp_path / "data"
@@ -488,7 +488,7 @@ def test_decisions_do_not_rescore_and_a_broken_model_falls_back_to_flags(make_ap
 
 
 def test_newest_run_model_is_found(tmp_path):
-    from plugins._web_review import newest_model
+    from mnistp4.stages.web.review import newest_model
 
     assert newest_model(tmp_path / "no-runs") is None
     old, new = tmp_path / "old", tmp_path / "new"

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import pytest
 
-from plugins import _manifest
-from plugins.web_serve import build_web_app
+from mnistp4.stages.data import manifest as _manifest
+from mnistp4.stages.web.serve import build_web_app
 
 APT_LINE = "apt-get update && apt-get install -y chromium chromium-driver"
 CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

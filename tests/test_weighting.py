@@ -5,7 +5,7 @@ import torch
 
 
 def test_oversample_has_every_custom_digit_factor_times():
-    from plugins.weighting import oversample
+    from mnistp4.stages.training.weighting import oversample
 
     idx, comp = oversample(1000, 7, 50, torch.Generator().manual_seed(0))
     assert comp == {"mnist": 1000, "custom": 350, "total": 1350, "custom_share": round(350 / 1350, 4)}
@@ -15,14 +15,14 @@ def test_oversample_has_every_custom_digit_factor_times():
 
 
 def test_oversample_without_custom_digits_is_plain_mnist():
-    from plugins.weighting import oversample
+    from mnistp4.stages.training.weighting import oversample
 
     idx, comp = oversample(100, 0, 50, torch.Generator().manual_seed(0))
     assert comp["custom"] == 0 and sorted(idx.tolist()) == list(range(100))
 
 
 def test_weighted_sampler_matches_the_composition_in_expectation():
-    from plugins.weighting import weighted
+    from mnistp4.stages.training.weighting import weighted
 
     idx, comp = weighted(6000, 20, 50, torch.Generator().manual_seed(0))
     assert comp["total"] == 7000

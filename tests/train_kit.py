@@ -12,7 +12,7 @@ TINY_PLUGIN = textwrap.dedent('''
     """Test plugin: replaces the mnist source by its first TRAIN/TEST digits (fast training tests)."""
     from mnistp4 import hookimpl
     from mnistp4.records import DigitSet
-    from plugins.mnist_source import load_mnist
+    from mnistp4.stages.data.mnist_source import load_mnist
 
     SIZES = {"train": 384, "test": 192}
     _cache = {}

@@ -7,7 +7,7 @@ T in 0/0.025/0.05/0.075 (``r10-t0.1`` is the article's ``rotate-shift``, ``r10-t
 ``rotate-shift-small``)."""
 from mnistp4 import hookimpl
 
-from plugins.augment import random_affine
+from mnistp4.stages.training.augment import random_affine
 
 
 def _affine(degrees: float, translate: float):

@@ -1,0 +1,1 @@
+"""Deploy stage: partition tables, the CrowPanel target (esptool), flash bundles, ``deploy``."""

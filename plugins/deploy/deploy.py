@@ -1,0 +1,123 @@
+"""``mnistp4 deploy [RUN_DIR|MODEL.espdl] --target crowpanel-p4 [--port P] [--build] [--dry-run]``
+and the ``deploy`` step of ``mnistp4 run`` (order 40: a dry run unless config ``port`` is set).
+
+The targets themselves are plugins (``register_deploy_targets``): ``crowpanel-p4`` and
+``bundle`` ship with the project; a target is ``target(model_path, options) -> DeployResult``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mnistp4 import hookimpl
+from mnistp4.records import DeployResult, PipelineStep
+
+from mnistp4.stages.deploy.common import resolve_model
+
+
+@hookimpl
+def register_config_keys(register):
+    register("partitions", "partitions.csv", "partition table of the firmware; deploy writes the model at the "
+                                             "offset of its `model` partition")
+    register("flash_baud", 460800, "esptool baud rate for flashing")
+    register("firmware_dir", "firmware", "the ESP-IDF firmware project `mnistp4 deploy --build` builds")
+    register("deploy_dir", "", "where deploy writes flash bundles; empty: <model folder>/deploy/<target>")
+
+
+def default_source(app) -> Path:
+    """What `mnistp4 run` last produced: ``runs_dir/run_name``, or its fine-tuned ``…-qat`` dir
+    when the qat step is on and that dir's model is newer than the trained one."""
+    from mnistp4.stages.quantize.qat_step import tuned_dir
+
+    trained = app.config.path("runs_dir") / app.config["run_name"]
+    tuned = tuned_dir(trained)
+    model, weights = tuned / f"model_int{app.config['bits']}.espdl", trained / "model.pt"
+    if int(app.config["qat_epochs"]) > 0 and model.is_file() and \
+            (not weights.is_file() or model.stat().st_mtime >= weights.stat().st_mtime):
+        return tuned
+    return trained
+
+
+def run_deploy(app, source, *, port: str | None, dry_run: bool, build: bool = False,
+               out: str | None = None) -> DeployResult:
+    """Resolve the model, call the configured target, report what was written and emit events."""
+    target_name = app.config["deploy_target"]
+    target = app.get("deploy_targets", target_name)
+    model = resolve_model(source, app.config["bits"])
+    out_dir = Path(out) if out else (app.config.path("deploy_dir") / target_name if app.config["deploy_dir"]
+                                     else model.parent / "deploy" / target_name)
+    options = {"partitions": app.config.path("partitions"), "out_dir": out_dir, "port": port or None,
+               "baud": app.config["flash_baud"], "dry_run": dry_run, "build": build,
+               "firmware_dir": app.config.path("firmware_dir")}
+    result = target(model, options)
+    for path in result.artifacts:
+        app.emit("on_artifact_written", path=path, kind="bundle")
+    return result
+
+
+def print_result(app, result: DeployResult) -> None:
+    c = app.console
+    info = result.details.get("model", {})
+    part = info.get("partition", {})
+    if info:
+        inp = info["input"]
+        c.print(f"model [bold]{result.model_path}[/]: {info['bytes']:,} bytes, input {inp['name']} "
+                f"{inp['shape']} {inp['dtype']} exponent {inp['exponent']} ({inp['layout']})")
+        c.print(f"partition [bold]{part.get('name')}[/] at {part.get('offset')} ({part.get('size', 0):,} bytes): "
+                f"{info['headroom_bytes']:,} bytes of headroom")
+    if result.flashed:
+        c.print(f"[green]flashed[/] with target {result.target}")
+    else:
+        hint = " Pass --port PORT (or set config `port`) to flash." if result.target != "bundle" else ""
+        c.print(f"[yellow]dry run[/]: nothing was written to a board (target {result.target}).{hint} Commands:")
+    for cmd in result.commands:
+        c.print(f"  {cmd}", markup=False, highlight=False, soft_wrap=True)
+    for path in result.artifacts:
+        c.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("deploy", help="Flash a quantized model to the board (model-only update at the `model` "
+                                "partition, or --build for the whole firmware) or write a flash bundle. "
+                                "SOURCE: a run dir or an .espdl file (default: what `mnistp4 run` made: "
+                                "runs_dir/run_name, or its fine-tuned run_name-qat). "
+                                "Without a port this is a dry run.")
+    @click.argument("source", required=False)
+    @click.option("--target", default=None, help="deploy target (config deploy_target): crowpanel-p4, bundle")
+    @click.option("--port", default=None, help="serial port of the board, e.g. /dev/ttyUSB0 (config port)")
+    @click.option("--build", is_flag=True, help="put the model into the firmware project and run idf.py build "
+                                                "(and flash, with a port)")
+    @click.option("--dry-run", is_flag=True, help="write the bundle and print the commands; touch no port")
+    @click.option("--out", default=None, help="bundle folder (default: <model folder>/deploy/<target>)")
+    @click.option("--json", "as_json", is_flag=True)
+    def deploy_cmd(source, target, port, build, dry_run, out, as_json):
+        from mnistp4.cli import get_app, print_json
+
+        app = get_app()
+        app.override(deploy_target=target, port=port)
+        port = app.config["port"] or None
+        result = run_deploy(app, source or default_source(app), port=port, dry_run=dry_run, build=build, out=out)
+        if as_json:
+            print_json({"target": result.target, "model": str(result.model_path), "flashed": result.flashed,
+                        "commands": result.commands, "artifacts": [str(a) for a in result.artifacts],
+                        "details": result.details})
+            return
+        print_result(app, result)
+
+
+def _step(app, state: dict) -> dict:
+    port = app.config["port"] or None
+    source = state.get("model_file") or state.get("run_dir") or default_source(app)
+    result = run_deploy(app, source, port=port, dry_run=port is None)
+    print_result(app, result)
+    bundle = result.artifacts[0].parent if result.artifacts else None
+    return {"deploy_target": result.target, "flashed": result.flashed, "offset": result.details.get("offset"),
+            "bundle": str(bundle) if bundle else None}
+
+
+@hookimpl
+def register_pipeline_steps(register):
+    register("deploy", PipelineStep(40, _step, "flash the model to the board (dry run unless `port` is set)"),
+             description="write the model bundle; flash it when config `port` is set")

@@ -1,0 +1,1 @@
+"""Models stage: the shipped architectures, ONNX export, model file formats and ``evaluate``."""

@@ -1,0 +1,322 @@
+"""``mnistp4 segment``'s engine: a folder of sheets -> DATA_DIR (images/, manifest.csv, review/).
+
+Parallel across sheets (process pool), idempotent by content hash (a sheet whose bytes, sidecar
+and segmentation options are unchanged is not processed again), per-file errors (the batch goes
+on), and the raw folder is only ever read.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mnistp4.errors import InputError, Mnistp4Error, UsageError
+from mnistp4.io import write_bytes, write_json
+from mnistp4.stages.data.manifest import MANIFEST, harvest_manifest_edits, write_manifest
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+#: bigger files or images are refused (a 600 dpi A3 colour scan is ~70 MP)
+MAX_BYTES = 200 * 1024 * 1024
+MAX_PIXELS = 100_000_000
+MIN_SIDE = 200
+STATE = "segment_state.json"
+#: bump when segmentation output changes, so old results are recomputed
+VERSION = 1
+
+
+@dataclass
+class Job:
+    path: Path
+    sheet: str                  # path relative to RAW_DIR (the sheet's name)
+    sheet_hash: str
+    source: str
+    options_key: str
+    data_dir: Path
+    segmenter: object
+    layout: object
+    options: dict
+
+
+@dataclass
+class SheetResult:
+    sheet: str
+    sheet_hash: str = ""
+    status: str = "ok"          # ok | skipped | failed | duplicate
+    digits: int = 0
+    flagged: int = 0
+    error: str | None = None
+    rows: list = field(default_factory=list)
+    digits_found: list = field(default_factory=list)   # records.Digit without crops, for hooks
+
+    def summary(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("rows", "digits_found")}
+
+
+def list_sheets(raw_dir: Path) -> list[Path]:
+    """Image files under ``raw_dir`` (recursively, hidden files skipped), sorted."""
+    return sorted(p for p in raw_dir.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(raw_dir).parts))
+
+
+def sidecar(path: Path) -> dict:
+    """``<stem>.json`` beside a sheet: ``{"source": writer id, "rows": "0123456789"}`` (optional)."""
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        return {}
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{side}: not valid JSON ({e}); it should look like "
+                         f'{{"source": "writer-1", "rows": "0123456789"}}') from None
+    if not isinstance(data, dict) or not set(data) <= {"source", "rows", "note"}:
+        raise InputError(f"{side}: expected an object with keys source, rows (and note)")
+    return data
+
+
+def decode_sheet(data: bytes, name: str) -> np.ndarray:
+    """File bytes -> greyscale uint8, refusing what is not a usable sheet image."""
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{name}: {len(data) / 2**20:.0f} MB is enormous for a sheet (limit "
+                         f"{MAX_BYTES / 2**20:.0f} MB); scan at 300 dpi or less")
+    if not data:
+        raise InputError(f"{name}: empty file")
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise InputError(f"{name}: not an image OpenCV or Pillow can read (corrupt or another format); "
+                         f"export it as PNG, JPEG or TIFF") from None
+    except Image.DecompressionBombError:
+        width = height = MAX_PIXELS
+    if width * height > MAX_PIXELS:
+        raise InputError(f"{name}: {width}x{height} pixels is enormous (limit {MAX_PIXELS // 10**6} MP); "
+                         f"scan at 300 dpi or less")
+    grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if grey is None:
+        raise InputError(f"{name}: the image data is corrupt or truncated; export or copy it again")
+    if grey.dtype != np.uint8:
+        grey = cv2.convertScaleAbs(grey, alpha=255.0 / max(1, int(grey.max())))
+    if min(grey.shape) < MIN_SIDE:
+        raise InputError(f"{name}: {grey.shape[1]}x{grey.shape[0]} pixels is too small for a sheet "
+                         f"(at least {MIN_SIDE} pixels a side)")
+    if int(grey.max()) - int(grey.min()) < 16:
+        raise InputError(f"{name}: the page is blank (no ink, no markers)")
+    return grey
+
+
+def image_name(sheet: str, sheet_hash: str, row: int, col: int) -> str:
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(sheet).with_suffix("").as_posix())
+    return f"images/{stem}_{sheet_hash[:8]}_r{row:02d}_c{col:02d}.png"
+
+
+def review_name(sheet: str) -> str:
+    return "review/" + Path(sheet).as_posix().replace("/", "__") + ".png"
+
+
+def process_sheet(job: Job) -> SheetResult:
+    """Runs in a worker: decode, segment, write the digit PNGs and the review picture."""
+    result = SheetResult(job.sheet, job.sheet_hash)
+    try:
+        grey = decode_sheet(job.path.read_bytes(), job.sheet)
+        digits = job.segmenter(grey, layout=job.layout, options=job.options)
+        if not digits:
+            raise InputError(f"{job.sheet}: no digits found")
+        for d in digits:
+            rel = image_name(job.sheet, job.sheet_hash, d.row, d.col)
+            ok, png = cv2.imencode(".png", d.image)
+            write_bytes(job.data_dir / rel, png.tobytes())
+            result.rows.append({"path": rel, "label": d.label, "source": job.source, "sheet": job.sheet,
+                                "sheet_hash": job.sheet_hash, "row": d.row, "col": d.col,
+                                "flags": ";".join(sorted(d.flags)), "decision": ""})
+        ok, png = cv2.imencode(".png", contact_sheet(digits, job.sheet))
+        write_bytes(job.data_dir / review_name(job.sheet), png.tobytes())
+        result.digits = len(digits)
+        result.flagged = sum(1 for d in digits if d.flags)
+        for d in digits:
+            d.crop = None
+        result.digits_found = digits
+    except InputError as e:
+        msg = str(e)
+        result.status, result.error = "failed", msg if msg.startswith(job.sheet) else f"{job.sheet}: {msg}"
+    except Exception as e:  # a bug or an OpenCV failure on one sheet must not stop the batch
+        log.debug("sheet %s failed", job.sheet, exc_info=True)
+        result.status, result.error = "failed", f"{job.sheet}: {type(e).__name__}: {e}"
+    return result
+
+
+FLAG_SHORT = {"empty": "E", "multi": "M", "border": "B", "small": "S", "large": "L", "low_contrast": "C"}
+
+
+def contact_sheet(digits, title: str, scale: int = 3, cols: int = 10) -> np.ndarray:
+    """Every digit of a sheet (28x28 at ``scale``) with its label; flagged ones framed in red
+    with their flags (E empty, M multi, B border, S small, L large, C low contrast)."""
+    tile_w, tile_h = 28 * scale + 8, 28 * scale + 26
+    n_rows = (len(digits) + cols - 1) // cols
+    canvas = np.full((30 + n_rows * tile_h, cols * tile_w, 3), 40, np.uint8)
+    cv2.putText(canvas, title[-60:], (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (230, 230, 230), 1, cv2.LINE_AA)
+    for k, d in enumerate(sorted(digits, key=lambda d: (d.row, d.col))):
+        y, x = 30 + (k // cols) * tile_h, (k % cols) * tile_w
+        big = cv2.resize(d.image, (28 * scale, 28 * scale), interpolation=cv2.INTER_NEAREST)
+        canvas[y + 4:y + 4 + 28 * scale, x + 4:x + 4 + 28 * scale] = big[:, :, None]
+        colour = (60, 60, 230) if d.flags else (90, 200, 90)
+        if d.flags:
+            cv2.rectangle(canvas, (x + 2, y + 2), (x + tile_w - 3, y + 6 + 28 * scale), colour, 2)
+        text = f"{d.label if d.label is not None else '?'} r{d.row}c{d.col}"
+        if d.flags:
+            text = f"{d.label} " + "".join(FLAG_SHORT.get(f, "?") for f in d.flags)
+        cv2.putText(canvas, text, (x + 4, y + tile_h - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+    return canvas
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _picklable(job: Job) -> bool:
+    import pickle
+    try:
+        pickle.dumps(job)
+        return True
+    except Exception:
+        return False
+
+
+def _worker_init(path: list[str]):
+    # spawned workers: the parent's import path (plugin folders), one OpenCV thread per process
+    sys.path[:] = path
+    cv2.setNumThreads(1)
+
+
+def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: str, layout, layouts: dict,
+                   normalize, normalizer_name: str, default_rows: str, strict_layout: bool = False,
+                   workers: int = 1, progress=None, emit=None) -> dict:
+    """Segment every sheet of ``raw_dir`` into ``data_dir``; returns the summary (see module doc)."""
+    raw_dir, data_dir = Path(raw_dir).resolve(), Path(data_dir).resolve()
+    if not raw_dir.is_dir():
+        raise UsageError(f"{raw_dir} is not a folder of sheets")
+    if data_dir == raw_dir or raw_dir in data_dir.parents:
+        raise UsageError(f"the data dir {data_dir} must be outside the raw folder {raw_dir} (it is never written)")
+    state_path = data_dir / STATE
+    try:
+        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    except ValueError:
+        state = {}
+    if state.get("version") != VERSION:
+        state = {"version": VERSION, "sheets": {}}
+    old = state["sheets"]
+
+    # hand edits of the manifest since the last run become decisions before it is rewritten
+    harvest_manifest_edits(data_dir, {(r["sheet_hash"], int(r["row"]), int(r["col"])): r
+                                      for sheet in old.values() for r in sheet["rows"]})
+
+    results: list[SheetResult] = []
+    jobs: list[Job] = []
+    seen: dict[str, str] = {}
+    for path in list_sheets(raw_dir):
+        sheet = path.relative_to(raw_dir).as_posix()
+        try:
+            side = sidecar(path)
+            sheet_hash = _file_hash(path)
+        except (InputError, OSError) as e:
+            results.append(SheetResult(sheet, status="failed", error=f"{sheet}: {e}"))
+            continue
+        if sheet_hash in seen:
+            results.append(SheetResult(sheet, sheet_hash, "duplicate", error=f"same content as {seen[sheet_hash]}"))
+            continue
+        seen[sheet_hash] = sheet
+        rows = str(side.get("rows") or default_rows)
+        options_key = json.dumps([VERSION, segmenter_name, layout.name if layout else None, strict_layout,
+                                  rows, normalizer_name, side.get("source"), sheet], sort_keys=True)
+        prev = old.get(sheet_hash)
+        if prev and prev.get("options_key") == options_key and all(
+                (data_dir / r["path"]).is_file() for r in prev["rows"]) and (data_dir / review_name(sheet)).is_file():
+            results.append(SheetResult(sheet, sheet_hash, "skipped", prev["digits"], prev["flagged"],
+                                       rows=prev["rows"]))
+            continue
+        options = {"layouts": layouts, "normalize": normalize, "rows": rows, "strict_layout": strict_layout}
+        source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
+        jobs.append(Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options))
+
+    task = progress.add_task(f"segmenting {len(jobs)} sheet(s)", total=len(jobs)) if progress and jobs else None
+    done: list[SheetResult] = []
+    if workers > 1 and len(jobs) > 1 and not _picklable(jobs[0]):
+        log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
+        workers = 1
+    if workers > 1 and len(jobs) > 1:
+        # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                                 initializer=_worker_init, initargs=(list(sys.path),)) as pool:
+            futures = {pool.submit(process_sheet, job): job for job in jobs}
+            for fut in as_completed(futures):
+                try:
+                    done.append(fut.result())
+                except Exception as e:  # a worker died (out of memory, a crash in a native library)
+                    job = futures[fut]
+                    done.append(SheetResult(job.sheet, job.sheet_hash, "failed",
+                                            error=f"{job.sheet}: worker process failed ({type(e).__name__}: {e})"))
+                if task is not None:
+                    progress.advance(task)
+    else:
+        for job in jobs:
+            done.append(process_sheet(job))
+            if task is not None:
+                progress.advance(task)
+    by_sheet = {j.sheet: j for j in jobs}
+    for r in done:
+        if r.status == "ok":
+            old[r.sheet_hash] = {"sheet": r.sheet, "options_key": by_sheet[r.sheet].options_key,
+                                 "digits": r.digits, "flagged": r.flagged, "rows": r.rows}
+        if emit:
+            emit("on_sheet_processed", sheet_path=raw_dir / r.sheet, digits=r.digits_found, error=r.error)
+        r.digits_found = []
+    results += done
+    results.sort(key=lambda r: r.sheet)
+
+    current = {r.sheet_hash for r in results if r.status in ("ok", "skipped")}
+    state["sheets"] = {h: v for h, v in old.items() if h in current}
+    rows = [row for r in results if r.status in ("ok", "skipped") for row in r.rows]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(data_dir, rows)
+    write_json(state_path, state)
+    if emit:
+        emit("on_artifact_written", path=data_dir / MANIFEST, kind="manifest")
+    from mnistp4.stages.data.manifest import read_manifest, usable
+    final = read_manifest(data_dir)
+    return {
+        "raw_dir": str(raw_dir), "data_dir": str(data_dir),
+        "sheets": len(results),
+        "processed": sum(r.status == "ok" for r in results),
+        "skipped": sum(r.status in ("skipped", "duplicate") for r in results),
+        "failed": sum(r.status == "failed" for r in results),
+        "digits": len(final), "flagged": sum(1 for r in final if r["flags"]),
+        "usable": sum(1 for r in final if usable(r)),
+        "results": [r.summary() for r in results],
+    }
+
+
+def check_unchanged(paths: list[Path]) -> dict[str, str]:
+    """Content hashes of files (used by tests to prove the raw folder is never modified)."""
+    return {str(p): _file_hash(p) for p in paths}
+
+
+def ensure_not_failed(summary: dict) -> None:
+    if summary["failed"]:
+        raise Mnistp4Error(f"{summary['failed']} of {summary['sheets']} sheet(s) failed (see the table above)")
+

@@ -1,0 +1,181 @@
+"""Segmenters ``template`` (ArUco-marked collection sheets) and ``auto`` (template if the sheet has
+markers, else ``freeform``).
+
+template: find the corner markers -> their ids give the layout and the orientation -> homography
+to the page in millimetres -> warp to a canonical page -> cut each writing box (inset past its
+printed lines) -> find the ink and its QA flags -> the project normalizer -> label from the row.
+"""
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+import mnistp4
+from mnistp4.errors import InputError
+from mnistp4.records import Digit
+from mnistp4.stages.sheets.layout import ARUCO_DICT, Layout
+from mnistp4.stages.sheets.qa import find_ink
+
+log = logging.getLogger(__name__)
+
+#: canonical page resolution (pixels per mm) the boxes are cut from (a box is ~72x85 pixels; at 4
+#: px/mm thin tablet strokes no longer reach full white after the 20x20 fit)
+CANONICAL_PX_PER_MM = 5.0
+#: sheets larger than this (longest side, pixels; 2x the canonical page) are shrunk before they
+#: are warped, so the warp never decimates by more than 2 (aliasing)
+MAX_SIDE = 3000
+#: markers are searched on a copy at most this large first (3x faster than a 1800-pixel page)
+DETECT_SIDE = 640
+#: how far inside a box's printed line the crop starts (mm), beyond half the line width
+BOX_INSET_MM = 0.9
+
+_DETECTOR = None
+
+
+def _detector():
+    global _DETECTOR
+    if _DETECTOR is None:
+        params = cv2.aruco.DetectorParameters()
+        params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
+        _DETECTOR = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(ARUCO_DICT), params)
+    return _DETECTOR
+
+
+def shrink(image: np.ndarray, max_side: int = MAX_SIDE, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    scale = max_side / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=interpolation)
+
+
+def detect_markers(image: np.ndarray) -> dict[int, np.ndarray]:
+    """ArUco id -> (4, 2) corner pixels of ``image``, for markers of the sheet dictionary. Searched
+    on a copy of at most ``DETECT_SIDE`` pixels first, on ``image`` itself when that finds fewer
+    than 4 (small markers in a photo taken from afar)."""
+    small = shrink(image, DETECT_SIDE, cv2.INTER_LINEAR)   # markers are big blocks: no need to average
+    found = _detect(small, image.shape[1] / small.shape[1])
+    if len(found) < 4 and small.shape != image.shape:
+        again = _detect(image, 1.0)
+        if len(again) > len(found):
+            found = again
+    return found
+
+
+def _detect(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
+    corners, ids, _ = _detector().detectMarkers(image)
+    if ids is None:
+        return {}
+    return {int(i): (c.reshape(4, 2).astype(np.float64) + 0.5) * scale - 0.5 for i, c in zip(ids.ravel(), corners)}
+
+
+def layout_from_markers(markers: dict[int, np.ndarray], layouts: dict[str, Layout]) -> Layout | None:
+    """The layout whose marker ids appear most often (None when no marker is a layout marker)."""
+    by_code = {lay.code: lay for lay in layouts.values()}
+    counts: dict[int, int] = {}
+    for marker_id in markers:
+        if marker_id // 4 in by_code:
+            counts[marker_id // 4] = counts.get(marker_id // 4, 0) + 1
+    if not counts:
+        return None
+    return by_code[max(counts, key=lambda c: (counts[c], -c))]
+
+
+def grid_region(layout: Layout, margin_mm: float = 2.0) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) mm of the page part that holds the writing boxes (what gets warped)."""
+    x0, y0, _, _ = layout.box(0, 0)
+    x, y, w, h = layout.box(len(layout.rows) - 1, layout.cols - 1)
+    return x0 - margin_mm, y0 - margin_mm, x + w + margin_mm, y + h + margin_mm
+
+
+def register_page(image: np.ndarray, layout: Layout, markers: dict[int, np.ndarray],
+                  px_per_mm: float = CANONICAL_PX_PER_MM, region: tuple | None = None) -> np.ndarray:
+    """The sheet warped onto the canonical page of ``layout`` (upright, ``px_per_mm``); only the
+    ``region`` (x0, y0, x1, y1 in mm; default the whole page) is produced."""
+    src, dst = [], []
+    for corner in range(4):
+        if layout.marker_id(corner) in markers:
+            src.append(markers[layout.marker_id(corner)])
+            dst.append(layout.marker_corners(corner) * px_per_mm)
+    if len(src) < 3:
+        raise InputError(f"found {len(src)} of the 4 corner markers of layout {layout.name!r}: "
+                         f"a corner is cut off, covered or too blurred; rescan the whole sheet")
+    homography, _ = cv2.findHomography(np.concatenate(src), np.concatenate(dst), 0)
+    if homography is None:
+        raise InputError("the corner markers do not give a usable perspective; rescan the sheet flat")
+    x0, y0, x1, y1 = region or (0.0, 0.0, *layout.page_mm)
+    shift = np.array([[1, 0, -x0 * px_per_mm], [0, 1, -y0 * px_per_mm], [0, 0, 1]], np.float64)
+    size = (int(round((x1 - x0) * px_per_mm)), int(round((y1 - y0) * px_per_mm)))
+    return cv2.warpPerspective(image, shift @ homography, size, flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def cut_boxes(page: np.ndarray, layout: Layout, px_per_mm: float = CANONICAL_PX_PER_MM,
+              origin_mm: tuple[float, float] = (0.0, 0.0)):
+    """Yield (row, col, crop) for every writing box of a canonical page whose top-left corner is
+    at ``origin_mm`` on the sheet."""
+    inset = layout.line_mm / 2 + BOX_INSET_MM
+    ox, oy = origin_mm
+    for r in range(len(layout.rows)):
+        for c in range(layout.cols):
+            x, y, w, h = layout.box(r, c)
+            x, y = x - ox, y - oy
+            x0, y0 = int(round((x + inset) * px_per_mm)), int(round((y + inset) * px_per_mm))
+            x1, y1 = int(round((x + w - inset) * px_per_mm)), int(round((y + h - inset) * px_per_mm))
+            yield r, c, page[y0:y1, x0:x1]
+
+
+def _options_layouts(layout: Layout | None, options: dict) -> dict[str, Layout]:
+    layouts = dict(options.get("layouts") or {})
+    if layout is not None:
+        layouts.setdefault(layout.name, layout)
+    return layouts
+
+
+def segment_template(image: np.ndarray, *, layout: Layout | None = None, options: dict | None = None,
+                     markers: dict | None = None) -> list[Digit]:
+    """Digits of a template sheet. ``options``: ``layouts`` (name -> Layout, every registered one),
+    ``normalize`` (the project normalizer), ``strict_layout`` (the sheet must be ``layout``)."""
+    options = options or {}
+    normalize = options.get("normalize")
+    if normalize is None:
+        from mnistp4.stages.data.normalizer import normalize_digit as normalize
+    small = shrink(image)
+    if markers is None:
+        markers = detect_markers(small)
+    layouts = _options_layouts(layout, options)
+    found = layout_from_markers(markers, layouts)
+    if found is None:
+        if markers:
+            raise InputError(f"the sheet's markers (ids {sorted(markers)}) belong to no known layout "
+                             f"(known: {', '.join(sorted(layouts))}); is it a sheet of another version?")
+        raise InputError("no corner markers found: not a template sheet, or too blurred/dark; "
+                         "use --segmenter freeform for sheets without a template")
+    if options.get("strict_layout") and layout is not None and found.name != layout.name:
+        raise InputError(f"the sheet is layout {found.name!r} but layout {layout.name!r} was asked for; "
+                         f"drop --layout or pick the right one")
+    region = grid_region(found)
+    page = register_page(small, found, markers, region=region)
+    digits = []
+    for r, c, crop in cut_boxes(page, found, origin_mm=region[:2]):
+        ink = find_ink(crop)
+        image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
+        digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=crop))
+    return digits
+
+
+def segment_auto(image: np.ndarray, *, layout: Layout | None = None, options: dict | None = None) -> list[Digit]:
+    """``template`` when the sheet shows corner markers, else ``freeform``."""
+    options = options or {}
+    markers = detect_markers(shrink(image))
+    if markers:   # a marked sheet is a template sheet, even of a layout nobody registered (clear error)
+        return segment_template(image, layout=layout, options=options, markers=markers)
+    from mnistp4.stages.sheets.segment_freeform import segment_freeform
+    return segment_freeform(image, layout=layout, options=options)
+
+
+@mnistp4.hookimpl
+def register_segmenters(register):
+    register("template", segment_template, description="ArUco-marked template sheets (any rotation, perspective)")
+    register("auto", segment_auto, description="template when the sheet has markers, else freeform")

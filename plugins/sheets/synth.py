@@ -1,0 +1,209 @@
+"""Realistic example sheets with known ground truth, made from Semeion's real handwriting.
+
+Semeion digits are 16x16 binary; :func:`stroke_image` upscales them (bicubic), smooths the
+strokes (Gaussian) and re-thresholds with a one-pixel anti-aliased edge, giving pen-like ink.
+They are written into a template sheet (:func:`template_sheet`) or a tablet-style freeform sheet
+(:func:`freeform_sheet`), then degraded like scans and phone photos (:func:`degrade`: rotation,
+upside down, perspective, scale, blur, uneven lighting, noise, JPEG).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mnistp4.errors import InputError
+from mnistp4.stages.sheets.layout import PRINT_PX_PER_MM, TABLET_PX_PER_MM, Layout, render_template  # noqa: F401
+
+#: the width of a rendered digit relative to its height (Semeion stretched digits to squares)
+ASPECT = 0.8
+
+
+def load_semeion(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images bool (N, 16, 16), labels int64 (N,)) from a Semeion ``.data`` file."""
+    path = Path(path)
+    try:
+        values = np.loadtxt(path, dtype=np.float32)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read Semeion data ({e}); expected lines of 256 pixels + 10 one-hot") from None
+    if values.ndim != 2 or values.shape[1] != 266:
+        raise InputError(f"{path}: expected 266 values per line (256 pixels + 10 one-hot), got {values.shape}")
+    return values[:, :256].reshape(-1, 16, 16) > 0.5, values[:, 256:].argmax(axis=1).astype(np.int64)
+
+
+def semeion_cycles(labels: np.ndarray) -> list[list[range]]:
+    """Semeion rows grouped as written: runs of one digit (about 20 rows each), ten runs 0..9 per
+    cycle (a cycle is one group of writers; runs are 19-21 rows long, so they are found, not assumed)."""
+    runs, start = [], 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            runs.append((int(labels[start]), range(start, i)))
+            start = i
+    cycles, current = [], []
+    for digit, rows in runs:
+        if digit != len(current):
+            if digit == 0 and current:
+                current = []
+            else:
+                raise InputError(f"Semeion rows {rows.start}..{rows.stop - 1}: digit {digit} out of the 0..9 order")
+        current.append(rows)
+        if len(current) == 10:
+            cycles.append(current)
+            current = []
+    return cycles
+
+
+def semeion_source(cycle: int) -> str:
+    """Source (writer group) id of a Semeion cycle."""
+    return f"semeion-c{cycle}"
+
+
+def stroke_image(binary16: np.ndarray, height: int) -> np.ndarray:
+    """Float ink (0..1), ``height`` x ``ASPECT*height`` pixels, from a 16x16 binary digit."""
+    width = max(4, int(round(height * ASPECT)))
+    up = cv2.resize(binary16.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    up = cv2.GaussianBlur(up, (0, 0), max(0.5, height / 16 * 0.45))
+    edge = 1.2 / max(1.0, height / 16)     # ~one output pixel of anti-aliased edge
+    return np.clip((up - 0.5) / edge + 0.5, 0.0, 1.0)
+
+
+def reference_digit(binary16: np.ndarray) -> np.ndarray:
+    """The source digit as the normalizer sees it at a typical size: what segmentation should recover."""
+    from mnistp4.stages.data.normalizer import normalize_digit
+    ink = np.pad(np.round(stroke_image(binary16, 64) * 255).astype(np.uint8), 8)
+    return normalize_digit(255 - ink)  # dark on paper, like a sheet
+
+
+#: a recovered digit is "close" to its source when closeness() is at least this
+CLOSE = 0.7
+
+
+def closeness(image: np.ndarray, reference: np.ndarray) -> float:
+    """Pearson correlation of two 28x28 digits after a Gaussian blur of 1 pixel (so a one-pixel
+    shift of a thin stroke does not count as a different digit); 1 = identical."""
+    a = cv2.GaussianBlur(image.astype(np.float64), (0, 0), 1.0).ravel()
+    b = cv2.GaussianBlur(reference.astype(np.float64), (0, 0), 1.0).ravel()
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@dataclass
+class Truth:
+    """Ground truth of a generated sheet: (row, col) -> label / Semeion row index."""
+
+    labels: dict[tuple[int, int], int] = field(default_factory=dict)
+    indices: dict[tuple[int, int], int] = field(default_factory=dict)
+
+
+def _write(page: np.ndarray, ink: np.ndarray, cx: float, cy: float, darkness: float) -> None:
+    """Multiply dark ink into the page centred at (cx, cy), clipped to the page."""
+    h, w = ink.shape
+    x0, y0 = int(round(cx - w / 2)), int(round(cy - h / 2))
+    px0, py0 = max(0, x0), max(0, y0)
+    px1, py1 = min(page.shape[1], x0 + w), min(page.shape[0], y0 + h)
+    if px1 <= px0 or py1 <= py0:
+        return
+    part = ink[py0 - y0:py1 - y0, px0 - x0:px1 - x0]
+    region = page[py0:py1, px0:px1].astype(np.float32)
+    page[py0:py1, px0:px1] = np.round(region * (1.0 - darkness * part)).astype(np.uint8)
+
+
+def template_sheet(layout: Layout, cells: dict, rng: np.random.Generator, indices: dict | None = None,
+                   px_per_mm: float = PRINT_PX_PER_MM, size_range=(0.5, 0.68), jitter=0.06) -> tuple[np.ndarray, Truth]:
+    """A filled-in template sheet: ``cells[(row, col)]`` is a 16x16 binary digit whose label is the
+    row's digit (the caller picks them so); cells not given stay empty."""
+    page = render_template(layout, px_per_mm)
+    truth = Truth()
+    for (r, c), binary in sorted(cells.items()):
+        x, y, w, h = (v * px_per_mm for v in layout.box(r, c))
+        height = int(round(h * rng.uniform(*size_range)))
+        ink = stroke_image(binary, height)
+        cx = x + w / 2 + rng.uniform(-jitter, jitter) * w
+        cy = y + h / 2 + rng.uniform(-jitter, jitter) * h
+        _write(page, ink, cx, cy, rng.uniform(0.8, 0.95))
+        truth.labels[(r, c)] = int(layout.rows[r])
+        if indices is not None:
+            truth.indices[(r, c)] = int(indices[(r, c)])
+    return page, truth
+
+
+def freeform_sheet(rows: list[list[np.ndarray]], row_labels: str, rng: np.random.Generator,
+                   indices: list[list[int]] | None = None, digit_px: int = 72) -> tuple[np.ndarray, Truth]:
+    """A tablet-style export: white canvas, one row per entry of ``rows`` written left to right."""
+    cols = max(len(r) for r in rows)
+    pitch_x, pitch_y = int(digit_px * 1.05), int(digit_px * 1.7)
+    page = np.full((pitch_y * len(rows) + digit_px, pitch_x * cols + digit_px), 255, np.uint8)
+    truth = Truth()
+    for r, row in enumerate(rows):
+        for c, binary in enumerate(row):
+            height = int(round(digit_px * rng.uniform(0.85, 1.1)))
+            ink = stroke_image(binary, height)
+            cx = digit_px / 2 + pitch_x * (c + 0.5) + rng.uniform(-0.08, 0.08) * digit_px
+            cy = digit_px / 2 + pitch_y * (r + 0.5) + rng.uniform(-0.1, 0.1) * digit_px
+            _write(page, ink, cx, cy, 1.0)
+            truth.labels[(r, c)] = int(row_labels[r])
+            if indices is not None:
+                truth.indices[(r, c)] = int(indices[r][c])
+    return page, truth
+
+
+#: degradation presets: clean scan, mild (a careful scan), hard (a hand-held phone photo)
+LEVELS = {
+    "clean": {},
+    "mild": {"rotate": 3.0, "scale": (0.9, 1.1), "blur": 0.6, "noise": 2.5, "jpeg": 80, "light": 0.1},
+    "hard": {"rotate": 12.0, "flip_chance": 0.5, "perspective": 0.05, "scale": (0.55, 0.7), "blur": 1.1,
+             "noise": 7.0, "jpeg": 60, "light": 0.4, "desk": True},
+}
+
+
+def degrade(page: np.ndarray, rng: np.random.Generator, *, rotate: float = 0.0, flip: bool = False,
+            flip_chance: float = 0.0, perspective: float = 0.0, scale=(1.0, 1.0), blur: float = 0.0,
+            noise: float = 0.0, jpeg: int = 0, light: float = 0.0, desk: bool = False) -> np.ndarray:
+    """A scan or photo of ``page``: random rotation in [-rotate, rotate] degrees (plus 180 degrees
+    when ``flip`` or with probability ``flip_chance``), corner jitter up to ``perspective`` of the
+    size, scale, Gaussian blur sigma, lighting falling off by up to ``light``, Gaussian noise
+    sigma, JPEG quality; ``desk`` puts the sheet on a darker background with a margin."""
+    h, w = page.shape
+    s = rng.uniform(*scale)
+    angle = rng.uniform(-rotate, rotate) + (180.0 if flip or rng.random() < flip_chance else 0.0)
+    margin = int(0.08 * max(h, w) * s) if desk else int(0.02 * max(h, w) * s)
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    rad = math.radians(angle)
+    rot = np.array([[math.cos(rad), -math.sin(rad)], [math.sin(rad), math.cos(rad)]])
+    dst = ((src - [w / 2, h / 2]) * s) @ rot.T
+    dst += rng.uniform(-perspective, perspective, dst.shape) * np.array([w, h]) * s
+    dst += margin - dst.min(axis=0)
+    out_w, out_h = (int(math.ceil(v)) + margin for v in dst.max(axis=0))
+    background = 70 if desk else 255
+    m = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+    out = cv2.warpPerspective(page, m, (out_w, out_h), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=background).astype(np.float32)
+    if light:
+        yy, xx = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
+        gx, gy = rng.uniform(-1, 1, 2)
+        ramp = (gx * (xx / out_w - 0.5) + gy * (yy / out_h - 0.5)) + 0.5 * (
+            ((xx / out_w - 0.5) ** 2 + (yy / out_h - 0.5) ** 2))
+        ramp = (ramp - ramp.min()) / max(1e-6, float(ramp.max() - ramp.min()))
+        out *= 1.0 - light * ramp
+    if blur:
+        out = cv2.GaussianBlur(out, (0, 0), blur)
+    if noise:
+        out += rng.normal(0, noise, out.shape).astype(np.float32)
+    out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    if jpeg:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg)])
+        out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return out
+
+
+def semeion_rows_for_sheet(labels: np.ndarray, cycle: int, half: int, per_digit: int = 10) -> list[list[int]]:
+    """Semeion indices for a sheet of rows 0..9: examples ``half*per_digit`` onwards of each digit's
+    run in ``cycle`` (a row is shorter when its run is)."""
+    cycles = semeion_cycles(labels)
+    if cycle >= len(cycles):
+        raise InputError(f"the Semeion file has {len(cycles)} complete cycles, cycle {cycle} was asked for")
+    return [list(run[half * per_digit:(half + 1) * per_digit]) for run in cycles[cycle]]

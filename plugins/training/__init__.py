@@ -1,0 +1,1 @@
+"""Training stage: the training loop, recipes, augmentations, weighting of custom digits, ``train``."""

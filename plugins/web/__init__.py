@@ -1,0 +1,1 @@
+"""Web stage: ``mnistp4 serve`` — the tablet collection page and the label review page."""

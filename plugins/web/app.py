@@ -1,0 +1,210 @@
+"""The Flask application behind ``mnistp4 serve``: two pages and the JSON API they use.
+
+Pages: ``/collect`` (draw a sheet on a tablet), ``/review`` (check and fix labels).
+
+API (every answer is JSON except the images; errors are ``{"error": message}``):
+
+=======================================  =================================================
+``GET  /api/layouts``                    layouts and the default one
+``GET  /api/layouts/<name>``             boxes (template pixels), digit per box, pen width
+``GET  /api/layouts/<name>/template.png`` the blank sheet the page draws on
+``POST /api/sheets``                     multipart ``layout``, ``writer``, ``image`` (PNG)
+``GET  /api/sheets``                     submitted sheets, newest first
+``GET  /api/sheets/<id>``                one submitted sheet's sidecar
+``GET  /api/digits``                     every digit of the data dir with flags/suspicion
+``GET  /api/digits/<hash>/<row>/<col>.png`` one 28x28 digit
+``POST /api/digits/<hash>/<row>/<col>``  ``{"label": 0-9}``, ``{"reject": true}`` or
+                                         ``{"accept": true}`` (+ optional label)
+=======================================  =================================================
+
+Unknown layouts, sheets and digits answer 404; malformed input 400; a non-PNG upload 415; an
+upload over the size limit 413. Nothing a client sends is used as a path.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from flask import Flask, abort, jsonify, render_template, request, send_file
+from werkzeug.exceptions import HTTPException
+
+from mnistp4.errors import Mnistp4Error, UsageError
+
+from mnistp4.stages.web.collect import SheetTemplate, UploadError, list_sidecars, read_sidecar, save_sheet
+from mnistp4.stages.web.review import ReviewData
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent
+#: a 1-2 Mpx grey or RGBA sheet from a canvas is well under this
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+DECISION_KEYS = {"label", "reject", "accept"}
+
+
+@dataclass
+class WebSettings:
+    """What the server works on; fixed when it starts (clients never choose paths)."""
+
+    raw_dir: Path
+    data_dir: Path
+    default_layout: str
+    layout_names: Callable[[], list[str]]
+    get_template: Callable[[str], SheetTemplate]
+    model_path: Path | None = None
+    load_predictor: Callable | None = None
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+
+
+class TemplateCache:
+    """Renders each layout's template once (rendering is the slow part of a layout request)."""
+
+    def __init__(self, render: Callable[[str], SheetTemplate], names: Callable[[], list[str]]):
+        self._render, self._names = render, names
+        self._cache: dict[str, SheetTemplate] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> SheetTemplate | None:
+        if name not in self._names():
+            return None
+        with self._lock:
+            if name not in self._cache:
+                self._cache[name] = self._render(name)
+            return self._cache[name]
+
+
+def create_web_app(settings: WebSettings) -> Flask:
+    app = Flask("mnistp4-web", template_folder=str(WEB_DIR / "templates"),
+                static_folder=str(WEB_DIR / "static"), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.json.sort_keys = False
+    templates = TemplateCache(settings.get_template, settings.layout_names)
+    review = ReviewData(settings.data_dir, settings.model_path, settings.load_predictor)
+    app.extensions["mnistp4"] = {"settings": settings, "review": review, "templates": templates}
+
+    def error(status: int, message: str):
+        return jsonify({"error": message}), status
+
+    def template_or_404(name: str) -> SheetTemplate:
+        t = templates.get(name)
+        if t is None:
+            abort(404, description=f"unknown layout {name!r}; known: {', '.join(settings.layout_names())}")
+        return t
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        if request.path.startswith("/api/"):
+            message = e.description or e.name
+            if e.code == 413:
+                message = (f"upload too large: the limit is {settings.max_upload_bytes // 1024} KiB; "
+                           f"send the sheet as one PNG")
+            return error(e.code or 500, message)
+        return e
+
+    @app.errorhandler(Mnistp4Error)
+    def mnistp4_error(e: Mnistp4Error):
+        # UploadError carries its own status; a broken manifest or model is the server's problem
+        status = getattr(e, "status", None) or (400 if isinstance(e, UsageError) else 500)
+        return error(status, str(e))
+
+    # -- pages ----------------------------------------------------------------------------------
+    @app.get("/")
+    def index():
+        return render_template("index.html", raw_dir=settings.raw_dir, data_dir=settings.data_dir)
+
+    @app.get("/collect")
+    def collect_page():
+        return render_template("collect.html", default_layout=settings.default_layout)
+
+    @app.get("/review")
+    def review_page():
+        return render_template("review.html", data_dir=settings.data_dir)
+
+    # -- layouts ----------------------------------------------------------------------------------
+    @app.get("/api/layouts")
+    def layouts():
+        return jsonify({"default": settings.default_layout, "layouts": settings.layout_names()})
+
+    @app.get("/api/layouts/<name>")
+    def layout(name: str):
+        return jsonify(template_or_404(name).as_json())
+
+    @app.get("/api/layouts/<name>/template.png")
+    def layout_png(name: str):
+        t = template_or_404(name)
+        resp = app.response_class(t.png, mimetype="image/png")
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
+    # -- sheets -----------------------------------------------------------------------------------
+    @app.post("/api/sheets")
+    def submit_sheet():
+        layout_name = request.form.get("layout", "")
+        writer = request.form.get("writer", "").strip()
+        upload = request.files.get("image")
+        if not layout_name:
+            return error(400, "missing form field 'layout'")
+        if upload is None:
+            return error(400, "missing file field 'image' (the drawn sheet as PNG)")
+        t = template_or_404(layout_name)
+        if upload.mimetype and upload.mimetype not in ("image/png", "application/octet-stream"):
+            return error(415, f"the sheet must be image/png, got {upload.mimetype}")
+        data = upload.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            abort(413)
+        try:
+            saved = save_sheet(settings.raw_dir, t, writer, data)
+        except UploadError as e:
+            return error(e.status, str(e))
+        return jsonify(saved), 201
+
+    @app.get("/api/sheets")
+    def sheets():
+        return jsonify({"raw_dir": str(settings.raw_dir), "sheets": list_sidecars(settings.raw_dir)})
+
+    @app.get("/api/sheets/<sheet_id>")
+    def sheet(sheet_id: str):
+        meta = read_sidecar(settings.raw_dir, sheet_id)
+        if meta is None:
+            return error(404, f"unknown sheet {sheet_id!r}")
+        return jsonify(meta)
+
+    # -- digits -----------------------------------------------------------------------------------
+    @app.get("/api/digits")
+    def digits():
+        return jsonify(review.listing())
+
+    @app.get("/api/digits/<sheet_hash>/<int:row>/<int:col>.png")
+    def digit_png(sheet_hash: str, row: int, col: int):
+        r = review.find(sheet_hash, row, col)
+        path = review.image_path(r) if r else None
+        if path is None:
+            return error(404, f"unknown digit {sheet_hash}/{row}/{col}")
+        return send_file(path, mimetype="image/png", max_age=0)
+
+    @app.post("/api/digits/<sheet_hash>/<int:row>/<int:col>")
+    def decide(sheet_hash: str, row: int, col: int):
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return error(400, 'send a JSON object: {"label": 0-9}, {"reject": true} or {"accept": true}')
+        unknown = set(body) - DECISION_KEYS
+        if unknown:
+            return error(400, f"unknown field(s) {sorted(unknown)}; allowed: {sorted(DECISION_KEYS)}")
+        label = body.get("label")
+        if label is not None and (type(label) is not int or not 0 <= label <= 9):
+            return error(400, f"label must be an integer 0-9, got {label!r}")
+        reject, accept = body.get("reject", False), body.get("accept", False)
+        if type(reject) is not bool or type(accept) is not bool:
+            return error(400, "reject and accept must be true or false")
+        if reject and (accept or label is not None):
+            return error(400, "reject stands alone: do not combine it with a label or accept")
+        if label is None and not reject and not accept:
+            return error(400, "nothing to record: give a label, reject or accept")
+        if review.find(sheet_hash, row, col) is None:
+            return error(404, f"unknown digit {sheet_hash}/{row}/{col}")
+        item = review.decide(sheet_hash, row, col, label=label, reject=reject, accept=accept)
+        return jsonify({"digit": item})
+
+    return app

@@ -1,0 +1,145 @@
+"""``mnistp4 serve``: the tablet collection page and the label review page in the browser.
+
+Binds to 127.0.0.1 unless ``--host`` (config ``serve_host``) says otherwise; ``--host 0.0.0.0``
+opens it to the local network so tablets can reach it, and the command prints the addresses to
+type into them. Submitted sheets go to the raw scans folder (config ``raw_scans``), reviewed
+digits come from the data dir (config ``data_dir``). Pages and API: :mod:`mnistp4.stages.web.app`.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import click
+
+from mnistp4 import hookimpl
+from mnistp4.errors import NotProvided, UsageError
+
+log = logging.getLogger(__name__)
+
+
+@hookimpl
+def register_config_keys(register):
+    register("serve_host", "127.0.0.1", "address `mnistp4 serve` binds to (0.0.0.0: every interface, "
+                                        "for tablets on the LAN)")
+    register("serve_port", 8000, "TCP port of `mnistp4 serve`")
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command("serve", help="Collection page for tablets and label review page in the browser. "
+                               "Binds to 127.0.0.1 unless --host says otherwise.")
+    @click.option("--host", default=None, help="address to bind (default: config serve_host, 127.0.0.1); "
+                                               "0.0.0.0 lets tablets on the LAN connect")
+    @click.option("--port", "http_port", type=click.IntRange(0, 65535), default=None,
+                  help="TCP port (default: config serve_port, 8000; 0 = any free port)")
+    @click.option("--raw-dir", type=click.Path(file_okay=False), default=None,
+                  help="where submitted sheets go (default: config raw_scans)")
+    @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                  help="data dir to review (default: config data_dir)")
+    @click.option("--layout", default=None, help="layout the collection page starts with (default: config layout)")
+    @click.option("--model", "model_file", type=click.Path(dir_okay=False), default=None,
+                  help="model file that ranks suspicious labels: .onnx, .pt or any registered model format "
+                       "(default: the newest run in runs_dir, its model.onnx or model.pt)")
+    @click.option("--no-model", is_flag=True, help="do not rank by a model, only by QA flags")
+    def serve(host, http_port, raw_dir, data_dir, layout, model_file, no_model):
+        from mnistp4.cli import get_app
+
+        app = get_app()
+        app.override(serve_host=host, serve_port=http_port, layout=layout)
+        web = build_web_app(app, raw_dir=raw_dir, data_dir=data_dir, model_file=model_file,
+                            no_model=no_model)
+        run_server(app, web, app.config["serve_host"], app.config["serve_port"])
+
+
+def build_web_app(app, *, raw_dir=None, data_dir=None, model_file=None, no_model=False):
+    """The Flask app for this project's config (used by the command and by tests)."""
+    from mnistp4.stages.web.app import WebSettings, create_web_app
+    from mnistp4.stages.web.review import newest_model, onnx_predictor
+    from mnistp4.stages.web.sheets import layout_names, render_template_for
+
+    raw = (Path(raw_dir) if raw_dir else app.config.path("raw_scans")).resolve()
+    data = (Path(data_dir) if data_dir else app.config.path("data_dir")).resolve()
+    if raw.exists() and not raw.is_dir():
+        raise UsageError(f"raw scans folder {raw} is a file; pass --raw-dir with a folder")
+    names = layout_names(app)
+    if not names:
+        raise NotProvided("no plugin provides a sheet layout, so there is nothing to collect on; "
+                          "see `mnistp4 plugins`")
+    default = app.config["layout"]
+    if default not in names:
+        raise UsageError(f"layout {default!r} does not exist; known layouts: {', '.join(names)}")
+    model = None
+    if not no_model:
+        model = Path(model_file) if model_file else newest_model(app.config.path("runs_dir"))
+        if model_file and not model.is_file():
+            raise UsageError(f"model file {model} does not exist; pass a run's model.onnx or --no-model")
+    return create_web_app(WebSettings(
+        raw_dir=raw, data_dir=data, default_layout=default,
+        layout_names=lambda: layout_names(app),
+        get_template=lambda name: render_template_for(app, name),
+        model_path=model, load_predictor=_predictor_loader(app, onnx_predictor)))
+
+
+def _predictor_loader(app, fallback):
+    """The registered loader for a model's suffix (``model_formats``), else onnxruntime."""
+    def load(path: Path):
+        try:
+            loader = app.get("model_formats", path.suffix)
+        except NotProvided:
+            return fallback(path)
+        return loader(path)
+    return load
+
+
+def lan_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback (best effort, no traffic is sent)."""
+    found = set()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.254.254.254", 1))  # UDP connect only picks a route; nothing is sent
+            found.add(s.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            found.add(info[4][0])
+    except OSError:
+        pass
+    return sorted(a for a in found if not a.startswith("127."))
+
+
+def run_server(app, web, host: str, port: int) -> None:
+    """Serve until Ctrl-C, printing where the pages are."""
+    from werkzeug.serving import make_server
+
+    try:
+        server = make_server(host, port, web, threaded=True)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port "
+                         f"or stop the program that uses it") from None
+    port = server.server_port
+    settings = web.extensions["mnistp4"]["settings"]
+    shown = ["127.0.0.1"] if host in ("127.0.0.1", "localhost") else (
+        ["127.0.0.1", *lan_addresses()] if host in ("0.0.0.0", "") else [host])
+    c = app.console
+    c.print(f"[bold]mnistp4 serve[/] listening on {host}:{port}")
+    for addr in shown:
+        c.print(f"  collection page: [bold cyan]http://{addr}:{port}/collect[/]")
+        c.print(f"  review page:     [bold cyan]http://{addr}:{port}/review[/]")
+    if host not in ("127.0.0.1", "localhost"):
+        c.print("[yellow]open to the network: anyone who can reach this address can submit sheets "
+                "and change labels (there is no login)[/]")
+    else:
+        c.print("only this computer can connect; use --host 0.0.0.0 to let tablets on the LAN in")
+    c.print(f"  sheets go to {settings.raw_dir}, digits are reviewed in {settings.data_dir}")
+    c.print(f"  ranking model: {settings.model_path or 'none (flags only)'}")
+    c.print("press Ctrl-C to stop")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        c.print("stopped")
