@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv=None) -> int:
     from mnistp4.io import write_json
-    from mnistp4.stages.quantize.espdl import Interpreter, predict_ints, read_espdl
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
+    from mnistp4.stages.quantize.interpreter import Interpreter, predict_ints
     from mnistp4.stages.quantize.espdl_quantize import (RECIPES, accuracy, onnx_logits, quantize_onnx,
                                          verify_against_ppq)
     from mnistp4.stages.data.mnist_source import load_mnist

@@ -28,8 +28,7 @@ def _write(tmp_path, name, data: bytes):
 
 
 def test_truncated_file_is_a_clear_error(espdl_file, tmp_path):
-    from mnistp4.stages.quantize.espdl import EspdlFormatError, read_espdl
-
+    from mnistp4.stages.quantize.espdl_reader import EspdlFormatError, read_espdl
     data = espdl_file.read_bytes()
     for cut in (0, 10, 16, 100, len(data) // 2, len(data) - 1):
         p = _write(tmp_path, f"cut{cut}.espdl", data[:cut])
@@ -39,8 +38,7 @@ def test_truncated_file_is_a_clear_error(espdl_file, tmp_path):
 
 
 def test_wrong_magic_and_encrypted_flag(espdl_file, tmp_path):
-    from mnistp4.stages.quantize.espdl import EspdlFormatError, read_espdl
-
+    from mnistp4.stages.quantize.espdl_reader import EspdlFormatError, read_espdl
     data = espdl_file.read_bytes()
     with pytest.raises(EspdlFormatError, match="not an .espdl file"):
         read_espdl(_write(tmp_path, "onnx.espdl", b"\x08\x07onnx" + data[6:]))
@@ -50,8 +48,7 @@ def test_wrong_magic_and_encrypted_flag(espdl_file, tmp_path):
 
 def test_corrupt_payload_never_crashes(espdl_file, tmp_path):
     """Damaged FlatBuffers offsets give EspdlFormatError; damaged weight bytes still parse."""
-    from mnistp4.stages.quantize.espdl import EspdlFormatError, read_espdl
-
+    from mnistp4.stages.quantize.espdl_reader import EspdlFormatError, read_espdl
     data = bytearray(espdl_file.read_bytes())
     bad_root = bytearray(data)
     bad_root[16:20] = struct.pack("<I", 0x7FFFFFF0)  # root table offset far past the end
@@ -76,15 +73,14 @@ def test_corrupt_payload_never_crashes(espdl_file, tmp_path):
 
 def test_missing_file_is_input_error(tmp_path):
     from mnistp4.errors import InputError
-    from mnistp4.stages.quantize.espdl import read_espdl
-
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
     with pytest.raises(InputError, match="cannot read"):
         read_espdl(tmp_path / "nope.espdl")
 
 
 def test_unknown_op_is_named(espdl_file):
-    from mnistp4.stages.quantize.espdl import Interpreter, UnsupportedOp, read_espdl
-
+    from mnistp4.stages.quantize.espdl_reader import UnsupportedOp, read_espdl
+    from mnistp4.stages.quantize.interpreter import Interpreter
     model = read_espdl(espdl_file)
     Interpreter(model)  # the real graph is fully supported
     model.nodes[1].op_type = "Softplus"
@@ -109,7 +105,9 @@ def test_clip_matches_esp_ppq_bit_for_bit(tmp_path, mnist_dir, bits):
     import torch
     from torch import nn
 
-    from mnistp4.stages.quantize.espdl import Interpreter, check_test_values, normalize_pixels, quantize_input, read_espdl
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
+
+    from mnistp4.stages.quantize.interpreter import Interpreter, check_test_values, normalize_pixels, quantize_input
     from mnistp4.stages.quantize.espdl_quantize import quantize_onnx, verify_against_ppq
     from mnistp4.stages.models.export import export_onnx
     from mnistp4.stages.data.mnist_source import load_mnist

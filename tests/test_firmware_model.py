@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnistp4.stages.quantize.espdl import Interpreter, predict_ints, quantize_input, read_espdl
+from mnistp4.stages.quantize.espdl_reader import read_espdl
+
+from mnistp4.stages.quantize.interpreter import Interpreter, predict_ints, quantize_input
 from fwcore import Core, build_core, random_canvas, reference_normalize
 
 

@@ -88,7 +88,7 @@ def test_esp_ppq_keeps_the_fine_tuned_weights_and_ranges(qat_run_dir):
     import onnx
     from onnx import numpy_helper
 
-    from mnistp4.stages.quantize.espdl import read_espdl, unpack_filter
+    from mnistp4.stages.quantize.espdl_reader import read_espdl, unpack_filter
     from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
     from mnistp4.stages.quantize.calib_images import calibration_set
 
@@ -202,7 +202,7 @@ def test_learned_clipping_reaches_the_file(trained_run, tmp_path):
 
     import onnx
 
-    from mnistp4.stages.quantize.espdl import read_espdl
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
     from mnistp4.stages.quantize.espdl_quantize import onnx_logits
     from mnistp4.stages.models.export import export_onnx
     from mnistp4.stages.models.common import MEAN, STD, load_run

@@ -38,8 +38,7 @@ def test_onnx_is_not_modified_and_side_files_written(quantized):
 
 
 def test_reader_reports_input_and_memory(quantized):
-    from mnistp4.stages.quantize.espdl import read_espdl
-
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
     _, _, _, results = quantized
     m8, m16 = read_espdl(results[8].path), read_espdl(results[16].path)
     assert m8.input_shape == [1, 28, 28, 1] and m8.input_layout == "NHWC"
@@ -55,7 +54,8 @@ def test_reader_reports_input_and_memory(quantized):
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_interpreter_equals_esp_ppq_and_test_values(quantized, mnist_dir, bits):
-    from mnistp4.stages.quantize.espdl import check_test_values, read_espdl
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
+    from mnistp4.stages.quantize.interpreter import check_test_values
     from mnistp4.stages.quantize.espdl_quantize import verify_against_ppq
 
     _, _, _, results = quantized
@@ -150,7 +150,8 @@ def test_pipeline_step_quantizes_the_configured_run(quantized, tmp_path, monkeyp
 
 
 def test_esp32s3_rounds_half_up_and_still_matches(quantized, tmp_path, mnist_dir):
-    from mnistp4.stages.quantize.espdl import check_test_values, read_espdl
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
+    from mnistp4.stages.quantize.interpreter import check_test_values
     from mnistp4.stages.quantize.espdl_quantize import quantize_onnx, verify_against_ppq
     from mnistp4.stages.data.mnist_source import load_mnist
 

@@ -56,8 +56,7 @@ def test_flips_are_counted_on_the_files_and_the_fewest_wins(tiny, tmp_path):
 
 def test_quantize_auto_reports_its_choice(tiny, tmp_path, monkeypatch, capsys, mnist_dir):
     from mnistp4.cli import main
-    from mnistp4.stages.quantize.espdl import read_espdl
-
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
     run = tmp_path / "run"
     run.mkdir()
     shutil.copyfile(tiny[0], run / "model.onnx")

@@ -96,8 +96,7 @@ def check_model(path: str | Path, partitions_csv: str | Path, partition: str = M
     """Refuse anything the firmware cannot load: not an ``EDL2`` file, corrupt, encrypted, an input
     that is not one 28x28 grey digit in int8/int16, an output that is not 10 classes, or a file
     larger than the ``model`` partition (both sizes named)."""
-    from mnistp4.stages.quantize.espdl import read_espdl
-
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
     path = Path(path)
     if path.suffix != ".espdl":
         raise InputError(f"{path}: the board loads ESP-DL .espdl models; quantize first (`mnistp4 quantize`)")

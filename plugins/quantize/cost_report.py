@@ -29,8 +29,7 @@ FORMULA = (f"latency_ms = MACs / {ANCHOR_MACS / ANCHOR_MS / 1e3:.0f} MMAC/s (anc
 
 def layer_macs(model) -> list[dict[str, Any]]:
     """MACs of every Conv/Gemm node, from the filter and output shapes stored in the file."""
-    from mnistp4.stages.quantize.espdl import unpack_filter
-
+    from mnistp4.stages.quantize.espdl_reader import unpack_filter
     rows = []
     for node in model.nodes:
         if node.op_type not in ("Conv", "Gemm") or len(node.inputs) < 2:
@@ -52,7 +51,7 @@ def layer_macs(model) -> list[dict[str, Any]]:
 
 
 def device_cost(model) -> dict[str, Any]:
-    """Cost summary of an :class:`mnistp4.stages.quantize.espdl.EspdlModel`."""
+    """Cost summary of an :class:`mnistp4.stages.quantize.espdl_reader.EspdlModel`."""
     layers = layer_macs(model)
     macs = sum(r["macs"] for r in layers)
     params = int(sum(t.data.size for t in model.initializers.values()
@@ -77,8 +76,7 @@ def register_commands(cli):
     def cost_cmd(model_file, as_json):
         from rich.table import Table
 
-        from mnistp4.stages.quantize.espdl import read_espdl
-
+        from mnistp4.stages.quantize.espdl_reader import read_espdl
         app = get_app()
         cost = device_cost(read_espdl(model_file))
         if as_json:

@@ -22,8 +22,9 @@ import numpy as np
 
 from mnistp4.errors import InputError, UsageError
 
-from mnistp4.stages.quantize.espdl import EspdlModel, Interpreter, check_test_values, predict_ints, read_espdl
+from mnistp4.stages.quantize.espdl_reader import EspdlModel, read_espdl
 
+from mnistp4.stages.quantize.interpreter import Interpreter, check_test_values, predict_ints
 log = logging.getLogger(__name__)
 
 MEAN, STD = 0.1307, 0.3081

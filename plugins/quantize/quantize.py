@@ -2,7 +2,7 @@
 ``model_int16.espdl`` (+ esp-ppq's ``.json``/``.info`` side files) and ``quant.json``.
 
 Accuracy is measured on the exported file itself, by the host integer interpreter
-(:mod:`mnistp4.stages.quantize.espdl`), and the interpreter is checked against esp-ppq's own simulator on the
+(:mod:`mnistp4.stages.quantize.espdl_reader`, :mod:`mnistp4.stages.quantize.interpreter`), and the interpreter is checked against esp-ppq's own simulator on the
 whole MNIST test set (mismatch count reported) and against the test values embedded in the file.
 Registers: quantizer ``espdl``, model format ``.espdl`` (for ``mnistp4 evaluate``), the
 ``quantize`` command and the ``quantize`` pipeline step (order 30).
@@ -22,7 +22,9 @@ from mnistp4.errors import InputError, UsageError
 from mnistp4.io import write_json
 from mnistp4.records import PipelineStep
 
-from mnistp4.stages.quantize.espdl import Interpreter, check_test_values, predict_ints, read_espdl
+from mnistp4.stages.quantize.espdl_reader import read_espdl
+
+from mnistp4.stages.quantize.interpreter import Interpreter, check_test_values, predict_ints
 from mnistp4.stages.quantize.espdl_quantize import (AUTO, DEFAULT_RECIPE, RECIPES, accuracy, check_options, espdl_predictor,
                                      onnx_logits, quantize_onnx, verify_against_ppq)
 from mnistp4.stages.quantize.recipe_select import CANDIDATES, hard_probes, select_recipe
