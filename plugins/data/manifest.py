@@ -9,6 +9,13 @@ of the sheet file), ``row``, ``col`` (cell of the digit), ``flags`` (``;``-separ
 ``DATA_DIR/decisions.csv`` holds what people decided, keyed by ``sheet_hash,row,col``; ``segment``
 re-applies it every time it rewrites the manifest, so a decision survives re-segmenting.
 
+Unknown columns (added by hand or by a spreadsheet) are kept on every rewrite. The file is read as
+UTF-8 with or without a byte-order mark; anything else is an error naming the file and the line.
+
+Every writer of manifest.csv or decisions.csv (``segment``, ``label``, the review page) holds the
+data dir's lock (:func:`data_dir_lock`) and re-reads what it merges while holding it, so two
+writers never lose each other's work.
+
 A digit is used for training when ``decision != "rejected"`` and (``flags == ""`` or
 ``decision == "accepted"``) and it has a label.
 """
@@ -17,14 +24,20 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
 import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
+import filelock
 import numpy as np
 
-from mnistp4.errors import InputError, UsageError
+from mnistp4.errors import InputError, Mnistp4Error, UsageError
 from mnistp4.io import write_text
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ["path", "label", "source", "sheet", "sheet_hash", "row", "col", "flags", "decision"]
 DECISION_COLUMNS = ["sheet_hash", "row", "col", "label", "decision"]
@@ -32,12 +45,18 @@ DECISIONS = ("", "relabeled", "rejected", "accepted")
 FLAGS = ("empty", "multi", "border", "small", "large", "low_contrast")
 MANIFEST = "manifest.csv"
 DECISIONS_FILE = "decisions.csv"
+LOCK_FILE = ".mnistp4.lock"
+OWNER_FILE = ".mnistp4.lock.owner"
+#: how long a writer waits for another one before giving up (seconds; env MNISTP4_LOCK_TIMEOUT)
+LOCK_TIMEOUT_S = 600.0
 
 
 def _parse_row(raw: dict, where: str) -> dict:
-    """CSV strings -> a row dict: ``label`` int or None, ``row``/``col`` int, the rest strings."""
+    """CSV strings -> a row dict: ``label`` int or None, ``row``/``col`` int, the rest strings
+    (unknown columns included, as they are)."""
     try:
-        row = {k: (raw.get(k) or "") for k in COLUMNS}
+        row = {k: (v or "") for k, v in raw.items()}
+        row.update({k: (raw.get(k) or "") for k in COLUMNS})
         row["label"] = int(row["label"]) if row["label"].strip() != "" else None
         row["row"], row["col"] = int(row["row"]), int(row["col"])
     except ValueError as e:
@@ -49,17 +68,60 @@ def _parse_row(raw: dict, where: str) -> dict:
     return row
 
 
-def read_manifest(data_dir: str | os.PathLike) -> list[dict]:
-    """All rows of ``DATA_DIR/manifest.csv`` (see the module doc for the value types)."""
+def read_csv_text(path: Path) -> str:
+    """A CSV file's text: UTF-8 with or without BOM; another encoding is an error naming the line."""
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder, not a CSV file; move it away") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise InputError(f"{path} line {line}: not UTF-8 (byte 0x{raw[e.start]:02x}; a spreadsheet saved it as "
+                         f"Windows-1252 or Latin-1?); save it as 'CSV UTF-8' and run the command again") from None
+
+
+def _csv_rows(path: Path, expected: list[str]) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(header, [(line number, raw row dict)]) of a CSV file, with errors that name the line."""
+    reader = csv.DictReader(io.StringIO(read_csv_text(path), newline=""))
+    out = []
+    try:
+        header = list(reader.fieldnames or [])
+        dupes = sorted({c for c in header if header.count(c) > 1})
+        if dupes:
+            raise InputError(f"{path} line 1: column(s) {', '.join(map(repr, dupes))} appear twice; "
+                             f"rename or delete one")
+        missing = [c for c in expected if c not in header]
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(expected)}")
+        for raw in reader:
+            if None in raw:
+                raise InputError(f"{path} line {reader.line_num}: more values than columns; "
+                                 f"quote values that contain a comma, or delete that line")
+            out.append((reader.line_num, raw))
+    except csv.Error as e:
+        raise InputError(f"{path} line {reader.line_num}: not valid CSV ({e}); fix or delete that line") from None
+    return header, out
+
+
+def _read_table(data_dir: Path) -> tuple[list[str], list[dict]]:
+    """(columns in file order, parsed rows) of the manifest."""
     path = Path(data_dir) / MANIFEST
     if not path.is_file():
         raise InputError(f"{path} does not exist: run `mnistp4 segment RAW_DIR -o {data_dir}` first")
-    text = path.read_text(encoding="utf-8")
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}")
-    return [_parse_row(raw, f"{path} line {i + 2}") for i, raw in enumerate(reader)]
+    header, raws = _csv_rows(path, COLUMNS)
+    return header, [_parse_row(raw, f"{path} line {n}") for n, raw in raws]
+
+
+def read_manifest(data_dir: str | os.PathLike) -> list[dict]:
+    """All rows of ``DATA_DIR/manifest.csv`` (see the module doc for the value types)."""
+    return _read_table(Path(data_dir))[1]
+
+
+def manifest_columns(header: list[str]) -> list[str]:
+    """The columns a rewrite keeps: the known ones, then the user's in their order."""
+    return COLUMNS + [c for c in header if c not in COLUMNS]
 
 
 def usable(row: dict) -> bool:
@@ -85,9 +147,24 @@ def _to_csv(rows: Iterable[dict], columns: list[str]) -> str:
 
 
 def write_manifest(data_dir: str | os.PathLike, rows: Iterable[dict]) -> Path:
-    """Atomically (re)write the manifest after applying ``decisions.csv`` to ``rows``."""
-    rows = apply_decisions(list(rows), read_decisions(data_dir))
-    return write_text(Path(data_dir) / MANIFEST, _to_csv(rows, COLUMNS))
+    """Atomically (re)write the manifest after applying ``decisions.csv`` to ``rows``; the values of
+    columns unknown to mnistp4 are carried over from the current file (by digit key)."""
+    data_dir = Path(data_dir)
+    with data_dir_lock(data_dir):
+        rows = apply_decisions(list(rows), read_decisions(data_dir))
+        columns = COLUMNS
+        if (data_dir / MANIFEST).is_file():
+            header, old_rows = _read_table(data_dir)
+            columns = manifest_columns(header)
+            extra = [c for c in columns if c not in COLUMNS]
+            if extra:
+                old = {_key(r): r for r in old_rows}
+                rows = [{**{c: old.get(_key(r), {}).get(c, "") for c in extra}, **r} for r in rows]
+        return write_text(data_dir / MANIFEST, _to_csv(rows, columns))
+
+
+def _key(row: dict) -> tuple[str, int, int]:
+    return row["sheet_hash"], int(row["row"]), int(row["col"])
 
 
 def read_decisions(data_dir: str | os.PathLike) -> dict[tuple[str, int, int], dict]:
@@ -96,9 +173,8 @@ def read_decisions(data_dir: str | os.PathLike) -> dict[tuple[str, int, int], di
     if not path.is_file():
         return {}
     out = {}
-    reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
-    for i, raw in enumerate(reader):
-        where = f"{path} line {i + 2}"
+    for n, raw in _csv_rows(path, [])[1]:
+        where = f"{path} line {n}"
         try:
             key = (raw["sheet_hash"], int(raw["row"]), int(raw["col"]))
             label = int(raw["label"]) if (raw.get("label") or "").strip() else None
@@ -138,7 +214,7 @@ def harvest_manifest_edits(data_dir: str | os.PathLike, original: dict[tuple[str
     data_dir = Path(data_dir)
     if not (data_dir / MANIFEST).is_file():
         return 0
-    with _locked(data_dir):
+    with data_dir_lock(data_dir):
         decisions = read_decisions(data_dir)
         changed = 0
         for row in read_manifest(data_dir):
@@ -161,17 +237,53 @@ def harvest_manifest_edits(data_dir: str | os.PathLike, original: dict[tuple[str
     return changed
 
 
+_LOCKS: dict[Path, filelock.FileLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
 @contextlib.contextmanager
-def _locked(data_dir: Path) -> Iterator[None]:
-    """Serialise writers of decisions.csv (the label command and the review page may overlap)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / ".decisions.lock", "a+") as f:
+def data_dir_lock(data_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold the data dir's advisory lock: one writer of manifest.csv / decisions.csv at a time,
+    across processes and threads; re-entrant in one thread. A writer that finds it taken says who
+    holds it and waits (``MNISTP4_LOCK_TIMEOUT`` seconds, default 600), then gives up."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"data dir {data_dir} does not exist; run `mnistp4 segment RAW_DIR -o {data_dir}` "
+                         f"first or pass the right --data-dir")
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(data_dir.resolve(), filelock.FileLock(data_dir / LOCK_FILE))
+    try:
+        lock.acquire(timeout=1.0)
+    except filelock.Timeout:
+        holder = _lock_holder(data_dir)
+        wait = float(os.environ.get("MNISTP4_LOCK_TIMEOUT") or LOCK_TIMEOUT_S)
+        log.warning("data dir %s is in use by %s; waiting up to %.0f s", data_dir, holder, wait)
         try:
-            import fcntl
-            fcntl.flock(f, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - Windows: atomic writes only
-            pass
+            lock.acquire(timeout=max(0.0, wait - 1.0))
+        except filelock.Timeout:
+            raise Mnistp4Error(f"data dir {data_dir} is in use by {holder}; wait for it to finish or use "
+                               f"another data dir") from None
+    try:
+        if lock.lock_counter == 1:
+            _write_owner(data_dir)
         yield
+    finally:
+        lock.release()
+
+
+def _write_owner(data_dir: Path) -> None:
+    import sys
+    command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:3]))
+    tmp = data_dir / f"{OWNER_FILE}.{os.getpid()}"
+    tmp.write_text(f"PID {os.getpid()} ({command}, since {time.strftime('%H:%M:%S')})\n", encoding="utf-8")
+    os.replace(tmp, data_dir / OWNER_FILE)
+
+
+def _lock_holder(data_dir: Path) -> str:
+    try:
+        return (data_dir / OWNER_FILE).read_text(encoding="utf-8").strip() or "another process"
+    except (OSError, UnicodeDecodeError):
+        return "another process"
 
 
 def record_decision(data_dir: str | os.PathLike, sheet_hash: str, row: int, col: int, *,
@@ -190,8 +302,8 @@ def record_decision(data_dir: str | os.PathLike, sheet_hash: str, row: int, col:
     if label is not None and not (isinstance(label, (int, np.integer)) and 0 <= int(label) <= 9):
         raise UsageError(f"label must be a digit 0-9, got {label!r}")
     row, col = int(row), int(col)
-    with _locked(data_dir):
-        rows = read_manifest(data_dir)
+    with data_dir_lock(data_dir):
+        header, rows = _read_table(data_dir)   # re-read under the lock: merges with every other writer
         key = (sheet_hash, row, col)
         matches = [r for r in rows if (r["sheet_hash"], r["row"], r["col"]) == key]
         if not matches:
@@ -209,7 +321,7 @@ def record_decision(data_dir: str | os.PathLike, sheet_hash: str, row: int, col:
         decisions[key] = new
         write_decisions(data_dir, decisions)
         rows = apply_decisions(rows, {key: new})
-        write_text(data_dir / MANIFEST, _to_csv(rows, COLUMNS))
+        write_text(data_dir / MANIFEST, _to_csv(rows, manifest_columns(header)))
     return next(r for r in rows if (r["sheet_hash"], r["row"], r["col"]) == key)
 
 

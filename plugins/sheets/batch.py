@@ -3,6 +3,10 @@
 Parallel across sheets (process pool), idempotent by content hash (a sheet whose bytes, sidecar
 and segmentation options are unchanged is not processed again), per-file errors (the batch goes
 on), and the raw folder is only ever read.
+
+Several runs may share one data dir (one raw folder each, or the same one): the manifest and the
+state are merged under the data dir's lock at the end, keeping the sheets of other raw folders and
+every decision recorded meanwhile. Worker processes die with the command (SIGTERM, SIGKILL).
 """
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ import io
 import json
 import logging
 import multiprocessing
+import os
+import signal
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +28,7 @@ import numpy as np
 
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
 from mnistp4.io import write_bytes, write_json
-from mnistp4.stages.data.manifest import MANIFEST, harvest_manifest_edits, write_manifest
+from mnistp4.stages.data.manifest import MANIFEST, data_dir_lock, harvest_manifest_edits, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +76,43 @@ def list_sheets(raw_dir: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(raw_dir).parts))
 
 
+SIDECAR_EXAMPLE = '{"source": "writer-1", "rows": "0123456789"}'
+SIDECAR_MAX_BYTES = 1 << 20
+
+
 def sidecar(path: Path) -> dict:
     """``<stem>.json`` beside a sheet: ``{"source": writer id, "rows": "0123456789"}`` (optional)."""
     side = path.with_suffix(".json")
-    if not side.is_file():
+    if not side.exists():
         return {}
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InputError(f"{side}: not valid JSON ({e}); it should look like "
-                         f'{{"source": "writer-1", "rows": "0123456789"}}') from None
+        raw = side.read_bytes()
+    except OSError as e:
+        raise InputError(f"{side}: cannot be read ({e.strerror or e}); fix its permissions or remove it") from None
+    return parse_sidecar(raw, side)
+
+
+def parse_sidecar(raw: bytes, side: Path | str) -> dict:
+    """A sidecar's bytes -> ``{"source": str, "rows": str, "note": ...}``; :class:`InputError` otherwise."""
+    if len(raw) > SIDECAR_MAX_BYTES:
+        raise InputError(f"{side}: {len(raw)} bytes is far too big for a sidecar; it should look like "
+                         f"{SIDECAR_EXAMPLE}")
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{side}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); save it as UTF-8") \
+            from None
+    except (ValueError, RecursionError) as e:
+        raise InputError(f"{side}: not valid JSON ({str(e)[:80]}); it should look like {SIDECAR_EXAMPLE}") from None
     if not isinstance(data, dict) or not set(data) <= {"source", "rows", "note"}:
-        raise InputError(f"{side}: expected an object with keys source, rows (and note)")
+        raise InputError(f"{side}: expected an object with keys source, rows (and note), like {SIDECAR_EXAMPLE}")
+    for key in ("source", "rows"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise InputError(f"{side}: {key!r} must be text, got {type(value).__name__}; "
+                             f"it should look like {SIDECAR_EXAMPLE}")
+    if data.get("rows") is not None and not str(data["rows"]).isascii():
+        raise InputError(f"{side}: 'rows' must list digits 0-9 (and '-' for free boxes), got {data['rows']!r}")
     return data
 
 
@@ -197,10 +229,62 @@ def _picklable(job: Job) -> bool:
         return False
 
 
-def _worker_init(path: list[str]):
+def _worker_init(path: list[str], parent_pid: int | None = None):
     # spawned workers: the parent's import path (plugin folders), one OpenCV thread per process
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     sys.path[:] = path
     cv2.setNumThreads(1)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel kills this worker when the command dies, even by SIGKILL."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):   # not Linux: SIGTERM is still handled by the parent
+        return
+    if os.getppid() != parent_pid:      # the parent died before prctl took effect
+        os._exit(1)
+
+
+class _Terminated(BaseException):
+    """SIGTERM in the middle of a batch: stop the workers, keep what earlier runs wrote."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def _run_pool(jobs: list[Job], workers: int, on_done) -> None:
+    """Run ``jobs`` in worker processes that never outlive this one."""
+    # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                               initializer=_worker_init, initargs=(list(sys.path), os.getpid()))
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    try:
+        futures = {pool.submit(process_sheet, job): job for job in jobs}
+        for fut in as_completed(futures):
+            try:
+                result = fut.result()
+            except Exception as e:  # a worker died (out of memory, a crash in a native library)
+                job = futures[fut]
+                result = SheetResult(job.sheet, job.sheet_hash, "failed",
+                                     error=f"{job.sheet}: worker process failed ({type(e).__name__}: {e})")
+            on_done(result)
+    except BaseException:
+        # Ctrl-C, SIGTERM or an error: the workers stop now instead of finishing the queue
+        for proc in list((pool._processes or {}).values()):  # no public API to stop running workers
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    pool.shutdown(wait=True)
 
 
 def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: str, layout, layouts: dict,
@@ -212,18 +296,7 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
         raise UsageError(f"{raw_dir} is not a folder of sheets")
     if data_dir == raw_dir or raw_dir in data_dir.parents:
         raise UsageError(f"the data dir {data_dir} must be outside the raw folder {raw_dir} (it is never written)")
-    state_path = data_dir / STATE
-    try:
-        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    except ValueError:
-        state = {}
-    if state.get("version") != VERSION:
-        state = {"version": VERSION, "sheets": {}}
-    old = state["sheets"]
-
-    # hand edits of the manifest since the last run become decisions before it is rewritten
-    harvest_manifest_edits(data_dir, {(r["sheet_hash"], int(r["row"]), int(r["col"])): r
-                                      for sheet in old.values() for r in sheet["rows"]})
+    old = _read_state(data_dir / STATE)["sheets"]
 
     results: list[SheetResult] = []
     jobs: list[Job] = []
@@ -258,45 +331,46 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
     if workers > 1 and len(jobs) > 1 and not _picklable(jobs[0]):
         log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
         workers = 1
-    if workers > 1 and len(jobs) > 1:
-        # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                                 initializer=_worker_init, initargs=(list(sys.path),)) as pool:
-            futures = {pool.submit(process_sheet, job): job for job in jobs}
-            for fut in as_completed(futures):
-                try:
-                    done.append(fut.result())
-                except Exception as e:  # a worker died (out of memory, a crash in a native library)
-                    job = futures[fut]
-                    done.append(SheetResult(job.sheet, job.sheet_hash, "failed",
-                                            error=f"{job.sheet}: worker process failed ({type(e).__name__}: {e})"))
-                if task is not None:
-                    progress.advance(task)
-    else:
-        for job in jobs:
-            done.append(process_sheet(job))
-            if task is not None:
-                progress.advance(task)
+
+    def on_done(result: SheetResult) -> None:
+        done.append(result)
+        if task is not None:
+            progress.advance(task)
+
+    try:
+        if workers > 1 and len(jobs) > 1:
+            _run_pool(jobs, workers, on_done)
+        else:
+            for job in jobs:
+                on_done(process_sheet(job))
+    except _Terminated:
+        raise Mnistp4Error(f"segment was stopped (SIGTERM); {len(done)} of {len(jobs)} sheet(s) were done; "
+                           f"run it again to finish (done sheets are not redone)") from None
     by_sheet = {j.sheet: j for j in jobs}
     for r in done:
         if r.status == "ok":
             old[r.sheet_hash] = {"sheet": r.sheet, "options_key": by_sheet[r.sheet].options_key,
                                  "digits": r.digits, "flagged": r.flagged, "rows": r.rows}
-        if emit:
-            emit("on_sheet_processed", sheet_path=raw_dir / r.sheet, digits=r.digits_found, error=r.error)
-        r.digits_found = []
     results += done
     results.sort(key=lambda r: r.sheet)
-
     current = {r.sheet_hash for r in results if r.status in ("ok", "skipped")}
-    state["sheets"] = {h: v for h, v in old.items() if h in current}
-    rows = [row for r in results if r.status in ("ok", "skipped") for row in r.rows]
     data_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(data_dir, rows)
-    write_json(state_path, state)
+    _merge_and_write(data_dir, raw_dir, {h: {**v, "raw_dir": str(raw_dir)} for h, v in old.items() if h in current})
+
+    # plugins hear about each sheet only now: a failing hook cannot discard the finished work
+    hook_errors = []
+    for r in done:
+        if emit:
+            try:
+                emit("on_sheet_processed", sheet_path=raw_dir / r.sheet, digits=r.digits_found, error=r.error)
+            except Exception as e:
+                log.warning("on_sheet_processed failed for %s: %s (its digits are in the manifest)", r.sheet, e)
+                hook_errors.append(e)
+        r.digits_found = []
     if emit:
         emit("on_artifact_written", path=data_dir / MANIFEST, kind="manifest")
+    if hook_errors:
+        raise hook_errors[0]
     from mnistp4.stages.data.manifest import read_manifest, usable
     final = read_manifest(data_dir)
     return {
@@ -309,6 +383,34 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
         "usable": sum(1 for r in final if usable(r)),
         "results": [r.summary() for r in results],
     }
+
+
+def _read_state(state_path: Path) -> dict:
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    except (ValueError, UnicodeDecodeError):
+        state = {}   # only a cache of what was segmented: rebuilt when unreadable
+    if not isinstance(state, dict) or state.get("version") != VERSION or not isinstance(state.get("sheets"), dict):
+        state = {"version": VERSION, "sheets": {}}
+    return state
+
+
+def _merge_and_write(data_dir: Path, raw_dir: Path, mine: dict) -> None:
+    """Under the data dir's lock: this run's sheets replace the ones it owned, other raw folders'
+    sheets stay, hand edits and decisions made meanwhile are kept; then manifest and state."""
+    state_path = data_dir / STATE
+    # hand edits of the manifest since the last run become decisions before it is rewritten
+    with data_dir_lock(data_dir):
+        state = _read_state(state_path)
+        sheets = state["sheets"]
+        harvest_manifest_edits(data_dir, {(r["sheet_hash"], int(r["row"]), int(r["col"])): r
+                                          for sheet in sheets.values() for r in sheet["rows"]})
+        theirs = {h: v for h, v in sheets.items() if v.get("raw_dir", str(raw_dir)) != str(raw_dir)
+                  and h not in mine}
+        state["sheets"] = {**theirs, **mine}
+        order = sorted(state["sheets"].values(), key=lambda v: (v.get("raw_dir", ""), v["sheet"]))
+        write_manifest(data_dir, [row for v in order for row in v["rows"]])
+        write_json(state_path, state)
 
 
 def check_unchanged(paths: list[Path]) -> dict[str, str]:
