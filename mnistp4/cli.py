@@ -123,7 +123,7 @@ def build_cli(app: App) -> click.Group:
             t0 = time.perf_counter()
             try:
                 result = entry.obj.run(app, state) or {}
-            except Mnistp4Error:
+            except (Mnistp4Error, OSError):
                 raise
             except Exception as e:
                 raise PluginError(entry.plugin, f"pipeline step {entry.name}", f"{type(e).__name__}: {e}") from e
@@ -207,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     except Mnistp4Error as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return e.exit_code
+    except OSError as e:  # a file-system fault no stage turned into a message: still one line, exit 1
+        from .io import fs_error
+        err.print(f"[bold red]error:[/] {escape(str(fs_error(e)))}", highlight=False, soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         return 130

@@ -2,7 +2,8 @@
 < environment variables < command line. Every value remembers where it came from.
 
 Keys are declared (core keys below, plugin keys through ``register_config_keys``); the type of a
-key is the type of its default. Unknown keys and wrong types are errors naming the key.
+key is the type of its default. Unknown keys, wrong types and values out of range (``RANGES``) are
+errors naming the key, raised when the value is read, before any stage runs.
 """
 from __future__ import annotations
 
@@ -64,6 +65,23 @@ ENV_KEYS = {"mnist_dir": "MNISTP4_MNIST_DIR", "cache_dir": "MNISTP4_CACHE_DIR", 
             "semeion_dir": "MNISTP4_SEMEION_DIR"}
 
 
+#: allowed values of numeric keys (core and shipped plugins): key -> (test, what is allowed)
+RANGES: dict[str, tuple[Any, str]] = {
+    "epochs": (lambda v: v >= 0, ">= 1, or 0 for the recipe's default"),
+    "weight": (lambda v: v > 0, "> 0 (1 = custom digits as often as MNIST digits)"),
+    "workers": (lambda v: 1 <= v <= 256, "between 1 and 256"),
+    "bits": (lambda v: v in (8, 16), "8 or 16"),
+    "calib": (lambda v: 1 <= v <= 100_000, "between 1 and 100000"),
+    "seed": (lambda v: v >= 0, ">= 0"),
+    "serve_port": (lambda v: 0 <= v <= 65535, "between 0 and 65535 (0 = any free port)"),
+    "flash_baud": (lambda v: v > 0, "> 0"),
+    "qat_epochs": (lambda v: v >= 0, ">= 0 (0 = no fine-tuning)"),
+    "qat_lr": (lambda v: 0 < v < 1, "between 0 and 1"),
+    "quant_probes": (lambda v: v >= 1, ">= 1"),
+    "calib_custom_share": (lambda v: v == -1 or 0 <= v <= 1, "between 0 and 1, or -1"),
+}
+
+
 class Config:
     """Effective configuration with provenance. ``config["epochs"]`` or ``config.get("epochs")``."""
 
@@ -113,7 +131,11 @@ class Config:
         if key not in self.keys:
             self._pending[key] = (value, origin)  # checked in validate_pending(), once plugins declared theirs
             return
-        self._values[key] = _coerce(key, value, self.keys[key].default, origin, from_text)
+        value = _coerce(key, value, self.keys[key].default, origin, from_text)
+        test, allowed = RANGES.get(key, (None, ""))
+        if test is not None and isinstance(value, (int, float)) and not test(value):
+            raise ConfigError(f"configuration key {key!r} (from {origin}) must be {allowed}, got {value!r}")
+        self._values[key] = value
         self._origin[key] = origin
 
     def apply_pending(self) -> None:

@@ -1,29 +1,120 @@
-"""Atomic file writes: a reader never sees a half-written file, an interrupted write leaves none."""
+"""Atomic file writes: a reader never sees a half-written file, an interrupted write leaves none.
+
+File-system faults (disk full, read-only, no permission, a file or folder in the way) become a
+:class:`FileSystemError`: one line naming the path and the fix, exit code 1.
+"""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+
+from .errors import Mnistp4Error
+
+#: errno -> what the user can do about it
+FIXES = {
+    errno.ENOSPC: "the disk is full: free some space or write somewhere else, then run it again",
+    errno.EDQUOT: "the disk quota is used up: free some space or write somewhere else, then run it again",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.EACCES: "no permission: fix the folder's permissions or choose another folder",
+    errno.EPERM: "not permitted: fix the folder's permissions or choose another folder",
+    errno.EISDIR: "a folder is in the way: move it or choose another path",
+    errno.ENOTDIR: "a file is in the way where a folder is needed: move it or choose another path",
+    errno.EEXIST: "a file is in the way where a folder is needed: move it or choose another path",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
+    errno.ENOENT: "a folder on the way does not exist: check the path",
+}
+
+
+class FileSystemError(Mnistp4Error):
+    """Writing or reading a path failed for a reason of the file system; the message says the fix."""
+
+
+def fs_error(e: OSError, path: str | os.PathLike | None = None) -> FileSystemError:
+    """A one-line :class:`FileSystemError` for an ``OSError`` (``path``: what was being written)."""
+    where = path if path is not None else (e.filename or "a file")
+    fix = FIXES.get(e.errno or 0, "check the path and the disk")
+    return FileSystemError(f"cannot write {where}: {e.strerror or e} ({fix})")
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn a file-system fault while writing ``path`` into a :class:`FileSystemError`."""
+    try:
+        yield
+    except FileSystemError:
+        raise
+    except OSError as e:
+        raise fs_error(e, path) from None
+
+
+def _stream_failure(e: Exception, path: Path) -> FileSystemError | None:
+    """Libraries that write through C++ streams (torch.save) report a full disk as a RuntimeError."""
+    text = str(e)
+    if not any(s in text for s in ("iostream", "basic_ios", "PytorchStreamWriter", "file write failed")):
+        return None
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = -1
+    code = errno.ENOSPC if 0 <= free < 1 << 20 else errno.EIO
+    return fs_error(OSError(code, os.strerror(code)), path)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+    On any failure ``path`` keeps its old content and no temporary file is left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with writing(path):
+            try:
+                yield tmp_path
+            except RuntimeError as e:
+                raise (_stream_failure(e, path) or e) from None
+            os.replace(tmp_path, path)
     finally:
-        if tmp_path.exists():
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``path``; on success it becomes ``path`` in one rename
+    (an existing ``path`` is replaced), on failure it is removed: the folder is complete or absent."""
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        with writing(path):
+            try:
+                yield tmp
+            except RuntimeError as e:
+                raise (_stream_failure(e, path) or e) from None
+            if path.is_dir() and not path.is_symlink():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _umask() -> int:
