@@ -6,7 +6,9 @@ exported .espdl files by the host integer interpreter over the full MNIST test s
 For each model: the float ONNX accuracy (onnxruntime, the baseline measured in the same run),
 the Int16 file, then one Int8 file per recipe with its drop in percentage points, the images whose
 prediction changed, argmax ties of the integer logits, esp-ppq's per-layer noise:signal, and the
-interpreter-vs-esp-ppq mismatch count. Writes bench/results/quant_gap.json and quant_gap.png.
+interpreter-vs-esp-ppq mismatch count, and the ratio of each file's test errors to the float model's.
+Writes quant_gap.json, quant_gap.png, the console output and meta.json into
+bench/results/bench_quant/<date>-<commit>[-<tag>]/ (see bench/benchmeta.py), or into --out.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import benchmeta
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,11 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv=None) -> int:
     from mnistp4.io import write_json
-    from mnistp4.stages.quantize.espdl_reader import read_espdl
-    from mnistp4.stages.quantize.interpreter import Interpreter, predict_ints
-    from mnistp4.stages.quantize.espdl_quantize import (RECIPES, accuracy, onnx_logits, quantize_onnx,
-                                         verify_against_ppq)
     from mnistp4.stages.data.mnist_source import load_mnist
+    from mnistp4.stages.quantize.espdl_quantize import RECIPES, accuracy, onnx_logits, quantize_onnx, verify_against_ppq
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
+    from mnistp4.stages.quantize.interpreter import Interpreter
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", help="run dirs (with model.onnx) or .onnx files")
@@ -38,22 +40,30 @@ def main(argv=None) -> int:
     ap.add_argument("--calib", type=int, default=256)
     ap.add_argument("--target", default="esp32p4")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--out", default="",
+                    help="results folder (default: bench/results/bench_quant/<date>-<commit>[-<tag>])")
+    ap.add_argument("--tag", default="", help="suffix of the results folder, e.g. the model's name")
     ap.add_argument("--work", default="", help="folder for the .espdl files (default: a temp folder)")
     ap.add_argument("--replot", default="", help="only redraw the picture from a quant_gap.json")
     args = ap.parse_args(argv)
     if args.replot:
         results = json.loads(Path(args.replot).read_text())
-        _plot(results, Path(args.out) / "quant_gap.png")
+        _plot(results, Path(args.out or Path(args.replot).parent) / "quant_gap.png")
         return 0
 
     import tempfile
+
     import torch
 
     torch.set_num_threads(2)
     mnist_dir = os.environ.get("MNISTP4_MNIST_DIR", "")
     if not mnist_dir:
         ap.error("set MNISTP4_MNIST_DIR to the folder with the MNIST IDX files")
+    if not args.models and not args.quick_train:
+        ap.error("give run dirs / .onnx files, or --quick-train MODEL:EPOCHS")
+    out_dir = Path(args.out) if args.out else benchmeta.start("bench_quant", tag=args.tag)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    benchmeta.tee_stdout(out_dir)
     train, test = load_mnist(mnist_dir, "train"), load_mnist(mnist_dir, "test")
     calib = train.images[np.random.default_rng(args.seed).choice(len(train), args.calib, replace=False)]
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-quant-"))
@@ -84,6 +94,7 @@ def main(argv=None) -> int:
             acc_q = accuracy(ints, test.labels)
             top = np.sort(ints, axis=1)
             row = {"bits": bits, "recipe": recipe, "accuracy": acc_q, "drop_pp": 100 * (acc_q - acc_f),
+                   "error_ratio_vs_float": benchmeta.ratio(1 - acc_q, 1 - acc_f),
                    "changed_predictions": int((ints.argmax(1) != fl.argmax(1)).sum()),
                    "argmax_ties": int((top[:, -1] == top[:, -2]).sum()),
                    "input_exponent": model.input_exponent, "output_exponent": model.outputs[0].exponent,
@@ -95,11 +106,13 @@ def main(argv=None) -> int:
             print(f"  Int{bits:<2} {recipe:14s} {100 * acc_q:6.2f}%  Δ {row['drop_pp']:+.2f} pp  "
                   f"changed {row['changed_predictions']:3d}  ties {row['argmax_ties']:3d}  "
                   f"in_exp {row['input_exponent']:3d}  worst layer {worst[0]} {100 * worst[1]:.3f}%  "
-                  f"≠esp-ppq {row['mismatched_vs_esp_ppq']}  {row['seconds']:.0f}s", flush=True)
+                  f"≠esp-ppq {row['mismatched_vs_esp_ppq']}  errors {row['error_ratio_vs_float'] or 0:.2f}x float  "
+                  f"{row['seconds']:.0f}s", flush=True)
         results["models"][name] = {"onnx": str(onnx_path), "float_accuracy": acc_f, "rows": rows}
-    out_dir = Path(args.out)
     write_json(out_dir / "quant_gap.json", results)
     _plot(results, out_dir / "quant_gap.png")
+    if (out_dir / "meta.json").exists():
+        benchmeta.finish(out_dir)
     print(f"\nwrote {out_dir / 'quant_gap.json'} and {out_dir / 'quant_gap.png'}")
     return 0
 
@@ -112,8 +125,8 @@ def quick_train(model_name: str, epochs: int, out: Path, train, test, seed: int 
     import torch.nn.functional as F
 
     from mnistp4.app import create_app
-    from mnistp4.stages.models.export import export_onnx
     from mnistp4.stages.models.common import normalize_uint8
+    from mnistp4.stages.models.export import export_onnx
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

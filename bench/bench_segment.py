@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import benchmeta
 import cv2
 import numpy as np
 
@@ -142,7 +143,11 @@ def main(argv=None) -> int:
     semeion = args.semeion or Path(os.environ.get("MNISTP4_SEMEION_DIR", "")) / "semeion-dev.data"
     if not semeion.is_file():
         parser.error(f"{semeion} not found: pass --semeion or set MNISTP4_SEMEION_DIR")
+    out_dir = benchmeta.start("bench_segment")
+    benchmeta.tee_stdout(out_dir)
     out = run(semeion, args.sheets, args.seed)
+    (out_dir / "bench_segment.json").write_text(json.dumps(out, indent=2) + "\n")
+    benchmeta.finish(out_dir, segment_vs_decode=out["speed"]["segment_vs_decode"])
     if args.json:
         print(json.dumps(out, indent=2))
         return 0

@@ -11,11 +11,11 @@
 
 Prints and saves time-to-99.0 % / 99.4 % test accuracy of both and the ratio seed / ours.
 
-    MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... nice python bench/bench_train.py \
-        --seed-cap-minutes 40 | tee bench/results/train_bench.log
+    MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... nice python bench/bench_train.py --seed-cap-minutes 40
 
-Results: ``bench/results/train_bench.json`` (rewritten after each phase, so a cut-short run keeps
-what it measured). Run dirs under ``runs/bench-*`` are kept for quantization and deploy.
+Results: ``train_bench.json`` (rewritten after each phase, so a cut-short run keeps what it measured),
+the console output ``output.txt`` and ``meta.json`` in ``bench/results/bench_train/<date>-<commit>/``
+(see ``bench/benchmeta.py``). Run dirs under ``runs/bench-*`` are kept for quantization and deploy.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import benchmeta
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,13 +45,14 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", action="append", default=[], choices=["ours", "compact", "european", "seed"])
     ap.add_argument("--model", default=None, help="ours: model (default: the configured default model)")
     ap.add_argument("--recipe", default=None, help="ours: recipe (default: the configured default recipe)")
-    ap.add_argument("--json", default=str(REPO / "bench" / "results" / "train_bench.json"))
+    ap.add_argument("--json", default="",
+                    help="results file (default: train_bench.json in bench/results/bench_train/<date>-<commit>/)")
     ap.add_argument("--combine", metavar="SEED_JSON", default=None,
                     help="no training: take the article pipeline's phase from SEED_JSON (a run with "
                          "--skip ours --skip european) into --json and compute the ratios")
     ap.add_argument("--throughput", type=int, metavar="STEPS", default=0,
                     help="no full training: time STEPS training steps of each pipeline, interleaved, "
-                         "and write bench/results/train_throughput.json")
+                         "and write train_throughput.json in bench/results/bench_train/<date>-<commit>-throughput/")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads of every phase (default 1: both pipelines get one core, so the "
                          "ratio compares the pipelines, not their threading; CPU time is not inflated by "
@@ -59,6 +61,8 @@ def main(argv=None) -> int:
     if args.throughput:
         return throughput(args.throughput, args.threads)
     if args.combine:
+        if not args.json:
+            ap.error("--combine needs --json MAIN_JSON")
         return combine(Path(args.json), Path(args.combine))
 
     import torch
@@ -66,7 +70,12 @@ def main(argv=None) -> int:
     app = create_app(root=REPO)
     runs = Path(args.runs)
     runs = runs if runs.is_absolute() else REPO / runs
-    out_json = Path(args.json)
+    if args.json:
+        out_json = Path(args.json)
+    else:
+        out_dir = benchmeta.start("bench_train")
+        benchmeta.tee_stdout(out_dir)
+        out_json = out_dir / "train_bench.json"
 
     results: dict = {"machine": {"cpus": os.cpu_count(), "torch_threads": args.threads, "torch": torch.__version__,
                                  "platform": platform.platform(), "load_average_start": os.getloadavg()},
@@ -78,7 +87,8 @@ def main(argv=None) -> int:
 
     def brief(m):
         return {k: m[k] for k in ("model", "recipe", "test_accuracy", "custom_accuracy", "epochs", "kept_epoch",
-                                  "best_test_epoch", "best_test_accuracy", "train_seconds", "time_to", "params", "macs", "stopped_early")} | {
+                                  "best_test_epoch", "best_test_accuracy", "train_seconds", "time_to", "params",
+                                  "macs", "stopped_early")} | {
             "history": [{k: h[k] for k in ("epoch", "test_accuracy", "custom_accuracy", "seconds")}
                         for h in m["history"]]}
 
@@ -135,6 +145,8 @@ def main(argv=None) -> int:
         report_ratios(app.console, results)
     report_accuracies(app.console, results)
     app.console.print(f"results: {out_json}")
+    if (out_json.parent / "meta.json").exists():
+        benchmeta.finish(out_json.parent, time_to_ratio=results.get("time_to_ratio"))
     return 0
 
 
@@ -204,13 +216,13 @@ def throughput(steps: int, threads: int = 1) -> int:
     import torch
     import torch.nn.functional as F
 
-    from mnistp4.stages.training.loop import _batches_batch_pipeline, _batches_per_sample
     from mnistp4.stages.training.augment import rotate_shift
+    from mnistp4.stages.training.loop import _batches_batch_pipeline, _batches_per_sample
     from mnistp4.stages.training.recipes import FAST, SEED
 
     app = create_app(root=REPO)
     torch.set_num_threads(threads)
-    mnist = app.get("dataset_sources", "mnist")(app.config, "train")
+    mnist = app.get("dataset_sources", "mnist")(app, "train")
     images, labels = np.ascontiguousarray(mnist.images), mnist.labels.astype(np.int64)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
     setups = {}
@@ -225,7 +237,7 @@ def throughput(steps: int, threads: int = 1) -> int:
         setups[name] = {"model": model.train(), "opt": opt, "it": it, "seconds": 0.0, "cpu": 0.0, "samples": 0}
     rounds, per_round = max(1, steps // 5), 5
     for r in range(rounds + 1):
-        for name, st in setups.items():
+        for st in setups.values():
             t0, c0 = time.perf_counter(), time.process_time()
             n = 0
             for _ in range(per_round):
@@ -248,7 +260,9 @@ def throughput(steps: int, threads: int = 1) -> int:
     out["load_average"] = os.getloadavg()
     out["torch_threads"] = threads
     out["measured"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    write_json(REPO / "bench" / "results" / "train_throughput.json", out)
+    out_dir = benchmeta.start("bench_train", tag="throughput")
+    write_json(out_dir / "train_throughput.json", out)
+    benchmeta.finish(out_dir, ratio_per_sample_cpu=out["ratio_per_sample_cpu"])
     print(json.dumps(out, indent=2))
     return 0
 

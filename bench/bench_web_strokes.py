@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
+import benchmeta
 import cv2
 import numpy as np
 from skimage.morphology import skeletonize
-
 
 from mnistp4.app import create_app  # noqa: E402
 from mnistp4.stages.web.collect import INK_MARGIN_FRACTION, PEN_FRACTION  # noqa: E402
@@ -88,9 +87,11 @@ def main() -> None:
     parser.add_argument("--digits", type=int, default=200, help="MNIST test digits to redraw (multiple of 100)")
     parser.add_argument("--size", type=float, default=0.75, help="digit height / drawable box height")
     args = parser.parse_args()
+    out_dir = benchmeta.start("bench_web_strokes")
+    benchmeta.tee_stdout(out_dir)
     os.environ.setdefault("MNISTP4_MNIST_DIR", str(Path(__file__).resolve().parents[2] / "shared/datasets/mnist"))
     app = create_app(root=Path(__file__).resolve().parents[1])
-    mnist = app.get("dataset_sources", "mnist")(app.config, "test")
+    mnist = app.get("dataset_sources", "mnist")(app, "test")
     template = render_template_for(app, app.config["layout"])
     segment = app.get("segmenters", "template")
     layouts = {n: app.get("sheet_layouts", n) for n in app.registry.names("sheet_layouts")}
@@ -104,6 +105,7 @@ def main() -> None:
           f"digits drawn {args.size:.0%} of the drawable height")
     print(f"{'pen':>14} {'px':>5} {'width':>6} {'ratio':>6} {'mean':>6} {'ratio':>6} {'ink px':>7} {'ratio':>6} "
           f"{'clean':>6} {'s':>5}")
+    rows = []
     for fraction in FRACTIONS:
         t0 = time.perf_counter()
         pen = fraction * side
@@ -120,6 +122,10 @@ def main() -> None:
         print(f"{fraction:>8.3f} x box {pen:5.1f} {s['width']:6.2f} {s['width'] / base['width']:6.2f} "
               f"{s['mean']:6.1f} {s['mean'] / base['mean']:6.2f} {s['ink']:7.0f} {s['ink'] / base['ink']:6.2f} "
               f"{clean:>6} {time.perf_counter() - t0:5.1f}{mark}")
+        rows.append({"pen_fraction": fraction, "pen_px": pen, "clean": clean, "digits": len(out),
+                     **{f"{k}_ratio": s[k] / base[k] for k in ("width", "mean", "ink")}, **s})
+    page = next(r for r in rows if r["pen_fraction"] == PEN_FRACTION)
+    benchmeta.finish(out_dir, baseline={"mnist_test": n, **base}, page_pen=page, rows=rows)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 
+import benchmeta  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fwcore import Core, build_core, parity  # noqa: E402
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--mnist", type=int, default=2000, help="MNIST test digits for the scribble rule (0: skip)")
     ap.add_argument("--figure", default=None, help="write a PNG of canvases and their C-normalized digits")
     args = ap.parse_args()
+    out_dir = benchmeta.start("firmware_core")
     with tempfile.TemporaryDirectory() as tmp:
         core = Core(build_core(tmp))
         report = {"parity_int8": parity(core, args.canvases, seed=args.seed, exponent=-6, bits=8),
@@ -49,6 +51,8 @@ def main() -> None:
             figure(core, Path(args.figure), args.seed)
             report["figure"] = args.figure
     print(json.dumps(report, indent=2))
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    benchmeta.finish(out_dir)
 
 
 def figure(core: Core, path: Path, seed: int, count: int = 8) -> None:

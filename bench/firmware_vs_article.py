@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 
+import benchmeta  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--figure", type=Path, default=None)
     args = ap.parse_args()
+    out_dir = benchmeta.start("firmware_vs_article")
     mnist_dir = os.environ.get("MNISTP4_MNIST_DIR")
     if not mnist_dir:
         sys.exit("set MNISTP4_MNIST_DIR to the folder with the MNIST IDX files")
@@ -93,6 +95,8 @@ def main() -> None:
                                      "ratio": round(acc_ours / acc_base, 2) if acc_base else None,
                                      "core_ms_per_canvas_host": round(1000 * t_core / len(idx), 2)}
     print(json.dumps(report, indent=2))
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    benchmeta.finish(out_dir)
     if args.figure:
         figure(examples, args.figure)
 

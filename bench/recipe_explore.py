@@ -1,11 +1,13 @@
 """Recipe exploration: one short MNIST-only run of a model layout at given widths with a one-cycle
 AdamW schedule, the test accuracy of the raw weights and of their moving average every half epoch.
-Produced the logs in ``bench/results/recipe_explore/`` (their ``RESULT`` lines hold the arguments).
+Produced the logs in ``bench/results/recipe_explore/2026-11-23-b595f45/`` (their ``RESULT`` lines hold the
+arguments); a new run writes ``log.txt`` and ``meta.json`` into
+``bench/results/recipe_explore/<date>-<commit>-ARCH-W/``.
 
     MNISTP4_MNIST_DIR=... python bench/recipe_explore.py --arch p4net-plus --w 16,32,64 \
         --epochs 12 --lr 4e-3 --pct 0.1 --ema 0.998
 
-``--arch p4net`` / ``p4net-plus`` build ``plugins/models/p4net.py`` / ``model_p4net_plus.py`` at
+``--arch p4net`` / ``p4net-plus`` build ``plugins/models/p4net.py`` / ``plugins/models/p4net_plus.py`` at
 ``--w``; ``--plain-ema`` averages without the decay warm-up of ``Recipe.make_ema`` (logs e1-e3).
 ``bench/recipe_sweep.py`` compares registered recipes through the real training loop instead.
 """
@@ -17,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import benchmeta
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,22 +42,24 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    out_dir = benchmeta.start("recipe_explore", tag=f"{a.arch}-{a.w.replace(',', '-')}")
+    benchmeta.tee_stdout(out_dir, "log.txt")
 
     import torch
     import torch.nn.functional as F
 
     from mnistp4.app import create_app
     from mnistp4.stages.models.common import MEAN, STD, count_macs, count_params, normalize_uint8
-    from mnistp4.stages.training.loop import Recipe
-    from mnistp4.stages.training.augment import rotate_shift
     from mnistp4.stages.models.p4net import P4Net
     from mnistp4.stages.models.p4net_plus import P4NetPlus
+    from mnistp4.stages.training.augment import rotate_shift
+    from mnistp4.stages.training.loop import Recipe
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     app = create_app(root=REPO)
     src = app.get("dataset_sources", "mnist")
-    train, test = src(app.config, "train"), src(app.config, "test")
+    train, test = src(app, "train"), src(app, "test")
     x_all = torch.from_numpy(np.array(train.images, np.uint8))
     y_all = torch.from_numpy(train.labels.astype(np.int64))
     x_test, y_test = normalize_uint8(test.images), torch.from_numpy(test.labels.astype(np.int64))
@@ -105,6 +110,10 @@ def main(argv=None) -> int:
                 last = (round(at, 2), raw, avg)
                 print(f"ep {at:.2f} acc {raw:.4f} ema {avg:.4f} wall {wall:.0f} cpu {cpu:.0f}", flush=True)
     print("RESULT", json.dumps(vars(a)), "first99.4", first, "best", best, "final", last, flush=True)
+    if last:  # the baseline, measured in the same run: the raw weights the average is taken of
+        print(f"weight average vs raw weights at the end: {100 * (last[2] - last[1]):+.2f} pp, "
+              f"errors {benchmeta.ratio(1 - last[2], 1 - last[1]) or 0:.2f}x the raw weights'", flush=True)
+    benchmeta.finish(out_dir, first_99_4=first, best=best, final=last)
     return 0
 
 

@@ -6,10 +6,13 @@ print the kept (last-epoch) MNIST test accuracy, the best epoch's for informatio
 
 A variant is a registered recipe name, or ``NAME:base=RECIPE,field=value,...`` overriding fields of
 :class:`mnistp4.stages.training.loop.Recipe` (``lr``, ``warmup``, ``epochs``, ``ema``, ``batch_size``,
-``label_smoothing``, ``weight_decay``, ``optimizer`` adam/adamw/sgd, ``sam`` (SAM radius),
-``sam_group`` (SAM sub-batch size), ``distill_weight``, ``distill_temperature``). ``--augment`` replaces the configured augmentations, ``--teacher RUN_DIR``
-distills from a trained run, ``--seed`` sets the seed. Each variant trains through the real training
-loop into ``runs/sweep-MODEL-NAME``; results go to ``bench/results/recipe_sweep_MODEL[_TAG].json``.
+``label_smoothing``, ``weight_decay``, ``optimizer`` adam/adamw/sgd, ``sam`` (SAM radius), ``sam_group`` (SAM
+sub-batch size), ``distill_weight``, ``distill_temperature``). ``--augment`` replaces the configured
+augmentations, ``--teacher RUN_DIR`` distills from a trained run, ``--seed`` sets the seed. Each variant
+trains through the real training loop into ``runs/sweep-MODEL-NAME``; ``recipe_sweep.json``, the console
+output and ``meta.json`` go to ``bench/results/recipe_sweep/<date>-<commit>-MODEL[-TAG]/``
+(``bench/benchmeta.py``). The first variant is the baseline: every other one is printed with its accuracy
+difference and time ratio against it.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+
+import benchmeta
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default=str(REPO / "runs"))
     ap.add_argument("--teacher", action="append", default=[], help="run dir to distill from (repeatable)")
-    ap.add_argument("--tag", default="", help="suffix of the results file name")
+    ap.add_argument("--tag", default="", help="suffix of the results folder name")
     ap.add_argument("--augment", action="append", default=None,
                     help="augmentations (repeatable; default: the configured ones)")
     args = ap.parse_args(argv)
@@ -57,6 +62,8 @@ def main(argv=None) -> int:
 
     app = create_app(root=REPO)
     model = args.model or app.config["model"]
+    out_dir = benchmeta.start("recipe_sweep", tag=f"{model}-{args.tag}" if args.tag else model)
+    benchmeta.tee_stdout(out_dir)
     rows = []
     for text in args.variant:
         recipe = parse_variant(app, text)
@@ -70,15 +77,19 @@ def main(argv=None) -> int:
         rows.append({"variant": text, "recipe": dataclasses.asdict(recipe), "final": m["test_accuracy"],
                      "best": m["best_test_accuracy"], "best_epoch": m["best_test_epoch"],
                      "time_to_99.4": hit, "train_seconds": m["train_seconds"]})
-    out = REPO / "bench" / "results" / f"recipe_sweep_{model}{'_' + args.tag if args.tag else ''}.json"
+    out = out_dir / "recipe_sweep.json"
     write_json(out, {"model": model, "seed": args.seed, "teachers": args.teacher,
                      "augment": args.augment or app.config["augment"], "variants": rows})
+    base = rows[0]
     for r in rows:
         hit = r["time_to_99.4"]
         reach = f"99.4 % at epoch {hit['epoch']} ({hit['cpu_seconds']:.0f} CPU s)" if hit else "99.4 % not reached"
+        vs = (f"; vs {base['variant']}: {100 * (r['final'] - base['final']):+.2f} pp, "
+              f"{r['train_seconds'] / base['train_seconds']:.2f}x its training time") if r is not base else ""
         app.console.print(f"{r['variant']:<50} final {100 * r['final']:.2f}% "
-                          f"(best epoch {r['best_epoch']}: {100 * r['best']:.2f}%), {reach}")
+                          f"(best epoch {r['best_epoch']}: {100 * r['best']:.2f}%), {reach}{vs}")
     app.console.print(f"results: {out}")
+    benchmeta.finish(out_dir)
     return 0
 
 

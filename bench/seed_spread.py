@@ -10,7 +10,9 @@ settings is reused, an interrupted one resumed) into ``runs/spread-MODEL-TAG-sSE
 Prints one row per seed (float = the kept last epoch, Int16, Int8, drop, test digits whose Int8
 prediction differs from the float model's, mismatches against esp-ppq), the
 worst and mean over the seeds, and how many test errors the seeds share (with the accuracy of their
-averaged probabilities); writes ``bench/results/seed_spread_MODEL_TAG.json``.
+averaged probabilities); writes ``seed_spread.json``, the console output and ``meta.json`` into
+``bench/results/seed_spread/<date>-<commit>-MODEL-TAG[-q-RECIPE][-qat-…]/`` (``bench/benchmeta.py``).
+The baseline of every ratio is measured in the same run: each seed's own float model.
 
 ``--qat 'epochs=2,lr=2e-5,distill=1'`` also fine-tunes every run with ``mnistp4 qat`` (into
 ``RUN-qat-…``, reused when done), quantizes that, and counts the goal on those files, each drop
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
+
+import benchmeta
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,14 +123,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from mnistp4.stages.quantize.espdl_quantize import onnx_logits
-    from mnistp4.stages.training.run import train_run
     from mnistp4.stages.quantize.quantize import quantize_run
+    from mnistp4.stages.training.run import train_run
 
     app = create_app()
     c = app.config
     quant_recipe = args.quant_recipe or c["quant_recipe"]
     tag = args.tag or f"{args.recipe}-e{args.epochs or 'r'}"
     qat = parse_qat(args.qat)
+    suffix = (f"_q-{args.quant_recipe}" if args.quant_recipe else "") + (f"_{qat_tag(qat)}" if qat else "")
+    out_dir = benchmeta.start("seed_spread", tag=f"{args.model}-{tag}{suffix}".replace("_", "-"))
+    benchmeta.tee_stdout(out_dir)
     test = app.get("dataset_sources", "mnist")(c, "test")
     rows, float_logits = [], []
     for seed in args.seeds:
@@ -171,8 +177,7 @@ def main(argv=None) -> int:
                "worst_drop_pp": min(r["drop_pp"] for r in counted),
                "seeds_meeting_goal": sum(r["int8"] >= args.goal and r["drop_pp"] >= -args.max_drop for r in counted),
                "seeds": len(rows), "goal": args.goal, "max_drop_pp": args.max_drop, **shared}
-    suffix = (f"_q-{args.quant_recipe}" if args.quant_recipe else "") + (f"_{qat_tag(qat)}" if qat else "")
-    out = REPO / "bench" / "results" / f"seed_spread_{args.model}_{tag}{suffix}.json"
+    out = out_dir / "seed_spread.json"
     write_json(out, {"model": args.model, "recipe": args.recipe, "augment": args.augment or c["augment"],
                      "epochs": args.epochs, "teachers": args.teacher, "quant_recipe": quant_recipe, "qat": qat,
                      "rows": rows,
@@ -203,6 +208,7 @@ def main(argv=None) -> int:
                       f"them made by every seed; their averaged probabilities score "
                       f"{shared['averaged_accuracy']:.2f}% (how much of the spread is chance)")
     app.console.print(f"results: {_shown(out)}")
+    benchmeta.finish(out_dir, summary=summary)
     return 0
 
 
