@@ -1,0 +1,164 @@
+"""Segmentation of realistic sheets (bench/realistic_sheets.py), end to end through ``segment_folder``.
+
+    MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/bench_sheets_realistic.py \
+        --seeds 900 901 [--conditions photo-even ...] [--json out.json] [--workers 1]
+
+Per condition (the sheets are written as the files a user has - 12 MP phone JPEGs, 300 dpi scans -
+into a temporary folder and segmented like ``mnistp4 segment`` does, decode and all writes included):
+
+* found    - written digits (clean or touching the line) that came out not ``empty`` / expected;
+* wrong!   - boxes that came out as a clean digit although they are not one (crossed out, scribble,
+  written across two boxes, an empty box with a phantom digit) or with a wrong label. Must be 0;
+* garbled  - clean digits that came out unflagged but do not look like the written digit
+  (correlation < 0.5 to it after a 1-pixel blur: cut strokes, a box line in the 28x28);
+* bad ok   - not-a-digit boxes that came out flagged or empty / all such boxes;
+* flagged  - share of found written digits that carry a flag; ``border`` how many of them;
+* usable   - written digits that came out found and unflagged / expected;
+* digits/s - manifest rows per CPU second of the segmenting process (``time.process_time``;
+  with ``--workers`` > 1 the workers' time is not seen: then only wall time is meaningful).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realistic_sheets as rs  # noqa: E402
+
+from mnistp4.stages.data.manifest import read_manifest  # noqa: E402
+from mnistp4.stages.data.normalizer import normalize_digit  # noqa: E402
+from mnistp4.stages.sheets.batch import segment_folder  # noqa: E402
+from mnistp4.stages.sheets.layout import default_layouts  # noqa: E402
+from mnistp4.stages.sheets.segment_template import segment_auto  # noqa: E402
+
+TUNING_SEEDS = [11, 12, 13]
+HELD_OUT_SEEDS = [901, 902, 903]
+
+
+def closeness(a: np.ndarray, b: np.ndarray) -> float:
+    a = cv2.GaussianBlur(a.astype(np.float64), (0, 0), 1.0).ravel()
+    b = cv2.GaussianBlur(b.astype(np.float64), (0, 0), 1.0).ravel()
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def score(sheets: list, data_dir: Path) -> dict:
+    rows = {(r["sheet"], int(r["row"]), int(r["col"])): r for r in read_manifest(data_dir)}
+    s = dict(expected=0, found=0, usable=0, flagged=0, border=0, wrong=0, garbled=0, bad=0, bad_ok=0,
+             empty_phantom=0)
+    examples = []
+    for sheet, file in sheets:
+        for (r, c), truth in sheet.boxes.items():
+            got = rows.get((file, r, c))
+            flags = set((got["flags"] or "").split(";")) - {""} if got else {"missing"}
+            empty = "empty" in flags
+            if truth.kind == "digit":
+                s["expected"] += 1
+                if empty or got is None:
+                    continue
+                s["found"] += 1
+                s["flagged"] += bool(flags)
+                s["border"] += "border" in flags
+                if int(got["label"]) != truth.label and not flags:
+                    s["wrong"] += 1
+                if not flags:
+                    s["usable"] += 1
+                    image = cv2.imread(str(data_dir / got["path"]), cv2.IMREAD_GRAYSCALE)
+                    if closeness(image, truth.ref) < 0.5:
+                        s["garbled"] += 1
+                        examples.append(f"garbled {file} r{r}c{c} {truth.what}")
+            else:
+                bad = truth.kind == "bad"
+                s["bad"] += bad
+                if empty or flags:
+                    s["bad_ok"] += bad
+                else:
+                    s["wrong"] += 1
+                    s["empty_phantom"] += not bad
+                    examples.append(f"wrong {file} r{r}c{c} {truth.kind} {truth.what}")
+    s["examples"] = examples[:12]
+    return s
+
+
+def run_condition(condition: str, seeds: list[int], hand, workers: int, keep: Path | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, data = Path(tmp) / "raw", Path(tmp) / "data"
+        raw.mkdir()
+        sheets = []
+        for seed in seeds:
+            sheet = rs.make_sheet(condition, seed, hand)
+            payload, suffix = rs.encode(sheet)
+            (raw / (sheet.name + suffix)).write_bytes(payload)
+            sheets.append((sheet, sheet.name + suffix))
+        layouts = {lay.name: lay for lay in default_layouts()}
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        summary = segment_folder(raw, data, segmenter=segment_auto, segmenter_name="auto", layout=None,
+                                 layouts=layouts, normalize=normalize_digit, normalizer_name="mnist",
+                                 default_rows="0123456789", workers=workers)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        result = score(sheets, data)
+        if keep:
+            import shutil
+            shutil.copytree(data / "review", keep / condition, dirs_exist_ok=True)
+    result.update(condition=condition, sheets=len(seeds), failed=summary["failed"], rows=summary["digits"],
+                  cpu_s=cpu, wall_s=wall, digits_per_cpu_s=summary["digits"] / max(cpu, 1e-9),
+                  digits_per_wall_s=summary["digits"] / wall,
+                  errors=[r["error"] for r in summary["results"] if r["error"]])
+    return result
+
+
+def table(results: list[dict]) -> str:
+    head = ("condition", "found/expected", "wrong!", "garbled", "bad ok", "flagged %", "border", "usable %",
+            "digits/CPU s")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    tot = {k: sum(r[k] for r in results) for k in ("expected", "found", "wrong", "garbled", "bad", "bad_ok",
+                                                   "flagged", "border", "usable", "rows", "cpu_s")}
+    for r in results + [dict(tot, condition="all")]:
+        lines.append("| " + " | ".join([
+            r["condition"], f"{r['found']}/{r['expected']}", str(r["wrong"]), str(r["garbled"]),
+            f"{r['bad_ok']}/{r['bad']}", f"{100 * r['flagged'] / max(1, r['found']):.1f}", str(r["border"]),
+            f"{100 * r['usable'] / max(1, r['expected']):.1f}", f"{r['rows'] / max(r['cpu_s'], 1e-9):.0f}"]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=HELD_OUT_SEEDS)
+    parser.add_argument("--conditions", nargs="+", default=list(rs.CONDITIONS), choices=list(rs.CONDITIONS))
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--keep-review", type=Path, default=None, help="copy the review pictures here")
+    args = parser.parse_args(argv)
+    mnist = Path(os.environ.get("MNISTP4_MNIST_DIR", "../shared/datasets/mnist"))
+    semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
+    cv2.setNumThreads(1)
+    hand = rs.Handwriting(mnist, semeion)
+    results = []
+    for condition in args.conditions:
+        results.append(run_condition(condition, args.seeds, hand, args.workers, args.keep_review))
+        r = results[-1]
+        print(f"{condition}: {r['found']}/{r['expected']} found, wrong {r['wrong']}, "
+              f"{r['digits_per_cpu_s']:.0f} digits/CPU s", file=sys.stderr, flush=True)
+        for e in r["examples"] + r["errors"]:
+            print("   ", e, file=sys.stderr)
+    load = os.getloadavg()
+    print(f"seeds {args.seeds}, workers {args.workers}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    print(table(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"seeds": args.seeds, "workers": args.workers, "load": load,
+                                         "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
