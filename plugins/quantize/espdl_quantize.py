@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mnistp4.errors import InputError, UsageError
+from mnistp4.io import atomic_path
 
 from mnistp4.stages.quantize.espdl_reader import EspdlModel, read_espdl
 
@@ -227,9 +228,8 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, *, bits: int = 8,
             src = export.with_suffix(suffix)
             if src.is_file():
                 dst = out_path.with_suffix(suffix)
-                tmp_dst = dst.with_name(f".{dst.name}.tmp")
-                shutil.copyfile(src, tmp_dst)
-                os.replace(tmp_dst, dst)
+                with atomic_path(dst) as tmp_dst:   # a full disk leaves no half-copied file
+                    shutil.copyfile(src, tmp_dst)
                 moved.append(dst)
     return QuantResult(out_path, bits, target, recipe, time.perf_counter() - t0, graph,
                        {k: float(_first(v)) for k, v in (layerwise or {}).items()},

@@ -19,7 +19,7 @@ import numpy as np
 
 from mnistp4 import hookimpl
 from mnistp4.errors import InputError, UsageError
-from mnistp4.io import write_json
+from mnistp4.io import staged_files, write_json
 from mnistp4.records import PipelineStep
 
 from mnistp4.stages.quantize.espdl_reader import read_espdl
@@ -46,6 +46,7 @@ def resolve_source(source: Path) -> tuple[Path, Path, dict]:
         onnx_path, out_dir = source, source.parent
     else:
         raise InputError(f"{source} does not exist: give a run dir (runs/NAME) or a model.onnx")
+    check_onnx(onnx_path)
     cfg = {}
     if (out_dir / "config.json").is_file():
         try:
@@ -53,6 +54,20 @@ def resolve_source(source: Path) -> tuple[Path, Path, dict]:
         except json.JSONDecodeError:
             log.warning("%s is not valid JSON; using the project configuration", out_dir / "config.json")
     return onnx_path, out_dir, cfg
+
+
+def check_onnx(path: Path) -> None:
+    """Refuse a file that is not an ONNX model before any work starts."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        ok = len(model.graph.node) > 0 and len(model.graph.input) > 0
+    except Exception as e:  # onnx raises protobuf's DecodeError, ValueError, ... on garbage
+        raise InputError(f"{path}: not an ONNX model ({type(e).__name__}); give the model.onnx that "
+                         f"`mnistp4 train` exports") from None
+    if not ok:
+        raise InputError(f"{path}: an ONNX file without a graph; give the model.onnx that `mnistp4 train` exports")
 
 
 def _progress(app, quiet: bool):
@@ -82,11 +97,28 @@ def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recip
                  widths: tuple[int, ...] | None = None, verify: bool = True,
                  quiet: bool = False) -> dict[str, Any]:
     """Quantize a run at the given widths (default: 8 and 16), measure every file, write quant.json.
-    ``recipe`` None: :func:`configured_recipe`."""
+    ``recipe`` None: :func:`configured_recipe`. The new files (models, side files, quant.json)
+    appear together, quant.json last, or not at all: a failure leaves the earlier ones as they were."""
+    onnx_path, final_dir, run_cfg = resolve_source(source)
+    with staged_files(final_dir, last=("quant.json",)) as stage:
+        report = _quantize_into(app, onnx_path, stage, run_cfg, bits=bits, target=target, calib=calib,
+                                recipe=recipe, widths=widths, verify=verify, quiet=quiet)
+        # the report names the files where they will be, not where they were written
+        report = json.loads(json.dumps(report, default=str).replace(json.dumps(str(stage))[1:-1],
+                                                                    json.dumps(str(final_dir))[1:-1]))
+        write_json(stage / "quant.json", report)
+        written = sorted(p.name for p in stage.iterdir())
+    for name in written:
+        kind = "quant.json" if name == "quant.json" else "quantized model"
+        app.emit("on_artifact_written", path=final_dir / name, kind=kind)
+    return report
+
+
+def _quantize_into(app, onnx_path: Path, out_dir: Path, run_cfg: dict, *, bits: int, target: str, calib: int,
+                   recipe: str | None, widths: tuple[int, ...] | None, verify: bool, quiet: bool) -> dict[str, Any]:
     from mnistp4.stages.quantize.calib_images import calibration_set, custom_entries, custom_split
     from mnistp4.stages.quantize.cost_report import device_cost
 
-    onnx_path, out_dir, run_cfg = resolve_source(source)
     recipe = recipe or configured_recipe(app, run_cfg)
     check_options(bits, target, recipe)
     widths = tuple(sorted({bits, *(widths or (8, 16))}, reverse=True))
@@ -111,7 +143,6 @@ def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recip
             out = out_dir / f"{stem}_int{b}.espdl"
             res = quantize_onnx(onnx_path, out, bits=b, target=target, calib_images=calib_set.images,
                                 recipe=recipe)
-            app.emit("on_artifact_written", path=out, kind="espdl")
             progress.update(task, advance=1, description=f"Int{b}: integer interpreter on the file")
             model = read_espdl(out)
             it = Interpreter(model)
@@ -141,8 +172,6 @@ def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recip
               "model_file": chosen["file"], "input": chosen["input"],
               "float": float_row, **{f"int{b}": r for b, r in rows.items()},
               "macs": chosen["cost"]["macs"], "sizes": {f"int{b}": r["file_bytes"] for b, r in rows.items()}}
-    path = write_json(out_dir / "quant.json", report)
-    app.emit("on_artifact_written", path=path, kind="quant.json")
     return report
 
 
