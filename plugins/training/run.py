@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -110,7 +111,24 @@ def apply_model_defaults(app) -> dict:
     return changed
 
 
-def train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epochs: int = 0, seed: int = 0,
+def train_run(app, *, out: Path, **kwargs) -> dict:
+    """Train into the run dir ``out`` (arguments: :func:`_train_run`). On failure the run dir is left
+    resumable (checkpoint.pt: ``--resume``) or, when this call created it and no epoch finished,
+    removed: a run dir is complete (metrics.json), resumable, or absent."""
+    out = Path(out)
+    existed = out.exists()
+    try:
+        return _train_run(app, out=out, **kwargs)
+    except BaseException as e:
+        if not existed and out.is_dir() and not any((out / f).is_file() for f in (CHECKPOINT, "model.pt")):
+            shutil.rmtree(out, ignore_errors=True)
+        elif not isinstance(e, KeyboardInterrupt) and (out / CHECKPOINT).is_file():
+            log.warning("%s keeps its last completed epoch; continue with `mnistp4 train --out %s --resume`",
+                        out, out)
+        raise
+
+
+def _train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], epochs: int = 0, seed: int = 0,
               weight: int = 50, weighting: str = "oversample", augment: list[str] | None = None,
               resume: bool = False, overwrite: bool = False, stop_at: float | None = None,
               max_seconds: float | None = None, export: bool = True, quiet: bool = False,
