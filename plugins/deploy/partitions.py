@@ -7,7 +7,8 @@ suffix (x1024, x1024²). A blank offset continues after the previous partition, 
 type's alignment (app 0x10000, data 0x1000); the first partition starts right after the table
 (table offset, default 0x8000, + 0x1000). A negative size means "up to this end address". An
 explicit offset below the previous end is an overlap error; an explicit offset that is not aligned
-is an error. Names must be unique and at most 16 bytes.
+is an error. Names must be unique and at most 16 bytes. Every partition must end inside the
+board's flash (``flash_size``, 16 MB on the CrowPanel: ``CONFIG_ESPTOOLPY_FLASHSIZE_16MB``).
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ SUBTYPES = {
            "undefined": 0x06, "esphttpd": 0x80, "fat": 0x81, "spiffs": 0x82, "littlefs": 0x83},
 }
 ALIGNMENT = {APP: 0x10000, DATA: 0x1000}
+#: flash size of the CrowPanel Advance 7" ESP32-P4 (firmware/sdkconfig.defaults)
+FLASH_SIZE = 16 * 1024 * 1024
 FLAGS = ("encrypted", "readonly")
 
 
@@ -75,9 +78,10 @@ def _parse_int(text: str, keywords: dict[str, int] | None = None) -> int:
         raise ValueError(f"{text!r} is not a number{' or a known name' if keywords else ''}{known}") from None
 
 
-def parse_partitions(text: str, *, table_offset: int = TABLE_OFFSET, source: str = "partitions.csv"
-                     ) -> list[Partition]:
-    """Partitions of a CSV text with every offset and size resolved (ESP-IDF rules, see module doc)."""
+def parse_partitions(text: str, *, table_offset: int = TABLE_OFFSET, source: str = "partitions.csv",
+                     flash_size: int | None = FLASH_SIZE) -> list[Partition]:
+    """Partitions of a CSV text with every offset and size resolved (ESP-IDF rules, see module doc),
+    each checked to end inside ``flash_size`` bytes (None: not checked)."""
     rows = []
     for line_no, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -130,6 +134,10 @@ def parse_partitions(text: str, *, table_offset: int = TABLE_OFFSET, source: str
             size = -size - offset
         if size <= 0:
             raise InputError(f"{where}: size must be positive")
+        if flash_size is not None and offset + size > flash_size:
+            raise InputError(f"{where}: ends at 0x{offset + size:x}, past the end of the board's "
+                             f"{_megabytes(flash_size)} flash (0x{flash_size:x}); make it or a partition before it "
+                             f"smaller")
         result.append(Partition(name, ptype, subtype, offset, size, flags, line_no))
         last_end = offset + size
 
@@ -140,7 +148,12 @@ def parse_partitions(text: str, *, table_offset: int = TABLE_OFFSET, source: str
     return result
 
 
-def read_partitions(path: str | Path, *, table_offset: int = TABLE_OFFSET) -> list[Partition]:
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:g} MB"
+
+
+def read_partitions(path: str | Path, *, table_offset: int = TABLE_OFFSET,
+                    flash_size: int | None = FLASH_SIZE) -> list[Partition]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"partition table {path} does not exist; the project ships partitions.csv at its root "
@@ -149,7 +162,7 @@ def read_partitions(path: str | Path, *, table_offset: int = TABLE_OFFSET) -> li
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text CSV partition table") from None
-    return parse_partitions(text, table_offset=table_offset, source=str(path))
+    return parse_partitions(text, table_offset=table_offset, source=str(path), flash_size=flash_size)
 
 
 def find_partition(partitions: list[Partition], name: str, source: str = "partition table") -> Partition:
