@@ -9,8 +9,11 @@ with ``x = (pixel / 255 - 0.1307) / 0.3081``).
 from __future__ import annotations
 
 import ctypes
+import shlex
 import shutil
+import struct
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,8 @@ import numpy as np
 from mnistp4.errors import Mnistp4Error
 
 CORE_DIR = Path(__file__).resolve().parents[1] / "firmware" / "main" / "core"
-SOURCES = ("digit_core.c",)
+HOST_DIR = CORE_DIR.parents[1] / "host"
+SOURCES = ("digit_core.c", "espdl_check.c")
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-fPIC", "-ffp-contract=off"]
 MEAN, STD = 0.1307, 0.3081
 STATES = {0: "empty", 1: "digit", 2: "unsure", 3: "scribble"}
@@ -291,3 +295,151 @@ def parity(core: Core, count: int, seed: int = 0, exponent: int = -7, bits: int 
             "identical_input_share": identical_q / count, "exponent": exponent, "bits": bits,
             "python_seconds": round(py_s, 3), "c_seconds": round(c_s, 3),
             "speedup_c_vs_python": round(py_s / c_s, 1) if c_s > 0 else None}
+
+
+# --------------------------------------------------------------------------------------------
+# The host program (firmware/host/fwhost.c): model check + core + score post-processing, built for
+# this machine with gcc and for the ESP32-P4's ISA (rv32imafc, ilp32f) to run under qemu-riscv32.
+# --------------------------------------------------------------------------------------------
+
+RV32_CC = "riscv64-unknown-elf-gcc"
+RV32_ARCH = ["-march=rv32imafc_zicsr_zifencei", "-mabi=ilp32f"]
+PICOLIBC = Path("/usr/lib/picolibc/riscv64-unknown-elf")
+QEMU = "qemu-riscv32"
+INSTALL = {
+    "gcc": "apt-get install gcc",
+    RV32_CC: "apt-get install gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf",
+    QEMU: "apt-get install qemu-user",
+}
+HOST_SOURCES = ("fwhost.c",)
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; a missing tool is an error that says how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise Mnistp4Error(f"{name} is not installed; install it with `{INSTALL.get(name, name)}` "
+                           f"(Debian packages, see .ci/run)")
+    return path
+
+
+def _compile(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Mnistp4Error(f"compiling failed:\n{shlex.join(cmd)}\n{proc.stderr}")
+
+
+def build_fwhost(out_dir: str | Path, target: str = "host") -> list[str]:
+    """Build the host program; returns the command that runs it (``target``: ``host`` or ``rv32``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = [*(CORE_DIR / s for s in SOURCES), *(HOST_DIR / s for s in HOST_SOURCES)]
+    common = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-ffp-contract=off", f"-I{CORE_DIR}"]
+    if target == "host":
+        exe = out_dir / "fwhost"
+        _compile([require_tool("gcc"), *common, "-o", str(exe), *map(str, sources), str(HOST_DIR / "host_io_posix.c"),
+                  "-lm"])
+        return [str(exe)]
+    if target != "rv32":
+        raise ValueError(f"target must be host or rv32, got {target!r}")
+    cc = require_tool(RV32_CC)
+    libc = PICOLIBC / "lib" / "rv32imafc" / "ilp32f" / "libc.a"
+    if not libc.is_file():
+        raise Mnistp4Error(f"{libc} is missing; install it with `{INSTALL[RV32_CC]}`")
+    libgcc = subprocess.run([cc, "-march=rv32imafc", "-mabi=ilp32f", "-print-libgcc-file-name"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    objs = []
+    with ThreadPoolExecutor(4) as pool:     # one compiler per source: the build is the slow part
+        jobs = []
+        for src in [*sources, HOST_DIR / "host_io_rv32.c"]:
+            obj = out_dir / (src.stem + ".rv32.o")
+            objs.append(obj)
+            jobs.append(pool.submit(_compile, [cc, *RV32_ARCH, *common, "-isystem", str(PICOLIBC / "include"),
+                                               "-c", str(src), "-o", str(obj)]))
+        for job in jobs:
+            job.result()
+    exe = out_dir / "fwhost.rv32"
+    _compile([cc, *RV32_ARCH, "-nostdlib", "-nostartfiles", "-static", "-o", str(exe), *map(str, objs),
+              str(libc), libgcc])
+    return [require_tool(QEMU), str(exe)]
+
+
+def fwhost_request(model: bytes, canvases, outputs=None, partition_bytes: int = 0) -> bytes:
+    """stdin of the host program: the model, then each canvas with the model's integer outputs
+    (``outputs[i]``: 10 ints, or None when the model did not run)."""
+    parts = [b"FWH1", struct.pack("<II", partition_bytes, len(model)), model, struct.pack("<I", len(canvases))]
+    for i, canvas in enumerate(canvases):
+        c = np.ascontiguousarray(canvas)
+        out = None if outputs is None else outputs[i]
+        fmt = 1 if c.dtype == np.uint16 else 0
+        parts.append(struct.pack("<HHBBH", c.shape[1], c.shape[0], fmt, out is not None, 0))
+        if out is not None:
+            parts.append(np.asarray(out, "<i4").tobytes())
+        parts.append(c.astype("<u2" if fmt else np.uint8).tobytes())
+    return b"".join(parts)
+
+
+def _field_value(key: str, value: str):
+    if key in ("image",):
+        return np.frombuffer(bytes.fromhex(value), np.uint8).reshape(28, 28)
+    if key in ("probs", "raw"):
+        return np.frombuffer(bytes.fromhex(value), "<f4")
+    if key == "confidence":
+        return np.frombuffer(bytes.fromhex(value), "<f4")[0]
+    if key == "input":
+        return bytes.fromhex(value)
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def parse_fwhost(text: str) -> tuple[dict, list[dict]]:
+    """The host program's output -> (model line, one dict per canvas). ``input`` stays raw bytes
+    (int8 or int16 little-endian, by the model line's ``input_bits``)."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("model "):
+        raise Mnistp4Error(f"unexpected host program output: {text[:200]!r}")
+    records = []
+    for line in [lines[0][len("model "):], *lines[1:]]:
+        head, _, status = line.partition(' status="')
+        if " screen=" in head:
+            head, _, screen = head.partition(' screen="')
+            status = screen
+        rec = {}
+        for item in shlex.split(head):
+            key, _, value = item.partition("=")
+            rec[key] = _field_value(key, value)
+        rec["status" if records else "screen"] = status.removesuffix('"')
+        records.append(rec)
+    return records[0], records[1:]
+
+
+def run_fwhost(command: list[str], request: bytes, timeout: float = 300) -> tuple[dict, list[dict]]:
+    proc = subprocess.run(command, input=request, capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise Mnistp4Error(f"{shlex.join(command)} exited with {proc.returncode}: {proc.stdout[-300:]!r} "
+                           f"{proc.stderr[-300:]!r}")
+    return parse_fwhost(proc.stdout.decode())
+
+
+def reference_expf(x) -> np.ndarray:
+    """dc_expf of the C core in numpy float32, operation for operation."""
+    f = np.float32
+    x = np.minimum(np.asarray(x, np.float32), f(88.0))
+    t = x * f(1.44269504)
+    k = np.where(t < 0, t - f(0.5), t + f(0.5)).astype(np.int32)   # C's cast truncates toward zero
+    kf = k.astype(np.float32)
+    r = (x - kf * f(0.693145752)) - kf * f(1.42860677e-6)
+    p = f(1) / f(5040)
+    for c in (f(1) / f(720), f(1) / f(120), f(1) / f(24), f(1) / f(6), f(0.5), f(1.0), f(1.0)):
+        p = c + r * p
+    scale = ((np.clip(k, -126, 127) + 127).astype(np.uint32) << 23).view(np.float32)
+    return np.where(x < f(-87.0), f(0.0), p * scale).astype(np.float32)
+
+
+def reference_softmax(logits) -> np.ndarray:
+    """dc_softmax in float32 with reference_expf, summed in the same order."""
+    x = np.asarray(logits, np.float32)
+    e = reference_expf(x - x[int(np.argmax(x))])
+    total = np.float32(0)
+    for v in e:
+        total = np.float32(total + v)
+    return (e / total).astype(np.float32)

@@ -6,6 +6,7 @@
 #include "digit_core.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- workspace layout (one block, carved in fixed order) ------------------------------------- */
@@ -542,6 +543,26 @@ int dc_argmax(const float *values, int n)
     return best;
 }
 
+float dc_expf(float x)
+{
+    if (x < -87.0f) {
+        return 0.0f;
+    }
+    x = x > 88.0f ? 88.0f : x;
+    float t = x * 1.44269504f;                             /* x / ln 2 */
+    int k = (int)(t < 0.0f ? t - 0.5f : t + 0.5f);         /* nearest integer, -126..127 here */
+    float kf = (float)k;
+    float r = (x - kf * 0.693145752f) - kf * 1.42860677e-6f;  /* ln 2 in two parts: k * hi is exact */
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6.0f + r * (1.0f / 24.0f + r * (1.0f / 120.0f +
+              r * (1.0f / 720.0f + r * (1.0f / 5040.0f)))))));
+    union {
+        uint32_t bits;
+        float value;
+    } scale;
+    scale.bits = (uint32_t)(k + 127) << 23;                /* 2^k, a normal float for -126..127 */
+    return p * scale.value;
+}
+
 void dc_softmax(const float *logits, int n, float *probs)
 {
     if (n <= 0) {
@@ -550,7 +571,7 @@ void dc_softmax(const float *logits, int n, float *probs)
     float m = logits[dc_argmax(logits, n)];
     float sum = 0.0f;
     for (int i = 0; i < n; i++) {
-        probs[i] = expf(logits[i] - m);
+        probs[i] = dc_expf(logits[i] - m);
         sum += probs[i];
     }
     for (int i = 0; i < n; i++) {
@@ -645,6 +666,41 @@ dc_decision_t dc_decide(const uint8_t image[DC_PIXELS], const float *probs, int 
         d.state = DC_STATE_DIGIT;
     }
     return d;
+}
+
+/* ---- what the screen shows ----------------------------------------------------------------------- */
+
+static int percent(float share)
+{
+    return (int)(share * 100.0f + 0.5f);
+}
+
+void dc_screen_text(const dc_decision_t *d, int model_ready, const char *model_error, char *answer,
+                    size_t answer_len, char *status, size_t status_len)
+{
+    if (!model_ready) {
+        snprintf(answer, answer_len, "-");
+        snprintf(status, status_len, "%s", model_error ? model_error : "no model");
+        return;
+    }
+    switch (d->state) {
+    case DC_STATE_DIGIT:
+        snprintf(answer, answer_len, "%d", d->digit);
+        snprintf(status, status_len, "confidence %d %%", percent(d->confidence));
+        break;
+    case DC_STATE_UNSURE:
+        snprintf(answer, answer_len, "?");
+        snprintf(status, status_len, "unsure (best %d at %d %%)", d->digit, percent(d->confidence));
+        break;
+    case DC_STATE_SCRIBBLE:
+        snprintf(answer, answer_len, "?");
+        snprintf(status, status_len, "no digit: that does not look like one");
+        break;
+    default:
+        snprintf(answer, answer_len, "%s", "");
+        snprintf(status, status_len, "draw a digit");
+        break;
+    }
 }
 
 /* ---- drawing ------------------------------------------------------------------------------------ */

@@ -71,8 +71,14 @@ void dc_quantize_int16(const uint8_t image[DC_PIXELS], const int16_t table[256],
 void dc_dequantize_int8(const int8_t *q, int n, int exponent, float *out);
 void dc_dequantize_int16(const int16_t *q, int n, int exponent, float *out);
 
+/* exp(x) from float adds and multiplies only (no libm): x = k ln2 + r, |r| <= ln2/2, exp(r) by its
+ * Taylor polynomial to r^7, times 2^k built from its bits. Every IEEE-754 machine gives the same bits
+ * (compiled with -ffp-contract=off), so the board, the host and the Python reference agree exactly.
+ * 0 below x = -87; x above 88 counts as 88. The relative error bound is measured by the tests. */
+float dc_expf(float x);
+
 /* Bars of the two display modes, each value in [0, 1]:
- * softmax: probabilities (numerically stable, they sum to 1);
+ * softmax: probabilities (numerically stable, they sum to 1; dc_expf, so identical everywhere);
  * raw: the raw outputs scaled directly so the largest positive output fills its bar (negative outputs
  * show as empty bars; all outputs <= 0 give all-empty bars). */
 void dc_softmax(const float *logits, int n, float *probs);
@@ -115,6 +121,12 @@ void dc_ink_stats(const uint8_t image[DC_PIXELS], int *ink_pixels, int *fill_per
  * empty: the model is not run then). */
 dc_decision_t dc_decide(const uint8_t image[DC_PIXELS], const float *probs, int n,
                         const dc_thresholds_t *thresholds);
+
+/* The two labels of the result: the big answer ("7", "?", "" for an empty canvas, "-" without a
+ * model) and the status line. model_error is shown when model_ready is 0. Percentages are rounded
+ * in integers, so every C library prints the same text. */
+void dc_screen_text(const dc_decision_t *d, int model_ready, const char *model_error, char *answer,
+                    size_t answer_len, char *status, size_t status_len);
 
 /* Drawing: a round-capped stroke of the given radius from (x0, y0) to (x1, y1), clipped to the
  * canvas; pixels within radius of the segment take max(pixel, value). stride in pixels. */
