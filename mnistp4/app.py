@@ -1,4 +1,6 @@
-"""The application object handed to commands and pipeline steps: config + plugins + registry."""
+"""The application object: config + plugins + registry. It is the *context* (``mnistp4.api.Context``)
+that every acting registered callable receives first, and that commands get with
+``@mnistp4.pass_context``."""
 from __future__ import annotations
 
 import os
@@ -11,13 +13,13 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 
 from . import config as config_mod
 from .config import Config, Key
-from .errors import Mnistp4Error, PluginError
+from .errors import Mnistp4Error, PluginError, UsageError
 from .plugins import PLUGINS_ENV, PluginManager
 from .registry import Registry
 
 
 class App:
-    """Everything a stage needs: ``app.config``, ``app.registry``, ``app.console``, ``app.emit``."""
+    """Everything a stage needs: ``config``, ``registry``, ``console``, ``progress()``, ``emit()``."""
 
     def __init__(self, config: Config, manager: PluginManager, console: Console | None = None):
         self.config = config
@@ -40,6 +42,14 @@ class App:
 
     def emit(self, hook: str, **kwargs) -> None:
         self.manager.emit(hook, **kwargs)
+
+    def path(self, key: str) -> Path:
+        """Shorthand for ``config.path(key)`` (and lets a source written as ``source(config, split)``
+        for earlier versions keep working with the context in ``config``'s place)."""
+        return self.config.path(key)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.config[key]
 
     def override(self, **values: Any) -> None:
         """Command-line flags: set keys whose value is not ``None``."""
@@ -80,4 +90,20 @@ def create_app(*, root: Path | None = None, plugin_dirs: list[str] | None = None
             raise PluginError(info.name, "register_config_keys", f"{type(e).__name__}: {e}") from e
     cfg.apply_pending()
     manager.collect_registrations()
+    check_choices(cfg, manager.registry)
     return App(cfg, manager, console)
+
+
+def check_choices(cfg: Config, registry: Registry) -> None:
+    """Config keys that name a registered object must name one that is registered (exit 2)."""
+    from .api import CHOICE_KEYS
+
+    for key, kind in CHOICE_KEYS.items():
+        if key not in cfg.keys:
+            continue
+        value = cfg[key]
+        names = registry.names(kind)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v not in names:
+                raise UsageError(f"config key {key!r} = {v!r} (from {cfg.origin(key)}) names no registered "
+                                 f"{kind[:-1].replace('_', ' ')}; choices: {', '.join(names) or 'none'}")

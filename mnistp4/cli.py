@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import App, create_app
-from .errors import Mnistp4Error, PluginError
+from .errors import Mnistp4Error, PluginError, RegistrationConflict
 
 #: commands that stage plugins provide; until one does, the command says so and fails
 STAGE_COMMANDS = {
@@ -34,7 +34,8 @@ _APP: App | None = None
 
 
 def get_app() -> App:
-    """The application of the running command (config, registry, console)."""
+    """The application of the running command (config, registry, console). Plugin commands get it
+    with ``@mnistp4.pass_context`` instead."""
     if _APP is None:
         raise RuntimeError("mnistp4 app is not initialised")
     return _APP
@@ -46,17 +47,63 @@ def print_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=_json_default))
 
 
+class PluginGroup(click.Group):
+    """The ``mnistp4`` group: commands follow the registries' override rule. A plugin adding a
+    command that exists already must say ``@cli.command(NAME, override=True)``; who provides each
+    command (and whom it replaced) is kept for ``mnistp4 plugins``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current_plugin: str | None = None
+        self.owners: dict[str, str] = {}
+        self.replaced: dict[str, list[str]] = {}
+        self._override = False
+
+    def command(self, *args, override: bool = False, **kwargs):
+        return self._overriding(super().command, args, kwargs, override)
+
+    def group(self, *args, override: bool = False, **kwargs):
+        return self._overriding(super().group, args, kwargs, override)
+
+    def _overriding(self, make, args, kwargs, override: bool):
+        if args and callable(args[0]):  # bare @cli.command
+            return make(*args, **kwargs)
+        inner = make(*args, **kwargs)
+
+        def decorator(f):
+            self._override = override
+            try:
+                return inner(f)
+            finally:
+                self._override = False
+        return decorator
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        owner = self.current_plugin or "core"
+        if name in self.commands and name in self.owners:
+            if not (self._override or getattr(cmd, "mnistp4_override", False)):
+                raise RegistrationConflict(
+                    f"command {name!r} is provided by plugin {self.owners[name]!r} and again by plugin "
+                    f"{owner!r}; write @cli.command({name!r}, override=True) in {owner!r} to replace it, "
+                    f"or choose another name")
+            self.replaced[name] = self.replaced.get(name, []) + [self.owners[name]]
+        super().add_command(cmd, name)
+        self.owners[name] = owner
+
+
 def build_cli(app: App) -> click.Group:
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]},
+    @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]},
                  help="Handwritten digits from sheets to an ESP32-P4 CrowPanel: segment, train, "
                       "quantize, deploy. Global options go before the command.")
     @click.option("--plugins-dir", "plugins_dir", multiple=True, metavar="PATH",
                   help="extra plugin folder, .py file or module (repeatable)")
     @click.option("--config", "config_file", multiple=True, metavar="FILE", help="extra TOML config file")
     @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="override a config key")
-    @click.option("-v", "--verbose", count=True, help="more log output")
+    @click.option("-v", "--verbose", count=True, help="more log output (-v info, -vv debug)")
+    @click.option("-q", "--quiet", is_flag=True, help="errors only (no warnings)")
     @click.version_option(package_name="mnistp4")
-    def cli(plugins_dir, config_file, settings, verbose):
+    def cli(plugins_dir, config_file, settings, verbose, quiet):
         pass  # parsed before the group is built (see main), listed here for --help
 
     @cli.command("plugins", help="List plugins, where they come from and what they register.")
@@ -64,13 +111,19 @@ def build_cli(app: App) -> click.Group:
     def plugins_cmd(as_json):
         rows = []
         for p in app.manager.plugins:
-            rows.append({"name": p.name, "origin": p.origin, "hooks": p.hooks,
-                         "registers": app.registry.by_plugin(p.name)})
+            registers = app.registry.by_plugin(p.name)
+            commands = sorted(n for n, owner in cli.owners.items() if owner == p.name)
+            if commands:
+                registers["commands"] = commands
+            rows.append({"name": p.name, "origin": p.origin, "version": p.version, "hooks": p.hooks,
+                         "registers": registers})
         if as_json:
             kinds = {kind: [{"name": e.name, "plugin": e.plugin, "description": e.description,
                              "replaced": e.replaced} for e in app.registry.entries(kind)]
                      for kind in app.registry._entries}
-            print_json({"plugins": rows, "registry": kinds})
+            print_json({"plugins": rows, "registry": kinds,
+                        "commands": {n: {"plugin": o, "replaced": cli.replaced.get(n, [])}
+                                     for n, o in sorted(cli.owners.items())}})
             return
         table = Table(title="mnistp4 plugins (load order)")
         for col in ("plugin", "from", "registers", "hooks"):
@@ -142,7 +195,19 @@ def build_cli(app: App) -> click.Group:
                           "\n".join(f"{k}: {v}" for k, v in s["result"].items()))
         app.console.print(table)
 
-    app.manager.call_each("register_commands", cli=cli)
+    from .scaffold import plugin_group
+
+    cli.add_command(plugin_group())
+    for info, fn in app.manager.impls("register_commands"):
+        cli.current_plugin = info.name
+        try:
+            fn(cli=cli)
+        except Mnistp4Error:
+            raise
+        except Exception as e:
+            raise PluginError(info.name, "register_commands", f"{type(e).__name__}: {e}") from e
+        finally:
+            cli.current_plugin = None
     for name, what in STAGE_COMMANDS.items():
         if name not in cli.commands:
             cli.add_command(_placeholder(name, what))
@@ -159,7 +224,8 @@ def _placeholder(name: str, what: str) -> click.Command:
 
 
 def _pre_parse(argv: list[str]) -> tuple[list[str], list[str], list[str], int]:
-    """Global options are needed before the group exists (they decide which plugins load)."""
+    """Global options are needed before the group exists (they decide which plugins load).
+    The last item is the verbosity: -1 quiet, 0 warnings (default), 1 info, 2 debug."""
     dirs, files, settings, verbose = [], [], [], 0
     i = 0
     while i < len(argv):
@@ -172,7 +238,9 @@ def _pre_parse(argv: list[str]) -> tuple[list[str], list[str], list[str], int]:
             if a.startswith(flag + "="):
                 bucket.append(a.split("=", 1)[1]); break
         else:
-            if a in ("-v", "--verbose"):
+            if a in ("-q", "--quiet"):
+                verbose = -1
+            elif a in ("-v", "--verbose"):
                 verbose += 1
             elif a.startswith("-v") and set(a[1:]) == {"v"}:
                 verbose += len(a) - 1
@@ -186,15 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     dirs, files, settings, verbose = _pre_parse(argv)
     console = Console()
     err = Console(stderr=True)
-    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2) + (0 if verbose else 10),
-                        format="%(message)s", handlers=[RichHandler(console=err, show_path=False)],
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)],
                         force=True)
     try:
         _APP = create_app(plugin_dirs=dirs, config_files=[Path(f) for f in files],
                           settings=settings, console=console)
         cli = build_cli(_APP)
         # without standalone mode click returns the code of `ctx.exit(n)` / `Exit(n)` instead of exiting
-        rc = cli.main(args=argv, prog_name="mnistp4", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="mnistp4", standalone_mode=False, obj=_APP)
         return rc if isinstance(rc, int) and not isinstance(rc, bool) else 0
     except click.exceptions.Exit as e:
         return e.exit_code

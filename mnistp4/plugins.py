@@ -12,12 +12,19 @@ Load order (later may replace earlier registrations, but only with ``override=Tr
 
 A plugin's name is its stage-qualified module name for shipped plugins (``models.seed_cnn``), an
 entry point's name, or a file's stem. Names must be unique.
+
+Mistakes are loud: a hook implementation whose name no hookspec declares, a function named like a
+hook but not decorated with ``@mnistp4.hookimpl``, and a plugin that needs another plugin API
+version (``MNISTP4_PLUGIN_API``) are errors naming the plugin. Plugin files keep one module name
+(``mnistp4_user_plugin_<stem>``) that worker processes re-import with :func:`import_plugin_files`.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import logging
 import os
 import sys
@@ -44,6 +51,8 @@ class PluginInfo:
     origin: str  # "shipped", "entry point <dist>", or a path
     module: Any
     hooks: list[str] = field(default_factory=list)
+    version: str = ""
+    commands: list[str] = field(default_factory=list)
 
 
 class PluginManager:
@@ -60,12 +69,15 @@ class PluginManager:
         if any(p.name == name for p in self.plugins):
             other = next(p for p in self.plugins if p.name == name)
             raise UsageError(f"two plugins are named {name!r}: {other.origin} and {origin}; rename one")
+        _check_api_version(module, name)
+        _check_undecorated(module, name, self.pm)
         try:
             self.pm.register(module, name=name)
         except pluggy.PluginValidationError as e:
             raise PluginError(name, str(getattr(e, "hookimpl", "?")), str(e)) from None
+        _check_unknown_hooks(module, name, self.pm)
         hooks = sorted(h.name for h in (self.pm.get_hookcallers(module) or []))
-        info = PluginInfo(name, origin, module, hooks)
+        info = PluginInfo(name, origin, module, hooks, _version(module, origin))
         self.plugins.append(info)
         log.debug("loaded plugin %s from %s", name, origin)
         return info
@@ -96,11 +108,11 @@ class PluginManager:
                     sys.path.insert(0, str(path.resolve()))
                 for f in sorted(path.glob("*.py")):
                     if not f.stem.startswith("_"):
-                        self.add(_import_file(f), f.stem, str(f))
+                        self.add(self._import_file(f), f.stem, str(f))
             elif path.suffix == ".py":
                 if not path.is_file():
                     raise UsageError(f"plugin file {path} does not exist")
-                self.add(_import_file(path), path.stem, str(path))
+                self.add(self._import_file(path), path.stem, str(path))
             elif "/" in item or os.sep in item:
                 raise UsageError(f"plugin folder {path} does not exist")
             else:
@@ -125,10 +137,13 @@ class PluginManager:
                 raise PluginError(info.name, hook, f"{type(e).__name__}: {e}") from e
         return results
 
+    def _import_file(self, path: Path) -> ModuleType:
+        return _import_file(path)
+
     def collect_registrations(self) -> Registry:
         for kind, hook in KINDS.items():
             for info, fn in self.impls(hook):
-                register = _bound_register(self.registry, kind, info.name)
+                register = _bound_register(self.registry, kind, info.name, info.version)
                 try:
                     fn(register=register)
                 except Mnistp4Error:
@@ -142,10 +157,87 @@ class PluginManager:
         self.call_each(hook, **kwargs)
 
 
-def _bound_register(registry: Registry, kind: str, plugin: str):
+def _bound_register(registry: Registry, kind: str, plugin: str, version: str = ""):
     def register(name: str, obj: Any, *, override: bool = False, description: str = "") -> None:
-        registry.add(kind, name, obj, plugin, override=override, description=description)
+        registry.add(kind, name, obj, plugin, override=override, description=description, version=version)
     return register
+
+
+def _version(module: Any, origin: str) -> str:
+    """A plugin's version for cache keys: its ``__version__``, its distribution's version, or for a
+    plugin file a digest of its source (editing the file invalidates what it produced)."""
+    if getattr(module, "__version__", None):
+        return str(module.__version__)
+    if origin == "shipped":
+        from . import __version__
+        return __version__
+    path = getattr(module, "__file__", None)
+    if path and Path(path).is_file():
+        import hashlib
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    return ""
+
+
+def _check_api_version(module: Any, name: str) -> None:
+    from .api import PLUGIN_API_VERSION
+
+    wanted = getattr(module, "MNISTP4_PLUGIN_API", None)
+    if wanted is None:
+        return
+    try:
+        w_major, w_minor = (int(x) for x in str(wanted).split(".")[:2])
+    except ValueError:
+        raise PluginError(name, "<load>", f"MNISTP4_PLUGIN_API = {wanted!r} is not 'MAJOR.MINOR'") from None
+    major, minor = (int(x) for x in PLUGIN_API_VERSION.split("."))
+    if w_major != major or w_minor > minor:
+        raise PluginError(name, "<load>", f"the plugin needs plugin API {wanted}; this mnistp4 provides "
+                                          f"{PLUGIN_API_VERSION}. Upgrade mnistp4 or use a plugin version for "
+                                          f"API {major}.x")
+
+
+def _hook_names() -> list[str]:
+    return [n for n in dir(hookspecs) if n.startswith(("register_", "on_")) and callable(getattr(hookspecs, n))]
+
+
+def _check_undecorated(module: Any, name: str, pm: pluggy.PluginManager) -> None:
+    """A function named like a hook (or nearly) without ``@mnistp4.hookimpl`` would never be called."""
+    hooks = _hook_names()
+    for attr, fn in vars(module).items():
+        if not inspect.isfunction(fn) or getattr(fn, hookspecs.PROJECT + "_impl", None) is not None:
+            continue
+        if fn.__module__ != getattr(module, "__name__", None):
+            continue  # imported helpers are not the plugin's own functions
+        if attr in hooks:
+            raise PluginError(name, attr, f"function {attr}() is not decorated with @mnistp4.hookimpl, so it "
+                                          f"would never be called; add the decorator")
+        close = difflib.get_close_matches(attr, hooks, n=1, cutoff=0.85)
+        if close and attr.startswith(("register", "on_")):
+            raise PluginError(name, attr, f"{attr}() looks like hook {close[0]!r} but is not one (misspelled, "
+                                          f"and not decorated with @mnistp4.hookimpl); rename it")
+
+
+def _check_unknown_hooks(module: Any, name: str, pm: pluggy.PluginManager) -> None:
+    """``@hookimpl`` on a name no hookspec declares (a misspelling) fails here, not silently."""
+    hooks = _hook_names()
+    for attr, fn in vars(module).items():
+        if callable(fn) and getattr(fn, hookspecs.PROJECT + "_impl", None) is not None and attr not in hooks:
+            close = difflib.get_close_matches(attr, hooks, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; hooks: {', '.join(sorted(hooks))}"
+            pm.unregister(module)
+            raise PluginError(name, attr, f"@hookimpl {attr}() matches no mnistp4 hook{hint}")
+
+
+def loaded_plugin_files() -> list[tuple[str, str]]:
+    """``(module name, path)`` of every plugin file imported in this process, for worker processes."""
+    return list(_LOADED_FILES.items())
+
+
+def import_plugin_files(files: list[tuple[str, str]]) -> None:
+    """In a worker process: import the parent's plugin files under the same module names, so that
+    their functions (a segmenter, a normalizer) unpickle there."""
+    for modname, path in files:
+        if modname not in sys.modules:
+            _import_file(Path(path), modname)
 
 
 def _import(modname: str, plugin: str, origin: str) -> ModuleType:
@@ -160,8 +252,12 @@ def _import(modname: str, plugin: str, origin: str) -> ModuleType:
         raise PluginError(plugin, "<import>", f"{type(e).__name__}: {e}") from e
 
 
-def _import_file(path: Path) -> ModuleType:
-    modname = f"mnistp4_user_plugin_{path.stem}"
+_LOADED_FILES: dict[str, str] = {}
+
+
+def _import_file(path: Path, modname: str = "") -> ModuleType:
+    modname = modname or f"mnistp4_user_plugin_{path.stem}"
+    _LOADED_FILES[modname] = str(path.resolve())
     spec = importlib.util.spec_from_file_location(modname, path)
     if spec is None or spec.loader is None:
         raise UsageError(f"cannot load plugin file {path}")

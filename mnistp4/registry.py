@@ -1,10 +1,16 @@
-"""Named registrations collected from the ``register_*`` hooks, with override and conflict rules."""
+"""Named registrations collected from the ``register_*`` hooks, with override and conflict rules.
+
+Objects are validated per kind when registered, and :meth:`Registry.get` hands out callables wrapped
+so that a failure inside one names the plugin that registered it.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import NotProvided, RegistrationConflict
+from .errors import Mnistp4Error, NotProvided, PluginError, RegistrationConflict
+from .records import Layout, ModelSpec, PipelineStep, Recipe
 
 #: registry kind -> the hook that fills it
 KINDS: dict[str, str] = {
@@ -31,6 +37,24 @@ class Entry:
     plugin: str
     description: str = ""
     replaced: list[str] = field(default_factory=list)  # plugins whose registration this one overrode
+    previous: Entry | None = None  # the registration this one overrode (reachable by the override)
+    version: str = ""  # the owning plugin's version: part of cache keys
+
+    @property
+    def identity(self) -> str:
+        """``name@plugin:version``: what caches key on, so an override invalidates them."""
+        return f"{self.name}@{self.plugin}:{self.version}"
+
+    def bound(self) -> Any:
+        """The object as stages use it: callables attributed to the plugin, results checked."""
+        where = f"{self.kind[:-1].replace('_', ' ')} {self.name!r}"
+        if isinstance(self.obj, ModelSpec):
+            return replace(self.obj, build=Attributed(self.obj.build, self.plugin, where, "model"))
+        if isinstance(self.obj, PipelineStep):
+            return replace(self.obj, run=Attributed(self.obj.run, self.plugin, where, "dict"))
+        if callable(self.obj) and not isinstance(self.obj, type):
+            return Attributed(self.obj, self.plugin, where, RESULT_CHECKS.get(self.kind, ""))
+        return self.obj
 
 
 class Registry:
@@ -40,7 +64,7 @@ class Registry:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 
     def add(self, kind: str, name: str, obj: Any, plugin: str, *, override: bool = False,
-            description: str = "") -> None:
+            description: str = "", version: str = "") -> None:
         if kind not in self._entries:
             raise KeyError(f"unknown registry kind {kind!r}")
         name = str(name)
@@ -50,10 +74,24 @@ class Registry:
                 f"{kind[:-1].replace('_', ' ')} {name!r} is registered by plugin {existing.plugin!r} "
                 f"and again by plugin {plugin!r}; pass override=True in {plugin!r} to replace it, "
                 f"or choose another name")
-        entry = Entry(kind, name, obj, plugin, description or _doc_line(obj))
+        _validate(kind, name, obj, plugin)
+        if kind == "sheet_layouts":
+            self._check_marker_code(name, obj, plugin)
+        entry = Entry(kind, name, obj, plugin, description or _doc_line(obj), version=version)
         if existing is not None:
             entry.replaced = existing.replaced + [existing.plugin]
+            entry.previous = existing
         self._entries[kind][name] = entry
+
+    def _check_marker_code(self, name: str, layout: Layout, plugin: str) -> None:
+        # the code is printed in the sheet's markers: two layouts with one code would read each other's scans
+        for other in self._entries["sheet_layouts"].values():
+            if other.name != name and other.obj.code == layout.code:
+                raise RegistrationConflict(
+                    f"sheet layout {name!r} of plugin {plugin!r} uses marker code {layout.code}, which layout "
+                    f"{other.name!r} of plugin {other.plugin!r} already uses; pick a free code "
+                    f"(used: {sorted(e.obj.code for e in self._entries['sheet_layouts'].values())}, "
+                    f"allowed 0..{MAX_CODE})")
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
@@ -71,7 +109,16 @@ class Registry:
                               f"see `mnistp4 plugins`") from None
 
     def get(self, kind: str, name: str) -> Any:
-        return self.entry(kind, name).obj
+        """The registered object, callables wrapped so that their failures name the plugin."""
+        return self.entry(kind, name).bound()
+
+    def replaced(self, kind: str, name: str) -> Any:
+        """The object an override replaced (for a plugin that wraps the shipped one), or None."""
+        prev = self.entry(kind, name).previous
+        return prev.bound() if prev is not None else None
+
+    def kinds(self) -> list[str]:
+        return list(self._entries)
 
     def by_plugin(self, plugin: str) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -85,3 +132,70 @@ class Registry:
 def _doc_line(obj: Any) -> str:
     desc = getattr(obj, "description", "") or (getattr(obj, "__doc__", "") or "")
     return desc.strip().splitlines()[0] if isinstance(desc, str) and desc.strip() else ""
+
+
+MAX_CODE = 61  # see records.MAX_LAYOUT_CODES
+
+#: what each kind of callable must return (checked on every call)
+RESULT_CHECKS = {"dataset_sources": "digitset", "deploy_targets": "deploy", "quantizers": "quant"}
+
+
+def _validate(kind: str, name: str, obj: Any, plugin: str) -> None:
+    """A registration of the wrong shape fails at load time, naming the plugin, not at first use."""
+    expect = {"sheet_layouts": Layout, "models": ModelSpec, "recipes": Recipe, "pipeline_steps": PipelineStep}
+    want = expect.get(kind)
+    what = f"plugin {plugin!r} registers {kind[:-1].replace('_', ' ')} {name!r}"
+    if want is not None and not isinstance(obj, want):
+        raise PluginError(plugin, KINDS[kind], f"{what} as {type(obj).__name__}; expected mnistp4.api.{want.__name__}")
+    if want is None and not callable(obj):
+        raise PluginError(plugin, KINDS[kind], f"{what} as {type(obj).__name__}, which is not callable")
+    if isinstance(obj, ModelSpec) and not callable(obj.build):
+        raise PluginError(plugin, KINDS[kind], f"{what}: ModelSpec.build is not callable")
+    if isinstance(obj, PipelineStep) and not callable(obj.run):
+        raise PluginError(plugin, KINDS[kind], f"{what}: PipelineStep.run is not callable")
+
+
+class Attributed:
+    """A registered callable whose exceptions name the plugin that registered it and whose result
+    is checked against its kind's contract. Picklable (for worker processes) when ``fn`` is."""
+
+    def __init__(self, fn: Any, plugin: str, where: str, check: str = ""):
+        self.fn, self.plugin, self.where, self.check = fn, plugin, where, check
+        functools.update_wrapper(self, fn, updated=())
+
+    def __call__(self, *args, **kwargs):
+        try:
+            result = self.fn(*args, **kwargs)
+        except (Mnistp4Error, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            raise PluginError(self.plugin, self.where, f"{type(e).__name__}: {e}") from e
+        if self.check:
+            _check_result(self.check, result, self.plugin, self.where)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "fn":  # not yet set while unpickling
+            raise AttributeError(name)
+        return getattr(self.fn, name)
+
+    def __getstate__(self):
+        return {"fn": self.fn, "plugin": self.plugin, "where": self.where, "check": self.check}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+
+def _check_result(check: str, result: Any, plugin: str, where: str) -> None:
+    from .records import DeployResult, DigitSet, QuantResult
+
+    if check == "model":
+        import torch
+
+        ok, want = isinstance(result, torch.nn.Module), "a torch.nn.Module"
+    else:
+        types = {"digitset": DigitSet, "deploy": DeployResult, "quant": QuantResult, "dict": (dict, type(None))}
+        ok = isinstance(result, types[check])
+        want = "a dict" if check == "dict" else f"a mnistp4.api.{types[check].__name__}"
+    if not ok:
+        raise PluginError(plugin, where, f"returned {type(result).__name__}; the contract is {want}")

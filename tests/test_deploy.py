@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mnistp4.cli import main
+from mnistp4.api import DeployRequest
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
 from mnistp4.stages.deploy.partitions import find_partition, read_partitions
 
@@ -162,7 +163,7 @@ def test_model_resolution(app, run_dir, tmp_path):
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"x")
     with pytest.raises(InputError, match="quantize first"):
-        app.get("deploy_targets", "crowpanel-p4")(onnx, {"partitions": PARTITIONS, "out_dir": tmp_path})
+        app.get("deploy_targets", "crowpanel-p4")(app, DeployRequest(onnx, tmp_path, partitions=PARTITIONS))
 
 
 def test_board_partition_table_is_checked_before_writing(app, run_dir, tmp_path):

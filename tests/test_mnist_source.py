@@ -55,7 +55,7 @@ def test_rejects_truncated_and_bad_magic(tmp_path, tiny_idx):
 
 def test_real_mnist_from_configured_dir(make_app, mnist_dir):
     app = make_app(env={"MNISTP4_MNIST_DIR": str(mnist_dir)})
-    test = app.get("dataset_sources", "mnist")(app.config, "test")
+    test = app.get("dataset_sources", "mnist")(app, "test")
     assert test.images.shape == (10000, 28, 28) and test.images.dtype == np.uint8
     assert np.bincount(test.labels).tolist()[:3] == [980, 1135, 1032]
 
@@ -75,7 +75,7 @@ def test_offline_without_mnist_names_the_variable(make_app, tmp_path, monkeypatc
     monkeypatch.setattr(ms, "MIRRORS", ["http://127.0.0.1:9/"])  # nothing listens on port 9
     app = make_app(settings=[f"cache_dir={tmp_path / 'cache'}"], env={"MNISTP4_MNIST_DIR": ""})
     with pytest.raises(DatasetUnavailable, match="MNISTP4_MNIST_DIR"):
-        ms.mnist_source(app.config, "test")
+        ms.mnist_source(app, "test")
 
 
 def test_download_verifies_md5(make_app, tmp_path, mnist_dir, monkeypatch):
@@ -89,7 +89,7 @@ def test_download_verifies_md5(make_app, tmp_path, mnist_dir, monkeypatch):
     try:
         monkeypatch.setattr(ms, "MIRRORS", [f"http://127.0.0.1:{server.server_address[1]}/"])
         app = make_app(settings=[f"cache_dir={tmp_path / 'cache'}"], env={"MNISTP4_MNIST_DIR": ""})
-        assert len(ms.mnist_source(app.config, "test")) == 10000
+        assert len(ms.mnist_source(app, "test")) == 10000
         assert (tmp_path / "cache" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
 
         with gzip.open(mirror / "t10k-labels-idx1-ubyte.gz", "wb") as f:

@@ -134,7 +134,7 @@ def _tiny_finetune(app, run, distill):
     from mnistp4.stages.quantize.calib_images import calibration_set
 
     mnist = app.get("dataset_sources", "mnist")
-    train, test = mnist(app.config, "train"), mnist(app.config, "test")
+    train, test = mnist(app, "train"), mnist(app, "test")
     shuffled = np.random.default_rng(0).permutation(train.labels)
     model, _ = load_run(run, app)
     float_preds = evaluate(model, test.images, test.labels)["preds"]
@@ -213,7 +213,7 @@ def test_learned_clipping_reaches_the_file(trained_run, tmp_path):
 
     app, run = trained_run
     model, cfg = load_run(run, app)
-    test = app.get("dataset_sources", "mnist")(app.config, "test")
+    test = app.get("dataset_sources", "mnist")(app, "test")
     calib = calibration_set(app, 64).images
     qat = QatModel(model, input_peak=max(abs(-MEAN / STD), abs((1 - MEAN) / STD)))
     qat.calibrate(normalized(torch.from_numpy(calib.copy())))

@@ -82,6 +82,6 @@ def test_semeion_reader_normalizes_like_mnist(tmp_path):
 def test_semeion_source_splits_writers(make_app, semeion_dir):
     app = make_app(settings=[f"semeion_dir={semeion_dir}"])
     src = app.get("dataset_sources", "semeion")
-    train, test = src(app.config, "train"), src(app.config, "test")
-    assert len(train) + len(test) == len(src(app.config, "all"))
+    train, test = src(app, "train"), src(app, "test")
+    assert len(train) + len(test) == len(src(app, "all"))
     assert not set(train.sources) & set(test.sources)

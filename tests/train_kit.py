@@ -18,9 +18,9 @@ TINY_PLUGIN = textwrap.dedent('''
     _cache = {}
 
 
-    def tiny_mnist(config, split):
+    def tiny_mnist(ctx, split):
         if split not in _cache:
-            full = load_mnist(config.path("mnist_dir"), split)
+            full = load_mnist(ctx.config.path("mnist_dir"), split)
             n = SIZES[split]
             _cache[split] = DigitSet(full.images[:n].copy(), full.labels[:n].copy(), None, "tiny-" + split)
         return _cache[split]

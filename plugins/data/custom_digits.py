@@ -11,10 +11,8 @@ writers are held out depends only on the set of source names and the seed.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
-import math
 import os
 from pathlib import Path
 
@@ -23,6 +21,8 @@ import numpy as np
 
 from mnistp4 import hookimpl
 from mnistp4.errors import InputError
+from mnistp4.digitsets import (HELD_OUT_FRACTION, concat, held_out_sources,  # noqa: F401 - re-exported
+                               split_by_source, subset)
 from mnistp4.records import DigitSet
 
 from mnistp4.stages.data.manifest import usable
@@ -30,7 +30,6 @@ from mnistp4.stages.data.manifest import usable
 log = logging.getLogger(__name__)
 
 REQUIRED = ("path", "label", "source")
-HELD_OUT_FRACTION = 0.25
 
 
 def load_digit_folder(data_dir: str | os.PathLike, *, include_flagged: bool = False) -> DigitSet:
@@ -71,43 +70,9 @@ def load_digit_folder(data_dir: str | os.PathLike, *, include_flagged: bool = Fa
     return DigitSet(np.stack(images), np.asarray(labels, np.int64), sources, str(data_dir))
 
 
-def held_out_sources(sources, fraction: float = HELD_OUT_FRACTION, seed: int = 0) -> set[str]:
-    """Which sources are held out: ``ceil(fraction * n)`` of the n distinct sources (none if
-    there is only one), chosen by a hash of (seed, source) so adding a writer never moves others."""
-    unique = sorted(set(sources))
-    if len(unique) < 2 or fraction <= 0:
-        return set()
-    k = min(len(unique) - 1, max(1, math.ceil(fraction * len(unique))))
-    ranked = sorted(unique, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
-    return set(ranked[:k])
-
-
-def split_by_source(digits: DigitSet, fraction: float = HELD_OUT_FRACTION, seed: int = 0):
-    """``(train, held_out)`` DigitSets with no source on both sides."""
-    if len(digits) == 0 or digits.sources is None:
-        return digits, subset(digits, np.zeros(len(digits), bool))
-    held = held_out_sources(digits.sources, fraction, seed)
-    mask = np.array([s in held for s in digits.sources], bool)
-    return subset(digits, ~mask, "train"), subset(digits, mask, "held-out")
-
-
-def subset(digits: DigitSet, mask: np.ndarray, suffix: str = "") -> DigitSet:
-    sources = None if digits.sources is None else [s for s, m in zip(digits.sources, mask) if m]
-    name = f"{digits.name}:{suffix}" if suffix else digits.name
-    return DigitSet(digits.images[mask], digits.labels[mask], sources, name)
-
-
-def concat(sets: list[DigitSet], name: str = "custom") -> DigitSet:
-    sets = [s for s in sets if len(s)]
-    if not sets:
-        return DigitSet(np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64), [], name)
-    sources = [src for s in sets for src in (s.sources or [s.name] * len(s))]
-    return DigitSet(np.concatenate([s.images for s in sets]), np.concatenate([s.labels for s in sets]),
-                    sources, name)
-
-
-def folder_source(config, split: str) -> DigitSet:
+def folder_source(ctx, split: str) -> DigitSet:
     """The configured data dir: ``train``/``test`` = the by-writer split, ``all`` = everything."""
+    config = ctx.config
     digits = load_digit_folder(config.path("data_dir"))
     if split == "all":
         return digits

@@ -188,8 +188,9 @@ def resolve_dir(config, progress=None) -> Path:
     return cache
 
 
-def mnist_source(config, split: str) -> DigitSet:
+def mnist_source(ctx, split: str) -> DigitSet:
     """MNIST train (60,000) or test (10,000) digits."""
+    config = ctx.config
     d = resolve_dir(config)
     key = (str(d), split)
     if key not in _cache:

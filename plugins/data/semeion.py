@@ -86,7 +86,8 @@ def read_semeion(path: str | os.PathLike, normalize=None) -> DigitSet:
     return digits
 
 
-def semeion_source(config, split: str) -> DigitSet:
+def semeion_source(ctx, split: str) -> DigitSet:
+    config = ctx.config
     path = find_semeion(config.get("semeion_dir") or None)
     digits = read_semeion(path)
     if split == "all":

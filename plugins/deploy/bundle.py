@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 from mnistp4 import hookimpl, io
-from mnistp4.records import DeployResult
+from mnistp4.records import DeployRequest, DeployResult
 
 from mnistp4.stages.deploy.common import CHIP, FLASH_OPTIONS, check_model, esptool, show
 
@@ -17,10 +17,11 @@ NAME = "bundle"
 ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 
 
-def deploy(model_path, options: dict) -> DeployResult:
-    partitions = Path(options["partitions"])
-    model = check_model(model_path, partitions)
-    out_dir = Path(options["out_dir"])
+def deploy(ctx, request: DeployRequest) -> DeployResult:
+    """A zip to flash elsewhere; it touches no board, so a dry run writes it too (into out_dir)."""
+    partitions = Path(request.partitions or "partitions.csv")
+    model = check_model(request.model_path, partitions)
+    out_dir = Path(request.out_dir)
     zip_path = out_dir / f"{model.path.stem}_{CHIP}_bundle.zip"
     offset = hex(model.partition.offset)
     command = esptool("--chip", CHIP, "write-flash", "@flash_args")

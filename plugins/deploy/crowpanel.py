@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mnistp4 import hookimpl, io
 from mnistp4.errors import Mnistp4Error, UsageError
-from mnistp4.records import DeployResult
+from mnistp4.records import DeployRequest, DeployResult
 
 from mnistp4.stages.deploy.common import (BOARD_TABLE, CHIP, check_board_table, check_model, check_port, find_idf,
                              flash_commands, run_tool, show, write_bundle)
@@ -22,10 +22,10 @@ FIRMWARE_MODEL = Path("model") / "model.espdl"   # relative to the firmware proj
 BUILD_TIMEOUT_S = 3600
 
 
-def deploy(model_path, options: dict) -> DeployResult:
-    """``options``: partitions (path), out_dir (bundle folder), port, baud, dry_run, build, firmware_dir."""
+def deploy(ctx, options: DeployRequest) -> DeployResult:
+    """Without a port (and without --build) nothing touches a board: the bundle and the commands."""
     partitions = Path(options["partitions"])
-    model = check_model(model_path, partitions)
+    model = check_model(options.model_path, partitions)
     port = options.get("port") or None
     build = bool(options.get("build"))
     dry_run = bool(options.get("dry_run")) or (port is None and not build)

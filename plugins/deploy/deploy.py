@@ -2,7 +2,9 @@
 and the ``deploy`` step of ``mnistp4 run`` (order 40: a dry run unless config ``port`` is set).
 
 The targets themselves are plugins (``register_deploy_targets``): ``crowpanel-p4`` and
-``bundle`` ship with the project; a target is ``target(model_path, options) -> DeployResult``.
+``bundle`` ship with the project; a target is ``target(ctx, DeployRequest) -> DeployResult``. A dry
+run (``--dry-run``) is not the same as "no port": without a port the board target prints the commands
+and writes a bundle, and a non-board target does its job, in ``mnistp4 run`` too.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 import click
 
 from mnistp4 import hookimpl
-from mnistp4.records import DeployResult, PipelineStep
+from mnistp4.records import DeployRequest, DeployResult, PipelineStep
 
 from mnistp4.stages.deploy.common import resolve_model
 
@@ -47,10 +49,10 @@ def run_deploy(app, source, *, port: str | None, dry_run: bool, build: bool = Fa
     model = resolve_model(source, app.config["bits"])
     out_dir = Path(out) if out else (app.config.path("deploy_dir") / target_name if app.config["deploy_dir"]
                                      else model.parent / "deploy" / target_name)
-    options = {"partitions": app.config.path("partitions"), "out_dir": out_dir, "port": port or None,
-               "baud": app.config["flash_baud"], "dry_run": dry_run, "build": build,
-               "firmware_dir": app.config.path("firmware_dir")}
-    result = target(model, options)
+    request = DeployRequest(model, out_dir, port=port or None, dry_run=dry_run, baud=int(app.config["flash_baud"]),
+                            partitions=app.config.path("partitions"), build=build,
+                            firmware_dir=app.config.path("firmware_dir"))
+    result = target(app, request)
     for path in result.artifacts:
         app.emit("on_artifact_written", path=path, kind="bundle")
     return result
@@ -79,23 +81,27 @@ def print_result(app, result: DeployResult) -> None:
 
 @hookimpl
 def register_commands(cli):
+    from mnistp4.api import pass_context
+
+    targets = _target_names()
+
     @cli.command("deploy", help="Flash a quantized model to the board (model-only update at the `model` "
                                 "partition, or --build for the whole firmware) or write a flash bundle. "
                                 "SOURCE: a run dir or an .espdl file (default: what `mnistp4 run` made: "
                                 "runs_dir/run_name, or its fine-tuned run_name-qat). "
-                                "Without a port this is a dry run.")
+                                "Without a port the board target writes the bundle and prints the commands.")
     @click.argument("source", required=False)
-    @click.option("--target", default=None, help="deploy target (config deploy_target): crowpanel-p4, bundle")
+    @click.option("--target", default=None, help="deploy target (config deploy_target): " + ", ".join(targets))
     @click.option("--port", default=None, help="serial port of the board, e.g. /dev/ttyUSB0 (config port)")
     @click.option("--build", is_flag=True, help="put the model into the firmware project and run idf.py build "
                                                 "(and flash, with a port)")
     @click.option("--dry-run", is_flag=True, help="write the bundle and print the commands; touch no port")
     @click.option("--out", default=None, help="bundle folder (default: <model folder>/deploy/<target>)")
     @click.option("--json", "as_json", is_flag=True)
-    def deploy_cmd(source, target, port, build, dry_run, out, as_json):
-        from mnistp4.cli import get_app, print_json
+    @pass_context
+    def deploy_cmd(app, source, target, port, build, dry_run, out, as_json):
+        from mnistp4.cli import print_json
 
-        app = get_app()
         app.override(deploy_target=target, port=port)
         port = app.config["port"] or None
         result = run_deploy(app, source or default_source(app), port=port, dry_run=dry_run, build=build, out=out)
@@ -107,10 +113,17 @@ def register_commands(cli):
         print_result(app, result)
 
 
+def _target_names() -> list[str]:
+    """The registered deploy targets, for --target's help (the running app's registry)."""
+    from mnistp4.cli import _APP
+
+    return _APP.registry.names("deploy_targets") if _APP is not None else []
+
+
 def _step(app, state: dict) -> dict:
     port = app.config["port"] or None
     source = state.get("model_file") or state.get("run_dir") or default_source(app)
-    result = run_deploy(app, source, port=port, dry_run=port is None)
+    result = run_deploy(app, source, port=port, dry_run=False)
     print_result(app, result)
     bundle = result.artifacts[0].parent if result.artifacts else None
     return {"deploy_target": result.target, "flashed": result.flashed, "offset": result.details.get("offset"),
@@ -119,5 +132,6 @@ def _step(app, state: dict) -> dict:
 
 @hookimpl
 def register_pipeline_steps(register):
-    register("deploy", PipelineStep(40, _step, "flash the model to the board (dry run unless `port` is set)"),
-             description="write the model bundle; flash it when config `port` is set")
+    register("deploy", PipelineStep(40, _step, "deploy with the configured target (the board: flash when "
+                                               "`port` is set, else write the bundle)"),
+             description="run the configured deploy target; the board is flashed only when config `port` is set")

@@ -18,7 +18,7 @@ from mnistp4.errors import InputError
 
 log = logging.getLogger(__name__)
 
-MEAN, STD = 0.1307, 0.3081
+from mnistp4.digitsets import MNIST_MEAN as MEAN, MNIST_STD as STD  # noqa: E402 - one definition
 INPUT_SHAPE = (1, 1, 28, 28)
 
 

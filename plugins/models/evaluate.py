@@ -76,10 +76,10 @@ def load_data(app, spec: str):
                "semeion": ("semeion", "test"), "semeion-all": ("semeion", "all")}
     if spec in aliases:
         name, split = aliases[spec]
-        return app.get("dataset_sources", name)(app.config, split)
+        return app.get("dataset_sources", name)(app, split)
     if ":" in spec and spec.split(":", 1)[0] in app.registry.names("dataset_sources"):
         name, split = spec.split(":", 1)
-        return app.get("dataset_sources", name)(app.config, split)
+        return app.get("dataset_sources", name)(app, split)
     path = Path(spec).expanduser()
     if path.is_dir():
         digits = load_digit_folder(path)

@@ -50,7 +50,7 @@ def calibration_set(app, n: int, *, custom_train: DigitSet | None = None, seed: 
         raise UsageError(f"--calib must be at least 1, got {n}")
     seed = int(app.config["seed"] if seed is None else seed)
     weight = int(app.config["weight"] if weight is None else weight)
-    mnist = app.get("dataset_sources", "mnist")(app.config, "train")
+    mnist = app.get("dataset_sources", "mnist")(app, "train")
     custom = custom_train if custom_train is not None and len(custom_train) else None
     if share is None:
         share = float(app.config["calib_custom_share"])

@@ -21,13 +21,14 @@ import numpy as np
 
 from mnistp4.errors import InputError, UsageError
 from mnistp4.io import atomic_path
+from mnistp4.records import QuantResult  # noqa: F401 - the contract type, re-exported
 
 from mnistp4.stages.quantize.espdl_reader import EspdlModel, read_espdl
 
 from mnistp4.stages.quantize.interpreter import Interpreter, check_test_values, predict_ints
 log = logging.getLogger(__name__)
 
-MEAN, STD = 0.1307, 0.3081
+from mnistp4.digitsets import MNIST_MEAN as MEAN, MNIST_STD as STD  # noqa: E402 - one definition
 TARGETS = ("esp32p4", "esp32s3")
 BITS = (8, 16)
 SIDE_SUFFIXES = (".espdl", ".json", ".info")
@@ -69,20 +70,6 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
 ]}
 DEFAULT_RECIPE = "pow2-align"  # best measured: docs/quantization.md
 AUTO = "auto"  # chosen per model by mnistp4.stages.quantize.recipe_select (quantize_run resolves it before quantize_onnx)
-
-
-@dataclass
-class QuantResult:
-    path: Path
-    bits: int
-    target: str
-    recipe: str
-    seconds: float
-    graph: Any = field(repr=False, default=None)
-    layerwise: dict[str, float] = field(default_factory=dict)
-    graphwise: dict[str, float] = field(default_factory=dict)
-    side_files: list[Path] = field(default_factory=list)
-    aligned: list[dict] = field(default_factory=list)
 
 
 class _DebugSink:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mnistp4.digitsets import MNIST_MEAN, MNIST_STD
 from mnistp4.errors import Mnistp4Error
 from mnistp4.stages.quantize.espdl_reader import (QRANGE, EspdlModel, EspdlNode, UnsupportedOp,  # noqa: F401
                                                   read_espdl, unpack_filter)
@@ -305,9 +306,9 @@ OPS = {"Conv": _op_conv, "Gemm": _op_gemm, "Relu": _op_relu, "Clip": _op_clip, "
 
 def normalize_pixels(images_uint8: np.ndarray, model: EspdlModel) -> np.ndarray:
     """uint8 (N, 28, 28) -> the float model input (N, 28, 28, 1) the file's metadata describes
-    (default: MNIST normalization ``(pixel/255 - 0.1307) / 0.3081``)."""
-    mean = float(model.metadata.get("mnistp4.mean", 0.1307))
-    std = float(model.metadata.get("mnistp4.std", 0.3081))
+    (default: MNIST normalization ``(pixel/255 - MNIST_MEAN) / MNIST_STD``)."""
+    mean = float(model.metadata.get("mnistp4.mean", MNIST_MEAN))
+    std = float(model.metadata.get("mnistp4.std", MNIST_STD))
     x = (np.asarray(images_uint8, dtype=np.float32) / np.float32(255.0) - np.float32(mean)) / np.float32(std)
     return x[..., None]
 

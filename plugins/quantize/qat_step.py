@@ -56,7 +56,7 @@ def qat_run(app, run_dir: Path, out: Path | None = None, *, epochs: int = 2, lr:
         raise InputError(f"--distill must be in [0, 1] and --distill-temperature > 0, "
                          f"got {distill} and {distill_temperature}")
     mnist = app.get("dataset_sources", "mnist")
-    mtrain, mtest = mnist(app.config, "train"), mnist(app.config, "test")
+    mtrain, mtest = mnist(app, "train"), mnist(app, "test")
     # the same custom digits and calibration images `mnistp4 quantize` will use for this run
     ctrain, cheld = custom_split(app, custom_entries(app, cfg))
     calib = calibration_set(app, int(app.config["calib"]), custom_train=ctrain)

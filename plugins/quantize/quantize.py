@@ -20,7 +20,7 @@ import numpy as np
 from mnistp4 import hookimpl
 from mnistp4.errors import InputError, UsageError
 from mnistp4.io import staged_files, write_json
-from mnistp4.records import PipelineStep
+from mnistp4.records import PipelineStep, QuantRequest, QuantResult
 
 from mnistp4.stages.quantize.espdl_reader import read_espdl
 
@@ -119,13 +119,18 @@ def _quantize_into(app, onnx_path: Path, out_dir: Path, run_cfg: dict, *, bits: 
     from mnistp4.stages.quantize.calib_images import calibration_set, custom_entries, custom_split
     from mnistp4.stages.quantize.cost_report import device_cost
 
+    entry = app.registry.entry("quantizers", app.config["quantizer"])
+    if not isinstance(entry.obj, EspdlQuantizer):
+        return quantize_with(app, entry, onnx_path, out_dir, run_cfg, bits=bits, target=target, calib=calib,
+                             recipe=recipe or "", widths=widths, quiet=quiet)
+    quantizer = entry.bound()
     recipe = recipe or configured_recipe(app, run_cfg)
     check_options(bits, target, recipe)
     widths = tuple(sorted({bits, *(widths or (8, 16))}, reverse=True))
     stem = "model" if onnx_path.name == "model.onnx" else onnx_path.stem
     with _progress(app, quiet) as progress:
         task = progress.add_task("loading test sets", total=2 + 3 * len(widths))
-        test = app.get("dataset_sources", "mnist")(app.config, "test")
+        test = app.get("dataset_sources", "mnist")(app, "test")
         custom_train, custom_held = custom_split(app, custom_entries(app, run_cfg))
         calib_set = calibration_set(app, calib, custom_train=custom_train)
         selection = None
@@ -141,8 +146,7 @@ def _quantize_into(app, onnx_path: Path, out_dir: Path, run_cfg: dict, *, bits: 
         for b in widths:
             progress.update(task, description=f"esp-ppq Int{b} ({recipe if b == 8 else 'minmax'}, {target})")
             out = out_dir / f"{stem}_int{b}.espdl"
-            res = quantize_onnx(onnx_path, out, bits=b, target=target, calib_images=calib_set.images,
-                                recipe=recipe)
+            res = quantizer(app, QuantRequest(onnx_path, out, b, target, calib_set.images, recipe))
             progress.update(task, advance=1, description=f"Int{b}: integer interpreter on the file")
             model = read_espdl(out)
             it = Interpreter(model)
@@ -167,8 +171,8 @@ def _quantize_into(app, onnx_path: Path, out_dir: Path, run_cfg: dict, *, bits: 
             rows[b] = row
             progress.update(task, advance=1)
     chosen = rows[bits]
-    report = {"source": str(onnx_path), "model": run_cfg.get("model", ""), "bits": bits, "target": target,
-              "recipe": recipe, "recipe_selection": selection, "calib": calib, "calibration": calib_set.name,
+    report = {"source": str(onnx_path), "model": run_cfg.get("model", ""), "quantizer": entry.name,
+              "bits": bits, "target": target, "recipe": recipe, "recipe_selection": selection, "calib": calib, "calibration": calib_set.name,
               "model_file": chosen["file"], "input": chosen["input"],
               "float": float_row, **{f"int{b}": r for b, r in rows.items()},
               "macs": chosen["cost"]["macs"], "sizes": {f"int{b}": r["file_bytes"] for b, r in rows.items()}}
@@ -205,6 +209,16 @@ def _pct(score) -> str:
 
 def print_report(app, report: dict) -> None:
     from rich.table import Table
+
+    if report.get("quantizer", "espdl") != "espdl":
+        table = Table(title=f"quantization of {report['source']} with quantizer {report['quantizer']}")
+        for col in ("model", "MNIST", "custom", "bytes", "file"):
+            table.add_column(col, justify="left" if col in ("model", "file") else "right")
+        for key in ("float", "int16", "int8"):
+            if r := report.get(key):
+                table.add_row(key, _pct(r["mnist"]), _pct(r["custom"]), f"{r['file_bytes']:,}", r["file"])
+        app.console.print(table)
+        return
 
     f = report["float"]
     sel = report.get("recipe_selection")
@@ -249,13 +263,68 @@ def print_report(app, report: dict) -> None:
 
 
 class EspdlQuantizer:
-    """esp-ppq -> .espdl. ``quantizer(onnx_path, out_path, *, bits, target, calib_images, recipe)``
-    returns :class:`mnistp4.stages.quantize.espdl_quantize.QuantResult`."""
+    """esp-ppq -> .espdl: ``quantizer(ctx, request)`` returns a :class:`mnistp4.api.QuantResult`
+    (esp-ppq quantizes a copy of ``request.onnx_path``)."""
 
     description = "esp-ppq Int8/Int16 .espdl for ESP32-P4/S3 (named recipes, exact host check)"
+    suffix = ".espdl"
 
-    def __call__(self, onnx_path, out_path, **kwargs):
-        return quantize_onnx(onnx_path, out_path, **kwargs)
+    def __call__(self, ctx, request: QuantRequest) -> QuantResult:
+        return quantize_onnx(request.onnx_path, request.out_path, bits=request.bits, target=request.target,
+                             calib_images=request.calib_images, recipe=request.recipe or DEFAULT_RECIPE)
+
+
+def quantize_with(app, entry, onnx_path: Path, out_dir: Path, run_cfg: dict, *, bits: int, target: str, calib: int,
+                  recipe: str, widths: tuple[int, ...] | None, quiet: bool) -> dict[str, Any]:
+    """Quantize with a plugin's backend (config ``quantizer``): it writes ``<stem>_int<bits><suffix>``
+    from a private copy of the ONNX file; each file is scored with the model format registered for
+    its suffix (when one is), on the MNIST test set and the held-out custom writers."""
+    import shutil
+    import tempfile
+
+    from mnistp4.stages.quantize.calib_images import calibration_set, custom_entries, custom_split
+
+    quantizer = entry.bound()
+    suffix = str(getattr(entry.obj, "suffix", ".onnx"))
+    widths = tuple(sorted({bits, *(widths or getattr(entry.obj, "widths", (bits,)))}, reverse=True))
+    stem = "model" if onnx_path.name == "model.onnx" else onnx_path.stem
+    formats = app.registry.names("model_formats")
+    with _progress(app, quiet) as progress:
+        task = progress.add_task(f"quantizer {entry.name}", total=1 + len(widths))
+        test = app.get("dataset_sources", "mnist")(app, "test")
+        custom_train, custom_held = custom_split(app, custom_entries(app, run_cfg))
+        calib_set = calibration_set(app, calib, custom_train=custom_train)
+
+        def score(path: Path) -> dict[str, Any]:
+            if path.suffix not in formats:
+                return {"mnist": None, "custom": None}
+            predict = app.get("model_formats", path.suffix)(path)
+            return {"mnist": _score(predict(test.images), test.labels),
+                    "custom": _score(predict(custom_held.images), custom_held.labels) if len(custom_held) else None}
+
+        float_row = {"name": "float", "file": str(onnx_path), "file_bytes": onnx_path.stat().st_size,
+                     **score(onnx_path)}
+        progress.update(task, advance=1)
+        rows = {}
+        for b in widths:
+            out = out_dir / f"{stem}_int{b}{suffix}"
+            with tempfile.TemporaryDirectory(prefix="mnistp4-quant-") as tmp:
+                copy = Path(tmp) / onnx_path.name  # the backend may rewrite what it is given
+                shutil.copyfile(onnx_path, copy)
+                res = quantizer(app, QuantRequest(copy, out, b, target, calib_set.images, recipe))
+            if not Path(res.path).is_file():
+                raise InputError(f"quantizer {entry.name!r} (plugin {entry.plugin!r}) reported {res.path} "
+                                 f"but did not write it")
+            rows[b] = {"name": f"int{b}", "bits": b, "file": str(res.path),
+                       "file_bytes": Path(res.path).stat().st_size, "recipe": res.recipe,
+                       **score(Path(res.path)), "layerwise_error": res.layerwise,
+                       "quantize_seconds": round(res.seconds, 1)}
+            progress.update(task, advance=1)
+    report = {"source": str(onnx_path), "model": run_cfg.get("model", ""), "quantizer": entry.name,
+              "bits": bits, "target": target, "recipe": recipe, "calib": calib, "calibration": calib_set.name,
+              "model_file": rows[bits]["file"], "float": float_row, **{f"int{b}": r for b, r in rows.items()},
+              "sizes": {f"int{b}": r["file_bytes"] for b, r in rows.items()}}
+    return report
 
 
 @hookimpl
@@ -288,9 +357,9 @@ def _pipeline_quantize(app, state: dict) -> dict:
                           widths=(int(c["bits"]),), verify=bool(c["quant_verify"]),
                           quiet=True)  # progress on stderr: `mnistp4 run --json` owns stdout
     r = report[f"int{report['bits']}"]
-    return {"model_file": report["model_file"], "quantized_accuracy": r["mnist"]["accuracy"],
-            "float_accuracy": report["float"]["mnist"]["accuracy"],
-            "verified_mismatches": (r["verification"] or {}).get("mismatched_images")}
+    return {"model_file": report["model_file"], "quantized_accuracy": (r["mnist"] or {}).get("accuracy"),
+            "float_accuracy": (report["float"]["mnist"] or {}).get("accuracy"),
+            "verified_mismatches": (r.get("verification") or {}).get("mismatched_images")}
 
 
 @hookimpl

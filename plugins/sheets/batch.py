@@ -28,6 +28,7 @@ import numpy as np
 
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
 from mnistp4.io import write_bytes, write_json
+from mnistp4.plugins import loaded_plugin_files
 from mnistp4.stages.data.manifest import MANIFEST, data_dir_lock, harvest_manifest_edits, write_manifest
 
 log = logging.getLogger(__name__)
@@ -229,11 +230,15 @@ def _picklable(job: Job) -> bool:
         return False
 
 
-def _worker_init(path: list[str], parent_pid: int | None = None):
-    # spawned workers: the parent's import path (plugin folders), one OpenCV thread per process
+def _worker_init(path: list[str], parent_pid: int | None = None, plugin_files: list[tuple[str, str]] = ()):
+    # spawned workers: the parent's import path (plugin folders) and its plugin files under the same
+    # module names (so a user's segmenter or normalizer unpickles), one OpenCV thread per process
+    from mnistp4.plugins import import_plugin_files
+
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     sys.path[:] = path
+    import_plugin_files(list(plugin_files))
     cv2.setNumThreads(1)
 
 
@@ -262,7 +267,8 @@ def _run_pool(jobs: list[Job], workers: int, on_done) -> None:
     # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                               initializer=_worker_init, initargs=(list(sys.path), os.getpid()))
+                               initializer=_worker_init,
+                               initargs=(list(sys.path), os.getpid(), loaded_plugin_files()))
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:

@@ -1,6 +1,6 @@
 """Collection-sheet layouts and their drawing (shared helper of the sheet plugins).
 
-A layout is a page in millimetres: four ArUco markers (``DICT_4X4_50``) in the corners and a grid
+A layout is a page in millimetres: four ArUco markers (``DICT_4X4_250``) in the corners and a grid
 of writing boxes, one row per digit. The markers are the machine-readable layout id: the marker in
 corner ``k`` (0 top-left, 1 top-right, 2 bottom-right, 3 bottom-left) has id ``4 * code + k``, so
 one marker tells the layout and where "up" is, and the four give a homography from any scan or
@@ -8,58 +8,16 @@ photo (rotated, upside down, in perspective) back to the page.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-ARUCO_DICT = cv2.aruco.DICT_4X4_50
+from mnistp4.records import MAX_LAYOUT_CODES, Layout  # noqa: F401 - the contract type, re-exported
+
+# DICT_4X4_250's first 50 markers are DICT_4X4_50's: sheets printed before it widened still read
+ARUCO_DICT = cv2.aruco.DICT_4X4_250
 A4_MM = (210.0, 297.0)
 TABLET_PX_PER_MM = 150 / 25.4
 PRINT_PX_PER_MM = 300 / 25.4
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Page geometry in millimetres (x to the right, y down, origin at the page's top-left)."""
-
-    name: str
-    code: int                                  # marker ids 4*code .. 4*code+3
-    rows: str = "0123456789"                   # the digit written in each row
-    cols: int = 10
-    page_mm: tuple[float, float] = A4_MM       # width, height
-    grid_mm: tuple[float, float] = (30.0, 38.0)  # top-left corner of the first box
-    box_mm: tuple[float, float] = (16.5, 19.0)   # width, height of a writing box
-    row_pitch_mm: float = 23.0
-    marker_mm: float = 18.0
-    marker_margin_mm: float = 8.0
-    line_mm: float = 0.35
-
-    def __post_init__(self):
-        if not 0 <= self.code < 12:
-            raise ValueError(f"layout {self.name!r}: code must be 0..11 (DICT_4X4_50 has 50 ids)")
-        if not self.rows or any(ch not in "0123456789" for ch in self.rows):
-            raise ValueError(f"layout {self.name!r}: rows must be digits, got {self.rows!r}")
-
-    @property
-    def n_cells(self) -> int:
-        return len(self.rows) * self.cols
-
-    def box(self, row: int, col: int) -> tuple[float, float, float, float]:
-        """(x, y, w, h) of a writing box in mm."""
-        x0, y0 = self.grid_mm
-        w, h = self.box_mm
-        return x0 + col * w, y0 + row * self.row_pitch_mm, w, h
-
-    def marker_corners(self, corner: int) -> np.ndarray:
-        """(4, 2) mm coordinates of a marker's corners, in ArUco order (clockwise from its top-left)."""
-        m, s = self.marker_margin_mm, self.marker_mm
-        pw, ph = self.page_mm
-        x, y = [(m, m), (pw - m - s, m), (pw - m - s, ph - m - s), (m, ph - m - s)][corner]
-        return np.array([[x, y], [x + s, y], [x + s, y + s], [x, y + s]], np.float64)
-
-    def marker_id(self, corner: int) -> int:
-        return 4 * self.code + corner
 
 
 def default_layouts() -> list[Layout]:

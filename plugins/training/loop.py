@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from mnistp4.io import atomic_path
+from mnistp4.records import Recipe  # noqa: F401 - the contract type, re-exported
 
 from mnistp4.stages.models.common import MEAN, STD
 
@@ -32,78 +33,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 THRESHOLDS = (0.990, 0.994)
-
-
-@dataclass
-class Recipe:
-    """How to train: optimizer, schedule, batch size, epochs, loss, data pipeline."""
-
-    name: str
-    epochs: int
-    batch_size: int
-    optimizer: str = "adam"          # adam | adamw | sgd (momentum 0.9, Nesterov)
-    lr: float = 1e-3                 # constant lr, or the peak of the one-cycle schedule
-    weight_decay: float = 0.0
-    schedule: str = "constant"       # constant | onecycle
-    warmup: float = 0.2              # one-cycle: share of the steps spent rising to the peak
-    label_smoothing: float = 0.0
-    loader: str = "batch"            # batch | per-sample
-    ema: float = 0.0                 # decay of an exponential moving average of the weights; 0 = off
-    distill_weight: float = 0.7      # with teachers: share of the loss that follows their softened outputs
-    distill_temperature: float = 4.0
-    sam: float = 0.0                 # sharpness-aware minimisation: radius rho of the weight step; 0 = off
-    sam_group: int = 0               # SAM: sub-batch size m, each perturbed on its own ("m-sharpness"); 0 = batch
-    description: str = ""
-
-    def make_optimizer(self, params):
-        import torch
-
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        if self.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
-        raise ValueError(f"recipe {self.name}: unknown optimizer {self.optimizer!r}")
-
-    def make_scheduler(self, optimizer, steps_per_epoch: int, epochs: int):
-        import torch
-
-        if self.schedule == "constant":
-            return None
-        if self.schedule == "onecycle":
-            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, epochs=epochs,
-                                                       steps_per_epoch=steps_per_epoch, pct_start=self.warmup,
-                                                       div_factor=20.0, final_div_factor=200.0)
-        raise ValueError(f"recipe {self.name}: unknown schedule {self.schedule!r}")
-
-    def make_ema(self, model):
-        """The averaged copy that is evaluated, kept and exported, or None. Averaging the weights
-        (and BatchNorm's running statistics) over the last ~1/(1-decay) steps smooths out the noise
-        of a large learning rate: the average is ahead of the raw weights all through training."""
-        if not self.ema:
-            return None
-        import torch
-        from torch.optim.swa_utils import AveragedModel
-
-        decay = self.ema
-
-        @torch.no_grad()
-        def average(ema_params, params, n_averaged):
-            # the decay ramps up, so the average does not drag the random initialisation along:
-            # (1+n)/(10+n) spans about the last n/9 steps and reaches 0.998 only after ~4,500
-            # steps (9.6 epochs at batch 128), so in a 10-epoch run this ramp is the average
-            # (called once per dtype: the integer group is BatchNorm's step counter, copied)
-            if not ema_params[0].is_floating_point():
-                torch._foreach_copy_(ema_params, params)
-                return
-            d = min(decay, (1.0 + float(n_averaged)) / (10.0 + float(n_averaged)))
-            torch._foreach_lerp_(ema_params, params, 1.0 - d)
-
-        return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -133,6 +62,10 @@ class TrainSettings:
     teachers: list = field(default_factory=list)  # trained modules whose averaged outputs are distilled
 
 
+#: the kernel's count of running tasks (Linux); elsewhere the 1-minute load average is used
+LOADAVG = Path("/proc/loadavg")
+
+
 def other_runnable(samples: int = 5) -> float:
     """How many other tasks want a CPU right now: the median of a few looks at the running count in
     ``/proc/loadavg`` (minus this process), or the 1-minute load average where that file is missing.
@@ -142,11 +75,11 @@ def other_runnable(samples: int = 5) -> float:
     looks = []
     for _ in range(samples):
         try:
-            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+            running = int(LOADAVG.read_text().split()[3].split("/")[0])
         except (OSError, ValueError, IndexError):
             try:
                 return os.getloadavg()[0]
-            except OSError:
+            except (OSError, AttributeError):  # AttributeError: no load average on Windows
                 return 0.0
         looks.append(max(running - 1, 0))
         time.sleep(0.02)

@@ -57,7 +57,7 @@ def resolve_custom(app, entries: list[str]) -> tuple[DigitSet, DigitSet, list[di
             continue
         if entry in sources:
             src = app.get("dataset_sources", entry)
-            tr, held = src(app.config, "train"), src(app.config, "test")
+            tr, held = src(app, "train"), src(app, "test")
         else:
             path = Path(entry).expanduser()
             path = path if path.is_absolute() else app.root / path
@@ -144,7 +144,7 @@ def _train_run(app, *, out: Path, model: str, recipe: str, custom: list[str], ep
     out = Path(out)
 
     mnist = app.get("dataset_sources", "mnist")
-    mtrain, mtest = mnist(app.config, "train"), mnist(app.config, "test")
+    mtrain, mtest = mnist(app, "train"), mnist(app, "test")
     ctrain, cheld, custom_desc = resolve_custom(app, custom)
 
     identity = {"model": model, "recipe": recipe, "epochs": epochs, "seed": seed, "weight": weight,

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 #: sheet hashes are hex digests; anything else in a URL is rejected before touching the disk
 SHEET_HASH_RE = re.compile(r"^[0-9a-fA-F]{6,128}$")
 #: the normalization every exported model expects (contract of model.onnx)
-MEAN, STD = 0.1307, 0.3081
+from mnistp4.digitsets import MNIST_MEAN as MEAN, MNIST_STD as STD  # noqa: E402 - one definition
 
 
 def manifest_module():
