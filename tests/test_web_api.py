@@ -32,11 +32,18 @@ def project(make_app, tmp_path):
     return app, tmp_path / "raw", tmp_path / "data"
 
 
+def csrf_client(web):
+    """A test client that sends the CSRF token the pages carry (every POST needs it)."""
+    client = web.test_client()
+    client.environ_base["HTTP_X_CSRF_TOKEN"] = web.extensions["mnistp4"]["settings"].guard.csrf_token
+    return client
+
+
 @pytest.fixture
 def client(project):
     app, raw, data = project
     web = build_web_app(app, raw_dir=raw, data_dir=data, no_model=True)
-    return web.test_client()
+    return csrf_client(web)
 
 
 def template_of(client, layout=LAYOUT):
@@ -246,7 +253,7 @@ def test_upload_over_the_limit_is_413(project):
     web = build_web_app(app, raw_dir=raw, data_dir=data, no_model=True)
     web.config["MAX_CONTENT_LENGTH"] = 20_000
     web.extensions["mnistp4"]["settings"].max_upload_bytes = 20_000
-    client = web.test_client()
+    client = csrf_client(web)
     r = submit(client, draw_sheet(template_of(client), {(1, 0): 1}))
     assert r.status_code == 413 and "too large" in r.get_json()["error"]
     assert files_in(raw) == []
@@ -274,7 +281,7 @@ def test_concurrent_submissions_never_clobber(project):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        t = template_of(web.test_client())
+        t = template_of(csrf_client(web))
         bodies = [draw_sheet(t, {(1, k): 1}) for k in range(8)]
         results: list = [None] * 8
         barrier = threading.Barrier(8)
@@ -286,7 +293,8 @@ def test_concurrent_submissions_never_clobber(project):
                      f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"s.png\"\r\n"
                      f"Content-Type: image/png\r\n\r\n").encode() + bodies[i] + f"\r\n--{boundary}--\r\n".encode()
             req = urllib.request.Request(f"http://127.0.0.1:{server.server_port}/api/sheets", data=parts,
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
+                                                  "X-CSRF-Token": web.extensions["mnistp4"]["settings"].guard.csrf_token})
             barrier.wait(timeout=30)
             with urllib.request.urlopen(req, timeout=60) as resp:
                 results[i] = (resp.status, json.loads(resp.read()))
@@ -397,7 +405,7 @@ def test_model_ranks_disagreements_first(make_app, tmp_path):
     make_data_dir(data)
     tiny_onnx(app.config.path("runs_dir") / "r1" / "model.onnx", favourite=7)
     web = build_web_app(app, raw_dir=tmp_path / "raw", data_dir=data)
-    listing = web.test_client().get("/api/digits").get_json()
+    listing = csrf_client(web).get("/api/digits").get_json()
     assert listing["model"].endswith("model.onnx")
     digits = listing["digits"]
     assert all(d["predicted"] == 7 and d["confidence"] > 0.9 for d in digits)
@@ -468,10 +476,10 @@ def test_decisions_do_not_rescore_and_a_broken_model_falls_back_to_flags(make_ap
         return run
 
     def web_for(model_path):
-        return create_web_app(WebSettings(
+        return csrf_client(create_web_app(WebSettings(
             raw_dir=tmp_path / "raw", data_dir=data, default_layout=LAYOUT,
             layout_names=lambda: layout_names(app), get_template=lambda n: render_template_for(app, n),
-            model_path=model_path, load_predictor=counting_loader)).test_client()
+            model_path=model_path, load_predictor=counting_loader)))
 
     client = web_for(model)
     assert client.get("/api/digits").get_json()["digits"][0]["predicted"] == 2

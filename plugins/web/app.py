@@ -19,22 +19,27 @@ API (every answer is JSON except the images; errors are ``{"error": message}``):
 
 Unknown layouts, sheets and digits answer 404; malformed input 400; a non-PNG upload 415; an
 upload over the size limit 413. Nothing a client sends is used as a path.
+
+Every request passes :mod:`mnistp4.stages.web.security` first: an unknown ``Host`` answers 400, a
+missing access token (when the server has one) 401, a POST from another origin or without the
+page's ``X-CSRF-Token`` header 403 (scripts get the token from ``GET /api/session``), and JSON
+nested deeper than 32 levels 400. Every answer carries a CSP without inline script.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from flask import Flask, abort, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from mnistp4.errors import Mnistp4Error, UsageError
-
 from mnistp4.stages.web.collect import SheetTemplate, UploadError, list_sidecars, read_sidecar, save_sheet
 from mnistp4.stages.web.review import ReviewData
+from mnistp4.stages.web.security import Guard, install
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,7 @@ class WebSettings:
     model_path: Path | None = None
     load_predictor: Callable | None = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    guard: Guard = field(default_factory=Guard)
 
 
 class TemplateCache:
@@ -83,6 +89,7 @@ def create_web_app(settings: WebSettings) -> Flask:
     templates = TemplateCache(settings.get_template, settings.layout_names)
     review = ReviewData(settings.data_dir, settings.model_path, settings.load_predictor)
     app.extensions["mnistp4"] = {"settings": settings, "review": review, "templates": templates}
+    install(app, settings.guard)
 
     def error(status: int, message: str):
         return jsonify({"error": message}), status

@@ -2,7 +2,10 @@
 
 Binds to 127.0.0.1 unless ``--host`` (config ``serve_host``) says otherwise; ``--host 0.0.0.0``
 opens it to the local network so tablets can reach it, and the command prints the addresses to
-type into them. Submitted sheets go to the raw scans folder (config ``raw_scans``), reviewed
+type into them. Beyond loopback the server needs an access token: it is generated at start and
+printed inside those addresses (``?token=...``, kept in a cookie after the first visit);
+``--no-token`` opts out. Only the printed addresses (and loopback names, and ``--allow-host``)
+are accepted in the ``Host`` header. Submitted sheets go to the raw scans folder (config ``raw_scans``), reviewed
 digits come from the data dir (config ``data_dir``). Pages and API: :mod:`mnistp4.stages.web.app`.
 """
 from __future__ import annotations
@@ -15,6 +18,7 @@ import click
 
 from mnistp4 import hookimpl
 from mnistp4.errors import NotProvided, UsageError
+from mnistp4.stages.web.security import LOOPBACK_NAMES, Guard, is_loopback, new_token
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +47,40 @@ def register_commands(cli):
                   help="model file that ranks suspicious labels: .onnx, .pt or any registered model format "
                        "(default: the newest run in runs_dir, its model.onnx or model.pt)")
     @click.option("--no-model", is_flag=True, help="do not rank by a model, only by QA flags")
-    def serve(host, http_port, raw_dir, data_dir, layout, model_file, no_model):
+    @click.option("--no-token", is_flag=True, help="beyond loopback, let anyone on the network in without the "
+                                                   "access token (not recommended)")
+    @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+                  help="another name this server may be reached by (Host header), e.g. mypc.local (repeatable)")
+    def serve(host, http_port, raw_dir, data_dir, layout, model_file, no_model, no_token, allow_hosts):
         from mnistp4.cli import get_app
 
         app = get_app()
         app.override(serve_host=host, serve_port=http_port, layout=layout)
+        bind = app.config["serve_host"]
+        guard = make_guard(bind, no_token=no_token, extra_hosts=allow_hosts)
         web = build_web_app(app, raw_dir=raw_dir, data_dir=data_dir, model_file=model_file,
-                            no_model=no_model)
-        run_server(app, web, app.config["serve_host"], app.config["serve_port"])
+                            no_model=no_model, guard=guard)
+        run_server(app, web, bind, app.config["serve_port"])
 
 
-def build_web_app(app, *, raw_dir=None, data_dir=None, model_file=None, no_model=False):
+def shown_addresses(host: str) -> list[str]:
+    """The addresses the command prints (and the Host names it accepts besides loopback)."""
+    if is_loopback(host):
+        return ["127.0.0.1"]
+    if host in ("0.0.0.0", "", "::"):
+        return ["127.0.0.1", *lan_addresses()]
+    return [host]
+
+
+def make_guard(host: str, *, no_token: bool = False, extra_hosts=()) -> Guard:
+    """Allowed Host names and tokens for a server bound to ``host``: a token unless it is loopback
+    or ``no_token``."""
+    names = set(LOOPBACK_NAMES) | {a.lower() for a in shown_addresses(host)} | {h.lower() for h in extra_hosts}
+    token = None if is_loopback(host) or no_token else new_token()
+    return Guard(allowed_hosts=frozenset(names), access_token=token)
+
+
+def build_web_app(app, *, raw_dir=None, data_dir=None, model_file=None, no_model=False, guard: Guard | None = None):
     """The Flask app for this project's config (used by the command and by tests)."""
     from mnistp4.stages.web.app import WebSettings, create_web_app
     from mnistp4.stages.web.review import newest_model, onnx_predictor
@@ -79,7 +106,7 @@ def build_web_app(app, *, raw_dir=None, data_dir=None, model_file=None, no_model
         raw_dir=raw, data_dir=data, default_layout=default,
         layout_names=lambda: layout_names(app),
         get_template=lambda name: render_template_for(app, name),
-        model_path=model, load_predictor=_predictor_loader(app, onnx_predictor)))
+        model_path=model, load_predictor=_predictor_loader(app, onnx_predictor), guard=guard or Guard()))
 
 
 def _predictor_loader(app, fallback):
@@ -121,18 +148,22 @@ def run_server(app, web, host: str, port: int) -> None:
                          f"or stop the program that uses it") from None
     port = server.server_port
     settings = web.extensions["mnistp4"]["settings"]
-    shown = ["127.0.0.1"] if host in ("127.0.0.1", "localhost") else (
-        ["127.0.0.1", *lan_addresses()] if host in ("0.0.0.0", "") else [host])
+    guard = settings.guard
+    query = f"?token={guard.access_token}" if guard.access_token else ""
     c = app.console
     c.print(f"[bold]mnistp4 serve[/] listening on {host}:{port}")
-    for addr in shown:
-        c.print(f"  collection page: [bold cyan]http://{addr}:{port}/collect[/]")
-        c.print(f"  review page:     [bold cyan]http://{addr}:{port}/review[/]")
-    if host not in ("127.0.0.1", "localhost"):
-        c.print("[yellow]open to the network: anyone who can reach this address can submit sheets "
-                "and change labels (there is no login)[/]")
-    else:
+    for addr in shown_addresses(host):
+        shown = f"[{addr}]" if ":" in addr else addr
+        c.print(f"  collection page: [bold cyan]http://{shown}:{port}/collect{query}[/]", highlight=False)
+        c.print(f"  review page:     [bold cyan]http://{shown}:{port}/review{query}[/]", highlight=False)
+    if is_loopback(host):
         c.print("only this computer can connect; use --host 0.0.0.0 to let tablets on the LAN in")
+    elif guard.access_token:
+        c.print("open to the network: only browsers that opened one of these addresses (with its token) "
+                "get in; keep the token to people you trust")
+    else:
+        c.print("[yellow]open to the network without a token (--no-token): anyone who can reach this address "
+                "can submit sheets and change labels[/]")
     c.print(f"  sheets go to {settings.raw_dir}, digits are reviewed in {settings.data_dir}")
     c.print(f"  ranking model: {settings.model_path or 'none (flags only)'}")
     c.print("press Ctrl-C to stop")

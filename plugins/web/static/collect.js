@@ -5,6 +5,8 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const sheet = $("sheet"), boxView = $("box");
+  // every state-changing request carries the page's CSRF token (the server refuses it otherwise)
+  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
   const WRITER_RE = /^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/;
   const BOX_VIEW_PX = 512;       // intrinsic size of the enlarged single-box canvas
   const state = { layout: null, img: null, strokes: [], current: 0, mode: "grid", drawing: null, busy: false, frame: 0,
@@ -251,7 +253,7 @@
     $("submit").disabled = true;
     setStatus("Saving…");
     try {
-      const r = await fetch("/api/sheets", { method: "POST", body: form });
+      const r = await fetch("/api/sheets", { method: "POST", body: form, headers: { "X-CSRF-Token": CSRF } });
       const body = await r.json().catch(() => ({}));
       if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
       state.strokes = boxes().map(() => []);

@@ -3,6 +3,8 @@
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
+  // every state-changing request carries the page's CSRF token (the server refuses it otherwise)
+  const CSRF = document.querySelector('meta[name="csrf-token"]').content;
   const state = { digits: [], order: [], selected: null, model: null, busy: false };
 
   function setStatus(text, kind) {
@@ -128,7 +130,7 @@
     const next = state.order[state.order.indexOf(d.id) + 1] || null;
     try {
       const r = await fetch(`/api/digits/${d.id}`, {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+        method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF }, body: JSON.stringify(body),
       });
       const out = await r.json().catch(() => ({}));
       if (!r.ok) throw new Error(out.error || `${r.status} ${r.statusText}`);
