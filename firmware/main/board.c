@@ -71,13 +71,17 @@ static esp_err_t touch_init(esp_lcd_touch_handle_t *out)
 
     esp_lcd_panel_io_i2c_config_t io_cfg = ESP_LCD_TOUCH_IO_I2C_GT911_CONFIG();
     io_cfg.scl_speed_hz = 400000;
-    const esp_lcd_touch_config_t tp_cfg = {
+    /* with driver_data the driver drives INT during reset to pick the primary address (the board has
+     * no INT pull-up, so without it the first probe fails before the backup address answers) */
+    static esp_lcd_touch_io_gt911_config_t gt911_cfg = {.dev_addr = ESP_LCD_TOUCH_IO_I2C_GT911_ADDRESS};
+    esp_lcd_touch_config_t tp_cfg = {
         .x_max = BOARD_LCD_H_RES,
         .y_max = BOARD_LCD_V_RES,
         .rst_gpio_num = BOARD_GPIO_TOUCH_RST,
         .int_gpio_num = BOARD_GPIO_TOUCH_INT,
         .levels = {.reset = 0, .interrupt = 0},
         .flags = {.swap_xy = 0, .mirror_x = 0, .mirror_y = 0},
+        .driver_data = &gt911_cfg,
     };
     esp_lcd_panel_io_handle_t io;
     ESP_RETURN_ON_ERROR(esp_lcd_new_panel_io_i2c(bus, &io_cfg, &io), TAG, "touch IO");
@@ -87,6 +91,7 @@ static esp_err_t touch_init(esp_lcd_touch_handle_t *out)
     /* the GT911 answers on its backup address when INT is sampled high at reset */
     esp_lcd_panel_io_del(io);
     io_cfg.dev_addr = ESP_LCD_TOUCH_IO_I2C_GT911_ADDRESS_BACKUP;
+    gt911_cfg.dev_addr = ESP_LCD_TOUCH_IO_I2C_GT911_ADDRESS_BACKUP;
     ESP_RETURN_ON_ERROR(esp_lcd_new_panel_io_i2c(bus, &io_cfg, &io), TAG, "touch IO (backup address)");
     return esp_lcd_touch_new_i2c_gt911(io, &tp_cfg, out);
 }
@@ -97,7 +102,7 @@ static esp_err_t panel_init(esp_lcd_panel_io_handle_t *out_io, esp_lcd_panel_han
     const esp_lcd_dsi_bus_config_t bus_cfg = {
         .bus_id = 0,
         .num_data_lanes = BOARD_DSI_LANES,
-        .phy_clk_src = MIPI_DSI_PHY_CLK_SRC_DEFAULT,
+        .phy_clk_src = 0,   /* 0: the driver's default (MIPI_DSI_PHY_CLK_SRC_DEFAULT is a legacy alias in 5.5) */
         .lane_bit_rate_mbps = BOARD_DSI_LANE_MBPS,
     };
     ESP_RETURN_ON_ERROR(esp_lcd_new_dsi_bus(&bus_cfg, &dsi_bus), TAG, "DSI bus");

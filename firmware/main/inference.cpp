@@ -9,6 +9,7 @@
 #include "esp_lvgl_port.h"
 #include "esp_partition.h"
 #include "esp_timer.h"
+#include "espdl_check.h"
 #include "freertos/FreeRTOS.h"
 #include "freertos/task.h"
 
@@ -37,8 +38,11 @@ static int element_count(dl::TensorBase *t)
     return n;
 }
 
-/* ESP-DL aborts on an unreadable partition, so the EDL2 header is checked first. */
-static bool partition_holds_model(void)
+/* ESP-DL asserts on a bad header (an assert reboots the board, in a loop) and follows the file's
+ * offsets unchecked, so the partition passes the shared model check (core/espdl_check.h, the rules
+ * of the host's .espdl validator) before dl::Model sees it. A refused model leaves the canvas usable
+ * and the screen saying why. */
+static bool partition_holds_valid_model(void)
 {
     const esp_partition_t *part =
         esp_partition_find_first(ESP_PARTITION_TYPE_DATA, ESP_PARTITION_SUBTYPE_ANY, MODEL_PARTITION);
@@ -47,10 +51,26 @@ static bool partition_holds_model(void)
                  "no '%s' partition: flash a firmware built with partitions.csv", MODEL_PARTITION);
         return false;
     }
-    char magic[4];
-    if (esp_partition_read(part, 0, magic, sizeof(magic)) != ESP_OK || memcmp(magic, "EDL2", 4) != 0) {
-        snprintf(s_info.error, sizeof(s_info.error),
-                 "no model in the '%s' partition: mnistp4 deploy RUN_DIR --port PORT", MODEL_PARTITION);
+    uint8_t head[EC_HEADER_BYTES];
+    ec_report_t report;
+    if (esp_partition_read(part, 0, head, sizeof(head)) != ESP_OK) {
+        snprintf(s_info.error, sizeof(s_info.error), "cannot read the '%s' partition", MODEL_PARTITION);
+        return false;
+    }
+    size_t used = ec_check_header(head, sizeof(head), part->size, part->size, &report);
+    if (used) {
+        const void *mapped = nullptr;
+        esp_partition_mmap_handle_t handle;
+        if (esp_partition_mmap(part, 0, used, ESP_PARTITION_MMAP_DATA, &mapped, &handle) != ESP_OK) {
+            snprintf(s_info.error, sizeof(s_info.error), "cannot map the '%s' partition", MODEL_PARTITION);
+            return false;
+        }
+        ec_check_model(static_cast<const uint8_t *>(mapped), used, part->size, part->size, &report);
+        esp_partition_munmap(handle);
+    }
+    if (report.rule != 0) {
+        ec_screen_message(&report, s_info.error, sizeof(s_info.error));
+        ESP_LOGW(TAG, "model refused (rule %s)", ec_rule_name(report.rule));
         return false;
     }
     return true;
@@ -58,7 +78,7 @@ static bool partition_holds_model(void)
 
 static bool load_model(void)
 {
-    if (!partition_holds_model()) {
+    if (!partition_holds_valid_model()) {
         return false;
     }
     s_model = new dl::Model(MODEL_PARTITION, fbs::MODEL_LOCATION_IN_FLASH_PARTITION);

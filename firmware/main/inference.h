@@ -16,7 +16,7 @@ extern "C" {
 
 typedef struct {
     int ready;               /* the model is loaded and its input/output are supported */
-    char error[128];         /* why not, for the screen */
+    char error[224];         /* why not, for the screen */
     int input_bits;          /* 8 or 16 */
     int input_exponent;
     int output_exponent;

@@ -16,6 +16,18 @@ static const char *TAG = "ui";
 #define BAR_W 36
 #define BAR_H 220
 #define BAR_GAP 12
+/* Right-hand column (x 540..1020): answer and status on the left, the preview on the right, the bars
+ * below; the status box ends before the preview starts, so a long message is never hidden. */
+#define ANSWER_X 540
+#define ANSWER_Y 40
+#define STATUS_X 540
+#define STATUS_Y 110
+#define STATUS_W 320
+#define STATUS_H 130
+#define PREVIEW_X 880
+#define PREVIEW_Y 40
+#define BARS_X 540
+#define BARS_Y 250
 #define REQUEST_PERIOD_US 120000   /* while a stroke goes on, re-run at most every 120 ms */
 
 typedef enum { MODE_SOFTMAX = 0, MODE_RAW = 1 } bar_mode_t;
@@ -120,33 +132,16 @@ static void show_result(void)
 {
     const model_info_t *info = inference_model_info();
     const dc_decision_t *d = &s_last.decision;
-    char text[160];
-    if (!info->ready) {
-        lv_label_set_text(s_digit, "-");
-        lv_label_set_text(s_status, info->error);
-    } else {
-        switch (d->state) {
-        case DC_STATE_DIGIT:
-            snprintf(text, sizeof(text), "%d", d->digit);
-            lv_label_set_text(s_digit, text);
-            snprintf(text, sizeof(text), "confidence %.0f %%\nnormalize %d ms, model %d ms",
-                     d->confidence * 100.0f, (int)(s_last.normalize_us / 1000), (int)(s_last.infer_us / 1000));
-            break;
-        case DC_STATE_UNSURE:
-            lv_label_set_text(s_digit, "?");
-            snprintf(text, sizeof(text), "unsure (best %d at %.0f %%)", d->digit, d->confidence * 100.0f);
-            break;
-        case DC_STATE_SCRIBBLE:
-            lv_label_set_text(s_digit, "?");
-            snprintf(text, sizeof(text), "no digit: that does not look like one");
-            break;
-        default:
-            lv_label_set_text(s_digit, "");
-            snprintf(text, sizeof(text), "draw a digit");
-            break;
-        }
-        lv_label_set_text(s_status, text);
+    char answer[8], status[sizeof(info->error) + 64];
+    /* the same text the host program prints (core/digit_core.h), plus the timings */
+    dc_screen_text(d, info->ready, info->error, answer, sizeof(answer), status, sizeof(status));
+    if (info->ready && d->state == DC_STATE_DIGIT) {
+        size_t len = strlen(status);
+        snprintf(status + len, sizeof(status) - len, "\nnormalize %d ms, model %d ms",
+                 (int)(s_last.normalize_us / 1000), (int)(s_last.infer_us / 1000));
     }
+    lv_label_set_text(s_digit, answer);
+    lv_label_set_text(s_status, status);
     preview_render(s_last.image, s_preview_pixels);
     lv_obj_invalidate(s_preview);
     show_bars();
@@ -207,26 +202,27 @@ static void build_screen(void)
     s_digit = lv_label_create(scr);
     lv_obj_set_style_text_font(s_digit, &lv_font_montserrat_48, 0);
     lv_obj_set_style_text_color(s_digit, lv_color_white(), 0);
-    lv_obj_set_pos(s_digit, 540, 40);
+    lv_obj_set_pos(s_digit, ANSWER_X, ANSWER_Y);
     lv_label_set_text(s_digit, "");
 
     s_status = lv_label_create(scr);
     lv_obj_set_style_text_font(s_status, &lv_font_montserrat_20, 0);
     lv_obj_set_style_text_color(s_status, lv_color_hex(0xC8CCD0), 0);
-    lv_obj_set_width(s_status, 300);
-    lv_obj_set_pos(s_status, 600, 48);
+    lv_obj_set_size(s_status, STATUS_W, STATUS_H);
+    lv_label_set_long_mode(s_status, LV_LABEL_LONG_WRAP);
+    lv_obj_set_pos(s_status, STATUS_X, STATUS_Y);
     lv_label_set_text(s_status, "loading the model...");
 
     s_preview = lv_canvas_create(scr);
     lv_canvas_set_buffer(s_preview, s_preview_pixels, PREVIEW_SIDE, PREVIEW_SIDE, LV_COLOR_FORMAT_RGB565);
-    lv_obj_set_pos(s_preview, 872, 40);
+    lv_obj_set_pos(s_preview, PREVIEW_X, PREVIEW_Y);
 
-    int x0 = 540;
+    int x0 = BARS_X;
     for (int i = 0; i < DC_CLASSES; i++) {
         lv_obj_t *bar = lv_bar_create(scr);
         lv_obj_set_size(bar, BAR_W, BAR_H);      /* taller than wide: a vertical bar */
         lv_bar_set_range(bar, 0, 100);
-        lv_obj_set_pos(bar, x0 + i * (BAR_W + BAR_GAP), 250);
+        lv_obj_set_pos(bar, x0 + i * (BAR_W + BAR_GAP), BARS_Y);
         s_bars[i] = bar;
         lv_obj_t *label = lv_label_create(scr);
         char text[4];
@@ -234,7 +230,7 @@ static void build_screen(void)
         lv_label_set_text(label, text);
         lv_obj_set_style_text_font(label, &lv_font_montserrat_28, 0);
         lv_obj_set_style_text_color(label, lv_color_white(), 0);
-        lv_obj_set_pos(label, x0 + i * (BAR_W + BAR_GAP) + 8, 250 + BAR_H + 8);
+        lv_obj_set_pos(label, x0 + i * (BAR_W + BAR_GAP) + 8, BARS_Y + BAR_H + 8);
     }
 }
 
