@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchmeta
 import cv2
 import numpy as np
 
@@ -138,6 +139,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--keep-review", type=Path, default=None, help="copy the review pictures here")
     args = parser.parse_args(argv)
+    out_dir = benchmeta.start("bench_sheets_realistic")
+    benchmeta.tee_stdout(out_dir)
     mnist = Path(os.environ.get("MNISTP4_MNIST_DIR", "../shared/datasets/mnist"))
     semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
     cv2.setNumThreads(1)
@@ -153,10 +156,12 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     print(f"seeds {args.seeds}, workers {args.workers}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(table(results))
+    report = json.dumps({"seeds": args.seeds, "workers": args.workers, "load": load, "results": results}, indent=1)
+    (out_dir / "bench_sheets_realistic.json").write_text(report)
+    benchmeta.finish(out_dir)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"seeds": args.seeds, "workers": args.workers, "load": load,
-                                         "results": results}, indent=1))
+        args.json.write_text(report)
     return 0
 
 
