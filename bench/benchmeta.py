@@ -15,6 +15,7 @@ uncommitted changes), the exact command line, the Python / torch / esp-ppq / onn
 CPU model, the CPU count, the torch threads and the load average at the start. ``MNISTP4_BENCH_RESULTS``
 moves the root (``bench/results``) elsewhere, e.g. for a trial run.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,12 +84,16 @@ def command_line(argv: list[str] | None = None) -> str:
 
 
 def machine() -> dict:
-    return {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch_threads(),
-            "load_average_start": load_average(), "platform": platform.platform()}
+    return {
+        "cpu_model": cpu_model(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch_threads(),
+        "load_average_start": load_average(),
+        "platform": platform.platform(),
+    }
 
 
-def start(benchmark: str, tag: str = "", argv: list[str] | None = None, root: Path | None = None,
-          **extra) -> Path:
+def start(benchmark: str, tag: str = "", argv: list[str] | None = None, root: Path | None = None, **extra) -> Path:
     """Create the results folder of this run and write its meta.json; returns the folder."""
     commit = git("rev-parse", "--short", "HEAD")
     dirty = git("status", "--porcelain", "--untracked-files=no")
@@ -100,10 +105,18 @@ def start(benchmark: str, tag: str = "", argv: list[str] | None = None, root: Pa
         n += 1
         out = base / f"{name}-{n}"
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"benchmark": benchmark, "date": now.isoformat(timespec="seconds"), "commit": commit,
-            "uncommitted_changes": bool(dirty) if dirty is not None else None,
-            "command": command_line(argv), "cwd": os.getcwd(), "versions": versions(), **machine(),
-            "mnist_dir_set": bool(os.environ.get("MNISTP4_MNIST_DIR")), **extra}
+    meta = {
+        "benchmark": benchmark,
+        "date": now.isoformat(timespec="seconds"),
+        "commit": commit,
+        "uncommitted_changes": bool(dirty) if dirty is not None else None,
+        "command": command_line(argv),
+        "cwd": os.getcwd(),
+        "versions": versions(),
+        **machine(),
+        "mnist_dir_set": bool(os.environ.get("MNISTP4_MNIST_DIR")),
+        **extra,
+    }
     write(out, meta)
     print(f"results and meta.json: {_shown(out)}", file=sys.stderr, flush=True)
     return out
@@ -113,8 +126,14 @@ def finish(out: Path, **fields) -> dict:
     """Add the end of the run to meta.json: end time, load average and torch threads at the end, and
     any summary fields the benchmark passes (e.g. its ratios)."""
     meta = json.loads((out / "meta.json").read_text())
-    meta.update({"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "load_average_end": load_average(), "torch_threads_end": torch_threads(), **fields})
+    meta.update(
+        {
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "load_average_end": load_average(),
+            "torch_threads_end": torch_threads(),
+            **fields,
+        }
+    )
     write(out, meta)
     return meta
 

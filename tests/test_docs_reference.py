@@ -1,5 +1,6 @@
 """docs/reference/cli.md and docs/reference/config.md are generated from the code by docs/gen_reference.py;
 this fails when the committed pages differ from what the generator writes now."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,8 +21,7 @@ def test_reference_pages_match_the_code():
     pages = gen.render()
     assert {p.name for p in pages} == {"cli.md", "config.md"}
     stale = [str(p.relative_to(ROOT)) for p in gen.stale(pages)]
-    assert not stale, (f"{', '.join(stale)} out of date with the code: run `{gen.REGENERATE}` "
-                       "and commit the result")
+    assert not stale, f"{', '.join(stale)} out of date with the code: run `{gen.REGENERATE}` and commit the result"
 
 
 def test_reference_pages_name_every_command_and_key():
