@@ -98,6 +98,14 @@ def builder_path(spec) -> str:
     return f"{fn.__module__}:{fn.__qualname__}"
 
 
+#: where run dirs written before the stages became packages point their builder
+LEGACY_BUILDER_MODULES = {
+    "plugins.model_p4net": "mnistp4.stages.models.p4net",
+    "plugins.model_p4net_plus": "mnistp4.stages.models.p4net_plus",
+    "plugins.model_seed_cnn": "mnistp4.stages.models.seed_cnn",
+}
+
+
 def build_from_config(cfg: dict, app=None):
     """A fresh module for the model a run's config.json names: via the registry when an app is
     given, else via the stored builder path, else via a freshly loaded registry."""
@@ -107,6 +115,7 @@ def build_from_config(cfg: dict, app=None):
     builder = cfg.get("builder", "")
     if ":" in builder:
         modname, qual = builder.split(":", 1)
+        modname = LEGACY_BUILDER_MODULES.get(modname, modname)
         try:
             obj: Any = importlib.import_module(modname)
             for part in qual.split("."):

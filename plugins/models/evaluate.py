@@ -13,6 +13,7 @@ import click
 import numpy as np
 
 from mnistp4 import hookimpl
+from mnistp4.api import pass_context
 from mnistp4.errors import InputError, UsageError
 
 from mnistp4.stages.training import metrics as tm
@@ -121,12 +122,11 @@ def register_commands(cli):
     @click.option("--figures", type=click.Path(path_type=Path), default=None,
                   help="also write confusion.png and misclassified.png into this folder")
     @click.option("--json", "as_json", is_flag=True)
-    def evaluate_cmd(model, data, figures, as_json):
+    @pass_context
+    def evaluate_cmd(app, model, data, figures, as_json):
         from rich.table import Table
 
-        from mnistp4.cli import get_app, print_json
-
-        app = get_app()
+        from mnistp4.cli import print_json
         digits = load_data(app, data)
         result, preds = evaluate_model(app, model, digits)
         result["data"] = data

@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from mnistp4 import hookimpl
+from mnistp4.api import pass_context
 
 ANCHOR_MACS = 4_240_000
 ANCHOR_MS = 20.0
@@ -67,17 +68,17 @@ def device_cost(model) -> dict[str, Any]:
 
 @hookimpl
 def register_commands(cli):
-    from mnistp4.cli import get_app, print_json
+    from mnistp4.cli import print_json
 
     @cli.command("cost", help="Device cost of an .espdl model: parameters, MACs, flash, activation memory, "
                               "estimated ESP32-P4 latency (formula and anchor printed).")
     @click.argument("model_file", type=click.Path(dir_okay=False, path_type=Path))
     @click.option("--json", "as_json", is_flag=True)
-    def cost_cmd(model_file, as_json):
+    @pass_context
+    def cost_cmd(app, model_file, as_json):
         from rich.table import Table
 
         from mnistp4.stages.quantize.espdl_reader import read_espdl
-        app = get_app()
         cost = device_cost(read_espdl(model_file))
         if as_json:
             print_json(cost)

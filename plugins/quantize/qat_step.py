@@ -18,6 +18,7 @@ import click
 import numpy as np
 
 from mnistp4 import hookimpl
+from mnistp4.api import pass_context
 from mnistp4.errors import InputError
 from mnistp4.io import atomic_path, write_json
 from mnistp4.records import PipelineStep
@@ -143,7 +144,7 @@ def register_pipeline_steps(register):
 
 @hookimpl
 def register_commands(cli):
-    from mnistp4.cli import get_app, print_json
+    from mnistp4.cli import print_json
 
     @cli.command("qat", help="Quantization-aware fine-tuning of a trained run into a new run dir "
                              "(then: mnistp4 quantize NEW_RUN). Activation ranges come from the calibration "
@@ -166,9 +167,9 @@ def register_commands(cli):
     @click.option("--clip-lr", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True,
                   help="learning rate of the clipping ranges (log2 of the step)")
     @click.option("--json", "as_json", is_flag=True)
-    def qat_cmd(run_dir, out, epochs, lr, seed, threads, distill, distill_temperature, learn_clipping, clip_lr,
+    @pass_context
+    def qat_cmd(app, run_dir, out, epochs, lr, seed, threads, distill, distill_temperature, learn_clipping, clip_lr,
                 as_json):
-        app = get_app()
         m = qat_run(app, run_dir, out, epochs=epochs, lr=lr, seed=seed, threads=threads, distill=distill,
                     distill_temperature=distill_temperature, learn_clipping=learn_clipping, clip_lr=clip_lr,
                     quiet=as_json)

@@ -18,6 +18,7 @@ import click
 import numpy as np
 
 from mnistp4 import hookimpl
+from mnistp4.api import pass_context
 from mnistp4.errors import InputError, UsageError
 from mnistp4.io import staged_files, write_json
 from mnistp4.records import PipelineStep, QuantRequest, QuantResult
@@ -369,7 +370,7 @@ def register_pipeline_steps(register):
 
 @hookimpl
 def register_commands(cli):
-    from mnistp4.cli import get_app, print_json
+    from mnistp4.cli import print_json
 
     @cli.command("quantize", help="Quantize a run (or an .onnx) with esp-ppq into model_int8.espdl / "
                                   "model_int16.espdl and print float/Int16/Int8 accuracy measured on the files.")
@@ -383,8 +384,8 @@ def register_commands(cli):
     @click.option("--only", is_flag=True, help="quantize only --bits (skip the other width)")
     @click.option("--no-verify", is_flag=True, help="skip the full-test comparison with esp-ppq's simulator")
     @click.option("--json", "as_json", is_flag=True)
-    def quantize_cmd(source, bits, target, calib, recipe, only, no_verify, as_json):
-        app = get_app()
+    @pass_context
+    def quantize_cmd(app, source, bits, target, calib, recipe, only, no_verify, as_json):
         app.override(bits=int(bits) if bits else None, target=target, calib=calib)
         c = app.config
         report = quantize_run(app, source, bits=int(c["bits"]), target=c["target"], calib=int(c["calib"]),

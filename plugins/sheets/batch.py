@@ -29,6 +29,7 @@ import numpy as np
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
 from mnistp4.io import write_bytes, write_json
 from mnistp4.plugins import loaded_plugin_files
+from mnistp4.records import SegmentOptions
 from mnistp4.stages.data.manifest import MANIFEST, data_dir_lock, harvest_manifest_edits, write_manifest
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def process_sheet(job: Job) -> SheetResult:
         for d in digits:
             d.crop = None
         result.digits_found = digits
-    except InputError as e:
+    except Mnistp4Error as e:   # a bad sheet, or a full / read-only data dir
         msg = str(e)
         result.status, result.error = "failed", msg if msg.startswith(job.sheet) else f"{job.sheet}: {msg}"
     except Exception as e:  # a bug or an OpenCV failure on one sheet must not stop the batch
@@ -302,6 +303,8 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
         raise UsageError(f"{raw_dir} is not a folder of sheets")
     if data_dir == raw_dir or raw_dir in data_dir.parents:
         raise UsageError(f"the data dir {data_dir} must be outside the raw folder {raw_dir} (it is never written)")
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UsageError(f"the data dir {data_dir} is a file; move it away or pass another -o")
     old = _read_state(data_dir / STATE)["sheets"]
 
     results: list[SheetResult] = []
@@ -328,7 +331,7 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
             results.append(SheetResult(sheet, sheet_hash, "skipped", prev["digits"], prev["flagged"],
                                        rows=prev["rows"]))
             continue
-        options = {"layouts": layouts, "normalize": normalize, "rows": rows, "strict_layout": strict_layout}
+        options = SegmentOptions(layouts, normalize, rows, strict_layout)
         source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
         jobs.append(Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options))
 

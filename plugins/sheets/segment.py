@@ -24,8 +24,11 @@ def run_segment(app, raw_dir: Path, data_dir: Path, *, show_progress: bool = Tru
     layouts = {e.name: e.obj for e in app.registry.entries("sheet_layouts")}
     layout = app.get("sheet_layouts", key="layout")
     normalize = app.get("normalizers", key="normalizer")
-    kwargs = dict(segmenter=segmenter, segmenter_name=cfg["segmenter"], layout=layout, layouts=layouts,
-                  normalize=normalize, normalizer_name=cfg["normalizer"], default_rows=cfg["freeform_rows"],
+    # the cache keys on name, plugin and plugin version: an override or an edited plugin re-segments
+    seg_id = app.registry.entry("segmenters", cfg["segmenter"]).identity
+    norm_id = app.registry.entry("normalizers", cfg["normalizer"]).identity
+    kwargs = dict(segmenter=segmenter, segmenter_name=seg_id, layout=layout, layouts=layouts,
+                  normalize=normalize, normalizer_name=norm_id, default_rows=cfg["freeform_rows"],
                   strict_layout=cfg.origin("layout") != "default", workers=max(1, int(cfg["workers"])),
                   emit=app.emit)
     if show_progress:

@@ -12,6 +12,7 @@ import numpy as np
 from rich.markup import escape
 
 import mnistp4
+from mnistp4.api import pass_context
 from mnistp4.errors import DatasetUnavailable, UsageError
 from mnistp4.io import atomic_path, write_bytes, write_text
 from mnistp4.stages.sheets.layout import Layout, render_template
@@ -112,9 +113,8 @@ def register_commands(cli):
     @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
     @click.option("--dpi", type=click.IntRange(50, 600), default=None,
                   help="resolution (default 150 for .png, 300 for .pdf)")
-    def template_cmd(layout, out, dpi):
-        from mnistp4.cli import get_app
-        app = get_app()
+    @pass_context
+    def template_cmd(app, layout, out, dpi):
         app.override(layout=layout)
         lay = app.get("sheet_layouts", key="layout")
         dpi = dpi or (300 if out.suffix.lower() == ".pdf" else 150)
@@ -129,8 +129,7 @@ def register_commands(cli):
     @click.option("--semeion", type=click.Path(path_type=Path, dir_okay=False), default=None,
                   help="semeion-dev.data (default: config semeion_dir or $MNISTP4_SEMEION_DIR)")
     @click.option("--seed", type=int, default=0)
-    def examples_cmd(out, semeion, seed):
-        from mnistp4.cli import get_app
-        app = get_app()
+    @pass_context
+    def examples_cmd(app, out, semeion, seed):
         layout = app.get("sheet_layouts", key="layout")
         make_examples(find_semeion_file(app, semeion), out, layout, seed, app.console)

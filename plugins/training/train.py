@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from mnistp4 import hookimpl
+from mnistp4.api import pass_context
 from mnistp4.records import PipelineStep
 
 from mnistp4.stages.models.common import summarize
@@ -54,12 +55,11 @@ def register_commands(cli):
     @click.option("--teacher", "teachers", multiple=True,
                   help="run dir of a trained model to distill from (repeatable: their outputs are averaged)")
     @click.option("--json", "as_json", is_flag=True, help="print metrics.json's summary as JSON")
-    def train_cmd(model, recipe, custom, weight, weighting, augment, epochs, seed, out, resume, no_export, threads,
+    @pass_context
+    def train_cmd(app, model, recipe, custom, weight, weighting, augment, epochs, seed, out, resume, no_export, threads,
                   teachers, as_json):
-        from mnistp4.cli import get_app, print_json
+        from mnistp4.cli import print_json
         from mnistp4.stages.training.run import apply_model_defaults, train_run
-
-        app = get_app()
         if resume and out:  # continue with the run's own settings unless a flag says otherwise
             saved_teachers = _adopt_saved_settings(app, _run_dir(app, out))
             teachers = teachers or saved_teachers
@@ -91,12 +91,11 @@ def register_commands(cli):
 
     @cli.command("models", help="List the model architectures with parameters, MACs and int8 weight size.")
     @click.option("--json", "as_json", is_flag=True)
-    def models_cmd(as_json):
+    @pass_context
+    def models_cmd(app, as_json):
         from rich.table import Table
 
-        from mnistp4.cli import get_app, print_json
-
-        app = get_app()
+        from mnistp4.cli import print_json
         rows = [summarize(e.obj) for e in app.registry.entries("models")]
         if as_json:
             print_json(rows)
