@@ -50,6 +50,13 @@ class Decision(ctypes.Structure):
                 "margin": self.margin, "ink_pixels": self.ink_pixels, "fill_permille": self.fill_permille}
 
 
+class ModelReport(ctypes.Structure):
+    """ec_report_t of firmware/main/core/espdl_check.h."""
+    _fields_ = [("rule", ctypes.c_int), ("message", ctypes.c_char * 112), ("data_bytes", ctypes.c_uint32),
+                ("input_bits", ctypes.c_int), ("input_exponent", ctypes.c_int), ("output_bits", ctypes.c_int),
+                ("output_exponent", ctypes.c_int), ("erased", ctypes.c_int)]
+
+
 class Thresholds(ctypes.Structure):
     _fields_ = [("min_ink_pixels", ctypes.c_int), ("max_fill_permille", ctypes.c_int),
                 ("min_confidence", ctypes.c_float), ("min_margin", ctypes.c_float)]
@@ -87,6 +94,11 @@ class Core:
             "dc_default_thresholds": (Thresholds, []),
             "dc_decide": (Decision, [_u8p, ctypes.c_void_p, _int, ctypes.POINTER(Thresholds)]),
             "dc_draw_segment": (None, [_u8p, _int, _int, _int, _int, _int, _int, _int, _int, ctypes.c_uint8]),
+            "dc_expf": (ctypes.c_float, [ctypes.c_float]),
+            "ec_check_model": (_int, [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t,
+                                      ctypes.POINTER(ModelReport)]),
+            "ec_check_header": (ctypes.c_size_t, [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t,
+                                                  ctypes.c_size_t, ctypes.POINTER(ModelReport)]),
         }
         for name, (res, args) in sig.items():
             fn = getattr(lib, name)
@@ -137,6 +149,14 @@ class Core:
         out = np.zeros((h, w), np.uint8)
         self.lib.dc_rgb565_to_grey(a, w, h, w, out)
         return out
+
+    # -- model check -------------------------------------------------------------------------
+    def check_model(self, data: bytes, available: int | None = None, partition_bytes: int = 0) -> ModelReport:
+        """The firmware's model check on ``data`` (``available`` defaults to its length)."""
+        report = ModelReport()
+        self.lib.ec_check_model(data, len(data), len(data) if available is None else available, partition_bytes,
+                                ctypes.byref(report))
+        return report
 
     # -- model input / output ------------------------------------------------------------------
     def input_table(self, exponent: int, bits: int = 8) -> np.ndarray:

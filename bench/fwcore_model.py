@@ -38,6 +38,9 @@ def tiny_espdl(out_dir: str | Path, *, bits: int = 8, seed: int = 0) -> Path:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    done = out_dir / f"tiny_int{bits}.espdl"
+    if done.is_file():                     # made earlier in this session
+        return done
     torch.set_num_threads(1)
     digits = calibration_digits(64, seed)
     onnx_path = out_dir / "tiny.onnx"
@@ -46,3 +49,8 @@ def tiny_espdl(out_dir: str | Path, *, bits: int = 8, seed: int = 0) -> Path:
     result = quantize_onnx(onnx_path, out_dir / f"tiny_int{bits}.espdl", bits=bits, target="esp32p4",
                            calib_images=digits, error_report=False)
     return result.path
+
+
+def session_tiny_espdl(tmp_path_factory, bits: int = 8) -> Path:
+    """One tiny model per bit width per test session (pytest's ``tmp_path_factory``)."""
+    return tiny_espdl(tmp_path_factory.getbasetemp() / "tiny_models", bits=bits)

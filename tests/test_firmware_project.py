@@ -51,7 +51,8 @@ def test_components_are_pinned():
             deps[m.group(1)] = m.group(2)
     for name in ("espressif/esp-dl", "lvgl/lvgl", "espressif/esp_lvgl_port", "espressif/esp_lcd_ek79007",
                  "espressif/esp_lcd_touch_gt911"):
-        assert re.fullmatch(r"~\d+\.\d+\.\d+", deps[name]), (name, deps.get(name))
+        assert re.fullmatch(r"==\d+\.\d+\.\d+", deps[name]), (name, deps.get(name))
+    assert tuple(map(int, deps["espressif/esp-dl"][2:].split("."))) >= (3, 3, 6)  # 3.3.0-3.3.5 assert
     assert deps["idf"] == ">=5.4"
 
 
