@@ -96,11 +96,13 @@ def check_model(path: str | Path, partitions_csv: str | Path, partition: str = M
     """Refuse anything the firmware cannot load: not an ``EDL2`` file, corrupt, encrypted, an input
     that is not one 28x28 grey digit in int8/int16, an output that is not 10 classes, or a file
     larger than the ``model`` partition (both sizes named)."""
-    from mnistp4.stages.quantize.espdl_reader import read_espdl
+    from mnistp4.stages.quantize.espdl_validate import validate_espdl
     path = Path(path)
     if path.suffix != ".espdl":
         raise InputError(f"{path}: the board loads ESP-DL .espdl models; quantize first (`mnistp4 quantize`)")
-    model = read_espdl(path)    # raises EspdlFormatError (an InputError) naming the file and the problem
+    part = find_partition(read_partitions(partitions_csv), partition, str(partitions_csv))
+    # the rules the firmware checks too (espdl_validate), with this partition's size: raises an InputError
+    model = validate_espdl(path, part.size)
     shape = list(model.input_shape)
     if shape not in ([1, 28, 28, 1], [1, 1, 28, 28]):
         raise InputError(f"{path}: input {model.input_name!r} has shape {shape}; the firmware feeds one "
@@ -115,7 +117,6 @@ def check_model(path: str | Path, partitions_csv: str | Path, partition: str = M
     if out_elems != 10:
         raise InputError(f"{path}: output {model.outputs[0].name!r} has shape {model.outputs[0].shape}; "
                          f"expected 10 class scores")
-    part = find_partition(read_partitions(partitions_csv), partition, str(partitions_csv))
     size = path.stat().st_size
     if size > part.size:
         raise InputError(f"{path}: the model is {size:,} bytes but the {partition!r} partition in "

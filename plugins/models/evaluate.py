@@ -127,6 +127,9 @@ def register_commands(cli):
         from rich.table import Table
 
         from mnistp4.cli import print_json
+        if model.suffix.lower() == ".espdl":     # one validator for model files: refuse a bad one by name
+            from mnistp4.stages.quantize.espdl_validate import validate_espdl
+            validate_espdl(model)
         digits = load_data(app, data)
         result, preds = evaluate_model(app, model, digits)
         result["data"] = data

@@ -78,8 +78,8 @@ def register_commands(cli):
     def cost_cmd(app, model_file, as_json):
         from rich.table import Table
 
-        from mnistp4.stages.quantize.espdl_reader import read_espdl
-        cost = device_cost(read_espdl(model_file))
+        from mnistp4.stages.quantize.espdl_validate import validate_espdl
+        cost = device_cost(validate_espdl(model_file))   # a file that breaks a rule is refused by name
         if as_json:
             print_json(cost)
             return
