@@ -228,7 +228,7 @@ def test_build_without_esp_idf_places_model_and_explains(make_app, run_dir, tmp_
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))      # no idf.py anywhere
     app = make_app(settings=[f"partitions={PARTITIONS}", f"firmware_dir={fw}"])
     dry = run_deploy(app, run_dir, port="/dev/ttyUSB0", dry_run=True, build=True)
-    assert dry.commands[-1] == f"idf.py -C {fw} -p /dev/ttyUSB0 build flash"
+    assert dry.commands[-1] == f"idf.py -C {fw} -p /dev/ttyUSB0 reconfigure build flash"
     assert not (fw / "model").exists()                          # a dry run leaves the project alone
     with pytest.raises(Mnistp4Error, match="ESP-IDF is not installed here"):
         run_deploy(app, run_dir, port=None, dry_run=False, build=True)

@@ -3,7 +3,8 @@
 Model-only update (the default): esptool reads the board's partition table and checks that its
 ``model`` partition is the one in ``partitions.csv``, writes the ``.espdl`` at that offset and
 verifies it; the firmware is not touched and ESP-IDF is not needed. ``--build``: the model is copied to ``firmware/model/model.espdl`` (the firmware's CMake
-flashes that file into the ``model`` partition) and ``idf.py build [flash]`` runs. A dry run (no
+flashes that file into the ``model`` partition) and ``idf.py reconfigure build [flash]`` runs
+(reconfigure, so a model added after the first build is flashed). A dry run (no
 port, or ``--dry-run``) only writes the flash bundle and prints the commands.
 """
 from __future__ import annotations
@@ -37,7 +38,9 @@ def deploy(ctx, options: DeployRequest) -> DeployResult:
     if build:
         fw = Path(options.get("firmware_dir") or "firmware")
         dest = fw / FIRMWARE_MODEL
-        idf = ["idf.py", "-C", str(fw)] + (["-p", port, "build", "flash"] if port else ["build"])
+        # reconfigure: the firmware's CMake decides at configure time whether a model is flashed
+        idf = ["idf.py", "-C", str(fw)] + (["-p", port, "reconfigure", "build", "flash"] if port
+                                           else ["reconfigure", "build"])
         commands = [["cp", str(model.path), str(dest)], idf]
         artifacts = write_bundle(bundle, model, partitions, flash_commands(bundle, model, port, baud), NAME)
         details["firmware_model"] = str(dest)
@@ -51,7 +54,7 @@ def deploy(ctx, options: DeployRequest) -> DeployResult:
         if find_idf() is None:
             raise Mnistp4Error(
                 f"ESP-IDF is not installed here (idf.py is not on PATH). The model is in place at {dest}; "
-                f"install ESP-IDF v5.4 or newer, run `. $IDF_PATH/export.sh`, then `{show(idf)}` "
+                f"install ESP-IDF v5.4 or v5.5, run `. $IDF_PATH/export.sh`, then `{show(idf)}` "
                 f"(first time: `idf.py -C {fw} set-target {CHIP}`). Without ESP-IDF, leave out --build: "
                 f"a model-only update needs only esptool.")
         if port:
