@@ -56,7 +56,8 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
 def _stream_failure(e: Exception, path: Path) -> FileSystemError | None:
     """Libraries that write through C++ streams (torch.save) report a full disk as a RuntimeError."""
     text = str(e)
-    if not any(s in text for s in ("iostream", "basic_ios", "PytorchStreamWriter", "file write failed")):
+    if not any(s in text for s in ("iostream", "basic_ios", "PytorchStreamWriter", "file write failed",
+                                   "inline_container", "unexpected pos")):
         return None
     try:
         free = shutil.disk_usage(path.parent).free
@@ -91,32 +92,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a hidden temporary folder beside ``path``; on success it becomes ``path`` in one rename
-    (an existing ``path`` is replaced), on failure it is removed: the folder is complete or absent."""
-    path = Path(path)
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        os.chmod(tmp, 0o777 & ~_umask())
-    try:
-        with writing(path):
-            try:
-                yield tmp
-            except RuntimeError as e:
-                raise (_stream_failure(e, path) or e) from None
-            if path.is_dir() and not path.is_symlink():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -148,3 +123,27 @@ def _json_default(obj):
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+@contextlib.contextmanager
+def staged_files(final_dir: str | os.PathLike, *, last: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield a hidden staging folder inside ``final_dir`` to write a set of outputs into. On success
+    each file moves into ``final_dir`` by rename (names in ``last`` after the others: the file that
+    says the set is complete); on failure the staging folder is removed and ``final_dir`` keeps
+    what it had."""
+    final_dir = Path(final_dir)
+    with writing(final_dir):
+        final_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".staging-", suffix=".tmp", dir=final_dir))
+    try:
+        with writing(final_dir):
+            try:
+                yield stage
+            except RuntimeError as e:
+                raise (_stream_failure(e, stage / "x") or e) from None
+            names = sorted(p.name for p in stage.iterdir() if p.is_file())
+            for name in sorted(names, key=lambda n: n in last):
+                os.replace(stage / name, final_dir / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+

@@ -341,7 +341,8 @@ def test_review_page_on_example_sheets(browser, serve, tmp_path):
         shutil.copyfile(p, server["raw"] / p.name)
     # plus a tablet sheet with three digits the QA flags catch: too small, two parts, a blot
     client = server["web"].test_client()
-    sent = client.post("/api/sheets", content_type="multipart/form-data", data={
+    token = server["web"].extensions["mnistp4"]["settings"].guard.csrf_token
+    sent = client.post("/api/sheets", content_type="multipart/form-data", headers={"X-CSRF-Token": token}, data={
         "layout": "grid-10x10", "writer": "careless",
         "image": (io.BytesIO(flagged_sheet(server["web"].extensions["mnistp4"]["templates"].get("grid-10x10"))),
                   "s.png", "image/png")})

@@ -272,11 +272,17 @@ def data_dir_lock(data_dir: str | os.PathLike) -> Iterator[None]:
 
 
 def _write_owner(data_dir: Path) -> None:
+    """Who holds the lock, for the message of a writer that waits (best effort: a full or read-only
+    disk fails the real write that follows, with a better message)."""
     import sys
     command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:3]))
     tmp = data_dir / f"{OWNER_FILE}.{os.getpid()}"
-    tmp.write_text(f"PID {os.getpid()} ({command}, since {time.strftime('%H:%M:%S')})\n", encoding="utf-8")
-    os.replace(tmp, data_dir / OWNER_FILE)
+    try:
+        tmp.write_text(f"PID {os.getpid()} ({command}, since {time.strftime('%H:%M:%S')})\n", encoding="utf-8")
+        os.replace(tmp, data_dir / OWNER_FILE)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _lock_holder(data_dir: Path) -> str:
