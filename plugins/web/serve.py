@@ -49,15 +49,19 @@ def register_commands(cli):
     @click.option("--no-model", is_flag=True, help="do not rank by a model, only by QA flags")
     @click.option("--no-token", is_flag=True, help="beyond loopback, let anyone on the network in without the "
                                                    "access token (not recommended)")
+    @click.option("--token", "force_token", is_flag=True, help="require the access token on loopback too "
+                                                              "(a computer shared with other users)")
     @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
                   help="another name this server may be reached by (Host header), e.g. mypc.local (repeatable)")
-    def serve(host, http_port, raw_dir, data_dir, layout, model_file, no_model, no_token, allow_hosts):
+    def serve(host, http_port, raw_dir, data_dir, layout, model_file, no_model, no_token, force_token, allow_hosts):
         from mnistp4.cli import get_app
 
         app = get_app()
         app.override(serve_host=host, serve_port=http_port, layout=layout)
         bind = app.config["serve_host"]
-        guard = make_guard(bind, no_token=no_token, extra_hosts=allow_hosts)
+        if no_token and force_token:
+            raise UsageError("--token and --no-token contradict each other; give one")
+        guard = make_guard(bind, no_token=no_token, force_token=force_token, extra_hosts=allow_hosts)
         web = build_web_app(app, raw_dir=raw_dir, data_dir=data_dir, model_file=model_file,
                             no_model=no_model, guard=guard)
         run_server(app, web, bind, app.config["serve_port"])
@@ -72,11 +76,11 @@ def shown_addresses(host: str) -> list[str]:
     return [host]
 
 
-def make_guard(host: str, *, no_token: bool = False, extra_hosts=()) -> Guard:
+def make_guard(host: str, *, no_token: bool = False, force_token: bool = False, extra_hosts=()) -> Guard:
     """Allowed Host names and tokens for a server bound to ``host``: a token unless it is loopback
-    or ``no_token``."""
+    (``force_token``: there too) or ``no_token``."""
     names = set(LOOPBACK_NAMES) | {a.lower() for a in shown_addresses(host)} | {h.lower() for h in extra_hosts}
-    token = None if is_loopback(host) or no_token else new_token()
+    token = new_token() if force_token or not (is_loopback(host) or no_token) else None
     return Guard(allowed_hosts=frozenset(names), access_token=token)
 
 
@@ -158,6 +162,8 @@ def run_server(app, web, host: str, port: int) -> None:
         c.print(f"  review page:     [bold cyan]http://{shown}:{port}/review{query}[/]", highlight=False)
     if is_loopback(host):
         c.print("only this computer can connect; use --host 0.0.0.0 to let tablets on the LAN in")
+        if guard.access_token:
+            c.print("and only with the access token in the address above")
     elif guard.access_token:
         c.print("open to the network: only browsers that opened one of these addresses (with its token) "
                 "get in; keep the token to people you trust")
