@@ -11,14 +11,14 @@ import pytest
 from mnistp4.cli import main
 from mnistp4.errors import PluginError, RegistrationConflict
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PLUGIN_DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
 
 def readme_plugin_example() -> str:
-    """The complete plugin shown in the README's plugin guide, exactly as printed there."""
-    text = README.read_text()
-    m = re.search(r"<!-- plugin-example -->\s*```python\n(.*?)```", text, re.S)
-    assert m, "README.md must contain the plugin example after <!-- plugin-example -->"
+    """The complete plugin of the plugin guide's ``register_models`` section, exactly as printed."""
+    text = PLUGIN_DOCS.read_text()
+    m = re.search(r"### register_models\n.*?```python\n(.*?)```", text, re.S)
+    assert m, "docs/plugins.md must show a register_models example"
     return m.group(1)
 
 
