@@ -76,7 +76,10 @@ def resolve_model(source: str | Path, bits: int | None = None) -> Path:
     quant = path / "quant.json"
     if quant.is_file():
         try:
-            q_bits = json.loads(quant.read_text()).get("bits")
+            q = json.loads(quant.read_text())
+            q_bits, written = q.get("bits"), q.get("model_file")
+            if not bits and written and Path(written).is_file() and Path(written).parent == path:
+                return Path(written)  # what the configured quantizer wrote (any format)
             if q_bits:
                 candidates.append(f"model_int{int(q_bits)}.espdl")
         except (ValueError, TypeError):
