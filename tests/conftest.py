@@ -1,13 +1,32 @@
-"""Shared fixtures. Datasets come from the environment (set by .ci/run), never from the network."""
+"""Shared fixtures. Datasets come from the environment (set by .ci/run), never from the network.
+
+The expensive artifacts are built once per test session (once per worker with ``pytest -n``) and
+shared: ``tiny_onnx`` (a small CNN trained on real MNIST digits), ``tiny_espdl`` / ``tiny_espdl16``
+(that model quantized by esp-ppq), ``tiny_run`` (a one-epoch training run of p4net on a slice of
+MNIST) and ``random_espdl`` (a random-weight CNN quantized without MNIST, for firmware and deploy
+checks). They are read-only: a test that changes one copies it into its own ``tmp_path`` first.
+
+Hypothesis profiles: ``ci`` (default: few examples, derandomized, no deadline) and ``fuzz``
+(``HYPOTHESIS_PROFILE=fuzz``: many more examples, for a longer search).
+"""
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
+
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=3000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _required_dataset(var: str, sub: str, what: str) -> Path:
@@ -45,3 +64,102 @@ def make_app(tmp_path, monkeypatch):
         return create_app(root=root, settings=settings, plugin_dirs=plugin_dirs, env=base_env)
 
     return factory
+
+
+# --------------------------------------------------------------------------------------------
+# Shared tiny models (built once per session or worker, read-only)
+# --------------------------------------------------------------------------------------------
+
+#: the calibration digits of the shared quantized files (a slice of MNIST train the tiny CNN never saw)
+TINY_CALIB = slice(5000, 5064)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def _tiny_onnx_built(tmp_path_factory, mnist_dir) -> tuple[Path, str]:
+    from test_quant_kit import train_tiny_onnx
+
+    path = train_tiny_onnx(mnist_dir, tmp_path_factory.mktemp("tiny_onnx"))
+    return path, sha256(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(_tiny_onnx_built) -> Path:
+    """``model.onnx`` of the small CNN in test_quant_kit (two passes over 3,000 MNIST digits)."""
+    return _tiny_onnx_built[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_sha256(_tiny_onnx_built) -> str:
+    """The SHA-256 of ``tiny_onnx`` taken right after it was written, before anything read it."""
+    return _tiny_onnx_built[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_calib(mnist_dir):
+    from mnistp4.stages.data.mnist_source import load_mnist
+
+    return load_mnist(mnist_dir, "train").images[TINY_CALIB]
+
+
+def _quantize_tiny(tmp_path_factory, onnx_path: Path, calib, bits: int):
+    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
+
+    out = tmp_path_factory.mktemp(f"tiny_int{bits}")
+    return quantize_onnx(onnx_path, out / f"model_int{bits}.espdl", bits=bits, calib_images=calib,
+                         recipe="minmax", error_report=(bits == 8))
+
+
+@pytest.fixture(scope="session")
+def tiny_espdl(tmp_path_factory, tiny_onnx, tiny_calib):
+    """``tiny_onnx`` quantized to Int8 by esp-ppq (min/max, with the layer error report): the
+    quantization result; ``.path`` is the ``.espdl`` file, ``.graph`` esp-ppq's graph."""
+    return _quantize_tiny(tmp_path_factory, tiny_onnx, tiny_calib, 8)
+
+
+@pytest.fixture(scope="session")
+def tiny_espdl16(tmp_path_factory, tiny_onnx, tiny_calib):
+    """``tiny_onnx`` quantized to Int16 (min/max): the quantization result."""
+    return _quantize_tiny(tmp_path_factory, tiny_onnx, tiny_calib, 16)
+
+
+@pytest.fixture(scope="session")
+def random_espdl(tmp_path_factory):
+    """``random_espdl(bits)``: the random-weight CNN of ``bench/fwcore_model.py`` quantized at 8 or
+    16 bits from generated digits (no MNIST needed); each file is built once."""
+    from fwcore_model import tiny_espdl
+
+    built: dict[int, Path] = {}
+
+    def get(bits: int = 8) -> Path:
+        if bits not in built:
+            built[bits] = tiny_espdl(tmp_path_factory.mktemp(f"random_int{bits}"), bits=bits)
+        return built[bits]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, mnist_dir) -> Path:
+    """A finished one-epoch run (p4net, recipe ``fast``, seed 0, one thread) on the tiny MNIST slice
+    of ``train_kit`` (384 train / 192 test digits), with its ONNX export."""
+    from mnistp4.app import create_app
+    from mnistp4.stages.training.run import train_run
+    from train_kit import plugin_dir
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    (root / "project").mkdir()
+    app = create_app(root=root / "project", plugin_dirs=[str(plugin_dir(root))],
+                     env={"MNISTP4_MNIST_DIR": str(mnist_dir)})
+    train_run(app, out=root / "run", model="p4net", recipe="fast", custom=[], epochs=1, seed=0, quiet=True,
+              threads=1)
+    return root / "run"
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of ``tiny_run`` that a test may change."""
+    return Path(shutil.copytree(tiny_run, tmp_path / tiny_run.name))

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from mnistp4.cli import main
 from train_kit import plugin_dir
 
@@ -17,6 +19,7 @@ def tree_digest(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_run_executes_every_stage_on_the_configured_defaults(tmp_path, monkeypatch, capsys, mnist_dir):
     project = tmp_path / "project"
     raw = project / "raw_scans"
@@ -45,7 +48,10 @@ def test_run_executes_every_stage_on_the_configured_defaults(tmp_path, monkeypat
     for name in ("model.pt", "model.onnx", "metrics.json", "config.json"):
         assert (run_dir / name).is_file(), name
     tuned = project / "runs" / "tiny-qat"  # fine-tuned with the chip's rounding, then quantized
-    assert qat["run_dir"] == str(tuned) and 0 <= qat["changed_vs_float"] <= 192
+    assert qat["run_dir"] == str(tuned)
+    # fine-tuning moves the accuracy by at most the test digits it now predicts unlike the float model
+    test_digits = int(sum(map(sum, json.loads((run_dir / "metrics.json").read_text())["confusion"])))
+    assert abs(qat["fake_quant_accuracy"] - train["test_accuracy"]) <= qat["changed_vs_float"] / test_digits
     for name in ("model.pt", "model.onnx", "config.json", "model_int8.espdl", "quant.json"):
         assert (tuned / name).is_file(), name
     assert json.loads((tuned / "quant.json").read_text())["recipe"] == "minmax"

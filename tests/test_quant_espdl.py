@@ -9,23 +9,15 @@ import shutil
 import numpy as np
 import pytest
 
-from test_quant_kit import mnist_test_digits, train_tiny_onnx
+from test_quant_kit import mnist_test_digits
 
 N_CHECK = 300
 
 
 @pytest.fixture(scope="module")
-def quantized(tmp_path_factory, mnist_dir):
-    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
-    from mnistp4.stages.data.mnist_source import load_mnist
-
-    run = tmp_path_factory.mktemp("tiny_run")
-    onnx_path = train_tiny_onnx(mnist_dir, run)
-    digest = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    calib = load_mnist(mnist_dir, "train").images[5000:5064]
-    results = {b: quantize_onnx(onnx_path, run / f"model_int{b}.espdl", bits=b, calib_images=calib,
-                                recipe="minmax", error_report=(b == 8)) for b in (8, 16)}
-    return run, onnx_path, digest, results
+def quantized(tiny_onnx, tiny_onnx_sha256, tiny_espdl, tiny_espdl16):
+    """The session's tiny ONNX model (and its digest before quantization) with its Int8 and Int16 files."""
+    return tiny_onnx.parent, tiny_onnx, tiny_onnx_sha256, {8: tiny_espdl, 16: tiny_espdl16}
 
 
 def test_onnx_is_not_modified_and_side_files_written(quantized):
@@ -92,6 +84,7 @@ def _copy_run(quantized, tmp_path):
     return run
 
 
+@pytest.mark.slow
 def test_quantize_command_evaluate_and_cost(quantized, tmp_path, monkeypatch, capsys, mnist_dir):
     from mnistp4.cli import main
 
@@ -124,7 +117,7 @@ def test_quantize_command_evaluate_and_cost(quantized, tmp_path, monkeypatch, ca
 def test_bad_options_are_usage_errors(quantized, tmp_path, monkeypatch, capsys):
     from mnistp4.cli import main
 
-    run, _, _, _ = quantized
+    run = _copy_run(quantized, tmp_path)
     monkeypatch.chdir(tmp_path)
     assert main(["quantize", str(run), "--recipe", "nope"]) == 2
     assert "unknown quantization recipe 'nope'" in capsys.readouterr().err
@@ -132,6 +125,7 @@ def test_bad_options_are_usage_errors(quantized, tmp_path, monkeypatch, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_pipeline_step_quantizes_the_configured_run(quantized, tmp_path, monkeypatch, capsys, mnist_dir):
     from mnistp4.cli import main
 
@@ -149,14 +143,13 @@ def test_pipeline_step_quantizes_the_configured_run(quantized, tmp_path, monkeyp
     assert json.loads((run / "quant.json").read_text())["calib"] == 32
 
 
-def test_esp32s3_rounds_half_up_and_still_matches(quantized, tmp_path, mnist_dir):
+def test_esp32s3_rounds_half_up_and_still_matches(quantized, tmp_path, mnist_dir, tiny_calib):
     from mnistp4.stages.quantize.espdl_reader import read_espdl
     from mnistp4.stages.quantize.interpreter import check_test_values
     from mnistp4.stages.quantize.espdl_quantize import quantize_onnx, verify_against_ppq
-    from mnistp4.stages.data.mnist_source import load_mnist
 
     _, onnx_path, _, _ = quantized
-    calib = load_mnist(mnist_dir, "train").images[5000:5064]
+    calib = tiny_calib
     res = quantize_onnx(onnx_path, tmp_path / "s3.espdl", bits=8, target="esp32s3", calib_images=calib,
                         recipe="minmax", error_report=False)
     model = read_espdl(res.path)
@@ -166,17 +159,16 @@ def test_esp32s3_rounds_half_up_and_still_matches(quantized, tmp_path, mnist_dir
     assert verify_against_ppq(model, res.graph, images)["mismatched_images"] == 0
 
 
-def test_pow2_align_is_an_exact_float_rewrite(quantized, tmp_path, mnist_dir):
+def test_pow2_align_is_an_exact_float_rewrite(quantized, tmp_path, mnist_dir, tiny_calib):
     """Aligned ONNX = original up to one positive factor on the logits; every activation max sits
     just under 127 * 2^e."""
     import math
 
     from mnistp4.stages.quantize.align import MARGIN, align_pow2
     from mnistp4.stages.quantize.espdl_quantize import normalize, onnx_logits
-    from mnistp4.stages.data.mnist_source import load_mnist
 
     _, onnx_path, _, _ = quantized
-    calib = load_mnist(mnist_dir, "train").images[5000:5064]
+    calib = tiny_calib
     records = align_pow2(onnx_path, tmp_path / "aligned.onnx", normalize(calib).numpy())
     assert [r["layer"] for r in records][-1].endswith("Gemm") and len(records) == 3
     for r in records:

@@ -7,17 +7,13 @@ import shutil
 import numpy as np
 import pytest
 
-from test_quant_kit import train_tiny_onnx
-
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, mnist_dir):
+def tiny(tiny_onnx, tiny_calib, mnist_dir):
     from mnistp4.stages.data.mnist_source import load_mnist
 
-    run = tmp_path_factory.mktemp("tiny_select")
-    onnx_path = train_tiny_onnx(mnist_dir, run)
     train = load_mnist(mnist_dir, "train")
-    return onnx_path, train.images[5000:5064], train.images[6000:6400], train.labels[6000:6400]
+    return tiny_onnx, tiny_calib, train.images[6000:6400], train.labels[6000:6400]
 
 
 def test_hard_probes_are_reproducible_harder_digits(tiny):
@@ -34,6 +30,7 @@ def test_hard_probes_are_reproducible_harder_digits(tiny):
     assert accuracy(onnx_logits(onnx_path, probes), labels) < accuracy(onnx_logits(onnx_path, images), labels)
 
 
+@pytest.mark.slow
 def test_flips_are_counted_on_the_files_and_the_fewest_wins(tiny, tmp_path):
     from mnistp4.stages.quantize.espdl_quantize import espdl_predictor, onnx_logits, quantize_onnx
     from mnistp4.stages.quantize.recipe_select import hard_probes, select_recipe
@@ -54,6 +51,7 @@ def test_flips_are_counted_on_the_files_and_the_fewest_wins(tiny, tmp_path):
     assert any(r["flips"] > 0 for r in rows)  # the probes do separate the recipes
 
 
+@pytest.mark.slow
 def test_quantize_auto_reports_its_choice(tiny, tmp_path, monkeypatch, capsys, mnist_dir):
     from mnistp4.cli import main
     from mnistp4.stages.quantize.espdl_reader import read_espdl
