@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-
 import benchmeta  # noqa: E402
 import numpy as np  # noqa: E402
-
 from fwcore import Core, build_core, parity  # noqa: E402
 
 
@@ -59,9 +56,9 @@ def figure(core: Core, path: Path, seed: int, count: int = 8) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from fwcore import random_canvas, reference_normalize, rgb565_to_rgb888
 
     from mnistp4.io import atomic_path
-    from fwcore import random_canvas, reference_normalize, rgb565_to_rgb888
 
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(2, count, figsize=(2 * count, 5.2))

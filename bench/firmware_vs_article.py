@@ -21,11 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import benchmeta  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
 from fwcore import Core, build_core  # noqa: E402
 
 CANVAS = 448

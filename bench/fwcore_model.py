@@ -33,8 +33,8 @@ def tiny_espdl(out_dir: str | Path, *, bits: int = 8, seed: int = 0) -> Path:
     """Write ``out_dir/tiny_int{bits}.espdl`` (+ esp-ppq side files) and return its path."""
     import torch
 
-    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
     from mnistp4.stages.models.export import export_onnx
+    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import struct
 
+import firmware_rules
 import numpy as np
 import pytest
-
-import firmware_rules
 from fwcore import Core, build_core
 from fwcore_model import session_tiny_espdl
+
 from mnistp4.errors import InputError
-from mnistp4.stages.quantize.espdl_validate import (HEADER_BYTES, KNOWN_OPS, RULE, RULES, EspdlInvalid,
-                                                    check_shared, validate_espdl)
+from mnistp4.stages.quantize.espdl_validate import (
+    HEADER_BYTES,
+    KNOWN_OPS,
+    RULE,
+    RULES,
+    EspdlInvalid,
+    check_shared,
+    validate_espdl,
+)
 
 PARTITION = 2 * 1024 * 1024
 

@@ -5,11 +5,9 @@ A missing tool fails these tests with the command that installs it."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
-
-import pytest
 
 import firmware_build as fb
+import pytest
 
 
 @pytest.fixture(scope="module")
