@@ -16,6 +16,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import threading
@@ -113,8 +114,10 @@ def parse_sidecar(raw: bytes, side: Path | str) -> dict:
         if value is not None and not isinstance(value, (str, int)) or isinstance(value, bool):
             raise InputError(f"{side}: {key!r} must be text, got {type(value).__name__}; "
                              f"it should look like {SIDECAR_EXAMPLE}")
-    if data.get("rows") is not None and not str(data["rows"]).isascii():
-        raise InputError(f"{side}: 'rows' must list digits 0-9 (and '-' for free boxes), got {data['rows']!r}")
+    rows = data.get("rows")
+    if rows is not None and not re.fullmatch(r"[0-9]+", str(rows)):
+        raise InputError(f"{side}: 'rows' must be the digit of each row, top to bottom, like \"0123456789\"; "
+                         f"got {str(rows)[:40]!r}")
     return data
 
 
