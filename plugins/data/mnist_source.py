@@ -10,10 +10,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import math
 import os
 import shutil
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: damaged deflate data in a .gz
         raise InputError(f"{path}: cannot read ({e}); delete it so it is downloaded again, "
                          f"or point MNISTP4_MNIST_DIR at a good copy") from None
     if len(data) < 8:
@@ -67,7 +69,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(data) < header:
         raise InputError(f"{path}: truncated header")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # Python ints: a product of 32-bit dims never wraps
     if len(data) != expected:
         raise InputError(f"{path}: {'truncated' if len(data) < expected else 'too long'}: "
                          f"{len(data)} bytes, header says {expected} for shape {shape}")
@@ -157,7 +159,7 @@ def _md5_ok(path: Path, stem: str, gz: bool | None = None) -> bool:
     try:
         with (gzip.open if gz else open)(path, "rb") as f:
             shutil.copyfileobj(f, _HashWriter(h))
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         return False
     return h.hexdigest() == MD5[stem]
 
