@@ -104,6 +104,9 @@ def parse_partitions(text: str, *, table_offset: int = TABLE_OFFSET, source: str
                 raise ValueError("an app partition needs a subtype")
             else:
                 subtype = SUBTYPES[DATA]["undefined"]
+            for what, value in (("type", ptype), ("subtype", subtype)):
+                if not 0 <= value <= 0xFF:  # one byte each in the binary table
+                    raise ValueError(f"{what} {value:#x} is out of range 0x0..0xff")
             offset = _parse_int(fields[3]) if fields[3] else None
             if not fields[4]:
                 raise ValueError("the size field is empty")
@@ -134,6 +137,8 @@ def parse_partitions(text: str, *, table_offset: int = TABLE_OFFSET, source: str
             size = -size - offset
         if size <= 0:
             raise InputError(f"{where}: size must be positive")
+        if offset + size > 0xFFFFFFFF:  # 32-bit offset and size in the binary table
+            raise InputError(f"{where}: ends at 0x{offset + size:x}, past the 32-bit flash address range")
         if flash_size is not None and offset + size > flash_size:
             raise InputError(f"{where}: ends at 0x{offset + size:x}, past the end of the board's "
                              f"{_megabytes(flash_size)} flash (0x{flash_size:x}); make it or a partition before it "
