@@ -197,8 +197,11 @@ def _read_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); TOML files are UTF-8: save it as UTF-8") from None
+    except (ValueError, RecursionError) as e:  # TOMLDecodeError is a ValueError; so is an over-long number
+        raise ConfigError(f"{path}: not valid TOML: {'nested too deeply' if isinstance(e, RecursionError) else e}"
+                          ) from None
 
 
 def _apply_table(cfg: Config, table: dict, origin: str) -> None:
@@ -224,7 +227,10 @@ def _coerce(key: str, value: Any, default: Any, origin: str, from_text: bool) ->
                     raise ValueError
                 value = low in ("1", "true", "yes", "on")
             elif want is int:
-                value = int(text, 0)
+                number = int(text, 0)
+                if number.bit_length() > 64:  # 0x... text can be any length; no setting needs more
+                    raise ValueError
+                value = number
             elif want is float:
                 value = float(text)
             elif want is list:
