@@ -37,7 +37,9 @@ class App:
     def get(self, kind: str, name: str | None = None, *, key: str | None = None) -> Any:
         """A registered object by name, or by the name a config key holds (``key="model"``)."""
         if name is None:
-            name = self.config[key]
+            if key is None:
+                raise TypeError("get() needs a name or a config key")
+            name = str(self.config[key])
         return self.registry.get(kind, name)
 
     def emit(self, hook: str, **kwargs) -> None:

@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -79,7 +80,7 @@ class PluginGroup(click.Group):
         return decorator
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        name = name or cmd.name
+        name = name or cmd.name or ""
         owner = self.current_plugin or "core"
         if name in self.commands and name in self.owners:
             if not (self._override or getattr(cmd, "mnistp4_override", False)):
@@ -109,7 +110,7 @@ def build_cli(app: App) -> click.Group:
     @cli.command("plugins", help="List plugins, where they come from and what they register.")
     @click.option("--json", "as_json", is_flag=True)
     def plugins_cmd(as_json):
-        rows = []
+        rows: list[dict[str, Any]] = []
         for p in app.manager.plugins:
             registers = app.registry.by_plugin(p.name)
             commands = sorted(n for n, owner in cli.owners.items() if owner == p.name)
@@ -169,17 +170,12 @@ def build_cli(app: App) -> click.Group:
         if not steps:
             raise Mnistp4Error("no plugin provides any pipeline step yet; see `mnistp4 plugins`")
         state: dict = {}
-        summary = []
+        summary: list[dict[str, Any]] = []
         for entry in steps:
             if not as_json:
                 app.console.rule(f"[bold]{entry.name}[/] — {entry.description or entry.obj.description}")
             t0 = time.perf_counter()
-            try:
-                result = entry.obj.run(app, state) or {}
-            except (Mnistp4Error, OSError):
-                raise
-            except Exception as e:
-                raise PluginError(entry.plugin, f"pipeline step {entry.name}", f"{type(e).__name__}: {e}") from e
+            result = entry.bound().run(app, state) or {}  # a failure names the step's plugin
             seconds = time.perf_counter() - t0
             state.update(result)
             app.emit("on_step_end", name=entry.name, result=result)
@@ -191,8 +187,7 @@ def build_cli(app: App) -> click.Group:
         for col in ("step", "seconds", "result"):
             table.add_column(col)
         for s in summary:
-            table.add_row(s["step"], f"{s['seconds']:.1f}",
-                          "\n".join(f"{k}: {v}" for k, v in s["result"].items()))
+            table.add_row(s["step"], f"{s['seconds']:.1f}", "\n".join(f"{k}: {v}" for k, v in s["result"].items()))
         app.console.print(table)
 
     from .scaffold import plugin_group
@@ -226,7 +221,10 @@ def _placeholder(name: str, what: str) -> click.Command:
 def _pre_parse(argv: list[str]) -> tuple[list[str], list[str], list[str], int]:
     """Global options are needed before the group exists (they decide which plugins load).
     The last item is the verbosity: -1 quiet, 0 warnings (default), 1 info, 2 debug."""
-    dirs, files, settings, verbose = [], [], [], 0
+    dirs: list[str] = []
+    files: list[str] = []
+    settings: list[str] = []
+    verbose = 0
     i = 0
     while i < len(argv):
         a = argv[i]

@@ -7,6 +7,8 @@ errors naming the key, raised when the value is read, before any stage runs.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import os
 import sys
 from dataclasses import dataclass
@@ -150,10 +152,10 @@ class Config:
 
 
 def load(root: Path | None = None, extra_files: list[Path] | None = None,
-         cli_values: list[str] | None = None, env: dict[str, str] | None = None) -> Config:
+         cli_values: list[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Read every configuration layer. Plugin keys may be declared later with ``declare`` and
     ``apply_pending`` then checks the values that were waiting for them."""
-    env = os.environ if env is None else env
+    env_vars: Mapping[str, str] = os.environ if env is None else env
     root = find_root(Path.cwd()) if root is None else Path(root)
     cfg = Config(root, {k: Key(k, d, h) for k, (d, h) in CORE_KEYS.items()})
     pyproject = root / "pyproject.toml"
@@ -167,8 +169,8 @@ def load(root: Path | None = None, extra_files: list[Path] | None = None,
             raise ConfigError(f"configuration file {f} does not exist")
         _apply_table(cfg, _read_toml(Path(f)), str(f))
     for key, var in ENV_KEYS.items():
-        if env.get(var):
-            cfg.set(key, env[var], f"${var}", from_text=True)
+        if env_vars.get(var):
+            cfg.set(key, env_vars[var], f"${var}", from_text=True)
     for item in cli_values or []:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")

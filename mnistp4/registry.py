@@ -166,7 +166,7 @@ class Attributed:
     def __call__(self, *args, **kwargs):
         try:
             result = self.fn(*args, **kwargs)
-        except (Mnistp4Error, KeyboardInterrupt):
+        except (Mnistp4Error, OSError, KeyboardInterrupt):  # file-system faults are reported by path
             raise
         except Exception as e:
             raise PluginError(self.plugin, self.where, f"{type(e).__name__}: {e}") from e
@@ -194,8 +194,10 @@ def _check_result(check: str, result: Any, plugin: str, where: str) -> None:
 
         ok, want = isinstance(result, torch.nn.Module), "a torch.nn.Module"
     else:
-        types = {"digitset": DigitSet, "deploy": DeployResult, "quant": QuantResult, "dict": (dict, type(None))}
-        ok = isinstance(result, types[check])
-        want = "a dict" if check == "dict" else f"a mnistp4.api.{types[check].__name__}"
+        types: dict[str, type | tuple[type, ...]] = {"digitset": DigitSet, "deploy": DeployResult,
+                                                      "quant": QuantResult, "dict": (dict, type(None))}
+        wanted = types[check]
+        ok = isinstance(result, wanted)
+        want = f"a mnistp4.api.{wanted.__name__}" if isinstance(wanted, type) else "a dict"
     if not ok:
         raise PluginError(plugin, where, f"returned {type(result).__name__}; the contract is {want}")
