@@ -28,6 +28,7 @@ SHIPPED: tuple[tuple[str, str], ...] = tuple(
         "training.augment_extras",
         "training.recipes",
         "training.train",
+        "training.update",
         "quantize.calib_images",
         "quantize.cost_report",
         "quantize.quantize",

@@ -1,0 +1,303 @@
+"""``mnistp4 update RUN_DIR [--out NEW] [--data DIR] [--force]``: a short fine-tune of a finished run
+on MNIST plus every custom digit of the data dir (the ones saved from ``/try`` included), then the
+chip-rounding fine-tuning, Int8 quantization and verification, into a new run dir.
+
+Schedule (why it is short): the run is already trained, so one pass over a random slice of MNIST
+train (``UPDATE_MNIST`` digits, new each update) mixed with the custom digits (oversampled to about
+``CUSTOM_SHARE`` of the pass) moves it towards the new handwriting without forgetting MNIST. The
+training loop is :func:`mnistp4.stages.training.loop.train` with :data:`UPDATE_RECIPE` (AdamW,
+one-cycle to a low peak, no weight average: over a few dozen steps an average would stay at the old
+weights). Then :func:`mnistp4.stages.quantize.qat.finetune` (one epoch on the same mix, ranges from
+the calibration images ``quantize`` will use) and :func:`mnistp4.stages.quantize.quantize.quantize_run`
+(Int8 only, interpreter checked against esp-ppq and the file's test values).
+
+Digits whose source starts with ``try:`` (saved from the browser) always train; the other custom
+writers are split by source as in ``train``, and the held-out ones measure the update.
+
+NEW (default ``RUN_DIR-update-<n>``) is a run dir like ``qat``'s, plus ``update.json``: before ->
+after on the MNIST test set, the held-out custom writers and the new digits, all measured on the
+Int8 files with the integer interpreter, and ``deployable``: false when MNIST dropped by more than
+``MAX_MNIST_DROP`` (unless ``--force``). :func:`newest_verified_model` (``deploy`` without
+arguments, ``/try``) skips runs that are not deployable.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import numpy as np
+
+from mnistp4 import hookimpl
+from mnistp4.api import pass_context
+from mnistp4.errors import InputError
+from mnistp4.io import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+#: MNIST train digits in the update's pass (a new random slice each time)
+UPDATE_MNIST = 6000
+#: share of custom digits in that pass (oversampled up to it, never below once each)
+CUSTOM_SHARE = 0.25
+#: refuse to make the update deployable when the Int8 MNIST accuracy drops by more than this
+MAX_MNIST_DROP = 0.001
+TRY_PREFIX = "try:"
+UPDATE_FILE = "update.json"
+
+
+def update_recipe():
+    from mnistp4.stages.training.recipes import FAST
+
+    return replace(FAST, name="update", epochs=1, lr=5e-4, warmup=0.3, ema=0.0,
+                   description="one pass, AdamW one-cycle to 5e-4, no weight average")
+
+
+# -- which model is deployable -------------------------------------------------------------------
+def verified_model(run_dir: Path) -> Path | None:
+    """The run's Int8 ``.espdl`` when ``quant.json`` says the interpreter matched esp-ppq on every test
+    image and the file's own test values, and the run is not an update refused for its MNIST drop."""
+    run_dir = Path(run_dir)
+    try:
+        q = json.loads((run_dir / "quant.json").read_text())
+        upd = json.loads((run_dir / UPDATE_FILE).read_text()) if (run_dir / UPDATE_FILE).is_file() else {}
+    except (OSError, ValueError):
+        return None
+    row = q.get("int8") or {}
+    v, tv = row.get("verification") or {}, row.get("test_values") or {}
+    path = run_dir / Path(str(row.get("file", ""))).name
+    if not v or v.get("mismatched_images") != 0 or tv.get("passed") is False or not path.is_file():
+        return None
+    if upd and not upd.get("deployable", False):
+        return None
+    return path
+
+
+def newest_verified_model(runs_dir: Path) -> Path | None:
+    """The verified Int8 file of the run in ``runs_dir`` quantized last (see :func:`verified_model`)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return None
+    found = []
+    for run in runs_dir.iterdir():
+        model = verified_model(run) if run.is_dir() else None
+        if model is not None:
+            found.append(((run / "quant.json").stat().st_mtime_ns, model))
+    return max(found)[1] if found else None
+
+
+def default_out(run_dir: Path) -> Path:
+    """``RUN_DIR-update-<n>`` with the first free n (an update of an update counts on)."""
+    run_dir = Path(run_dir)
+    base = re.sub(r"-update-\d+$", "", run_dir.name)
+    n = 1
+    while (run_dir.parent / f"{base}-update-{n}").exists():
+        n += 1
+    return run_dir.parent / f"{base}-update-{n}"
+
+
+# -- data -------------------------------------------------------------------------------------------
+def split_custom(digits, seed: int = 0):
+    """``(train, held_out, new)``: ``try:`` digits always train (and are the "new" ones); the other
+    writers are split by source as ``train`` does."""
+    from mnistp4.digitsets import concat, split_by_source, subset
+
+    is_new = np.array([str(s).startswith(TRY_PREFIX) for s in (digits.sources or [])], bool)
+    if len(is_new) != len(digits):
+        is_new = np.zeros(len(digits), bool)
+    new, others = subset(digits, is_new, "new"), subset(digits, ~is_new, "others")
+    train, held = split_by_source(others, seed=seed)
+    return concat([train, new], "custom-train"), held, new
+
+
+def int8_accuracy(model_path: Path, images: np.ndarray, labels: np.ndarray) -> float | None:
+    """Accuracy of the Int8 file in integer arithmetic (None without digits)."""
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
+    from mnistp4.stages.quantize.interpreter import predict_ints
+
+    if not len(labels):
+        return None
+    ints = predict_ints(read_espdl(model_path), images)
+    return float((ints.argmax(axis=1) == labels).mean())
+
+
+# -- the command's work -----------------------------------------------------------------------------
+def update_run(app, run_dir: Path, out: Path | None = None, *, data_dir: Path | None = None, force: bool = False,
+               seed: int = 0, threads: int | None = None, mnist_digits: int = UPDATE_MNIST,
+               on_progress=None, quiet: bool = False) -> dict:
+    """Fine-tune, QAT, quantize and verify ``run_dir`` into ``out``; returns the report (update.json).
+    ``on_progress(stage, fraction, message)`` hears about each stage (the browser's progress bar)."""
+    import torch
+
+    from mnistp4.stages.data.custom_digits import load_digit_folder
+    from mnistp4.stages.deploy.common import resolve_model
+    from mnistp4.stages.models.common import load_run
+    from mnistp4.stages.models.export import export_onnx
+    from mnistp4.stages.quantize.calib_images import calibration_set, custom_entries, custom_split
+    from mnistp4.stages.quantize.qat import QatSettings, finetune
+    from mnistp4.stages.quantize.quantize import quantize_run
+    from mnistp4.stages.training.loop import TrainData, TrainSettings, evaluate, train
+    from mnistp4.stages.training.run import export_check_digits, resolve_augmentations
+
+    started = time.perf_counter()
+    cpu0 = time.process_time()
+    timings: dict[str, float] = {}
+
+    def stage(name: str, fraction: float, message: str) -> None:
+        timings[name] = round(time.perf_counter() - started, 2)
+        log.info("update: %s", message)
+        if on_progress:
+            on_progress(name, fraction, message)
+        if not quiet:
+            app.console.print(f"[{timings[name]:5.1f} s] {message}", highlight=False)
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out else default_out(run_dir)
+    if out.resolve() == run_dir.resolve():
+        raise InputError(f"{out}: the update needs its own run dir (the source run is kept)")
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out} already exists; pass another --out")
+    before_model = verified_model(run_dir) or resolve_model(run_dir, 8)
+    net, cfg = load_run(run_dir, app)
+    data_dir = Path(data_dir) if data_dir else app.config.path("data_dir")
+    digits = load_digit_folder(data_dir)
+    if not len(digits):
+        raise InputError(f"{data_dir} has no usable labelled digits: nothing to update with (save some on /try "
+                         f"or label some on /review)")
+    ctrain, cheld, new = split_custom(digits, seed)
+    stage("data", 0.05, f"{run_dir} + {len(ctrain)} custom training digits ({len(new)} from /try), "
+                        f"{len(cheld)} held out, from {data_dir}")
+
+    mnist = app.get("dataset_sources", "mnist")
+    mtrain, mtest = mnist(app, "train"), mnist(app, "test")
+    rng = np.random.default_rng(int(time.time_ns()) % 2**32 if seed < 0 else seed)
+    pick = rng.choice(len(mtrain), size=min(mnist_digits, len(mtrain)), replace=False)
+    m_images, m_labels = mtrain.images[pick], mtrain.labels[pick]
+    weight = max(1, round(CUSTOM_SHARE * len(pick) / ((1 - CUSTOM_SHARE) * len(ctrain)))) if len(ctrain) else 1
+    weighting = app.get("weightings", "oversample")
+    _, augmentations = resolve_augmentations(app, cfg.get("augment"))
+
+    # 1. float fine-tune with the project's training loop
+    data = TrainData(m_images, m_labels, ctrain.images, ctrain.labels, mtest.images, mtest.labels,
+                     cheld.images, cheld.labels)
+    settings = TrainSettings(epochs=1, seed=max(seed, 0), weight=weight, weighting=weighting,
+                             augmentations=augmentations, threads=threads)
+    work = out / "finetune"
+    train(net, update_recipe(), data, settings, work)
+    float_after = evaluate(net, mtest.images, mtest.labels)["accuracy"]
+    stage("finetune", 0.35, f"fine-tuned: float MNIST {100 * float_after:.2f}%")
+
+    # 2. chip-rounding fine-tune, ranges from the images `quantize` will calibrate on
+    entries = [e for e in custom_entries(app, cfg) if Path(str(e)).resolve() != data_dir.resolve()]
+    new_cfg = {k: v for k, v in cfg.items() if k not in ("qat", "update")} | {"custom": [*entries, str(data_dir)]}
+    calib_train, _ = custom_split(app, custom_entries(app, new_cfg))
+    calib = calibration_set(app, int(app.config["calib"]), custom_train=calib_train)
+    images = np.concatenate([m_images, ctrain.images])
+    labels = np.concatenate([m_labels, ctrain.labels]).astype(np.int64)
+
+    def epoch_order(generator):
+        return weighting(len(m_images), len(ctrain), weight, generator)[0]
+
+    qset = QatSettings(epochs=1, lr=2e-5, seed=max(seed, 0), threads=threads)
+    qat, history = finetune(net, images, labels, epoch_order, mtest.images, mtest.labels, calib.images, qset,
+                            augmentations)
+    tuned = qat.to_original()
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save(tuned.state_dict(), tmp)
+    for f in work.iterdir():
+        f.unlink()
+    work.rmdir()
+    new_cfg["qat"] = {"from": str(run_dir), "epochs": 1, "lr": qset.lr, "seed": qset.seed, "distill": 0.0,
+                      "learn_clipping": False, "clip": qat.clip_bounds(),
+                      "activation_exponents": history[-1]["exponents"]}
+    new_cfg["update"] = {"from": str(run_dir), "data": str(data_dir), "mnist_digits": len(pick), "weight": weight,
+                         "recipe": update_recipe().as_dict()}
+    write_json(out / "config.json", new_cfg)
+    export_onnx(tuned, out / "model.onnx", export_check_digits(mtest.images, cheld.images))
+    stage("qat", 0.6, f"chip-rounding fine-tune: fake-quantized MNIST "
+                      f"{100 * history[-1]['fake_quant_accuracy']:.2f}%; quantizing")
+
+    # 3. Int8 file, verified as `quantize` does
+    quant = quantize_run(app, out, bits=8, target=app.config["target"], calib=int(app.config["calib"]),
+                         widths=(8,), verify=True, quiet=True)
+    after_model = verified_model(out)
+    row = quant["int8"]
+    verified = after_model is not None
+    stage("quantize", 0.85, "Int8 file verified (interpreter = esp-ppq, test values)" if verified else
+          f"Int8 file NOT verified: {row.get('verification')} {row.get('test_values')}")
+    seconds_to_file = round(time.perf_counter() - started, 2)
+
+    # 4. before -> after on the Int8 files
+    after_path = out / Path(row["file"]).name
+    report = {"from": str(run_dir), "run_dir": str(out), "data_dir": str(data_dir),
+              "before_model": str(before_model), "after_model": str(after_path), "verified": verified,
+              "digits": {"custom_train": len(ctrain), "new": len(new), "held_out": len(cheld),
+                         "mnist_in_pass": len(pick), "weight": weight}}
+    sets = {"mnist": (mtest.images, mtest.labels), "held_out": (cheld.images, cheld.labels),
+            "new": (new.images, new.labels)}
+    report["before"] = {k: int8_accuracy(before_model, *v) for k, v in sets.items()}
+    report["after"] = {k: int8_accuracy(after_path, *v) for k, v in sets.items()}
+    drop = report["before"]["mnist"] - report["after"]["mnist"]
+    report["mnist_drop_pp"] = round(100 * drop, 3)
+    report["deployable"] = bool(verified and (drop <= MAX_MNIST_DROP + 1e-12 or force))
+    report["forced"] = bool(force and drop > MAX_MNIST_DROP + 1e-12)
+    report["seconds_to_verified_file"] = seconds_to_file
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    report["cpu_seconds"] = round(time.process_time() - cpu0, 2)
+    report["stages"] = timings
+    write_json(out / UPDATE_FILE, report)
+    for name, kind in (("model.pt", "model.pt"), ("model.onnx", "onnx"), (UPDATE_FILE, "metrics")):
+        app.emit("on_artifact_written", path=out / name, kind=kind)
+    stage("done", 1.0, "deployable" if report["deployable"] else
+          f"not deployable: MNIST dropped {report['mnist_drop_pp']:.2f} pp (limit {100 * MAX_MNIST_DROP:.1f}; "
+          f"--force overrides)" if verified else "not deployable: the Int8 file is not verified")
+    return report
+
+
+def print_report(app, r: dict) -> None:
+    def pct(v):
+        return "  -   " if v is None else f"{100 * v:6.2f}%"
+
+    c = app.console
+    c.print(f"{'':22} {'before':>8}  {'after':>8}")
+    for key, name in (("mnist", "MNIST test"), ("held_out", f"held-out writers ({r['digits']['held_out']})"),
+                      ("new", f"new digits ({r['digits']['new']})")):
+        c.print(f"{name:22} {pct(r['before'][key]):>8}  {pct(r['after'][key]):>8}", highlight=False)
+    c.print(f"{r['run_dir']}: verified Int8 file in {r['seconds_to_verified_file']:.1f} s "
+            f"({r['cpu_seconds']:.0f} CPU s)", highlight=False)
+    if r["deployable"]:
+        c.print("[green]deployable[/]: `mnistp4 deploy` (no argument) now takes it"
+                + (" (--force: MNIST dropped)" if r["forced"] else ""))
+    else:
+        c.print(f"[yellow]not deployable[/]: MNIST dropped {r['mnist_drop_pp']:.2f} pp (limit "
+                f"{100 * MAX_MNIST_DROP:.1f} pp); the previous model stays; --force overrides")
+
+
+@hookimpl
+def register_commands(cli):
+    from mnistp4.cli import print_json
+
+    @cli.command("update", help="Fine-tune a finished run on MNIST plus every custom digit of the data dir "
+                                "(those saved on /try included), then chip-rounding fine-tuning, Int8 "
+                                "quantization and verification, into NEW (default RUN_DIR-update-<n>). "
+                                "Prints before -> after; refuses to make NEW deployable when MNIST drops "
+                                "by more than 0.1 pp.")
+    @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
+    @click.option("--out", type=click.Path(path_type=Path), default=None, help="new run dir")
+    @click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                  help="data dir with the custom digits (default: config data_dir)")
+    @click.option("--force", is_flag=True, help="deployable even when MNIST drops by more than 0.1 pp")
+    @click.option("--seed", type=int, default=0, show_default=True, help="-1: a new MNIST slice each time")
+    @click.option("--threads", type=click.IntRange(1), default=None)
+    @click.option("--json", "as_json", is_flag=True)
+    @pass_context
+    def update_cmd(app, run_dir, out, data_dir, force, seed, threads, as_json):
+        report = update_run(app, run_dir, out, data_dir=data_dir, force=force, seed=seed, threads=threads,
+                            quiet=as_json)
+        if as_json:
+            print_json(report)
+        else:
+            print_report(app, report)
