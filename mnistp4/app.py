@@ -13,7 +13,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 
 from . import config as config_mod
 from .config import Config, Key
-from .errors import Mnistp4Error, PluginError, UsageError
+from .errors import UsageError
 from .plugins import PLUGINS_ENV, PluginManager
 from .registry import Registry
 
@@ -84,12 +84,7 @@ def create_app(*, root: Path | None = None, plugin_dirs: list[str] | None = None
     for info, fn in manager.impls("register_config_keys"):
         def register(key: str, default: Any, help: str = "", _owner=info.name) -> None:
             cfg.declare(Key(key, default, help, _owner))
-        try:
-            fn(register=register)
-        except Mnistp4Error:
-            raise
-        except Exception as e:
-            raise PluginError(info.name, "register_config_keys", f"{type(e).__name__}: {e}") from e
+        manager.call(info, fn, "register_config_keys", register=register)
     cfg.apply_pending()
     manager.collect_registrations()
     check_choices(cfg, manager.registry)

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import App, create_app
-from .errors import Mnistp4Error, PluginError, RegistrationConflict
+from .errors import Mnistp4Error, RegistrationConflict
 
 #: commands that stage plugins provide; until one does, the command says so and fails
 STAGE_COMMANDS = {
@@ -194,13 +194,9 @@ def build_cli(app: App) -> click.Group:
 
     cli.add_command(plugin_group())
     for info, fn in app.manager.impls("register_commands"):
-        cli.current_plugin = info.name
+        cli.current_plugin = info.name  # whose commands these are (override rule, `mnistp4 plugins`)
         try:
-            fn(cli=cli)
-        except Mnistp4Error:
-            raise
-        except Exception as e:
-            raise PluginError(info.name, "register_commands", f"{type(e).__name__}: {e}") from e
+            app.manager.call(info, fn, "register_commands", cli=cli)
         finally:
             cli.current_plugin = None
     for name, what in STAGE_COMMANDS.items():

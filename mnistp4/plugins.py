@@ -125,17 +125,19 @@ class PluginManager:
         by_plugin = {id(i.plugin): i.function for i in caller.get_hookimpls()}
         return [(p, by_plugin[id(p.module)]) for p in self.plugins if id(p.module) in by_plugin]
 
+    @staticmethod
+    def call(info: PluginInfo, fn: Callable, hook: str, **kwargs) -> Any:
+        """Call one implementation; a failure names the plugin and the hook."""
+        try:
+            return fn(**kwargs)
+        except Mnistp4Error:
+            raise
+        except Exception as e:
+            raise PluginError(info.name, hook, f"{type(e).__name__}: {e}") from e
+
     def call_each(self, hook: str, **kwargs) -> list[Any]:
         """Call every implementation of ``hook`` in load order; a failure names plugin and hook."""
-        results = []
-        for info, fn in self.impls(hook):
-            try:
-                results.append(fn(**kwargs))
-            except Mnistp4Error:
-                raise
-            except Exception as e:
-                raise PluginError(info.name, hook, f"{type(e).__name__}: {e}") from e
-        return results
+        return [self.call(info, fn, hook, **kwargs) for info, fn in self.impls(hook)]
 
     def _import_file(self, path: Path) -> ModuleType:
         return _import_file(path)
@@ -143,13 +145,7 @@ class PluginManager:
     def collect_registrations(self) -> Registry:
         for kind, hook in KINDS.items():
             for info, fn in self.impls(hook):
-                register = _bound_register(self.registry, kind, info.name, info.version)
-                try:
-                    fn(register=register)
-                except Mnistp4Error:
-                    raise
-                except Exception as e:
-                    raise PluginError(info.name, hook, f"{type(e).__name__}: {e}") from e
+                self.call(info, fn, hook, register=_bound_register(self.registry, kind, info.name, info.version))
         return self.registry
 
     def emit(self, hook: str, **kwargs) -> None:
