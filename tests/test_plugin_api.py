@@ -212,3 +212,23 @@ def test_plugin_new_writes_a_package_whose_test_passes(tmp_path, capsys):
                          cwd=root, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert main(["plugin", "new", "Shapes", "-o", str(tmp_path)]) == 2  # never overwrites
+
+
+def test_warnings_are_shown_by_default_and_quiet_hides_them(tmp_path, capsys):
+    d = plugin(tmp_path / "p", "warner", """
+        import logging
+        import mnistp4
+        @mnistp4.hookimpl
+        def register_commands(cli):
+            @cli.command("warn-me")
+            def warn_me():
+                logging.getLogger("warner").warning("no checkpoint; starting from epoch 1")
+                logging.getLogger("warner").info("details for -v")
+    """)
+    assert main(["--plugins-dir", str(d), "warn-me"]) == 0
+    err = capsys.readouterr().err
+    assert "no checkpoint" in err and "details for -v" not in err
+    assert main(["-q", "--plugins-dir", str(d), "warn-me"]) == 0
+    assert "no checkpoint" not in capsys.readouterr().err
+    assert main(["-v", "--plugins-dir", str(d), "warn-me"]) == 0
+    assert "details for -v" in capsys.readouterr().err
