@@ -139,8 +139,10 @@ def staged_files(final_dir: str | os.PathLike, *, last: tuple[str, ...] = ()) ->
         with writing(final_dir):
             try:
                 yield stage
+            except FileSystemError as e:   # name the file where it was going, not the staging folder
+                raise FileSystemError(str(e).replace(str(stage), str(final_dir))) from None
             except RuntimeError as e:
-                raise (_stream_failure(e, stage / "x") or e) from None
+                raise (_stream_failure(e, final_dir) or e) from None
             names = sorted(p.name for p in stage.iterdir() if p.is_file())
             for name in sorted(names, key=lambda n: n in last):
                 os.replace(stage / name, final_dir / name)

@@ -166,6 +166,20 @@ def test_full_disk_torch_save_and_staged_outputs(tmp_path):
         assert sorted(p.name for p in disk.iterdir()) == ["model.pt", "quant.json"]
 
 
+@ROOT_ONLY
+def test_full_disk_train_leaves_no_half_run(tmp_path, capsys):
+    """`mnistp4 train` (tiny MNIST slice) into a run dir on a full disk: one line, and the run dir it
+    created is gone again (no epoch finished, nothing to resume)."""
+    from train_kit import plugin_dir
+
+    with tmpfs(tmp_path / "small", "40k") as disk:
+        code = main(["--plugins-dir", str(plugin_dir(tmp_path)), "train", "--model", "p4net", "--epochs", "1",
+                     "--out", str(disk / "run"), "--threads", "1"])
+        assert code == 1
+        assert_one_line_error(capsys.readouterr().err, str(disk / "run"), "disk is full")
+        assert sorted(disk.iterdir()) == []
+
+
 # ---- F9-F12: values out of range, non-ONNX input, partition table --------------------------------------------
 
 @pytest.mark.parametrize("setting, message", [
