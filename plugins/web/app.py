@@ -1,6 +1,7 @@
 """The Flask application behind ``mnistp4 serve``: two pages and the JSON API they use.
 
-Pages: ``/collect`` (draw a sheet on a tablet), ``/review`` (check and fix labels).
+Pages: ``/collect`` (draw a sheet on a tablet), ``/review`` (check and fix labels), ``/try`` (draw a
+digit, see the board's answer, save corrections; :mod:`mnistp4.stages.web.try_page`).
 
 API (every answer is JSON except the images; errors are ``{"error": message}``):
 
@@ -60,6 +61,9 @@ class WebSettings:
     get_template: Callable[[str], SheetTemplate]
     model_path: Path | None = None
     load_predictor: Callable | None = None
+    try_model: Path | None = None    # the .espdl /try answers with; None: newest verified Int8 in runs_dir
+    runs_dir: Path | None = None
+    ctx: object | None = None        # the project's App, for `mnistp4 update` from the page
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     guard: Guard = field(default_factory=Guard)
 
@@ -214,4 +218,7 @@ def create_web_app(settings: WebSettings) -> Flask:
         item = review.decide(sheet_hash, row, col, label=label, reject=reject, accept=accept)
         return jsonify({"digit": item})
 
+    from mnistp4.stages.web.try_page import register_try
+
+    register_try(app, settings, review)    # /try and /api/try, /api/update (module doc there)
     return app

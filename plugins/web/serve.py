@@ -45,7 +45,8 @@ def register_commands(cli):
     @click.option("--layout", default=None, help="layout the collection page starts with (default: config layout)")
     @click.option("--model", "model_file", type=click.Path(dir_okay=False), default=None,
                   help="model file that ranks suspicious labels: .onnx, .pt or any registered model format "
-                       "(default: the newest run in runs_dir, its model.onnx or model.pt)")
+                       "(default: the newest run in runs_dir, its model.onnx or model.pt); an .espdl also "
+                       "answers /try (default there: the newest verified Int8 file, as deploy takes it)")
     @click.option("--no-model", is_flag=True, help="do not rank by a model, only by QA flags")
     @click.option("--no-token", is_flag=True, help="beyond loopback, let anyone on the network in without the "
                                                    "access token (not recommended)")
@@ -64,6 +65,9 @@ def register_commands(cli):
         guard = make_guard(bind, no_token=no_token, force_token=force_token, extra_hosts=allow_hosts)
         web = build_web_app(app, raw_dir=raw_dir, data_dir=data_dir, model_file=model_file,
                             no_model=no_model, guard=guard)
+        from mnistp4.stages.web.try_page import single_thread_blas
+
+        single_thread_blas()   # /try answers in milliseconds only without OpenBLAS's threads (try_page)
         run_server(app, web, bind, app.config["serve_port"])
 
 
@@ -110,7 +114,10 @@ def build_web_app(app, *, raw_dir=None, data_dir=None, model_file=None, no_model
         raw_dir=raw, data_dir=data, default_layout=default,
         layout_names=lambda: layout_names(app),
         get_template=lambda name: render_template_for(app, name),
-        model_path=model, load_predictor=_predictor_loader(app, onnx_predictor), guard=guard or Guard()))
+        model_path=model, load_predictor=_predictor_loader(app, onnx_predictor), guard=guard or Guard(),
+        # /try answers with an .espdl --model, else the newest verified Int8 file (what deploy flashes)
+        try_model=Path(model_file) if model_file and Path(model_file).suffix == ".espdl" else None,
+        runs_dir=app.config.path("runs_dir"), ctx=app))
 
 
 def _predictor_loader(app, fallback):
@@ -160,6 +167,7 @@ def run_server(app, web, host: str, port: int) -> None:
         shown = f"[{addr}]" if ":" in addr else addr
         c.print(f"  collection page: [bold cyan]http://{shown}:{port}/collect{query}[/]", highlight=False)
         c.print(f"  review page:     [bold cyan]http://{shown}:{port}/review{query}[/]", highlight=False)
+        c.print(f"  try the model:   [bold cyan]http://{shown}:{port}/try{query}[/]", highlight=False)
     if is_loopback(host):
         c.print("only this computer can connect; use --host 0.0.0.0 to let tablets on the LAN in")
         if guard.access_token:
