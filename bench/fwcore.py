@@ -9,6 +9,7 @@ with ``x = (pixel / 255 - 0.1307) / 0.3081``).
 from __future__ import annotations
 
 import ctypes
+import re
 import shlex
 import shutil
 import struct
@@ -411,6 +412,9 @@ def _field_value(key: str, value: str):
     return int(value) if value.lstrip("-").isdigit() else value
 
 
+_FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
+
+
 def parse_fwhost(text: str) -> tuple[dict, list[dict]]:
     """The host program's output -> (model line, one dict per canvas). ``input`` stays raw bytes
     (int8 or int16 little-endian, by the model line's ``input_bits``)."""
@@ -418,18 +422,24 @@ def parse_fwhost(text: str) -> tuple[dict, list[dict]]:
     if not lines or not lines[0].startswith("model "):
         raise Mnistp4Error(f"unexpected host program output: {text[:200]!r}")
     records = []
-    for line in [lines[0][len("model "):], *lines[1:]]:
-        head, _, status = line.partition(' status="')
-        if " screen=" in head:
-            head, _, screen = head.partition(' screen="')
-            status = screen
+    for line in lines:
         rec = {}
-        for item in shlex.split(head):
-            key, _, value = item.partition("=")
-            rec[key] = _field_value(key, value)
-        rec["status" if records else "screen"] = status.removesuffix('"')
+        for key, value in _FIELD.findall(line):
+            rec[key] = value[1:-1] if value.startswith('"') else _field_value(key, value)
         records.append(rec)
     return records[0], records[1:]
+
+
+def run_fwhost_all(commands: dict[str, list[str]], request: bytes, timeout: float = 300) -> dict[str, str]:
+    """Run several builds of the host program on one request at the same time; their stdout by name."""
+    procs = {k: subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for k, cmd in commands.items()}
+    with ThreadPoolExecutor(len(procs)) as pool:
+        results = dict(zip(procs, pool.map(lambda p: p.communicate(request, timeout=timeout), procs.values())))
+    for k, p in procs.items():
+        if p.returncode != 0:
+            raise Mnistp4Error(f"{shlex.join(commands[k])} exited with {p.returncode}: {results[k][1][-300:]!r}")
+    return {k: out.decode() for k, (out, _err) in results.items()}
 
 
 def run_fwhost(command: list[str], request: bytes, timeout: float = 300) -> tuple[dict, list[dict]]:

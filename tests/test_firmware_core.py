@@ -45,7 +45,7 @@ def test_core_builds_warning_free_without_esp_idf(tmp_path):
 def test_parity_with_python_on_generated_canvases(core):
     """C canvas -> 28x28 -> Int8 equals the Python normalizer + quantization (the 1,000-canvas run,
     host and rv32 builds, is tests/test_firmware_host.py)."""
-    result = parity(core, 200, seed=2024, exponent=-6, bits=8)
+    result = parity(core, 150, seed=2024, exponent=-6, bits=8)
     assert result["max_abs_delta"] <= 1, result
     assert result["identical_input_share"] >= 0.999, result
     print("parity", result)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import struct
-import subprocess
 
 import cv2
 import numpy as np
@@ -17,12 +16,14 @@ from fwcore import (
     build_core,
     build_fwhost,
     fwhost_request,
+    parse_fwhost,
     random_canvas,
     reference_expf,
     reference_input,
     reference_normalize,
     reference_softmax,
     run_fwhost,
+    run_fwhost_all,
 )
 from fwcore_model import session_tiny_espdl
 
@@ -57,9 +58,9 @@ def test_parity_rv32_under_qemu_host_and_python_on_1000_canvases(hosts, model_pa
     images = np.stack([reference_normalize(c) for c in canvases])
     outputs = predict_ints(model, images, interpreter=Interpreter(model))     # what ESP-DL would return
     request = fwhost_request(model_path.read_bytes(), canvases, list(outputs), PARTITION)
-    raw = {k: subprocess.run(cmd, input=request, capture_output=True, timeout=300).stdout for k, cmd in hosts.items()}
+    raw = run_fwhost_all(hosts, request)                      # host and rv32 builds side by side
     assert raw["rv32"] == raw["host"], "the rv32 build under qemu prints other bytes than the host build"
-    head, records = run_fwhost(hosts["host"], request)
+    head, records = parse_fwhost(raw["host"])
     assert head["name"] == "ok" and head["input_exponent"] == model.input_exponent
     assert len(records) == CANVASES
     exp_out = model.outputs[0].exponent

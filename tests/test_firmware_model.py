@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fwcore import Core, build_core, random_canvas, reference_normalize
 
 from mnistp4.stages.quantize.espdl_reader import read_espdl
-
 from mnistp4.stages.quantize.interpreter import Interpreter, predict_ints, quantize_input
-from fwcore import Core, build_core, random_canvas, reference_normalize
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +18,9 @@ def core(tmp_path_factory) -> Core:
 
 @pytest.fixture(scope="module", params=[8, 16])
 def model(request, tmp_path_factory):
-    from fwcore_model import tiny_espdl
+    from fwcore_model import session_tiny_espdl
 
-    return read_espdl(tiny_espdl(tmp_path_factory.mktemp(f"tiny{request.param}"), bits=request.param))
+    return read_espdl(session_tiny_espdl(tmp_path_factory, request.param))
 
 
 def test_c_tables_equal_the_readers_quantization(core, model):
