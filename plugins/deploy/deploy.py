@@ -28,9 +28,16 @@ def register_config_keys(register):
 
 
 def default_source(app) -> Path:
-    """What `mnistp4 run` last produced: ``runs_dir/run_name``, or its fine-tuned ``…-qat`` dir
-    when the qat step is on and that dir's model is newer than the trained one."""
+    """The run in ``runs_dir`` with the newest verified Int8 file (``mnistp4 run``'s, or an
+    ``mnistp4 update`` that kept MNIST: :func:`~mnistp4.stages.training.update.newest_verified_model`);
+    without one, what `mnistp4 run` last produced: ``runs_dir/run_name``, or its fine-tuned ``…-qat``
+    dir when the qat step is on and that dir's model is newer than the trained one."""
     from mnistp4.stages.quantize.qat_step import tuned_dir
+    from mnistp4.stages.training.update import newest_verified_model
+
+    newest = newest_verified_model(app.config.path("runs_dir")) if int(app.config["bits"]) == 8 else None
+    if newest is not None:
+        return newest.parent
 
     trained = app.config.path("runs_dir") / app.config["run_name"]
     tuned = tuned_dir(trained)
@@ -87,8 +94,8 @@ def register_commands(cli):
 
     @cli.command("deploy", help="Flash a quantized model to the board (model-only update at the `model` "
                                 "partition, or --build for the whole firmware) or write a flash bundle. "
-                                "SOURCE: a run dir or an .espdl file (default: what `mnistp4 run` made: "
-                                "runs_dir/run_name, or its fine-tuned run_name-qat). "
+                                "SOURCE: a run dir or an .espdl file (default: the run with the newest verified "
+                                "Int8 file, e.g. the last `mnistp4 update`; else what `mnistp4 run` made). "
                                 "Without a port the board target writes the bundle and prints the commands.")
     @click.argument("source", required=False)
     @click.option("--target", default=None, help="deploy target (config deploy_target): " + ", ".join(targets))
