@@ -22,10 +22,8 @@ MODEL_OFFSET = find_partition(read_partitions(PARTITIONS), "model").offset
 
 
 @pytest.fixture(scope="module")
-def espdl(tmp_path_factory) -> Path:
-    from fwcore_model import tiny_espdl
-
-    return tiny_espdl(tmp_path_factory.mktemp("tiny"), bits=8)
+def espdl(random_espdl) -> Path:
+    return random_espdl(8)
 
 
 @pytest.fixture

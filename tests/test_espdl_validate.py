@@ -10,7 +10,6 @@ import firmware_rules
 import numpy as np
 import pytest
 from fwcore import Core, build_core
-from fwcore_model import session_tiny_espdl
 
 from mnistp4.errors import InputError
 from mnistp4.stages.quantize.espdl_validate import (
@@ -32,8 +31,8 @@ def core(tmp_path_factory) -> Core:
 
 
 @pytest.fixture(scope="module", params=[8, 16])
-def good(request, tmp_path_factory) -> bytes:
-    return session_tiny_espdl(tmp_path_factory, request.param).read_bytes()
+def good(request, random_espdl) -> bytes:
+    return random_espdl(request.param).read_bytes()
 
 
 def _with_header(data: bytes, mode=None, length=None) -> bytes:
