@@ -350,19 +350,24 @@ def _compile(cmd: list[str]) -> None:
         raise Mnistp4Error(f"compiling failed:\n{shlex.join(cmd)}\n{proc.stderr}")
 
 
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
+
+
 def build_fwhost(out_dir: str | Path, target: str = "host") -> list[str]:
-    """Build the host program; returns the command that runs it (``target``: ``host`` or ``rv32``)."""
+    """Build the host program; returns the command that runs it (``target``: ``host``, ``rv32`` or
+    ``sanitized``: the host build with address and undefined-behaviour sanitizers)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [*(CORE_DIR / s for s in SOURCES), *(HOST_DIR / s for s in HOST_SOURCES)]
     common = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-ffp-contract=off", f"-I{CORE_DIR}"]
-    if target == "host":
-        exe = out_dir / "fwhost"
-        _compile([require_tool("gcc"), *common, "-o", str(exe), *map(str, sources), str(HOST_DIR / "host_io_posix.c"),
-                  "-lm"])
+    if target in ("host", "sanitized"):
+        exe = out_dir / ("fwhost" if target == "host" else "fwhost.sanitized")
+        extra = SANITIZE if target == "sanitized" else []
+        _compile([require_tool("gcc"), *common, *extra, "-o", str(exe), *map(str, sources),
+                  str(HOST_DIR / "host_io_posix.c"), "-lm"])
         return [str(exe)]
     if target != "rv32":
-        raise ValueError(f"target must be host or rv32, got {target!r}")
+        raise ValueError(f"target must be host, sanitized or rv32, got {target!r}")
     cc = require_tool(RV32_CC)
     libc = PICOLIBC / "lib" / "rv32imafc" / "ilp32f" / "libc.a"
     if not libc.is_file():
@@ -397,6 +402,14 @@ def fwhost_request(model: bytes, canvases, outputs=None, partition_bytes: int = 
         if out is not None:
             parts.append(np.asarray(out, "<i4").tobytes())
         parts.append(c.astype("<u2" if fmt else np.uint8).tobytes())
+    return b"".join(parts)
+
+
+def check_models_request(models: list[tuple[bytes, int, int]]) -> bytes:
+    """stdin of the host program's model-check mode: (data, available, partition bytes) per model."""
+    parts = [b"FWM1", struct.pack("<I", len(models))]
+    for data, available, partition in models:
+        parts += [struct.pack("<III", available, partition, len(data)), data]
     return b"".join(parts)
 
 

@@ -5,6 +5,7 @@ and bit-flipped ones. The validator raises InputError naming the file, never ano
 from __future__ import annotations
 
 import struct
+import subprocess
 
 import firmware_rules
 import numpy as np
@@ -155,3 +156,59 @@ def test_host_only_rules(good, tmp_path):
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="cannot read"):
         validate_espdl(tmp_path / "nope.espdl")
+
+
+def random_models(seed: int, count: int, good: bytes) -> list[bytes]:
+    """Arbitrary buffers, many with a valid header so the FlatBuffers walk is what gets exercised."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        body = rng.integers(0, 256, int(rng.integers(0, 600)), dtype=np.uint8).tobytes()
+        if i % 3 == 0:
+            out.append(body)
+        else:
+            head = struct.pack("<4sIII", b"EDL2", 0, len(body), 0)
+            if i % 3 == 2:                       # a real model's first bytes, the rest random
+                body = good[HEADER_BYTES:HEADER_BYTES + len(body) // 2] + body[len(body) // 2:]
+            out.append(head + body)
+    return out
+
+
+def test_c_check_under_sanitizers_agrees_on_mutants_and_random_buffers(good, tmp_path):
+    """The C check built with address and undefined-behaviour sanitizers, each model in an exactly
+    sized buffer: no read outside it, no undefined behaviour, the same rule as Python."""
+    from fwcore import build_fwhost, check_models_request
+
+    cmd = build_fwhost(tmp_path, "sanitized")
+    cases = [(data, len(data), PARTITION) for _name, data in mutants(good, seed=7)]
+    cases += [(data, len(data), 0) for data in random_models(len(good), 400, good)]
+    cases += [(good, len(good) + 4096, PARTITION), (good[:100], 1 << 20, 0)]   # flash: more available than read
+    proc = subprocess.run(cmd, input=check_models_request(cases), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == len(cases)
+    for (data, available, partition), line in zip(cases, lines):
+        expected = check_shared(data, available, partition or None).rule
+        assert line == f"check rule={expected.code} name={expected.name}", (line, expected, data[:32])
+
+
+def test_arbitrary_bytes_give_the_projects_error_only(tmp_path_factory):
+    """Fuzzing the validator: any input is valid or an InputError naming the file, never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    header = st.builds(lambda mode, body: struct.pack("<4sIII", b"EDL2", mode, len(body), 0) + body,
+                       st.sampled_from([0, 0, 0, 1]), st.binary(max_size=400))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.binary(max_size=200), header))
+    def check(data):
+        path = folder / "fuzz.espdl"
+        path.write_bytes(data)
+        try:
+            validate_espdl(path, PARTITION)
+        except InputError as e:
+            assert str(path) in str(e)
+
+    check()

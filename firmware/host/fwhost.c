@@ -8,6 +8,9 @@
  * u32 canvas count; per canvas: u16 width, u16 height, u8 format (0 grey, 1 RGB565), u8 has_outputs,
  * u16 0, then 10 x i32 model outputs if has_outputs, then the pixels (RGB565 as u16).
  * stdout: one "model ..." line, then one line per canvas (fields described in bench/fwcore.py).
+ *
+ * Or "FWM1", u32 count, then per model: u32 available, u32 partition bytes, u32 length, the bytes;
+ * stdout: one "check rule=N name=NAME" line per model (the model check alone, for fuzzing).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -144,10 +147,39 @@ static void run_canvas(const ec_report_t *model, const char *model_error, int wi
     emit("\"\n");
 }
 
+/* Each model in its own exactly-sized slot at the end of s_model, so reading past it is caught by
+ * address sanitizer builds. */
+static int check_models(void)
+{
+    int ok = 1;
+    uint32_t count = read_u32(&ok);
+    for (uint32_t m = 0; ok && m < count; m++) {
+        uint32_t available = read_u32(&ok), partition = read_u32(&ok), length = read_u32(&ok);
+        if (!ok || length > MAX_MODEL) {
+            emit("error: bad model\n");
+            flush();
+            return 2;
+        }
+        uint8_t *slot = s_model + (MAX_MODEL - length);
+        ok = read_exact(slot, length);
+        ec_report_t report;
+        char line[64];
+        ec_check_model(length ? slot : s_model + MAX_MODEL - 1, length, available, partition, &report);
+        snprintf(line, sizeof(line), "check rule=%d name=%s\n", report.rule, ec_rule_name(report.rule));
+        emit(line);
+    }
+    flush();
+    return ok ? 0 : 2;
+}
+
 int main(void)
 {
     char magic[4];
-    int ok = read_exact(magic, 4) && memcmp(magic, "FWH1", 4) == 0;
+    int ok = read_exact(magic, 4);
+    if (ok && memcmp(magic, "FWM1", 4) == 0) {
+        return check_models();
+    }
+    ok = ok && memcmp(magic, "FWH1", 4) == 0;
     uint32_t partition = read_u32(&ok), model_bytes = read_u32(&ok);
     if (!ok || model_bytes > MAX_MODEL || !read_exact(s_model, model_bytes)) {
         emit("error: bad request\n");
