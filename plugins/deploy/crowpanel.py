@@ -2,10 +2,11 @@
 
 Model-only update (the default): esptool reads the board's partition table and checks that its
 ``model`` partition is the one in ``partitions.csv``, writes the ``.espdl`` at that offset and
-verifies it; the firmware is not touched and ESP-IDF is not needed. ``--build``: the model is copied to ``firmware/model/model.espdl`` (the firmware's CMake
-flashes that file into the ``model`` partition) and ``idf.py reconfigure build [flash]`` runs
-(reconfigure, so a model added after the first build is flashed). A dry run (no
-port, or ``--dry-run``) only writes the flash bundle and prints the commands.
+verifies it; the firmware is not touched and ESP-IDF is not needed. ``--build``: the model is
+copied to ``firmware/model/model.espdl`` (the firmware's CMake flashes that file into the ``model``
+partition) and ``idf.py reconfigure build [flash]`` runs (reconfigure, so a model added after the
+first build is flashed). A dry run (no port, or ``--dry-run``) only writes the flash bundle and
+prints the commands.
 """
 from __future__ import annotations
 
@@ -14,9 +15,18 @@ from pathlib import Path
 from mnistp4 import hookimpl, io
 from mnistp4.errors import Mnistp4Error, UsageError
 from mnistp4.records import DeployRequest, DeployResult
-
-from mnistp4.stages.deploy.common import (BOARD_TABLE, CHIP, check_board_table, check_model, check_port, find_idf,
-                             flash_commands, run_tool, show, write_bundle)
+from mnistp4.stages.deploy.common import (
+    BOARD_TABLE,
+    CHIP,
+    check_board_table,
+    check_model,
+    check_port,
+    find_idf,
+    flash_commands,
+    run_tool,
+    show,
+    write_bundle,
+)
 
 NAME = "crowpanel-p4"
 FIRMWARE_MODEL = Path("model") / "model.espdl"   # relative to the firmware project
