@@ -106,7 +106,8 @@ def test_api_try_refuses_what_the_board_cannot_draw(web):
                        headers={"Content-Type": "image/png"}).status_code == 403       # no CSRF token
     assert client.post("/api/try", data=b"x", headers={**h, "Content-Type": "text/plain"}).status_code == 415
     assert client.post("/api/try", data=b"not a png", headers={**h, "Content-Type": "image/png"}).status_code == 400
-    small = client.post("/api/try", data=png(np.zeros((100, 100), np.uint8)), headers={**h, "Content-Type": "image/png"})
+    small = client.post("/api/try", data=png(np.zeros((100, 100), np.uint8)),
+                        headers={**h, "Content-Type": "image/png"})
     assert small.status_code == 400 and "448x448" in small.json["error"]
     empty = ask(client, web, np.zeros((448, 448), np.uint8))
     assert (empty["state"], empty["digit"], empty["answer"], empty["ran"]) == ("empty", None, "", False)
