@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -170,6 +171,27 @@ def test_deploy_dry_run_writes_nothing(project, quantized, run_main):
     assert not (project / "sd-dry").exists()
 
 
+def test_deploy_without_dry_run_does_not_report_a_dry_run(project, quantized, run_main):
+    """A non-board target that copied the model is not told it made a dry run or to pass a port."""
+    run_dir, _, _ = quantized
+    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "--set", "tp_sd_dir=sd-said", "deploy",
+                             run_dir / "model_int8.qonnx", "--target", "sd-copy"], project)
+    assert rc == 0, err
+    assert (project / "sd-said" / "model_int8.qonnx").is_file()
+    assert "dry run" not in out and "--port" not in out, out
+
+
+def test_evaluate_scores_the_quantized_file_with_the_plugin_format(project, quantized, run_main):
+    run_dir, _, _ = quantized
+    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "evaluate", run_dir / "model_int8.qonnx", "--json"],
+                            project)
+    assert rc == 0, err
+    result = json.loads(out)
+    quant = json.loads((run_dir / "quant.json").read_text())
+    assert result["format"] == ".qonnx" and result["total"] == 500
+    assert result["accuracy"] == quant["int8"]["mnist"]["accuracy"]
+
+
 def test_deploy_run_dir_copies_the_quantized_model(project, quantized, installed_site):
     """``mnistp4 deploy RUN_DIR --target NAME`` deploys the file quant.json names, whatever its suffix."""
     run_dir, _, _ = quantized
@@ -213,3 +235,23 @@ def test_event_hooks_saw_every_stage(project, segmented, trained, quantized, pip
     assert {"manifest", "model.pt", "onnx", "metrics", "quantized model", "quant.json", "tp-report",
             "bundle"} <= kinds
     assert [e["name"] for e in events if e["event"] == "on_step_end"] == ["tp-report", "deploy"]
+
+
+def test_segment_cache_follows_the_plugin_version(tmp_path, run_main, mnist_test_digits):
+    """Unchanged sheets are skipped; editing the plugin normalizer's file segments them again."""
+    plugins = tmp_path / "plugins"
+    shutil.copytree(PLUGINS_DIR, plugins, ignore=shutil.ignore_patterns("__pycache__"))
+    write_sheets(tmp_path / "raw", *mnist_test_digits)
+    args = ["--plugins-dir", plugins, "--set", "normalizer=tp-bbox", "segment", tmp_path / "raw", "-o",
+            tmp_path / "data", "--segmenter", "tp-rows", "--workers", "1", "--json"]
+
+    def statuses() -> list[str]:
+        rc, out, err = run_main(args)
+        assert rc == 0, err
+        return sorted(r["status"] for r in json.loads(out)["results"])
+
+    assert statuses() == ["ok"] * 3
+    assert statuses() == ["skipped"] * 3
+    normalizer = plugins / "tp_normalizer.py"
+    normalizer.write_text(normalizer.read_text() + "\n# edited\n")
+    assert statuses() == ["ok"] * 3
