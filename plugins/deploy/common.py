@@ -105,7 +105,7 @@ def check_model(path: str | Path, partitions_csv: str | Path, partition: str = M
         raise InputError(f"{path}: the board loads ESP-DL .espdl models; quantize first (`mnistp4 quantize`)")
     part = find_partition(read_partitions(partitions_csv), partition, str(partitions_csv))
     # the rules the firmware checks too (espdl_validate), with this partition's size: raises an InputError
-    model = validate_espdl(path, part.size)
+    model = validate_espdl(path, part.size, partition_label=f"the {partition!r} partition in {partitions_csv}")
     shape = list(model.input_shape)
     if shape not in ([1, 28, 28, 1], [1, 1, 28, 28]):
         raise InputError(f"{path}: input {model.input_name!r} has shape {shape}; the firmware feeds one "

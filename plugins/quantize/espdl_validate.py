@@ -304,17 +304,20 @@ def check_shared(data: bytes, available: int | None = None, partition_bytes: int
     available = len(data) if available is None else available
     try:
         if available < HEADER_BYTES or len(data) < HEADER_BYTES:
-            raise _Broken("header", f"{min(available, len(data))} bytes")
+            raise _Broken("header", f"truncated: {min(available, len(data))} bytes, shorter than the 16-byte "
+                                    f"header")
         if data[:4] != MAGIC:
-            raise _Broken("magic", f"starts with {bytes(data[:4])!r}")
+            raise _Broken("magic", f"not an .espdl file: starts with {bytes(data[:4])!r}, expected {MAGIC!r}")
         mode, length = struct.unpack_from("<II", data, 4)
         if mode != 0:
             raise _Broken("mode", f"mode {mode}: encrypted or corrupt; the firmware loads unencrypted models")
         if length == 0 or HEADER_BYTES + length > available or HEADER_BYTES + length > len(data):
-            raise _Broken("length", f"header says {length} bytes of model data, {available - HEADER_BYTES} "
-                                    f"bytes follow the header")
+            state = "empty" if length == 0 else "truncated"
+            raise _Broken("length", f"{state}: the header says {length:,} bytes of model data, "
+                                    f"{min(available, len(data)) - HEADER_BYTES:,} bytes follow it")
         if partition_bytes is not None and HEADER_BYTES + length > partition_bytes:
-            raise _Broken("partition", f"{HEADER_BYTES + length:,} bytes, the partition holds {partition_bytes:,}")
+            raise _Broken("partition", f"{HEADER_BYTES + length:,} bytes but the model partition is "
+                                       f"{partition_bytes:,} bytes (0x{partition_bytes:x})")
         w = _Walker(bytes(data[HEADER_BYTES:HEADER_BYTES + length]))
         if w.n < 4:
             raise _Broken("structure", "no root table")
@@ -341,10 +344,12 @@ def check_shared(data: bytes, available: int | None = None, partition_bytes: int
 # The whole validator
 # --------------------------------------------------------------------------------------------
 
-def validate_espdl(path: str | Path, partition_bytes: int | None = None, *, run_test_values: bool = True):
+def validate_espdl(path: str | Path, partition_bytes: int | None = None, *, partition_label: str = "",
+                   run_test_values: bool = True):
     """Check ``path`` against every rule; returns the parsed
     :class:`~mnistp4.stages.quantize.espdl_reader.EspdlModel` or raises :class:`EspdlInvalid` (an
-    :class:`InputError`) naming the file, the rule and what to do."""
+    :class:`InputError`) naming the file, the rule and what to do. ``partition_label`` names the
+    partition in the message (e.g. "the 'model' partition in partitions.csv")."""
     from mnistp4.stages.quantize.espdl_reader import EspdlFormatError, read_espdl
 
     path = Path(path)
@@ -354,7 +359,8 @@ def validate_espdl(path: str | Path, partition_bytes: int | None = None, *, run_
         raise InputError(f"{path}: cannot read the model file ({e.strerror or e})") from None
     shared = check_shared(data, len(data), partition_bytes)
     if shared.rule.name == "partition":
-        raise EspdlInvalid(path, shared.rule, shared.detail,
+        detail = shared.detail.replace("the model partition", partition_label) if partition_label else shared.detail
+        raise EspdlInvalid(path, shared.rule, detail,
                            "make the model partition larger in partitions.csv (and reflash the firmware) "
                            "or use a smaller model")
     if shared.rule.name != "ok":
