@@ -1,8 +1,9 @@
 """The third-party plugins through the real command line, one project shared by the module: sheets ->
 ``segment`` (plugin segmenter and normalizer, two worker processes, loaded with ``--plugins-dir``) ->
 ``train`` (plugin model, recipe, weighting, augmentation and dataset source, loaded as an installed entry
-point) -> ``quantize`` with ``onnx-int8`` (onnxruntime) -> ``deploy`` to ``sd-copy`` -> ``run`` with the
-plugin step, the plugin command, and the event hooks' log of all of it."""
+point) -> ``quantize`` with ``onnx-int8`` (onnxruntime) -> ``deploy`` to ``sd-copy`` -> ``run`` (segment
+with the installed plugins in two workers, the plugin step, deploy), the plugin command, ``evaluate``
+with the plugin model format, and the event hooks' log of all of it."""
 from __future__ import annotations
 
 import hashlib
@@ -56,7 +57,7 @@ def segmented(project):
 
 @pytest.fixture(scope="module")
 def trained(project, segmented, installed_site):
-    proc = cli(["train", "--model", "tp-mlp", "--weighting", "tp-capped", "--custom", "data", "--weight", "5",
+    proc = cli(["train", "--model", "tp-mlp", "--weighting", "tp-capped", "--custom", "data", "--weight", "50",
                 "--epochs", "1", "--threads", "1", "--out", RUN, "--json"], project, site=installed_site)
     return project / RUN, proc
 
@@ -71,9 +72,13 @@ def quantized(project, trained, installed_site):
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(project, quantized):
-    proc = cli(["--plugins-dir", PLUGINS_DIR, "--set", "deploy_target=sd-copy", "--set", "tp_sd_dir=sd-run",
-                "run", "--only", "tp-report", "--only", "deploy", "--json"], project)
+def pipeline_run(project, quantized, installed_site):
+    """``mnistp4 run`` with the installed plugins: segment (into another data dir, so the sheets are cut
+    again, in two worker processes that load the installed plugins), the plugin step, deploy."""
+    proc = cli(["--set", "segmenter=tp-rows", "--set", "normalizer=tp-bbox", "--set", "data_dir=data-run",
+                "--set", "deploy_target=sd-copy", "--set", "tp_sd_dir=sd-run",
+                "run", "--only", "segment", "--only", "tp-report", "--only", "deploy", "--json"], project,
+               site=installed_site)
     return last_json(proc.stdout)
 
 
@@ -127,7 +132,7 @@ def test_train_runs_plugin_model_recipe_weighting_augmentation_and_source(traine
     assert metrics["epochs"] == 1
     assert metrics["test_total"] == 500  # the plugin's small mnist source (tp_mnist_test)
     comp = metrics["composition"]
-    assert comp["mnist"] == 3000 and 0 < comp["custom"] <= 1500  # tp-capped: at most half of MNIST
+    assert comp["mnist"] == 3000 and comp["custom"] == 1500  # tp-capped: 80 digits x 50, capped at half of MNIST
     assert comp["total"] == comp["mnist"] + comp["custom"]
     assert metrics["custom_total"] > 0 and metrics["custom_accuracy"] is not None  # held-out writer's sheet
     assert metrics["test_accuracy"] > 0.6
@@ -206,7 +211,10 @@ def test_deploy_run_dir_copies_the_quantized_model(project, quantized, installed
 def test_run_with_plugin_step_hands_the_model_to_deploy(project, quantized, pipeline_run):
     run_dir, _, _ = quantized
     steps = {s["step"]: s["result"] for s in pipeline_run["steps"]}
-    assert list(steps) == ["tp-report", "deploy"]  # ordered by the step's order 35 < 40
+    assert list(steps) == ["segment", "tp-report", "deploy"]  # by order: 10, the plugin's 35, 40
+    assert steps["segment"]["digits"] == len(SHEETS) * 10 * DIGITS_PER_ROW and steps["segment"]["failed_sheets"] == 0
+    same = sorted(p.name for p in (project / "data" / "images").iterdir())
+    assert sorted(p.name for p in (project / "data-run" / "images").iterdir()) == same
     assert steps["tp-report"]["model_file"] == str(run_dir / "model_int8.qonnx")
     assert steps["deploy"]["deploy_target"] == "sd-copy"
     copied = project / "sd-run" / "model_int8.qonnx"  # no port, not a dry run: the target did its job
@@ -228,13 +236,13 @@ def test_plugin_command(project, quantized, run_main):
 def test_event_hooks_saw_every_stage(project, segmented, trained, quantized, pipeline_run):
     events = read_events(project / "events.jsonl")
     sheets = [e for e in events if e["event"] == "on_sheet_processed"]
-    assert sorted(Path(e["sheet"]).name for e in sheets) == sorted(SHEETS)
+    assert sorted(Path(e["sheet"]).name for e in sheets) == sorted(2 * list(SHEETS))  # segment, then run
     assert all(e["digits"] == 10 * DIGITS_PER_ROW and e["error"] is None for e in sheets)
     assert [e["epoch"] for e in events if e["event"] == "on_epoch_end"] == [1]
     kinds = {e["kind"] for e in events if e["event"] == "on_artifact_written"}
     assert {"manifest", "model.pt", "onnx", "metrics", "quantized model", "quant.json", "tp-report",
             "bundle"} <= kinds
-    assert [e["name"] for e in events if e["event"] == "on_step_end"] == ["tp-report", "deploy"]
+    assert [e["name"] for e in events if e["event"] == "on_step_end"] == ["segment", "tp-report", "deploy"]
 
 
 def test_segment_cache_follows_the_plugin_version(tmp_path, run_main, mnist_test_digits):
