@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tp_harness import BAD_PLUGINS, PLUGINS_DIR, cli
+from tp_harness import BAD_PLUGINS, PLUGINS_DIR, SHEETS, cli, write_sheets
 
 import mnistp4
 
@@ -100,6 +100,17 @@ def test_registered_object_that_raises_names_its_plugin(run_main, tmp_path):
     assert rc == 1
     assert "'raising_target'" in err and "exploding" in err and "write-protected" in err, err
     assert "Traceback" not in err
+
+
+def test_segmenter_that_raises_is_named_in_each_sheets_error(run_main, tmp_path, mnist_test_digits):
+    write_sheets(tmp_path / "raw", *mnist_test_digits)
+    rc, out, err = run_main(["--plugins-dir", BAD_PLUGINS / "raising_segmenter.py", "segment", tmp_path / "raw",
+                             "-o", tmp_path / "data", "--segmenter", "failing", "--workers", "1", "--json"])
+    assert rc == 1
+    results = json.loads(out)["results"]
+    assert [r["status"] for r in results] == ["failed"] * len(SHEETS)
+    for r in results:
+        assert r["sheet"] in r["error"] and "'raising_segmenter'" in r["error"] and "cannot read a" in r["error"]
 
 
 def test_model_builder_not_returning_a_module_names_the_plugin(run_main, tmp_path):

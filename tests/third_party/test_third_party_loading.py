@@ -125,3 +125,15 @@ def test_plugin_layout_through_sheet_template_and_the_template_segmenter(run_mai
         rows = list(csv.DictReader(f))
     assert Counter((int(r["row"]), int(r["label"])) for r in rows) == {(i, int(d)): layout.cols
                                                                       for i, d in enumerate(layout.rows)}
+
+
+def test_plugin_config_keys_and_deploy_target_help(run_main):
+    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "--set", "tp_mnist_test=100", "config", "--json"])
+    assert rc == 0, err
+    values = json.loads(out)["values"]
+    assert values["tp_sd_dir"] == {"value": "", "origin": "default (tp_deploy)"}
+    assert values["tp_mnist_test"] == {"value": 100, "origin": "--set"}
+    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "--set", "tp_mnist_test=many", "config"])
+    assert rc == 2 and "'tp_mnist_test'" in err and "int" in err, err
+    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "deploy", "--help"])
+    assert rc == 0 and "sd-copy" in out, out
