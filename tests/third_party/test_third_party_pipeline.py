@@ -29,8 +29,6 @@ from tp_harness import (
 
 from mnistp4 import SegmentOptions
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 RUN = "runs/tp"
 
 
