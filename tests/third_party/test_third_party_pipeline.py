@@ -20,10 +20,10 @@ from tp_harness import (
     PLUGINS_DIR,
     SHEETS,
     cli,
-    last_json,
     plugin_module,
     read_events,
     render_sheet,
+    stdout_json,
     write_sheets,
 )
 
@@ -50,7 +50,7 @@ def project(tmp_path_factory, mnist_test_digits) -> Path:
 def segmented(project):
     proc = cli(["--plugins-dir", PLUGINS_DIR, "--set", "normalizer=tp-bbox", "segment", "--segmenter", "tp-rows",
                 "--workers", "2", "--json"], project)
-    return last_json(proc.stdout), proc
+    return stdout_json(proc.stdout), proc
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def quantized(project, trained, installed_site):
     onnx_before = sha256(run_dir / "model.onnx")
     proc = cli(["--set", "quantizer=onnx-int8", "quantize", run_dir, "--calib", "64", "--json"], project,
                site=installed_site)
-    return run_dir, last_json(proc.stdout), onnx_before
+    return run_dir, stdout_json(proc.stdout), onnx_before
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def pipeline_run(project, quantized, installed_site):
                 "--set", "deploy_target=sd-copy", "--set", "tp_sd_dir=sd-run",
                 "run", "--only", "segment", "--only", "tp-report", "--only", "deploy", "--json"], project,
                site=installed_site)
-    return last_json(proc.stdout)
+    return stdout_json(proc.stdout)
 
 
 def test_segment_uses_plugin_segmenter_and_normalizer_in_two_workers(project, segmented):
@@ -168,7 +168,7 @@ def test_deploy_dry_run_writes_nothing(project, quantized, run_main):
     rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "--set", "tp_sd_dir=sd-dry", "deploy",
                              run_dir / "model_int8.qonnx", "--target", "sd-copy", "--dry-run", "--json"], project)
     assert rc == 0, err
-    result = last_json(out)
+    result = stdout_json(out)
     assert result["target"] == "sd-copy" and result["artifacts"] == []
     assert result["details"] == {"destination": str(project / "sd-dry" / "model_int8.qonnx"), "copied": False}
     assert not (project / "sd-dry").exists()
@@ -200,7 +200,7 @@ def test_deploy_run_dir_copies_the_quantized_model(project, quantized, installed
     run_dir, _, _ = quantized
     proc = cli(["deploy", run_dir, "--target", "sd-copy", "--json"], project, site=installed_site, check=False)
     assert proc.returncode == 0, proc.stderr
-    result = last_json(proc.stdout)
+    result = stdout_json(proc.stdout)
     copied = project / "sdcard" / "model_int8.qonnx"
     assert result["artifacts"] == [str(copied)]
     assert copied.read_bytes() == (run_dir / "model_int8.qonnx").read_bytes()

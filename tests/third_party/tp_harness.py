@@ -1,6 +1,6 @@
-"""Helpers of the third-party plugin suite: a project folder, handwritten-looking sheets made from MNIST
-digits, an installed distribution of the plugins, and the ``mnistp4`` command line run in subprocesses
-(the end-to-end flows) or in this process (the quick failure cases, through the same ``main``).
+"""Helpers of the third-party plugin suite: sheets of MNIST digits written in rows on white paper, an
+installed distribution of the plugins, and the ``mnistp4`` command line run in a subprocess (the fixture
+``run_main`` in conftest.py runs the same ``main`` in this process, for the quick cases).
 
 The plugins under ``plugins/`` import only ``mnistp4`` (the public API) and numpy, torch, cv2, onnx,
 onnxruntime and click; ``bad_plugins/`` holds one mistake each.
@@ -92,7 +92,7 @@ def base_env(**extra: str) -> dict[str, str]:
     """The environment of a CLI subprocess: this one without plugin settings, one torch thread, wide
     output (so that messages are not wrapped)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MNISTP4_PLUGINS", "PYTHONPATH")}
-    env.update({"COLUMNS": "250", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}, **extra)
+    env.update({"COLUMNS": "250", "OMP_NUM_THREADS": "1"}, **extra)
     shared = HERE.parents[2] / "shared" / "datasets" / "mnist"
     env.setdefault("MNISTP4_MNIST_DIR", str(shared))
     return env
@@ -109,7 +109,7 @@ def cli(args: list[str], cwd: Path, *, site: Path | None = None, check: bool = T
     return proc
 
 
-def last_json(stdout: str):
+def stdout_json(stdout: str):
     """The JSON document a ``--json`` command printed (it is all of stdout)."""
     return json.loads(stdout)
 
