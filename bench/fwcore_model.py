@@ -50,7 +50,3 @@ def tiny_espdl(out_dir: str | Path, *, bits: int = 8, seed: int = 0) -> Path:
                            calib_images=digits, error_report=False)
     return result.path
 
-
-def session_tiny_espdl(tmp_path_factory, bits: int = 8) -> Path:
-    """One tiny model per bit width per test session (pytest's ``tmp_path_factory``)."""
-    return tiny_espdl(tmp_path_factory.getbasetemp() / "tiny_models", bits=bits)

@@ -25,7 +25,6 @@ from fwcore import (
     run_fwhost,
     run_fwhost_all,
 )
-from fwcore_model import session_tiny_espdl
 
 from mnistp4.stages.quantize.espdl_reader import read_espdl
 from mnistp4.stages.quantize.interpreter import Interpreter, predict_ints
@@ -41,8 +40,8 @@ def hosts(tmp_path_factory) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return session_tiny_espdl(tmp_path_factory, 8)
+def model_path(random_espdl):
+    return random_espdl(8)
 
 
 def _one(h=448, w=448):

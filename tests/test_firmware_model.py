@@ -17,10 +17,8 @@ def core(tmp_path_factory) -> Core:
 
 
 @pytest.fixture(scope="module", params=[8, 16])
-def model(request, tmp_path_factory):
-    from fwcore_model import session_tiny_espdl
-
-    return read_espdl(session_tiny_espdl(tmp_path_factory, request.param))
+def model(request, random_espdl):
+    return read_espdl(random_espdl(request.param))
 
 
 def test_c_tables_equal_the_readers_quantization(core, model):

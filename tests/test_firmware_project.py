@@ -61,3 +61,33 @@ def test_every_source_is_built():
     srcs = set(re.findall(r'"([\w/]+\.(?:c|cpp))"', cmake))
     on_disk = {str(p.relative_to(FW / "main")) for p in (FW / "main").rglob("*") if p.suffix in (".c", ".cpp")}
     assert srcs == on_disk
+
+
+def _defines(*files: str) -> dict[str, int]:
+    values = {"DC_SIZE": 28}
+    for name in files:
+        for key, expr in re.findall(r"^#define (\w+) ([^/\n]+)", (FW / "main" / name).read_text(), re.M):
+            try:
+                values[key] = int(eval(expr.strip(), {}, dict(values)))   # the layout's integer arithmetic
+            except (NameError, SyntaxError):
+                pass
+    return values
+
+
+def test_screen_layout_boxes_do_not_overlap():
+    """The status text (where "model invalid: ..." appears) is not drawn under the preview or the bars."""
+    d = _defines("board.h", "ui.h", "preview.h", "ui.c")
+    boxes = {
+        "canvas": (40, 40, d["UI_CANVAS_SIDE"], d["UI_CANVAS_SIDE"]),
+        "status": (d["STATUS_X"], d["STATUS_Y"], d["STATUS_W"], d["STATUS_H"]),
+        "preview": (d["PREVIEW_X"], d["PREVIEW_Y"], d["PREVIEW_SIDE"], d["PREVIEW_SIDE"]),
+        "bars": (d["BARS_X"], d["BARS_Y"], 10 * d["BAR_W"] + 9 * d["BAR_GAP"], d["BAR_H"]),
+    }
+    for name, (x, y, w, h) in boxes.items():
+        assert x >= 0 and y >= 0 and x + w <= d["BOARD_LCD_H_RES"] and y + h <= d["BOARD_LCD_V_RES"], name
+    names = list(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ax, ay, aw, ah = boxes[a]
+            bx, by, bw, bh = boxes[b]
+            assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, (a, b)
