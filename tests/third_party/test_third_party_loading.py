@@ -21,7 +21,7 @@ EXPECTED = {
     "tp_model": {"models": ["tp-mlp"]}, "tp_recipe": {"recipes": ["tp-one"]},
     "tp_format": {"model_formats": [".qonnx"]}, "tp_quantizer": {"quantizers": ["onnx-int8"]},
     "tp_deploy": {"deploy_targets": ["sd-copy"]}, "tp_step": {"pipeline_steps": ["tp-report"]},
-    "tp_command": {"commands": ["tp-summary"]}, "tp_events": {},
+    "tp_command": {"commands": ["tp-normalize", "tp-summary"]}, "tp_events": {},
 }
 EVENT_HOOKS = ["on_artifact_written", "on_epoch_end", "on_sheet_processed", "on_step_end"]
 #: what a plugin may import besides the standard library

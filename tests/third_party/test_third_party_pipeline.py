@@ -261,3 +261,56 @@ def test_segment_cache_follows_the_plugin_version(tmp_path, run_main, mnist_test
     normalizer = plugins / "tp_normalizer.py"
     normalizer.write_text(normalizer.read_text() + "\n# edited\n")
     assert statuses() == ["ok"] * 3
+
+
+OVERRIDING_NORMALIZER = '''
+import cv2
+import numpy as np
+
+import mnistp4
+
+
+def squash(image):
+    grey = np.asarray(image, np.uint8)
+    if np.median(grey) > 127:
+        grey = 255 - grey
+    return cv2.resize(grey, (28, 28), interpolation=cv2.INTER_AREA)
+
+
+@mnistp4.hookimpl
+def register_normalizers(register):
+    register("mnist", squash, override=True)
+'''
+
+
+def test_segment_cache_follows_a_normalizer_override(tmp_path, run_main, mnist_test_digits):
+    """A plugin that overrides the shipped normalizer under its name makes unchanged sheets be cut again."""
+    write_sheets(tmp_path / "raw", *mnist_test_digits)
+    override = tmp_path / "squash_normalizer.py"
+    override.write_text(OVERRIDING_NORMALIZER)
+    segment = ["segment", tmp_path / "raw", "-o", tmp_path / "data", "--segmenter", "tp-rows", "--workers", "1",
+               "--json"]
+
+    def statuses(*plugins) -> list[str]:
+        rc, out, err = run_main([*plugins, *segment])
+        assert rc == 0, err
+        return sorted(r["status"] for r in json.loads(out)["results"])
+
+    segmenter = ("--plugins-dir", PLUGINS_DIR / "tp_segmenter.py")
+    assert statuses(*segmenter) == ["ok"] * 3
+    assert statuses(*segmenter) == ["skipped"] * 3
+    first_digit = next((tmp_path / "data" / "images").glob("writer-a_*_r00_c00.png"))
+    shipped = cv2.imread(str(first_digit), cv2.IMREAD_GRAYSCALE)
+    assert statuses(*segmenter, "--plugins-dir", override) == ["ok"] * 3
+    assert not np.array_equal(cv2.imread(str(first_digit), cv2.IMREAD_GRAYSCALE), shipped)
+
+
+def test_plugin_command_uses_the_project_normalizer(tmp_path, run_main, mnist_test_digits):
+    images, _ = mnist_test_digits
+    written = cv2.resize(255 - images[0], (84, 84), interpolation=cv2.INTER_LINEAR)  # black ink on white
+    cv2.imwrite(str(tmp_path / "digit.png"), written)
+    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "--set", "normalizer=tp-bbox", "tp-normalize",
+                             tmp_path / "digit.png", tmp_path / "digit28.png"])
+    assert rc == 0, err
+    expected = plugin_module("tp_normalizer").bbox_normalize(written)
+    assert np.array_equal(cv2.imread(str(tmp_path / "digit28.png"), cv2.IMREAD_GRAYSCALE), expected)

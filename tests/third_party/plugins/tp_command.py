@@ -1,11 +1,13 @@
-"""Command ``mnistp4 tp-summary RUN_DIR``: the run's model, accuracy and quantized file as JSON."""
+"""Commands ``mnistp4 tp-summary RUN_DIR`` (the run's model, accuracy and quantized file as JSON) and
+``mnistp4 tp-normalize IMAGE OUT`` (one digit image through the project normalizer)."""
 import json
 from pathlib import Path
 
 import click
+import cv2
 
 import mnistp4
-from mnistp4 import InputError
+from mnistp4 import InputError, project_normalizer
 
 MNISTP4_PLUGIN_API = "1.0"
 
@@ -25,3 +27,14 @@ def register_commands(cli):
                                "test_accuracy": metrics["test_accuracy"], "quantizer": quant.get("quantizer"),
                                "model_file": quant.get("model_file"), "configured_model": ctx.config["model"],
                                "quantizers": ctx.registry.names("quantizers")}))
+
+    @cli.command("tp-normalize", help="Normalize one digit image with the project normalizer into a 28x28 PNG.")
+    @click.argument("image", type=click.Path(path_type=Path))
+    @click.argument("out", type=click.Path(path_type=Path))
+    @mnistp4.pass_context
+    def tp_normalize(ctx, image, out):
+        grey = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
+        if grey is None:
+            raise InputError(f"{image}: not an image")
+        cv2.imwrite(str(out), project_normalizer(ctx)(grey))
+        click.echo(f"{out} ({ctx.config['normalizer']})")
