@@ -151,8 +151,11 @@ def test_quantize_with_onnxruntime_int8_plugin(quantized):
     assert report["quantizer"] == "onnx-int8" and report["model_file"] == str(out)
     quant = json.loads((run_dir / "quant.json").read_text())
     assert quant["quantizer"] == "onnx-int8" and quant["int8"]["recipe"] == "onnxruntime-static-minmax"
-    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    graph = onnx.load(str(out)).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
+    zero_points = {t.name: t.data_type for t in graph.initializer}
+    quantize_nodes = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert all(zero_points[n.input[2]] == onnx.TensorProto.INT8 for n in quantize_nodes)  # int8, not uint8
     assert not (run_dir / "model_int8.espdl").exists()
     float_acc, int8_acc = quant["float"]["mnist"]["accuracy"], quant["int8"]["mnist"]["accuracy"]
     assert quant["int8"]["mnist"]["total"] == 500
