@@ -39,7 +39,7 @@ def build() -> nn.Module:
 
 
 # its measured best: the longer warm-up of `compact` and half the article's shift lift it from
-# 99.52 % to 99.56-99.64 % over three seeds (docs/training.md)
+# 99.52 % to 99.56-99.64 % over three seeds (docs/history.md)
 SPEC = ModelSpec("p4net", build, "compact device-first CNN 12-32-64, < 1 M MACs, ~33 KB int8",
                  recipe="compact", augment=("rotate-shift-small",))
 

@@ -31,7 +31,7 @@ def build() -> nn.Module:
     return SeedCNN()
 
 
-# its measured best (docs/training.md): sharpness-aware steps per 32-digit sub-batch and half the
+# its measured best (docs/history.md): sharpness-aware steps per 32-digit sub-batch and half the
 # article's shift, Int8 files 99.54-99.56 % over three seeds against 99.48-99.53 % with `fast`
 SPEC = ModelSpec("seed-cnn", build, "the reference article's CNN: 2 conv+BN+pool, fc 3136->128->10",
                  recipe="sam-m32", augment=("rotate-shift-small",))

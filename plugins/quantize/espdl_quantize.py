@@ -68,7 +68,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("pow2-align-last16", "power-of-two range alignment, last layer in Int16",
            calib_algorithm="minmax", align=True, int16_layers=("last",)),
 ]}
-DEFAULT_RECIPE = "pow2-align"  # best measured: docs/quantization.md
+DEFAULT_RECIPE = "pow2-align"  # best measured: docs/history.md
 AUTO = "auto"  # chosen per model by mnistp4.stages.quantize.recipe_select (quantize_run resolves it before quantize_onnx)
 
 

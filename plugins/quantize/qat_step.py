@@ -6,7 +6,7 @@ architecture, weights on their int8 grid), ``config.json`` (the run's, plus a ``
 take it like any training run, with the same calibration settings (the activation ranges QAT
 trained with are the ones esp-ppq's min/max calibration finds on those images). ``mnistp4 quantize``
 calibrates such a run with ``qat_quant_recipe`` (``minmax``): ``pow2-align`` would rescale layers and
-move the weights off the grid they were tuned on (measured: docs/quantization.md). The ``qat``
+move the weights off the grid they were tuned on (measured: docs/history.md). The ``qat``
 pipeline step runs this between ``train`` and ``quantize`` (``qat_epochs``; 0 skips it).
 """
 from __future__ import annotations
@@ -153,7 +153,7 @@ def register_commands(cli):
     @click.option("--out", type=click.Path(path_type=Path), default=None, help="new run dir (default RUN_DIR-qat)")
     @click.option("--epochs", type=int, default=2, show_default=True)
     @click.option("--lr", type=float, default=2e-5, show_default=True,
-                  help="peak learning rate (cosine to 0); small next to the end of training (measured: docs/quantization.md)")
+                  help="peak learning rate (cosine to 0); small next to the end of training (measured: docs/history.md)")
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--threads", type=click.IntRange(1), default=None)
     @click.option("--distill", type=click.FloatRange(0, 1), default=0.0, show_default=True,

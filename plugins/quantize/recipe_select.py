@@ -1,7 +1,7 @@
 """Quantization recipe ``auto``: pick, per model, the Int8 recipe that stays closest to the float model.
 
 The recipes land within a few test digits of each other, and which one is best changes from model
-to model (docs/quantization.md). Choosing by MNIST-test accuracy would fit the test set, so ``auto``
+to model (docs/history.md). Choosing by MNIST-test accuracy would fit the test set, so ``auto``
 never looks at it, nor at any label: every candidate is quantized with the same calibration images
 and scored by how many *probe* images change their predicted digit against the float ONNX model.
 Probes are digits from the training distribution (another draw than the calibration set), rotated,

@@ -16,10 +16,10 @@ bench/results/train_recipes_p4net.txt).
 
 ``sam``: ``fast`` with sharpness-aware minimisation (each step's gradient taken at the worst weights
 within radius 0.05) and 12 epochs, for the article's CNN, whose dense layer over positions overfits
-(docs/training.md).
+(docs/history.md).
 
 ``sam-m32``: ``sam`` with each 32-digit quarter of the batch perturbed on its own ("m-sharpness"):
-the same compute, and the article's CNN's three seeds land closer together (docs/training.md).
+the same compute, and the article's CNN's three seeds land closer together (docs/history.md).
 """
 from __future__ import annotations
 
