@@ -89,6 +89,7 @@ def test_relabel_during_segment_loses_nothing_over_20_rounds(sheets, data, tmp_p
         record_decision(data, r["sheet_hash"], r["row"], r["col"], label=label)
         recorded[(r["sheet_hash"], r["row"], r["col"])] = label
         k += 1
+        time.sleep(0.02)   # a person between two keys; without it this loop would starve the other writer
     out, err = loop.communicate(timeout=300)
     assert loop.returncode == 0, err
     assert out.count("round") == 20
