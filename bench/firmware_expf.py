@@ -9,7 +9,6 @@ import argparse
 import sys
 
 import numpy as np
-
 from fwcore import reference_expf
 
 
