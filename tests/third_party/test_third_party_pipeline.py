@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import cv2
@@ -17,6 +18,7 @@ import onnx
 import pytest
 from tp_harness import (
     DIGITS_PER_ROW,
+    PACKAGE,
     PLUGINS_DIR,
     SHEETS,
     cli,
@@ -196,6 +198,18 @@ def test_evaluate_scores_the_quantized_file_with_the_plugin_format(project, quan
     quant = json.loads((run_dir / "quant.json").read_text())
     assert result["format"] == ".qonnx" and result["total"] == 500
     assert result["accuracy"] == quant["int8"]["mnist"]["accuracy"]
+
+
+def test_evaluate_run_dir_of_a_plugin_model_with_the_plugins_of_the_command(project, trained, run_main, monkeypatch):
+    """The run was trained with the installed plugins; evaluating it with the same plugins from a folder
+    rebuilds the model from the plugins this command loaded (not from a fresh configuration without them)."""
+    run_dir, _ = trained
+    for name in [m for m in sys.modules if m.startswith(PACKAGE)]:
+        monkeypatch.delitem(sys.modules, name)  # the installed package is not importable in this command
+    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "evaluate", run_dir, "--json"], project)
+    assert rc == 0, err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert json.loads(out)["accuracy"] == metrics["test_accuracy"]
 
 
 def test_deploy_run_dir_copies_the_quantized_model(project, quantized, installed_site):
