@@ -72,7 +72,8 @@ def figure(core: Core, path: Path, seed: int, count: int = 8) -> None:
         axes[1, i].imshow(out, cmap="gray", vmin=0, vmax=255)
         axes[1, i].set_title(f"C 28x28 {'= Python' if same else '!= Python'}", fontsize=9)
         for ax in axes[:, i]:
-            ax.set_xticks([]); ax.set_yticks([])
+            ax.set_xticks([])
+            ax.set_yticks([])
     fig.suptitle("canvas (top) -> firmware core normalization (bottom)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

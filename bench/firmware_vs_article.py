@@ -110,7 +110,8 @@ def figure(examples, path: Path) -> None:
     for j, (canvas, base, ours) in enumerate(examples):
         for row, (img, title) in enumerate([(canvas, "canvas"), (base, "baseline"), (ours, "firmware")]):
             axes[row, j].imshow(img, cmap="gray", vmin=0, vmax=255)
-            axes[row, j].set_xticks([]); axes[row, j].set_yticks([])
+            axes[row, j].set_xticks([])
+            axes[row, j].set_yticks([])
             if j == 0:
                 axes[row, j].set_ylabel(title)
     fig.suptitle("448x448 canvas -> 28x28: whole canvas scaled (baseline) vs the firmware's normalization")

@@ -178,12 +178,14 @@ def test_softmax_raw_bars_and_argmax(core):
 
 def test_decision_states(core):
     one = core.normalize(_digit_one())[0]
-    confident = np.full(10, 0.01, np.float32); confident[1] = 0.91
+    confident = np.full(10, 0.01, np.float32)
+    confident[1] = 0.91
     assert core.decide(one, confident)["state"] == "digit"
     assert core.decide(one, confident)["digit"] == 1
     flat = np.full(10, 0.1, np.float32)
     assert core.decide(one, flat)["state"] == "unsure"
-    two_way = np.zeros(10, np.float32); two_way[[3, 5]] = [0.52, 0.48]
+    two_way = np.zeros(10, np.float32)
+    two_way[[3, 5]] = [0.52, 0.48]
     assert core.decide(one, two_way)["state"] == "unsure"          # margin too small
     blob = np.zeros((448, 448), np.uint8)
     cv2.circle(blob, (220, 230), 90, 255, -1)                      # a filled blob is no digit
