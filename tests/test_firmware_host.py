@@ -118,6 +118,16 @@ def test_erased_partition_says_no_model(hosts):
     assert head["screen"].startswith("no model in the 'model' partition")
 
 
+def test_core_exp_gives_the_same_bits_on_rv32_host_and_python(hosts):
+    """Softmax's exp on the P4's ISA (picolibc, under qemu) equals the x86 build (glibc) and Python."""
+    xs = np.concatenate([np.linspace(-87.5, 0, 30001, dtype=np.float32), np.float32([-1e-30, 88, 90, -100])])
+    request = b"FWX1" + struct.pack("<I", xs.size) + xs.astype("<f4").tobytes()
+    raw = run_fwhost_all(hosts, request)
+    assert raw["rv32"] == raw["host"]
+    got = np.frombuffer(bytes.fromhex(raw["host"].strip().removeprefix("exp=")), "<f4")
+    assert got.tobytes() == reference_expf(xs).tobytes()
+
+
 def test_core_exp_is_the_python_reference_and_its_error_bound(tmp_path):
     core = Core(build_core(tmp_path))
     xs = np.concatenate([np.linspace(-87, 0, 20001, dtype=np.float32), np.float32([-87.5, -100, 0, 88, 100])])

@@ -11,6 +11,8 @@
  *
  * Or "FWM1", u32 count, then per model: u32 available, u32 partition bytes, u32 length, the bytes;
  * stdout: one "check rule=N name=NAME" line per model (the model check alone, for fuzzing).
+ *
+ * Or "FWX1", u32 count, count float32 values: stdout one line, the hex bytes of dc_expf of each.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -172,12 +174,32 @@ static int check_models(void)
     return ok ? 0 : 2;
 }
 
+/* dc_expf on many values: its bits on this machine, for comparing C libraries and ISAs. */
+static int exp_values(void)
+{
+    int ok = 1;
+    uint32_t count = read_u32(&ok);
+    emit("exp=");
+    for (uint32_t i = 0; ok && i < count; i++) {
+        float x, y;
+        ok = read_exact(&x, sizeof(x));
+        y = dc_expf(x);
+        emit_hex("", &y, sizeof(y));
+    }
+    emit("\n");
+    flush();
+    return ok ? 0 : 2;
+}
+
 int main(void)
 {
     char magic[4];
     int ok = read_exact(magic, 4);
     if (ok && memcmp(magic, "FWM1", 4) == 0) {
         return check_models();
+    }
+    if (ok && memcmp(magic, "FWX1", 4) == 0) {
+        return exp_values();
     }
     ok = ok && memcmp(magic, "FWH1", 4) == 0;
     uint32_t partition = read_u32(&ok), model_bytes = read_u32(&ok);
