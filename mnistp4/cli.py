@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except OSError as e:  # a file-system fault no stage turned into a message: still one line, exit 1
         from .io import fs_error
-        err.print(f"[bold red]error:[/] {escape(str(fs_error(e)))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(fs_error(e, action='use')))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

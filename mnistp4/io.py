@@ -35,11 +35,11 @@ class FileSystemError(Mnistp4Error):
     """Writing or reading a path failed for a reason of the file system; the message says the fix."""
 
 
-def fs_error(e: OSError, path: str | os.PathLike | None = None) -> FileSystemError:
+def fs_error(e: OSError, path: str | os.PathLike | None = None, action: str = "write") -> FileSystemError:
     """A one-line :class:`FileSystemError` for an ``OSError`` (``path``: what was being written)."""
     where = path if path is not None else (e.filename or "a file")
     fix = FIXES.get(e.errno or 0, "check the path and the disk")
-    return FileSystemError(f"cannot write {where}: {e.strerror or e} ({fix})")
+    return FileSystemError(f"cannot {action} {where}: {e.strerror or e} ({fix})")
 
 
 @contextlib.contextmanager
