@@ -252,7 +252,7 @@ def _die_with_parent(parent_pid: int) -> None:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):   # not Linux: SIGTERM is still handled by the parent
+    except (OSError, AttributeError, TypeError):   # not Linux: SIGTERM is still handled by the parent
         return
     if os.getppid() != parent_pid:      # the parent died before prctl took effect
         os._exit(1)
