@@ -16,7 +16,9 @@ from mnistp4.errors import InputError
 from mnistp4.stages.data.manifest import COLUMNS, read_decisions, read_manifest, record_decision
 from mnistp4.stages.sheets.batch import parse_sidecar
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+#: the cases that write files (each decision is two fsync'ed writes)
+FUZZ_WRITES = settings(FUZZ, max_examples=40)
 
 GOOD = ("path,label,source,sheet,sheet_hash,row,col,flags,decision\n"
         "images/a.png,3,w1,s.png,abc123,0,0,,\n"
@@ -78,7 +80,7 @@ column_name = st.text(alphabet=string.ascii_letters + " _-éü", min_size=1, max
     lambda c: c not in COLUMNS and c.strip() == c)
 
 
-@FUZZ
+@FUZZ_WRITES
 @given(st.lists(column_name, min_size=1, max_size=3, unique=True), st.lists(text_cell, min_size=6, max_size=6),
        st.booleans())
 def test_unknown_columns_survive_a_decision(data, extra, values, bom):
