@@ -23,7 +23,6 @@ from mnistp4.io import FileSystemError, atomic_path, staged_files, write_bytes
 from mnistp4.stages.data.manifest import read_manifest
 
 
-
 def can_mount() -> bool:
     """Root with the right to mount (not every container has it): try a tmpfs once."""
     if os.geteuid() != 0 or not shutil.which("mount"):
