@@ -7,10 +7,9 @@ errors naming the key, raised when the value is read, before any stage runs.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -35,7 +35,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: writer ids end up in file names (so no "_", the field separator) and in the manifest's source column
 WRITER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")
 #: a submitted sheet's id is its file stem: tablet_<layout>_<writer>_<time>_<random>
-SHEET_ID_RE = re.compile(r"^tablet_(?P<layout>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})_(?P<writer>[A-Za-z0-9][A-Za-z0-9-]{0,31})"
+SHEET_ID_RE = re.compile(r"^tablet_(?P<layout>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})"
+                         r"_(?P<writer>[A-Za-z0-9][A-Za-z0-9-]{0,31})"
                          r"_(?P<time>\d{8}T\d{6}Z)_(?P<random>[0-9a-f]{8})$")
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 #: pen width as a fraction of the box side (1 mm on the 150 dpi tablet template): with it, digits
