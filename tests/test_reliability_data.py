@@ -150,7 +150,7 @@ def test_unknown_columns_survive_label_and_segment(data, sheets, capsys):
     assert rows[0]["label"] == 5 and rows[0]["decision"] == "relabeled"
 
 
-def test_bom_manifest_is_read_and_cp1252_is_a_clear_error(data, capsys):
+def test_bom_manifest_is_read_and_cp1252_is_a_clear_error(data, sheets, capsys):
     path = data / "manifest.csv"
     text = path.read_text(encoding="utf-8")
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))        # a spreadsheet's "CSV UTF-8"
@@ -165,6 +165,9 @@ def test_bom_manifest_is_read_and_cp1252_is_a_clear_error(data, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert_one_line_error(err, str(path), "line 4", "not UTF-8", "CSV UTF-8")
+    (data / "segment_state.json").unlink()   # segment would cut the sheets again: the manifest stops it first
+    assert main(["segment", str(sheets["a"][0].parent), "-o", str(data), "--json"]) == 1
+    assert_one_line_error(capsys.readouterr().err, str(path), "line 4", "not UTF-8")
     assert path.read_bytes() == before
 
 

@@ -309,6 +309,9 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
     if data_dir.exists() and not data_dir.is_dir():
         raise UsageError(f"the data dir {data_dir} is a file; move it away or pass another -o")
     old = _read_state(data_dir / STATE)["sheets"]
+    if (data_dir / MANIFEST).is_file():   # a manifest that cannot be merged fails now, before any sheet is cut
+        from mnistp4.stages.data.manifest import read_manifest
+        read_manifest(data_dir)
 
     results: list[SheetResult] = []
     jobs: list[Job] = []
