@@ -9,6 +9,7 @@ checks). They are read-only: a test that changes one copies it into its own ``tm
 Hypothesis profiles: ``ci`` (default: few examples, derandomized, no deadline) and ``fuzz``
 (``HYPOTHESIS_PROFILE=fuzz``: many more examples, for a longer search).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +23,10 @@ from hypothesis import HealthCheck, settings
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 
-settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, database=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("fuzz", max_examples=3000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("fuzz", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
@@ -109,8 +110,14 @@ def _quantize_tiny(tmp_path_factory, onnx_path: Path, calib, bits: int):
     from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
 
     out = tmp_path_factory.mktemp(f"tiny_int{bits}")
-    return quantize_onnx(onnx_path, out / f"model_int{bits}.espdl", bits=bits, calib_images=calib,
-                         recipe="minmax", error_report=(bits == 8))
+    return quantize_onnx(
+        onnx_path,
+        out / f"model_int{bits}.espdl",
+        bits=bits,
+        calib_images=calib,
+        recipe="minmax",
+        error_report=(bits == 8),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -146,16 +153,17 @@ def random_espdl(tmp_path_factory):
 def tiny_run(tmp_path_factory, mnist_dir) -> Path:
     """A finished one-epoch run (p4net, recipe ``fast``, seed 0, one thread) on the tiny MNIST slice
     of ``train_kit`` (384 train / 192 test digits), with its ONNX export."""
+    from train_kit import plugin_dir
+
     from mnistp4.app import create_app
     from mnistp4.stages.training.run import train_run
-    from train_kit import plugin_dir
 
     root = tmp_path_factory.mktemp("tiny_run")
     (root / "project").mkdir()
-    app = create_app(root=root / "project", plugin_dirs=[str(plugin_dir(root))],
-                     env={"MNISTP4_MNIST_DIR": str(mnist_dir)})
-    train_run(app, out=root / "run", model="p4net", recipe="fast", custom=[], epochs=1, seed=0, quiet=True,
-              threads=1)
+    app = create_app(
+        root=root / "project", plugin_dirs=[str(plugin_dir(root))], env={"MNISTP4_MNIST_DIR": str(mnist_dir)}
+    )
+    train_run(app, out=root / "run", model="p4net", recipe="fast", custom=[], epochs=1, seed=0, quiet=True, threads=1)
     return root / "run"
 
 

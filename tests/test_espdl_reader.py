@@ -8,8 +8,9 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def espdl_file(tiny_espdl):
-    return tiny_espdl.path
+def espdl_file(random_espdl):
+    """An Int8 .espdl that esp-ppq wrote (the session's random-weight CNN)."""
+    return random_espdl(8)
 
 
 def _write(tmp_path, name, data: bytes):
@@ -99,19 +100,18 @@ def test_cli_reports_a_corrupt_model_without_traceback(espdl_file, tmp_path, mon
     assert "truncated" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("bits", [8, pytest.param(16, marks=pytest.mark.slow)])
 def test_clip_matches_esp_ppq_bit_for_bit(tmp_path, mnist_dir, bits):
     """Conv -> Clip(0, a) (how learned clipping exports a ReLU): Int8 runs it as esp-ppq's lookup
     table, Int16 as a clamp; both equal esp-ppq's simulator on every output and pass the test values."""
     import torch
     from torch import nn
 
-    from mnistp4.stages.quantize.espdl_reader import read_espdl
-
-    from mnistp4.stages.quantize.interpreter import Interpreter, check_test_values, normalize_pixels, quantize_input
-    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx, verify_against_ppq
-    from mnistp4.stages.models.export import export_onnx
     from mnistp4.stages.data.mnist_source import load_mnist
+    from mnistp4.stages.models.export import export_onnx
+    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx, verify_against_ppq
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
+    from mnistp4.stages.quantize.interpreter import Interpreter, check_test_values, normalize_pixels, quantize_input
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Hardtanh(0.0, 1.5), nn.MaxPool2d(2), nn.Flatten(),

@@ -7,7 +7,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from train_kit import write_digit_folder
 
 
@@ -29,8 +28,8 @@ def onnx_and_folder(tmp_path, mnist_dir):
     """An exported (untrained but deterministic) p4net and a folder of 30 real test digits."""
     import torch
 
-    from mnistp4.stages.models.export import export_onnx
     from mnistp4.stages.data.mnist_source import load_mnist
+    from mnistp4.stages.models.export import export_onnx
     from mnistp4.stages.models.p4net import SPEC
 
     test = load_mnist(mnist_dir, "test")

@@ -1,6 +1,7 @@
 """Property tests of the configuration loader: any ``mnistp4.toml`` (bytes or well-formed TOML of
 any value types) and any ``--set`` text give a configuration whose values have their keys' types,
 or :class:`ConfigError`, never another exception."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -54,11 +55,20 @@ def toml_value(value) -> str:
     return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
 
 
-scalars = st.one_of(st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=10),
-                    st.dates(), st.times(), st.sampled_from(["0", "16", "-1", "true", "p4net", "esp32p4"]))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=4), inner, max_size=2)),
-                      max_leaves=6)
+scalars = st.one_of(
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.text(max_size=10),
+    st.dates(),
+    st.times(),
+    st.sampled_from(["0", "16", "-1", "true", "p4net", "esp32p4"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=2)),
+    max_leaves=6,
+)
 keys = st.one_of(st.sampled_from(sorted(CORE_KEYS)), st.text(min_size=1, max_size=8))
 
 
@@ -77,11 +87,11 @@ def test_any_toml_values_load_or_config_error(root, table):
 
 
 @given(st.binary(max_size=200))
-@example(b"\xff\xfe")                      # not UTF-8 (a UTF-16 byte-order mark)
+@example(b"\xff\xfe")  # not UTF-8 (a UTF-16 byte-order mark)
 @example('epochs = "\xe9"'.encode("cp1252"))  # saved by an editor in cp1252
-@example(b"[" * 2000)                      # deeply nested, as a hostile file could be
+@example(b"[" * 2000)  # deeply nested, as a hostile file could be
 @example(b"a = " + b"[" * 2000 + b"]" * 2000)
-@example(b"epochs = " + b"1" * 5000)          # a number longer than Python converts from text
+@example(b"epochs = " + b"1" * 5000)  # a number longer than Python converts from text
 def test_any_bytes_load_or_config_error(root, data):
     load_or_config_error(root, data)
 

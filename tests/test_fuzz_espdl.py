@@ -1,6 +1,7 @@
 """Property tests of the ``.espdl`` reader: a real esp-ppq file with bytes changed, inserted, removed
 or cut, and arbitrary payloads behind a valid header, give a model or :class:`EspdlFormatError`
 naming the file, never another exception."""
+
 from __future__ import annotations
 
 import struct
@@ -48,24 +49,27 @@ def test_the_real_file_reads(real, folder):
     assert model is not None and model.input_shape == [1, 28, 28, 1]
 
 
-edits = st.lists(st.tuples(st.sampled_from(["set", "insert", "delete"]), st.integers(0, 2**20), st.binary(
-    min_size=1, max_size=8)), min_size=1, max_size=6)
+edits = st.lists(
+    st.tuples(st.sampled_from(["set", "insert", "delete"]), st.integers(0, 2**20), st.binary(min_size=1, max_size=8)),
+    min_size=1,
+    max_size=6,
+)
 
 
 @given(edits)
-@example([("set", 16, b"\xff\xff\xff\x7f")])        # root table offset far past the end
-@example([("set", 20, b"\x00\x00\x00\x00")])        # the root's vtable offset
+@example([("set", 16, b"\xff\xff\xff\x7f")])  # root table offset far past the end
+@example([("set", 20, b"\x00\x00\x00\x00")])  # the root's vtable offset
 @example([("delete", 100, b"\x00")])
 def test_edited_real_file_reads_or_format_error(real, folder, edits):
     data = bytearray(real)
     for kind, at, blob in edits:
         at %= len(data) + 1
         if kind == "set":
-            data[at:at + len(blob)] = blob
+            data[at : at + len(blob)] = blob
         elif kind == "insert":
             data[at:at] = blob
         else:
-            del data[at:at + len(blob)]
+            del data[at : at + len(blob)]
     read_or_format_error(folder, bytes(data))
 
 
@@ -76,11 +80,11 @@ def test_edited_payload_behind_a_consistent_header_reads_or_format_error(real, f
     for kind, at, blob in edits:
         at %= len(payload) + 1
         if kind == "set":
-            payload[at:at + len(blob)] = blob
+            payload[at : at + len(blob)] = blob
         elif kind == "insert":
             payload[at:at] = blob
         else:
-            del payload[at:at + len(blob)]
+            del payload[at : at + len(blob)]
     read_or_format_error(folder, with_header(bytes(payload)))
 
 

@@ -1,5 +1,6 @@
 """Property tests of the MNIST IDX reader: what is written reads back, and any bytes (raw or
 gzip-wrapped) give an array or :class:`InputError`, never another exception."""
+
 from __future__ import annotations
 
 import gzip
@@ -48,7 +49,8 @@ def read_or_input_error(path: Path):
 uint8 = st.integers(0, 255)
 labels = st.lists(uint8, max_size=40).map(lambda v: np.array(v, np.uint8))
 images = st.tuples(st.integers(0, 4), st.integers(0, 6), st.integers(0, 6), st.integers(0, 2**32 - 1)).map(
-    lambda t: np.random.default_rng(t[3]).integers(0, 256, t[:3], dtype=np.uint8))
+    lambda t: np.random.default_rng(t[3]).integers(0, 256, t[:3], dtype=np.uint8)
+)
 
 
 @given(array=st.one_of(labels, images), gz=st.booleans())
@@ -62,8 +64,7 @@ def test_written_idx_reads_back(folder, array, gz):
 @example(data=b"", gz=False)
 @example(data=IMAGES_MAGIC.to_bytes(4, "big"), gz=False)
 # 2**31 * 2**31 * 4 = 2**64: a product that wraps to 0 in 64-bit integers must not pass as "no data"
-@example(data=IMAGES_MAGIC.to_bytes(4, "big") + (2**31).to_bytes(4, "big") * 2 + (4).to_bytes(4, "big"),
-         gz=False)
+@example(data=IMAGES_MAGIC.to_bytes(4, "big") + (2**31).to_bytes(4, "big") * 2 + (4).to_bytes(4, "big"), gz=False)
 def test_any_bytes_read_or_input_error(folder, data, gz):
     read_or_input_error(write(folder, "any" + (".gz" if gz else ""), data))
 
@@ -78,7 +79,7 @@ def test_damaged_idx_read_or_input_error(folder, array, cut, flip):
         result = read_or_input_error(write(folder, name, blob))
         if result is not None:  # exactly a header and the array's bytes
             assert len(blob) == 4 + 4 * result.ndim + result.size
-            assert result.tobytes() == blob[len(blob) - result.size:]
+            assert result.tobytes() == blob[len(blob) - result.size :]
 
 
 @given(tail=st.binary(min_size=1, max_size=120))

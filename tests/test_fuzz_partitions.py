@@ -1,6 +1,7 @@
 """Property tests of ``partitions.csv``: tables written in any of ESP-IDF's number forms resolve and
 survive the binary form (CSV -> binary -> entries); any text, and any binary table, gives
 partitions or :class:`InputError`, never another exception."""
+
 from __future__ import annotations
 
 import string
@@ -40,8 +41,14 @@ def tables(draw):
     """A valid table: unique names, known types and subtypes, every offset blank or explicit and
     aligned (at or after the previous end), sizes in any number form, optional flags.
     Returns the CSV text and the (name, type, subtype, offset, size, flags) each row resolves to."""
-    names = draw(st.lists(st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=16),
-                          min_size=1, max_size=8, unique=True))
+    names = draw(
+        st.lists(
+            st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=16),
+            min_size=1,
+            max_size=8,
+            unique=True,
+        )
+    )
     end = TABLE_OFFSET + TABLE_SIZE
     lines, expected = ["# Name, Type, SubType, Offset, Size, Flags"], []
     for name in names:
@@ -74,8 +81,12 @@ def test_written_tables_resolve_and_survive_the_binary_form(table):
     assert [(p.name, p.type, p.subtype, p.offset, p.size, p.flags) for p in back] == expected
 
 
-cell = st.one_of(st.text(max_size=12), st.sampled_from(["app", "data", "nvs", "factory", "0x10000", "3M", "1K",
-                                                       "-0x1000", "0xffffffffff", "0x1ff", "300", "readonly"]))
+cell = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        ["app", "data", "nvs", "factory", "0x10000", "3M", "1K", "-0x1000", "0xffffffffff", "0x1ff", "300", "readonly"]
+    ),
+)
 
 
 @given(st.text(max_size=300))
@@ -90,10 +101,10 @@ def test_any_text_gives_partitions_or_input_error(text):
 
 
 @given(st.lists(st.lists(cell, max_size=7), min_size=1, max_size=6))
-@example([["big", "data", "nvs", "", "0x100000000"]])           # a size past 32 bits
-@example([["far", "data", "nvs", "0x100000000", "0x1000"]])    # an offset past 32 bits
-@example([["type", "0x1ff", "0", "", "0x1000"]])               # a type past one byte
-@example([["sub", "data", "300", "", "0x1000"]])               # a subtype past one byte
+@example([["big", "data", "nvs", "", "0x100000000"]])  # a size past 32 bits
+@example([["far", "data", "nvs", "0x100000000", "0x1000"]])  # an offset past 32 bits
+@example([["type", "0x1ff", "0", "", "0x1000"]])  # a type past one byte
+@example([["sub", "data", "300", "", "0x1000"]])  # a subtype past one byte
 def test_parsed_tables_have_a_binary_form(rows):
     """Whatever parse_partitions accepts fits the binary entry (a byte for type and subtype, 32 bits
     for offset and size); everything else is an InputError."""

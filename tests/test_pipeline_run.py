@@ -1,4 +1,5 @@
-"""`mnistp4 run`, the README's main job, end to end on tiny data: segment -> train + ONNX -> .espdl -> dry-run deploy."""
+"""`mnistp4 run`, the README's main job, end to end on tiny data: segment -> train + ONNX -> .espdl ->
+dry-run deploy."""
 from __future__ import annotations
 
 import hashlib
@@ -7,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from train_kit import plugin_dir
 
 from mnistp4.cli import main
-from train_kit import plugin_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from train_kit import plugin_dir
 
 
@@ -25,8 +24,8 @@ def test_fake_quant_rounds_half_even_saturates_and_passes_gradients_inside():
 def test_original_architecture_gets_the_folded_weights_exactly():
     """With every quantizer off, the QAT model is the folded float model, and writing it back into
     the BatchNorm architecture gives the same function."""
-    from mnistp4.stages.quantize.qat import QatModel
     from mnistp4.stages.models.p4net import SPEC
+    from mnistp4.stages.quantize.qat import QatModel
 
     torch.manual_seed(0)
     net = SPEC.build()
@@ -49,7 +48,7 @@ def test_original_architecture_gets_the_folded_weights_exactly():
     assert not torch.allclose(back(x), net(x), atol=1e-6)
     # ... but agrees with the QAT model up to its activation / input rounding
     assert torch.allclose(out_q, out_back, atol=0.5)
-    for name, m in back.named_modules():
+    for m in back.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             assert torch.all(m.weight == 1) and torch.all(m.running_mean == 0)
 
@@ -86,15 +85,16 @@ def test_qat_run_dir_is_a_complete_run(qat_run_dir):
     assert (run / "model.pt").is_file()  # the source run is kept
 
 
+@pytest.mark.slow
 def test_esp_ppq_keeps_the_fine_tuned_weights_and_ranges(qat_run_dir):
     """esp-ppq (min/max, same calibration images) picks the exponents QAT trained with, so the
     int8 weights in the file are exactly the fine-tuned weights."""
     import onnx
     from onnx import numpy_helper
 
-    from mnistp4.stages.quantize.espdl_reader import read_espdl, unpack_filter
-    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
     from mnistp4.stages.quantize.calib_images import calibration_set
+    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx
+    from mnistp4.stages.quantize.espdl_reader import read_espdl, unpack_filter
 
     app, _, out, _ = qat_run_dir
     calib = calibration_set(app, 64)
@@ -133,9 +133,9 @@ def test_qat_refuses_to_overwrite_its_source(qat_run_dir):
 def _tiny_finetune(app, run, distill):
     """Fine-tune the tiny run on *shuffled* labels: only the float model's outputs carry the task."""
     from mnistp4.stages.models.common import load_run
+    from mnistp4.stages.quantize.calib_images import calibration_set
     from mnistp4.stages.quantize.qat import QatSettings, finetune
     from mnistp4.stages.training.loop import evaluate
-    from mnistp4.stages.quantize.calib_images import calibration_set
 
     mnist = app.get("dataset_sources", "mnist")
     train, test = mnist(app, "train"), mnist(app, "test")
@@ -160,6 +160,7 @@ def trained_run(qat_run_dir):
     return app, run
 
 
+@pytest.mark.slow
 def test_qat_distilled_from_the_float_model_keeps_its_decisions(trained_run):
     """With --distill 1 the labels play no part (here they are shuffled) and the fine-tuned model
     keeps the float model's predictions; with labels only it learns the noise and drifts."""
@@ -171,6 +172,7 @@ def test_qat_distilled_from_the_float_model_keeps_its_decisions(trained_run):
     assert 3 * changed_distilled < changed_labels  # measured: 18 against 98 of 192
 
 
+@pytest.mark.slow
 def test_qat_run_quantizes_with_the_recipe_it_emulates(qat_run_dir):
     """A run from `mnistp4 qat` is quantized with qat_quant_recipe (min/max) unless a recipe is
     named; a trained run with quant_recipe."""
@@ -197,6 +199,7 @@ def test_learned_step_gradient_prefers_clipping_rare_outliers():
         assert sign * float(e.grad) > 0  # descent lowers e (outliers) / raises it (clipping too much)
 
 
+@pytest.mark.slow
 def test_learned_clipping_reaches_the_file(trained_run, tmp_path):
     """A ReLU range learned below min/max becomes Hardtanh(0, 127 * 2**e) in the written-back
     model (ONNX Clip), is rebuilt from config.json by load_run, and esp-ppq's min/max
@@ -206,14 +209,14 @@ def test_learned_clipping_reaches_the_file(trained_run, tmp_path):
 
     import onnx
 
-    from mnistp4.stages.quantize.espdl_reader import read_espdl
-    from mnistp4.stages.quantize.espdl_quantize import onnx_logits
-    from mnistp4.stages.models.export import export_onnx
     from mnistp4.stages.models.common import MEAN, STD, load_run
-    from mnistp4.stages.quantize.qat import QatModel
-    from mnistp4.stages.training.loop import normalized
+    from mnistp4.stages.models.export import export_onnx
     from mnistp4.stages.quantize.calib_images import calibration_set
+    from mnistp4.stages.quantize.espdl_quantize import onnx_logits
+    from mnistp4.stages.quantize.espdl_reader import read_espdl
+    from mnistp4.stages.quantize.qat import QatModel
     from mnistp4.stages.quantize.quantize import quantize_run
+    from mnistp4.stages.training.loop import normalized
 
     app, run = trained_run
     model, cfg = load_run(run, app)
@@ -247,6 +250,7 @@ def test_learned_clipping_reaches_the_file(trained_run, tmp_path):
         int(math.log2(clip["features.6"] / 127))
 
 
+@pytest.mark.slow
 def test_qat_run_with_learned_clipping_records_what_it_exports(trained_run):
     from mnistp4.stages.quantize.qat_step import qat_run
 

@@ -8,10 +8,12 @@ import shutil
 
 import numpy as np
 import pytest
-
 from test_quant_kit import mnist_test_digits
 
 N_CHECK = 300
+
+#: esp-ppq on a model trained for it, checked over MNIST: the whole module is slow
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def quantized(tiny_onnx, tiny_onnx_sha256, tiny_espdl, tiny_espdl16):
 def test_onnx_is_not_modified_and_side_files_written(quantized):
     run, onnx_path, digest, results = quantized
     assert hashlib.sha256(onnx_path.read_bytes()).hexdigest() == digest
-    for b, res in results.items():
+    for res in results.values():
         assert res.path.is_file() and res.path.read_bytes()[:4] == b"EDL2"
         assert {p.suffix for p in res.side_files} == {".espdl", ".json", ".info"}
     assert set(results[8].layerwise) and all(v >= 0 for v in results[8].layerwise.values())
@@ -46,9 +48,9 @@ def test_reader_reports_input_and_memory(quantized):
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_interpreter_equals_esp_ppq_and_test_values(quantized, mnist_dir, bits):
+    from mnistp4.stages.quantize.espdl_quantize import verify_against_ppq
     from mnistp4.stages.quantize.espdl_reader import read_espdl
     from mnistp4.stages.quantize.interpreter import check_test_values
-    from mnistp4.stages.quantize.espdl_quantize import verify_against_ppq
 
     _, _, _, results = quantized
     model = read_espdl(results[bits].path)
@@ -84,7 +86,6 @@ def _copy_run(quantized, tmp_path):
     return run
 
 
-@pytest.mark.slow
 def test_quantize_command_evaluate_and_cost(quantized, tmp_path, monkeypatch, capsys, mnist_dir):
     from mnistp4.cli import main
 
@@ -125,7 +126,6 @@ def test_bad_options_are_usage_errors(quantized, tmp_path, monkeypatch, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_pipeline_step_quantizes_the_configured_run(quantized, tmp_path, monkeypatch, capsys, mnist_dir):
     from mnistp4.cli import main
 
@@ -144,9 +144,9 @@ def test_pipeline_step_quantizes_the_configured_run(quantized, tmp_path, monkeyp
 
 
 def test_esp32s3_rounds_half_up_and_still_matches(quantized, tmp_path, mnist_dir, tiny_calib):
+    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx, verify_against_ppq
     from mnistp4.stages.quantize.espdl_reader import read_espdl
     from mnistp4.stages.quantize.interpreter import check_test_values
-    from mnistp4.stages.quantize.espdl_quantize import quantize_onnx, verify_against_ppq
 
     _, onnx_path, _, _ = quantized
     calib = tiny_calib

@@ -7,6 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
+#: a trained model quantized once per candidate recipe: the whole module is slow
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tiny(tiny_onnx, tiny_calib, mnist_dir):
@@ -30,7 +33,6 @@ def test_hard_probes_are_reproducible_harder_digits(tiny):
     assert accuracy(onnx_logits(onnx_path, probes), labels) < accuracy(onnx_logits(onnx_path, images), labels)
 
 
-@pytest.mark.slow
 def test_flips_are_counted_on_the_files_and_the_fewest_wins(tiny, tmp_path):
     from mnistp4.stages.quantize.espdl_quantize import espdl_predictor, onnx_logits, quantize_onnx
     from mnistp4.stages.quantize.recipe_select import hard_probes, select_recipe
@@ -51,7 +53,6 @@ def test_flips_are_counted_on_the_files_and_the_fewest_wins(tiny, tmp_path):
     assert any(r["flips"] > 0 for r in rows)  # the probes do separate the recipes
 
 
-@pytest.mark.slow
 def test_quantize_auto_reports_its_choice(tiny, tmp_path, monkeypatch, capsys, mnist_dir):
     from mnistp4.cli import main
     from mnistp4.stages.quantize.espdl_reader import read_espdl

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-
 from train_kit import plugin_dir, write_digit_folder
 
 
@@ -22,8 +20,8 @@ def custom_folder(tmp_path, mnist_dir):
 
 def test_one_epoch_end_to_end(make_app, tmp_path, custom_folder):
     from mnistp4.stages.models.common import load_run
-    from mnistp4.stages.training.run import train_run
     from mnistp4.stages.models.evaluate import evaluate_model, load_data
+    from mnistp4.stages.training.run import train_run
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
     out = tmp_path / "run"
@@ -99,12 +97,14 @@ def test_seed_recipe_runs_the_per_sample_pipeline(make_app, tmp_path):
     assert m["composition"]["total"] == 384
 
 
+@pytest.mark.slow
 def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
     from mnistp4.cli import main
 
     monkeypatch.chdir(tmp_path)
     pdir = str(plugin_dir(tmp_path))
-    rc = main(["--plugins-dir", pdir, "train", "--epochs", "1", "--out", "r1", "--no-export", "--threads", "1", "--json"])
+    rc = main(["--plugins-dir", pdir, "train", "--epochs", "1", "--out", "r1", "--no-export", "--threads", "1",
+               "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model"] == "p4net-plus" and out["epochs"] == 1 and (tmp_path / "r1" / "model.pt").is_file()
@@ -250,20 +250,22 @@ def test_distillation_loss_math():
     label_loss = torch.tensor(1.25)
     with torch.no_grad():
         same = teacher(x)
-    rec = dict(weight=0.0, temperature=4.0)
-    assert float(distillation_loss(same, soft_targets([teacher], x, rec['temperature']), label_loss, **rec)) == pytest.approx(1.25)
-    rec = dict(weight=1.0, temperature=3.0)
-    assert float(distillation_loss(same, soft_targets([teacher], x, rec['temperature']), label_loss, **rec)) == pytest.approx(0.0, abs=1e-6)
+    def loss(student, teachers, weight, temperature):
+        return float(distillation_loss(student, soft_targets(teachers, x, temperature), label_loss,
+                                       weight=weight, temperature=temperature))
+
+    assert loss(same, [teacher], 0.0, 4.0) == pytest.approx(1.25)
+    assert loss(same, [teacher], 1.0, 3.0) == pytest.approx(0.0, abs=1e-6)
     other = torch.zeros(8, 10)  # uniform student
     p = F.softmax(same / 3.0, dim=1)
     kl = float((p * (p.log() - torch.log(torch.full_like(p, 0.1)))).sum(1).mean()) * 9.0
-    assert float(distillation_loss(other, soft_targets([teacher], x, rec['temperature']), label_loss, **rec)) == pytest.approx(kl, rel=1e-5)
+    assert loss(other, [teacher], 1.0, 3.0) == pytest.approx(kl, rel=1e-5)
     # two teachers: their softened probabilities are averaged
     zero = torch.nn.Linear(3, 10)
     torch.nn.init.zeros_(zero.weight), torch.nn.init.zeros_(zero.bias)
     mixed = 0.5 * p + 0.05
     kl2 = float((mixed * (mixed.log() - torch.log(torch.full_like(p, 0.1)))).sum(1).mean()) * 9.0
-    assert float(distillation_loss(other, soft_targets([teacher, zero], x, rec['temperature']), label_loss, **rec)) == pytest.approx(kl2, rel=1e-5)
+    assert loss(other, [teacher, zero], 1.0, 3.0) == pytest.approx(kl2, rel=1e-5)
 
 
 @pytest.mark.slow
@@ -372,7 +374,7 @@ def test_grouped_sharpness_aware_gradients_average_each_groups_own_sam_gradient(
     for xb, yb in ((x[:4], y[:4]), (x[4:8], y[4:8]), (x[8:], y[8:])):  # groups of 4: 4 + 4 + 2
         model.zero_grad()
         step_loss(xb, yb).backward()
-        sharpness_aware_gradients(model, lambda: step_loss(xb, yb), 0.05)
+        sharpness_aware_gradients(model, lambda xb=xb, yb=yb: step_loss(xb, yb), 0.05)
         for e, p in zip(expected, model.parameters()):
             e.add_(p.grad * len(yb) / 10)
     model.zero_grad()

@@ -1,5 +1,6 @@
 """Pinned versions: the esp-ppq release the ``.espdl`` reader and interpreter are verified against is
 the one installed, and the lock file agrees with pyproject.toml."""
+
 from __future__ import annotations
 
 import re
@@ -40,16 +41,19 @@ def test_installed_esp_ppq_is_the_verified_release():
     assert installed == verified, (
         f"esp-ppq {installed} is installed, but the .espdl reader and integer interpreter are verified bit for bit "
         f"against esp-ppq {verified} (the pin in pyproject.toml). Install the verified release with "
-        f"`pip install esp-ppq=={verified}` (or `pip install -c requirements.lock -e \".[test]\"`); to move to "
+        f'`pip install esp-ppq=={verified}` (or `pip install -c requirements.lock -e ".[test]"`); to move to '
         f"esp-ppq {installed}, run tests/test_quant_espdl.py and tests/test_espdl_reader.py against it "
-        f"(the interpreter must equal esp-ppq's simulator on every image) and then change the pin.")
+        f"(the interpreter must equal esp-ppq's simulator on every image) and then change the pin."
+    )
 
 
 def test_lock_file_pins_what_pyproject_pins():
     lock = locked()
     for name in ("esp-ppq", "torch"):
         assert lock.get(name) is not None, f"requirements.lock has no {name}==... line"
-        assert lock[name].split("+")[0] == pinned(name), f"requirements.lock pins {name}=={lock[name]}, " \
+        assert lock[name].split("+")[0] == pinned(name), (
+            f"requirements.lock pins {name}=={lock[name]}, "
             f"pyproject.toml {name}=={pinned(name)}: regenerate the lock file (see its first lines)"
+        )
     assert lock["torch"].endswith("+cpu"), "the lock file pins the CPU build of torch"
     assert not [n for n in lock if n.startswith("nvidia-")], "the lock file pulls in CUDA packages"
