@@ -81,6 +81,7 @@ def test_pyproject_table_is_read(tmp_path, monkeypatch, capsys):
     assert out["values"]["recipe"] == {"value": "seed", "origin": "pyproject.toml [tool.mnistp4]"}
 
 
+@pytest.mark.slow
 def test_console_script_help_and_usage_errors():
     run = lambda *a: subprocess.run([sys.executable, "-m", "mnistp4", *a], capture_output=True, text=True)
     r = run("--help")

@@ -18,12 +18,14 @@ def checked(tmp_path_factory) -> dict:
             for tree in fb.idf_trees()}
 
 
+@pytest.mark.slow
 def test_every_firmware_source_compiles_with_werror(checked):
     assert len(fb.firmware_sources()) >= 7
     for name, (_tree, _config, errors) in checked.items():
         assert not errors, f"{name}:\n" + "\n".join(errors)
 
 
+@pytest.mark.slow
 def test_configuration_selects_rev_below_3_and_360_mhz(checked):
     for name, (tree, config, _errors) in checked.items():
         assert config["CONFIG_IDF_TARGET"] == "esp32p4", name
@@ -52,6 +54,7 @@ def test_without_the_rev_lines_esp_idf_5_5_would_drop_the_board(tmp_path, monkey
     assert config.get("CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ") != "360"
 
 
+@pytest.mark.slow
 def test_the_compile_check_is_not_vacuous(checked, tmp_path):
     """A copy with a wrong field name in a display struct fails the same check."""
     copy = tmp_path / "main"

@@ -50,6 +50,7 @@ def _one(h=448, w=448):
     return c
 
 
+@pytest.mark.slow
 def test_parity_rv32_under_qemu_host_and_python_on_1000_canvases(hosts, model_path):
     model = read_espdl(model_path)
     rng = np.random.default_rng(2026)

@@ -203,6 +203,7 @@ def test_old_run_dirs_with_the_former_builder_paths_still_load(tmp_path):
     assert isinstance(model, P4Net)
 
 
+@pytest.mark.slow
 def test_plugin_new_writes_a_package_whose_test_passes(tmp_path, capsys):
     assert main(["plugin", "new", "Shapes", "-o", str(tmp_path)]) == 0
     root = tmp_path / "mnistp4-shapes"

@@ -47,6 +47,7 @@ def data(segmented, tmp_path):
 
 # ---- D1: two segment runs into one data dir ------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_concurrent_segment_runs_keep_every_sheet(sheets, tmp_path):
     data = tmp_path / "data"
     other = mnistp4("segment", sheets["b"][0].parent, "-o", data, "--workers", "1", "--json", cwd=tmp_path)
@@ -77,6 +78,7 @@ SEGMENT_LOOP = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_relabel_during_segment_loses_nothing_over_20_rounds(sheets, data, tmp_path):
     rows = read_manifest(data)
     loop = subprocess.Popen([sys.executable, "-c", SEGMENT_LOOP, str(sheets["a"][0].parent), str(data), "20"],
@@ -191,6 +193,7 @@ def test_label_with_a_mistyped_data_dir_creates_nothing(tmp_path, capsys):
 
 # ---- D7: a failing hook keeps the finished work ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_failing_sheet_hook_keeps_the_manifest(sheets, tmp_path, capsys):
     plugin = tmp_path / "plugins" / "broken_hook.py"
     plugin.parent.mkdir()
@@ -232,6 +235,7 @@ def alive(pids: list[int]) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_workers_die_with_segment(sig, semeion_dir, tmp_path):

@@ -59,6 +59,7 @@ def _run(args, capsys):
     return code, out
 
 
+@pytest.mark.slow
 def test_segment_batch_bad_inputs_idempotency_and_decisions(raw_dir, tmp_path, capsys):
     before = check_unchanged(list(raw_dir.rglob("*")) and [p for p in raw_dir.rglob("*") if p.is_file()])
     data = tmp_path / "data"
@@ -142,6 +143,7 @@ def test_segment_refuses_output_inside_raw(raw_dir, capsys):
     assert code == 2 and not (raw_dir / "data").exists()
 
 
+@pytest.mark.slow
 def test_shipped_raw_scans_segment_cleanly_and_stay_unchanged(tmp_path, capsys):
     raw = REPO / "raw_scans"
     files = [p for p in raw.rglob("*") if p.is_file()]
@@ -155,6 +157,7 @@ def test_shipped_raw_scans_segment_cleanly_and_stay_unchanged(tmp_path, capsys):
     assert check_unchanged(files) == before
 
 
+@pytest.mark.slow
 def test_sheet_template_png_pdf_and_examples(tmp_path, capsys, semeion_dir):
     png, pdf = tmp_path / "t.png", tmp_path / "t.pdf"
     assert _run(["sheet", "template", "-o", str(png)], capsys)[0] == 0
@@ -176,6 +179,7 @@ def test_examples_are_reproducible(tmp_path, semeion_dir):
             (REPO / "raw_scans" / name).with_suffix(".json").read_text()
 
 
+@pytest.mark.slow
 def test_pipeline_step_segment(make_app, tmp_path):
     app = make_app(settings=[f"raw_scans={REPO / 'raw_scans'}", f"data_dir={tmp_path / 'data'}", "workers=1"])
     step = app.get("pipeline_steps", "segment")

@@ -71,6 +71,7 @@ def brush_canvases(core: Core, rng: np.random.Generator, n: int) -> list[np.ndar
     return out
 
 
+@pytest.mark.slow
 def test_api_try_equals_the_firmware_host_program_on_130_canvases(web, tiny_espdl, tmp_path):
     core = Core(build_core(tmp_path / "core"))
     host = build_fwhost(tmp_path / "fwhost", "host")
@@ -221,6 +222,7 @@ def draw(driver, element, points):
     chain.release().perform()
 
 
+@pytest.mark.slow
 def test_browser_draws_a_small_off_centre_7_and_saves_a_correction(browser, live, web, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
 

@@ -11,6 +11,8 @@ from train_kit import plugin_dir, write_digit_folder
 
 from mnistp4.stages.data.mnist_source import load_mnist
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def project(tiny_run_copy, tmp_path, mnist_dir, make_app):

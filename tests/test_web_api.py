@@ -423,6 +423,7 @@ def run_cli(root: Path, *args: str, timeout=60):
                           capture_output=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_serve_usage_errors(tmp_path):
     (tmp_path / "mnistp4.toml").write_text("")
     r = run_cli(tmp_path, "serve", "--layout", "grid-3x3")
@@ -431,6 +432,7 @@ def test_serve_usage_errors(tmp_path):
     assert r.returncode == 2 and "missing.onnx" in r.stderr
 
 
+@pytest.mark.slow
 def test_serve_binds_to_loopback_and_prints_the_urls(tmp_path):
     (tmp_path / "mnistp4.toml").write_text("")
     env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}

@@ -29,6 +29,9 @@ import pytest
 from mnistp4.stages.data import manifest as _manifest
 from mnistp4.stages.web.serve import build_web_app
 
+#: Chromium through Selenium: the whole module is slow
+pytestmark = pytest.mark.slow
+
 APT_LINE = "apt-get update && apt-get install -y chromium chromium-driver"
 CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",

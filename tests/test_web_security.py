@@ -156,6 +156,7 @@ def test_access_token_url_cookie_and_bearer(serve):
     assert request(s, "POST", "/api/digits/abc123/5/0", jbody, {**jh, **csrf, **jar})[0] == 200
 
 
+@pytest.mark.slow
 def test_serve_prints_the_token_url_and_enforces_it(tmp_path):
     """`mnistp4 serve --token` as a real process on 127.0.0.1: the printed URL is the way in."""
     make_data(tmp_path / "data")

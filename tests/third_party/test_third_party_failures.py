@@ -19,6 +19,7 @@ def test_every_choice_key_is_covered():
     assert set(mnistp4.CHOICE_KEYS) == set(PLUGIN_CHOICES)
 
 
+@pytest.mark.slow
 def test_unknown_quantizer_exits_2_from_a_subprocess(tmp_path):
     (tmp_path / "mnistp4.toml").write_text("download = false\n")
     proc = cli(["--plugins-dir", PLUGINS_DIR, "--set", "quantizer=nope", "quantize", tmp_path], tmp_path,

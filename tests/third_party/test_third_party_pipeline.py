@@ -31,6 +31,9 @@ from tp_harness import (
 
 from mnistp4 import SegmentOptions
 
+#: real training, quantization and subprocess runs through third-party plugins
+pytestmark = pytest.mark.slow
+
 RUN = "runs/tp"
 
 
