@@ -11,8 +11,8 @@ def train_tiny_onnx(mnist_dir: Path, out_dir: Path, n_train: int = 3000) -> Path
     import torch
     from torch import nn
 
-    from mnistp4.stages.quantize.espdl_quantize import normalize
     from mnistp4.stages.data.mnist_source import load_mnist
+    from mnistp4.stages.quantize.espdl_quantize import normalize
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
