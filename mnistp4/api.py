@@ -62,6 +62,15 @@ def pass_context(fn: Callable) -> Callable:
     return click.pass_obj(fn)
 
 
+def current_context() -> Context | None:
+    """The context of the running ``mnistp4`` command (None outside one): for code that is handed no
+    context — an event hook reading its plugin's config key, a model format loader rebuilding a run
+    with the plugins of the command."""
+    from . import cli
+
+    return cli._APP
+
+
 def project_normalizer(ctx: Context) -> Callable[[np.ndarray], np.ndarray]:
     """The project normalizer (config ``normalizer``): any ink image -> MNIST-style uint8 28x28.
     Training data, sheets and the firmware follow this one function."""
@@ -70,6 +79,7 @@ def project_normalizer(ctx: Context) -> Callable[[np.ndarray], np.ndarray]:
 
 __all__ = [
     "PLUGIN_API_VERSION", "Context", "PipelineState", "REGISTRY_KINDS", "CHOICE_KEYS", "hookimpl", "pass_context",
+    "current_context",
     # records named by hook contracts
     "Digit", "DigitSet", "Layout", "MAX_LAYOUT_CODES", "ModelSpec", "Recipe", "PipelineStep", "QuantRequest",
     "QuantResult", "DeployRequest", "DeployResult", "SegmentOptions", "Registry", "Entry",

@@ -54,10 +54,12 @@ class App:
         return self.config[key]
 
     def override(self, **values: Any) -> None:
-        """Command-line flags: set keys whose value is not ``None``."""
+        """Command-line flags: set keys whose value is not ``None`` (a choice that names nothing
+        registered is a usage error, as with ``--set``)."""
         for key, value in values.items():
             if value is not None:
                 self.config.set(key, value, "command line")
+        check_choices(self.config, self.registry)
 
     def progress(self, transient: bool = False) -> Progress:
         return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"),

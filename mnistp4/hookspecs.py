@@ -29,7 +29,9 @@ Calling convention (plugin API 1.0, :data:`mnistp4.api.PLUGIN_API_VERSION`): cal
 (:data:`mnistp4.api.Context`: ``config``, ``registry``, ``console``, ``progress()``, ``emit()``) as
 their first argument; commands get it with ``@mnistp4.pass_context``. Pure transforms - normalizers,
 augmentations, weightings, segmenters (they run in worker processes), model builders and model
-format loaders - get only their data. Every type named below is importable from :mod:`mnistp4.api`.
+format loaders - get only their data; code handed no context (event hooks) may ask for the running
+command's with :func:`mnistp4.api.current_context`. Every type named below is importable from
+:mod:`mnistp4.api`.
 A worked example of each hook: ``docs/plugins.md``.
 """
 from __future__ import annotations

@@ -65,7 +65,7 @@ class PluginManager:
         self.registry = Registry()
 
     # -- loading ---------------------------------------------------------------------------------
-    def add(self, module: Any, name: str, origin: str) -> PluginInfo:
+    def add(self, module: Any, name: str, origin: str, version: str = "") -> PluginInfo:
         if any(p.name == name for p in self.plugins):
             other = next(p for p in self.plugins if p.name == name)
             raise UsageError(f"two plugins are named {name!r}: {other.origin} and {origin}; rename one")
@@ -77,7 +77,7 @@ class PluginManager:
             raise PluginError(name, str(getattr(e, "hookimpl", "?")), str(e)) from None
         _check_unknown_hooks(module, name, self.pm)
         hooks = sorted(h.name for h in (self.pm.get_hookcallers(module) or []))
-        info = PluginInfo(name, origin, module, hooks, _version(module, origin))
+        info = PluginInfo(name, origin, module, hooks, version or _version(module, origin))
         self.plugins.append(info)
         log.debug("loaded plugin %s from %s", name, origin)
         return info
@@ -95,7 +95,8 @@ class PluginManager:
                 module = ep.load()
             except Exception as e:  # a broken installed plugin must be named
                 raise PluginError(ep.name, "<load>", f"{type(e).__name__}: {e}") from e
-            self.add(module, ep.name, f"entry point ({dist})")
+            version = getattr(ep.dist, "version", "") if getattr(ep, "dist", None) else ""
+            self.add(module, ep.name, f"entry point ({dist})", version=getattr(module, "__version__", None) or version)
 
     def load_extra(self, items: list[str]) -> None:
         for item in items:

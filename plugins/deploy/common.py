@@ -78,8 +78,8 @@ def resolve_model(source: str | Path, bits: int | None = None) -> Path:
         try:
             q = json.loads(quant.read_text())
             q_bits, written = q.get("bits"), q.get("model_file")
-            if not bits and written and Path(written).is_file() and Path(written).parent == path:
-                return Path(written)  # what the configured quantizer wrote (any format)
+            if written and (not bits or int(q_bits or 0) == int(bits)) and (path / Path(written).name).is_file():
+                return path / Path(written).name  # what the configured quantizer wrote (any format)
             if q_bits:
                 candidates.append(f"model_int{int(q_bits)}.espdl")
         except (ValueError, TypeError):

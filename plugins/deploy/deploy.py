@@ -65,7 +65,7 @@ def run_deploy(app, source, *, port: str | None, dry_run: bool, build: bool = Fa
     return result
 
 
-def print_result(app, result: DeployResult) -> None:
+def print_result(app, result: DeployResult, dry_run: bool = False) -> None:
     c = app.console
     info = result.details.get("model", {})
     part = info.get("partition", {})
@@ -75,11 +75,14 @@ def print_result(app, result: DeployResult) -> None:
                 f"{inp['shape']} {inp['dtype']} exponent {inp['exponent']} ({inp['layout']})")
         c.print(f"partition [bold]{part.get('name')}[/] at {part.get('offset')} ({part.get('size', 0):,} bytes): "
                 f"{info['headroom_bytes']:,} bytes of headroom")
+    no_port = bool(result.details.get("dry_run")) and not dry_run  # a board target without a port
     if result.flashed:
-        c.print(f"[green]flashed[/] with target {result.target}")
-    else:
-        hint = " Pass --port PORT (or set config `port`) to flash." if result.target != "bundle" else ""
+        c.print(f"[green]done[/]: target {result.target} wrote the model")
+    elif dry_run or no_port:
+        hint = " Pass --port PORT (or set config `port`) to flash." if no_port else ""
         c.print(f"[yellow]dry run[/]: nothing was written to a board (target {result.target}).{hint} Commands:")
+    else:
+        c.print(f"[green]done[/]: target {result.target} (no board involved). Commands:")
     for cmd in result.commands:
         c.print(f"  {cmd}", markup=False, highlight=False, soft_wrap=True)
     for path in result.artifacts:
@@ -117,7 +120,7 @@ def register_commands(cli):
                         "commands": result.commands, "artifacts": [str(a) for a in result.artifacts],
                         "details": result.details})
             return
-        print_result(app, result)
+        print_result(app, result, dry_run=dry_run)
 
 
 def _target_names() -> list[str]:

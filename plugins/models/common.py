@@ -110,6 +110,9 @@ def build_from_config(cfg: dict, app=None):
     """A fresh module for the model a run's config.json names: via the registry when an app is
     given, else via the stored builder path, else via a freshly loaded registry."""
     name = cfg.get("model")
+    if app is None:  # the running command's plugins (--plugins-dir, entry points), when there is one
+        from mnistp4.api import current_context
+        app = current_context()
     if app is not None:
         return app.get("models", name).build()
     builder = cfg.get("builder", "")
