@@ -174,6 +174,7 @@ def random_models(seed: int, count: int, good: bytes) -> list[bytes]:
     return out
 
 
+@pytest.mark.slow
 def test_c_check_under_sanitizers_agrees_on_mutants_and_random_buffers(random_espdl, tmp_path):
     """The C check built with address and undefined-behaviour sanitizers, each model in an exactly
     sized buffer: no read outside it, no undefined behaviour, the same rule as Python (Int8 and Int16

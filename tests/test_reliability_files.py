@@ -128,6 +128,7 @@ def test_read_only_data_dir(raw, tmp_path, capsys):
 
 # ---- F4: no permission (a real other user) ----------------------------------------------------------------
 
+@pytest.mark.slow
 @ROOT_ONLY
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux)")
 def test_no_permission(raw, tmp_path):

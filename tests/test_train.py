@@ -51,6 +51,7 @@ def test_one_epoch_end_to_end(make_app, tmp_path, custom_folder):
     assert pt["confusion"] == ox["confusion"]
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_matches_uninterrupted_run(make_app, tmp_path):
     from mnistp4.stages.training.run import train_run
 
