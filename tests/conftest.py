@@ -23,6 +23,12 @@ from hypothesis import HealthCheck, settings
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 
+# One math thread per test process (torch, OpenMP, BLAS; inherited by the CLI subprocesses): with
+# `pytest -n 2` on two cores a second thread per worker only waits for the other worker's, and torch
+# training the tiny model took 10 CPU-seconds with two threads against 2.4 with one on a busy machine.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 settings.register_profile(
     "ci", max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -15,7 +15,7 @@ def train_tiny_onnx(mnist_dir: Path, out_dir: Path, n_train: int = 3000) -> Path
     from mnistp4.stages.quantize.espdl_quantize import normalize
 
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     train = load_mnist(mnist_dir, "train")
     x, y = normalize(train.images[:n_train]), torch.from_numpy(train.labels[:n_train])
     net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
