@@ -240,7 +240,7 @@ def alive(pids: list[int]) -> list[int]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_workers_die_with_segment(sig, semeion_dir, tmp_path):
     raw = tmp_path / "raw"
-    make_sheets(raw, semeion_dir, 4, seed=5, per_row=4)
+    make_sheets(raw, semeion_dir, 8, seed=5, per_row=6)   # enough work that the pool is still busy when hit
     proc = mnistp4("segment", raw, "-o", tmp_path / "data", "--workers", "2", cwd=tmp_path)
     deadline = time.monotonic() + 120
     workers: list[int] = []
@@ -250,7 +250,7 @@ def test_workers_die_with_segment(sig, semeion_dir, tmp_path):
         if len(workers) >= 2:
             break
         time.sleep(0.05)
-    assert len(workers) >= 2, "the workers did not start"
+    assert len(workers) >= 2, f"the workers did not start: {proc.poll()} {proc.stderr.read() if proc.poll() else ''}"
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     gone_by = time.monotonic() + 15
@@ -258,5 +258,5 @@ def test_workers_die_with_segment(sig, semeion_dir, tmp_path):
         time.sleep(0.1)
     assert alive(workers) == []
     if sig == signal.SIGTERM:
-        assert proc.returncode == 1
+        assert proc.returncode == 1, (proc.returncode, err)
         assert_one_line_error(err, "stopped (SIGTERM)")
