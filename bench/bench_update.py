@@ -14,6 +14,7 @@ what does it cost MNIST, and how long does it take next to a full retrain?
     .venv/bin/python bench/bench_update.py            # p4net-plus, the shipped recipe, 4 groups x K 10/20/50
     .venv/bin/python bench/bench_update.py --quick    # p4net, 2 epochs, QAT 1 epoch, 2 groups x K 10/50
     .venv/bin/python bench/bench_update.py --start RUNS/x-qat   # reuse a quantized MNIST-only run (no retrain)
+    .venv/bin/python bench/bench_update.py --start RUNS/x-qat --groups 0 --k 50 --lr 5e-4 --share 0.25
 
 Results: bench/results/bench_update/<date>-<commit>[-quick]/ (table.json, output.txt, meta.json).
 """
@@ -76,10 +77,11 @@ def write_corrections(data_dir: Path, images: np.ndarray, labels: np.ndarray, wr
     write_manifest(data_dir, rows)
 
 
-def run_update(start_run: Path, data_dir: Path, out: Path, project: Path) -> tuple[dict, float, float]:
+def run_update(start_run: Path, data_dir: Path, out: Path, project: Path,
+               extra: list[str]) -> tuple[dict, float, float]:
     """`mnistp4 update` as its own process: (report, wall seconds to exit, CPU seconds of the child)."""
     cmd = [sys.executable, "-m", "mnistp4", "update", str(start_run), "--data", str(data_dir), "--out", str(out),
-           "--json"]
+           "--json", *extra]
     t0 = time.perf_counter()
     before = os.times()
     proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
@@ -98,13 +100,18 @@ def main(argv=None) -> int:
                                                            "(then no full retrain is timed)")
     p.add_argument("--groups", type=int, nargs="*", default=None)
     p.add_argument("--k", type=int, nargs="*", default=None)
+    p.add_argument("--lr", type=float, default=None, help="mnistp4 update --lr (default: its own)")
+    p.add_argument("--share", type=float, default=None, help="mnistp4 update --custom-share (default: its own)")
     args = p.parse_args(argv)
     quick = args.quick
     model, recipe, epochs, qat_epochs = ("p4net", "fast", 2, 1) if quick else ("p4net-plus", "fast", 10, 2)
     groups = args.groups if args.groups is not None else ([0, 1] if quick else [0, 1, 2, 3])
     ks = args.k if args.k is not None else ([10, 50] if quick else [10, 20, 50])
 
-    out = start("bench_update", tag="quick" if quick else "")
+    extra = [*(["--lr", str(args.lr)] if args.lr else []), *(["--custom-share", str(args.share)] if args.share else [])]
+    tag = "-".join(filter(None, ["quick" if quick else "", f"lr{args.lr:g}" if args.lr else "",
+                                 f"share{args.share:g}" if args.share else ""]))
+    out = start("bench_update", tag=tag)
     tee_stdout(out)
     from mnistp4.stages.data.mnist_source import load_mnist
     from mnistp4.stages.data.semeion import find_semeion, read_semeion
@@ -140,7 +147,7 @@ def main(argv=None) -> int:
                 data = project / f"data-g{g}-k{k}"
                 write_corrections(data, g_images[pick], g_labels[pick], f"semeion-c{g}")
                 load0 = load_average()
-                report, wall, cpu = run_update(start_run, data, project / "runs" / f"update-g{g}-k{k}", project)
+                report, wall, cpu = run_update(start_run, data, project / "runs" / f"update-g{g}-k{k}", project, extra)
                 after_model = Path(report["after_model"])
                 row = {"group": g, "k": k, "others": int(len(rest)),
                        "group_before": int8_accuracy(before_model, g_images[rest], g_labels[rest]),

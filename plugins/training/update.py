@@ -45,19 +45,21 @@ log = logging.getLogger(__name__)
 UPDATE_MNIST = 6000
 #: share of custom digits in that pass (oversampled up to it, never below once each)
 CUSTOM_SHARE = 0.25
+#: peak learning rate of the pass
+UPDATE_LR = 1e-4
 #: refuse to make the update deployable when the Int8 MNIST accuracy drops by more than this
 MAX_MNIST_DROP = 0.001
 TRY_PREFIX = "try:"
 UPDATE_FILE = "update.json"
 
 
-def update_recipe():
+def update_recipe(lr: float = UPDATE_LR):
     from mnistp4.stages.training.recipes import FAST
 
     # peak 1e-4: on a 2-epoch p4net with 50 Semeion corrections, 5e-4 / 2e-4 / 1e-4 gave the group's
     # other digits 90.7 -> 97.3 / 97.3 / 96.7 % and MNIST -0.28 / -0.23 / -0.11 pp (docs/training.md)
-    return replace(FAST, name="update", epochs=1, lr=1e-4, warmup=0.3, ema=0.0,
-                   description="one pass, AdamW one-cycle to 1e-4, no weight average")
+    return replace(FAST, name="update", epochs=1, lr=lr, warmup=0.3, ema=0.0,
+                   description=f"one pass, AdamW one-cycle to {lr:g}, no weight average")
 
 
 # -- which model is deployable -------------------------------------------------------------------
@@ -166,7 +168,8 @@ def int8_accuracy(model_path: Path, images: np.ndarray, labels: np.ndarray) -> f
 # -- the command's work -----------------------------------------------------------------------------
 def update_run(app, run_dir: Path, out: Path | None = None, *, data_dir: Path | None = None, force: bool = False,
                seed: int = 0, threads: int | None = None, mnist_digits: int = UPDATE_MNIST,
-               on_progress=None, quiet: bool = False) -> dict:
+               lr: float = UPDATE_LR, custom_share: float = CUSTOM_SHARE, on_progress=None,
+               quiet: bool = False) -> dict:
     """Fine-tune, QAT, quantize and verify ``run_dir`` into ``out``; returns the report (update.json).
     ``on_progress(stage, fraction, message)`` hears about each stage (the browser's progress bar)."""
     import torch
@@ -215,7 +218,9 @@ def update_run(app, run_dir: Path, out: Path | None = None, *, data_dir: Path | 
     rng = np.random.default_rng(int(time.time_ns()) % 2**32 if seed < 0 else seed)
     pick = rng.choice(len(mtrain), size=min(mnist_digits, len(mtrain)), replace=False)
     m_images, m_labels = mtrain.images[pick], mtrain.labels[pick]
-    weight = max(1, round(CUSTOM_SHARE * len(pick) / ((1 - CUSTOM_SHARE) * len(ctrain)))) if len(ctrain) else 1
+    if not 0 < custom_share < 1 or lr <= 0:
+        raise InputError(f"--custom-share must be between 0 and 1 and --lr above 0, got {custom_share} and {lr}")
+    weight = max(1, round(custom_share * len(pick) / ((1 - custom_share) * len(ctrain)))) if len(ctrain) else 1
     weighting = app.get("weightings", "oversample")
     _, augmentations = resolve_augmentations(app, cfg.get("augment"))
 
@@ -226,7 +231,7 @@ def update_run(app, run_dir: Path, out: Path | None = None, *, data_dir: Path | 
                              augmentations=augmentations, threads=threads)
     work = out / "finetune"
     with frozen_batchnorm(net):
-        train(net, update_recipe(), data, settings, work)
+        train(net, update_recipe(lr), data, settings, work)
     float_after = evaluate(net, mtest.images, mtest.labels)["accuracy"]
     stage("finetune", 0.35, f"fine-tuned: float MNIST {100 * float_after:.2f}%")
 
@@ -254,7 +259,7 @@ def update_run(app, run_dir: Path, out: Path | None = None, *, data_dir: Path | 
                       "learn_clipping": False, "clip": qat.clip_bounds(),
                       "activation_exponents": history[-1]["exponents"]}
     new_cfg["update"] = {"from": str(run_dir), "data": str(data_dir), "mnist_digits": len(pick), "weight": weight,
-                         "recipe": update_recipe().as_dict()}
+                         "custom_share": custom_share, "recipe": update_recipe(lr).as_dict()}
     write_json(out / "config.json", new_cfg)
     export_onnx(tuned, out / "model.onnx", export_check_digits(mtest.images, cheld.images))
     stage("qat", 0.6, f"chip-rounding fine-tune: fake-quantized MNIST "
@@ -333,11 +338,15 @@ def register_commands(cli):
     @click.option("--force", is_flag=True, help="deployable even when MNIST drops by more than 0.1 pp")
     @click.option("--seed", type=int, default=0, show_default=True, help="-1: a new MNIST slice each time")
     @click.option("--threads", type=click.IntRange(1), default=None)
+    @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=UPDATE_LR, show_default=True,
+                  help="peak learning rate of the fine-tuning pass")
+    @click.option("--custom-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=CUSTOM_SHARE,
+                  show_default=True, help="share of custom digits in the pass (oversampled up to it)")
     @click.option("--json", "as_json", is_flag=True)
     @pass_context
-    def update_cmd(app, run_dir, out, data_dir, force, seed, threads, as_json):
+    def update_cmd(app, run_dir, out, data_dir, force, seed, threads, lr, custom_share, as_json):
         report = update_run(app, run_dir, out, data_dir=data_dir, force=force, seed=seed, threads=threads,
-                            quiet=as_json)
+                            lr=lr, custom_share=custom_share, quiet=as_json)
         if as_json:
             print_json(report)
         else:
