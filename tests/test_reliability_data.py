@@ -237,7 +237,7 @@ def alive(pids: list[int]) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_workers_die_with_segment(sig, semeion_dir, tmp_path):
     raw = tmp_path / "raw"
     make_sheets(raw, semeion_dir, 8, seed=5, per_row=6)   # enough work that the pool is still busy when hit
