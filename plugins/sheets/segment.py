@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import mnistp4
+from mnistp4.api import pass_context
 from mnistp4.errors import InputError, UsageError
 from mnistp4.records import PipelineStep
 from mnistp4.stages.sheets import batch as _segment_batch
@@ -79,9 +80,9 @@ def register_commands(cli):
     @click.option("--segmenter", default=None, help="auto, template or freeform (default: config segmenter)")
     @click.option("--workers", type=int, default=None, help="parallel processes (default: config workers)")
     @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
-    def segment_cmd(raw_dir, data_dir, layout, segmenter, workers, as_json):
-        from mnistp4.cli import get_app, print_json
-        app = get_app()
+    @pass_context
+    def segment_cmd(app, raw_dir, data_dir, layout, segmenter, workers, as_json):
+        from mnistp4.cli import print_json
         app.override(layout=layout, segmenter=segmenter, workers=workers)
         raw = raw_dir if raw_dir is not None else app.config.path("raw_scans")
         out = data_dir if data_dir is not None else app.config.path("data_dir")
@@ -102,10 +103,10 @@ def register_commands(cli):
     @click.option("-d", "--data-dir", "data_dir", type=click.Path(path_type=Path), default=None,
                   help="data dir (default: config data_dir)")
     @click.option("--json", "as_json", is_flag=True)
-    def label_cmd(digits, label, reject, accept, data_dir, as_json):
-        from mnistp4.cli import get_app, print_json
+    @pass_context
+    def label_cmd(app, digits, label, reject, accept, data_dir, as_json):
+        from mnistp4.cli import print_json
         from mnistp4.stages.data.manifest import record_decision, usable
-        app = get_app()
         if label is None and not reject and not accept:
             raise UsageError("say what to record: --label N, --reject or --accept")
         data = data_dir if data_dir is not None else app.config.path("data_dir")

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from mnistp4 import hookimpl
+from mnistp4.api import pass_context
 from mnistp4.errors import NotProvided, UsageError
 from mnistp4.stages.web.security import LOOPBACK_NAMES, Guard, is_loopback, new_token
 
@@ -54,10 +55,8 @@ def register_commands(cli):
                                                               "(a computer shared with other users)")
     @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
                   help="another name this server may be reached by (Host header), e.g. mypc.local (repeatable)")
-    def serve(host, http_port, raw_dir, data_dir, layout, model_file, no_model, no_token, force_token, allow_hosts):
-        from mnistp4.cli import get_app
-
-        app = get_app()
+    @pass_context
+    def serve(app, host, http_port, raw_dir, data_dir, layout, model_file, no_model, no_token, force_token, allow_hosts):
         app.override(serve_host=host, serve_port=http_port, layout=layout)
         bind = app.config["serve_host"]
         if no_token and force_token:
