@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from train_kit import plugin_dir, write_digit_folder
 
@@ -39,7 +40,9 @@ def test_one_epoch_end_to_end(make_app, tmp_path, custom_folder):
     assert saved["composition"]["custom"] % 3 == 0 and 0 < saved["composition"]["custom"] < 116 * 3
     assert saved["custom_total"] == 116 * 3 // 3 - saved["composition"]["custom"] // 3
     assert saved["onnx"]["max_abs_diff"] <= 1e-4
-    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    confusion = np.array(saved["confusion"])  # the 192 digits of the tiny test split
+    assert confusion.sum() == 192 and metrics["test_accuracy"] == pytest.approx(np.trace(confusion) / 192)
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["normalization"] == {"mean": 0.1307, "std": 0.3081} and cfg["model"] == "p4net"
     model, _ = load_run(out)
