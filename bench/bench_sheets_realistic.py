@@ -138,8 +138,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--keep-review", type=Path, default=None, help="copy the review pictures here")
+    parser.add_argument("--tag", default="", help="suffix of the result folder (e.g. held-out, baseline)")
     args = parser.parse_args(argv)
-    out_dir = benchmeta.start("bench_sheets_realistic")
+    out_dir = benchmeta.start("bench_sheets_realistic", tag=args.tag)
     benchmeta.tee_stdout(out_dir)
     mnist = Path(os.environ.get("MNISTP4_MNIST_DIR", "../shared/datasets/mnist"))
     semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
@@ -150,9 +151,9 @@ def main(argv=None) -> int:
         results.append(run_condition(condition, args.seeds, hand, args.workers, args.keep_review))
         r = results[-1]
         print(f"{condition}: {r['found']}/{r['expected']} found, wrong {r['wrong']}, "
-              f"{r['digits_per_cpu_s']:.0f} digits/CPU s", file=sys.stderr, flush=True)
+              f"{r['digits_per_cpu_s']:.0f} digits/CPU s", flush=True)
         for e in r["examples"] + r["errors"]:
-            print("   ", e, file=sys.stderr)
+            print("   ", e)
     load = os.getloadavg()
     print(f"seeds {args.seeds}, workers {args.workers}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(table(results))

@@ -11,7 +11,6 @@ every decision recorded meanwhile. Worker processes die with the command (SIGTER
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import multiprocessing
@@ -32,17 +31,13 @@ from mnistp4.io import write_bytes, write_json
 from mnistp4.plugins import loaded_plugin_files
 from mnistp4.records import SegmentOptions
 from mnistp4.stages.data.manifest import MANIFEST, data_dir_lock, harvest_manifest_edits, write_manifest
+from mnistp4.stages.sheets.sheet_image import decode_sheet, page_count, walk_sheets
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
-#: bigger files or images are refused (a 600 dpi A3 colour scan is ~70 MP)
-MAX_BYTES = 200 * 1024 * 1024
-MAX_PIXELS = 100_000_000
-MIN_SIDE = 200
 STATE = "segment_state.json"
 #: bump when segmentation output changes, so old results are recomputed
-VERSION = 1
+VERSION = 2
 
 
 @dataclass
@@ -56,6 +51,7 @@ class Job:
     segmenter: object
     layout: object
     options: dict
+    page: int = 0               # page of a multi-page TIFF (its sheet is named "file.tif#2")
 
 
 @dataclass
@@ -75,8 +71,7 @@ class SheetResult:
 
 def list_sheets(raw_dir: Path) -> list[Path]:
     """Image files under ``raw_dir`` (recursively, hidden files skipped), sorted."""
-    return sorted(p for p in raw_dir.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(raw_dir).parts))
+    return walk_sheets(Path(raw_dir))[0]
 
 
 SIDECAR_EXAMPLE = '{"source": "writer-1", "rows": "0123456789"}'
@@ -121,38 +116,6 @@ def parse_sidecar(raw: bytes, side: Path | str) -> dict:
     return data
 
 
-def decode_sheet(data: bytes, name: str) -> np.ndarray:
-    """File bytes -> greyscale uint8, refusing what is not a usable sheet image."""
-    if len(data) > MAX_BYTES:
-        raise InputError(f"{name}: {len(data) / 2**20:.0f} MB is enormous for a sheet (limit "
-                         f"{MAX_BYTES / 2**20:.0f} MB); scan at 300 dpi or less")
-    if not data:
-        raise InputError(f"{name}: empty file")
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise InputError(f"{name}: not an image OpenCV or Pillow can read (corrupt or another format); "
-                         f"export it as PNG, JPEG or TIFF") from None
-    except Image.DecompressionBombError:
-        width = height = MAX_PIXELS
-    if width * height > MAX_PIXELS:
-        raise InputError(f"{name}: {width}x{height} pixels is enormous (limit {MAX_PIXELS // 10**6} MP); "
-                         f"scan at 300 dpi or less")
-    grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if grey is None:
-        raise InputError(f"{name}: the image data is corrupt or truncated; export or copy it again")
-    if grey.dtype != np.uint8:
-        grey = cv2.convertScaleAbs(grey, alpha=255.0 / max(1, int(grey.max())))
-    if min(grey.shape) < MIN_SIDE:
-        raise InputError(f"{name}: {grey.shape[1]}x{grey.shape[0]} pixels is too small for a sheet "
-                         f"(at least {MIN_SIDE} pixels a side)")
-    if int(grey.max()) - int(grey.min()) < 16:
-        raise InputError(f"{name}: the page is blank (no ink, no markers)")
-    return grey
-
-
 def image_name(sheet: str, sheet_hash: str, row: int, col: int) -> str:
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(sheet).with_suffix("").as_posix())
     return f"images/{stem}_{sheet_hash[:8]}_r{row:02d}_c{col:02d}.png"
@@ -166,7 +129,7 @@ def process_sheet(job: Job) -> SheetResult:
     """Runs in a worker: decode, segment, write the digit PNGs and the review picture."""
     result = SheetResult(job.sheet, job.sheet_hash)
     try:
-        grey = decode_sheet(job.path.read_bytes(), job.sheet)
+        grey = decode_sheet(job.path.read_bytes(), job.sheet, job.page)
         digits = job.segmenter(grey, layout=job.layout, options=job.options)
         if not digits:
             raise InputError(f"{job.sheet}: no digits found")
@@ -193,12 +156,13 @@ def process_sheet(job: Job) -> SheetResult:
     return result
 
 
-FLAG_SHORT = {"empty": "E", "multi": "M", "border": "B", "small": "S", "large": "L", "low_contrast": "C"}
+FLAG_SHORT = {"empty": "E", "multi": "M", "border": "B", "small": "S", "large": "L", "low_contrast": "C",
+              "crossed_out": "X"}
 
 
 def contact_sheet(digits, title: str, scale: int = 3, cols: int = 10) -> np.ndarray:
     """Every digit of a sheet (28x28 at ``scale``) with its label; flagged ones framed in red
-    with their flags (E empty, M multi, B border, S small, L large, C low contrast)."""
+    with their flags (E empty, M multi, B border, S small, L large, C low contrast, X crossed out)."""
     tile_w, tile_h = 28 * scale + 8, 28 * scale + 26
     n_rows = (len(digits) + cols - 1) // cols
     canvas = np.full((30 + n_rows * tile_h, cols * tile_w, 3), 40, np.uint8)
@@ -316,14 +280,19 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
     results: list[SheetResult] = []
     jobs: list[Job] = []
     seen: dict[str, str] = {}
-    for path in list_sheets(raw_dir):
-        sheet = path.relative_to(raw_dir).as_posix()
+    paths, problems = walk_sheets(raw_dir)
+    results += [SheetResult(name, status="failed", error=f"{name}: {why}") for name, why in problems]
+    pages = [(path, k, n) for path in paths for n in [page_count(path)] for k in range(n)]
+    for path, page, n_pages in pages:
+        sheet = path.relative_to(raw_dir).as_posix() + (f"#{page + 1}" if n_pages > 1 else "")
         try:
             side = sidecar(path)
             sheet_hash = _file_hash(path)
         except (InputError, OSError) as e:
             results.append(SheetResult(sheet, status="failed", error=f"{sheet}: {e}"))
             continue
+        if n_pages > 1:
+            sheet_hash = hashlib.sha256(f"{sheet_hash}#{page}".encode()).hexdigest()[:16]
         if sheet_hash in seen:
             results.append(SheetResult(sheet, sheet_hash, "duplicate", error=f"same content as {seen[sheet_hash]}"))
             continue
@@ -339,7 +308,7 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
             continue
         options = SegmentOptions(layouts, normalize, rows, strict_layout)
         source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
-        jobs.append(Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options))
+        jobs.append(Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options, page))
 
     task = progress.add_task(f"segmenting {len(jobs)} sheet(s)", total=len(jobs)) if progress and jobs else None
     done: list[SheetResult] = []

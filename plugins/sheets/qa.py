@@ -5,10 +5,15 @@ the local paper brightness so uneven lighting does not matter.
 """
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 #: the paper level is this percentile of the crop's (3x3-smoothed) grey levels
 PAPER_PERCENTILE = 0.8
@@ -73,8 +78,8 @@ def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
         joined = cv2.dilate(np.isin(labels, big + 1).astype(np.uint8), np.ones((gap, gap), np.uint8))
         if cv2.connectedComponents(joined, connectivity=8)[0] > 2:
             flags.append("multi")
-    x0 = int(stats[1:, 0][keep].min()); y0 = int(stats[1:, 1][keep].min())
-    x1 = int((stats[1:, 0] + stats[1:, 2])[keep].max()); y1 = int((stats[1:, 1] + stats[1:, 3])[keep].max())
+    x0, y0 = int(stats[1:, 0][keep].min()), int(stats[1:, 1][keep].min())
+    x1, y1 = int((stats[1:, 0] + stats[1:, 2])[keep].max()), int((stats[1:, 1] + stats[1:, 3])[keep].max())
     ink_w, ink_h = x1 - x0, y1 - y0
     if ink_h < SMALL_FRACTION * h and ink_w < SMALL_FRACTION * w:
         flags.append("small")
@@ -85,3 +90,233 @@ def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
     clean = crop.copy()
     clean[halo == 0] = min(255, paper)
     return CellInk(mask, clean, flags, (x0, y0, x1, y1))
+
+
+# ---------------------------------------------------------------- template boxes
+
+#: a box's printed lines are searched this far (mm) either side of where the homography puts them
+LINE_SEARCH_MM = 2.0
+#: ... and count as found when their median darkness is at least this (0..255, paper-relative)
+LINE_MIN_DARKNESS = 40
+#: pixels this close (mm) to a line's centre are the line, not ink (line width 0.35 mm plus blur)
+LINE_ZONE_MM = 0.6
+#: a stroke has pixels at least this dark relative to the local paper (0..255, i.e. 8 %)...
+REL_INK_MIN = 20
+#: ... and this many noise sigmas above the paper (noise measured in each box); from those seeds
+#: it extends over connected pixels (hysteresis) at least REL_INK_LOW and NOISE_SIGMAS_LOW above
+#: the paper, so the faint thin parts of a pencil digit stay attached
+NOISE_SIGMAS = 5.0
+REL_INK_LOW = 10
+NOISE_SIGMAS_LOW = 3.0
+#: a digit whose stroke darkness (90th percentile) is below this many noise sigmas is low contrast
+LOW_CONTRAST_SIGMAS = 8.0
+#: at least this many ink pixels outside the box, joined to the digit across its line, mean the
+#: ink leaves the box (border); fewer are a stroke touching the line from inside
+BORDER_MIN_PIXELS = 8
+
+
+def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """Darkness relative to the local paper (uint8, 0 = paper, 255 = black) of a 3x3-smoothed copy
+    of ``page``. The paper level is a morphological closing wider than any pen stroke or printed
+    line: it removes them but keeps the edge of a shadow where it is (a blur would smear the edge
+    into "ink"); so shadows, dim corners and a tint drop out, and faint pencil in a dark half
+    counts as much as in a bright one."""
+    k = int(2.4 * px_per_mm) | 1
+    # on a lightly smoothed copy: closing picks maxima, so on noisy (dark, amplified) paper it would
+    # sit above the paper's mean; and the darkness is taken from the same copy, so the two agree at
+    # the edge of a shadow
+    base = cv2.blur(page, (3, 3))
+    paper = cv2.morphologyEx(base, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    flat = cv2.divide(base, paper, scale=255)           # saturates at 255 where the page is brighter
+    return cv2.subtract(np.full_like(flat, 255), flat)
+
+
+def _find_lines(bands: np.ndarray, nominal: int) -> np.ndarray:
+    """Printed lines crossing ``bands`` (N boxes, offsets across the line, positions along it):
+    (N, 2) offsets at the centres of the first and second half. The median over a half is high only
+    for a line spanning it, so digit strokes crossing or touching the line do not move it."""
+    n, _, length = bands.shape
+    half = length // 2
+    halves = np.stack([bands[:, :, :half], bands[:, :, length - half:]], axis=2)   # N, offsets, 2, half
+    profile = np.median(halves, axis=3)
+    best = profile.argmax(axis=1)
+    peak = np.take_along_axis(profile, best[:, None, :], axis=1)[:, 0, :]
+    pos = np.where(peak >= LINE_MIN_DARKNESS, best, nominal).astype(np.float32)
+    odd = np.abs(pos[:, 0] - pos[:, 1]) > 3     # a broken or covered half: the median of the three
+    if odd.any():
+        pos[odd] = np.median(np.stack([pos[odd, 0], pos[odd, 1], np.full(int(odd.sum()), nominal)], 1), 1)[:, None]
+    return pos
+
+
+def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float) -> np.ndarray:
+    """(N, 4, 2): top, bottom, left, right printed line of each box of ``smooth`` (N boxes padded
+    by ``pad`` pixels each side, from :func:`flatten`): its position (pixels across) at the centres
+    of the side's two halves."""
+    _, h, w = smooth.shape
+    s = min(pad - 1, int(round(LINE_SEARCH_MM * px_per_mm)))
+    out = []
+    for start in (pad, h - 1 - pad):
+        out.append(start - s + _find_lines(smooth[:, start - s:start + s + 1, pad:w - pad], s))
+    for start in (pad, w - 1 - pad):
+        out.append(start - s + _find_lines(smooth[:, pad:h - pad, start - s:start + s + 1].transpose(0, 2, 1), s))
+    return np.stack(out, axis=1)
+
+
+def paper_noise(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(paper level, noise sigma) of each box of ``smooth`` (N, H, W), from the box's inner part:
+    the median, and the median absolute difference of pixels 3 apart (beyond the smoothing), which
+    a shadow edge or a lighting step across the box does not inflate; ink is too sparse to matter."""
+    m = pad + int(round(1.5 * px_per_mm))
+    inner = smooth[:, m:-m, m:-m].astype(np.float32)
+    median = np.median(inner.reshape(len(inner), -1), axis=1)
+    diff = np.abs(inner[:, :, 3:] - inner[:, :, :-3]).reshape(len(inner), -1)
+    noise = np.maximum(1.0, 1.4826 / math.sqrt(2) * np.median(diff, axis=1))
+    return median, noise
+
+
+def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
+    """The ink of each template box: ``dark`` (N, H, W) the boxes padded by ``pad`` pixels each
+    side, from :func:`flatten`; see :func:`box_ink`."""
+    lines = box_lines(dark, pad, px_per_mm)
+    median, noise = paper_noise(dark, pad, px_per_mm)
+    return [box_ink(dark[k], lines[k], float(median[k]), float(noise[k]), pad, px_per_mm) for k in range(len(dark))]
+
+
+def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pad: int,
+            px_per_mm: float) -> CellInk:
+    """The ink of one template box (``dark``: see :func:`boxes_ink`). Its printed
+    ``lines`` (:func:`box_lines`; they move with curled or folded paper) are removed; ink up to the
+    line is the digit (a stroke touching the line stays whole); ink that continues past the line
+    flags ``border``. ``clean`` is the ink, dark on white paper."""
+    smooth = dark
+    h, w = dark.shape
+    (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines
+    zone = LINE_ZONE_MM * px_per_mm
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    # straight lines through the positions found at the centres of the two halves of each side
+    u = (xs - pad - (w - 2 * pad) // 2 / 2) / max(1.0, (w - 2 * pad) - (w - 2 * pad) // 2)
+    v = (ys - pad - (h - 2 * pad) // 2 / 2) / max(1.0, (h - 2 * pad) - (h - 2 * pad) // 2)
+    top, bottom = t0 + (t1 - t0) * u, b0 + (b1 - b0) * u
+    left, right = l0 + (l1 - l0) * v, r0 + (r1 - r0) * v
+    inside = (ys > top + zone) & (ys < bottom - zone) & (xs > left + zone) & (xs < right - zone)
+    outside = (ys < top - zone - 1) | (ys > bottom + zone + 1) | (xs < left - zone - 1) | (xs > right + zone + 1)
+    seeds = (smooth >= max(REL_INK_MIN, median + NOISE_SIGMAS * noise)) & inside
+    if not seeds.any():
+        return CellInk(np.zeros(dark.shape, bool), np.full(dark.shape, 255, np.uint8), ["empty"])
+    ink = smooth >= max(REL_INK_LOW, median + NOISE_SIGMAS_LOW * noise)
+    mask = ink & inside
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    area_in = int(inside.sum())
+    keep = areas >= SPECK_AREA_FRACTION * area_in
+    if keep.any():
+        seeded = np.zeros(count, bool)
+        seeded[labels[seeds]] = True
+        keep &= seeded[1:]
+    if keep.any():
+        keep &= areas * 25 >= areas[keep].max()
+        keep &= ~_remnants(stats[1:], top, bottom, left, right, zone)
+    if not keep.any():
+        return CellInk(np.zeros(dark.shape, bool), np.full(dark.shape, 255, np.uint8), ["empty"])
+    for i in np.flatnonzero(~keep):      # drop specks and slivers (few: per component, in its own box)
+        x, y, bw, bh = stats[i + 1, :4]
+        part = mask[y:y + bh, x:x + bw]
+        part &= labels[y:y + bh, x:x + bw] != i + 1
+    flags = []
+    levels = np.bincount(smooth[mask], minlength=256).cumsum()
+    strength = float(np.searchsorted(levels, 0.9 * levels[-1])) - median
+    if strength < LOW_CONTRAST_SIGMAS * noise:
+        flags.append("low_contrast")
+    across = int(2 * zone + 4)      # from the last inside pixel over the line zone to the outside
+    reach = cv2.dilate(mask.view(np.uint8), np.ones((2 * across + 1,) * 2, np.uint8)).view(bool)
+    if int((reach & ink & outside).sum()) >= BORDER_MIN_PIXELS:
+        flags.append("border")
+    inner_h = (b0 + b1 - t0 - t1) / 2 - 2 * zone
+    inner_w = (r0 + r1 - l0 - l1) / 2 - 2 * zone
+    big = np.flatnonzero(keep & (areas * 8 >= areas[keep].max()))
+    if len(big) > 1:
+        gap = max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))
+        joined = cv2.dilate(np.isin(labels, big + 1).astype(np.uint8), np.ones((gap, gap), np.uint8))
+        if cv2.connectedComponents(joined, connectivity=8)[0] > 2:
+            flags.append("multi")
+    st = stats[1:][keep]
+    x0, y0 = int(st[:, 0].min()), int(st[:, 1].min())
+    x1, y1 = int((st[:, 0] + st[:, 2]).max()), int((st[:, 1] + st[:, 3]).max())
+    if y1 - y0 < SMALL_FRACTION * inner_h and x1 - x0 < SMALL_FRACTION * inner_w:
+        flags.append("small")
+    if areas[keep].sum() > LARGE_AREA_FRACTION * area_in:
+        flags.append("large")
+    halo = cv2.dilate(mask.view(np.uint8), _HALO).view(bool) & inside
+    clean = np.where(halo, 255 - dark, np.uint8(255))
+    return CellInk(mask, clean, flags, (x0, y0, x1, y1))
+
+
+def _remnants(stats: np.ndarray, top, bottom, left, right, zone: float) -> np.ndarray:
+    """Components that are a sliver of a printed line left inside the box (thin, long, hugging a
+    side): not a digit's ink."""
+    x, y, w, h = (stats[:, i] for i in range(4))
+    near = 2 * zone + 2
+    horizontal = (h <= near) & (w >= 3 * h) & (((y - top.min()) <= near) | ((bottom.max() - (y + h)) <= near))
+    vertical = (w <= near) & (h >= 3 * w) & (((x - left.min()) <= near) | ((right.max() - (x + w)) <= near))
+    return horizontal | vertical
+
+
+# ---------------------------------------------------------------- crossed-out digits, scribbles
+
+#: weights of the crossed-out/scribble detector (fitted by synth.train_strike_detector on MNIST
+#: training digits; MNIST test and Semeion digits stay unseen for the benchmark)
+STRIKE_WEIGHTS = Path(__file__).with_name("strike_detector.npz")
+#: a 28x28 whose detector probability is at least this is flagged crossed_out
+STRIKE_PROBABILITY = 0.4
+_strike_model = None
+
+
+def _strike_weights():
+    global _strike_model
+    if _strike_model is None:
+        try:
+            with np.load(STRIKE_WEIGHTS) as f:
+                _strike_model = {k: f[k].astype(np.float32) for k in f.files}
+        except OSError:
+            log.warning("%s is missing: crossed-out digits and scribbles are not detected", STRIKE_WEIGHTS)
+            _strike_model = {}
+    return _strike_model
+
+
+def _conv3_relu_pool(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> 3x3 convolution (zero padding 1), ReLU, 2x2 max-pooling (PyTorch's layout);
+    as one matrix product over all 3x3 patches."""
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    patches = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))   # N C H W 3 3
+    cols = np.ascontiguousarray(patches.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * 9))
+    # OpenCV's product: numpy's BLAS would start threads of its own in every worker process
+    out = cv2.gemm(cols, np.ascontiguousarray(weight.reshape(len(weight), -1).T), 1, None, 0) + bias
+    out = np.maximum(out, 0).reshape(n, h // 2, 2, w // 2, 2, -1).max(axis=(2, 4))   # N, H/2, W/2, O
+    return out.transpose(0, 3, 1, 2)
+
+
+def strike_probability(images28: np.ndarray) -> np.ndarray:
+    """Probability that each normalized 28x28 (N, 28, 28) is crossed out or a scribble, not a digit
+    (NaN when the detector's weights are missing)."""
+    m = _strike_weights()
+    if not m or len(images28) == 0:
+        return np.full(len(images28), np.nan)
+    x = images28[:, None].astype(np.float32) / 255
+    x = _conv3_relu_pool(x, m["c1w"], m["c1b"])
+    x = _conv3_relu_pool(x, m["c2w"], m["c2b"]).reshape(len(images28), -1)
+    hidden = np.maximum(cv2.gemm(np.ascontiguousarray(x), m["f1w"], 1, None, 0, flags=cv2.GEMM_2_T) + m["f1b"], 0)
+    return 1 / (1 + np.exp(-(hidden @ m["f2w"][0] + m["f2b"][0])))
+
+
+def flag_crossed_out(digits) -> None:
+    """Add ``crossed_out`` to the flags of the found digits (records.Digit) that look crossed out,
+    hatched or scribbled rather than written: such ink must never be a clean digit with the row's label."""
+    found = [d for d in digits if "empty" not in d.flags]
+    if not found:
+        return
+    p = strike_probability(np.stack([d.image for d in found]))
+    for d, prob in zip(found, p):
+        if prob >= STRIKE_PROBABILITY:
+            d.flags.append("crossed_out")

@@ -17,7 +17,7 @@ import numpy as np
 import mnistp4
 from mnistp4.errors import InputError
 from mnistp4.records import Digit
-from mnistp4.stages.sheets.qa import find_ink
+from mnistp4.stages.sheets.qa import find_ink, flag_crossed_out
 from mnistp4.stages.sheets.segment_template import shrink
 
 #: parts of one digit overlap horizontally by this fraction of the narrower part...
@@ -87,8 +87,8 @@ def group_components(stats: np.ndarray) -> list[list[int]]:
 
 
 def _box(stats: np.ndarray, group: list[int]) -> tuple[int, int, int, int]:
-    x0 = min(stats[i, 0] for i in group); y0 = min(stats[i, 1] for i in group)
-    x1 = max(stats[i, 0] + stats[i, 2] for i in group); y1 = max(stats[i, 1] + stats[i, 3] for i in group)
+    x0, y0 = min(stats[i, 0] for i in group), min(stats[i, 1] for i in group)
+    x1, y1 = max(stats[i, 0] + stats[i, 2] for i in group), max(stats[i, 1] + stats[i, 3] for i in group)
     return x0, y0, x1, y1
 
 
@@ -103,7 +103,7 @@ def attach_fragments(stats: np.ndarray, groups: list[list[int]]) -> list[list[in
     if not full:
         return groups
     merged = {k: list(groups[k]) for k in full}
-    for k, h in enumerate(heights):
+    for k in range(len(heights)):
         if k in merged:
             continue
         x0, y0, x1, y1 = boxes[k]
@@ -231,6 +231,7 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
                 flags.append("border")
             image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
             digits.append(Digit(image28, int(rows_digits[r]), r, c, sorted(set(flags)), crop=crop))
+    flag_crossed_out(digits)
     return digits
 
 

@@ -16,7 +16,7 @@ import mnistp4
 from mnistp4.errors import InputError
 from mnistp4.records import Digit
 from mnistp4.stages.sheets.layout import ARUCO_DICT, Layout
-from mnistp4.stages.sheets.qa import find_ink
+from mnistp4.stages.sheets.qa import boxes_ink, flag_crossed_out, flatten
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,9 @@ CANONICAL_PX_PER_MM = 5.0
 MAX_SIDE = 3000
 #: markers are searched on a copy at most this large first (3x faster than a 1800-pixel page)
 DETECT_SIDE = 640
-#: how far inside a box's printed line the crop starts (mm), beyond half the line width
-BOX_INSET_MM = 0.9
+#: boxes are cut this far (mm) beyond their printed lines, so a line moved by curled or folded
+#: paper is still inside the cut, found and removed (qa.box_ink) and ink leaving the box is seen
+BOX_PAD_MM = 2.5
 
 _DETECTOR = None
 
@@ -111,19 +112,21 @@ def register_page(image: np.ndarray, layout: Layout, markers: dict[int, np.ndarr
                                borderMode=cv2.BORDER_REPLICATE)
 
 
-def cut_boxes(page: np.ndarray, layout: Layout, px_per_mm: float = CANONICAL_PX_PER_MM,
-              origin_mm: tuple[float, float] = (0.0, 0.0)):
-    """Yield (row, col, crop) for every writing box of a canonical page whose top-left corner is
-    at ``origin_mm`` on the sheet."""
-    inset = layout.line_mm / 2 + BOX_INSET_MM
+def box_origins(layout: Layout, px_per_mm: float = CANONICAL_PX_PER_MM, origin_mm: tuple[float, float] = (0.0, 0.0),
+                pad_mm: float = BOX_PAD_MM) -> tuple[list[tuple[int, int, int, int]], int, int, int]:
+    """([(row, col, x0, y0)], height, width, pad): where each writing box of a canonical page whose
+    top-left corner is at ``origin_mm`` is cut - the box with its printed lines and ``pad`` pixels
+    beyond them; every cut has the same size."""
     ox, oy = origin_mm
+    pad = int(round(pad_mm * px_per_mm))
+    w_mm, h_mm = layout.box_mm
+    height, width = int(round(h_mm * px_per_mm)) + 2 * pad + 1, int(round(w_mm * px_per_mm)) + 2 * pad + 1
+    cuts = []
     for r in range(len(layout.rows)):
         for c in range(layout.cols):
-            x, y, w, h = layout.box(r, c)
-            x, y = x - ox, y - oy
-            x0, y0 = int(round((x + inset) * px_per_mm)), int(round((y + inset) * px_per_mm))
-            x1, y1 = int(round((x + w - inset) * px_per_mm)), int(round((y + h - inset) * px_per_mm))
-            yield r, c, page[y0:y1, x0:x1]
+            x, y, _, _ = layout.box(r, c)
+            cuts.append((r, c, int(round((x - ox) * px_per_mm)) - pad, int(round((y - oy) * px_per_mm)) - pad))
+    return cuts, height, width, pad
 
 
 def _options_layouts(layout: Layout | None, options: dict) -> dict[str, Layout]:
@@ -155,13 +158,17 @@ def segment_template(image: np.ndarray, *, layout: Layout | None = None, options
     if options.get("strict_layout") and layout is not None and found.name != layout.name:
         raise InputError(f"the sheet is layout {found.name!r} but layout {layout.name!r} was asked for; "
                          f"drop --layout or pick the right one")
-    region = grid_region(found)
+    region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0)
     page = register_page(small, found, markers, region=region)
+    dark = flatten(page, CANONICAL_PX_PER_MM)
+    cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
+    boxes = np.stack([dark[y:y + h, x:x + w] for _, _, x, y in cuts])
+    inks = boxes_ink(boxes, pad, CANONICAL_PX_PER_MM)
     digits = []
-    for r, c, crop in cut_boxes(page, found, origin_mm=region[:2]):
-        ink = find_ink(crop)
+    for (r, c, x, y), ink in zip(cuts, inks):
         image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
-        digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=crop))
+        digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=page[y:y + h, x:x + w]))
+    flag_crossed_out(digits)
     return digits
 
 

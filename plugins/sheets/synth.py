@@ -186,7 +186,7 @@ def degrade(page: np.ndarray, rng: np.random.Generator, *, rotate: float = 0.0, 
         yy, xx = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
         gx, gy = rng.uniform(-1, 1, 2)
         ramp = (gx * (xx / out_w - 0.5) + gy * (yy / out_h - 0.5)) + 0.5 * (
-            ((xx / out_w - 0.5) ** 2 + (yy / out_h - 0.5) ** 2))
+            (xx / out_w - 0.5) ** 2 + (yy / out_h - 0.5) ** 2)
         ramp = (ramp - ramp.min()) / max(1e-6, float(ramp.max() - ramp.min()))
         out *= 1.0 - light * ramp
     if blur:
@@ -207,3 +207,117 @@ def semeion_rows_for_sheet(labels: np.ndarray, cycle: int, half: int, per_digit:
     if cycle >= len(cycles):
         raise InputError(f"the Semeion file has {len(cycles)} complete cycles, cycle {cycle} was asked for")
     return [list(run[half * per_digit:(half + 1) * per_digit]) for run in cycles[cycle]]
+
+
+# ---------------------------------------------------------------- crossed-out digits (qa.not_a_digit)
+
+def crossing_out(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 112, label: int = -1) -> np.ndarray:
+    """A digit (MNIST-style 28x28, white on black) crossed out, hatched or scribbled over - or a
+    bare scribble - as the normalizer would see it: drawn on a ``canvas``-pixel square, normalized.
+    A 1 or a 7 is never struck with one flat bar: that is how many Europeans write a 7."""
+    s = canvas / 28
+    img = cv2.resize(digit28, (canvas, canvas), interpolation=cv2.INTER_CUBIC)
+    ys, xs = np.nonzero(img > 100)
+    if len(xs) == 0:
+        ys, xs = np.array([canvas // 4, 3 * canvas // 4]), np.array([canvas // 4, 3 * canvas // 4])
+    x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
+    thick = int(rng.integers(max(2, int(1.2 * s)), int(3.2 * s) + 1))
+    style = rng.choice(["strike"] * 5 + ["double", "x", "hatch", "zigzag", "loops"])
+    if label in (1, 7) and style == "strike":
+        style = rng.choice(["double", "x", "hatch"])
+    if style in ("zigzag", "loops") and rng.random() < 0.4:
+        img[:] = 0                                          # a scribble on its own
+    w, h = max(8, x1 - x0), max(8, y1 - y0)
+
+    def line(p, q):
+        cv2.line(img, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), 255, thick, cv2.LINE_AA)
+
+    if style in ("strike", "double"):
+        for _ in range(1 if style == "strike" else 2):
+            ang = math.radians(rng.uniform(-35, 35) + (90 if rng.random() < 0.15 else 0))
+            cx, cy = (x0 + x1) / 2 + rng.uniform(-0.2, 0.2) * w, (y0 + y1) / 2 + rng.uniform(-0.25, 0.25) * h
+            half = rng.uniform(0.35, 0.8) * (w * abs(math.cos(ang)) + h * abs(math.sin(ang)))
+            dx, dy = half * math.cos(ang), half * math.sin(ang)
+            line((cx - dx, cy - dy), (cx + dx, cy + dy))
+    elif style == "x":
+        line((x0, y0), (x1, y1))
+        line((x1, y0), (x0, y1))
+    elif style == "hatch":
+        n, ang = int(rng.integers(3, 9)), rng.uniform(-1.2, 1.2)
+        for k in range(n):
+            t = x0 + (k + 0.5) / n * w
+            line((t - ang * h / 2, y1), (t + ang * h / 2, y0))
+    else:
+        n = int(rng.integers(4, 14))
+        pts = np.stack([x0 + rng.random(n) * w, y0 + rng.random(n) * h], 1) if style == "loops" else np.stack(
+            [np.where(np.arange(n) % 2 == 0, x0, x1) + rng.uniform(-0.1, 0.1, n) * w,
+             np.linspace(y0, y1, n) + rng.uniform(-0.05, 0.05, n) * h], 1)
+        if rng.random() < 0.5:
+            pts = pts[:, ::-1] - [y0, x0] + [x0, y0]
+        cv2.polylines(img, [np.round(pts).astype(np.int32)], False, 255, thick, cv2.LINE_AA)
+    return _captured(img, rng)
+
+
+def _captured(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A white-on-black drawing as a sheet's box delivers it: smaller, blurred, noisy, then normalized."""
+    from mnistp4.stages.data.normalizer import normalize_digit
+    side = int(rng.integers(40, 100))
+    small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = cv2.GaussianBlur(small, (0, 0), rng.uniform(0.3, 1.0))
+    small *= rng.uniform(0.35, 1.0)                       # faint pencil to black felt tip
+    small += rng.normal(0, rng.uniform(0, 6), small.shape)
+    return normalize_digit(np.clip(np.pad(small, 4), 0, 255).astype(np.uint8))
+
+
+def plain_digit(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 112) -> np.ndarray:
+    """A digit re-drawn with another pen width (thin ballpoint to felt tip), normalized; a 7 may get
+    a European crossbar."""
+    img = cv2.resize(digit28, (canvas, canvas), interpolation=cv2.INTER_CUBIC)
+    if rng.random() < 0.5:      # traced again along its centre line with a round pen
+        from skimage.morphology import skeletonize
+        centre = skeletonize(img > 110).astype(np.uint8)
+        img = cv2.dilate(centre * 255, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(rng.integers(3, 16)),) * 2))
+    else:
+        k = int(rng.integers(-2, 7))
+        if k:
+            op = cv2.dilate if k > 0 else cv2.erode
+            img = op(img, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(k) + 1,) * 2))
+    return _captured(img, rng)
+
+
+def train_strike_detector(images: np.ndarray, labels: np.ndarray, out: str | Path, samples: int = 24000,
+                          seed: int = 0, epochs: int = 6) -> float:
+    """Fit the crossed-out/scribble detector of ``qa.strike_probability`` (a small CNN: two 3x3
+    convolutions of 8 and 16 channels, each with ReLU and 2x2 max-pooling, then 784 -> 32 -> 1) on
+    digits ``images`` (28x28 white on black: MNIST *training* digits and the first half of Semeion's,
+    so MNIST test and the rest of Semeion stay unseen), plain with varied pen widths against the same
+    digits crossed out; saves the weights to ``out`` (.npz), returns the accuracy on a tenth kept aside."""
+    import torch
+    from torch import nn
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(images), samples, replace=samples > len(images))
+    x = np.stack([plain_digit(images[i], rng) if k % 2 == 0 else crossing_out(images[i], rng, label=int(labels[i]))
+                  for k, i in enumerate(pick)])[:, None].astype(np.float32) / 255
+    y = (np.arange(samples) % 2).astype(np.float32)
+    split = samples * 9 // 10
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    xt, yt = torch.from_numpy(x[:split]), torch.from_numpy(y[:split])
+    for epoch in range(epochs):
+        for group in opt.param_groups:
+            group["lr"] = 2e-3 * (0.5 ** max(0, epoch - epochs // 2))
+        for idx in torch.randperm(split).split(128):
+            loss = nn.functional.binary_cross_entropy_with_logits(model(xt[idx])[:, 0], yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        acc = float(((model(torch.from_numpy(x[split:]))[:, 0] > 0).numpy() == (y[split:] > 0.5)).mean())
+    c1, c2, f1, f2 = model[0], model[3], model[7], model[9]
+    np.savez_compressed(out, **{k: v.detach().numpy().astype(np.float32) for k, v in dict(
+        c1w=c1.weight, c1b=c1.bias, c2w=c2.weight, c2b=c2.bias, f1w=f1.weight, f1b=f1.bias,
+        f2w=f2.weight, f2b=f2.bias).items()})
+    return acc

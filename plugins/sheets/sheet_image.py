@@ -1,0 +1,183 @@
+"""Reading sheet files: bytes -> one greyscale uint8 page, and a folder -> its sheet files, with a
+one-line reason for everything that cannot be a sheet (shared helper of ``batch``).
+
+What a viewer shows is what gets segmented: transparency is composited on white paper (a tablet
+export whose ink is only in the alpha channel), 16-bit data is scaled by its real bit depth (12-bit
+camera data in a 16-bit PNG is not "blank"), each page of a multi-page TIFF is a sheet, EXIF
+orientation is applied, and big JPEG photos are decoded at half size (the DCT does the shrinking:
+the segmenters work at ~5 px/mm, a 12 MP photo of an A4 sheet has ~10).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mnistp4.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+#: bigger files or images are refused (a 600 dpi A3 colour scan is ~70 MP)
+MAX_BYTES = 200 * 1024 * 1024
+MAX_PIXELS = 100_000_000
+MIN_SIDE = 200
+#: JPEGs whose longer side is at least this are decoded at half size (still >= 2000 pixels)
+REDUCE_FROM_SIDE = 4000
+#: a page whose grey levels span less than this is blank
+BLANK_RANGE = 16
+
+
+@dataclass
+class ImageInfo:
+    width: int
+    height: int
+    mode: str
+    format: str
+    pages: int
+
+
+def probe(data: bytes, name: str) -> ImageInfo:
+    """The header of an image file (no pixels decoded); :class:`InputError` when it is none."""
+    if not data:
+        raise InputError(f"{name}: empty file")
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{name}: {len(data) / 2**20:.0f} MB is enormous for a sheet (limit "
+                         f"{MAX_BYTES / 2**20:.0f} MB); scan at 300 dpi or less")
+    from PIL import Image, UnidentifiedImageError
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None   # true sizes of bombs too: checked below
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            info = ImageInfo(im.width, im.height, im.mode, im.format or "", getattr(im, "n_frames", 1))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise InputError(f"{name}: not an image OpenCV or Pillow can read (corrupt or another format); "
+                         f"export it as PNG, JPEG or TIFF") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    if info.width * info.height > MAX_PIXELS:
+        raise InputError(f"{name}: {info.width}x{info.height} pixels ({info.width * info.height / 1e6:.0f} MP) is "
+                         f"enormous (limit {MAX_PIXELS // 10**6} MP); scan at 300 dpi or less")
+    return info
+
+
+def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
+    """File bytes -> greyscale uint8 page (``page``: 0-based page of a multi-page TIFF)."""
+    info = probe(data, name)
+    if page >= info.pages:
+        raise InputError(f"{name}: has {info.pages} page(s), page {page + 1} was asked for")
+    if info.pages > 1:
+        grey = _decode_pil(data, page)
+    elif info.format == "JPEG":     # 8-bit, no alpha; OpenCV applies the EXIF orientation
+        flag = cv2.IMREAD_GRAYSCALE
+        if max(info.width, info.height) >= REDUCE_FROM_SIDE:
+            flag = cv2.IMREAD_REDUCED_GRAYSCALE_2
+        grey = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    else:                           # keep alpha and all bits (IMREAD_GRAYSCALE drops both)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        grey = None if image is None else _to_grey8(image)
+    if grey is None:
+        raise InputError(f"{name}: the image data is corrupt or truncated; export or copy it again")
+    if min(grey.shape) < MIN_SIDE:
+        raise InputError(f"{name}: {grey.shape[1]}x{grey.shape[0]} pixels is too small for a sheet "
+                         f"(at least {MIN_SIDE} pixels a side)")
+    if int(grey.max()) - int(grey.min()) < BLANK_RANGE:
+        raise InputError(f"{name}: the page is blank (no ink, no markers)")
+    return grey
+
+
+def _to_grey8(image: np.ndarray) -> np.ndarray:
+    """Any decoded array (grey/BGR/BGRA, 8/16-bit or float) -> grey uint8; alpha composited on white."""
+    if image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] == 3):
+        return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    alpha = None
+    if image.ndim == 3 and image.shape[2] in (2, 4):
+        alpha, image = image[..., -1], image[..., :-1]
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.shape[2] == 3 else image[..., 0]
+    grey = image.astype(np.float32)
+    if image.dtype == np.uint16:      # the real bit depth (12-bit data in a 16-bit PNG has max 4095)
+        scale = 255.0 / (2 ** max(8, int(np.ceil(np.log2(int(image.max()) + 1)))) - 1)
+    elif image.dtype.kind == "f":
+        scale = 255.0 if float(image.max()) <= 1.0 else 1.0
+    else:
+        scale = 255.0 / max(255, int(np.iinfo(image.dtype).max)) if image.dtype != np.uint8 else 1.0
+    grey *= scale
+    if alpha is not None:             # transparent = white paper
+        a = alpha.astype(np.float32) * (1.0 / (np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else 1.0))
+        grey = grey * a + 255.0 * (1 - a)
+    return np.clip(grey + 0.5, 0, 255).astype(np.uint8)
+
+
+def _decode_pil(data: bytes, page: int) -> np.ndarray | None:
+    from PIL import Image, ImageOps
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.seek(page)
+            frame = ImageOps.exif_transpose(im)
+            if frame.mode in ("P", "PA", "CMYK", "YCbCr", "1"):
+                frame = frame.convert("RGBA")
+            array = np.asarray(frame)
+    except (OSError, ValueError, EOFError):
+        return None
+    if frame.mode in ("RGB", "RGBA"):
+        array = array[..., [2, 1, 0, 3][:array.shape[2]]]   # to OpenCV's BGR(A)
+    return _to_grey8(array)
+
+
+def page_count(path: Path) -> int:
+    """Pages of a TIFF (1 for other files or when it cannot be read: decoding reports that)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return 1
+    from PIL import Image
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    except Exception:   # noqa: BLE001 - any unreadable file is diagnosed when it is decoded
+        return 1
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def walk_sheets(raw_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(sheet image files under ``raw_dir``, sorted; [(name, reason)] for entries that look like
+    sheets but cannot be read: dangling links, link loops, folders named like images, unreadable
+    folders). Hidden files and folders are skipped; linked folders are not followed."""
+    found, problems = [], []
+
+    def rel(p) -> str:
+        return Path(p).relative_to(raw_dir).as_posix()
+
+    def unreadable(e: OSError):
+        problems.append((rel(e.filename), f"folder cannot be read ({e.strerror}); its sheets are "
+                                          f"skipped - fix its permissions"))
+
+    for root, dirs, files in os.walk(raw_dir, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for d in dirs:
+            if Path(d).suffix.lower() in SUFFIXES:
+                problems.append((rel(Path(root) / d), "a folder, not an image file; skipped"))
+        for f in sorted(files):
+            path = Path(root) / f
+            if f.startswith(".") or path.suffix.lower() not in SUFFIXES:
+                continue
+            try:
+                path.stat()
+            except OSError as e:
+                why = "a link that points to itself (a loop)" if e.errno == 40 else (
+                    "a link to a missing file" if path.is_symlink() else f"cannot be read ({e.strerror})")
+                problems.append((rel(path), f"{why}; skipped"))
+                continue
+            if not path.is_file():
+                problems.append((rel(path), "not a regular file (a device or a pipe); skipped"))
+                continue
+            if not os.access(path, os.R_OK):
+                problems.append((rel(path), "cannot be read (permission denied); fix its permissions"))
+                continue
+            found.append(path)
+    return sorted(found), problems

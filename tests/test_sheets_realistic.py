@@ -1,0 +1,213 @@
+"""Template segmentation on sheets as people fill them in (crossed-out digits, scribbles, faint pencil
+in a shadow, strokes touching the box line) and odd input files, each with its clear diagnosis."""
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from mnistp4.errors import InputError
+from mnistp4.stages.sheets import synth as _synth
+from mnistp4.stages.sheets.batch import segment_folder
+from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, default_layouts, render_template
+from mnistp4.stages.sheets.segment_template import segment_template
+from mnistp4.stages.sheets.sheet_image import decode_sheet, walk_sheets
+
+LAYOUTS = {lay.name: lay for lay in default_layouts()}
+GRID = LAYOUTS["grid-10x10"]
+PX = TABLET_PX_PER_MM
+
+
+@pytest.fixture(scope="module")
+def semeion(semeion_dir):
+    return _synth.load_semeion(semeion_dir / "semeion-dev.data")
+
+
+def _digit(semeion, label: int, k: int = 0) -> np.ndarray:
+    """The k-th Semeion digit of ``label`` from the second half (unseen by the crossed-out detector)."""
+    images, labels = semeion
+    return images[400 + np.flatnonzero(labels[400:] == label)[k]]
+
+
+def _write(page, ink, cx, cy, darkness=0.9):
+    _synth._write(page, ink, cx, cy, darkness)
+
+
+def _centre(row, col):
+    x, y, w, h = (v * PX for v in GRID.box(row, col))
+    return x + w / 2, y + h / 2, w, h
+
+
+def _segment(page):
+    return {(d.row, d.col): d for d in segment_template(page, layout=GRID, options={"layouts": LAYOUTS})}
+
+
+def test_crossed_out_digits_and_scribbles_are_flagged(semeion):
+    page = render_template(GRID, PX)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    clean = {}
+    for c in range(4):                       # clean digits of the row, for contrast
+        cx, cy, _, _ = _centre(4, c)
+        _write(page, _synth.stroke_image(_digit(semeion, 4, c), size), cx, cy)
+        clean[(4, c)] = True
+    cx, cy, w, h = _centre(4, 5)             # a "2" struck through in the 4s row
+    ink = _synth.stroke_image(_digit(semeion, 2), size)
+    _write(page, ink, cx, cy)
+    cv2.line(page, (int(cx - 0.55 * ink.shape[1]), int(cy + 2)), (int(cx + 0.55 * ink.shape[1]), int(cy - 3)), 30, 3,
+             cv2.LINE_AA)
+    cx, cy, w, h = _centre(4, 6)             # a "6" crossed with an X
+    ink = _synth.stroke_image(_digit(semeion, 6), size)
+    _write(page, ink, cx, cy)
+    for s in (-1, 1):
+        cv2.line(page, (int(cx - 0.45 * ink.shape[1]), int(cy - s * 0.45 * size)),
+                 (int(cx + 0.45 * ink.shape[1]), int(cy + s * 0.45 * size)), 30, 3, cv2.LINE_AA)
+    cx, cy, w, h = _centre(4, 7)             # a zigzag scribble
+    pts = [(cx - 0.3 * w + (k % 2) * 0.6 * w, cy - 0.3 * h + k * 0.6 * h / 8) for k in range(9)]
+    cv2.polylines(page, [np.int32(pts)], False, 30, 3, cv2.LINE_AA)
+    digits = _segment(page)
+    for key in ((4, 5), (4, 6), (4, 7)):
+        assert "crossed_out" in digits[key].flags, (key, digits[key].flags)
+    assert all(digits[k].flags == [] for k in clean), [digits[k].flags for k in clean]
+
+
+def test_faint_pencil_in_the_shadow_of_a_dim_photo_is_found(semeion):
+    page = render_template(GRID, PX)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    for c in range(GRID.cols):
+        for r in (3, 7):
+            cx, cy, _, _ = _centre(r, c)
+            _write(page, _synth.stroke_image(_digit(semeion, r, c), size), cx, cy, darkness=0.3)   # faint pencil
+    photo = page.astype(np.float32) * 0.5                   # a dim photo...
+    photo[:, page.shape[1] // 2:] *= 0.35                   # ... whose right half is in shadow
+    photo = cv2.GaussianBlur(photo, (0, 0), 0.8) + np.random.default_rng(0).normal(0, 1.0, photo.shape)
+    photo = np.clip(photo, 0, 255).astype(np.uint8)
+    digits = _segment(photo)
+    found = [k for k, d in digits.items() if k[0] in (3, 7) and "empty" not in d.flags]
+    assert len(found) == 2 * GRID.cols
+    # found as plain digits: not faint for its paper, not broken, not crossing lines
+    odd = {k: digits[k].flags for k in found if set(digits[k].flags) & {"low_contrast", "multi", "border", "small"}}
+    assert not odd, odd
+    assert all("empty" in d.flags for k, d in digits.items() if k[0] not in (3, 7))
+
+
+def test_stroke_touching_the_box_line_is_kept_whole_and_clear_digit_has_no_border(semeion):
+    page = render_template(GRID, PX)
+    binary = _digit(semeion, 7)
+    size = int(0.85 * GRID.box_mm[1] * PX)
+    ink = _synth.stroke_image(binary, size)
+    cx, cy, w, h = _centre(7, 2)            # the top of the 7 touches the top line from inside
+    y_box = GRID.box(7, 2)[1] * PX
+    _write(page, ink, cx, y_box + ink.shape[0] / 2 + 2)
+    clear = _synth.stroke_image(_digit(semeion, 7, 1), int(0.55 * GRID.box_mm[1] * PX))
+    cx, cy, w, h = _centre(7, 4)            # a digit 1 mm clear of the left line
+    x_box = GRID.box(7, 4)[0] * PX
+    _write(page, clear, x_box + 1.0 * PX + clear.shape[1] / 2, cy)
+    digits = _segment(page)
+    touching = digits[(7, 2)]
+    assert not set(touching.flags) & {"border", "empty", "multi"}, touching.flags
+    ref = _synth.reference_digit(binary)
+    assert _synth.closeness(touching.image, ref) >= 0.85       # whole, not cut by a margin
+    assert not set(digits[(7, 4)].flags) & {"border", "empty"}, digits[(7, 4)].flags
+
+
+def test_ink_leaving_the_box_is_border(semeion):
+    page = render_template(GRID, PX)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    cx, cy, w, h = _centre(2, 3)
+    ink = _synth.stroke_image(_digit(semeion, 2), size)
+    _write(page, ink, cx + w / 2, cy)       # written across the line of two boxes
+    digits = _segment(page)
+    assert "border" in digits[(2, 3)].flags and "border" in digits[(2, 4)].flags
+
+
+def test_box_line_of_curled_paper_stays_out_of_the_digit(semeion):
+    page = render_template(GRID, PX)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    for c in range(GRID.cols):
+        cx, cy, _, _ = _centre(5, c)
+        _write(page, _synth.stroke_image(_digit(semeion, 5, c), size), cx, cy)
+    h, w = page.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    # the middle of the page bows by 1.5 mm while the corner markers stay put
+    bent = cv2.remap(page, xs, ys + 1.5 * PX * np.sin(math.pi * xs / w) * np.sin(math.pi * ys / h),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    digits = _segment(bent)
+    for c in range(GRID.cols):
+        d = digits[(5, c)]
+        assert not set(d.flags) & {"border", "multi", "empty", "large"}, (c, d.flags)
+        assert _synth.closeness(d.image, _synth.reference_digit(_digit(semeion, 5, c))) >= 0.8
+    assert all("empty" in d.flags for k, d in digits.items() if k[0] != 5)
+
+
+# ---------------------------------------------------------------- odd input files
+
+def _png(array) -> bytes:
+    return cv2.imencode(".png", array)[1].tobytes()
+
+
+def test_ink_only_in_the_alpha_channel_is_read():
+    page = render_template(GRID, PX)
+    rgba = np.zeros(page.shape + (4,), np.uint8)            # black everywhere, the ink is opacity
+    rgba[..., 3] = 255 - page
+    grey = decode_sheet(_png(rgba), "alpha.png")
+    assert abs(grey.astype(int) - page).max() <= 1
+
+
+def test_twelve_bit_data_in_a_sixteen_bit_png_is_scaled_by_its_depth():
+    page = render_template(GRID, PX)
+    twelve = (page.astype(np.uint32) * 4095 // 255).astype(np.uint16)
+    grey = decode_sheet(_png(twelve), "camera.png")
+    assert abs(grey.astype(int) - page).max() <= 1
+
+
+def test_multi_page_tiff_is_one_sheet_per_page(tmp_path, semeion):
+    from PIL import Image
+    page = render_template(GRID, PX)
+    filled = page.copy()
+    cx, cy, _, _ = _centre(3, 3)
+    _write(filled, _synth.stroke_image(_digit(semeion, 3), 60), cx, cy)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pages = [Image.fromarray(np.full_like(page, 255)), Image.fromarray(filled), Image.fromarray(page)]
+    pages[0].save(raw / "scan.tif", save_all=True, append_images=pages[1:])
+    summary = segment_folder(raw, tmp_path / "data", segmenter=segment_template, segmenter_name="template",
+                             layout=None, layouts=LAYOUTS, normalize=None, normalizer_name="mnist",
+                             default_rows="0123456789")
+    by_sheet = {r["sheet"]: r for r in summary["results"]}
+    assert set(by_sheet) == {"scan.tif#1", "scan.tif#2", "scan.tif#3"}
+    assert "page is blank" in by_sheet["scan.tif#1"]["error"]
+    assert by_sheet["scan.tif#2"]["status"] == "ok" and by_sheet["scan.tif#3"]["status"] == "ok"
+
+
+def test_decompression_bomb_names_its_true_size():
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("1", (30000, 20000)).save(buf, "PNG")        # 600 MP of nothing, a few kB
+    with pytest.raises(InputError, match="30000x20000"):
+        decode_sheet(buf.getvalue(), "bomb.png")
+
+
+def test_links_loops_and_folders_are_reported_per_file(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "sheet.png").write_bytes(_png(render_template(GRID, PX)))
+    (raw / "gone.png").symlink_to(raw / "missing.png")
+    (raw / "loop.png").symlink_to(raw / "loop.png")
+    (raw / "folder.png").mkdir()
+    found, problems = walk_sheets(raw)
+    reasons = dict(problems)
+    assert [p.name for p in found] == ["sheet.png"]
+    assert "missing file" in reasons["gone.png"] and "loop" in reasons["loop.png"]
+    assert "folder" in reasons["folder.png"]
+    if os.geteuid() != 0:                                   # root reads every folder
+        locked = raw / "locked"
+        locked.mkdir()
+        locked.chmod(0)
+        try:
+            assert "cannot be read" in dict(walk_sheets(raw)[1])["locked"]
+        finally:
+            locked.chmod(0o755)
