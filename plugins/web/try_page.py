@@ -147,8 +147,8 @@ class BoardRule:
 def single_thread_blas() -> bool:
     """Limit numpy's OpenBLAS to one thread in this process (the server). The normalizer's small
     matrix products gain nothing from threads, and on a busy machine OpenBLAS's threads wait for
-    each other: measured 36 ms instead of 0.2 ms per canvas at load 9 on 2 cores. Best effort
-    (returns False where the library or its setter is not found)."""
+    each other, which made one canvas's normalization many times slower. Best effort (returns False
+    where the library or its setter is not found)."""
     import ctypes
 
     try:
