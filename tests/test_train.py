@@ -120,7 +120,7 @@ def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["--plugins-dir", pdir, "train", "--custom", "no/such/folder", "--out", "r2"]) == 1
     assert "no/such/folder" in capsys.readouterr().err
-    assert main(["--plugins-dir", pdir, "train", "--model", "nope", "--out", "r3"]) == 1
+    assert main(["--plugins-dir", pdir, "train", "--model", "nope", "--out", "r3"]) == 2  # a usage error
     assert "nope" in capsys.readouterr().err
 
 
