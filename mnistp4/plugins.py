@@ -254,7 +254,6 @@ _LOADED_FILES: dict[str, str] = {}
 
 def _import_file(path: Path, modname: str = "") -> ModuleType:
     modname = modname or f"mnistp4_user_plugin_{path.stem}"
-    _LOADED_FILES[modname] = str(path.resolve())
     spec = importlib.util.spec_from_file_location(modname, path)
     if spec is None or spec.loader is None:
         raise UsageError(f"cannot load plugin file {path}")
@@ -265,4 +264,5 @@ def _import_file(path: Path, modname: str = "") -> ModuleType:
     except Exception as e:
         sys.modules.pop(modname, None)
         raise PluginError(path.stem, "<import>", f"{type(e).__name__}: {e}") from e
+    _LOADED_FILES[modname] = str(path.resolve())  # only files that import: workers re-import these
     return module
