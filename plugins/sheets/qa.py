@@ -131,10 +131,12 @@ def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
     return cv2.subtract(np.full_like(flat, 255), flat)
 
 
-def _find_lines(bands: np.ndarray, nominal: int) -> np.ndarray:
+def _find_lines(bands: np.ndarray, nominal: int) -> tuple[np.ndarray, np.ndarray]:
     """Printed lines crossing ``bands`` (N boxes, offsets across the line, positions along it):
-    (N, 2) offsets at the centres of the first and second half. The median over a half is high only
-    for a line spanning it, so digit strokes crossing or touching the line do not move it."""
+    (N, 2) offsets at the centres of the first and second half, and (N,) how many pixels either
+    side of its centre the line is darker than a quarter of its peak (blur and low resolution
+    widen it). The median over a half is high only for a line spanning it, so digit strokes
+    crossing or touching the line do not move it."""
     n, _, length = bands.shape
     half = length // 2
     halves = np.stack([bands[:, :, :half], bands[:, :, length - half:]], axis=2)   # N, offsets, 2, half
@@ -145,21 +147,26 @@ def _find_lines(bands: np.ndarray, nominal: int) -> np.ndarray:
     odd = np.abs(pos[:, 0] - pos[:, 1]) > 3     # a broken or covered half: the median of the three
     if odd.any():
         pos[odd] = np.median(np.stack([pos[odd, 0], pos[odd, 1], np.full(int(odd.sum()), nominal)], 1), 1)[:, None]
-    return pos
+    wide = (profile >= np.maximum(peak, LINE_MIN_DARKNESS)[:, None, :] / 4).sum(axis=1)    # N, 2
+    return pos, np.where(peak >= LINE_MIN_DARKNESS, wide, 0).max(axis=1) / 2
 
 
-def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float) -> np.ndarray:
+def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """(N, 4, 2): top, bottom, left, right printed line of each box of ``smooth`` (N boxes padded
     by ``pad`` pixels each side, from :func:`flatten`): its position (pixels across) at the centres
-    of the side's two halves."""
+    of the side's two halves; and (N,) the half-width of the box's widest line (pixels)."""
     _, h, w = smooth.shape
     s = min(pad - 1, int(round(LINE_SEARCH_MM * px_per_mm)))
-    out = []
+    out, widths = [], []
     for start in (pad, h - 1 - pad):
-        out.append(start - s + _find_lines(smooth[:, start - s:start + s + 1, pad:w - pad], s))
+        pos, width = _find_lines(smooth[:, start - s:start + s + 1, pad:w - pad], s)
+        out.append(start - s + pos)
+        widths.append(width)
     for start in (pad, w - 1 - pad):
-        out.append(start - s + _find_lines(smooth[:, pad:h - pad, start - s:start + s + 1].transpose(0, 2, 1), s))
-    return np.stack(out, axis=1)
+        pos, width = _find_lines(smooth[:, pad:h - pad, start - s:start + s + 1].transpose(0, 2, 1), s)
+        out.append(start - s + pos)
+        widths.append(width)
+    return np.stack(out, axis=1), np.max(widths, axis=0)
 
 
 def paper_noise(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -174,16 +181,40 @@ def paper_noise(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndar
     return median, noise
 
 
+def rulings(dark: np.ndarray, pad: int, margin: int) -> np.ndarray:
+    """(N, H, W) darkness of printed rulings (squared or lined paper) in each box of ``dark`` (boxes
+    padded by ``pad``): per row, the 10th percentile across the box's inner columns, but no more than
+    the row's median in the strips outside the box on either side; per column the same. A ruling
+    runs across the box and on beyond it; a digit's stroke never covers nine tenths of a row of
+    the box and also both strips outside it."""
+    strip = max(1, pad - margin // 2)
+
+    def level(a):   # a: N, lines, positions along the line
+        k = (a.shape[2] - 2 * margin) // 10
+        inner = np.partition(a[:, :, margin:-margin], k, axis=2)[:, :, k]
+        left = np.median(a[:, :, :strip], axis=2)
+        right = np.median(a[:, :, -strip:], axis=2)
+        return np.minimum(inner, np.minimum(left, right)).astype(np.uint8)
+
+    return np.maximum(level(dark)[:, :, None], level(dark.transpose(0, 2, 1))[:, None, :])
+
+
 def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
     """The ink of each template box: ``dark`` (N, H, W) the boxes padded by ``pad`` pixels each
     side, from :func:`flatten`; see :func:`box_ink`."""
-    lines = box_lines(dark, pad, px_per_mm)
+    lines, widths = box_lines(dark, pad, px_per_mm)
+    dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
+    # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
+    # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
+    zones = np.full(len(dark), np.clip(float(np.median(widths)) + 1, LINE_ZONE_MM * px_per_mm,
+                                       2 * LINE_ZONE_MM * px_per_mm))
     median, noise = paper_noise(dark, pad, px_per_mm)
-    return [box_ink(dark[k], lines[k], float(median[k]), float(noise[k]), pad, px_per_mm) for k in range(len(dark))]
+    return [box_ink(dark[k], lines[k], float(median[k]), float(noise[k]), pad, px_per_mm, float(zones[k]))
+            for k in range(len(dark))]
 
 
 def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pad: int,
-            px_per_mm: float) -> CellInk:
+            px_per_mm: float, zone: float | None = None) -> CellInk:
     """The ink of one template box (``dark``: see :func:`boxes_ink`). Its printed
     ``lines`` (:func:`box_lines`; they move with curled or folded paper) are removed; ink up to the
     line is the digit (a stroke touching the line stays whole); ink that continues past the line
@@ -191,7 +222,7 @@ def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pa
     smooth = dark
     h, w = dark.shape
     (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines
-    zone = LINE_ZONE_MM * px_per_mm
+    zone = zone or LINE_ZONE_MM * px_per_mm
     ys = np.arange(h, dtype=np.float32)[:, None]
     xs = np.arange(w, dtype=np.float32)[None, :]
     # straight lines through the positions found at the centres of the two halves of each side
@@ -200,8 +231,10 @@ def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pa
     top, bottom = t0 + (t1 - t0) * u, b0 + (b1 - b0) * u
     left, right = l0 + (l1 - l0) * v, r0 + (r1 - r0) * v
     inside = (ys > top + zone) & (ys < bottom - zone) & (xs > left + zone) & (xs < right - zone)
-    outside = (ys < top - zone - 1) | (ys > bottom + zone + 1) | (xs < left - zone - 1) | (xs > right + zone + 1)
-    seeds = (smooth >= max(REL_INK_MIN, median + NOISE_SIGMAS * noise)) & inside
+    gap = zone + 2                  # outside: past the line and its blurred edge
+    outside = (ys < top - gap) | (ys > bottom + gap) | (xs < left - gap) | (xs > right + gap)
+    seeds_all = smooth >= max(REL_INK_MIN, median + NOISE_SIGMAS * noise)
+    seeds = seeds_all & inside
     if not seeds.any():
         return CellInk(np.zeros(dark.shape, bool), np.full(dark.shape, 255, np.uint8), ["empty"])
     ink = smooth >= max(REL_INK_LOW, median + NOISE_SIGMAS_LOW * noise)
@@ -228,9 +261,9 @@ def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pa
     strength = float(np.searchsorted(levels, 0.9 * levels[-1])) - median
     if strength < LOW_CONTRAST_SIGMAS * noise:
         flags.append("low_contrast")
-    across = int(2 * zone + 4)      # from the last inside pixel over the line zone to the outside
+    across = int(zone + gap + 3)    # from the last inside pixel over the line zone to the outside
     reach = cv2.dilate(mask.view(np.uint8), np.ones((2 * across + 1,) * 2, np.uint8)).view(bool)
-    if int((reach & ink & outside).sum()) >= BORDER_MIN_PIXELS:
+    if int((reach & seeds_all & outside).sum()) >= BORDER_MIN_PIXELS:
         flags.append("border")
     inner_h = (b0 + b1 - t0 - t1) / 2 - 2 * zone
     inner_w = (r0 + r1 - l0 - l1) / 2 - 2 * zone
@@ -267,8 +300,17 @@ def _remnants(stats: np.ndarray, top, bottom, left, right, zone: float) -> np.nd
 #: weights of the crossed-out/scribble detector (fitted by synth.train_strike_detector on MNIST
 #: training digits; MNIST test and Semeion digits stay unseen for the benchmark)
 STRIKE_WEIGHTS = Path(__file__).with_name("strike_detector.npz")
-#: a 28x28 whose detector probability is at least this is flagged crossed_out
-STRIKE_PROBABILITY = 0.4
+#: a 28x28 whose detector probability is at least this is flagged crossed_out ...
+STRIKE_SURE = 0.99
+#: ... and so is one whose probability is at least STRIKE_PROBABILITY while it looks unlike the
+#: other digits of its row (median correlation below ROW_LIKENESS): one writer writes a row of the
+#: same digit, so a European 7 with its bar among other such 7s is not an outlier, a struck "2"
+#: in the row of 4s is
+STRIKE_PROBABILITY = 0.25
+ROW_LIKENESS = 0.4
+#: rows with fewer found digits than this have no consensus: STRIKE_ALONE applies instead
+ROW_MIN_DIGITS = 4
+STRIKE_ALONE = 0.4
 _strike_model = None
 
 
@@ -310,13 +352,37 @@ def strike_probability(images28: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(hidden @ m["f2w"][0] + m["f2b"][0])))
 
 
+def row_likeness(digits) -> dict[tuple[int, int], float]:
+    """(row, col) -> median correlation (after a 1-pixel blur) of a found digit's 28x28 with the
+    other found digits of its row (NaN in rows with fewer than ROW_MIN_DIGITS)."""
+    rows: dict[int, list] = {}
+    for d in digits:
+        if "empty" not in d.flags:
+            rows.setdefault(d.row, []).append(d)
+    out = {}
+    for group in rows.values():
+        if len(group) < ROW_MIN_DIGITS:
+            out.update({(d.row, d.col): float("nan") for d in group})
+            continue
+        v = np.stack([cv2.GaussianBlur(d.image.astype(np.float32), (0, 0), 1.0).ravel() for d in group])
+        v = (v - v.mean(axis=1, keepdims=True)) / (v.std(axis=1, keepdims=True) + 1e-6)
+        corr = v @ v.T / v.shape[1]
+        np.fill_diagonal(corr, np.nan)
+        out.update({(d.row, d.col): float(np.nanmedian(corr[i])) for i, d in enumerate(group)})
+    return out
+
+
 def flag_crossed_out(digits) -> None:
     """Add ``crossed_out`` to the flags of the found digits (records.Digit) that look crossed out,
-    hatched or scribbled rather than written: such ink must never be a clean digit with the row's label."""
+    hatched or scribbled rather than written (the detector sure, or fairly sure and the digit unlike
+    the rest of its row): such ink must never be a clean digit with the row's label."""
     found = [d for d in digits if "empty" not in d.flags]
     if not found:
         return
     p = strike_probability(np.stack([d.image for d in found]))
+    likeness = row_likeness(found)
     for d, prob in zip(found, p):
-        if prob >= STRIKE_PROBABILITY:
+        like = likeness[(d.row, d.col)]
+        odd = prob >= STRIKE_ALONE if math.isnan(like) else prob >= STRIKE_PROBABILITY and like < ROW_LIKENESS
+        if prob >= STRIKE_SURE or odd:
             d.flags.append("crossed_out")
