@@ -30,7 +30,6 @@ import benchmeta
 import cv2
 import numpy as np
 
-
 from mnistp4.stages.sheets import synth as _synth  # noqa: E402
 from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, default_layouts  # noqa: E402
 from mnistp4.stages.sheets.segment_freeform import segment_freeform  # noqa: E402
@@ -139,11 +138,12 @@ def main(argv=None) -> int:
     parser.add_argument("--sheets", type=int, default=8, help="sheets per case (100 boxes each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--tag", default="", help="suffix of the result folder")
     args = parser.parse_args(argv)
     semeion = args.semeion or Path(os.environ.get("MNISTP4_SEMEION_DIR", "")) / "semeion-dev.data"
     if not semeion.is_file():
         parser.error(f"{semeion} not found: pass --semeion or set MNISTP4_SEMEION_DIR")
-    out_dir = benchmeta.start("bench_segment")
+    out_dir = benchmeta.start("bench_segment", tag=args.tag)
     benchmeta.tee_stdout(out_dir)
     out = run(semeion, args.sheets, args.seed)
     (out_dir / "bench_segment.json").write_text(json.dumps(out, indent=2) + "\n")
