@@ -10,6 +10,7 @@ interpreter-vs-esp-ppq mismatch count, and the ratio of each file's test errors 
 Writes quant_gap.json, quant_gap.png, the console output and meta.json into
 bench/results/bench_quant/<date>-<commit>[-<tag>]/ (see bench/benchmeta.py), or into --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,14 +35,20 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="*", help="run dirs (with model.onnx) or .onnx files")
-    ap.add_argument("--quick-train", action="append", default=[], metavar="MODEL:EPOCHS",
-                    help="first train a registered model briefly on MNIST (see quick_train) into --work")
+    ap.add_argument(
+        "--quick-train",
+        action="append",
+        default=[],
+        metavar="MODEL:EPOCHS",
+        help="first train a registered model briefly on MNIST (see quick_train) into --work",
+    )
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--calib", type=int, default=256)
     ap.add_argument("--target", default="esp32p4")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="",
-                    help="results folder (default: bench/results/bench_quant/<date>-<commit>[-<tag>])")
+    ap.add_argument(
+        "--out", default="", help="results folder (default: bench/results/bench_quant/<date>-<commit>[-<tag>])"
+    )
     ap.add_argument("--tag", default="", help="suffix of the results folder, e.g. the model's name")
     ap.add_argument("--work", default="", help="folder for the .espdl files (default: a temp folder)")
     ap.add_argument("--replot", default="", help="only redraw the picture from a quant_gap.json")
@@ -93,21 +100,32 @@ def main(argv=None) -> int:
             v.pop("sim_ints")
             acc_q = accuracy(ints, test.labels)
             top = np.sort(ints, axis=1)
-            row = {"bits": bits, "recipe": recipe, "accuracy": acc_q, "drop_pp": 100 * (acc_q - acc_f),
-                   "error_ratio_vs_float": benchmeta.ratio(1 - acc_q, 1 - acc_f),
-                   "changed_predictions": int((ints.argmax(1) != fl.argmax(1)).sum()),
-                   "argmax_ties": int((top[:, -1] == top[:, -2]).sum()),
-                   "input_exponent": model.input_exponent, "output_exponent": model.outputs[0].exponent,
-                   "file_bytes": model.file_bytes, "mismatched_vs_esp_ppq": v["mismatched_images"],
-                   "layerwise": res.layerwise, "graphwise": res.graphwise,
-                   "seconds": round(time.perf_counter() - t0, 1)}
+            row = {
+                "bits": bits,
+                "recipe": recipe,
+                "accuracy": acc_q,
+                "drop_pp": 100 * (acc_q - acc_f),
+                "error_ratio_vs_float": benchmeta.ratio(1 - acc_q, 1 - acc_f),
+                "changed_predictions": int((ints.argmax(1) != fl.argmax(1)).sum()),
+                "argmax_ties": int((top[:, -1] == top[:, -2]).sum()),
+                "input_exponent": model.input_exponent,
+                "output_exponent": model.outputs[0].exponent,
+                "file_bytes": model.file_bytes,
+                "mismatched_vs_esp_ppq": v["mismatched_images"],
+                "layerwise": res.layerwise,
+                "graphwise": res.graphwise,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
             rows.append(row)
             worst = max(res.layerwise.items(), key=lambda kv: kv[1], default=("-", 0.0))
-            print(f"  Int{bits:<2} {recipe:14s} {100 * acc_q:6.2f}%  Δ {row['drop_pp']:+.2f} pp  "
-                  f"changed {row['changed_predictions']:3d}  ties {row['argmax_ties']:3d}  "
-                  f"in_exp {row['input_exponent']:3d}  worst layer {worst[0]} {100 * worst[1]:.3f}%  "
-                  f"≠esp-ppq {row['mismatched_vs_esp_ppq']}  errors {row['error_ratio_vs_float'] or 0:.2f}x float  "
-                  f"{row['seconds']:.0f}s", flush=True)
+            print(
+                f"  Int{bits:<2} {recipe:14s} {100 * acc_q:6.2f}%  Δ {row['drop_pp']:+.2f} pp  "
+                f"changed {row['changed_predictions']:3d}  ties {row['argmax_ties']:3d}  "
+                f"in_exp {row['input_exponent']:3d}  worst layer {worst[0]} {100 * worst[1]:.3f}%  "
+                f"≠esp-ppq {row['mismatched_vs_esp_ppq']}  errors {row['error_ratio_vs_float'] or 0:.2f}x float  "
+                f"{row['seconds']:.0f}s",
+                flush=True,
+            )
         results["models"][name] = {"onnx": str(onnx_path), "float_accuracy": acc_f, "rows": rows}
     write_json(out_dir / "quant_gap.json", results)
     _plot(results, out_dir / "quant_gap.png")
@@ -140,7 +158,7 @@ def quick_train(model_name: str, epochs: int, out: Path, train, test, seed: int 
         t0, perm = time.perf_counter(), torch.randperm(len(x))
         net.train()
         for i in range(per_epoch):
-            idx = perm[i * 128:(i + 1) * 128]
+            idx = perm[i * 128 : (i + 1) * 128]
             dx, dy = (int(v) for v in rng.integers(-2, 3, 2))
             loss = F.cross_entropy(net(torch.roll(x[idx], (dx, dy), (2, 3))), y[idx], label_smoothing=0.05)
             opt.zero_grad()
@@ -149,9 +167,12 @@ def quick_train(model_name: str, epochs: int, out: Path, train, test, seed: int 
             sched.step()
         net.eval()
         with torch.no_grad():
-            acc = torch.cat([net(xt[i:i + 1000]).argmax(1) for i in range(0, len(xt), 1000)]).eq(yt).float().mean()
-        print(f"quick-train {model_name} epoch {epoch + 1}/{epochs}: {100 * float(acc):.2f}% "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            acc = torch.cat([net(xt[i : i + 1000]).argmax(1) for i in range(0, len(xt), 1000)]).eq(yt).float().mean()
+        print(
+            f"quick-train {model_name} epoch {epoch + 1}/{epochs}: {100 * float(acc):.2f}% "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
     out.mkdir(parents=True, exist_ok=True)
     export_onnx(net, out / "model.onnx", test.images[:32])
     return out
@@ -182,7 +203,7 @@ def _plot(results: dict, path: Path) -> None:
         ax.set_title(f"{name}: float {100 * results['models'][name]['float_accuracy']:.2f}%")
         ax.set_xlabel("accuracy change vs float, pp (MNIST test, on the .espdl)")
         ax.invert_yaxis()
-        ax.grid(axis="x", alpha=.3)
+        ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="lower left")
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -12,6 +12,7 @@ original MNIST digits on three numbers:
 The page's pen (``mnistp4.stages.web.collect.PEN_FRACTION``) should give ratios close to 1.0.
 Run:  python bench/bench_web_strokes.py [--digits 200] [--size 0.75]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,15 @@ def draw_sheet(template, digits: np.ndarray, pen: float, size: float) -> np.ndar
         for a, b in pen_path(digit):
             pa = ((a - (cx, cy)) * scale + (ox, oy)) * (1 << shift)
             pb = ((b - (cx, cy)) * scale + (ox, oy)) * (1 << shift)
-            cv2.line(page, tuple(int(v) for v in pa), tuple(int(v) for v in pb), 0, max(1, int(round(pen))),
-                     cv2.LINE_AA, shift)
+            cv2.line(
+                page,
+                tuple(int(v) for v in pa),
+                tuple(int(v) for v in pb),
+                0,
+                max(1, int(round(pen))),
+                cv2.LINE_AA,
+                shift,
+            )
     return page
 
 
@@ -99,19 +107,25 @@ def main() -> None:
     n = max(100, args.digits // 100 * 100)
     originals = mnist.images[:n]
     base = stroke_stats(originals)
-    print(f"MNIST test[:{n}]: stroke width {base['width']:.2f} px, mean grey {base['mean']:.1f}, "
-          f"ink pixels {base['ink']:.0f}")
-    print(f"template {template.layout}: {template.width}x{template.height} px, box side {side:.0f} px, "
-          f"digits drawn {args.size:.0%} of the drawable height")
-    print(f"{'pen':>14} {'px':>5} {'width':>6} {'ratio':>6} {'mean':>6} {'ratio':>6} {'ink px':>7} {'ratio':>6} "
-          f"{'clean':>6} {'s':>5}")
+    print(
+        f"MNIST test[:{n}]: stroke width {base['width']:.2f} px, mean grey {base['mean']:.1f}, "
+        f"ink pixels {base['ink']:.0f}"
+    )
+    print(
+        f"template {template.layout}: {template.width}x{template.height} px, box side {side:.0f} px, "
+        f"digits drawn {args.size:.0%} of the drawable height"
+    )
+    print(
+        f"{'pen':>14} {'px':>5} {'width':>6} {'ratio':>6} {'mean':>6} {'ratio':>6} {'ink px':>7} {'ratio':>6} "
+        f"{'clean':>6} {'s':>5}"
+    )
     rows = []
     for fraction in FRACTIONS:
         t0 = time.perf_counter()
         pen = fraction * side
         out, clean = [], 0
         for start in range(0, n, len(template.boxes)):
-            chunk = originals[start:start + len(template.boxes)]
+            chunk = originals[start : start + len(template.boxes)]
             sheet = draw_sheet(template, chunk, pen, args.size)
             digits = segment(sheet, layout=None, options={"layouts": layouts})
             got = [d for d in digits if d.row * 10 + d.col < len(chunk)]
@@ -119,11 +133,21 @@ def main() -> None:
             out.extend(d.image for d in got)
         s = stroke_stats(np.stack(out))
         mark = "  <- page pen" if fraction == PEN_FRACTION else ""
-        print(f"{fraction:>8.3f} x box {pen:5.1f} {s['width']:6.2f} {s['width'] / base['width']:6.2f} "
-              f"{s['mean']:6.1f} {s['mean'] / base['mean']:6.2f} {s['ink']:7.0f} {s['ink'] / base['ink']:6.2f} "
-              f"{clean:>6} {time.perf_counter() - t0:5.1f}{mark}")
-        rows.append({"pen_fraction": fraction, "pen_px": pen, "clean": clean, "digits": len(out),
-                     **{f"{k}_ratio": s[k] / base[k] for k in ("width", "mean", "ink")}, **s})
+        print(
+            f"{fraction:>8.3f} x box {pen:5.1f} {s['width']:6.2f} {s['width'] / base['width']:6.2f} "
+            f"{s['mean']:6.1f} {s['mean'] / base['mean']:6.2f} {s['ink']:7.0f} {s['ink'] / base['ink']:6.2f} "
+            f"{clean:>6} {time.perf_counter() - t0:5.1f}{mark}"
+        )
+        rows.append(
+            {
+                "pen_fraction": fraction,
+                "pen_px": pen,
+                "clean": clean,
+                "digits": len(out),
+                **{f"{k}_ratio": s[k] / base[k] for k in ("width", "mean", "ink")},
+                **s,
+            }
+        )
     page = next(r for r in rows if r["pen_fraction"] == PEN_FRACTION)
     benchmeta.finish(out_dir, baseline={"mnist_test": n, **base}, page_pen=page, rows=rows)
 

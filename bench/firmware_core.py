@@ -7,6 +7,7 @@ scribble rule fires on real MNIST digits.
 ``--figure`` draws generated canvases next to the 28x28 the C core made of them and the decision
 the screen would show without a model (empty / unsure / no digit).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,20 +31,22 @@ def main() -> None:
     out_dir = benchmeta.start("firmware_core")
     with tempfile.TemporaryDirectory() as tmp:
         core = Core(build_core(tmp))
-        report = {"parity_int8": parity(core, args.canvases, seed=args.seed, exponent=-6, bits=8),
-                  "parity_int16": parity(core, max(1, args.canvases // 5), seed=args.seed + 1, exponent=-13,
-                                         bits=16)}
+        report = {
+            "parity_int8": parity(core, args.canvases, seed=args.seed, exponent=-6, bits=8),
+            "parity_int16": parity(core, max(1, args.canvases // 5), seed=args.seed + 1, exponent=-13, bits=16),
+        }
         mnist_dir = os.environ.get("MNISTP4_MNIST_DIR")
         if args.mnist and mnist_dir:
             from mnistp4.stages.data.mnist_source import load_mnist
 
-            images = load_mnist(mnist_dir, "test").images[:args.mnist]
-            states = [core.decide(core.normalize(img)[0], np.eye(10, dtype=np.float32)[0])["state"]
-                      for img in images]
-            report["mnist_scribble_rate"] = {"digits": len(images),
-                                             "scribble": states.count("scribble"),
-                                             "share": round(states.count("scribble") / len(images), 4),
-                                             "max_fill_permille": core.default_thresholds().max_fill_permille}
+            images = load_mnist(mnist_dir, "test").images[: args.mnist]
+            states = [core.decide(core.normalize(img)[0], np.eye(10, dtype=np.float32)[0])["state"] for img in images]
+            report["mnist_scribble_rate"] = {
+                "digits": len(images),
+                "scribble": states.count("scribble"),
+                "share": round(states.count("scribble") / len(images), 4),
+                "max_fill_permille": core.default_thresholds().max_fill_permille,
+            }
         if args.figure:
             figure(core, Path(args.figure), args.seed)
             report["figure"] = args.figure
@@ -54,6 +57,7 @@ def main() -> None:
 
 def figure(core: Core, path: Path, seed: int, count: int = 8) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from fwcore import random_canvas, reference_normalize, rgb565_to_rgb888

@@ -3,6 +3,7 @@ against exp in float64 on [-87, 0], the range softmax uses (logit minus the larg
 
     python bench/firmware_expf.py [--points N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,10 @@ def main(argv: list[str]) -> int:
     exact = np.exp(x.astype(np.float64))
     rel = np.abs(reference_expf(x).astype(np.float64) - exact) / exact
     worst = int(np.argmax(rel))
-    print(f"{args.points:,} points on [-87, 0]: max relative error {rel.max():.3g} "
-          f"({rel.max() / 2.0 ** -23:.2f} float32 ulp) at x = {x[worst]:.6g}; mean {rel.mean():.3g}")
+    print(
+        f"{args.points:,} points on [-87, 0]: max relative error {rel.max():.3g} "
+        f"({rel.max() / 2.0**-23:.2f} float32 ulp) at x = {x[worst]:.6g}; mean {rel.mean():.3g}"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ the firmware's model check compiles (``firmware/main/core/espdl_rules.h``).
 
 ``tests/test_espdl_validate.py`` fails when the committed header is not what this renders.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,8 +15,18 @@ from pathlib import Path
 from mnistp4.stages.quantize import espdl_validate as v
 
 HEADER_PATH = Path(__file__).resolve().parents[1] / "firmware" / "main" / "core" / "espdl_rules.h"
-KIND_CODES = {"u8": 1, "i32": 2, "f32": 3, "i64": 4, "str": 5, "strs": 6, "vec": 7, "table": 8, "tables": 9,
-              "union": 10}
+KIND_CODES = {
+    "u8": 1,
+    "i32": 2,
+    "f32": 3,
+    "i64": 4,
+    "str": 5,
+    "strs": 6,
+    "vec": 7,
+    "table": 8,
+    "tables": 9,
+    "union": 10,
+}
 
 
 def _ident(name: str) -> str:
@@ -74,9 +85,15 @@ def render_header() -> str:
     for t in tables:
         for index, name, _kind, _arg in v.SCHEMA[t]:
             lines.append(f"#define ER_F_{_ident(t)}_{name.upper()} {index}")
-    lines += ["", "typedef struct {", "    uint8_t index; /* field index in the table */",
-              "    uint8_t kind;  /* enum er_kind */",
-              "    uint8_t arg;   /* vector element bytes, or the child enum er_table */", "} er_field_t;", ""]
+    lines += [
+        "",
+        "typedef struct {",
+        "    uint8_t index; /* field index in the table */",
+        "    uint8_t kind;  /* enum er_kind */",
+        "    uint8_t arg;   /* vector element bytes, or the child enum er_table */",
+        "} er_field_t;",
+        "",
+    ]
     for t in tables:
         fields = v.SCHEMA[t]
         if not fields:
@@ -89,8 +106,15 @@ def render_header() -> str:
                 arg_text = str(arg or 0)
             lines.append(f"    {{{index}, ER_K_{kind.upper()}, {arg_text}}},")
         lines.append("};")
-    lines += ["", "typedef struct {", "    const er_field_t *fields;", "    uint8_t count;", "} er_table_t;",
-              "", "static const er_table_t ER_TABLES[] = {"]
+    lines += [
+        "",
+        "typedef struct {",
+        "    const er_field_t *fields;",
+        "    uint8_t count;",
+        "} er_table_t;",
+        "",
+        "static const er_table_t ER_TABLES[] = {",
+    ]
     for t in tables:
         ident = _ident(t)
         lines.append(f"    {{ER_FIELDS_{ident}, {len(v.SCHEMA[t])}}}," if v.SCHEMA[t] else "    {0, 0},")

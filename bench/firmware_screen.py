@@ -6,6 +6,7 @@ does not run on a host: the model's integer outputs come from the host interpret
 
 ``--rv32`` runs the build for the ESP32-P4's ISA under qemu-riscv32.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,6 +51,7 @@ def main(argv: list[str]) -> int:
         outputs = None
         if first["name"] == "ok":
             from fwcore import reference_normalize
+
             outputs = model_outputs(args.model, reference_normalize(canvas))
         head, (rec,) = run_fwhost(cmd, fwhost_request(data, [canvas], [outputs], args.partition_bytes))
     print(f"model: {head['screen']} (rule {head['name']})")

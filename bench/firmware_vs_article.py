@@ -11,6 +11,7 @@ with the same model. Prints accuracy per digit-size band and the ratio firmware/
 
 MODEL: a run dir or model.pt (float), model.onnx, or an .espdl (host integer interpreter).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,14 @@ BANDS = {"small (40-100 px)": (40, 100), "medium (100-250 px)": (100, 250), "lar
 def load_predict(model: Path):
     if model.suffix == ".espdl":
         from mnistp4.stages.quantize.espdl_quantize import espdl_predictor
+
         return espdl_predictor(model)
     if model.suffix == ".onnx":
         from mnistp4.stages.models.evaluate import load_onnx
+
         return load_onnx(model)
     from mnistp4.stages.models.evaluate import load_pt
+
     return load_pt(model)
 
 
@@ -46,7 +50,7 @@ def place(digit: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     canvas = np.zeros((CANVAS, CANVAS), np.uint8)
     big = cv2.resize(digit, (size, size), interpolation=cv2.INTER_LINEAR)
     y, x = (int(v) for v in rng.integers(0, CANVAS - size + 1, size=2))
-    canvas[y:y + size, x:x + size] = big
+    canvas[y : y + size, x : x + size] = big
     return canvas
 
 
@@ -63,6 +67,7 @@ def main() -> None:
         sys.exit("set MNISTP4_MNIST_DIR to the folder with the MNIST IDX files")
     try:
         import torch
+
         torch.set_num_threads(2)
     except ImportError:
         pass
@@ -89,9 +94,12 @@ def main() -> None:
             labels = test.labels[idx]
             acc_base = float((predict(np.stack(base)).argmax(1) == labels).mean())
             acc_ours = float((predict(np.stack(ours)).argmax(1) == labels).mean())
-            report["bands"][band] = {"baseline_accuracy": round(acc_base, 4), "firmware_accuracy": round(acc_ours, 4),
-                                     "ratio": round(acc_ours / acc_base, 2) if acc_base else None,
-                                     "core_ms_per_canvas_host": round(1000 * t_core / len(idx), 2)}
+            report["bands"][band] = {
+                "baseline_accuracy": round(acc_base, 4),
+                "firmware_accuracy": round(acc_ours, 4),
+                "ratio": round(acc_ours / acc_base, 2) if acc_base else None,
+                "core_ms_per_canvas_host": round(1000 * t_core / len(idx), 2),
+            }
     print(json.dumps(report, indent=2))
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     benchmeta.finish(out_dir)
@@ -101,6 +109,7 @@ def main() -> None:
 
 def figure(examples, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -6,6 +6,7 @@ shared library and call it through ctypes, next to the Python reference it must 
 the model input (esp-ppq's rule for the ESP32-P4: ``q = clip(round_half_even(x * 2^-exponent))``
 with ``x = (pixel / 255 - 0.1307) / 0.3081``).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -43,24 +44,48 @@ def build_core(out_dir: str | Path, *, cc: str = "gcc") -> Path:
 
 
 class Decision(ctypes.Structure):
-    _fields_ = [("state", ctypes.c_int), ("digit", ctypes.c_int), ("confidence", ctypes.c_float),
-                ("margin", ctypes.c_float), ("ink_pixels", ctypes.c_int), ("fill_permille", ctypes.c_int)]
+    _fields_ = [
+        ("state", ctypes.c_int),
+        ("digit", ctypes.c_int),
+        ("confidence", ctypes.c_float),
+        ("margin", ctypes.c_float),
+        ("ink_pixels", ctypes.c_int),
+        ("fill_permille", ctypes.c_int),
+    ]
 
     def as_dict(self) -> dict:
-        return {"state": STATES[self.state], "digit": self.digit, "confidence": self.confidence,
-                "margin": self.margin, "ink_pixels": self.ink_pixels, "fill_permille": self.fill_permille}
+        return {
+            "state": STATES[self.state],
+            "digit": self.digit,
+            "confidence": self.confidence,
+            "margin": self.margin,
+            "ink_pixels": self.ink_pixels,
+            "fill_permille": self.fill_permille,
+        }
 
 
 class ModelReport(ctypes.Structure):
     """ec_report_t of firmware/main/core/espdl_check.h."""
-    _fields_ = [("rule", ctypes.c_int), ("message", ctypes.c_char * 112), ("data_bytes", ctypes.c_uint32),
-                ("input_bits", ctypes.c_int), ("input_exponent", ctypes.c_int), ("output_bits", ctypes.c_int),
-                ("output_exponent", ctypes.c_int), ("erased", ctypes.c_int)]
+
+    _fields_ = [
+        ("rule", ctypes.c_int),
+        ("message", ctypes.c_char * 112),
+        ("data_bytes", ctypes.c_uint32),
+        ("input_bits", ctypes.c_int),
+        ("input_exponent", ctypes.c_int),
+        ("output_bits", ctypes.c_int),
+        ("output_exponent", ctypes.c_int),
+        ("erased", ctypes.c_int),
+    ]
 
 
 class Thresholds(ctypes.Structure):
-    _fields_ = [("min_ink_pixels", ctypes.c_int), ("max_fill_permille", ctypes.c_int),
-                ("min_confidence", ctypes.c_float), ("min_margin", ctypes.c_float)]
+    _fields_ = [
+        ("min_ink_pixels", ctypes.c_int),
+        ("max_fill_permille", ctypes.c_int),
+        ("min_confidence", ctypes.c_float),
+        ("min_margin", ctypes.c_float),
+    ]
 
 
 _u8p = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
@@ -96,10 +121,14 @@ class Core:
             "dc_decide": (Decision, [_u8p, ctypes.c_void_p, _int, ctypes.POINTER(Thresholds)]),
             "dc_draw_segment": (None, [_u8p, _int, _int, _int, _int, _int, _int, _int, _int, ctypes.c_uint8]),
             "dc_expf": (ctypes.c_float, [ctypes.c_float]),
-            "ec_check_model": (_int, [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t,
-                                      ctypes.POINTER(ModelReport)]),
-            "ec_check_header": (ctypes.c_size_t, [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t,
-                                                  ctypes.c_size_t, ctypes.POINTER(ModelReport)]),
+            "ec_check_model": (
+                _int,
+                [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.POINTER(ModelReport)],
+            ),
+            "ec_check_header": (
+                ctypes.c_size_t,
+                [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.POINTER(ModelReport)],
+            ),
         }
         for name, (res, args) in sig.items():
             fn = getattr(lib, name)
@@ -155,8 +184,9 @@ class Core:
     def check_model(self, data: bytes, available: int | None = None, partition_bytes: int = 0) -> ModelReport:
         """The firmware's model check on ``data`` (``available`` defaults to its length)."""
         report = ModelReport()
-        self.lib.ec_check_model(data, len(data), len(data) if available is None else available, partition_bytes,
-                                ctypes.byref(report))
+        self.lib.ec_check_model(
+            data, len(data), len(data) if available is None else available, partition_bytes, ctypes.byref(report)
+        )
         return report
 
     # -- model input / output ------------------------------------------------------------------
@@ -219,8 +249,9 @@ class Core:
         if canvas.dtype != np.uint8 or not canvas.flags.c_contiguous:
             raise TypeError("canvas must be a C-contiguous uint8 array")
         h, w = canvas.shape
-        self.lib.dc_draw_segment(canvas, w, h, w, int(p0[0]), int(p0[1]), int(p1[0]), int(p1[1]), int(radius),
-                                 int(value))
+        self.lib.dc_draw_segment(
+            canvas, w, h, w, int(p0[0]), int(p0[1]), int(p1[0]), int(p1[1]), int(radius), int(value)
+        )
 
 
 def rgb565_to_rgb888(rgb565: np.ndarray) -> np.ndarray:
@@ -250,7 +281,7 @@ def random_canvas(rng: np.random.Generator) -> np.ndarray:
     import cv2
 
     if rng.random() < 0.6:
-        h = w = 448                                       # the firmware's drawing canvas
+        h = w = 448  # the firmware's drawing canvas
     else:
         h, w = (int(v) for v in rng.integers(24, 300, size=2))
     bg = int(rng.integers(0, 60)) if rng.random() < 0.3 else 0
@@ -258,9 +289,9 @@ def random_canvas(rng: np.random.Generator) -> np.ndarray:
     canvas = np.full((h, w), bg, np.uint8)
     kind = rng.random()
     if kind < 0.02:
-        return canvas                                     # nothing drawn
+        return canvas  # nothing drawn
     side = min(h, w)
-    box = max(4, int(side * rng.uniform(0.05, 0.95)))     # size of the digit on the canvas
+    box = max(4, int(side * rng.uniform(0.05, 0.95)))  # size of the digit on the canvas
     y0 = int(rng.integers(0, max(1, h - box)))
     x0 = int(rng.integers(0, max(1, w - box)))
     thickness = int(rng.integers(1, max(2, box // 5)))
@@ -269,13 +300,13 @@ def random_canvas(rng: np.random.Generator) -> np.ndarray:
         n = int(rng.integers(2, 7))
         pts = np.stack([x0 + rng.integers(0, box, n), y0 + rng.integers(0, box, n)], axis=1).astype(np.int32)
         cv2.polylines(canvas, [pts], False, fg, thickness, line)
-    if rng.random() < 0.2:                                # specks
+    if rng.random() < 0.2:  # specks
         for _ in range(int(rng.integers(1, 6))):
             cv2.circle(canvas, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(0, 2)), fg, -1)
     if rng.random() < 0.25:
         canvas = cv2.GaussianBlur(canvas, (0, 0), float(rng.uniform(0.5, 2.0)))
     if rng.random() < 0.25:
-        canvas = (255 - canvas).astype(np.uint8)          # dark ink on paper
+        canvas = (255 - canvas).astype(np.uint8)  # dark ink on paper
     if rng.random() < 0.2:
         return grey_to_rgb565(canvas)
     return canvas
@@ -311,11 +342,20 @@ def parity(core: Core, count: int, seed: int = 0, exponent: int = -7, bits: int 
             max_delta, worst = delta, i
         identical_img += delta == 0
         identical_q += bool(np.array_equal(q, reference_input(ref, exponent, bits)))
-    return {"canvases": count, "seed": seed, "max_abs_delta": max_delta, "worst_index": worst,
-            "identical_images": identical_img, "identical_inputs": identical_q,
-            "identical_input_share": identical_q / count, "exponent": exponent, "bits": bits,
-            "python_seconds": round(py_s, 3), "c_seconds": round(c_s, 3),
-            "speedup_c_vs_python": round(py_s / c_s, 1) if c_s > 0 else None}
+    return {
+        "canvases": count,
+        "seed": seed,
+        "max_abs_delta": max_delta,
+        "worst_index": worst,
+        "identical_images": identical_img,
+        "identical_inputs": identical_q,
+        "identical_input_share": identical_q / count,
+        "exponent": exponent,
+        "bits": bits,
+        "python_seconds": round(py_s, 3),
+        "c_seconds": round(c_s, 3),
+        "speedup_c_vs_python": round(py_s / c_s, 1) if c_s > 0 else None,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,8 +379,9 @@ def require_tool(name: str) -> str:
     """The tool's path; a missing tool is an error that says how to install it."""
     path = shutil.which(name)
     if path is None:
-        raise Mnistp4Error(f"{name} is not installed; install it with `{INSTALL.get(name, name)}` "
-                           f"(Debian packages, see .ci/run)")
+        raise Mnistp4Error(
+            f"{name} is not installed; install it with `{INSTALL.get(name, name)}` (Debian packages, see .ci/run)"
+        )
     return path
 
 
@@ -363,8 +404,18 @@ def build_fwhost(out_dir: str | Path, target: str = "host") -> list[str]:
     if target in ("host", "sanitized"):
         exe = out_dir / ("fwhost" if target == "host" else "fwhost.sanitized")
         extra = SANITIZE if target == "sanitized" else []
-        _compile([require_tool("gcc"), *common, *extra, "-o", str(exe), *map(str, sources),
-                  str(HOST_DIR / "host_io_posix.c"), "-lm"])
+        _compile(
+            [
+                require_tool("gcc"),
+                *common,
+                *extra,
+                "-o",
+                str(exe),
+                *map(str, sources),
+                str(HOST_DIR / "host_io_posix.c"),
+                "-lm",
+            ]
+        )
         return [str(exe)]
     if target != "rv32":
         raise ValueError(f"target must be host, sanitized or rv32, got {target!r}")
@@ -372,21 +423,27 @@ def build_fwhost(out_dir: str | Path, target: str = "host") -> list[str]:
     libc = PICOLIBC / "lib" / "rv32imafc" / "ilp32f" / "libc.a"
     if not libc.is_file():
         raise Mnistp4Error(f"{libc} is missing; install it with `{INSTALL[RV32_CC]}`")
-    libgcc = subprocess.run([cc, "-march=rv32imafc", "-mabi=ilp32f", "-print-libgcc-file-name"],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    libgcc = subprocess.run(
+        [cc, "-march=rv32imafc", "-mabi=ilp32f", "-print-libgcc-file-name"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     objs = []
-    with ThreadPoolExecutor(4) as pool:     # one compiler per source: the build is the slow part
+    with ThreadPoolExecutor(4) as pool:  # one compiler per source: the build is the slow part
         jobs = []
         for src in [*sources, HOST_DIR / "host_io_rv32.c"]:
             obj = out_dir / (src.stem + ".rv32.o")
             objs.append(obj)
-            jobs.append(pool.submit(_compile, [cc, *RV32_ARCH, *common, "-isystem", str(PICOLIBC / "include"),
-                                               "-c", str(src), "-o", str(obj)]))
+            jobs.append(
+                pool.submit(
+                    _compile,
+                    [cc, *RV32_ARCH, *common, "-isystem", str(PICOLIBC / "include"), "-c", str(src), "-o", str(obj)],
+                )
+            )
         for job in jobs:
             job.result()
     exe = out_dir / "fwhost.rv32"
-    _compile([cc, *RV32_ARCH, "-nostdlib", "-nostartfiles", "-static", "-o", str(exe), *map(str, objs),
-              str(libc), libgcc])
+    _compile(
+        [cc, *RV32_ARCH, "-nostdlib", "-nostartfiles", "-static", "-o", str(exe), *map(str, objs), str(libc), libgcc]
+    )
     return [require_tool(QEMU), str(exe)]
 
 
@@ -445,8 +502,10 @@ def parse_fwhost(text: str) -> tuple[dict, list[dict]]:
 
 def run_fwhost_all(commands: dict[str, list[str]], request: bytes, timeout: float = 300) -> dict[str, str]:
     """Run several builds of the host program on one request at the same time; their stdout by name."""
-    procs = {k: subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for k, cmd in commands.items()}
+    procs = {
+        k: subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for k, cmd in commands.items()
+    }
     with ThreadPoolExecutor(len(procs)) as pool:
         results = dict(zip(procs, pool.map(lambda p: p.communicate(request, timeout=timeout), procs.values())))
     for k, p in procs.items():
@@ -458,8 +517,9 @@ def run_fwhost_all(commands: dict[str, list[str]], request: bytes, timeout: floa
 def run_fwhost(command: list[str], request: bytes, timeout: float = 300) -> tuple[dict, list[dict]]:
     proc = subprocess.run(command, input=request, capture_output=True, timeout=timeout)
     if proc.returncode != 0:
-        raise Mnistp4Error(f"{shlex.join(command)} exited with {proc.returncode}: {proc.stdout[-300:]!r} "
-                           f"{proc.stderr[-300:]!r}")
+        raise Mnistp4Error(
+            f"{shlex.join(command)} exited with {proc.returncode}: {proc.stdout[-300:]!r} {proc.stderr[-300:]!r}"
+        )
     return parse_fwhost(proc.stdout.decode())
 
 
@@ -468,7 +528,7 @@ def reference_expf(x) -> np.ndarray:
     f = np.float32
     x = np.minimum(np.asarray(x, np.float32), f(88.0))
     t = x * f(1.44269504)
-    k = np.where(t < 0, t - f(0.5), t + f(0.5)).astype(np.int32)   # C's cast truncates toward zero
+    k = np.where(t < 0, t - f(0.5), t + f(0.5)).astype(np.int32)  # C's cast truncates toward zero
     kf = k.astype(np.float32)
     r = (x - kf * f(0.693145752)) - kf * f(1.42860677e-6)
     p = f(1) / f(5040)

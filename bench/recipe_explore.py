@@ -11,6 +11,7 @@ arguments); a new run writes ``log.txt`` and ``meta.json`` into
 ``--w``; ``--plain-ema`` averages without the decay warm-up of ``Recipe.make_ema`` (logs e1-e3).
 ``bench/recipe_sweep.py`` compares registered recipes through the real training loop instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,15 @@ def main(argv=None) -> int:
     print("params", count_params(model), "macs", count_macs(model), flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.wd)
     steps = -(-len(y_all) // a.bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, epochs=a.epochs, steps_per_epoch=steps,
-                                                pct_start=a.pct, div_factor=20.0, final_div_factor=200.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=a.lr,
+        epochs=a.epochs,
+        steps_per_epoch=steps,
+        pct_start=a.pct,
+        div_factor=20.0,
+        final_div_factor=200.0,
+    )
     if a.plain_ema:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -80,8 +88,10 @@ def main(argv=None) -> int:
     def accuracy(net) -> float:
         net.eval()
         with torch.no_grad():
-            correct = sum(int((net(x_test[i:i + 1000]).argmax(1) == y_test[i:i + 1000]).sum())
-                          for i in range(0, len(y_test), 1000))
+            correct = sum(
+                int((net(x_test[i : i + 1000]).argmax(1) == y_test[i : i + 1000]).sum())
+                for i in range(0, len(y_test), 1000)
+            )
         return correct / len(y_test)
 
     gen = torch.Generator().manual_seed(a.seed)
@@ -92,7 +102,7 @@ def main(argv=None) -> int:
         order = torch.randperm(len(y_all), generator=gen)
         model.train()
         for s in range(steps):
-            idx = order[s * a.bs:(s + 1) * a.bs]
+            idx = order[s * a.bs : (s + 1) * a.bs]
             x = rotate_shift(x_all[idx].float().div_(255.0).unsqueeze(1), gen).sub_(MEAN).div_(STD)
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(x), y_all[idx], label_smoothing=a.ls).backward()
@@ -111,8 +121,11 @@ def main(argv=None) -> int:
                 print(f"ep {at:.2f} acc {raw:.4f} ema {avg:.4f} wall {wall:.0f} cpu {cpu:.0f}", flush=True)
     print("RESULT", json.dumps(vars(a)), "first99.4", first, "best", best, "final", last, flush=True)
     if last:  # the baseline, measured in the same run: the raw weights the average is taken of
-        print(f"weight average vs raw weights at the end: {100 * (last[2] - last[1]):+.2f} pp, "
-              f"errors {benchmeta.ratio(1 - last[2], 1 - last[1]) or 0:.2f}x the raw weights'", flush=True)
+        print(
+            f"weight average vs raw weights at the end: {100 * (last[2] - last[1]):+.2f} pp, "
+            f"errors {benchmeta.ratio(1 - last[2], 1 - last[1]) or 0:.2f}x the raw weights'",
+            flush=True,
+        )
     benchmeta.finish(out_dir, first_99_4=first, best=best, final=last)
     return 0
 

@@ -14,6 +14,7 @@ output and ``meta.json`` go to ``bench/results/recipe_sweep/<date>-<commit>-MODE
 (``bench/benchmeta.py``). The first variant is the baseline: every other one is printed with its accuracy
 difference and time ratio against it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=str(REPO / "runs"))
     ap.add_argument("--teacher", action="append", default=[], help="run dir to distill from (repeatable)")
     ap.add_argument("--tag", default="", help="suffix of the results folder name")
-    ap.add_argument("--augment", action="append", default=None,
-                    help="augmentations (repeatable; default: the configured ones)")
+    ap.add_argument(
+        "--augment", action="append", default=None, help="augmentations (repeatable; default: the configured ones)"
+    )
     args = ap.parse_args(argv)
 
     from mnistp4.stages.training.run import train_run
@@ -70,24 +72,58 @@ def main(argv=None) -> int:
         if recipe.name not in app.registry.names("recipes"):
             app.registry.add("recipes", recipe.name, recipe, "recipe_sweep")
         app.console.rule(f"{model} + {recipe.name}")
-        m = train_run(app, out=Path(args.runs) / f"sweep-{model}-{recipe.name}", model=model, recipe=recipe.name,
-                      custom=[], seed=args.seed, overwrite=True, export=False, threads=1,
-                      teachers=args.teacher, augment=args.augment)
+        m = train_run(
+            app,
+            out=Path(args.runs) / f"sweep-{model}-{recipe.name}",
+            model=model,
+            recipe=recipe.name,
+            custom=[],
+            seed=args.seed,
+            overwrite=True,
+            export=False,
+            threads=1,
+            teachers=args.teacher,
+            augment=args.augment,
+        )
         hit = m["time_to"].get("99.4")
-        rows.append({"variant": text, "recipe": dataclasses.asdict(recipe), "final": m["test_accuracy"],
-                     "best": m["best_test_accuracy"], "best_epoch": m["best_test_epoch"],
-                     "time_to_99.4": hit, "train_seconds": m["train_seconds"]})
+        rows.append(
+            {
+                "variant": text,
+                "recipe": dataclasses.asdict(recipe),
+                "final": m["test_accuracy"],
+                "best": m["best_test_accuracy"],
+                "best_epoch": m["best_test_epoch"],
+                "time_to_99.4": hit,
+                "train_seconds": m["train_seconds"],
+            }
+        )
     out = out_dir / "recipe_sweep.json"
-    write_json(out, {"model": model, "seed": args.seed, "teachers": args.teacher,
-                     "augment": args.augment or app.config["augment"], "variants": rows})
+    write_json(
+        out,
+        {
+            "model": model,
+            "seed": args.seed,
+            "teachers": args.teacher,
+            "augment": args.augment or app.config["augment"],
+            "variants": rows,
+        },
+    )
     base = rows[0]
     for r in rows:
         hit = r["time_to_99.4"]
         reach = f"99.4 % at epoch {hit['epoch']} ({hit['cpu_seconds']:.0f} CPU s)" if hit else "99.4 % not reached"
-        vs = (f"; vs {base['variant']}: {100 * (r['final'] - base['final']):+.2f} pp, "
-              f"{r['train_seconds'] / base['train_seconds']:.2f}x its training time") if r is not base else ""
-        app.console.print(f"{r['variant']:<50} final {100 * r['final']:.2f}% "
-                          f"(best epoch {r['best_epoch']}: {100 * r['best']:.2f}%), {reach}{vs}")
+        vs = (
+            (
+                f"; vs {base['variant']}: {100 * (r['final'] - base['final']):+.2f} pp, "
+                f"{r['train_seconds'] / base['train_seconds']:.2f}x its training time"
+            )
+            if r is not base
+            else ""
+        )
+        app.console.print(
+            f"{r['variant']:<50} final {100 * r['final']:.2f}% "
+            f"(best epoch {r['best_epoch']}: {100 * r['best']:.2f}%), {reach}{vs}"
+        )
     app.console.print(f"results: {out}")
     benchmeta.finish(out_dir)
     return 0

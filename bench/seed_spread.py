@@ -18,6 +18,7 @@ The baseline of every ratio is measured in the same run: each seed's own float m
 ``RUN-qat-…``, reused when done), quantizes that, and counts the goal on those files, each drop
 taken against the float model before fine-tuning.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,10 +54,12 @@ def shared_errors(float_logits: list, labels) -> dict:
         probs.append(p / p.sum(1, keepdims=True))
         wrong.append(probs[-1].argmax(1) != labels)
     averaged = np.mean(probs, 0).argmax(1) == labels
-    return {"errors_per_seed": [int(w.sum()) for w in wrong],
-            "errors_in_all": int(np.logical_and.reduce(wrong).sum()),
-            "errors_in_any": int(np.logical_or.reduce(wrong).sum()),
-            "averaged_accuracy": round(100 * float(averaged.mean()), 2)}
+    return {
+        "errors_per_seed": [int(w.sum()) for w in wrong],
+        "errors_in_all": int(np.logical_and.reduce(wrong).sum()),
+        "errors_in_any": int(np.logical_or.reduce(wrong).sum()),
+        "averaged_accuracy": round(100 * float(averaged.mean()), 2),
+    }
 
 
 def changed_predictions(float_logits, espdl: Path, images) -> int:
@@ -68,8 +71,15 @@ def changed_predictions(float_logits, espdl: Path, images) -> int:
 
 def parse_qat(text: str) -> dict:
     """'epochs=2,lr=2e-5,distill=1' -> keyword arguments of mnistp4.stages.quantize.qat_step.qat_run."""
-    kinds = {"epochs": int, "lr": float, "seed": int, "distill": float, "distill_temperature": float,
-             "learn_clipping": lambda v: bool(int(v)), "clip_lr": float}
+    kinds = {
+        "epochs": int,
+        "lr": float,
+        "seed": int,
+        "distill": float,
+        "distill_temperature": float,
+        "learn_clipping": lambda v: bool(int(v)),
+        "clip_lr": float,
+    }
     out = {}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
@@ -101,23 +111,37 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
     ap.add_argument("--recipe", default="fast")
-    ap.add_argument("--augment", action="append", default=None,
-                    help="augmentation (repeatable; default: the configured ones)")
+    ap.add_argument(
+        "--augment", action="append", default=None, help="augmentation (repeatable; default: the configured ones)"
+    )
     ap.add_argument("--epochs", type=int, default=0, help="0: the recipe's")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--tag", default="", help="names the run dirs and the result file")
     ap.add_argument("--runs", default=str(REPO / "runs"))
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--quant-recipe", default="",
-                    help="Int8 recipe (default: the configured one); named in the result file when given")
-    ap.add_argument("--qat", default="",
-                    help="also fine-tune each run with `mnistp4 qat` and quantize that, e.g. "
-                         "'epochs=2,lr=2e-5,distill=1'; the goal is then counted on the fine-tuned files")
-    ap.add_argument("--teacher", action="append", default=None,
-                    help="run dir to distill from (repeatable; `mnistp4 train --teacher`)")
-    ap.add_argument("--train-only", action="store_true",
-                    help="train (or resume) the seeds and stop: run one process per seed in parallel, "
-                         "then the same command without it to measure")
+    ap.add_argument(
+        "--quant-recipe",
+        default="",
+        help="Int8 recipe (default: the configured one); named in the result file when given",
+    )
+    ap.add_argument(
+        "--qat",
+        default="",
+        help="also fine-tune each run with `mnistp4 qat` and quantize that, e.g. "
+        "'epochs=2,lr=2e-5,distill=1'; the goal is then counted on the fine-tuned files",
+    )
+    ap.add_argument(
+        "--teacher",
+        action="append",
+        default=None,
+        help="run dir to distill from (repeatable; `mnistp4 train --teacher`)",
+    )
+    ap.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train (or resume) the seeds and stop: run one process per seed in parallel, "
+        "then the same command without it to measure",
+    )
     ap.add_argument("--goal", type=float, default=99.55, help="Int8 MNIST accuracy (%%) to count seeds against")
     ap.add_argument("--max-drop", type=float, default=0.05, help="largest allowed float->Int8 drop (pp)")
     args = ap.parse_args(argv)
@@ -139,49 +163,94 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         out = Path(args.runs) / f"spread-{args.model}-{tag}-s{seed}"
         app.console.rule(f"{args.model} {tag} seed {seed}")
-        m = train_run(app, out=out, model=args.model, recipe=args.recipe, custom=[], epochs=args.epochs,
-                      seed=seed, augment=args.augment, resume=True, threads=args.threads, teachers=args.teacher)
+        m = train_run(
+            app,
+            out=out,
+            model=args.model,
+            recipe=args.recipe,
+            custom=[],
+            epochs=args.epochs,
+            seed=seed,
+            augment=args.augment,
+            resume=True,
+            threads=args.threads,
+            teachers=args.teacher,
+        )
         if args.train_only:
             continue
-        q = quantize_run(app, out, bits=8, target=c["target"], calib=int(c["calib"]), recipe=quant_recipe,
-                         quiet=True)
+        q = quantize_run(app, out, bits=8, target=c["target"], calib=int(c["calib"]), recipe=quant_recipe, quiet=True)
         float_acc, int8 = 100 * q["float"]["mnist"]["accuracy"], q["int8"]
         float_logits.append(onnx_logits(out / "model.onnx", test.images))  # once per seed, for every count
-        rows.append({"seed": seed, "run_dir": _shown(out), "epochs": m["epochs"], "float": round(float_acc, 2),
-                     "int8_recipe": q["recipe"],
-                     "best_test_epoch": m["best_test_epoch"], "best_test": round(100 * m["best_test_accuracy"], 2),
-                     "int16": round(100 * q["int16"]["mnist"]["accuracy"], 2),
-                     "int8": round(100 * int8["mnist"]["accuracy"], 2),
-                     "drop_pp": round(100 * int8["mnist"]["accuracy"] - float_acc, 2),
-                     "mismatches": (int8["verification"] or {}).get("mismatched_images"),
-                     "test_values": int8["test_values"]["passed"], "int8_bytes": int8["file_bytes"],
-                     "changed_vs_float": changed_predictions(float_logits[-1], Path(int8["file"]), test.images)})
+        rows.append(
+            {
+                "seed": seed,
+                "run_dir": _shown(out),
+                "epochs": m["epochs"],
+                "float": round(float_acc, 2),
+                "int8_recipe": q["recipe"],
+                "best_test_epoch": m["best_test_epoch"],
+                "best_test": round(100 * m["best_test_accuracy"], 2),
+                "int16": round(100 * q["int16"]["mnist"]["accuracy"], 2),
+                "int8": round(100 * int8["mnist"]["accuracy"], 2),
+                "drop_pp": round(100 * int8["mnist"]["accuracy"] - float_acc, 2),
+                "mismatches": (int8["verification"] or {}).get("mismatched_images"),
+                "test_values": int8["test_values"]["passed"],
+                "int8_bytes": int8["file_bytes"],
+                "changed_vs_float": changed_predictions(float_logits[-1], Path(int8["file"]), test.images),
+            }
+        )
         if qat:
             tuned = fine_tuned(app, out, qat, args.threads)
-            tq = quantize_run(app, tuned, bits=8, target=c["target"], calib=int(c["calib"]),
-                              recipe=args.quant_recipe or None, quiet=True)["int8"]  # None: qat_quant_recipe
+            tq = quantize_run(
+                app,
+                tuned,
+                bits=8,
+                target=c["target"],
+                calib=int(c["calib"]),
+                recipe=args.quant_recipe or None,
+                quiet=True,
+            )["int8"]  # None: qat_quant_recipe
             acc = 100 * tq["mnist"]["accuracy"]
-            rows[-1]["qat"] = {"run_dir": _shown(tuned), "int8": round(acc, 2), "int8_recipe": tq["recipe"],
-                               "drop_pp": round(acc - float_acc, 2),  # against the model before fine-tuning
-                               "mismatches": (tq["verification"] or {}).get("mismatched_images"),
-                               "test_values": tq["test_values"]["passed"],
-                               "changed_vs_float": changed_predictions(float_logits[-1], Path(tq["file"]),
-                                                                       test.images)}
+            rows[-1]["qat"] = {
+                "run_dir": _shown(tuned),
+                "int8": round(acc, 2),
+                "int8_recipe": tq["recipe"],
+                "drop_pp": round(acc - float_acc, 2),  # against the model before fine-tuning
+                "mismatches": (tq["verification"] or {}).get("mismatched_images"),
+                "test_values": tq["test_values"]["passed"],
+                "changed_vs_float": changed_predictions(float_logits[-1], Path(tq["file"]), test.images),
+            }
     if args.train_only:
         return 0
     shared = shared_errors(float_logits, test.labels)
     counted = [r["qat"] if qat else r for r in rows]  # the files the goal is counted on
     int8s = [r["int8"] for r in counted]
-    summary = {"counted_on": qat_tag(qat) if qat else "trained", "worst_int8": min(int8s),
-               "mean_int8": round(statistics.mean(int8s), 3),
-               "worst_drop_pp": min(r["drop_pp"] for r in counted),
-               "seeds_meeting_goal": sum(r["int8"] >= args.goal and r["drop_pp"] >= -args.max_drop for r in counted),
-               "seeds": len(rows), "goal": args.goal, "max_drop_pp": args.max_drop, **shared}
+    summary = {
+        "counted_on": qat_tag(qat) if qat else "trained",
+        "worst_int8": min(int8s),
+        "mean_int8": round(statistics.mean(int8s), 3),
+        "worst_drop_pp": min(r["drop_pp"] for r in counted),
+        "seeds_meeting_goal": sum(r["int8"] >= args.goal and r["drop_pp"] >= -args.max_drop for r in counted),
+        "seeds": len(rows),
+        "goal": args.goal,
+        "max_drop_pp": args.max_drop,
+        **shared,
+    }
     out = out_dir / "seed_spread.json"
-    write_json(out, {"model": args.model, "recipe": args.recipe, "augment": args.augment or c["augment"],
-                     "epochs": args.epochs, "teachers": args.teacher, "quant_recipe": quant_recipe, "qat": qat,
-                     "rows": rows,
-                     "summary": summary})
+    write_json(
+        out,
+        {
+            "model": args.model,
+            "recipe": args.recipe,
+            "augment": args.augment or c["augment"],
+            "epochs": args.epochs,
+            "teachers": args.teacher,
+            "quant_recipe": quant_recipe,
+            "qat": qat,
+            "rows": rows,
+            "summary": summary,
+        },
+    )
     from rich.table import Table
 
     table = Table(title=f"{args.model} + {args.recipe}, {tag}: kept (last) epoch, files measured by the interpreter")
@@ -191,22 +260,38 @@ def main(argv=None) -> int:
     for col in cols + ["best test epoch (info)"]:
         table.add_column(col, justify="right")
     for r in rows:
-        cells = [str(r["seed"]), f"{r['float']:.2f}%", f"{r['int16']:.2f}%", f"{r['int8']:.2f}%", r["int8_recipe"],
-                 f"{r['drop_pp']:+.2f}", str(r["changed_vs_float"]), f"{r['mismatches']}/10,000"]
+        cells = [
+            str(r["seed"]),
+            f"{r['float']:.2f}%",
+            f"{r['int16']:.2f}%",
+            f"{r['int8']:.2f}%",
+            r["int8_recipe"],
+            f"{r['drop_pp']:+.2f}",
+            str(r["changed_vs_float"]),
+            f"{r['mismatches']}/10,000",
+        ]
         if qat:
             t = r["qat"]
-            cells += [f"{t['int8']:.2f}%", f"{t['drop_pp']:+.2f}", str(t["changed_vs_float"]),
-                      f"{t['mismatches']}/10,000"]
+            cells += [
+                f"{t['int8']:.2f}%",
+                f"{t['drop_pp']:+.2f}",
+                str(t["changed_vs_float"]),
+                f"{t['mismatches']}/10,000",
+            ]
         table.add_row(*cells, f"{r['best_test']:.2f}% (epoch {r['best_test_epoch']})")
     app.console.print(table)
     if qat:
         app.console.print(f"counted on the files fine-tuned with {args.qat} (drop against the model before)")
-    app.console.print(f"Int8 worst {summary['worst_int8']:.2f}%, mean {summary['mean_int8']:.2f}%, worst drop "
-                      f"{summary['worst_drop_pp']:+.2f} pp; {summary['seeds_meeting_goal']}/{summary['seeds']} "
-                      f"seeds at Int8 ≥ {args.goal}% with a drop ≤ {args.max_drop} pp")
-    app.console.print(f"float models: {shared['errors_per_seed']} MNIST test errors, {shared['errors_in_all']} of "
-                      f"them made by every seed; their averaged probabilities score "
-                      f"{shared['averaged_accuracy']:.2f}% (how much of the spread is chance)")
+    app.console.print(
+        f"Int8 worst {summary['worst_int8']:.2f}%, mean {summary['mean_int8']:.2f}%, worst drop "
+        f"{summary['worst_drop_pp']:+.2f} pp; {summary['seeds_meeting_goal']}/{summary['seeds']} "
+        f"seeds at Int8 ≥ {args.goal}% with a drop ≤ {args.max_drop} pp"
+    )
+    app.console.print(
+        f"float models: {shared['errors_per_seed']} MNIST test errors, {shared['errors_in_all']} of "
+        f"them made by every seed; their averaged probabilities score "
+        f"{shared['averaged_accuracy']:.2f}% (how much of the spread is chance)"
+    )
     app.console.print(f"results: {_shown(out)}")
     benchmeta.finish(out_dir, summary=summary)
     return 0

@@ -3,6 +3,7 @@
 Plugins implement the hooks in :mod:`mnistp4.hookspecs` with ``@mnistp4.hookimpl`` and use the
 types and helpers of the public plugin API, :mod:`mnistp4.api` (re-exported here).
 """
+
 from .api import *  # noqa: F403 - the public plugin API
 from .api import __all__ as _api_all
 

@@ -11,6 +11,7 @@ A plugin may declare the API it was written for with a module attribute::
 Loading it fails with a clear message when the major version differs or the minor version is newer
 than this mnistp4 provides.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,11 +22,31 @@ import numpy as np
 
 from .app import App
 from .digitsets import HELD_OUT_FRACTION, MNIST_MEAN, MNIST_STD, concat, held_out_sources, split_by_source, subset
-from .errors import (ConfigError, DatasetUnavailable, InputError, Mnistp4Error, NotProvided, PluginError,
-                     RegistrationConflict, UsageError)
+from .errors import (
+    ConfigError,
+    DatasetUnavailable,
+    InputError,
+    Mnistp4Error,
+    NotProvided,
+    PluginError,
+    RegistrationConflict,
+    UsageError,
+)
 from .hookspecs import hookimpl
-from .records import (MAX_LAYOUT_CODES, DeployRequest, DeployResult, Digit, DigitSet, Layout, ModelSpec,
-                      PipelineStep, QuantRequest, QuantResult, Recipe, SegmentOptions)
+from .records import (
+    MAX_LAYOUT_CODES,
+    DeployRequest,
+    DeployResult,
+    Digit,
+    DigitSet,
+    Layout,
+    ModelSpec,
+    PipelineStep,
+    QuantRequest,
+    QuantResult,
+    Recipe,
+    SegmentOptions,
+)
 from .registry import Entry, Registry
 
 #: major.minor of the plugin contract: hooks, record types, calling conventions
@@ -78,15 +99,45 @@ def project_normalizer(ctx: Context) -> Callable[[np.ndarray], np.ndarray]:
 
 
 __all__ = [
-    "PLUGIN_API_VERSION", "Context", "PipelineState", "REGISTRY_KINDS", "CHOICE_KEYS", "hookimpl", "pass_context",
+    "PLUGIN_API_VERSION",
+    "Context",
+    "PipelineState",
+    "REGISTRY_KINDS",
+    "CHOICE_KEYS",
+    "hookimpl",
+    "pass_context",
     "current_context",
     # records named by hook contracts
-    "Digit", "DigitSet", "Layout", "MAX_LAYOUT_CODES", "ModelSpec", "Recipe", "PipelineStep", "QuantRequest",
-    "QuantResult", "DeployRequest", "DeployResult", "SegmentOptions", "Registry", "Entry",
+    "Digit",
+    "DigitSet",
+    "Layout",
+    "MAX_LAYOUT_CODES",
+    "ModelSpec",
+    "Recipe",
+    "PipelineStep",
+    "QuantRequest",
+    "QuantResult",
+    "DeployRequest",
+    "DeployResult",
+    "SegmentOptions",
+    "Registry",
+    "Entry",
     # helpers
-    "MNIST_MEAN", "MNIST_STD", "HELD_OUT_FRACTION", "split_by_source", "held_out_sources", "subset", "concat",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "HELD_OUT_FRACTION",
+    "split_by_source",
+    "held_out_sources",
+    "subset",
+    "concat",
     "project_normalizer",
     # errors
-    "Mnistp4Error", "UsageError", "ConfigError", "InputError", "PluginError", "RegistrationConflict",
-    "NotProvided", "DatasetUnavailable",
+    "Mnistp4Error",
+    "UsageError",
+    "ConfigError",
+    "InputError",
+    "PluginError",
+    "RegistrationConflict",
+    "NotProvided",
+    "DatasetUnavailable",
 ]

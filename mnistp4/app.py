@@ -1,6 +1,7 @@
 """The application object: config + plugins + registry. It is the *context* (``mnistp4.api.Context``)
 that every acting registered callable receives first, and that commands get with
 ``@mnistp4.pass_context``."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from . import config as config_mod
 from .config import Config, Key
@@ -62,15 +70,28 @@ class App:
         check_choices(self.config, self.registry)
 
     def progress(self, transient: bool = False) -> Progress:
-        return Progress(SpinnerColumn(), TextColumn("[progress.description]{task.description}"),
-                        BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                        console=self.console, transient=transient)
+        return Progress(
+            SpinnerColumn(),
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=transient,
+        )
 
 
-def create_app(*, root: Path | None = None, plugin_dirs: list[str] | None = None,
-               config_files: list[Path] | None = None, settings: list[str] | None = None,
-               env: dict[str, str] | None = None, console: Console | None = None,
-               load_entry_points: bool = True) -> App:
+def create_app(
+    *,
+    root: Path | None = None,
+    plugin_dirs: list[str] | None = None,
+    config_files: list[Path] | None = None,
+    settings: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    console: Console | None = None,
+    load_entry_points: bool = True,
+) -> App:
     """Load config, then plugins in the documented order, then declare plugin keys."""
     env = dict(os.environ) if env is None else env
     cfg = config_mod.load(root, config_files, settings, env)
@@ -84,8 +105,10 @@ def create_app(*, root: Path | None = None, plugin_dirs: list[str] | None = None
     manager.load_extra(extra)
 
     for info, fn in manager.impls("register_config_keys"):
+
         def register(key: str, default: Any, help: str = "", _owner=info.name) -> None:
             cfg.declare(Key(key, default, help, _owner))
+
         manager.call(info, fn, "register_config_keys", register=register)
     cfg.apply_pending()
     manager.collect_registrations()
@@ -104,5 +127,7 @@ def check_choices(cfg: Config, registry: Registry) -> None:
         names = registry.names(kind)
         for v in value if isinstance(value, (list, tuple)) else [value]:
             if v not in names:
-                raise UsageError(f"config key {key!r} = {v!r} (from {cfg.origin(key)}) names no registered "
-                                 f"{kind[:-1].replace('_', ' ')}; choices: {', '.join(names) or 'none'}")
+                raise UsageError(
+                    f"config key {key!r} = {v!r} (from {cfg.origin(key)}) names no registered "
+                    f"{kind[:-1].replace('_', ' ')}; choices: {', '.join(names) or 'none'}"
+                )

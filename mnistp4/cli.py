@@ -1,6 +1,7 @@
 """The ``mnistp4`` command line. The core owns ``plugins``, ``config`` and ``run``; stage plugins
 add ``sheet``, ``segment``, ``label``, ``train``, ``evaluate``, ``quantize``, ``deploy``, ``serve``
 through ``register_commands``. Exit codes: 0 ok, 1 failure, 2 usage."""
+
 from __future__ import annotations
 
 import json
@@ -45,6 +46,7 @@ def get_app() -> App:
 def print_json(obj) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
     from .io import _json_default
+
     click.echo(json.dumps(obj, indent=2, default=_json_default))
 
 
@@ -77,6 +79,7 @@ class PluginGroup(click.Group):
                 return inner(f)
             finally:
                 self._override = False
+
         return decorator
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
@@ -87,18 +90,27 @@ class PluginGroup(click.Group):
                 raise RegistrationConflict(
                     f"command {name!r} is provided by plugin {self.owners[name]!r} and again by plugin "
                     f"{owner!r}; write @cli.command({name!r}, override=True) in {owner!r} to replace it, "
-                    f"or choose another name")
+                    f"or choose another name"
+                )
             self.replaced[name] = self.replaced.get(name, []) + [self.owners[name]]
         super().add_command(cmd, name)
         self.owners[name] = owner
 
 
 def build_cli(app: App) -> click.Group:
-    @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]},
-                 help="Handwritten digits from sheets to an ESP32-P4 CrowPanel: segment, train, "
-                      "quantize, deploy. Global options go before the command.")
-    @click.option("--plugins-dir", "plugins_dir", multiple=True, metavar="PATH",
-                  help="extra plugin folder, .py file or module (repeatable)")
+    @click.group(
+        cls=PluginGroup,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        help="Handwritten digits from sheets to an ESP32-P4 CrowPanel: segment, train, "
+        "quantize, deploy. Global options go before the command.",
+    )
+    @click.option(
+        "--plugins-dir",
+        "plugins_dir",
+        multiple=True,
+        metavar="PATH",
+        help="extra plugin folder, .py file or module (repeatable)",
+    )
     @click.option("--config", "config_file", multiple=True, metavar="FILE", help="extra TOML config file")
     @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="override a config key")
     @click.option("-v", "--verbose", count=True, help="more log output (-v info, -vv debug)")
@@ -116,23 +128,37 @@ def build_cli(app: App) -> click.Group:
             commands = sorted(n for n, owner in cli.owners.items() if owner == p.name)
             if commands:
                 registers["commands"] = commands
-            rows.append({"name": p.name, "origin": p.origin, "version": p.version, "hooks": p.hooks,
-                         "registers": registers})
+            rows.append(
+                {"name": p.name, "origin": p.origin, "version": p.version, "hooks": p.hooks, "registers": registers}
+            )
         if as_json:
-            kinds = {kind: [{"name": e.name, "plugin": e.plugin, "description": e.description,
-                             "replaced": e.replaced} for e in app.registry.entries(kind)]
-                     for kind in app.registry._entries}
-            print_json({"plugins": rows, "registry": kinds,
-                        "commands": {n: {"plugin": o, "replaced": cli.replaced.get(n, [])}
-                                     for n, o in sorted(cli.owners.items())}})
+            kinds = {
+                kind: [
+                    {"name": e.name, "plugin": e.plugin, "description": e.description, "replaced": e.replaced}
+                    for e in app.registry.entries(kind)
+                ]
+                for kind in app.registry._entries
+            }
+            print_json(
+                {
+                    "plugins": rows,
+                    "registry": kinds,
+                    "commands": {
+                        n: {"plugin": o, "replaced": cli.replaced.get(n, [])} for n, o in sorted(cli.owners.items())
+                    },
+                }
+            )
             return
         table = Table(title="mnistp4 plugins (load order)")
         for col in ("plugin", "from", "registers", "hooks"):
             table.add_column(col)
         for r in rows:
             regs = "\n".join(f"{k}: {', '.join(v)}" for k, v in r["registers"].items())
-            events = ", ".join(h for h in r["hooks"] if not h.startswith("register_")
-                               or h in ("register_commands", "register_config_keys"))
+            events = ", ".join(
+                h
+                for h in r["hooks"]
+                if not h.startswith("register_") or h in ("register_commands", "register_config_keys")
+            )
             table.add_row(r["name"], r["origin"], regs, events)
         app.console.print(table)
 
@@ -140,8 +166,9 @@ def build_cli(app: App) -> click.Group:
     @click.option("--json", "as_json", is_flag=True)
     def config_cmd(as_json):
         if as_json:
-            print_json({"root": str(app.root),
-                        "values": {k: {"value": v, "origin": o} for k, v, o in app.config.items()}})
+            print_json(
+                {"root": str(app.root), "values": {k: {"value": v, "origin": o} for k, v, o in app.config.items()}}
+            )
             return
         table = Table(title=f"mnistp4 config (project root: {app.root})")
         for col in ("key", "value", "from", "meaning"):
@@ -150,8 +177,11 @@ def build_cli(app: App) -> click.Group:
             table.add_row(k, repr(v), o, app.config.keys[k].help)
         app.console.print(table)
 
-    @cli.command("run", help="Run the whole pipeline on the configured defaults "
-                             "(segment, train + export, quantize, deploy: dry run unless a port is set).")
+    @cli.command(
+        "run",
+        help="Run the whole pipeline on the configured defaults "
+        "(segment, train + export, quantize, deploy: dry run unless a port is set).",
+    )
     @click.option("--port", default=None, help="serial port: flash the board instead of a dry run")
     @click.option("--epochs", type=int, default=None)
     @click.option("--model", default=None)
@@ -206,11 +236,17 @@ def build_cli(app: App) -> click.Group:
 
 
 def _placeholder(name: str, what: str) -> click.Command:
-    @click.command(name, help=f"{what} (no plugin provides this command yet)",
-                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    @click.command(
+        name,
+        help=f"{what} (no plugin provides this command yet)",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
     def cmd():
-        raise Mnistp4Error(f"no plugin provides `mnistp4 {name}` yet ({what}); "
-                           f"install or add a plugin that registers it (see `mnistp4 plugins`)")
+        raise Mnistp4Error(
+            f"no plugin provides `mnistp4 {name}` yet ({what}); "
+            f"install or add a plugin that registers it (see `mnistp4 plugins`)"
+        )
+
     return cmd
 
 
@@ -228,9 +264,12 @@ def _pre_parse(argv: list[str]) -> tuple[list[str], list[str], list[str], int]:
             break
         for flag, bucket in (("--plugins-dir", dirs), ("--config", files), ("--set", settings)):
             if a == flag and i + 1 < len(argv):
-                bucket.append(argv[i + 1]); i += 1; break
+                bucket.append(argv[i + 1])
+                i += 1
+                break
             if a.startswith(flag + "="):
-                bucket.append(a.split("=", 1)[1]); break
+                bucket.append(a.split("=", 1)[1])
+                break
         else:
             if a in ("-q", "--quiet"):
                 verbose = -1
@@ -249,11 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     err = Console(stderr=True)
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)],
-                        force=True)
+    logging.basicConfig(
+        level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)], force=True
+    )
     try:
-        _APP = create_app(plugin_dirs=dirs, config_files=[Path(f) for f in files],
-                          settings=settings, console=console)
+        _APP = create_app(plugin_dirs=dirs, config_files=[Path(f) for f in files], settings=settings, console=console)
         cli = build_cli(_APP)
         # without standalone mode click returns the code of `ctx.exit(n)` / `Exit(n)` instead of exiting
         rc = cli.main(args=argv, prog_name="mnistp4", standalone_mode=False, obj=_APP)
@@ -271,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except OSError as e:  # a file-system fault no stage turned into a message: still one line, exit 1
         from .io import fs_error
+
         err.print(f"[bold red]error:[/] {escape(str(fs_error(e, action='use')))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ Keys are declared (core keys below, plugin keys through ``register_config_keys``
 key is the type of its default. Unknown keys, wrong types and values out of range (``RANGES``) are
 errors naming the key, raised when the value is read, before any stage runs.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,10 @@ CORE_KEYS: dict[str, tuple[Any, str]] = {
     "data_dir": ("data", "folder of segmented digits: images/ + manifest.csv"),
     "runs_dir": ("runs", "folder that holds training runs"),
     "run_name": ("default", "name of the run dir that `mnistp4 run` trains into"),
-    "mnist_dir": ("", "folder with the four MNIST IDX files (.gz or raw); empty: $MNISTP4_MNIST_DIR, "
-                      "else the cache, else download"),
+    "mnist_dir": (
+        "",
+        "folder with the four MNIST IDX files (.gz or raw); empty: $MNISTP4_MNIST_DIR, else the cache, else download",
+    ),
     "cache_dir": ("", "download cache; empty: $XDG_CACHE_HOME/mnistp4 or ~/.cache/mnistp4"),
     "download": (True, "download MNIST when it is not found locally"),
     "plugins": ([], "extra plugin folders, .py files or module names to load"),
@@ -62,8 +65,12 @@ CORE_KEYS: dict[str, tuple[Any, str]] = {
 }
 
 #: environment variables that set keys (after config files, before the command line)
-ENV_KEYS = {"mnist_dir": "MNISTP4_MNIST_DIR", "cache_dir": "MNISTP4_CACHE_DIR", "port": "MNISTP4_PORT",
-            "semeion_dir": "MNISTP4_SEMEION_DIR"}
+ENV_KEYS = {
+    "mnist_dir": "MNISTP4_MNIST_DIR",
+    "cache_dir": "MNISTP4_CACHE_DIR",
+    "port": "MNISTP4_PORT",
+    "semeion_dir": "MNISTP4_SEMEION_DIR",
+}
 
 
 #: allowed values of numeric keys (core and shipped plugins): key -> (test, what is allowed)
@@ -90,8 +97,9 @@ class Config:
         self.root = root
         self.keys = dict(keys)
         self._values: dict[str, Any] = {k: _copy(v.default) for k, v in self.keys.items()}
-        self._origin: dict[str, str] = {k: "default" if v.owner == "core" else f"default ({v.owner})"
-                                        for k, v in self.keys.items()}
+        self._origin: dict[str, str] = {
+            k: "default" if v.owner == "core" else f"default ({v.owner})" for k, v in self.keys.items()
+        }
         self._pending: dict[str, tuple[Any, str]] = {}  # values read before their key was declared
 
     # -- reading -------------------------------------------------------------------------------
@@ -122,8 +130,10 @@ class Config:
     # -- writing -------------------------------------------------------------------------------
     def declare(self, key: Key) -> None:
         if key.name in self.keys and self.keys[key.name].owner != key.owner:
-            raise ConfigError(f"configuration key {key.name!r} is declared by {self.keys[key.name].owner!r} "
-                              f"and again by {key.owner!r}")
+            raise ConfigError(
+                f"configuration key {key.name!r} is declared by {self.keys[key.name].owner!r} "
+                f"and again by {key.owner!r}"
+            )
         self.keys[key.name] = key
         self._values.setdefault(key.name, _copy(key.default))
         self._origin.setdefault(key.name, f"default ({key.owner})")
@@ -150,8 +160,12 @@ class Config:
             self.set(key, value, origin, from_text=origin.startswith(("$", "--set")))
 
 
-def load(root: Path | None = None, extra_files: list[Path] | None = None,
-         cli_values: list[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+def load(
+    root: Path | None = None,
+    extra_files: list[Path] | None = None,
+    cli_values: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
     """Read every configuration layer. Plugin keys may be declared later with ``declare`` and
     ``apply_pending`` then checks the values that were waiting for them."""
     env_vars: Mapping[str, str] = os.environ if env is None else env
@@ -201,8 +215,9 @@ def _read_toml(path: Path) -> dict:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); TOML files are UTF-8: save it as UTF-8") from None
     except (ValueError, RecursionError) as e:  # TOMLDecodeError is a ValueError; so is an over-long number
-        raise ConfigError(f"{path}: not valid TOML: {'nested too deeply' if isinstance(e, RecursionError) else e}"
-                          ) from None
+        raise ConfigError(
+            f"{path}: not valid TOML: {'nested too deeply' if isinstance(e, RecursionError) else e}"
+        ) from None
 
 
 def _apply_table(cfg: Config, table: dict, origin: str) -> None:
@@ -237,14 +252,17 @@ def _coerce(key: str, value: Any, default: Any, origin: str, from_text: bool) ->
             elif want is list:
                 value = [p.strip() for p in text.split(",") if p.strip()]
         except ValueError:
-            raise ConfigError(f"configuration key {key!r} (from {origin}) must be {want.__name__}, "
-                              f"got {value!r}") from None
+            raise ConfigError(
+                f"configuration key {key!r} (from {origin}) must be {want.__name__}, got {value!r}"
+            ) from None
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
     if want is list and ok:
         ok = all(isinstance(v, str) for v in value)
     if not ok:
-        raise ConfigError(f"configuration key {key!r} (from {origin}) must be {want.__name__}"
-                          f"{' of strings' if want is list else ''}, got {type(value).__name__} {value!r}")
+        raise ConfigError(
+            f"configuration key {key!r} (from {origin}) must be {want.__name__}"
+            f"{' of strings' if want is list else ''}, got {type(value).__name__} {value!r}"
+        )
     return value

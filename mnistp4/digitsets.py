@@ -1,5 +1,6 @@
 """Helpers on :class:`~mnistp4.records.DigitSet` that stages and plugins share: the split by
 writer (no writer on both sides of a train/held-out split), subsets and concatenation."""
+
 from __future__ import annotations
 
 import hashlib
@@ -47,5 +48,4 @@ def concat(sets: list[DigitSet], name: str = "custom") -> DigitSet:
     if not sets:
         return DigitSet(np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64), [], name)
     sources = [src for s in sets for src in (s.sources or [s.name] * len(s))]
-    return DigitSet(np.concatenate([s.images for s in sets]), np.concatenate([s.labels for s in sets]),
-                    sources, name)
+    return DigitSet(np.concatenate([s.images for s in sets]), np.concatenate([s.labels for s in sets]), sources, name)

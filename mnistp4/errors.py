@@ -1,4 +1,5 @@
 """Errors the CLI turns into clear messages and exit codes (1 failure, 2 usage)."""
+
 from __future__ import annotations
 
 

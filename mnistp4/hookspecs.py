@@ -34,6 +34,7 @@ command's with :func:`mnistp4.api.current_context`. Every type named below is im
 :mod:`mnistp4.api`.
 A worked example of each hook: ``docs/plugins.md``.
 """
+
 from __future__ import annotations
 
 import pluggy
@@ -47,6 +48,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 # --------------------------------------------------------------------------------------------
 # Registry hooks (collected; every implementation is called with a plugin-bound ``register``)
 # --------------------------------------------------------------------------------------------
+
 
 @hookspec
 def register_sheet_layouts(register):
@@ -181,6 +183,7 @@ def register_config_keys(register):
 # Command hooks
 # --------------------------------------------------------------------------------------------
 
+
 @hookspec
 def register_commands(cli):
     """Add commands to the ``mnistp4`` click group ``cli``.
@@ -209,6 +212,7 @@ def register_pipeline_steps(register):
 # --------------------------------------------------------------------------------------------
 # Event hooks (all implementations called; results ignored)
 # --------------------------------------------------------------------------------------------
+
 
 @hookspec
 def on_epoch_end(run_dir, epoch, metrics):

@@ -3,6 +3,7 @@
 File-system faults (disk full, read-only, no permission, a file or folder in the way) become a
 :class:`FileSystemError`: one line naming the path and the fix, exit code 1.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,8 +57,17 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
 def _stream_failure(e: Exception, path: Path) -> FileSystemError | None:
     """Libraries that write through C++ streams (torch.save) report a full disk as a RuntimeError."""
     text = str(e)
-    if not any(s in text for s in ("iostream", "basic_ios", "PytorchStreamWriter", "file write failed",
-                                   "inline_container", "unexpected pos")):
+    if not any(
+        s in text
+        for s in (
+            "iostream",
+            "basic_ios",
+            "PytorchStreamWriter",
+            "file write failed",
+            "inline_container",
+            "unexpected pos",
+        )
+    ):
         return None
     try:
         free = shutil.disk_usage(path.parent).free
@@ -139,7 +149,7 @@ def staged_files(final_dir: str | os.PathLike, *, last: tuple[str, ...] = ()) ->
         with writing(final_dir):
             try:
                 yield stage
-            except FileSystemError as e:   # name the file where it was going, not the staging folder
+            except FileSystemError as e:  # name the file where it was going, not the staging folder
                 raise FileSystemError(str(e).replace(str(stage), str(final_dir))) from None
             except RuntimeError as e:
                 raise (_stream_failure(e, final_dir) or e) from None
@@ -148,4 +158,3 @@ def staged_files(final_dir: str | os.PathLike, *, last: tuple[str, ...] = ()) ->
                 os.replace(stage / name, final_dir / name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-

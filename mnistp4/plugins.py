@@ -18,6 +18,7 @@ hook but not decorated with ``@mnistp4.hookimpl``, and a plugin that needs anoth
 version (``MNISTP4_PLUGIN_API``) are errors naming the plugin. Plugin files keep one module name
 (``mnistp4_user_plugin_<stem>``) that worker processes re-import with :func:`import_plugin_files`.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -28,10 +29,11 @@ import inspect
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -157,6 +159,7 @@ class PluginManager:
 def _bound_register(registry: Registry, kind: str, plugin: str, version: str = ""):
     def register(name: str, obj: Any, *, override: bool = False, description: str = "") -> None:
         registry.add(kind, name, obj, plugin, override=override, description=description, version=version)
+
     return register
 
 
@@ -167,10 +170,12 @@ def _version(module: Any, origin: str) -> str:
         return str(module.__version__)
     if origin == "shipped":
         from . import __version__
+
         return __version__
     path = getattr(module, "__file__", None)
     if path and Path(path).is_file():
         import hashlib
+
         return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
     return ""
 
@@ -187,9 +192,13 @@ def _check_api_version(module: Any, name: str) -> None:
         raise PluginError(name, "<load>", f"MNISTP4_PLUGIN_API = {wanted!r} is not 'MAJOR.MINOR'") from None
     major, minor = (int(x) for x in PLUGIN_API_VERSION.split("."))
     if w_major != major or w_minor > minor:
-        raise PluginError(name, "<load>", f"the plugin needs plugin API {wanted}; this mnistp4 provides "
-                                          f"{PLUGIN_API_VERSION}. Upgrade mnistp4 or use a plugin version for "
-                                          f"API {major}.x")
+        raise PluginError(
+            name,
+            "<load>",
+            f"the plugin needs plugin API {wanted}; this mnistp4 provides "
+            f"{PLUGIN_API_VERSION}. Upgrade mnistp4 or use a plugin version for "
+            f"API {major}.x",
+        )
 
 
 def _hook_names() -> list[str]:
@@ -205,12 +214,20 @@ def _check_undecorated(module: Any, name: str, pm: pluggy.PluginManager) -> None
         if fn.__module__ != getattr(module, "__name__", None):
             continue  # imported helpers are not the plugin's own functions
         if attr in hooks:
-            raise PluginError(name, attr, f"function {attr}() is not decorated with @mnistp4.hookimpl, so it "
-                                          f"would never be called; add the decorator")
+            raise PluginError(
+                name,
+                attr,
+                f"function {attr}() is not decorated with @mnistp4.hookimpl, so it "
+                f"would never be called; add the decorator",
+            )
         close = difflib.get_close_matches(attr, hooks, n=1, cutoff=0.85)
         if close and attr.startswith(("register", "on_")):
-            raise PluginError(name, attr, f"{attr}() looks like hook {close[0]!r} but is not one (misspelled, "
-                                          f"and not decorated with @mnistp4.hookimpl); rename it")
+            raise PluginError(
+                name,
+                attr,
+                f"{attr}() looks like hook {close[0]!r} but is not one (misspelled, "
+                f"and not decorated with @mnistp4.hookimpl); rename it",
+            )
 
 
 def _check_unknown_hooks(module: Any, name: str, pm: pluggy.PluginManager) -> None:
@@ -242,8 +259,9 @@ def _import(modname: str, plugin: str, origin: str) -> ModuleType:
         return importlib.import_module(modname)
     except ModuleNotFoundError as e:
         if e.name == modname:
-            raise UsageError(f"plugin module {modname!r} cannot be imported: not installed "
-                             f"and not a file or folder") from None
+            raise UsageError(
+                f"plugin module {modname!r} cannot be imported: not installed and not a file or folder"
+            ) from None
         raise PluginError(plugin, "<import>", f"{type(e).__name__}: {e}") from e
     except Exception as e:
         raise PluginError(plugin, "<import>", f"{type(e).__name__}: {e}") from e

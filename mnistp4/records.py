@@ -3,11 +3,12 @@
 Plain dataclasses: validation, and for :class:`Recipe` the few constructors a training loop needs.
 They live in the core so that a plugin replacing a stage depends on the public API only.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -105,12 +106,12 @@ class Layout:
     """Page geometry in millimetres (x to the right, y down, origin at the page's top-left)."""
 
     name: str
-    code: int                                  # marker ids 4*code .. 4*code+3
-    rows: str = "0123456789"                   # the digit written in each row
+    code: int  # marker ids 4*code .. 4*code+3
+    rows: str = "0123456789"  # the digit written in each row
     cols: int = 10
     page_mm: tuple[float, float] = (210.0, 297.0)  # A4       # width, height
     grid_mm: tuple[float, float] = (30.0, 38.0)  # top-left corner of the first box
-    box_mm: tuple[float, float] = (16.5, 19.0)   # width, height of a writing box
+    box_mm: tuple[float, float] = (16.5, 19.0)  # width, height of a writing box
     row_pitch_mm: float = 23.0
     marker_mm: float = 18.0
     marker_margin_mm: float = 8.0
@@ -118,8 +119,10 @@ class Layout:
 
     def __post_init__(self):
         if not 0 <= self.code < MAX_LAYOUT_CODES:
-            raise ValueError(f"layout {self.name!r}: code must be 0..{MAX_LAYOUT_CODES - 1} (four ArUco "
-                             f"markers per layout from DICT_4X4_250)")
+            raise ValueError(
+                f"layout {self.name!r}: code must be 0..{MAX_LAYOUT_CODES - 1} (four ArUco "
+                f"markers per layout from DICT_4X4_250)"
+            )
         if not self.rows or any(ch not in "0123456789" for ch in self.rows):
             raise ValueError(f"layout {self.name!r}: rows must be digits, got {self.rows!r}")
 
@@ -151,18 +154,18 @@ class Recipe:
     name: str
     epochs: int
     batch_size: int
-    optimizer: str = "adam"          # adam | adamw | sgd (momentum 0.9, Nesterov)
-    lr: float = 1e-3                 # constant lr, or the peak of the one-cycle schedule
+    optimizer: str = "adam"  # adam | adamw | sgd (momentum 0.9, Nesterov)
+    lr: float = 1e-3  # constant lr, or the peak of the one-cycle schedule
     weight_decay: float = 0.0
-    schedule: str = "constant"       # constant | onecycle
-    warmup: float = 0.2              # one-cycle: share of the steps spent rising to the peak
+    schedule: str = "constant"  # constant | onecycle
+    warmup: float = 0.2  # one-cycle: share of the steps spent rising to the peak
     label_smoothing: float = 0.0
-    loader: str = "batch"            # batch | per-sample
-    ema: float = 0.0                 # decay of an exponential moving average of the weights; 0 = off
-    distill_weight: float = 0.7      # with teachers: share of the loss that follows their softened outputs
+    loader: str = "batch"  # batch | per-sample
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    distill_weight: float = 0.7  # with teachers: share of the loss that follows their softened outputs
     distill_temperature: float = 4.0
-    sam: float = 0.0                 # sharpness-aware minimisation: radius rho of the weight step; 0 = off
-    sam_group: int = 0               # SAM: sub-batch size m, each perturbed on its own ("m-sharpness"); 0 = batch
+    sam: float = 0.0  # sharpness-aware minimisation: radius rho of the weight step; 0 = off
+    sam_group: int = 0  # SAM: sub-batch size m, each perturbed on its own ("m-sharpness"); 0 = batch
     description: str = ""
 
     def make_optimizer(self, params):
@@ -182,9 +185,15 @@ class Recipe:
         if self.schedule == "constant":
             return None
         if self.schedule == "onecycle":
-            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, epochs=epochs,
-                                                       steps_per_epoch=steps_per_epoch, pct_start=self.warmup,
-                                                       div_factor=20.0, final_div_factor=200.0)
+            return torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=self.lr,
+                epochs=epochs,
+                steps_per_epoch=steps_per_epoch,
+                pct_start=self.warmup,
+                div_factor=20.0,
+                final_div_factor=200.0,
+            )
         raise ValueError(f"recipe {self.name}: unknown schedule {self.schedule!r}")
 
     def make_ema(self, model):

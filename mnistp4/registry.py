@@ -3,6 +3,7 @@
 Objects are validated per kind when registered, and :meth:`Registry.get` hands out callables wrapped
 so that a failure inside one names the plugin that registered it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -63,8 +64,17 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 
-    def add(self, kind: str, name: str, obj: Any, plugin: str, *, override: bool = False,
-            description: str = "", version: str = "") -> None:
+    def add(
+        self,
+        kind: str,
+        name: str,
+        obj: Any,
+        plugin: str,
+        *,
+        override: bool = False,
+        description: str = "",
+        version: str = "",
+    ) -> None:
         if kind not in self._entries:
             raise KeyError(f"unknown registry kind {kind!r}")
         name = str(name)
@@ -73,7 +83,8 @@ class Registry:
             raise RegistrationConflict(
                 f"{kind[:-1].replace('_', ' ')} {name!r} is registered by plugin {existing.plugin!r} "
                 f"and again by plugin {plugin!r}; pass override=True in {plugin!r} to replace it, "
-                f"or choose another name")
+                f"or choose another name"
+            )
         _validate(kind, name, obj, plugin)
         if kind == "sheet_layouts":
             self._check_marker_code(name, obj, plugin)
@@ -91,7 +102,8 @@ class Registry:
                     f"sheet layout {name!r} of plugin {plugin!r} uses marker code {layout.code}, which layout "
                     f"{other.name!r} of plugin {other.plugin!r} already uses; pick a free code "
                     f"(used: {sorted(e.obj.code for e in self._entries['sheet_layouts'].values())}, "
-                    f"allowed 0..{MAX_CODE})")
+                    f"allowed 0..{MAX_CODE})"
+                )
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._entries[kind])
@@ -105,8 +117,9 @@ class Registry:
         except KeyError:
             known = ", ".join(self.names(kind)) or "none"
             what = kind[:-1].replace("_", " ")
-            raise NotProvided(f"no plugin provides {what} {name!r} (available: {known}); "
-                              f"see `mnistp4 plugins`") from None
+            raise NotProvided(
+                f"no plugin provides {what} {name!r} (available: {known}); see `mnistp4 plugins`"
+            ) from None
 
     def get(self, kind: str, name: str) -> Any:
         """The registered object, callables wrapped so that their failures name the plugin."""
@@ -194,8 +207,12 @@ def _check_result(check: str, result: Any, plugin: str, where: str) -> None:
 
         ok, want = isinstance(result, torch.nn.Module), "a torch.nn.Module"
     else:
-        types: dict[str, type | tuple[type, ...]] = {"digitset": DigitSet, "deploy": DeployResult,
-                                                      "quant": QuantResult, "dict": (dict, type(None))}
+        types: dict[str, type | tuple[type, ...]] = {
+            "digitset": DigitSet,
+            "deploy": DeployResult,
+            "quant": QuantResult,
+            "dict": (dict, type(None)),
+        }
         wanted = types[check]
         ok = isinstance(result, wanted)
         want = f"a mnistp4.api.{wanted.__name__}" if isinstance(wanted, type) else "a dict"

@@ -1,4 +1,5 @@
 """``mnistp4 plugin new NAME``: a ready-to-edit plugin package (entry point, one hook, one test)."""
+
 from __future__ import annotations
 
 import re
@@ -96,8 +97,12 @@ def write_plugin(name: str, out: Path) -> list[Path]:
     if root.exists():
         raise UsageError(f"{root} exists already; choose another name or folder (nothing was written)")
     values = {"dist": dist, "module": module, "model": f"{slug}-mlp", "api": PLUGIN_API_VERSION}
-    files = {root / "pyproject.toml": PYPROJECT, root / f"{module}.py": MODULE,
-             root / "tests" / f"test_{module}.py": TEST, root / "README.md": README}
+    files = {
+        root / "pyproject.toml": PYPROJECT,
+        root / f"{module}.py": MODULE,
+        root / "tests" / f"test_{module}.py": TEST,
+        root / "README.md": README,
+    }
     for path, template in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(template).format(**values))
@@ -109,8 +114,11 @@ def plugin_group() -> click.Group:
     def plugin():
         pass
 
-    @plugin.command("new", help="Write a ready-to-edit plugin package mnistp4-NAME: pyproject.toml with "
-                                "the entry point, a module with one example hook, one test.")
+    @plugin.command(
+        "new",
+        help="Write a ready-to-edit plugin package mnistp4-NAME: pyproject.toml with "
+        "the entry point, a module with one example hook, one test.",
+    )
     @click.argument("name")
     @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("."), help="parent folder")
     def new(name: str, out: Path):

@@ -1,4 +1,5 @@
 """Helpers shared by the reliability tests (test_reliability_*.py, test_web_security.py)."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,7 @@ def make_sheets(folder: Path, semeion_dir: Path, n: int, seed: int, per_row: int
     rng = np.random.default_rng(seed)
     out = []
     for k in range(n):
-        rows = [[images[i] for i in rng.choice(np.flatnonzero(labels == d), per_row, replace=False)]
-                for d in range(10)]
+        rows = [[images[i] for i in rng.choice(np.flatnonzero(labels == d), per_row, replace=False)] for d in range(10)]
         page, _ = _synth.freeform_sheet(rows, ROWS, rng)
         path = folder / f"sheet{seed}_{k}.png"
         cv2.imwrite(str(path), page)
@@ -40,8 +40,15 @@ def env(**extra) -> dict:
 
 def mnistp4(*args, cwd: Path, preexec_fn=None, **extra_env) -> subprocess.Popen:
     """``python -m mnistp4 ARGS`` as a real process (stdout and stderr captured as text)."""
-    return subprocess.Popen([sys.executable, "-m", "mnistp4", *map(str, args)], cwd=cwd, env=env(**extra_env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnistp4", *map(str, args)],
+        cwd=cwd,
+        env=env(**extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec_fn,
+    )
 
 
 def assert_one_line_error(text: str, *needles: str) -> None:

@@ -1,11 +1,11 @@
 """Augmentations: shapes and labels kept, and the digit really rotates and shifts (within limits)."""
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import torch
-
 from train_kit import bar_image
 
 
@@ -79,8 +79,8 @@ def test_erase_blanks_one_bounded_rectangle_in_about_half_the_batch():
 
 
 def test_batch_pipeline_keeps_labels_with_their_digits():
-    from mnistp4.stages.training.loop import _batches_batch_pipeline
     from mnistp4.stages.training.augment import rotate_shift
+    from mnistp4.stages.training.loop import _batches_batch_pipeline
 
     images = np.zeros((50, 28, 28), np.uint8)
     for i in range(50):
@@ -94,6 +94,9 @@ def test_batch_pipeline_keeps_labels_with_their_digits():
     for (xb, yb), i in zip(seen, order.tolist()):
         assert int(yb) == labels[i]
         assert int(xb[0].argmax()) == (2 + i % 20) * 28 + 5
-    augmented = list(_batches_batch_pipeline(images, labels, order, 16, [("rotate-shift", rotate_shift)],
-                                             torch.Generator().manual_seed(0)))
+    augmented = list(
+        _batches_batch_pipeline(
+            images, labels, order, 16, [("rotate-shift", rotate_shift)], torch.Generator().manual_seed(0)
+        )
+    )
     assert torch.equal(torch.cat([b for _, b in augmented]), torch.from_numpy(labels)[order])

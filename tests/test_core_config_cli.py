@@ -1,4 +1,5 @@
 """Configuration layers and the CLI's contract (help, config, exit codes)."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ from mnistp4.errors import ConfigError
 
 
 def test_layers_and_provenance(make_app):
-    app = make_app(toml='epochs = 7\nport = "/dev/ttyX"\n', settings=["bits=16"],
-                   env={"MNISTP4_MNIST_DIR": "/data/mnist"})
+    app = make_app(
+        toml='epochs = 7\nport = "/dev/ttyX"\n', settings=["bits=16"], env={"MNISTP4_MNIST_DIR": "/data/mnist"}
+    )
     c = app.config
     assert (c["epochs"], c.origin("epochs")) == (7, "mnistp4.toml")
     assert (c["bits"], c.origin("bits")) == (16, "--set")
@@ -31,8 +33,15 @@ def test_unknown_key_is_rejected_with_its_name(make_app):
         make_app(settings=["colour=red"])
 
 
-@pytest.mark.parametrize("toml, key", [('epochs = "many"\n', "epochs"), ("download = 1\n", "download"),
-                                       ("plugins = [1, 2]\n", "plugins"), ("weight = true\n", "weight")])
+@pytest.mark.parametrize(
+    "toml, key",
+    [
+        ('epochs = "many"\n', "epochs"),
+        ("download = 1\n", "download"),
+        ("plugins = [1, 2]\n", "plugins"),
+        ("weight = true\n", "weight"),
+    ],
+)
 def test_wrong_type_is_rejected_with_its_name(make_app, toml, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         make_app(toml=toml)
@@ -52,7 +61,8 @@ def test_plugin_declared_keys(tmp_path, make_app):
         "import mnistp4\n"
         "@mnistp4.hookimpl\n"
         "def register_config_keys(register):\n"
-        "    register('threshold', 0.5, 'decision threshold')\n")
+        "    register('threshold', 0.5, 'decision threshold')\n"
+    )
     app = make_app(toml="threshold = 0.75\n", plugin_dirs=[str(plugdir)])
     assert app.config["threshold"] == 0.75 and app.config.keys["threshold"].owner == "knobs"
     with pytest.raises(ConfigError, match="'threshold'"):
@@ -101,7 +111,8 @@ def test_command_exit_code_is_returned(tmp_path, monkeypatch):
         "def register_commands(cli):\n"
         "    @cli.command('half')\n"
         "    def half():\n"
-        "        raise click.exceptions.Exit(1)\n")
+        "        raise click.exceptions.Exit(1)\n"
+    )
     monkeypatch.chdir(tmp_path)
     assert main(["--plugins-dir", str(plugdir), "half"]) == 1
     assert main(["--plugins-dir", str(plugdir), "config", "--json"]) == 0
@@ -115,6 +126,7 @@ def test_env_for_plugin_key_and_output_permissions(make_app, tmp_path):
     import stat
 
     from mnistp4.io import write_json
+
     old = os.umask(0o022)
     try:
         path = write_json(tmp_path / "out" / "x.json", {"a": 1})

@@ -1,4 +1,5 @@
 """The plugin manager: discovery, listing, selection by name, override, conflicts, errors."""
+
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ def test_readme_plugin_is_discovered_listed_and_selectable(tmp_path, make_app, c
     assert info.origin == str(plugdir / "my_models.py")
     spec = app.get("models", key="model")  # selected by name through config
     import torch
+
     assert spec.build()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
     assert main(["--plugins-dir", str(plugdir), "plugins", "--json"]) == 0
@@ -50,26 +52,34 @@ def test_readme_plugin_is_discovered_listed_and_selectable(tmp_path, make_app, c
 
 def test_plugins_from_environment_variable(tmp_path, make_app):
     plugdir = tmp_path / "envplugins"
-    write_plugin(plugdir, "envplug", """
+    write_plugin(
+        plugdir,
+        "envplug",
+        """
         import mnistp4
         @mnistp4.hookimpl
         def register_deploy_targets(register):
             register("null", lambda model_path, options: None, description="does nothing")
-    """)
+    """,
+    )
     app = make_app(env={"MNISTP4_PLUGINS": str(plugdir)})
     assert app.registry.entry("deploy_targets", "null").plugin == "envplug"
 
 
 def test_user_plugin_overrides_shipped_registration(tmp_path, make_app):
     plugdir = tmp_path / "p"
-    write_plugin(plugdir, "my_mnist", """
+    write_plugin(
+        plugdir,
+        "my_mnist",
+        """
         import mnistp4
         def fake_source(config, split):
             raise RuntimeError("not used")
         @mnistp4.hookimpl
         def register_dataset_sources(register):
             register("mnist", fake_source, override=True)
-    """)
+    """,
+    )
     app = make_app(plugin_dirs=[str(plugdir)])
     entry = app.registry.entry("dataset_sources", "mnist")
     assert entry.plugin == "my_mnist" and entry.replaced == ["data.mnist_source"]
@@ -77,12 +87,16 @@ def test_user_plugin_overrides_shipped_registration(tmp_path, make_app):
 
 def test_same_name_without_override_is_a_clear_error(tmp_path, make_app):
     plugdir = tmp_path / "p"
-    write_plugin(plugdir, "clash", """
+    write_plugin(
+        plugdir,
+        "clash",
+        """
         import mnistp4
         @mnistp4.hookimpl
         def register_dataset_sources(register):
             register("mnist", object())
-    """)
+    """,
+    )
     with pytest.raises(RegistrationConflict) as e:
         make_app(plugin_dirs=[str(plugdir)])
     msg = str(e.value)
@@ -91,12 +105,16 @@ def test_same_name_without_override_is_a_clear_error(tmp_path, make_app):
 
 def test_raising_plugin_is_reported_with_plugin_and_hook(tmp_path, make_app, capsys):
     plugdir = tmp_path / "p"
-    write_plugin(plugdir, "broken", """
+    write_plugin(
+        plugdir,
+        "broken",
+        """
         import mnistp4
         @mnistp4.hookimpl
         def register_models(register):
             raise ValueError("weights file is missing")
-    """)
+    """,
+    )
     with pytest.raises(PluginError) as e:
         make_app(plugin_dirs=[str(plugdir)])
     assert e.value.plugin == "broken" and e.value.hook == "register_models"
@@ -117,7 +135,10 @@ def test_plugin_that_fails_to_import_is_named(tmp_path, make_app):
 
 def test_event_hook_error_names_plugin(tmp_path, make_app):
     plugdir = tmp_path / "p"
-    write_plugin(plugdir, "observer", """
+    write_plugin(
+        plugdir,
+        "observer",
+        """
         import mnistp4
         seen = []
         @mnistp4.hookimpl
@@ -125,10 +146,12 @@ def test_event_hook_error_names_plugin(tmp_path, make_app):
             if kind == "bad":
                 raise OSError("disk full")
             seen.append((str(path), kind))
-    """)
+    """,
+    )
     app = make_app(plugin_dirs=[str(plugdir)])
     app.emit("on_artifact_written", path=Path("x.onnx"), kind="onnx")
     import sys
+
     assert sys.modules["mnistp4_user_plugin_observer"].seen == [("x.onnx", "onnx")]
     with pytest.raises(PluginError, match=r"observer.*on_artifact_written.*disk full"):
         app.emit("on_artifact_written", path=Path("y"), kind="bad")
@@ -141,7 +164,10 @@ def test_missing_plugin_dir_is_a_usage_error(capsys):
 
 def test_plugin_commands_and_pipeline_steps(tmp_path, make_app, capsys, monkeypatch):
     plugdir = tmp_path / "p"
-    write_plugin(plugdir, "hello", """
+    write_plugin(
+        plugdir,
+        "hello",
+        """
         import click, mnistp4
         from mnistp4.records import PipelineStep
         @mnistp4.hookimpl
@@ -158,12 +184,12 @@ def test_plugin_commands_and_pipeline_steps(tmp_path, make_app, capsys, monkeypa
         def register_pipeline_steps(register):
             register("zz-second", PipelineStep(order=1002, run=second, description="second"))
             register("zz-first", PipelineStep(order=1001, run=first, description="first"))
-    """)
+    """,
+    )
     monkeypatch.chdir(tmp_path)
     assert main(["--plugins-dir", str(plugdir), "hello", "board"]) == 0
     assert capsys.readouterr().out.strip() == "hello board"
-    assert main(["--plugins-dir", str(plugdir), "run", "--only", "zz-first", "--only", "zz-second",
-                 "--json"]) == 0
+    assert main(["--plugins-dir", str(plugdir), "run", "--only", "zz-first", "--only", "zz-second", "--json"]) == 0
     steps = json.loads(capsys.readouterr().out)["steps"]
     assert [s["step"] for s in steps] == ["zz-first", "zz-second"]
     assert steps[1]["result"] == {"b": 2}

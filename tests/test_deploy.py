@@ -1,5 +1,6 @@
 """mnistp4 deploy: model checks, the model partition, dry-run bundles, the bundle target, esptool's
 own offline tools on the bundle, and clear errors for ports and a missing ESP-IDF."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mnistp4.cli import main
 from mnistp4.api import DeployRequest
+from mnistp4.cli import main
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
 from mnistp4.stages.deploy.partitions import find_partition, read_partitions
 
@@ -59,12 +60,16 @@ def test_dry_run_writes_bundle_and_prints_exact_commands(app, run_dir):
     assert (bundle / "model.bin").read_bytes() == (run_dir / "model_int8.espdl").read_bytes()
     assert (bundle / "flash_args").read_text().splitlines()[1] == "0x610000 model.bin"
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["model"]["input"] == {"name": "input", "shape": [1, 28, 28, 1], "dtype": "int8",
-                                          "exponent": manifest["model"]["input"]["exponent"], "layout": "NHWC"}
+    assert manifest["model"]["input"] == {
+        "name": "input",
+        "shape": [1, 28, 28, 1],
+        "dtype": "int8",
+        "exponent": manifest["model"]["input"]["exponent"],
+        "layout": "NHWC",
+    }
     assert manifest["model"]["partition"]["offset"] == "0x610000"
     assert manifest["commands"] == result.commands
-    assert set(result.artifacts) == {bundle / n for n in ("model.bin", "flash_args", "partitions.csv",
-                                                         "manifest.json")}
+    assert set(result.artifacts) == {bundle / n for n in ("model.bin", "flash_args", "partitions.csv", "manifest.json")}
 
 
 def test_esptool_offline_tools_accept_the_bundle(app, run_dir, tmp_path):
@@ -74,13 +79,31 @@ def test_esptool_offline_tools_accept_the_bundle(app, run_dir, tmp_path):
     bundle = run_dir / "deploy" / "crowpanel-p4"
     model = (bundle / "model.bin").read_bytes()
     # raw image for the model offset, straight from the bundle's flash_args: the same bytes
-    proc = esptool("--chip", "esp32p4", "merge-bin", "-o", str(tmp_path / "merged.bin"), "--target-offset",
-                   hex(MODEL_OFFSET), "@flash_args", cwd=bundle)
+    proc = esptool(
+        "--chip",
+        "esp32p4",
+        "merge-bin",
+        "-o",
+        str(tmp_path / "merged.bin"),
+        "--target-offset",
+        hex(MODEL_OFFSET),
+        "@flash_args",
+        cwd=bundle,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "merged.bin").read_bytes() == model
     # Intel HEX: every data record lands inside the model partition, starting at its offset
-    proc = esptool("--chip", "esp32p4", "merge-bin", "--format", "hex", "-o", str(tmp_path / "merged.hex"),
-                   "@flash_args", cwd=bundle)
+    proc = esptool(
+        "--chip",
+        "esp32p4",
+        "merge-bin",
+        "--format",
+        "hex",
+        "-o",
+        str(tmp_path / "merged.hex"),
+        "@flash_args",
+        cwd=bundle,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     base, addrs, data = 0, [], bytearray()
     for line in (tmp_path / "merged.hex").read_text().split():
@@ -89,7 +112,7 @@ def test_esptool_offline_tools_accept_the_bundle(app, run_dir, tmp_path):
             base = int(line[9:13], 16) << 16
         elif kind == 0:
             addrs.append(base + addr)
-            data += bytes.fromhex(line[9:9 + 2 * n])
+            data += bytes.fromhex(line[9 : 9 + 2 * n])
     assert addrs[0] == MODEL_OFFSET and bytes(data) == model
     # image-info knows app images only: it must reject the model data rather than misread it
     proc = esptool("--chip", "esp32p4", "image-info", str(bundle / "model.bin"))
@@ -112,9 +135,18 @@ def test_bundle_target_zip(app, run_dir, tmp_path):
         zf.extractall(tmp_path / "unzipped")
     first = zip_path.read_bytes()
     run_deploy(app, run_dir, port=None, dry_run=True)
-    assert zip_path.read_bytes() == first                          # reproducible bytes
-    proc = esptool("--chip", "esp32p4", "merge-bin", "-o", str(tmp_path / "m.bin"), "--target-offset",
-                   "0x610000", "@flash_args", cwd=tmp_path / "unzipped")
+    assert zip_path.read_bytes() == first  # reproducible bytes
+    proc = esptool(
+        "--chip",
+        "esp32p4",
+        "merge-bin",
+        "-o",
+        str(tmp_path / "m.bin"),
+        "--target-offset",
+        "0x610000",
+        "@flash_args",
+        cwd=tmp_path / "unzipped",
+    )
     assert proc.returncode == 0 and (tmp_path / "m.bin").read_bytes() == (run_dir / "model_int8.espdl").read_bytes()
 
 
@@ -130,12 +162,15 @@ def test_oversize_model_is_refused_naming_both_sizes(make_app, run_dir, tmp_path
     assert not (run_dir / "deploy").exists()
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "truncated"),
-    (b"ONNXnot-a-model-at-all", "not an .espdl file"),
-    (b"EDL2\x00\x00\x00\x00\xff\x00\x00\x00\x00\x00\x00\x00abc", "truncated"),
-    (b"EDL2\x01\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00abc", "encrypted"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "truncated"),
+        (b"ONNXnot-a-model-at-all", "not an .espdl file"),
+        (b"EDL2\x00\x00\x00\x00\xff\x00\x00\x00\x00\x00\x00\x00abc", "truncated"),
+        (b"EDL2\x01\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00abc", "encrypted"),
+    ],
+)
 def test_bad_model_files_are_refused(app, tmp_path, content, message):
     from mnistp4.stages.deploy.deploy import run_deploy
 
@@ -170,14 +205,16 @@ def test_board_partition_table_is_checked_before_writing(app, run_dir, tmp_path)
 
     model = check_model(run_dir / "model_int8.espdl", PARTITIONS)
     table = tmp_path / "board.bin"
-    table.write_bytes(to_binary(read_partitions(PARTITIONS)))          # the mnistp4 firmware's table
+    table.write_bytes(to_binary(read_partitions(PARTITIONS)))  # the mnistp4 firmware's table
     check_board_table(table, model, "/dev/ttyUSB0")
-    other = parse_partitions("nvs, data, nvs, , 0x6000\nphy_init, data, phy, , 0x1000\nfactory, app, factory, , 3M\n"
-                             "model, data, spiffs, , 1M")             # another firmware's layout
+    other = parse_partitions(
+        "nvs, data, nvs, , 0x6000\nphy_init, data, phy, , 0x1000\nfactory, app, factory, , 3M\n"
+        "model, data, spiffs, , 1M"
+    )  # another firmware's layout
     table.write_bytes(to_binary(other))
     with pytest.raises(InputError, match=r"expected 0x610000, 2,097,152 bytes; found at 0x310000, 1,048,576 bytes"):
         check_board_table(table, model, "/dev/ttyUSB0")
-    table.write_bytes(b"\xff" * 0xC00)                                 # erased flash: no table at all
+    table.write_bytes(b"\xff" * 0xC00)  # erased flash: no table at all
     with pytest.raises(InputError, match=r"found none\)\. Flash the mnistp4 firmware first"):
         check_board_table(table, model, "/dev/ttyUSB0")
     table.write_bytes(b"\x00" * 0xC00)
@@ -196,7 +233,10 @@ def test_wrong_port_reports_esptool_failure(app, run_dir):
     from mnistp4.stages.deploy.deploy import run_deploy
 
     # /dev/null exists but is no serial port: esptool itself runs and fails; we report it plainly
-    with pytest.raises(Mnistp4Error, match=r"reading the partition table of the board on /dev/null with esptool failed(.|\n)*Could not open"):
+    with pytest.raises(
+        Mnistp4Error,
+        match=r"reading the partition table of the board on /dev/null with esptool failed(.|\n)*Could not open",
+    ):
         run_deploy(app, run_dir, port="/dev/null", dry_run=False)
 
 
@@ -210,8 +250,7 @@ def test_cli_errors_have_no_traceback(run_dir, capsys):
 
 
 def test_cli_dry_run_json(run_dir, capsys):
-    rc = main([f"--set=partitions={PARTITIONS}", "deploy", str(run_dir / "model_int8.espdl"), "--dry-run",
-               "--json"])
+    rc = main([f"--set=partitions={PARTITIONS}", "deploy", str(run_dir / "model_int8.espdl"), "--dry-run", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["flashed"] is False and out["details"]["offset"] == "0x610000"
     assert out["details"]["model"]["headroom_bytes"] == 0x200000 - (run_dir / "model_int8.espdl").stat().st_size
@@ -223,11 +262,11 @@ def test_build_without_esp_idf_places_model_and_explains(make_app, run_dir, tmp_
     fw = tmp_path / "fw"
     fw.mkdir()
     (fw / "CMakeLists.txt").write_text("# stand-in project\n")
-    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))      # no idf.py anywhere
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # no idf.py anywhere
     app = make_app(settings=[f"partitions={PARTITIONS}", f"firmware_dir={fw}"])
     dry = run_deploy(app, run_dir, port="/dev/ttyUSB0", dry_run=True, build=True)
     assert dry.commands[-1] == f"idf.py -C {fw} -p /dev/ttyUSB0 reconfigure build flash"
-    assert not (fw / "model").exists()                          # a dry run leaves the project alone
+    assert not (fw / "model").exists()  # a dry run leaves the project alone
     with pytest.raises(Mnistp4Error, match="ESP-IDF is not installed here"):
         run_deploy(app, run_dir, port=None, dry_run=False, build=True)
     assert (fw / "model" / "model.espdl").read_bytes() == (run_dir / "model_int8.espdl").read_bytes()

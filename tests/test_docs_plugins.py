@@ -1,5 +1,6 @@
 """docs/plugins.md: one section per hook of hookspecs.py, and every example in it loads as a plugin and
 does what its hook promises."""
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,9 @@ def sections() -> dict[str, str]:
 def load(tmp_path: Path, hook: str, mnist_dir: Path):
     plugin = tmp_path / f"doc_{hook}.py"
     plugin.write_text(sections()[hook])
-    app = create_app(root=tmp_path, plugin_dirs=[str(plugin)], load_entry_points=False,
-                     env={"MNISTP4_MNIST_DIR": str(mnist_dir)})
+    app = create_app(
+        root=tmp_path, plugin_dirs=[str(plugin)], load_entry_points=False, env={"MNISTP4_MNIST_DIR": str(mnist_dir)}
+    )
     info = next(p for p in app.manager.plugins if p.name == plugin.stem)
     return app, info
 
@@ -63,8 +65,10 @@ def test_registry_examples_do_what_their_hooks_promise(tmp_path, mnist_dir):
     strip[5:35, 10:14] = 0
     strip[5:35, 60:64] = 0
     from mnistp4.api import SegmentOptions
-    digits = app.get("segmenters", "one-row")(strip, options=SegmentOptions({}, lambda c: np.zeros((28, 28), np.uint8),
-                                                                              rows="17"))
+
+    digits = app.get("segmenters", "one-row")(
+        strip, options=SegmentOptions({}, lambda c: np.zeros((28, 28), np.uint8), rows="17")
+    )
     assert [d.label for d in digits] == [1, 7]
 
     app, _ = load(tmp_path, "register_dataset_sources", mnist_dir)
@@ -114,8 +118,15 @@ def test_quantizer_example_writes_an_int8_onnx(tmp_path, mnist_dir):
     app, _ = load(tmp_path, "register_quantizers", mnist_dir)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
     src = tmp_path / "model.onnx"
-    torch.onnx.export(model, (torch.zeros(1, 1, 28, 28),), str(src), dynamo=False, opset_version=13,
-                      input_names=["input"], output_names=["logits"])
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 1, 28, 28),),
+        str(src),
+        dynamo=False,
+        opset_version=13,
+        input_names=["input"],
+        output_names=["logits"],
+    )
     out = tmp_path / "model_int8.onnx"
     res = app.get("quantizers", "ort-dynamic")(app, QuantRequest(src, out, 8, "host", np.zeros((4, 28, 28), np.uint8)))
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}

@@ -1,4 +1,5 @@
 """The .espdl host reader on damaged files and on ops it does not implement."""
+
 from __future__ import annotations
 
 import struct
@@ -21,6 +22,7 @@ def _write(tmp_path, name, data: bytes):
 
 def test_truncated_file_is_a_clear_error(espdl_file, tmp_path):
     from mnistp4.stages.quantize.espdl_reader import EspdlFormatError, read_espdl
+
     data = espdl_file.read_bytes()
     for cut in (0, 10, 16, 100, len(data) // 2, len(data) - 1):
         p = _write(tmp_path, f"cut{cut}.espdl", data[:cut])
@@ -31,6 +33,7 @@ def test_truncated_file_is_a_clear_error(espdl_file, tmp_path):
 
 def test_wrong_magic_and_encrypted_flag(espdl_file, tmp_path):
     from mnistp4.stages.quantize.espdl_reader import EspdlFormatError, read_espdl
+
     data = espdl_file.read_bytes()
     with pytest.raises(EspdlFormatError, match="not an .espdl file"):
         read_espdl(_write(tmp_path, "onnx.espdl", b"\x08\x07onnx" + data[6:]))
@@ -41,6 +44,7 @@ def test_wrong_magic_and_encrypted_flag(espdl_file, tmp_path):
 def test_corrupt_payload_never_crashes(espdl_file, tmp_path):
     """Damaged FlatBuffers offsets give EspdlFormatError; damaged weight bytes still parse."""
     from mnistp4.stages.quantize.espdl_reader import EspdlFormatError, EspdlModel, read_espdl
+
     data = bytearray(espdl_file.read_bytes())
     bad_root = bytearray(data)
     bad_root[16:20] = struct.pack("<I", 0x7FFFFFF0)  # root table offset far past the end
@@ -52,9 +56,9 @@ def test_corrupt_payload_never_crashes(espdl_file, tmp_path):
     at = bytes(data).find(weights.data.tobytes())
     assert at > 0 and weights.data.nbytes >= 64
     noisy = bytearray(data)
-    noisy[at:at + 64] = np.random.default_rng(1).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    noisy[at : at + 64] = np.random.default_rng(1).integers(0, 256, 64, dtype=np.uint8).tobytes()
     damaged = read_espdl(_write(tmp_path, "weights.espdl", bytes(noisy))).initializers[name].data
-    assert damaged.tobytes() == bytes(noisy[at:at + weights.data.nbytes]) != weights.data.tobytes()
+    assert damaged.tobytes() == bytes(noisy[at : at + weights.data.nbytes]) != weights.data.tobytes()
 
     # noise anywhere: a model or EspdlFormatError naming the file, never another exception
     rng = np.random.default_rng(0)
@@ -62,7 +66,7 @@ def test_corrupt_payload_never_crashes(espdl_file, tmp_path):
     for trial in range(40):
         broken = bytearray(data)
         start = int(rng.integers(16, len(data) - 64))
-        broken[start:start + 32] = rng.integers(0, 256, 32, dtype=np.uint8).tobytes()
+        broken[start : start + 32] = rng.integers(0, 256, 32, dtype=np.uint8).tobytes()
         p = _write(tmp_path, f"noise{trial}.espdl", bytes(broken))
         try:
             assert isinstance(read_espdl(p), EspdlModel)
@@ -76,6 +80,7 @@ def test_corrupt_payload_never_crashes(espdl_file, tmp_path):
 def test_missing_file_is_input_error(tmp_path):
     from mnistp4.errors import InputError
     from mnistp4.stages.quantize.espdl_reader import read_espdl
+
     with pytest.raises(InputError, match="cannot read"):
         read_espdl(tmp_path / "nope.espdl")
 
@@ -83,6 +88,7 @@ def test_missing_file_is_input_error(tmp_path):
 def test_unknown_op_is_named(espdl_file):
     from mnistp4.stages.quantize.espdl_reader import UnsupportedOp, read_espdl
     from mnistp4.stages.quantize.interpreter import Interpreter
+
     model = read_espdl(espdl_file)
     Interpreter(model)  # the real graph is fully supported
     model.nodes[1].op_type = "Softplus"
@@ -114,12 +120,19 @@ def test_clip_matches_esp_ppq_bit_for_bit(tmp_path, mnist_dir, bits):
     from mnistp4.stages.quantize.interpreter import Interpreter, check_test_values, normalize_pixels, quantize_input
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Hardtanh(0.0, 1.5), nn.MaxPool2d(2), nn.Flatten(),
-                        nn.Linear(4 * 13 * 13, 10)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.Hardtanh(0.0, 1.5), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 13 * 13, 10)
+    ).eval()
     images = load_mnist(mnist_dir, "test").images[:300]
     export_onnx(net, tmp_path / "clip.onnx", images[:4])
-    res = quantize_onnx(tmp_path / "clip.onnx", tmp_path / "clip.espdl", bits=bits, recipe="minmax",
-                        calib_images=images[:64], error_report=False)
+    res = quantize_onnx(
+        tmp_path / "clip.onnx",
+        tmp_path / "clip.espdl",
+        bits=bits,
+        recipe="minmax",
+        calib_images=images[:64],
+        error_report=False,
+    )
     model = read_espdl(res.path)
     clips = [n for n in model.nodes if n.op_type == "Clip"]
     assert len(clips) == 1 and clips[0].attrs["quant_type"] == f"S{bits}"  # S8: a lookup table, S16: a clamp

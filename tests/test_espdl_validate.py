@@ -2,6 +2,7 @@
 (firmware/main/core/espdl_check.c) share one rule list: the generated C header is what the rule list
 renders, and both report the same rule on good files and on truncated, random, wrong-mode, oversize
 and bit-flipped ones. The validator raises InputError naming the file, never another exception."""
+
 from __future__ import annotations
 
 import struct
@@ -49,36 +50,45 @@ def mutants(data: bytes, seed: int = 0) -> list[tuple[str, bytes]]:
     """Named mutations of a good file: what a bad export, a cut download or a half-written flash gives."""
     rng = np.random.default_rng(seed)
     n = len(data)
-    out = [("empty", b""), ("8 bytes", data[:8]), ("header only", data[:HEADER_BYTES]),
-           ("erased flash", b"\xff" * n), ("zeros", b"\x00" * n), ("onnx", b"\x08\x07\x12\x07pytorch" + data[12:]),
-           ("mode 1", _with_header(data, mode=1)), ("mode 2", _with_header(data, mode=2)),
-           ("mode -1", _with_header(data, mode=0xFFFFFFFF)), ("length 0", _with_header(data, length=0)),
-           ("length +1", _with_header(data, length=n - HEADER_BYTES + 1)),
-           ("length huge", _with_header(data, length=0xFFFFFFF0)),
-           ("random after magic", data[:4] + rng.integers(0, 256, n - 4, dtype=np.uint8).tobytes()),
-           ("random after header", data[:HEADER_BYTES] + rng.integers(0, 256, n - 16, dtype=np.uint8).tobytes()),
-           ("unknown op", data.replace(b"\x04\x00\x00\x00Conv\x00", b"\x04\x00\x00\x00Cxnv\x00", 1)),
-           ("op case", data.replace(b"\x04\x00\x00\x00Gemm\x00", b"\x04\x00\x00\x00GEMM\x00", 1))]
+    out = [
+        ("empty", b""),
+        ("8 bytes", data[:8]),
+        ("header only", data[:HEADER_BYTES]),
+        ("erased flash", b"\xff" * n),
+        ("zeros", b"\x00" * n),
+        ("onnx", b"\x08\x07\x12\x07pytorch" + data[12:]),
+        ("mode 1", _with_header(data, mode=1)),
+        ("mode 2", _with_header(data, mode=2)),
+        ("mode -1", _with_header(data, mode=0xFFFFFFFF)),
+        ("length 0", _with_header(data, length=0)),
+        ("length +1", _with_header(data, length=n - HEADER_BYTES + 1)),
+        ("length huge", _with_header(data, length=0xFFFFFFF0)),
+        ("random after magic", data[:4] + rng.integers(0, 256, n - 4, dtype=np.uint8).tobytes()),
+        ("random after header", data[:HEADER_BYTES] + rng.integers(0, 256, n - 16, dtype=np.uint8).tobytes()),
+        ("unknown op", data.replace(b"\x04\x00\x00\x00Conv\x00", b"\x04\x00\x00\x00Cxnv\x00", 1)),
+        ("op case", data.replace(b"\x04\x00\x00\x00Gemm\x00", b"\x04\x00\x00\x00GEMM\x00", 1)),
+    ]
     for cut in (17, 20, 64, n // 3, n // 2, n - 100, n - 1):
         out.append((f"truncated to {cut}", data[:cut]))
         out.append((f"truncated to {cut}, length fixed", _with_header(data[:cut], length=max(cut - 16, 0))))
-    for _ in range(160):          # bit flips anywhere after the header
+    for _ in range(160):  # bit flips anywhere after the header
         flipped = bytearray(data)
         pos = int(rng.integers(HEADER_BYTES, n))
         flipped[pos] ^= 1 << int(rng.integers(0, 8))
         out.append((f"bit flip {pos}", bytes(flipped)))
-    for _ in range(40):           # a run of garbage, as an interrupted write leaves
+    for _ in range(40):  # a run of garbage, as an interrupted write leaves
         junk = bytearray(data)
         start = int(rng.integers(HEADER_BYTES, n - 64))
         size = int(rng.integers(4, 64))
-        junk[start:start + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        junk[start : start + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
         out.append((f"garbage at {start}", bytes(junk)))
     return out
 
 
 def test_c_header_is_rendered_from_the_rule_list():
-    assert firmware_rules.HEADER_PATH.read_text() == firmware_rules.render_header(), \
+    assert firmware_rules.HEADER_PATH.read_text() == firmware_rules.render_header(), (
         "run python bench/firmware_rules.py"
+    )
 
 
 def test_c_check_uses_the_same_codes_and_ops(core):
@@ -146,7 +156,7 @@ def test_host_only_rules(good, tmp_path):
     assert good.count(expected) == 1
     at = good.index(expected)
     wrong = bytearray(good)
-    wrong[at] ^= 0x01                                  # the stored expected output no longer matches
+    wrong[at] ^= 0x01  # the stored expected output no longer matches
     path.write_bytes(bytes(wrong))
     with pytest.raises(EspdlInvalid) as e:
         validate_espdl(path)
@@ -168,8 +178,8 @@ def random_models(seed: int, count: int, good: bytes) -> list[bytes]:
             out.append(body)
         else:
             head = struct.pack("<4sIII", b"EDL2", 0, len(body), 0)
-            if i % 3 == 2:                       # a real model's first bytes, the rest random
-                body = good[HEADER_BYTES:HEADER_BYTES + len(body) // 2] + body[len(body) // 2:]
+            if i % 3 == 2:  # a real model's first bytes, the rest random
+                body = good[HEADER_BYTES : HEADER_BYTES + len(body) // 2] + body[len(body) // 2 :]
             out.append(head + body)
     return out
 
@@ -187,7 +197,7 @@ def test_c_check_under_sanitizers_agrees_on_mutants_and_random_buffers(random_es
         good = random_espdl(bits).read_bytes()
         cases += [(data, len(data), PARTITION) for _name, data in mutants(good, seed=7)]
         cases += [(data, len(data), 0) for data in random_models(len(good), 200, good)]
-        cases += [(good, len(good) + 4096, PARTITION), (good[:100], 1 << 20, 0)]   # flash: more than read
+        cases += [(good, len(good) + 4096, PARTITION), (good[:100], 1 << 20, 0)]  # flash: more than read
     proc = subprocess.run(cmd, input=check_models_request(cases), capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     lines = proc.stdout.decode().splitlines()
@@ -203,8 +213,11 @@ def test_arbitrary_bytes_give_the_projects_error_only(tmp_path_factory):
     from hypothesis import strategies as st
 
     folder = tmp_path_factory.mktemp("fuzz")
-    header = st.builds(lambda mode, body: struct.pack("<4sIII", b"EDL2", mode, len(body), 0) + body,
-                       st.sampled_from([0, 0, 0, 1]), st.binary(max_size=400))
+    header = st.builds(
+        lambda mode, body: struct.pack("<4sIII", b"EDL2", mode, len(body), 0) + body,
+        st.sampled_from([0, 0, 0, 1]),
+        st.binary(max_size=400),
+    )
 
     @settings(deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.one_of(st.binary(max_size=200), header))

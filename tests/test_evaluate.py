@@ -1,4 +1,5 @@
 """Evaluation: per-class metrics on a hand-made confusion, the CLI on a digit folder and on ONNX."""
+
 from __future__ import annotations
 
 import csv
@@ -51,8 +52,12 @@ def test_evaluate_cli_json_on_a_digit_folder(onnx_and_folder, tmp_path, monkeypa
     from mnistp4.stages.training.metrics import summarize
 
     labels = np.array([int(r["label"]) for r in csv.DictReader(open(folder / "manifest.csv"))])
-    images = np.stack([cv2.imread(str(folder / r["path"]), cv2.IMREAD_GRAYSCALE)
-                       for r in csv.DictReader(open(folder / "manifest.csv"))])
+    images = np.stack(
+        [
+            cv2.imread(str(folder / r["path"]), cv2.IMREAD_GRAYSCALE)
+            for r in csv.DictReader(open(folder / "manifest.csv"))
+        ]
+    )
     expected = summarize(labels, onnx_logits(model, images).argmax(1))
     assert out["total"] == 30 and out["accuracy"] == pytest.approx(expected["accuracy"])
     assert out["confusion"] == expected["confusion"] and np.array(out["confusion"]).sum() == 30

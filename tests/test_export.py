@@ -1,4 +1,5 @@
 """ONNX export: BatchNorm folded, static input, onnxruntime equals torch on real digits."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,8 @@ def _trained_looking(spec):
 
 @pytest.mark.parametrize("name", ["p4net", "seed-cnn"])
 def test_export_matches_torch_and_folds_batchnorm(name, tmp_path, mnist_dir):
-    from mnistp4.stages.models.export import export_onnx
     from mnistp4.stages.data.mnist_source import load_mnist
+    from mnistp4.stages.models.export import export_onnx
     from mnistp4.stages.models.p4net import SPEC as P4
     from mnistp4.stages.models.seed_cnn import SPEC as SEED
 

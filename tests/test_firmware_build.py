@@ -2,6 +2,7 @@
 (esp-idf-kconfig) on sdkconfig.defaults for ESP-IDF v5.4 and v5.5 (or $IDF_PATH), then every source
 compiled with Debian's riscv64-unknown-elf-gcc for rv32imafc/ilp32f with IDF's warnings and -Werror.
 A missing tool fails these tests with the command that installs it."""
+
 from __future__ import annotations
 
 import shutil
@@ -14,8 +15,10 @@ import pytest
 def checked(tmp_path_factory) -> dict:
     """Configuration and compile errors per ESP-IDF tree (compiled once per session)."""
     out = tmp_path_factory.mktemp("fwbuild")
-    return {tree.name: (tree, *fb.check_tree(tree, out / tree.name.replace(" ", "_").replace("/", "_")))
-            for tree in fb.idf_trees()}
+    return {
+        tree.name: (tree, *fb.check_tree(tree, out / tree.name.replace(" ", "_").replace("/", "_")))
+        for tree in fb.idf_trees()
+    }
 
 
 @pytest.mark.slow
@@ -30,7 +33,7 @@ def test_configuration_selects_rev_below_3_and_360_mhz(checked):
     for name, (tree, config, _errors) in checked.items():
         assert config["CONFIG_IDF_TARGET"] == "esp32p4", name
         assert config["CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ"] == "360", name
-        assert config["CONFIG_ESP32P4_REV_MIN_FULL"] == "1", name       # the board's rev 1.x chip boots
+        assert config["CONFIG_ESP32P4_REV_MIN_FULL"] == "1", name  # the board's rev 1.x chip boots
         assert int(config["CONFIG_ESP32P4_REV_MAX_FULL"]) < 300, name
         if tuple(int(x) for x in tree.version.split(".")[:2]) >= (5, 5):
             assert config["CONFIG_ESP32P4_SELECTS_REV_LESS_V3"] == "y", name
@@ -42,12 +45,13 @@ def test_without_the_rev_lines_esp_idf_5_5_would_drop_the_board(tmp_path, monkey
     """The two lines matter: ESP-IDF 5.5's defaults alone select rev >= 3 and lose 360 MHz."""
     tree = next((t for t in fb.idf_trees() if t.version.startswith("5.5")), None)
     if tree is None:
-        pytest.skip("$IDF_PATH is not ESP-IDF 5.5")       # only with a user's own older ESP-IDF
+        pytest.skip("$IDF_PATH is not ESP-IDF 5.5")  # only with a user's own older ESP-IDF
     fw = tmp_path / "firmware"
     fw.mkdir()
     text = (fb.FIRMWARE / "sdkconfig.defaults").read_text()
-    (fw / "sdkconfig.defaults").write_text("\n".join(line for line in text.splitlines()
-                                                     if not line.startswith("CONFIG_ESP32P4_")))
+    (fw / "sdkconfig.defaults").write_text(
+        "\n".join(line for line in text.splitlines() if not line.startswith("CONFIG_ESP32P4_"))
+    )
     monkeypatch.setattr(fb, "FIRMWARE", fw)
     config = fb.generate_sdkconfig(tree, tmp_path / "config")
     assert config.get("CONFIG_ESP32P4_SELECTS_REV_LESS_V3") != "y"
@@ -84,5 +88,5 @@ def test_components_are_pinned_exactly_and_the_lock_file_is_kept():
     for key, folder in fb.COMPONENTS.items():
         version = folder.rsplit("-", 1)[1]
         line = yml.split(f"/{key}:", 1)[1].splitlines()[0]
-        assert f'"=={version}"' in line, (key, line)       # the versions compiled against here
+        assert f'"=={version}"' in line, (key, line)  # the versions compiled against here
     assert "dependencies.lock" not in (fb.FIRMWARE / ".gitignore").read_text()

@@ -1,5 +1,6 @@
 """The firmware's portable C core, compiled on the host with gcc -std=c11 -Wall -Wextra -Werror and
 called through ctypes, against the Python normalizer and quantization it must match."""
+
 from __future__ import annotations
 
 import subprocess
@@ -37,8 +38,11 @@ def test_core_builds_warning_free_without_esp_idf(tmp_path):
             assert f'#include "{banned}' not in text and f"#include <{banned}" not in text, (src, banned)
     # also with -Wconversion -Wshadow, object only
     for source in ("digit_core.c", "espdl_check.c"):
-        proc = subprocess.run(["gcc", *CFLAGS, "-Wconversion", "-Wshadow", "-c", str(CORE_DIR / source),
-                               "-o", str(tmp_path / "dc.o")], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["gcc", *CFLAGS, "-Wconversion", "-Wshadow", "-c", str(CORE_DIR / source), "-o", str(tmp_path / "dc.o")],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stderr
 
 
@@ -73,8 +77,9 @@ def test_rgb565_widening_matches_numpy(core):
     rgb = rgb565_to_rgb888(rgb565).astype(np.int32)
     expected = ((77 * rgb[..., 0] + 150 * rgb[..., 1] + 29 * rgb[..., 2] + 128) >> 8).astype(np.uint8)
     assert np.array_equal(core.rgb565_to_grey(rgb565), expected)
-    assert np.array_equal(rgb565_to_rgb888(np.array([[0xFFFF, 0]], np.uint16)),
-                          np.array([[[255, 255, 255], [0, 0, 0]]], np.uint8))
+    assert np.array_equal(
+        rgb565_to_rgb888(np.array([[0xFFFF, 0]], np.uint16)), np.array([[[255, 255, 255], [0, 0, 0]]], np.uint8)
+    )
 
 
 def _digit_one(h=448, w=448, box=(180, 40), at=(100, 200), thickness=14):
@@ -85,11 +90,11 @@ def _digit_one(h=448, w=448, box=(180, 40), at=(100, 200), thickness=14):
 
 
 def test_small_off_centre_digit_is_centred_and_scaled(core):
-    canvas = _digit_one(box=(30, 10), at=(380, 20), thickness=4)   # tiny, in a corner
+    canvas = _digit_one(box=(30, 10), at=(380, 20), thickness=4)  # tiny, in a corner
     out, rc = core.normalize(canvas)
     assert rc == 1
     rows = np.flatnonzero(out.any(axis=1))
-    assert rows[-1] - rows[0] + 1 == 20                            # long side scaled to 20
+    assert rows[-1] - rows[0] + 1 == 20  # long side scaled to 20
     cy, cx = centre_of_mass(out)
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
     assert np.array_equal(out, normalize_digit(canvas))
@@ -105,7 +110,7 @@ def test_polarity_dark_ink_on_paper_equals_light_ink(core):
 def test_specks_are_removed(core):
     canvas = _digit_one()
     with_specks = canvas.copy()
-    with_specks[10, 10] = with_specks[430, 440] = 255             # single-pixel specks far away
+    with_specks[10, 10] = with_specks[430, 440] = 255  # single-pixel specks far away
     assert np.array_equal(core.normalize(with_specks)[0], core.normalize(canvas)[0])
 
 
@@ -118,7 +123,7 @@ def test_empty_and_flat_canvases(core):
 
 
 def test_binary_01_canvas_reads_as_0_255(core):
-    canvas = (_digit_one() > 0).astype(np.uint8)                  # values 0/1
+    canvas = (_digit_one() > 0).astype(np.uint8)  # values 0/1
     assert np.array_equal(core.normalize(canvas)[0], normalize_digit(canvas))
     assert core.normalize(canvas)[0].max() == 255
 
@@ -136,10 +141,10 @@ def test_extract_and_fit_halves_match_python(core):
 
 def test_bad_sizes_are_rejected(core):
     assert core.lib.dc_workspace_bytes(0, 10) == 0
-    assert core.lib.dc_workspace_bytes(5000, 5000) == 0           # above DC_MAX_PIXELS
+    assert core.lib.dc_workspace_bytes(5000, 5000) == 0  # above DC_MAX_PIXELS
     out = np.zeros((28, 28), np.uint8)
     tiny = np.zeros(4, np.uint8)
-    assert core.lib.dc_normalize_grey(tiny, 2, 2, 1, out, None) == -1   # stride < width, no workspace
+    assert core.lib.dc_normalize_grey(tiny, 2, 2, 1, out, None) == -1  # stride < width, no workspace
 
 
 @pytest.mark.parametrize("exponent", range(-12, 3))
@@ -148,8 +153,8 @@ def test_input_tables_match_esp_ppq_rule(core, exponent):
     for bits in (8, 16):
         table = core.input_table(exponent, bits)
         assert np.array_equal(table.reshape(16, 16), reference_input(pixels, exponent, bits))
-    t = core.input_table(-7, 8)                                    # 2.82 * 128 > 127: clipped
-    assert t.max() == 127 and t.min() == -54                       # -0.4242 * 128 = -54.3
+    t = core.input_table(-7, 8)  # 2.82 * 128 > 127: clipped
+    assert t.max() == 127 and t.min() == -54  # -0.4242 * 128 = -54.3
 
 
 def test_quantize_and_dequantize_roundtrip(core):
@@ -167,12 +172,12 @@ def test_softmax_raw_bars_and_argmax(core):
     probs = core.softmax(logits)
     e = np.exp(logits - logits.max())
     assert np.allclose(probs, e / e.sum(), atol=1e-6) and abs(probs.sum() - 1) < 1e-5
-    assert probs.tobytes() == reference_softmax(logits).tobytes()   # the core's own exp, bit for bit
-    assert core.argmax(logits) == 1                                # first of the tied maxima
+    assert probs.tobytes() == reference_softmax(logits).tobytes()  # the core's own exp, bit for bit
+    assert core.argmax(logits) == 1  # first of the tied maxima
     bars = core.raw_bars(logits)
     assert bars[1] == 1.0 and bars[2] == 0.0 and np.isclose(bars[7], 2.5 / 3.0)
     assert not core.raw_bars(np.full(10, -1.0, np.float32)).any()
-    big = core.softmax(np.array([1000.0, 0.0], np.float32))        # stable for large logits
+    big = core.softmax(np.array([1000.0, 0.0], np.float32))  # stable for large logits
     assert np.isfinite(big).all() and big[0] > 0.999
 
 
@@ -186,9 +191,9 @@ def test_decision_states(core):
     assert core.decide(one, flat)["state"] == "unsure"
     two_way = np.zeros(10, np.float32)
     two_way[[3, 5]] = [0.52, 0.48]
-    assert core.decide(one, two_way)["state"] == "unsure"          # margin too small
+    assert core.decide(one, two_way)["state"] == "unsure"  # margin too small
     blob = np.zeros((448, 448), np.uint8)
-    cv2.circle(blob, (220, 230), 90, 255, -1)                      # a filled blob is no digit
+    cv2.circle(blob, (220, 230), 90, 255, -1)  # a filled blob is no digit
     d = core.decide(core.normalize(blob)[0], confident)
     assert d["state"] == "scribble" and d["fill_permille"] > 700
 
@@ -201,8 +206,8 @@ def test_draw_segment_is_a_round_capsule(core):
     t = np.clip(((p - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
     dist2 = ((p - (a + t[..., None] * (b - a))) ** 2).sum(-1)
     assert np.array_equal(canvas == 200, dist2 <= 25 + 1e-9)
-    core.draw_segment(canvas, (-10, -10), (-10, -10), 3, 255)      # fully outside: nothing, no crash
-    core.draw_segment(canvas, (79, 59), (79, 59), 0, 255)          # a dot at the corner
+    core.draw_segment(canvas, (-10, -10), (-10, -10), 3, 255)  # fully outside: nothing, no crash
+    core.draw_segment(canvas, (79, 59), (79, 59), 0, 255)  # a dot at the corner
     assert canvas[59, 79] == 255 and canvas[0, 0] == 0
 
 

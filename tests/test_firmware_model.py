@@ -1,6 +1,7 @@
 """The firmware path end to end on the host with a real esp-ppq .espdl: canvas -> C core ->
 the model's integer input (exponent and layout read from the file) -> the integer interpreter ->
 the digit, against the Python path (normalizer -> quantize_input -> same interpreter)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,12 +38,14 @@ def test_c_preprocessing_and_reader_give_the_python_digit(core, model):
         img, _ = core.normalize(canvas)
         c_inputs.append(core.quantize(img, model.input_exponent, bits))
         py_images.append(reference_normalize(canvas))
-    assert model.input_shape == [1, 28, 28, 1]                    # NHWC: a 28x28 grey image as is
+    assert model.input_shape == [1, 28, 28, 1]  # NHWC: a 28x28 grey image as is
     q = np.stack(c_inputs).astype(np.int64).reshape(-1, 28, 28, 1)
     it = Interpreter(model)
     c_out = it.run(q)[model.outputs[0].name].reshape(len(q), -1)
     py_out = predict_ints(model, np.stack(py_images), interpreter=it)
-    assert np.array_equal(c_out, py_out)                          # identical integer logits
-    c_digits = [core.argmax(core.dequantize(row.astype(np.int8 if bits == 8 else np.int16),
-                                            model.outputs[0].exponent)) for row in c_out]
+    assert np.array_equal(c_out, py_out)  # identical integer logits
+    c_digits = [
+        core.argmax(core.dequantize(row.astype(np.int8 if bits == 8 else np.int16), model.outputs[0].exponent))
+        for row in c_out
+    ]
     assert c_digits == list(np.argmax(py_out, axis=1))

@@ -1,6 +1,7 @@
 """The ESP-IDF project's wiring, checked without ESP-IDF: the partition table it builds with is the
 one deploy reads, the model partition name agrees everywhere, components are pinned, and every
 source file is part of the build."""
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,11 @@ def test_firmware_builds_with_the_repository_partition_table():
     assert table == (REPO / "partitions.csv").resolve()
     offset = int(cfg["CONFIG_PARTITION_TABLE_OFFSET"], 16)
     model = find_partition(read_partitions(table, table_offset=offset), MODEL_PARTITION)
-    flash_mb = int(next(k for k in cfg if k.startswith("CONFIG_ESPTOOLPY_FLASHSIZE_"))
-                   .removeprefix("CONFIG_ESPTOOLPY_FLASHSIZE_").removesuffix("MB"))
+    flash_mb = int(
+        next(k for k in cfg if k.startswith("CONFIG_ESPTOOLPY_FLASHSIZE_"))
+        .removeprefix("CONFIG_ESPTOOLPY_FLASHSIZE_")
+        .removesuffix("MB")
+    )
     assert model.end <= flash_mb * 1024 * 1024
     assert cfg["CONFIG_SPIRAM"] == "y" and cfg["CONFIG_IDF_TARGET"] == "esp32p4"
 
@@ -49,8 +53,13 @@ def test_components_are_pinned():
         m = re.match(r'\s+([\w/.-]+):\s*"([^"]+)"', line)
         if m:
             deps[m.group(1)] = m.group(2)
-    for name in ("espressif/esp-dl", "lvgl/lvgl", "espressif/esp_lvgl_port", "espressif/esp_lcd_ek79007",
-                 "espressif/esp_lcd_touch_gt911"):
+    for name in (
+        "espressif/esp-dl",
+        "lvgl/lvgl",
+        "espressif/esp_lvgl_port",
+        "espressif/esp_lcd_ek79007",
+        "espressif/esp_lcd_touch_gt911",
+    ):
         assert re.fullmatch(r"==\d+\.\d+\.\d+", deps[name]), (name, deps.get(name))
     assert tuple(map(int, deps["espressif/esp-dl"][2:].split("."))) >= (3, 3, 6)  # 3.3.0-3.3.5 assert
     assert deps["idf"] == ">=5.4"
@@ -68,7 +77,7 @@ def _defines(*files: str) -> dict[str, int]:
     for name in files:
         for key, expr in re.findall(r"^#define (\w+) ([^/\n]+)", (FW / "main" / name).read_text(), re.M):
             try:
-                values[key] = int(eval(expr.strip(), {}, dict(values)))   # the layout's integer arithmetic
+                values[key] = int(eval(expr.strip(), {}, dict(values)))  # the layout's integer arithmetic
             except (NameError, SyntaxError):
                 pass
     return values
@@ -87,7 +96,7 @@ def test_screen_layout_boxes_do_not_overlap():
         assert x >= 0 and y >= 0 and x + w <= d["BOARD_LCD_H_RES"] and y + h <= d["BOARD_LCD_V_RES"], name
     names = list(boxes)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             ax, ay, aw, ah = boxes[a]
             bx, by, bw, bh = boxes[b]
             assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, (a, b)

@@ -1,6 +1,7 @@
 """Fuzzing the parsers of the user's own files: ``manifest.csv`` (and ``decisions.csv``) in a data dir
 and the JSON sidecars next to scans. Arbitrary input gives the project's error type
 (:class:`InputError`), never another exception; what parses keeps every column through a rewrite."""
+
 from __future__ import annotations
 
 import csv
@@ -20,9 +21,11 @@ FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 #: the cases that write files (each decision is two fsync'ed writes)
 FUZZ_WRITES = settings(FUZZ, max_examples=40)
 
-GOOD = ("path,label,source,sheet,sheet_hash,row,col,flags,decision\n"
-        "images/a.png,3,w1,s.png,abc123,0,0,,\n"
-        "images/b.png,,w1,s.png,abc123,0,1,small,accepted\n")
+GOOD = (
+    "path,label,source,sheet,sheet_hash,row,col,flags,decision\n"
+    "images/a.png,3,w1,s.png,abc123,0,0,,\n"
+    "images/b.png,,w1,s.png,abc123,0,1,small,accepted\n"
+)
 
 text_cell = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 cell = st.one_of(text_cell, st.integers(-20, 20).map(str), st.sampled_from(["", "relabeled", "rejected", "7", "x"]))
@@ -58,8 +61,11 @@ def test_arbitrary_bytes(data, raw):
 
 
 @FUZZ
-@given(st.lists(st.lists(cell, min_size=0, max_size=11), max_size=6), st.booleans(),
-       st.sampled_from(["utf-8", "utf-8-sig", "cp1252", "utf-16"]))
+@given(
+    st.lists(st.lists(cell, min_size=0, max_size=11), max_size=6),
+    st.booleans(),
+    st.sampled_from(["utf-8", "utf-8-sig", "cp1252", "utf-16"]),
+)
 def test_mutated_manifests(data, rows, keep_header, encoding):
     header = list(COLUMNS) if keep_header else []
     text = csv_text(([header] if header else []) + rows)
@@ -73,20 +79,26 @@ def test_mutated_manifests(data, rows, keep_header, encoding):
 @FUZZ
 @given(st.integers(0, len(GOOD) - 1), st.text(max_size=4), st.integers(0, 3))
 def test_edited_good_manifest(data, at, insert, cut):
-    read_or_input_error(data, (GOOD[:at] + insert + GOOD[at + cut:]).encode("utf-8"))
+    read_or_input_error(data, (GOOD[:at] + insert + GOOD[at + cut :]).encode("utf-8"))
 
 
 column_name = st.text(alphabet=string.ascii_letters + " _-éü", min_size=1, max_size=10).filter(
-    lambda c: c not in COLUMNS and c.strip() == c)
+    lambda c: c not in COLUMNS and c.strip() == c
+)
 
 
 @FUZZ_WRITES
-@given(st.lists(column_name, min_size=1, max_size=3, unique=True), st.lists(text_cell, min_size=6, max_size=6),
-       st.booleans())
+@given(
+    st.lists(column_name, min_size=1, max_size=3, unique=True),
+    st.lists(text_cell, min_size=6, max_size=6),
+    st.booleans(),
+)
 def test_unknown_columns_survive_a_decision(data, extra, values, bom):
     rows = [COLUMNS + extra] + [
         [f"images/{k}.png", str(k % 10), "w1", "s.png", "abc123", str(k), "0", "", ""]
-        + [values[(k + j) % 6] for j in range(len(extra))] for k in range(2)]
+        + [values[(k + j) % 6] for j in range(len(extra))]
+        for k in range(2)
+    ]
     raw = csv_text(rows).encode("utf-8-sig" if bom else "utf-8")
     (data / "manifest.csv").write_bytes(raw)
     before = read_manifest(data)
@@ -99,9 +111,11 @@ def test_unknown_columns_survive_a_decision(data, extra, values, bom):
 
 # ---- sidecars ------------------------------------------------------------------------------------------
 
-json_value = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
-                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                      max_size=3), max_leaves=10)
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=10,
+)
 
 
 def sidecar_or_input_error(raw: bytes):
@@ -124,15 +138,28 @@ def test_sidecar_arbitrary_bytes(raw):
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["source", "rows", "note", "x"]),
-                       json_value | st.text(alphabet="0123456789-٣²", max_size=6), max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(["source", "rows", "note", "x"]),
+        json_value | st.text(alphabet="0123456789-٣²", max_size=6),
+        max_size=4,
+    )
+)
 def test_sidecar_arbitrary_objects(obj):
     import json
+
     sidecar_or_input_error(json.dumps(obj).encode())
 
 
-@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"rows": ' + b"[" * 5000 + b"]" * 5000 + b"}",
-                                 b"\xef\xbb\xbf" + b'{"source": "w1"}', b'{"rows": "\xd9\xa3"}',
-                                 b'{"source": "w\xfc"}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000,
+        b'{"rows": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b"\xef\xbb\xbf" + b'{"source": "w1"}',
+        b'{"rows": "\xd9\xa3"}',
+        b'{"source": "w\xfc"}',
+    ],
+)
 def test_sidecar_corner_cases(raw):
     sidecar_or_input_error(raw)

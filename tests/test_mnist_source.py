@@ -1,4 +1,5 @@
 """The MNIST source: IDX parsing (.gz and raw), validation, local dirs, download and offline errors."""
+
 from __future__ import annotations
 
 import functools

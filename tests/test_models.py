@@ -1,4 +1,5 @@
 """Model plugins: the article's CNN exactly, the compact model within its device budget."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,11 @@ def test_seed_cnn_is_the_article_cnn():
 
     m = SPEC.build()
     assert count_params(m) == 421_834
-    no_bn = sum(p.numel() for n, p in m.named_parameters() if not isinstance(
-        dict(m.named_modules())[n.rsplit(".", 1)[0]], torch.nn.BatchNorm2d))
+    no_bn = sum(
+        p.numel()
+        for n, p in m.named_parameters()
+        if not isinstance(dict(m.named_modules())[n.rsplit(".", 1)[0]], torch.nn.BatchNorm2d)
+    )
     assert no_bn == 421_642
     assert count_macs(m) == 32 * 9 * 784 + 64 * 32 * 9 * 196 + 3136 * 128 + 128 * 10
     assert m(torch.zeros(3, 1, 28, 28)).shape == (3, 10)

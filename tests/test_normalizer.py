@@ -1,12 +1,20 @@
 """The digit normalizer on hand-made shapes: size, centre of mass, polarity, specks, determinism."""
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from mnistp4.stages.data.normalizer import (area_weights, centre_of_mass, extract_ink, fit_28, normalize_digit,
-                                      otsu_threshold, scaled_size)
+from mnistp4.stages.data.normalizer import (
+    area_weights,
+    centre_of_mass,
+    extract_ink,
+    fit_28,
+    normalize_digit,
+    otsu_threshold,
+    scaled_size,
+)
 
 
 def _paper(h=120, w=90, bg=225, ink=30):
@@ -41,21 +49,21 @@ def test_centre_of_mass_and_box(shape):
     cy, cx = centre_of_mass(out)
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5, (cy, cx)
     r0, r1, c0, c1 = _ink_box(out)
-    assert max(r1 - r0 + 1, c1 - c0 + 1) == 20            # long side fills the 20x20 box
+    assert max(r1 - r0 + 1, c1 - c0 + 1) == 20  # long side fills the 20x20 box
     assert r1 - r0 + 1 <= 20 and c1 - c0 + 1 <= 20
-    if shape in ("ring", "bar", "tiny"):                 # symmetric shapes: inside the central 20x20
+    if shape in ("ring", "bar", "tiny"):  # symmetric shapes: inside the central 20x20
         assert r0 >= 4 and r1 <= 23 and c0 >= 4 and c1 <= 23
-    assert out.max() == 255                              # stroke cores saturate like MNIST
+    assert out.max() == 255  # stroke cores saturate like MNIST
 
 
 def test_aspect_ratio_kept():
     img = np.zeros((200, 50), np.uint8)
     img[:, :] = 0
-    cv2.rectangle(img, (10, 20), (39, 179), 255, -1)      # 30 wide x 160 high
+    cv2.rectangle(img, (10, 20), (39, 179), 255, -1)  # 30 wide x 160 high
     out = normalize_digit(img)
     r0, r1, c0, c1 = _ink_box(out)
     assert r1 - r0 + 1 == 20
-    assert c1 - c0 + 1 in (4, 5)                         # 30/160*20 = 3.75 -> 4 (+ edge pixel)
+    assert c1 - c0 + 1 in (4, 5)  # 30/160*20 = 3.75 -> 4 (+ edge pixel)
 
 
 def test_polarity_dark_on_light_equals_light_on_dark():
@@ -63,7 +71,7 @@ def test_polarity_dark_on_light_equals_light_on_dark():
     canvas = 255 - paper
     a, b = normalize_digit(paper), normalize_digit(canvas)
     assert np.array_equal(a, b)
-    assert a[0, 0] == 0 and a.max() == 255               # white ink on black
+    assert a[0, 0] == 0 and a.max() == 255  # white ink on black
 
 
 def test_uneven_background_level_and_contrast_do_not_matter():
@@ -75,7 +83,7 @@ def test_uneven_background_level_and_contrast_do_not_matter():
 def test_specks_removed():
     clean = _paper()
     dirty = clean.copy()
-    dirty[3:5, 3:5] = 30          # dust far from the digit would blow up the bounding box
+    dirty[3:5, 3:5] = 30  # dust far from the digit would blow up the bounding box
     dirty[110:112, 85:87] = 30
     assert np.array_equal(normalize_digit(clean), normalize_digit(dirty))
     ink = extract_ink(dirty)
@@ -120,7 +128,7 @@ def test_otsu_separates_two_levels():
 
 def test_area_resampling_is_exact_averaging():
     assert scaled_size(40, 20) == (20, 10) and scaled_size(3, 60) == (1, 20)
-    w = area_weights(5, 2)                               # 5 source pixels -> 2 outputs
+    w = area_weights(5, 2)  # 5 source pixels -> 2 outputs
     assert w.sum(axis=1).tolist() == [5, 5] and w.sum(axis=0).tolist() == [2, 2, 2, 2, 2]
     # a 40x40 block of value 100 with a 2-pixel checkerboard averages to 100 everywhere
     ink = np.full((40, 40), 100, np.uint8)
@@ -137,14 +145,15 @@ def test_fit_28_accepts_float_ink():
 
 def test_registered_as_project_normalizer(make_app):
     app = make_app()
-    normalize = app.get("normalizers", key="normalizer")
-    assert normalize is normalize_digit
+    assert app.registry.entry("normalizers", app.config["normalizer"]).obj is normalize_digit
+    normalize = app.get("normalizers", key="normalizer")  # wrapped so a failure names its plugin
+    assert normalize.fn is normalize_digit and normalize.plugin == "data.normalizer"
 
 
 def test_polarity_of_tight_crops_touching_the_border():
-    ring = np.zeros((40, 30), np.uint8)                   # a tight '0': ink on most of the border
+    ring = np.zeros((40, 30), np.uint8)  # a tight '0': ink on most of the border
     cv2.ellipse(ring, (15, 20), (14, 19), 0, 0, 360, 255, 4)
     dark = normalize_digit(255 - ring)
     light = normalize_digit(ring)
     assert np.array_equal(dark, light)
-    assert dark[14, 14] == 0 and dark.max() == 255       # the hole stays background
+    assert dark[14, 14] == 0 and dark.max() == 255  # the hole stays background

@@ -1,5 +1,6 @@
 """`mnistp4 run`, the README's main job, end to end on tiny data: segment -> train + ONNX -> .espdl ->
 dry-run deploy."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """The public plugin API: where it lives, what it promises, and the mistakes it refuses loudly."""
+
 from __future__ import annotations
 
 import inspect
@@ -30,8 +31,12 @@ def plugin(folder: Path, name: str, code: str) -> Path:
 def test_no_top_level_plugins_package_outside_the_checkout(tmp_path):
     probe = subprocess.run([sys.executable, "-c", "import plugins"], cwd=tmp_path, capture_output=True, text=True)
     assert probe.returncode != 0 and "No module named 'plugins'" in probe.stderr
-    ok = subprocess.run([sys.executable, "-c", "import mnistp4.stages as s; print(len(s.SHIPPED))"], cwd=tmp_path,
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-c", "import mnistp4.stages as s; print(len(s.SHIPPED))"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and int(ok.stdout) >= 20
 
 
@@ -44,8 +49,21 @@ def test_hookspecs_name_only_public_types_and_every_one_is_importable():
     source = inspect.getsource(hookspecs)
     assert not re.search(r"mnistp4\.stages|mnistp4\.records|\bplugins\.(?!md)|\._\w", source)
     named = set(re.findall(r"mnistp4\.api\.(\w+)", source))
-    assert {"Layout", "Recipe", "QuantRequest", "QuantResult", "DeployRequest", "DeployResult", "Digit",
-            "DigitSet", "ModelSpec", "PipelineStep", "SegmentOptions", "Context", "PipelineState"} <= named
+    assert {
+        "Layout",
+        "Recipe",
+        "QuantRequest",
+        "QuantResult",
+        "DeployRequest",
+        "DeployResult",
+        "Digit",
+        "DigitSet",
+        "ModelSpec",
+        "PipelineStep",
+        "SegmentOptions",
+        "Context",
+        "PipelineState",
+    } <= named
     missing = [n for n in named if not hasattr(api, n)]
     assert missing == []
     assert all(hasattr(mnistp4, n) for n in api.__all__)  # re-exported by the package
@@ -70,18 +88,26 @@ def test_plugin_api_version_mismatch_is_refused(tmp_path, make_app):
 
 
 def test_misspelled_hook_and_missing_decorator_are_errors(tmp_path, make_app):
-    d = plugin(tmp_path / "a", "typo", """
+    d = plugin(
+        tmp_path / "a",
+        "typo",
+        """
         import mnistp4
         @mnistp4.hookimpl
         def register_model(register):
             pass
-    """)
+    """,
+    )
     with pytest.raises(PluginError, match=r"'typo'.*register_model.*did you mean 'register_models'"):
         make_app(plugin_dirs=[str(d)])
-    d = plugin(tmp_path / "b", "undecorated", """
+    d = plugin(
+        tmp_path / "b",
+        "undecorated",
+        """
         def register_models(register):
             pass
-    """)
+    """,
+    )
     with pytest.raises(PluginError, match=r"'undecorated'.*not decorated with @mnistp4.hookimpl"):
         make_app(plugin_dirs=[str(d)])
 
@@ -101,12 +127,16 @@ def test_choice_error_exits_2_on_the_command_line(capsys):
 
 
 def test_layout_reusing_a_marker_code_is_refused(tmp_path, make_app):
-    d = plugin(tmp_path / "p", "mylayout", """
+    d = plugin(
+        tmp_path / "p",
+        "mylayout",
+        """
         import mnistp4
         @mnistp4.hookimpl
         def register_sheet_layouts(register):
             register("mine", mnistp4.Layout("mine", code=0))
-    """)
+    """,
+    )
     with pytest.raises(RegistrationConflict, match=r"marker code 0.*'grid-10x10'"):
         make_app(plugin_dirs=[str(d)])
     with pytest.raises(ValueError, match="0..61"):
@@ -114,18 +144,25 @@ def test_layout_reusing_a_marker_code_is_refused(tmp_path, make_app):
 
 
 def test_registration_of_the_wrong_type_names_the_plugin(tmp_path, make_app):
-    d = plugin(tmp_path / "p", "wrongtype", """
+    d = plugin(
+        tmp_path / "p",
+        "wrongtype",
+        """
         import mnistp4
         @mnistp4.hookimpl
         def register_models(register):
             register("m", lambda: None)
-    """)
+    """,
+    )
     with pytest.raises(PluginError, match=r"'wrongtype'.*expected mnistp4.api.ModelSpec"):
         make_app(plugin_dirs=[str(d)])
 
 
 def test_registered_objects_are_attributed_and_their_results_checked(tmp_path, make_app):
-    d = plugin(tmp_path / "p", "faulty", """
+    d = plugin(
+        tmp_path / "p",
+        "faulty",
+        """
         import mnistp4
         def broken_source(ctx, split):
             raise ValueError("disk on fire")
@@ -138,7 +175,8 @@ def test_registered_objects_are_attributed_and_their_results_checked(tmp_path, m
         @mnistp4.hookimpl
         def register_models(register):
             register("nomodule", mnistp4.ModelSpec("nomodule", lambda: "not a module"))
-    """)
+    """,
+    )
     app = make_app(plugin_dirs=[str(d)])
     with pytest.raises(PluginError, match=r"plugin 'faulty'.*dataset source 'broken'.*disk on fire"):
         app.get("dataset_sources", "broken")(app, "test")
@@ -150,12 +188,16 @@ def test_registered_objects_are_attributed_and_their_results_checked(tmp_path, m
 
 def test_override_reaches_what_it_replaced_and_changes_cache_identity(tmp_path, make_app):
     shipped = make_app().registry.entry("normalizers", "mnist").identity
-    d = plugin(tmp_path / "p", "mynorm", """
+    d = plugin(
+        tmp_path / "p",
+        "mynorm",
+        """
         import mnistp4
         @mnistp4.hookimpl
         def register_normalizers(register):
             register("mnist", lambda image: image, override=True)
-    """)
+    """,
+    )
     app = make_app(plugin_dirs=[str(d)])
     entry = app.registry.entry("normalizers", "mnist")
     assert entry.identity != shipped and entry.plugin == "mynorm"
@@ -164,17 +206,24 @@ def test_override_reaches_what_it_replaced_and_changes_cache_identity(tmp_path, 
 
 
 def test_plugin_command_follows_the_override_rule(tmp_path, capsys):
-    clash = plugin(tmp_path / "a", "mytrain", """
+    clash = plugin(
+        tmp_path / "a",
+        "mytrain",
+        """
         import mnistp4
         @mnistp4.hookimpl
         def register_commands(cli):
             @cli.command("train")
             def train():
                 pass
-    """)
+    """,
+    )
     assert main(["--plugins-dir", str(clash), "plugins"]) == 1
     assert "command 'train' is provided by plugin 'training.train'" in capsys.readouterr().err
-    ok = plugin(tmp_path / "b", "mytrain2", """
+    ok = plugin(
+        tmp_path / "b",
+        "mytrain2",
+        """
         import click
         import mnistp4
         @mnistp4.hookimpl
@@ -183,7 +232,8 @@ def test_plugin_command_follows_the_override_rule(tmp_path, capsys):
             @mnistp4.pass_context
             def train(ctx):
                 click.echo(f"my train with model {ctx.config['model']}")
-    """)
+    """,
+    )
     assert main(["--plugins-dir", str(ok), "train"]) == 0
     assert "my train with model p4net-plus" in capsys.readouterr().out
     assert main(["--plugins-dir", str(ok), "plugins", "--json"]) == 0
@@ -209,14 +259,21 @@ def test_plugin_new_writes_a_package_whose_test_passes(tmp_path, capsys):
     root = tmp_path / "mnistp4-shapes"
     toml = (root / "pyproject.toml").read_text()
     assert '[project.entry-points.mnistp4]\nmnistp4_shapes = "mnistp4_shapes"' in toml
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
-                         cwd=root, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert main(["plugin", "new", "Shapes", "-o", str(tmp_path)]) == 2  # never overwrites
 
 
 def test_warnings_are_shown_by_default_and_quiet_hides_them(tmp_path, capsys):
-    d = plugin(tmp_path / "p", "warner", """
+    d = plugin(
+        tmp_path / "p",
+        "warner",
+        """
         import logging
         import mnistp4
         @mnistp4.hookimpl
@@ -225,7 +282,8 @@ def test_warnings_are_shown_by_default_and_quiet_hides_them(tmp_path, capsys):
             def warn_me():
                 logging.getLogger("warner").warning("no checkpoint; starting from epoch 1")
                 logging.getLogger("warner").info("details for -v")
-    """)
+    """,
+    )
     assert main(["--plugins-dir", str(d), "warn-me"]) == 0
     err = capsys.readouterr().err
     assert "no checkpoint" in err and "details for -v" not in err

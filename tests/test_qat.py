@@ -1,5 +1,6 @@
 """Quantization-aware fine-tuning: the rounding rules, the write-back into the original architecture,
 and a fine-tuned run that esp-ppq quantizes without touching its weights."""
+
 from __future__ import annotations
 
 import json
@@ -99,11 +100,13 @@ def test_esp_ppq_keeps_the_fine_tuned_weights_and_ranges(qat_run_dir):
     app, _, out, _ = qat_run_dir
     calib = calibration_set(app, 64)
     espdl = out / "model_int8.espdl"
-    quantize_onnx(out / "model.onnx", espdl, bits=8, calib_images=calib.images, recipe="minmax",
-                  error_report=False)
+    quantize_onnx(out / "model.onnx", espdl, bits=8, calib_images=calib.images, recipe="minmax", error_report=False)
     model = read_espdl(espdl)
-    weights = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out / "model.onnx")).graph.initializer
-               if t.name.endswith("weight")}
+    weights = {
+        t.name: numpy_helper.to_array(t)
+        for t in onnx.load(str(out / "model.onnx")).graph.initializer
+        if t.name.endswith("weight")
+    }
     assert weights
     for name, w in weights.items():
         t = model.initializers[name]
@@ -143,8 +146,16 @@ def _tiny_finetune(app, run, distill):
     model, _ = load_run(run, app)
     float_preds = evaluate(model, test.images, test.labels)["preds"]
     settings = QatSettings(epochs=3, lr=3e-3, seed=0, threads=1, distill=distill)
-    qat, history = finetune(model, train.images, shuffled, lambda g: torch.randperm(len(train), generator=g),
-                            test.images, test.labels, calibration_set(app, 64).images, settings)
+    qat, history = finetune(
+        model,
+        train.images,
+        shuffled,
+        lambda g: torch.randperm(len(train), generator=g),
+        test.images,
+        test.labels,
+        calibration_set(app, 64).images,
+        settings,
+    )
     changed = int((evaluate(qat, test.images, test.labels)["preds"] != float_preds).sum())
     return history[-1], changed
 
@@ -192,8 +203,10 @@ def test_learned_step_gradient_prefers_clipping_rare_outliers():
     from mnistp4.stages.quantize.qat import fake_quant, pow2_exponent
 
     torch.manual_seed(0)
-    for values, below_minmax, sign in ((torch.cat([torch.rand(5000) * 0.5, torch.tensor([60.0])]), 0, 1.0),
-                                       (torch.rand(5000) * 60.0, 1, -1.0)):
+    for values, below_minmax, sign in (
+        (torch.cat([torch.rand(5000) * 0.5, torch.tensor([60.0])]), 0, 1.0),
+        (torch.rand(5000) * 60.0, 1, -1.0),
+    ):
         e = (pow2_exponent(values.abs().max()) - below_minmax).clone().requires_grad_(True)
         ((fake_quant(values, e) - values) ** 2).sum().backward()
         assert sign * float(e.grad) > 0  # descent lowers e (outliers) / raises it (clipping too much)
@@ -246,8 +259,11 @@ def test_learned_clipping_reaches_the_file(trained_run, tmp_path):
     assert report["recipe"] == "minmax"  # a qat run: the calibration the fine-tuning emulates
     assert report["int8"]["test_values"]["passed"] and report["int8"]["verification"]["mismatched_images"] == 0
     values = read_espdl(out / "model_int8.espdl").values
-    assert values["/features/features.6/Clip_output_0"].exponent == learned["features.6"] == \
-        int(math.log2(clip["features.6"] / 127))
+    assert (
+        values["/features/features.6/Clip_output_0"].exponent
+        == learned["features.6"]
+        == int(math.log2(clip["features.6"] / 127))
+    )
 
 
 @pytest.mark.slow

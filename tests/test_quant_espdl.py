@@ -1,4 +1,5 @@
 """esp-ppq quantization of a tiny trained model at 8 and 16 bits, checked by the host interpreter."""
+
 from __future__ import annotations
 
 import hashlib
@@ -33,6 +34,7 @@ def test_onnx_is_not_modified_and_side_files_written(quantized):
 
 def test_reader_reports_input_and_memory(quantized):
     from mnistp4.stages.quantize.espdl_reader import read_espdl
+
     _, _, _, results = quantized
     m8, m16 = read_espdl(results[8].path), read_espdl(results[16].path)
     assert m8.input_shape == [1, 28, 28, 1] and m8.input_layout == "NHWC"
@@ -132,8 +134,20 @@ def test_pipeline_step_quantizes_the_configured_run(quantized, tmp_path, monkeyp
     run = _copy_run(quantized, tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MNISTP4_MNIST_DIR", str(mnist_dir))
-    argv = ["--set", f"runs_dir={tmp_path}", "--set", "run_name=run", "--set", "calib=32",
-            "--set", "quant_verify=false", "run", "--only", "quantize", "--json"]
+    argv = [
+        "--set",
+        f"runs_dir={tmp_path}",
+        "--set",
+        "run_name=run",
+        "--set",
+        "calib=32",
+        "--set",
+        "quant_verify=false",
+        "run",
+        "--only",
+        "quantize",
+        "--json",
+    ]
     assert main(argv) == 0
     step = json.loads(capsys.readouterr().out)["steps"][0]
     assert step["step"] == "quantize"
@@ -150,8 +164,15 @@ def test_esp32s3_rounds_half_up_and_still_matches(quantized, tmp_path, mnist_dir
 
     _, onnx_path, _, _ = quantized
     calib = tiny_calib
-    res = quantize_onnx(onnx_path, tmp_path / "s3.espdl", bits=8, target="esp32s3", calib_images=calib,
-                        recipe="minmax", error_report=False)
+    res = quantize_onnx(
+        onnx_path,
+        tmp_path / "s3.espdl",
+        bits=8,
+        target="esp32s3",
+        calib_images=calib,
+        recipe="minmax",
+        error_report=False,
+    )
     model = read_espdl(res.path)
     assert model.rounding == "half_up" and model.metadata["mnistp4.target"] == "esp32s3"
     assert check_test_values(model)["passed"]

@@ -1,4 +1,5 @@
 """Tiny quantization fixtures: a small CNN trained for seconds on real MNIST digits, exported to ONNX."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,21 +19,35 @@ def train_tiny_onnx(mnist_dir: Path, out_dir: Path, n_train: int = 3000) -> Path
     torch.set_num_threads(1)
     train = load_mnist(mnist_dir, "train")
     x, y = normalize(train.images[:n_train]), torch.from_numpy(train.labels[:n_train])
-    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(8, 16, 3), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Flatten(), nn.Linear(16 * 6 * 6, 10))
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 6 * 6, 10),
+    )
     opt = torch.optim.Adam(net.parameters(), 3e-3)
     for _ in range(2):
         for i in range(0, n_train, 64):
-            loss = nn.functional.cross_entropy(net(x[i:i + 64]), y[i:i + 64])
+            loss = nn.functional.cross_entropy(net(x[i : i + 64]), y[i : i + 64])
             opt.zero_grad()
             loss.backward()
             opt.step()
     net.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.onnx"
-    torch.onnx.export(net, (torch.zeros(1, 1, 28, 28),), str(path), dynamo=False, opset_version=13,
-                      input_names=["input"], output_names=["logits"])
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, 1, 28, 28),),
+        str(path),
+        dynamo=False,
+        opset_version=13,
+        input_names=["input"],
+        output_names=["logits"],
+    )
     return path
 
 

@@ -1,4 +1,5 @@
 """Recipe ``auto``: each candidate scored by prediction flips against the float model on hard probes."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,7 @@ def test_flips_are_counted_on_the_files_and_the_fewest_wins(tiny, tmp_path):
     onnx_path, calib, images, _ = tiny
     probes = hard_probes(images, seed=1)
     candidates = ("minmax", "ppq-default", "percentile")
-    chosen, rows = select_recipe(onnx_path, target="esp32p4", calib_images=calib, probes=probes,
-                                 candidates=candidates)
+    chosen, rows = select_recipe(onnx_path, target="esp32p4", calib_images=calib, probes=probes, candidates=candidates)
     assert [r["recipe"] for r in rows] == list(candidates)
     reference = onnx_logits(onnx_path, probes).argmax(1)
     for r in rows:  # the same count, independently: the exported file through the host interpreter
@@ -56,14 +56,16 @@ def test_flips_are_counted_on_the_files_and_the_fewest_wins(tiny, tmp_path):
 def test_quantize_auto_reports_its_choice(tiny, tmp_path, monkeypatch, capsys, mnist_dir):
     from mnistp4.cli import main
     from mnistp4.stages.quantize.espdl_reader import read_espdl
+
     run = tmp_path / "run"
     run.mkdir()
     shutil.copyfile(tiny[0], run / "model.onnx")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MNISTP4_MNIST_DIR", str(mnist_dir))
     base = ["--set", "quant_candidates=minmax,pow2-align", "--set", "quant_probes=300"]
-    assert main(base + ["quantize", str(run), "--recipe", "auto", "--only", "--calib", "32",
-                        "--no-verify", "--json"]) == 0
+    assert (
+        main(base + ["quantize", str(run), "--recipe", "auto", "--only", "--calib", "32", "--no-verify", "--json"]) == 0
+    )
     report = json.loads(capsys.readouterr().out)
     sel = report["recipe_selection"]
     assert sel["probes"] == 300 and [r["recipe"] for r in sel["candidates"]] == ["minmax", "pow2-align"]

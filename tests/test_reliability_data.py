@@ -1,5 +1,6 @@
 """Nothing lost in a data dir: concurrent writers (real processes), hand-edited manifests, failing
 hooks, worker processes that die with the command. Cases of docs/reliability.md (D1-D9)."""
+
 from __future__ import annotations
 
 import csv
@@ -25,8 +26,10 @@ def sheets_in(data: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def sheets(tmp_path_factory, semeion_dir):
     base = tmp_path_factory.mktemp("sheets")
-    return {"a": make_sheets(base / "raw_a", semeion_dir, 2, seed=1),
-            "b": make_sheets(base / "raw_b", semeion_dir, 2, seed=2)}
+    return {
+        "a": make_sheets(base / "raw_a", semeion_dir, 2, seed=1),
+        "b": make_sheets(base / "raw_b", semeion_dir, 2, seed=2),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +43,14 @@ def segmented(tmp_path_factory, sheets):
 @pytest.fixture
 def data(segmented, tmp_path):
     import shutil
+
     d = tmp_path / "data"
     shutil.copytree(segmented, d)
     return d
 
 
 # ---- D1: two segment runs into one data dir ------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_two_concurrent_segment_runs_keep_every_sheet(sheets, tmp_path):
@@ -81,8 +86,14 @@ SEGMENT_LOOP = textwrap.dedent("""
 @pytest.mark.slow
 def test_relabel_during_segment_loses_nothing_over_20_rounds(sheets, data, tmp_path):
     rows = read_manifest(data)
-    loop = subprocess.Popen([sys.executable, "-c", SEGMENT_LOOP, str(sheets["a"][0].parent), str(data), "20"],
-                            cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    loop = subprocess.Popen(
+        [sys.executable, "-c", SEGMENT_LOOP, str(sheets["a"][0].parent), str(data), "20"],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     recorded = {}
     k = 0
     while loop.poll() is None or k < 20:
@@ -91,24 +102,33 @@ def test_relabel_during_segment_loses_nothing_over_20_rounds(sheets, data, tmp_p
         record_decision(data, r["sheet_hash"], r["row"], r["col"], label=label)
         recorded[(r["sheet_hash"], r["row"], r["col"])] = label
         k += 1
-        time.sleep(0.02)   # a person between two keys; without it this loop would starve the other writer
+        time.sleep(0.02)  # a person between two keys; without it this loop would starve the other writer
     out, err = loop.communicate(timeout=300)
     assert loop.returncode == 0, err
     assert out.count("round") == 20
     final = {(r["sheet_hash"], r["row"], r["col"]): r for r in read_manifest(data)}
     decisions = read_decisions(data)
-    lost = [key for key, label in recorded.items()
-            if final[key]["label"] != label or decisions[key]["label"] != label]
+    lost = [key for key, label in recorded.items() if final[key]["label"] != label or decisions[key]["label"] != label]
     assert lost == [], f"{len(lost)} of {len(recorded)} decisions lost"
 
 
 # ---- D3: a second writer says who holds the data dir ---------------------------------------------------
 
+
 def test_a_busy_data_dir_names_the_process_that_holds_it(data, tmp_path, capsys, monkeypatch):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom mnistp4.stages.data.manifest import data_dir_lock\n"
-                               "with data_dir_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n",
-         str(data)], cwd=tmp_path, env=env(), stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom mnistp4.stages.data.manifest import data_dir_lock\n"
+            "with data_dir_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n",
+            str(data),
+        ],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         monkeypatch.setenv("MNISTP4_LOCK_TIMEOUT", "1.5")
@@ -121,10 +141,11 @@ def test_a_busy_data_dir_names_the_process_that_holds_it(data, tmp_path, capsys,
     finally:
         holder.kill()
         holder.wait()
-    assert main(["label", name, "--label", "3", "-d", str(data)]) == 0   # free again: it works
+    assert main(["label", name, "--label", "3", "-d", str(data)]) == 0  # free again: it works
 
 
 # ---- D4-D6: the manifest is the user's file too -------------------------------------------------------
+
 
 def rewrite_manifest(data: Path, edit) -> None:
     path = data / "manifest.csv"
@@ -140,7 +161,7 @@ def rewrite_manifest(data: Path, edit) -> None:
 def test_unknown_columns_survive_label_and_segment(data, sheets, capsys):
     def add_note(rows):
         for i, r in enumerate(rows):
-            r["note"] = f"checked by Ana, #{i}, \"ok\""
+            r["note"] = f'checked by Ana, #{i}, "ok"'
         return COLUMNS + ["note"]
 
     rewrite_manifest(data, add_note)
@@ -148,26 +169,26 @@ def test_unknown_columns_survive_label_and_segment(data, sheets, capsys):
     assert main(["label", first["path"], "--label", "5", "-d", str(data)]) == 0
     assert main(["segment", str(sheets["a"][0].parent), "-o", str(data), "--json"]) == 0
     rows = read_manifest(data)
-    assert [r["note"] for r in rows] == [f"checked by Ana, #{i}, \"ok\"" for i in range(len(rows))]
+    assert [r["note"] for r in rows] == [f'checked by Ana, #{i}, "ok"' for i in range(len(rows))]
     assert rows[0]["label"] == 5 and rows[0]["decision"] == "relabeled"
 
 
 def test_bom_manifest_is_read_and_cp1252_is_a_clear_error(data, sheets, capsys):
     path = data / "manifest.csv"
     text = path.read_text(encoding="utf-8")
-    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))        # a spreadsheet's "CSV UTF-8"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))  # a spreadsheet's "CSV UTF-8"
     name = Path(read_manifest(data)[0]["path"]).name
     assert main(["label", name, "--label", "4", "-d", str(data)]) == 0
     capsys.readouterr()
     lines = path.read_text(encoding="utf-8-sig").splitlines()
-    lines[3] = lines[3] + ",Müller"                                     # cp1252: ü is one byte 0xfc
+    lines[3] = lines[3] + ",Müller"  # cp1252: ü is one byte 0xfc
     path.write_bytes(("\n".join([lines[0] + ",writer"] + lines[1:]) + "\n").encode("cp1252"))
     before = path.read_bytes()
     code = main(["label", name, "--label", "4", "-d", str(data)])
     err = capsys.readouterr().err
     assert code == 1
     assert_one_line_error(err, str(path), "line 4", "not UTF-8", "CSV UTF-8")
-    (data / "segment_state.json").unlink()   # segment would cut the sheets again: the manifest stops it first
+    (data / "segment_state.json").unlink()  # segment would cut the sheets again: the manifest stops it first
     assert main(["segment", str(sheets["a"][0].parent), "-o", str(data), "--json"]) == 1
     assert_one_line_error(capsys.readouterr().err, str(path), "line 4", "not UTF-8")
     assert path.read_bytes() == before
@@ -193,22 +214,26 @@ def test_label_with_a_mistyped_data_dir_creates_nothing(tmp_path, capsys):
 
 # ---- D7: a failing hook keeps the finished work ----------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_failing_sheet_hook_keeps_the_manifest(sheets, tmp_path, capsys):
     plugin = tmp_path / "plugins" / "broken_hook.py"
     plugin.parent.mkdir()
-    plugin.write_text("import mnistp4\n\n@mnistp4.hookimpl\ndef on_sheet_processed(sheet_path, digits, error):\n"
-                      "    raise RuntimeError('the hook broke')\n")
+    plugin.write_text(
+        "import mnistp4\n\n@mnistp4.hookimpl\ndef on_sheet_processed(sheet_path, digits, error):\n"
+        "    raise RuntimeError('the hook broke')\n"
+    )
     data = tmp_path / "data"
     code = main(["--plugins-dir", str(plugin.parent), "segment", str(sheets["a"][0].parent), "-o", str(data)])
     err = capsys.readouterr().err
     assert code == 1 and "the hook broke" in err and "Traceback" not in err
     assert sheets_in(data) == {p.name for p in sheets["a"]} and len(read_manifest(data)) == 40
     state = json.loads((data / "segment_state.json").read_text())
-    assert len(state["sheets"]) == 2   # the next run skips them: the work is kept, not redone
+    assert len(state["sheets"]) == 2  # the next run skips them: the work is kept, not redone
 
 
 # ---- D8-D9: worker processes die with the command --------------------------------------------------------
+
 
 def children_of(pid: int) -> list[int]:
     kids = []
@@ -240,13 +265,20 @@ def alive(pids: list[int]) -> list[int]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_workers_die_with_segment(sig, semeion_dir, tmp_path):
     raw = tmp_path / "raw"
-    make_sheets(raw, semeion_dir, 8, seed=5, per_row=6)   # enough work that the pool is still busy when hit
+    make_sheets(raw, semeion_dir, 8, seed=5, per_row=6)  # enough work that the pool is still busy when hit
     proc = mnistp4("segment", raw, "-o", tmp_path / "data", "--workers", "2", cwd=tmp_path)
     deadline = time.monotonic() + 120
     workers: list[int] = []
     while time.monotonic() < deadline and proc.poll() is None:
-        workers = [p for p in children_of(proc.pid) if "multiprocessing" in (Path("/proc") / str(p) / "cmdline")
-                   .read_bytes().decode(errors="replace")] if proc.poll() is None else []
+        workers = (
+            [
+                p
+                for p in children_of(proc.pid)
+                if "multiprocessing" in (Path("/proc") / str(p) / "cmdline").read_bytes().decode(errors="replace")
+            ]
+            if proc.poll() is None
+            else []
+        )
         if len(workers) >= 2:
             break
         time.sleep(0.05)

@@ -4,6 +4,7 @@ a folder or file in the way. Also: config values out of range, non-ONNX input to
 partition table larger than the flash. Cases of docs/reliability.md (F1-F12).
 
 The mount cases need root (they mount a tmpfs / a read-only bind mount) and skip otherwise."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,12 @@ def can_mount() -> bool:
         return False
     probe = Path(tempfile.mkdtemp(prefix="mnistp4-mount-probe-"))
     try:
-        ok = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)],
-                            capture_output=True).returncode == 0
+        ok = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True
+            ).returncode
+            == 0
+        )
         if ok:
             subprocess.run(["umount", str(probe)], capture_output=True)
         return ok
@@ -90,6 +95,7 @@ def first_name(data: Path) -> str:
 
 # ---- F1-F2: a full disk ----------------------------------------------------------------------------
 
+
 @ROOT_ONLY
 def test_full_disk_segment_and_label_keep_the_manifest(raw, semeion_dir, tmp_path, capsys):
     with tmpfs(tmp_path / "small", "2m") as disk:
@@ -111,12 +117,13 @@ def test_full_disk_segment_and_label_keep_the_manifest(raw, semeion_dir, tmp_pat
 
 # ---- F3: read-only --------------------------------------------------------------------------------------
 
+
 @ROOT_ONLY
 def test_read_only_data_dir(raw, tmp_path, capsys):
     data = tmp_path / "data"
     assert segment(raw, data) == 0
     manifest = (data / "manifest.csv").read_bytes()
-    (data / "segment_state.json").unlink()   # so that segment has to write again
+    (data / "segment_state.json").unlink()  # so that segment has to write again
     with read_only(data):
         capsys.readouterr()
         assert main(["label", first_name(data), "--label", "1", "-d", str(data)]) == 1
@@ -127,6 +134,7 @@ def test_read_only_data_dir(raw, tmp_path, capsys):
 
 
 # ---- F4: no permission (a real other user) ----------------------------------------------------------------
+
 
 @pytest.mark.slow
 @ROOT_ONLY
@@ -139,9 +147,27 @@ def test_no_permission(raw, tmp_path):
     os.chmod(data, 0o555)
     try:
         caps = "-dac_override,-dac_read_search"
-        proc = subprocess.run(["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", sys.executable, "-m",
-                               "mnistp4", "label", first_name(data), "--label", "1", "-d", str(data)],
-                              cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                "setpriv",
+                f"--bounding-set={caps}",
+                f"--inh-caps={caps}",
+                sys.executable,
+                "-m",
+                "mnistp4",
+                "label",
+                first_name(data),
+                "--label",
+                "1",
+                "-d",
+                str(data),
+            ],
+            cwd=tmp_path,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 1, proc.stderr
         assert_one_line_error(proc.stderr, "Permission denied", "no permission")
     finally:
@@ -150,6 +176,7 @@ def test_no_permission(raw, tmp_path):
 
 
 # ---- F5-F6: a folder or a file in the way ------------------------------------------------------------------
+
 
 def test_a_folder_or_file_in_the_way(raw, tmp_path, capsys):
     data = tmp_path / "data"
@@ -166,6 +193,7 @@ def test_a_folder_or_file_in_the_way(raw, tmp_path, capsys):
 
 # ---- F7-F8: the writers behind train and quantize on a full disk -------------------------------------------
 
+
 @ROOT_ONLY
 def test_full_disk_torch_save_and_staged_outputs(tmp_path):
     import torch
@@ -174,10 +202,10 @@ def test_full_disk_torch_save_and_staged_outputs(tmp_path):
         write_bytes(disk / "model.pt", b"the previous model")
         write_bytes(disk / "quant.json", b"{}")
         with pytest.raises(FileSystemError, match="disk is full"):
-            with atomic_path(disk / "model.pt") as tmp:   # what training uses for model.pt / checkpoint.pt
-                torch.save(torch.zeros(1 << 20), tmp)     # 4 MB: torch says only "iostream error"
+            with atomic_path(disk / "model.pt") as tmp:  # what training uses for model.pt / checkpoint.pt
+                torch.save(torch.zeros(1 << 20), tmp)  # 4 MB: torch says only "iostream error"
         with pytest.raises(FileSystemError, match="disk is full"):
-            with staged_files(disk, last=("quant.json",)) as stage:   # what quantize writes through
+            with staged_files(disk, last=("quant.json",)) as stage:  # what quantize writes through
                 (stage / "model_int8.espdl").write_bytes(b"x" * 100_000)
                 (stage / "model_int16.espdl").write_bytes(b"x" * 400_000)
         assert (disk / "model.pt").read_bytes() == b"the previous model"
@@ -191,8 +219,21 @@ def test_full_disk_train_leaves_no_half_run(tmp_path, capsys):
     from train_kit import plugin_dir
 
     with tmpfs(tmp_path / "small", "40k") as disk:
-        code = main(["--plugins-dir", str(plugin_dir(tmp_path)), "train", "--model", "p4net", "--epochs", "1",
-                     "--out", str(disk / "run"), "--threads", "1"])
+        code = main(
+            [
+                "--plugins-dir",
+                str(plugin_dir(tmp_path)),
+                "train",
+                "--model",
+                "p4net",
+                "--epochs",
+                "1",
+                "--out",
+                str(disk / "run"),
+                "--threads",
+                "1",
+            ]
+        )
         assert code == 1
         assert_one_line_error(capsys.readouterr().err, str(disk / "run"), "disk is full")
         assert sorted(disk.iterdir()) == []
@@ -200,9 +241,18 @@ def test_full_disk_train_leaves_no_half_run(tmp_path, capsys):
 
 # ---- F9-F12: values out of range, non-ONNX input, partition table --------------------------------------------
 
-@pytest.mark.parametrize("setting, message", [
-    ("epochs=-1", ">= 1, or 0"), ("weight=0", "> 0"), ("workers=0", "between 1 and 256"), ("bits=12", "8 or 16"),
-    ("calib=0", "between 1 and"), ("serve_port=70000", "between 0 and 65535")])
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("epochs=-1", ">= 1, or 0"),
+        ("weight=0", "> 0"),
+        ("workers=0", "between 1 and 256"),
+        ("bits=12", "8 or 16"),
+        ("calib=0", "between 1 and"),
+        ("serve_port=70000", "between 0 and 65535"),
+    ],
+)
 def test_config_values_out_of_range_are_usage_errors(setting, message, capsys):
     assert main(["--set", setting, "config", "--json"]) == 2
     assert_one_line_error(capsys.readouterr().err, setting.split("=")[0], message)
@@ -211,7 +261,7 @@ def test_config_values_out_of_range_are_usage_errors(setting, message, capsys):
 def test_out_of_range_in_a_config_file_and_flags(make_app, capsys):
     with pytest.raises(ConfigError, match="'epochs'.*mnistp4.toml"):
         make_app(toml="epochs = -3\n")
-    assert main(["train", "--epochs", "-1"]) == 2          # refused before MNIST is loaded
+    assert main(["train", "--epochs", "-1"]) == 2  # refused before MNIST is loaded
     assert_one_line_error(capsys.readouterr().err, "epochs", ">= 1")
 
 

@@ -1,4 +1,5 @@
 """``mnistp4 segment`` / ``label`` / ``sheet``: bad inputs, idempotency, decisions, raw folder untouched."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 
 from mnistp4.cli import main
-from mnistp4.stages.sheets import synth as _synth
 from mnistp4.stages.data.manifest import read_manifest, usable
+from mnistp4.stages.sheets import synth as _synth
 from mnistp4.stages.sheets.batch import check_unchanged, list_sheets
 from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, Layout, default_layouts, render_template
 
@@ -35,11 +36,13 @@ def raw_dir(tmp_path_factory, semeion_dir):
     images, labels = _synth.load_semeion(semeion_dir / "semeion-dev.data")
     rows = _synth.semeion_rows_for_sheet(labels, 0, 0)
     index = {(r, c): i for r, dig in enumerate(GRID.rows) for c, i in enumerate(rows[int(dig)][:3])}
-    page, _ = _synth.template_sheet(GRID, {k: images[i] for k, i in index.items()}, np.random.default_rng(0),
-                                    index, px_per_mm=TABLET_PX_PER_MM)
+    page, _ = _synth.template_sheet(
+        GRID, {k: images[i] for k, i in index.items()}, np.random.default_rng(0), index, px_per_mm=TABLET_PX_PER_MM
+    )
     cv2.imwrite(str(d / "good-template.jpg"), _synth.degrade(page, np.random.default_rng(1), **_synth.LEVELS["mild"]))
-    tablet, _ = _synth.freeform_sheet([[images[i] for i in r[:2]] for r in rows[::-1]], "9876543210",
-                                      np.random.default_rng(2))
+    tablet, _ = _synth.freeform_sheet(
+        [[images[i] for i in r[:2]] for r in rows[::-1]], "9876543210", np.random.default_rng(2)
+    )
     (d / "sub").mkdir()
     cv2.imwrite(str(d / "sub" / "tablet.tiff"), tablet)
     (d / "sub" / "tablet.json").write_text(json.dumps({"source": "writer-7", "rows": "9876543210"}))
@@ -65,7 +68,7 @@ def test_segment_batch_bad_inputs_idempotency_and_decisions(raw_dir, tmp_path, c
     data = tmp_path / "data"
     code, out = _run(["segment", str(raw_dir), "-o", str(data), "--workers", "2", "--json"], capsys)
     summary = json.loads(out)
-    assert code == 1                                     # some sheets failed
+    assert code == 1  # some sheets failed
     by = {r["sheet"]: r for r in summary["results"]}
     assert by["good-template.jpg"]["status"] == "ok" and by["good-template.jpg"]["digits"] == 100
     assert by["sub/tablet.tiff"]["status"] == "ok" and by["sub/tablet.tiff"]["digits"] == 20
@@ -76,13 +79,13 @@ def test_segment_batch_bad_inputs_idempotency_and_decisions(raw_dir, tmp_path, c
     assert "blank" in errors["blank.png"]
     assert "no known layout" in errors["foreign-layout.png"]
     assert "enormous" in errors["enormous.png"]
-    assert all(e.startswith(name) for name, e in errors.items())       # each error names its file
+    assert all(e.startswith(name) for name, e in errors.items())  # each error names its file
     assert summary["failed"] == 5 and summary["processed"] == 2
 
     rows = read_manifest(data)
     assert len(rows) == 120
     template = [r for r in rows if r["sheet"] == "good-template.jpg"]
-    assert sum(1 for r in template if r["flags"] == "empty") == 70     # 3 digits per row written
+    assert sum(1 for r in template if r["flags"] == "empty") == 70  # 3 digits per row written
     assert all(r["label"] == int(GRID.rows[r["row"]]) for r in template)
     tablet = [r for r in rows if r["sheet"] == "sub/tablet.tiff"]
     assert {r["source"] for r in tablet} == {"writer-7"} and tablet[0]["label"] == 9
@@ -90,7 +93,9 @@ def test_segment_batch_bad_inputs_idempotency_and_decisions(raw_dir, tmp_path, c
     for r in rows:
         img = cv2.imread(str(data / r["path"]), cv2.IMREAD_GRAYSCALE)
         assert img.shape == (28, 28)
-    assert (data / "review" / "good-template.jpg.png").is_file() and (data / "review" / "sub__tablet.tiff.png").is_file()
+    assert (data / "review" / "good-template.jpg.png").is_file() and (
+        data / "review" / "sub__tablet.tiff.png"
+    ).is_file()
 
     # a human relabels one digit and rejects another (by file name and by key)
     target = next(r for r in template if r["flags"] == "")
@@ -101,13 +106,14 @@ def test_segment_batch_bad_inputs_idempotency_and_decisions(raw_dir, tmp_path, c
     assert _run(["label", "nosuch.png", "--reject", "-d", str(data)], capsys)[0] == 1
 
     manifest_before = (data / "manifest.csv").read_bytes()
-    code, out = _run(["segment", str(raw_dir), "-o", str(data), "--json"], capsys)   # re-run: nothing to do
+    code, out = _run(["segment", str(raw_dir), "-o", str(data), "--json"], capsys)  # re-run: nothing to do
     again = json.loads(out)
     assert again["processed"] == 0 and again["skipped"] == 2 and again["failed"] == 5
     assert (data / "manifest.csv").read_bytes() == manifest_before
 
     # a hand edit of manifest.csv (spreadsheet): a new label for one digit, another rejected
     import csv
+
     lines = list(csv.DictReader((data / "manifest.csv").open()))
     edited = [ln for ln in lines if ln["sheet"] == "good-template.jpg" and ln["flags"] == ""][1:3]
     edited[0]["label"] = "4"
@@ -117,14 +123,14 @@ def test_segment_batch_bad_inputs_idempotency_and_decisions(raw_dir, tmp_path, c
         writer.writeheader()
         writer.writerows(lines)
 
-    code, out = _run(["segment", str(raw_dir), "-o", str(data), "--json"], capsys)   # re-run, edits kept
+    code, out = _run(["segment", str(raw_dir), "-o", str(data), "--json"], capsys)  # re-run, edits kept
     rows = {(r["sheet_hash"], r["row"], r["col"]): r for r in read_manifest(data)}
     key0 = (edited[0]["sheet_hash"], int(edited[0]["row"]), int(edited[0]["col"]))
     key1 = (edited[1]["sheet_hash"], int(edited[1]["row"]), int(edited[1]["col"]))
     assert rows[key0]["label"] == 4 and rows[key0]["decision"] == "relabeled"
     assert rows[key1]["decision"] == "rejected"
 
-    (data / "segment_state.json").unlink()               # force a full re-segmentation
+    (data / "segment_state.json").unlink()  # force a full re-segmentation
     code, out = _run(["segment", str(raw_dir), "-o", str(data), "--json"], capsys)
     assert json.loads(out)["processed"] == 2
     rows = {(r["sheet_hash"], r["row"], r["col"]): r for r in read_manifest(data)}
@@ -174,11 +180,13 @@ def test_sheet_template_png_pdf_and_examples(tmp_path, capsys, semeion_dir):
 def test_examples_are_reproducible(tmp_path, semeion_dir):
     """raw_scans/ is exactly what its README's command writes."""
     from mnistp4.stages.sheets.sheet_cli import EXAMPLES, make_examples
+
     make_examples(semeion_dir / "semeion-dev.data", tmp_path, GRID, seed=0)
     for name, *_ in EXAMPLES[:2]:
         assert (tmp_path / name).read_bytes() == (REPO / "raw_scans" / name).read_bytes()
-        assert (tmp_path / name).with_suffix(".json").read_text() == \
-            (REPO / "raw_scans" / name).with_suffix(".json").read_text()
+        assert (tmp_path / name).with_suffix(".json").read_text() == (REPO / "raw_scans" / name).with_suffix(
+            ".json"
+        ).read_text()
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """Manifest and decisions: reading, the usable rule, recording decisions atomically."""
+
 from __future__ import annotations
 
 import cv2
@@ -6,16 +7,41 @@ import numpy as np
 import pytest
 
 from mnistp4.errors import InputError, UsageError
-from mnistp4.stages.data.manifest import (COLUMNS, load_digits, read_decisions, read_manifest, record_decision, usable,
-                               write_manifest)
+from mnistp4.stages.data.manifest import (
+    COLUMNS,
+    load_digits,
+    read_decisions,
+    read_manifest,
+    record_decision,
+    usable,
+    write_manifest,
+)
 
 
 def _rows():
     return [
-        {"path": "images/a_0_0.png", "label": 3, "source": "w1", "sheet": "a.png", "sheet_hash": "aa",
-         "row": 0, "col": 0, "flags": "", "decision": ""},
-        {"path": "images/a_0_1.png", "label": 3, "source": "w1", "sheet": "a.png", "sheet_hash": "aa",
-         "row": 0, "col": 1, "flags": "border;small", "decision": ""},
+        {
+            "path": "images/a_0_0.png",
+            "label": 3,
+            "source": "w1",
+            "sheet": "a.png",
+            "sheet_hash": "aa",
+            "row": 0,
+            "col": 0,
+            "flags": "",
+            "decision": "",
+        },
+        {
+            "path": "images/a_0_1.png",
+            "label": 3,
+            "source": "w1",
+            "sheet": "a.png",
+            "sheet_hash": "aa",
+            "row": 0,
+            "col": 1,
+            "flags": "border;small",
+            "decision": "",
+        },
     ]
 
 
@@ -50,11 +76,11 @@ def test_decisions_survive_rewrite(tmp_path):
     row = record_decision(d, "aa", 0, 0, label=8)
     assert row["label"] == 8 and row["decision"] == "relabeled"
     record_decision(d, "aa", 0, 1, accept=True)
-    write_manifest(d, _rows())                            # what a re-run of segment does
+    write_manifest(d, _rows())  # what a re-run of segment does
     rows = read_manifest(d)
     assert rows[0]["label"] == 8 and rows[0]["decision"] == "relabeled"
     assert rows[1]["decision"] == "accepted" and usable(rows[1])
-    record_decision(d, "aa", 0, 1, label=5)               # relabeling an accepted digit keeps it accepted
+    record_decision(d, "aa", 0, 1, label=5)  # relabeling an accepted digit keeps it accepted
     assert read_manifest(d)[1]["decision"] == "accepted"
     record_decision(d, "aa", 0, 0, reject=True)
     assert not usable(read_manifest(d)[0])

@@ -1,4 +1,5 @@
 """Training end to end on tiny data: run dir contents, resume after an interruption, repeatability."""
+
 from __future__ import annotations
 
 import json
@@ -26,10 +27,19 @@ def test_one_epoch_end_to_end(make_app, tmp_path, custom_folder):
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
     out = tmp_path / "run"
-    metrics = train_run(app, out=out, model="p4net", recipe="fast", custom=[str(custom_folder)], epochs=1,
-                        seed=1, weight=3, quiet=True)
-    for name in ("model.pt", "checkpoint.pt", "config.json", "metrics.json", "model.onnx", "curves.png",
-                 "confusion.png", "misclassified.png"):
+    metrics = train_run(
+        app, out=out, model="p4net", recipe="fast", custom=[str(custom_folder)], epochs=1, seed=1, weight=3, quiet=True
+    )
+    for name in (
+        "model.pt",
+        "checkpoint.pt",
+        "config.json",
+        "metrics.json",
+        "model.onnx",
+        "curves.png",
+        "confusion.png",
+        "misclassified.png",
+    ):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     for key in ("test_accuracy", "custom_accuracy", "per_class", "epochs", "train_seconds", "params", "macs"):
@@ -95,8 +105,7 @@ def test_seed_recipe_runs_the_per_sample_pipeline(make_app, tmp_path):
     from mnistp4.stages.training.run import train_run
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
-    m = train_run(app, out=tmp_path / "seed", model="seed-cnn", recipe="seed", custom=[], epochs=1, seed=0,
-                  quiet=True)
+    m = train_run(app, out=tmp_path / "seed", model="seed-cnn", recipe="seed", custom=[], epochs=1, seed=0, quiet=True)
     assert m["params"] == 421834 and m["onnx"]["max_abs_diff"] <= 1e-4
     assert m["composition"]["total"] == 384
 
@@ -107,8 +116,9 @@ def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     pdir = str(plugin_dir(tmp_path))
-    rc = main(["--plugins-dir", pdir, "train", "--epochs", "1", "--out", "r1", "--no-export", "--threads", "1",
-               "--json"])
+    rc = main(
+        ["--plugins-dir", pdir, "train", "--epochs", "1", "--out", "r1", "--no-export", "--threads", "1", "--json"]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model"] == "p4net-plus" and out["epochs"] == 1 and (tmp_path / "r1" / "model.pt").is_file()
@@ -204,8 +214,9 @@ def test_the_last_epoch_is_kept_never_the_best_test_epoch(make_app, tmp_path):
     from mnistp4.stages.training.run import train_run
 
     app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))])
-    m = train_run(app, out=tmp_path / "r", model="p4net", recipe="fast", custom=[], epochs=3, export=False,
-                  quiet=True, threads=1)
+    m = train_run(
+        app, out=tmp_path / "r", model="p4net", recipe="fast", custom=[], epochs=3, export=False, quiet=True, threads=1
+    )
     assert m["kept_epoch"] == m["epochs"] == 3
     assert m["test_accuracy"] == m["history"][-1]["test_accuracy"]
     assert m["best_test_accuracy"] == max(h["test_accuracy"] for h in m["history"])
@@ -215,8 +226,18 @@ def test_the_last_epoch_is_kept_never_the_best_test_epoch(make_app, tmp_path):
     assert all(torch.equal(kept[k], ckpt["ema"]["module." + k]) for k in kept)
     # a finished run resumed with nothing left to train re-derives model.pt from its checkpoint
     torch.save({k: torch.zeros_like(v) for k, v in kept.items()}, tmp_path / "r" / "model.pt")
-    again = train_run(app, out=tmp_path / "r", model="p4net", recipe="fast", custom=[], epochs=3, export=False,
-                      quiet=True, threads=1, resume=True)
+    again = train_run(
+        app,
+        out=tmp_path / "r",
+        model="p4net",
+        recipe="fast",
+        custom=[],
+        epochs=3,
+        export=False,
+        quiet=True,
+        threads=1,
+        resume=True,
+    )
     assert again["test_accuracy"] == m["test_accuracy"] and again["kept_epoch"] == 3
     restored = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
     assert all(torch.equal(restored[k], kept[k]) for k in kept)
@@ -233,10 +254,10 @@ def test_weight_average_warms_up():
     with torch.no_grad():
         start = net.weight.clone()
         net.weight.add_(1.0)
-    avg.update_parameters(net)          # first call: a copy
+    avg.update_parameters(net)  # first call: a copy
     with torch.no_grad():
         net.weight.add_(1.0)
-    avg.update_parameters(net)          # decay min(0.999, 2/11): 9/11 of the way to the new weights
+    avg.update_parameters(net)  # decay min(0.999, 2/11): 9/11 of the way to the new weights
     expected = start + 1.0 + 9 / 11
     assert torch.allclose(avg.module.weight, expected, atol=1e-6)
 
@@ -254,9 +275,13 @@ def test_distillation_loss_math():
     label_loss = torch.tensor(1.25)
     with torch.no_grad():
         same = teacher(x)
+
     def loss(student, teachers, weight, temperature):
-        return float(distillation_loss(student, soft_targets(teachers, x, temperature), label_loss,
-                                       weight=weight, temperature=temperature))
+        return float(
+            distillation_loss(
+                student, soft_targets(teachers, x, temperature), label_loss, weight=weight, temperature=temperature
+            )
+        )
 
     assert loss(same, [teacher], 0.0, 4.0) == pytest.approx(1.25)
     assert loss(same, [teacher], 1.0, 3.0) == pytest.approx(0.0, abs=1e-6)
@@ -321,8 +346,12 @@ def test_a_model_trains_with_its_preferred_recipe_unless_the_user_chose(tmp_path
     assert main(base + ["--model", "seed-cnn", "--out", "article"]) == 0
     cfg = json.loads((tmp_path / "article" / "config.json").read_text())
     settings = cfg["recipe_settings"]
-    assert cfg["recipe"] == "sam-m32" and settings["sam"] > 0 and settings["sam_group"] == 32 and \
-        cfg["augment"] == ["rotate-shift-small"]
+    assert (
+        cfg["recipe"] == "sam-m32"
+        and settings["sam"] > 0
+        and settings["sam_group"] == 32
+        and cfg["augment"] == ["rotate-shift-small"]
+    )
 
 
 def test_sharpness_aware_gradients_are_taken_at_the_worst_nearby_weights():
@@ -342,7 +371,7 @@ def test_sharpness_aware_gradients_are_taken_at_the_worst_nearby_weights():
     step_loss().backward()
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     g = [p.grad.clone() for p in model.parameters()]
-    norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+    norm = torch.sqrt(sum((gi**2).sum() for gi in g))
     # expected: the plain gradient of a copy moved by rho along g/|g| (its BatchNorm frozen the same way)
     shadow = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
     shadow.load_state_dict(weights)
@@ -402,6 +431,7 @@ def test_grouped_sharpness_aware_gradients_average_each_groups_own_sam_gradient(
     # teachers' targets travel with their group, to both passes
     seen = []
     soft = torch.arange(10.0).reshape(10, 1)
-    grouped_sharpness_aware_gradients(model, lambda xb, yb, sb: seen.append(sb) or step_loss(xb, yb), x, y,
-                                      0.05, 4, soft)
+    grouped_sharpness_aware_gradients(
+        model, lambda xb, yb, sb: seen.append(sb) or step_loss(xb, yb), x, y, 0.05, 4, soft
+    )
     assert [t.flatten().tolist() for t in seen] == [[0, 1, 2, 3]] * 2 + [[4, 5, 6, 7]] * 2 + [[8, 9]] * 2

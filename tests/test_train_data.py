@@ -1,9 +1,9 @@
 """Training data: digit folders (flags, by-writer split) and the Semeion reader."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from train_kit import write_digit_folder
 
 

@@ -1,5 +1,6 @@
 """The `mnistp4 serve` JSON API without a browser: layouts, sheet submission, review decisions, and
 every kind of bad input (type, size, dimensions, ids, labels, paths)."""
+
 from __future__ import annotations
 
 import io
@@ -25,6 +26,7 @@ LAYOUT = "grid-10x10"
 
 
 # ---- fixtures ---------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def project(make_app, tmp_path):
@@ -99,9 +101,19 @@ def make_data_dir(data: Path, n_per_label=2) -> list[dict]:
             cv2.putText(canvas, str(label), (14, 72), cv2.FONT_HERSHEY_SIMPLEX, 2.4 + 0.3 * k, 0, 7, cv2.LINE_AA)
             name = f"images/abc123_{label}_{k}.png"
             cv2.imwrite(str(data / name), normalize_digit(canvas))
-            rows.append({"path": name, "label": label, "source": "w1", "sheet": "s1.png",
-                         "sheet_hash": "abc123", "row": label, "col": k,
-                         "flags": "small" if (label, k) == (4, 1) else "", "decision": ""})
+            rows.append(
+                {
+                    "path": name,
+                    "label": label,
+                    "source": "w1",
+                    "sheet": "s1.png",
+                    "sheet_hash": "abc123",
+                    "row": label,
+                    "col": k,
+                    "flags": "small" if (label, k) == (4, 1) else "",
+                    "decision": "",
+                }
+            )
     _manifest.write_manifest(data, rows)
     return rows
 
@@ -115,12 +127,18 @@ def tiny_onnx(path: Path, favourite: int) -> Path:
     b = np.zeros(10, np.float32)
     b[favourite] = 5.0
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
-         helper.make_node("Gemm", ["flat", "w", "b"], ["logits"])],
-        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 28, 28])],
+        [
+            helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 28, 28])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
-        [helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel()),
-         helper.make_tensor("b", TensorProto.FLOAT, b.shape, b)])
+        [
+            helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel()),
+            helper.make_tensor("b", TensorProto.FLOAT, b.shape, b),
+        ],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +151,7 @@ def files_in(folder: Path) -> list[str]:
 
 
 # ---- layouts ----------------------------------------------------------------------------------
+
 
 def test_layouts_describe_the_template(client):
     listing = client.get("/api/layouts").get_json()
@@ -152,6 +171,7 @@ def test_layouts_describe_the_template(client):
 
 # ---- submitting sheets --------------------------------------------------------------------------
 
+
 def test_submitted_sheet_is_saved_and_segmented(client, project):
     app, raw, _ = project
     t = template_of(client)
@@ -163,6 +183,7 @@ def test_submitted_sheet_is_saved_and_segmented(client, project):
     assert files_in(raw) == sorted([saved["image"], saved["sidecar"]])
     # the sidecar is the one `segment` reads: the writer becomes the digits' source
     from mnistp4.stages.sheets.batch import sidecar
+
     side = sidecar(raw / saved["image"])
     assert side["source"] == "Tablet-1" and LAYOUT in side["note"] and saved["time"] in side["note"]
     meta = client.get(f"/api/sheets/{saved['id']}").get_json()
@@ -192,22 +213,25 @@ def test_rgb_and_rgba_uploads_give_the_same_grey_sheet(client, project):
     assert np.array_equal(ia, ib)
 
 
-@pytest.mark.parametrize("case, status, message", [
-    ("no layout", 400, "layout"),
-    ("unknown layout", 404, "unknown layout"),
-    ("no image", 400, "image"),
-    ("text file", 415, "PNG"),
-    ("jpeg", 415, "PNG"),
-    ("wrong mimetype", 415, "image/png"),
-    ("wrong size", 400, "pixels"),
-    ("truncated png", 400, "decoded"),
-    ("blank sheet", 400, "nothing is written"),
-    ("no writer", 400, "writer"),
-    ("writer with a path", 400, "writer"),
-    ("writer with spaces", 400, "writer"),
-    ("writer too long", 400, "writer"),
-    ("writer with an underscore", 400, "writer"),
-])
+@pytest.mark.parametrize(
+    "case, status, message",
+    [
+        ("no layout", 400, "layout"),
+        ("unknown layout", 404, "unknown layout"),
+        ("no image", 400, "image"),
+        ("text file", 415, "PNG"),
+        ("jpeg", 415, "PNG"),
+        ("wrong mimetype", 415, "image/png"),
+        ("wrong size", 400, "pixels"),
+        ("truncated png", 400, "decoded"),
+        ("blank sheet", 400, "nothing is written"),
+        ("no writer", 400, "writer"),
+        ("writer with a path", 400, "writer"),
+        ("writer with spaces", 400, "writer"),
+        ("writer too long", 400, "writer"),
+        ("writer with an underscore", 400, "writer"),
+    ],
+)
 def test_bad_sheet_uploads_are_refused(client, project, case, status, message):
     _, raw, _ = project
     t = template_of(client)
@@ -263,9 +287,16 @@ def test_sheet_ids_are_not_paths(client, project):
     _, raw, _ = project
     raw.mkdir(parents=True)
     (raw.parent / "secret.json").write_text('{"writer": "nobody"}')
-    for sid in ["nope", "..%2Fsecret", "..", "%2e%2e%2fsecret", ".hidden",
-                "tablet_grid-10x10_w_20260101T000000Z_0000000g", "tablet_grid-10x10_w_20261399T000000Z_00000000",
-                "tablet_grid-10x10_w_20260101T000000Z_00000000"]:  # malformed, bad date, well-formed but absent
+    for sid in [
+        "nope",
+        "..%2Fsecret",
+        "..",
+        "%2e%2e%2fsecret",
+        ".hidden",
+        "tablet_grid-10x10_w_20260101T000000Z_0000000g",
+        "tablet_grid-10x10_w_20261399T000000Z_00000000",
+        "tablet_grid-10x10_w_20260101T000000Z_00000000",
+    ]:  # malformed, bad date, well-formed but absent
         r = client.get(f"/api/sheets/{sid}")
         assert r.status_code == 404, sid
         assert "nobody" not in r.get_data(as_text=True)
@@ -288,13 +319,24 @@ def test_concurrent_submissions_never_clobber(project):
 
         def post(i):
             boundary = "mnistp4boundary"
-            parts = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"layout\"\r\n\r\n{LAYOUT}\r\n"
-                     f"--{boundary}\r\nContent-Disposition: form-data; name=\"writer\"\r\n\r\nsame\r\n"
-                     f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"s.png\"\r\n"
-                     f"Content-Type: image/png\r\n\r\n").encode() + bodies[i] + f"\r\n--{boundary}--\r\n".encode()
-            req = urllib.request.Request(f"http://127.0.0.1:{server.server_port}/api/sheets", data=parts,
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
-                                                  "X-CSRF-Token": web.extensions["mnistp4"]["settings"].guard.csrf_token})
+            parts = (
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="layout"\r\n\r\n{LAYOUT}\r\n'
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="writer"\r\n\r\nsame\r\n'
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="s.png"\r\n'
+                    f"Content-Type: image/png\r\n\r\n"
+                ).encode()
+                + bodies[i]
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{server.server_port}/api/sheets",
+                data=parts,
+                headers={
+                    "Content-Type": f"multipart/form-data; boundary={boundary}",
+                    "X-CSRF-Token": web.extensions["mnistp4"]["settings"].guard.csrf_token,
+                },
+            )
             barrier.wait(timeout=30)
             with urllib.request.urlopen(req, timeout=60) as resp:
                 results[i] = (resp.status, json.loads(resp.read()))
@@ -331,6 +373,7 @@ def test_exclusive_create_never_replaces_a_file(tmp_path):
 
 # ---- reviewing digits ---------------------------------------------------------------------------
 
+
 def test_listing_images_and_decisions(client, project):
     _, _, data = project
     make_data_dir(data)
@@ -358,12 +401,22 @@ def test_listing_images_and_decisions(client, project):
     assert after["abc123/3/0"]["label"] == 8 and after["abc123/5/1"]["decision"] == "rejected"
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"label": 10}, "0-9"), ({"label": -1}, "0-9"), ({"label": "3"}, "0-9"), ({"label": True}, "0-9"),
-    ({"label": 3.0}, "0-9"), ({}, "nothing to record"), ({"labl": 3}, "unknown field"),
-    ({"reject": "yes"}, "true or false"), ({"reject": True, "label": 2}, "reject stands alone"),
-    ([3], "JSON object"), ("3", "JSON object"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"label": 10}, "0-9"),
+        ({"label": -1}, "0-9"),
+        ({"label": "3"}, "0-9"),
+        ({"label": True}, "0-9"),
+        ({"label": 3.0}, "0-9"),
+        ({}, "nothing to record"),
+        ({"labl": 3}, "unknown field"),
+        ({"reject": "yes"}, "true or false"),
+        ({"reject": True, "label": 2}, "reject stands alone"),
+        ([3], "JSON object"),
+        ("3", "JSON object"),
+    ],
+)
 def test_bad_decisions_are_refused(client, project, body, message):
     _, _, data = project
     make_data_dir(data)
@@ -379,8 +432,13 @@ def test_not_json_and_unknown_digits(client, project):
     make_data_dir(data)
     r = client.post("/api/digits/abc123/3/0", data="label=3", content_type="application/x-www-form-urlencoded")
     assert r.status_code == 400
-    for url in ["/api/digits/ffff00/3/0", "/api/digits/abc123/3/7", "/api/digits/abc123/99/0",
-                "/api/digits/not-hex!/3/0", "/api/digits/..%2F..%2Fetc/3/0"]:
+    for url in [
+        "/api/digits/ffff00/3/0",
+        "/api/digits/abc123/3/7",
+        "/api/digits/abc123/99/0",
+        "/api/digits/not-hex!/3/0",
+        "/api/digits/..%2F..%2Fetc/3/0",
+    ]:
         assert client.post(url, json={"label": 1}).status_code == 404, url
         assert client.get(url + ".png").status_code == 404, url
     assert client.get("/api/digits/abc123/-1/0.png").status_code == 404
@@ -416,11 +474,13 @@ def test_model_ranks_disagreements_first(make_app, tmp_path):
 
 # ---- the command ----------------------------------------------------------------------------------
 
+
 def run_cli(root: Path, *args: str, timeout=60):
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("MNISTP4_PLUGINS", None)
-    return subprocess.run([sys.executable, "-m", "mnistp4", *args], cwd=root, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mnistp4", *args], cwd=root, env=env, text=True, capture_output=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
@@ -437,8 +497,14 @@ def test_serve_binds_to_loopback_and_prints_the_urls(tmp_path):
     (tmp_path / "mnistp4.toml").write_text("")
     env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     env.pop("MNISTP4_PLUGINS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "mnistp4", "serve", "--port", "0"], cwd=tmp_path, env=env,
-                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnistp4", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         lines, url = [], None
         deadline = time.monotonic() + 60
@@ -475,13 +541,23 @@ def test_decisions_do_not_rescore_and_a_broken_model_falls_back_to_flags(make_ap
         def run(images):
             scored.append(len(images))
             return predict(images)
+
         return run
 
     def web_for(model_path):
-        return csrf_client(create_web_app(WebSettings(
-            raw_dir=tmp_path / "raw", data_dir=data, default_layout=LAYOUT,
-            layout_names=lambda: layout_names(app), get_template=lambda n: render_template_for(app, n),
-            model_path=model_path, load_predictor=counting_loader)))
+        return csrf_client(
+            create_web_app(
+                WebSettings(
+                    raw_dir=tmp_path / "raw",
+                    data_dir=data,
+                    default_layout=LAYOUT,
+                    layout_names=lambda: layout_names(app),
+                    get_template=lambda n: render_template_for(app, n),
+                    model_path=model_path,
+                    load_predictor=counting_loader,
+                )
+            )
+        )
 
     client = web_for(model)
     assert client.get("/api/digits").get_json()["digits"][0]["predicted"] == 2

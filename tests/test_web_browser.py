@@ -9,6 +9,7 @@ These tests need `chromium` and `chromedriver` (Debian: `apt-get install -y chro
 chromium-driver`); without them they fail and say so. Set MNISTP4_WEB_SCREENSHOTS=docs/img to also
 write the README's screenshots (collect.png, review.png) there.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,7 +24,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from mnistp4.stages.data import manifest as _manifest
@@ -33,22 +33,38 @@ from mnistp4.stages.web.serve import build_web_app
 pytestmark = pytest.mark.slow
 
 APT_LINE = "apt-get update && apt-get install -y chromium chromium-driver"
-CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1"]
+CHROME_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+]
 WINDOW = (1000, 1900)  # tall enough that the whole sheet canvas is in view
 WAIT_S = 30
 
 
 def find_browser() -> tuple[str, str]:
     chrome = os.environ.get("MNISTP4_CHROMIUM") or next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
-    driver = os.environ.get("MNISTP4_CHROMEDRIVER") or shutil.which("chromedriver") or (
-        "/usr/lib/chromium/chromedriver" if Path("/usr/lib/chromium/chromedriver").is_file() else None)
+        (p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None
+    )
+    driver = (
+        os.environ.get("MNISTP4_CHROMEDRIVER")
+        or shutil.which("chromedriver")
+        or ("/usr/lib/chromium/chromedriver" if Path("/usr/lib/chromium/chromedriver").is_file() else None)
+    )
     if not chrome or not driver or not Path(chrome).is_file() or not Path(driver).is_file():
-        pytest.fail(f"the browser tests need Debian's Chromium and its driver, found chromium={chrome}, "
-                    f"chromedriver={driver}. Install them with `{APT_LINE}` (or point MNISTP4_CHROMIUM and "
-                    f"MNISTP4_CHROMEDRIVER at them); .ci/run does this when it runs as root.")
+        pytest.fail(
+            f"the browser tests need Debian's Chromium and its driver, found chromium={chrome}, "
+            f"chromedriver={driver}. Install them with `{APT_LINE}` (or point MNISTP4_CHROMIUM and "
+            f"MNISTP4_CHROMEDRIVER at them); .ci/run does this when it runs as root."
+        )
     return chrome, driver
 
 
@@ -95,8 +111,14 @@ def serve(make_app, tmp_path):
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
         thread.start()
         servers.append((srv, thread))
-        return {"url": f"http://127.0.0.1:{srv.server_port}", "raw": raw, "data": data, "app": app,
-                "root": app.root, "web": web}
+        return {
+            "url": f"http://127.0.0.1:{srv.server_port}",
+            "raw": raw,
+            "data": data,
+            "app": app,
+            "root": app.root,
+            "web": web,
+        }
 
     yield start
     for srv, thread in servers:
@@ -136,6 +158,7 @@ def wait_written(driver, n: int):
 
 # ---- drawing ----------------------------------------------------------------------------------
 
+
 #: pen strokes of a few digits in unit box coordinates (0..1 inside the drawable part of a box)
 def ellipse(cx, cy, rx, ry, n=18):
     return [(cx + rx * math.sin(2 * math.pi * k / n), cy - ry * math.cos(2 * math.pi * k / n)) for k in range(n + 1)]
@@ -159,7 +182,9 @@ def draw(driver, canvas, rect_px, strokes, kind="mouse", source_size=None):
     kinds = {"mouse": interaction.POINTER_MOUSE, "touch": interaction.POINTER_TOUCH, "pen": interaction.POINTER_PEN}
     box = driver.execute_script(
         "const r = arguments[0].getBoundingClientRect();"
-        "return [r.left, r.top, r.width, r.height, arguments[0].width, arguments[0].height];", canvas)
+        "return [r.left, r.top, r.width, r.height, arguments[0].width, arguments[0].height];",
+        canvas,
+    )
     left, top, width, height, cw, ch = box
     x0, y0, w, h = rect_px
 
@@ -207,8 +232,14 @@ def flagged_sheet(template) -> bytes:
 def run_segment(server):
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("MNISTP4_PLUGINS", None)
-    r = subprocess.run([sys.executable, "-m", "mnistp4", "segment", str(server["raw"]), "-o", str(server["data"])],
-                       cwd=server["root"], env=env, text=True, capture_output=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "mnistp4", "segment", str(server["raw"]), "-o", str(server["data"])],
+        cwd=server["root"],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert r.returncode == 0, f"mnistp4 segment failed:\n{r.stdout}\n{r.stderr}"
     return r
 
@@ -226,6 +257,7 @@ def save_screenshot(driver, name: str, tmp_path: Path) -> Path:
 
 
 # ---- the test -----------------------------------------------------------------------------------
+
 
 def test_collect_segment_review_in_chromium(browser, server, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
@@ -306,19 +338,30 @@ def test_collect_segment_review_in_chromium(browser, server, tmp_path):
     assert not flagged  # empty boxes are hidden by default and the drawn digits are clean
     d.find_element(By.CSS_SELECTOR, '#filter option[value="all"]').click()
     flagged = wait_for(d, lambda drv: drv.find_elements(By.CSS_SELECTOR, "figure.tile.flagged"), "empty boxes")
-    assert len(flagged) == 100 - len(drawn) and {f.find_element(By.CSS_SELECTOR, ".flag").text for f in flagged} == {"empty"}
+    assert len(flagged) == 100 - len(drawn) and {f.find_element(By.CSS_SELECTOR, ".flag").text for f in flagged} == {
+        "empty"
+    }
     tile = d.find_element(By.CSS_SELECTOR, f'figure.tile[data-id="{one}"]')
     tile.click()
     ActionChains(d).send_keys("3").perform()
-    wait_until(lambda: {(r["row"], r["col"]): r for r in _manifest.read_manifest(server["data"])}[(1, 0)]["label"] == 3,
-               "the manifest to show label 3")
-    wait_for(d, lambda drv: drv.find_elements(By.CSS_SELECTOR, f'section[data-label="3"] figure[data-id="{one}"]'),
-             "the tile to move to label 3")
+    wait_until(
+        lambda: {(r["row"], r["col"]): r for r in _manifest.read_manifest(server["data"])}[(1, 0)]["label"] == 3,
+        "the manifest to show label 3",
+    )
+    wait_for(
+        d,
+        lambda drv: drv.find_elements(By.CSS_SELECTOR, f'section[data-label="3"] figure[data-id="{one}"]'),
+        "the tile to move to label 3",
+    )
     four = f"{sheet_hash}/4/0"
     d.find_element(By.CSS_SELECTOR, f'figure.tile[data-id="{four}"]').click()
     ActionChains(d).send_keys("x").perform()
-    wait_until(lambda: {(r["row"], r["col"]): r for r in _manifest.read_manifest(server["data"])}[(4, 0)]["decision"]
-               == "rejected", "the manifest to show the rejection")
+    wait_until(
+        lambda: (
+            {(r["row"], r["col"]): r for r in _manifest.read_manifest(server["data"])}[(4, 0)]["decision"] == "rejected"
+        ),
+        "the manifest to show the rejection",
+    )
 
     # -- decisions survive re-segmenting ----------------------------------------------------------------
     run_segment(server)
@@ -345,10 +388,20 @@ def test_review_page_on_example_sheets(browser, serve, tmp_path):
     # plus a tablet sheet with three digits the QA flags catch: too small, two parts, a blot
     client = server["web"].test_client()
     token = server["web"].extensions["mnistp4"]["settings"].guard.csrf_token
-    sent = client.post("/api/sheets", content_type="multipart/form-data", headers={"X-CSRF-Token": token}, data={
-        "layout": "grid-10x10", "writer": "careless",
-        "image": (io.BytesIO(flagged_sheet(server["web"].extensions["mnistp4"]["templates"].get("grid-10x10"))),
-                  "s.png", "image/png")})
+    sent = client.post(
+        "/api/sheets",
+        content_type="multipart/form-data",
+        headers={"X-CSRF-Token": token},
+        data={
+            "layout": "grid-10x10",
+            "writer": "careless",
+            "image": (
+                io.BytesIO(flagged_sheet(server["web"].extensions["mnistp4"]["templates"].get("grid-10x10"))),
+                "s.png",
+                "image/png",
+            ),
+        },
+    )
     assert sent.status_code == 201, sent.get_json()
     run_segment(server)
     rows = _manifest.read_manifest(server["data"])
@@ -363,7 +416,9 @@ def test_review_page_on_example_sheets(browser, serve, tmp_path):
     tiles = d.find_elements(By.CSS_SELECTOR, "figure.tile")
     assert len(tiles) == len(inked)
     for section in d.find_elements(By.CSS_SELECTOR, "section.group"):  # most suspicious first
-        marks = ["flagged" in t.get_attribute("class").split() for t in section.find_elements(By.CSS_SELECTOR, "figure.tile")]
+        marks = [
+            "flagged" in t.get_attribute("class").split() for t in section.find_elements(By.CSS_SELECTOR, "figure.tile")
+        ]
         assert marks == sorted(marks, reverse=True), section.get_attribute("data-label")
     save_screenshot(d, "review.png", tmp_path)
 
@@ -373,12 +428,12 @@ def test_review_page_on_example_sheets(browser, serve, tmp_path):
     target = shown[0].get_attribute("data-id")
     shown[0].click()
     from selenium.webdriver.common.action_chains import ActionChains
+
     ActionChains(d).send_keys("a").perform()
     h, r, c = target.split("/")
 
     def row_of(key):
-        return next(x for x in _manifest.read_manifest(server["data"])
-                    if (x["sheet_hash"], x["row"], x["col"]) == key)
+        return next(x for x in _manifest.read_manifest(server["data"]) if (x["sheet_hash"], x["row"], x["col"]) == key)
 
     wait_until(lambda: row_of((h, int(r), int(c)))["decision"] == "accepted", "the manifest to show the acceptance")
     assert _manifest.usable(row_of((h, int(r), int(c))))
@@ -387,8 +442,11 @@ def test_review_page_on_example_sheets(browser, serve, tmp_path):
     other = inked[0]
     key = (other["sheet_hash"], other["row"], other["col"])
     new_label = (other["label"] + 1) % 10
-    wait_for(d, lambda drv: drv.find_element(By.CSS_SELECTOR, f'figure.tile[data-id="{"/".join(map(str, key))}"]'),
-             "the tile").click()
+    wait_for(
+        d,
+        lambda drv: drv.find_element(By.CSS_SELECTOR, f'figure.tile[data-id="{"/".join(map(str, key))}"]'),
+        "the tile",
+    ).click()
     d.find_element(By.XPATH, f'//span[@id="label-buttons"]/button[text()="{new_label}"]').click()
     wait_until(lambda: row_of(key)["label"] == new_label, "the manifest to show the button's label")
     assert row_of(key)["decision"] == "relabeled"

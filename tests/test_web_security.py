@@ -2,6 +2,7 @@
 with forged Host and Origin headers, the access token as `mnistp4 serve` prints it, and Chromium
 on a page of another origin trying to submit a sheet and relabel a digit (CSRF). Cases of
 docs/reliability.md (W1-W9)."""
+
 from __future__ import annotations
 
 import http.client
@@ -25,8 +26,20 @@ EVIL = "http://evil.example"
 
 def make_data(data: Path) -> None:
     (data / "images").mkdir(parents=True)
-    rows = [{"path": f"images/d{k}.png", "label": k, "source": "w1", "sheet": "s1.png", "sheet_hash": "abc123",
-             "row": k, "col": 0, "flags": "", "decision": ""} for k in range(10)]
+    rows = [
+        {
+            "path": f"images/d{k}.png",
+            "label": k,
+            "source": "w1",
+            "sheet": "s1.png",
+            "sheet_hash": "abc123",
+            "row": k,
+            "col": 0,
+            "flags": "",
+            "decision": "",
+        }
+        for k in range(10)
+    ]
     _manifest.write_manifest(data, rows)
 
 
@@ -47,14 +60,22 @@ def serve(make_app, tmp_path):
         @web.after_request
         def record(resp):
             from flask import request
+
             statuses.append((request.method, request.path, resp.status_code))
             return resp
 
         srv = make_server("127.0.0.1", 0, web, threaded=True)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
-        return {"port": srv.server_port, "url": f"http://127.0.0.1:{srv.server_port}", "raw": raw, "data": data,
-                "guard": web.extensions["mnistp4"]["settings"].guard, "web": web, "statuses": statuses}
+        return {
+            "port": srv.server_port,
+            "url": f"http://127.0.0.1:{srv.server_port}",
+            "raw": raw,
+            "data": data,
+            "guard": web.extensions["mnistp4"]["settings"].guard,
+            "web": web,
+            "statuses": statuses,
+        }
 
     yield start
     for srv in servers:
@@ -77,12 +98,19 @@ def sheet_form(layout="grid-10x10") -> tuple[bytes, str]:
     """A multipart body the collection page would send (a tiny PNG is enough to be refused or taken)."""
     import cv2
     import numpy as np
+
     png = cv2.imencode(".png", np.full((300, 300), 255, np.uint8))[1].tobytes()
     b = "mnistp4boundary"
-    body = (f"--{b}\r\nContent-Disposition: form-data; name=\"layout\"\r\n\r\n{layout}\r\n"
-            f"--{b}\r\nContent-Disposition: form-data; name=\"writer\"\r\n\r\nw\r\n"
-            f"--{b}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"s.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{b}--\r\n".encode()
+    body = (
+        (
+            f'--{b}\r\nContent-Disposition: form-data; name="layout"\r\n\r\n{layout}\r\n'
+            f'--{b}\r\nContent-Disposition: form-data; name="writer"\r\n\r\nw\r\n'
+            f'--{b}\r\nContent-Disposition: form-data; name="image"; filename="s.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{b}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={b}"
 
 
@@ -91,6 +119,7 @@ def decision_body(label=3) -> tuple[bytes, dict]:
 
 
 # ---- W1-W3: Origin and CSRF token on every state-changing request -----------------------------------
+
 
 def test_cross_origin_and_tokenless_posts_are_refused(serve):
     s = serve()
@@ -107,8 +136,7 @@ def test_cross_origin_and_tokenless_posts_are_refused(serve):
     assert (s["data"] / "manifest.csv").read_bytes() == manifest
     # the same request from the page itself (same origin, with the page's token) is taken
     jbody, jh = decision_body(8)
-    status, _, out = request(s, "POST", "/api/digits/abc123/3/0", jbody,
-                             {**jh, **token, "Origin": s["url"]})
+    status, _, out = request(s, "POST", "/api/digits/abc123/3/0", jbody, {**jh, **token, "Origin": s["url"]})
     assert status == 200, out
     assert _manifest.read_manifest(s["data"])[3]["label"] == 8
     status, _, out = request(s, "GET", "/api/session")
@@ -116,6 +144,7 @@ def test_cross_origin_and_tokenless_posts_are_refused(serve):
 
 
 # ---- W4: Host allowlist (DNS rebinding) --------------------------------------------------------------------
+
 
 def test_unknown_host_header_is_refused(serve):
     s = serve()
@@ -136,6 +165,7 @@ def test_lan_guard_allows_the_printed_addresses_and_needs_a_token():
 
 
 # ---- W5-W6: the access token --------------------------------------------------------------------------------
+
 
 def test_access_token_url_cookie_and_bearer(serve):
     token = new_token()
@@ -160,8 +190,21 @@ def test_access_token_url_cookie_and_bearer(serve):
 def test_serve_prints_the_token_url_and_enforces_it(tmp_path):
     """`mnistp4 serve --token` as a real process on 127.0.0.1: the printed URL is the way in."""
     make_data(tmp_path / "data")
-    proc = mnistp4("serve", "--host", "127.0.0.1", "--port", "0", "--token", "--no-model", "--data-dir",
-                   tmp_path / "data", "--raw-dir", tmp_path / "raw", cwd=tmp_path, COLUMNS="200")
+    proc = mnistp4(
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--token",
+        "--no-model",
+        "--data-dir",
+        tmp_path / "data",
+        "--raw-dir",
+        tmp_path / "raw",
+        cwd=tmp_path,
+        COLUMNS="200",
+    )
     try:
         url = None
         deadline = time.monotonic() + 120
@@ -184,6 +227,7 @@ def test_serve_prints_the_token_url_and_enforces_it(tmp_path):
 
 # ---- W7: nesting limit ----------------------------------------------------------------------------------------
 
+
 def test_deeply_nested_json_is_a_400(serve):
     s = serve()
     csrf = {CSRF_HEADER: s["guard"].csrf_token, "Content-Type": "application/json"}
@@ -191,10 +235,11 @@ def test_deeply_nested_json_is_a_400(serve):
         status, _, out = request(s, "POST", "/api/digits/abc123/3/0", b"[" * depth + b"]" * depth, csrf)
         assert status == 400 and b"nested deeper" in out
     status, _, out = request(s, "POST", "/api/digits/abc123/3/0", b'{"label": "[[[[" }', csrf)
-    assert status == 400 and b"label must be" in out      # brackets inside strings do not count
+    assert status == 400 and b"label must be" in out  # brackets inside strings do not count
 
 
 # ---- W8: security headers, no inline script -------------------------------------------------------------------
+
 
 def test_security_headers_and_no_inline_script(serve):
     s = serve()
@@ -205,8 +250,8 @@ def test_security_headers_and_no_inline_script(serve):
         assert headers["X-Content-Type-Options"] == "nosniff" and headers["X-Frame-Options"] == "DENY"
         if path in ("/", "/collect", "/review"):
             html = body.decode()
-            assert not re.search(r"<script(?![^>]*\ssrc=)[^>]*>", html), path     # every script is a file
-            assert not re.search(r"\son[a-z]+\s*=", html), path                    # no inline handlers
+            assert not re.search(r"<script(?![^>]*\ssrc=)[^>]*>", html), path  # every script is a file
+            assert not re.search(r"\son[a-z]+\s*=", html), path  # no inline handlers
             assert s["guard"].csrf_token in html
 
 
@@ -251,7 +296,7 @@ def test_a_page_of_another_origin_cannot_submit_or_relabel_in_chromium(browser, 
         def log_message(self, *args):
             pass
 
-    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)   # another port: another origin
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)  # another port: another origin
     threading.Thread(target=evil.serve_forever, daemon=True).start()
     try:
         browser.get(f"http://127.0.0.1:{evil.server_port}/")

@@ -1,4 +1,5 @@
 """Weightings: the epoch's composition is what the factor says."""
+
 from __future__ import annotations
 
 import torch

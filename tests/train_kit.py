@@ -1,4 +1,5 @@
 """Tiny training fixtures: a plugin that serves a small slice of the real MNIST, and digit folders."""
+
 from __future__ import annotations
 
 import csv
@@ -60,8 +61,19 @@ def write_digit_folder(root: Path, images: np.ndarray, labels, sources, flags=No
     for i, (img, lab, src) in enumerate(zip(images, labels, sources)):
         rel = f"images/{i:05d}.png"
         cv2.imwrite(str(root / rel), img)
-        rows.append({"path": rel, "label": int(lab), "source": src, "sheet": f"{src}.png", "sheet_hash": src,
-                     "row": i // 10, "col": i % 10, "flags": (flags[i] if flags else ""), "decision": ""})
+        rows.append(
+            {
+                "path": rel,
+                "label": int(lab),
+                "source": src,
+                "sheet": f"{src}.png",
+                "sheet_hash": src,
+                "row": i // 10,
+                "col": i % 10,
+                "flags": (flags[i] if flags else ""),
+                "decision": "",
+            }
+        )
     with open(root / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -73,5 +85,5 @@ def bar_image(length: int = 16, width: int = 2) -> np.ndarray:
     """A vertical white bar centred in a black 28x28 frame."""
     img = np.zeros((28, 28), np.float32)
     top = 14 - length // 2
-    img[top:top + length, 14 - width // 2:14 - width // 2 + width] = 1.0
+    img[top : top + length, 14 - width // 2 : 14 - width // 2 + width] = 1.0
     return img

@@ -5,14 +5,15 @@
 registers ``rD-tT``: rotation +-D degrees and shift +-T of the image size, for D in 5/10/15 and
 T in 0/0.025/0.05/0.075 (``r10-t0.1`` is the article's ``rotate-shift``, ``r10-t0.05`` is
 ``rotate-shift-small``)."""
-from mnistp4 import hookimpl
 
+from mnistp4 import hookimpl
 from mnistp4.stages.training.augment import random_affine
 
 
 def _affine(degrees: float, translate: float):
     def augment(images, generator):
         return random_affine(images, generator, degrees=degrees, translate=translate)
+
     augment.__doc__ = f"random rotation +-{degrees:g} deg, translation +-{100 * translate:g} %"
     return augment
 

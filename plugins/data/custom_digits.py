@@ -8,6 +8,7 @@ out unless a person accepted them, rejected ones always.
 The split is by ``source`` (writer or sheet): a writer's digits are all on one side, and which
 writers are held out depends only on the set of source names and the seed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,11 +21,9 @@ import cv2
 import numpy as np
 
 from mnistp4 import hookimpl
+from mnistp4.digitsets import HELD_OUT_FRACTION, concat, held_out_sources, split_by_source, subset  # noqa: F401 - re-exported
 from mnistp4.errors import InputError
-from mnistp4.digitsets import (HELD_OUT_FRACTION, concat, held_out_sources,  # noqa: F401 - re-exported
-                               split_by_source, subset)
 from mnistp4.records import DigitSet
-
 from mnistp4.stages.data.manifest import usable
 
 log = logging.getLogger(__name__)
@@ -37,8 +36,10 @@ def load_digit_folder(data_dir: str | os.PathLike, *, include_flagged: bool = Fa
     data_dir = Path(data_dir)
     manifest = data_dir / "manifest.csv"
     if not manifest.is_file():
-        raise InputError(f"{manifest} does not exist: {data_dir} is not a digit folder "
-                         f"(make one with `mnistp4 segment RAW_DIR -o {data_dir}`)")
+        raise InputError(
+            f"{manifest} does not exist: {data_dir} is not a digit folder "
+            f"(make one with `mnistp4 segment RAW_DIR -o {data_dir}`)"
+        )
     reader = csv.DictReader(io.StringIO(manifest.read_text(encoding="utf-8")))
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
@@ -53,8 +54,9 @@ def load_digit_folder(data_dir: str | os.PathLike, *, include_flagged: bool = Fa
             raise InputError(f"{where}: label {raw['label']!r} is not a digit 0-9") from None
         if row["label"] is not None and not 0 <= row["label"] <= 9:
             raise InputError(f"{where}: label {row['label']} is not a digit 0-9")
-        if not (usable(row) or (include_flagged and row["label"] is not None
-                                and (row.get("decision") or "") != "rejected")):
+        if not (
+            usable(row) or (include_flagged and row["label"] is not None and (row.get("decision") or "") != "rejected")
+        ):
             continue
         path = data_dir / row["path"]
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)

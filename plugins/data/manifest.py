@@ -19,6 +19,7 @@ writers never lose each other's work.
 A digit is used for training when ``decision != "rejected"`` and (``flags == ""`` or
 ``decision == "accepted"``) and it has a label.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -77,9 +78,11 @@ def read_csv_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise InputError(f"{path} line {line}: not UTF-8 (byte 0x{raw[e.start]:02x}; a spreadsheet saved it as "
-                         f"Windows-1252 or Latin-1?); save it as 'CSV UTF-8' and run the command again") from None
+        line = raw[: e.start].count(b"\n") + 1
+        raise InputError(
+            f"{path} line {line}: not UTF-8 (byte 0x{raw[e.start]:02x}; a spreadsheet saved it as "
+            f"Windows-1252 or Latin-1?); save it as 'CSV UTF-8' and run the command again"
+        ) from None
 
 
 def _csv_rows(path: Path, expected: list[str]) -> tuple[list[str], list[tuple[int, dict]]]:
@@ -90,15 +93,18 @@ def _csv_rows(path: Path, expected: list[str]) -> tuple[list[str], list[tuple[in
         header = list(reader.fieldnames or [])
         dupes = sorted({c for c in header if header.count(c) > 1})
         if dupes:
-            raise InputError(f"{path} line 1: column(s) {', '.join(map(repr, dupes))} appear twice; "
-                             f"rename or delete one")
+            raise InputError(
+                f"{path} line 1: column(s) {', '.join(map(repr, dupes))} appear twice; rename or delete one"
+            )
         missing = [c for c in expected if c not in header]
         if missing:
             raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(expected)}")
         for raw in reader:
             if None in raw:
-                raise InputError(f"{path} line {reader.line_num}: more values than columns; "
-                                 f"quote values that contain a comma, or delete that line")
+                raise InputError(
+                    f"{path} line {reader.line_num}: more values than columns; "
+                    f"quote values that contain a comma, or delete that line"
+                )
             out.append((reader.line_num, raw))
     except csv.Error as e:
         raise InputError(f"{path} line {reader.line_num}: not valid CSV ({e}); fix or delete that line") from None
@@ -202,8 +208,10 @@ def apply_decisions(rows: list[dict], decisions: dict) -> list[dict]:
 
 
 def write_decisions(data_dir: str | os.PathLike, decisions: dict) -> Path:
-    lines = [{"sheet_hash": k[0], "row": k[1], "col": k[2], "label": v["label"], "decision": v["decision"]}
-             for k, v in sorted(decisions.items())]
+    lines = [
+        {"sheet_hash": k[0], "row": k[1], "col": k[2], "label": v["label"], "decision": v["decision"]}
+        for k, v in sorted(decisions.items())
+    ]
     return write_text(Path(data_dir) / DECISIONS_FILE, _to_csv(lines, DECISION_COLUMNS))
 
 
@@ -230,7 +238,7 @@ def harvest_manifest_edits(data_dir: str | os.PathLike, original: dict[tuple[str
             if decision:
                 decisions[key] = {"label": label, "decision": decision}
             else:
-                decisions.pop(key, None)   # the edit removed the decision
+                decisions.pop(key, None)  # the edit removed the decision
             changed += 1
         if changed:
             write_decisions(data_dir, decisions)
@@ -248,8 +256,10 @@ def data_dir_lock(data_dir: str | os.PathLike) -> Iterator[None]:
     holds it and waits (``MNISTP4_LOCK_TIMEOUT`` seconds, default 600), then gives up."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise InputError(f"data dir {data_dir} does not exist; run `mnistp4 segment RAW_DIR -o {data_dir}` "
-                         f"first or pass the right --data-dir")
+        raise InputError(
+            f"data dir {data_dir} does not exist; run `mnistp4 segment RAW_DIR -o {data_dir}` "
+            f"first or pass the right --data-dir"
+        )
     with _LOCKS_GUARD:
         lock = _LOCKS.setdefault(data_dir.resolve(), filelock.FileLock(data_dir / LOCK_FILE))
     try:
@@ -261,8 +271,9 @@ def data_dir_lock(data_dir: str | os.PathLike) -> Iterator[None]:
         try:
             lock.acquire(timeout=max(0.0, wait - 1.0))
         except filelock.Timeout:
-            raise Mnistp4Error(f"data dir {data_dir} is in use by {holder}; wait for it to finish or use "
-                               f"another data dir") from None
+            raise Mnistp4Error(
+                f"data dir {data_dir} is in use by {holder}; wait for it to finish or use another data dir"
+            ) from None
     try:
         if lock.lock_counter == 1:
             _write_owner(data_dir)
@@ -275,6 +286,7 @@ def _write_owner(data_dir: Path) -> None:
     """Who holds the lock, for the message of a writer that waits (best effort: a full or read-only
     disk fails the real write that follows, with a better message)."""
     import sys
+
     command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:3]))
     tmp = data_dir / f"{OWNER_FILE}.{os.getpid()}"
     try:
@@ -292,8 +304,16 @@ def _lock_holder(data_dir: Path) -> str:
         return "another process"
 
 
-def record_decision(data_dir: str | os.PathLike, sheet_hash: str, row: int, col: int, *,
-                    label: int | None = None, reject: bool = False, accept: bool = False) -> dict:
+def record_decision(
+    data_dir: str | os.PathLike,
+    sheet_hash: str,
+    row: int,
+    col: int,
+    *,
+    label: int | None = None,
+    reject: bool = False,
+    accept: bool = False,
+) -> dict:
     """Record a human decision for one digit, atomically, in decisions.csv and the manifest.
 
     ``label`` fixes the label (decision ``relabeled``, or stays ``accepted`` if it was);
@@ -309,12 +329,14 @@ def record_decision(data_dir: str | os.PathLike, sheet_hash: str, row: int, col:
         raise UsageError(f"label must be a digit 0-9, got {label!r}")
     row, col = int(row), int(col)
     with data_dir_lock(data_dir):
-        header, rows = _read_table(data_dir)   # re-read under the lock: merges with every other writer
+        header, rows = _read_table(data_dir)  # re-read under the lock: merges with every other writer
         key = (sheet_hash, row, col)
         matches = [r for r in rows if (r["sheet_hash"], r["row"], r["col"]) == key]
         if not matches:
-            raise InputError(f"{data_dir / MANIFEST}: no digit with sheet_hash={sheet_hash} row={row} col={col}; "
-                             f"see the manifest for valid keys")
+            raise InputError(
+                f"{data_dir / MANIFEST}: no digit with sheet_hash={sheet_hash} row={row} col={col}; "
+                f"see the manifest for valid keys"
+            )
         decisions = read_decisions(data_dir)
         old = decisions.get(key, {"label": None, "decision": ""})
         new = {"label": int(label) if label is not None else old["label"], "decision": old["decision"]}

@@ -5,6 +5,7 @@ download cache (``cache_dir``, ``$MNISTP4_CACHE_DIR``, else ``~/.cache/mnistp4/m
 ``download`` is on, the public mirrors with md5 verification. A folder laid out like
 torchvision's (``MNIST/raw/``) works too.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -56,23 +57,28 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError, zlib.error) as e:  # zlib.error: damaged deflate data in a .gz
-        raise InputError(f"{path}: cannot read ({e}); delete it so it is downloaded again, "
-                         f"or point MNISTP4_MNIST_DIR at a good copy") from None
+        raise InputError(
+            f"{path}: cannot read ({e}); delete it so it is downloaded again, or point MNISTP4_MNIST_DIR at a good copy"
+        ) from None
     if len(data) < 8:
         raise InputError(f"{path}: truncated ({len(data)} bytes, no IDX header)")
     magic = int.from_bytes(data[0:4], "big")
     if magic not in (IMAGES_MAGIC, LABELS_MAGIC):
-        raise InputError(f"{path}: bad magic number {magic:#010x}; not an MNIST IDX file "
-                         f"(expected {IMAGES_MAGIC:#010x} images or {LABELS_MAGIC:#010x} labels)")
+        raise InputError(
+            f"{path}: bad magic number {magic:#010x}; not an MNIST IDX file "
+            f"(expected {IMAGES_MAGIC:#010x} images or {LABELS_MAGIC:#010x} labels)"
+        )
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(data) < header:
         raise InputError(f"{path}: truncated header")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + math.prod(shape)  # Python ints: a product of 32-bit dims never wraps
     if len(data) != expected:
-        raise InputError(f"{path}: {'truncated' if len(data) < expected else 'too long'}: "
-                         f"{len(data)} bytes, header says {expected} for shape {shape}")
+        raise InputError(
+            f"{path}: {'truncated' if len(data) < expected else 'too long'}: "
+            f"{len(data)} bytes, header says {expected} for shape {shape}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -96,8 +102,10 @@ def load_mnist(directory: str | os.PathLike, split: str) -> DigitSet:
         raise DatasetUnavailable(f"MNIST {split}: {', '.join(missing)}(.gz) not found in {directory}")
     images, labels = read_idx(img_path), read_idx(lbl_path)
     if images.shape != (count, 28, 28) or labels.shape != (count,):
-        raise InputError(f"MNIST {split} in {directory}: shapes {images.shape} / {labels.shape}, "
-                         f"expected ({count}, 28, 28) / ({count},)")
+        raise InputError(
+            f"MNIST {split} in {directory}: shapes {images.shape} / {labels.shape}, "
+            f"expected ({count}, 28, 28) / ({count},)"
+        )
     if labels.max() > 9:
         raise InputError(f"{lbl_path}: label {labels.max()} out of range 0..9")
     return DigitSet(images, labels.astype(np.int64), None, f"mnist-{split}")
@@ -117,8 +125,9 @@ def download(target: Path, *, mirrors: list[str] | None = None, progress=None) -
         from rich.console import Console
         from rich.progress import DownloadColumn, Progress
 
-        with Progress(*Progress.get_default_columns(), DownloadColumn(),
-                      console=Console(stderr=True), transient=True) as bar:
+        with Progress(
+            *Progress.get_default_columns(), DownloadColumn(), console=Console(stderr=True), transient=True
+        ) as bar:
             return download(target, mirrors=mirrors, progress=bar)
     target.mkdir(parents=True, exist_ok=True)
     errors = []
@@ -136,8 +145,9 @@ def download(target: Path, *, mirrors: list[str] | None = None, progress=None) -
         else:
             raise DatasetUnavailable(
                 "MNIST is not on this machine and could not be downloaded "
-                f"({'; '.join(errors[-len(mirrors):])}). Download the four IDX files yourself and set "
-                "MNISTP4_MNIST_DIR (or mnist_dir in [tool.mnistp4]) to their folder.")
+                f"({'; '.join(errors[-len(mirrors) :])}). Download the four IDX files yourself and set "
+                "MNISTP4_MNIST_DIR (or mnist_dir in [tool.mnistp4]) to their folder."
+            )
 
 
 def _fetch(url: str, dest: Path, stem: str, progress) -> None:
@@ -177,15 +187,18 @@ def resolve_dir(config, progress=None) -> Path:
     if config.get("mnist_dir"):
         d = config.path("mnist_dir")
         if not d.is_dir():
-            raise DatasetUnavailable(f"MNIST folder {d} (from {config.origin('mnist_dir')}) does not exist; "
-                                     f"fix MNISTP4_MNIST_DIR / mnist_dir")
+            raise DatasetUnavailable(
+                f"MNIST folder {d} (from {config.origin('mnist_dir')}) does not exist; "
+                f"fix MNISTP4_MNIST_DIR / mnist_dir"
+            )
         return d
     cache = cache_dir(config)
     if all(find_file(cache, s) for s in MD5):
         return cache
     if not config.get("download", True):
-        raise DatasetUnavailable(f"MNIST not found in {cache} and download is off; set MNISTP4_MNIST_DIR "
-                                 f"to a folder with the four IDX files")
+        raise DatasetUnavailable(
+            f"MNIST not found in {cache} and download is off; set MNISTP4_MNIST_DIR to a folder with the four IDX files"
+        )
     download(cache, progress=progress)
     return cache
 

@@ -50,6 +50,7 @@ fit_28(ink) -> uint8 (28, 28)
        mass lie in [13.5, 14.5]); rounding halves down keeps a symmetric 20-pixel patch in the
        central 20x20 (rows 4..23); the clip keeps the ink inside the frame.
 """
+
 from __future__ import annotations
 
 import functools
@@ -167,25 +168,27 @@ def extract_ink(image: np.ndarray) -> np.ndarray:
 
     levels = _LEVELS
     weighted = hist * levels
-    dark_n, dark_s = int(hist[:t + 1].sum()), int(weighted[:t + 1].sum())
+    dark_n, dark_s = int(hist[: t + 1].sum()), int(weighted[: t + 1].sum())
     light_n, light_s = int(grey.size) - dark_n, int(weighted.sum()) - dark_s
-    (nb, sb), (ni, si) = ((light_n, light_s), (dark_n, dark_s)) if ink_is_dark else \
-        ((dark_n, dark_s), (light_n, light_s))
-    den = si * nb - sb * ni            # (ink mean - background mean) * nb * ni, sign = polarity
+    (nb, sb), (ni, si) = (
+        ((light_n, light_s), (dark_n, dark_s)) if ink_is_dark else ((dark_n, dark_s), (light_n, light_s))
+    )
+    den = si * nb - sb * ni  # (ink mean - background mean) * nb * ni, sign = polarity
     if abs(den) < MIN_CONTRAST * nb * ni:
         return np.zeros(grey.shape, np.uint8)
     sign = 1 if den > 0 else -1
-    if 2 * 255 * 256 * nb * ni < 2 ** 62:   # int64 is exact here; larger images use Python integers
+    if 2 * 255 * 256 * nb * ni < 2**62:  # int64 is exact here; larger images use Python integers
         num = sign * 255 * (levels * nb - sb) * ni
         lut = np.minimum(np.maximum(_round_half_up_div(num, sign * den), 0), 255).astype(np.uint8)
     else:
-        lut = np.array([min(max(_round_half_up_div(sign * 255 * (v * nb - sb) * ni, sign * den), 0), 255)
-                        for v in range(256)], np.uint8)
+        lut = np.array(
+            [min(max(_round_half_up_div(sign * 255 * (v * nb - sb) * ni, sign * den), 0), 255) for v in range(256)],
+            np.uint8,
+        )
     ink = lut[grey]
 
     keep = remove_specks(ink_mask)
-    keep = cv2.dilate(keep.view(np.uint8), _KERNEL_3x3, borderType=cv2.BORDER_CONSTANT,
-                      borderValue=0)
+    keep = cv2.dilate(keep.view(np.uint8), _KERNEL_3x3, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     ink[keep == 0] = 0
     return ink
 
@@ -211,8 +214,8 @@ def _area_weights_f64(src: int, dst: int) -> np.ndarray:
 
 def area_weights(src: int, dst: int) -> np.ndarray:
     """Integer area-resampling weights (dst, src): overlap of [y*dst, (y+1)*dst) and [i*src, (i+1)*src)."""
-    edges_src = np.arange(src + 1, dtype=np.int64) * dst   # source pixel edges on the common grid
-    edges_dst = np.arange(dst + 1, dtype=np.int64) * src   # output pixel edges on the common grid
+    edges_src = np.arange(src + 1, dtype=np.int64) * dst  # source pixel edges on the common grid
+    edges_dst = np.arange(dst + 1, dtype=np.int64) * src  # output pixel edges on the common grid
     lo = np.maximum(edges_dst[:-1, None], edges_src[None, :-1])
     hi = np.minimum(edges_dst[1:, None], edges_src[None, 1:])
     return np.maximum(hi - lo, 0)
@@ -237,11 +240,11 @@ def fit_28(ink: np.ndarray) -> np.ndarray:
     if rows.size == 0:
         return out
     cols = np.flatnonzero(a.any(axis=0))
-    box = a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    box = a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = box.shape
     nh, nw = scaled_size(h, w)
     wy, wx = _area_weights_f64(h, nh), _area_weights_f64(w, nw)
-    sums = (wy @ box.astype(np.float64) @ wx.T).astype(np.int64)   # exact integers
+    sums = (wy @ box.astype(np.float64) @ wx.T).astype(np.int64)  # exact integers
     patch = _round_half_up_div(sums, h * w).astype(np.int64)
 
     total = int(patch.sum())
@@ -251,7 +254,7 @@ def fit_28(ink: np.ndarray) -> np.ndarray:
     sx = int((patch.sum(axis=0) * np.arange(nw)).sum())
     top = min(max(_round_half_down_div(CENTRE * total - sy, total), 0), SIZE - nh)
     left = min(max(_round_half_down_div(CENTRE * total - sx, total), 0), SIZE - nw)
-    out[top:top + nh, left:left + nw] = patch.astype(np.uint8)
+    out[top : top + nh, left : left + nw] = patch.astype(np.uint8)
     return out
 
 
@@ -261,11 +264,15 @@ def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
     total = a.sum()
     if total == 0:
         raise ValueError("centre of mass of an empty image")
-    return float((a.sum(axis=1) * np.arange(a.shape[0])).sum() / total), \
-        float((a.sum(axis=0) * np.arange(a.shape[1])).sum() / total)
+    return float((a.sum(axis=1) * np.arange(a.shape[0])).sum() / total), float(
+        (a.sum(axis=0) * np.arange(a.shape[1])).sum() / total
+    )
 
 
 @mnistp4.hookimpl
 def register_normalizers(register):
-    register("mnist", normalize_digit,
-             description="MNIST-style: Otsu ink, polarity, specks, 20x20 area fit, centre of mass at (14, 14)")
+    register(
+        "mnist",
+        normalize_digit,
+        description="MNIST-style: Otsu ink, polarity, specks, 20x20 area fit, centre of mass at (14, 14)",
+    )

@@ -12,6 +12,7 @@ Dataset source ``semeion``: splits ``train`` / ``test`` (held-out writers, the s
 custom folders) and ``all``. The file is found through config ``semeion_dir`` or
 ``$MNISTP4_SEMEION_DIR``.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,6 @@ import numpy as np
 from mnistp4 import hookimpl
 from mnistp4.errors import DatasetUnavailable, InputError
 from mnistp4.records import DigitSet
-
 from mnistp4.stages.data.custom_digits import split_by_source
 
 FILENAMES = ("semeion-dev.data", "semeion.data")
@@ -43,8 +43,9 @@ def find_semeion(directory: str | os.PathLike | None) -> Path:
             if (d / name).is_file():
                 return d / name
     where = ", ".join(str(c) for c in candidates) or "nowhere (semeion_dir and $MNISTP4_SEMEION_DIR are empty)"
-    raise DatasetUnavailable(f"Semeion data not found in {where}; set config semeion_dir or "
-                             f"${ENV} to the folder with {FILENAMES[0]}")
+    raise DatasetUnavailable(
+        f"Semeion data not found in {where}; set config semeion_dir or ${ENV} to the folder with {FILENAMES[0]}"
+    )
 
 
 def bitmap_to_digit(bits: np.ndarray, normalize) -> np.ndarray:

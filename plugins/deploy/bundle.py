@@ -1,6 +1,7 @@
 """Deploy target ``bundle``: one zip with the ``.espdl``, its metadata and esptool ``flash_args``,
 for flashing on another machine (``unzip``, then ``python -m esptool --chip esp32p4 write-flash
 @flash_args``). It shows how a target plugs in: check, write, describe, no port involved."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from pathlib import Path
 
 from mnistp4 import hookimpl, io
 from mnistp4.records import DeployRequest, DeployResult
-
 from mnistp4.stages.deploy.common import CHIP, FLASH_OPTIONS, check_model, esptool, show
 
 NAME = "bundle"
@@ -25,9 +25,13 @@ def deploy(ctx, request: DeployRequest) -> DeployResult:
     zip_path = out_dir / f"{model.path.stem}_{CHIP}_bundle.zip"
     offset = hex(model.partition.offset)
     command = esptool("--chip", CHIP, "write-flash", "@flash_args")
-    metadata = {"chip": CHIP, "model": model.as_dict(), "flash": {"offset": offset, "file": model.path.name},
-                "flash_command": show(["python", "-m", "esptool", "--chip", CHIP, "write-flash", "@flash_args"])}
-    for side in ("quant.json", "metrics.json", "config.json"):   # the run's own records, when present
+    metadata = {
+        "chip": CHIP,
+        "model": model.as_dict(),
+        "flash": {"offset": offset, "file": model.path.name},
+        "flash_command": show(["python", "-m", "esptool", "--chip", CHIP, "write-flash", "@flash_args"]),
+    }
+    for side in ("quant.json", "metrics.json", "config.json"):  # the run's own records, when present
         f = model.path.parent / side
         if f.is_file():
             try:
@@ -46,8 +50,14 @@ def deploy(ctx, request: DeployRequest) -> DeployResult:
                 info = zipfile.ZipInfo(name, ZIP_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, data)
-    return DeployResult(NAME, model.path, [show(command)], [zip_path], False,
-                        {"model": model.as_dict(), "offset": offset, "members": list(members)})
+    return DeployResult(
+        NAME,
+        model.path,
+        [show(command)],
+        [zip_path],
+        False,
+        {"model": model.as_dict(), "offset": offset, "members": list(members)},
+    )
 
 
 @hookimpl

@@ -6,6 +6,7 @@ A flash bundle is a folder with ``model.bin`` (the ``.espdl`` bytes: ESP-DL read
 as ESP-IDF writes it: options on the first line, then ``offset file`` lines), the
 ``partitions.csv`` it was resolved from and ``manifest.json`` (model, partition, sizes, commands).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,9 +22,14 @@ from pathlib import Path
 
 from mnistp4 import io
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
-
-from mnistp4.stages.deploy.partitions import (TABLE_BYTES, TABLE_OFFSET, Partition, find_partition, parse_binary,
-                                 read_partitions)
+from mnistp4.stages.deploy.partitions import (
+    TABLE_BYTES,
+    TABLE_OFFSET,
+    Partition,
+    find_partition,
+    parse_binary,
+    read_partitions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +60,21 @@ class CheckedModel:
 
     def as_dict(self) -> dict:
         p = self.partition
-        return {"file": str(self.path), "bytes": self.size, "sha256": self.sha256,
-                "input": {"name": self.input_name, "shape": self.input_shape, "dtype": self.input_dtype,
-                          "exponent": self.input_exponent, "layout": self.layout},
-                "outputs": self.outputs,
-                "partition": {"name": p.name, "offset": hex(p.offset), "size": p.size, "end": hex(p.end)},
-                "headroom_bytes": self.headroom}
+        return {
+            "file": str(self.path),
+            "bytes": self.size,
+            "sha256": self.sha256,
+            "input": {
+                "name": self.input_name,
+                "shape": self.input_shape,
+                "dtype": self.input_dtype,
+                "exponent": self.input_exponent,
+                "layout": self.layout,
+            },
+            "outputs": self.outputs,
+            "partition": {"name": p.name, "offset": hex(p.offset), "size": p.size, "end": hex(p.end)},
+            "headroom_bytes": self.headroom,
+        }
 
 
 def resolve_model(source: str | Path, bits: int | None = None) -> Path:
@@ -91,8 +106,10 @@ def resolve_model(source: str | Path, bits: int | None = None) -> Path:
     others = sorted(path.glob("*.espdl"))
     if len(others) == 1:
         return others[0]
-    raise InputError(f"{path} holds no quantized model ({', '.join(dict.fromkeys(candidates))}): "
-                     f"run `mnistp4 quantize {path}` first, or pass the .espdl file")
+    raise InputError(
+        f"{path} holds no quantized model ({', '.join(dict.fromkeys(candidates))}): "
+        f"run `mnistp4 quantize {path}` first, or pass the .espdl file"
+    )
 
 
 def check_model(path: str | Path, partitions_csv: str | Path, partition: str = MODEL_PARTITION) -> CheckedModel:
@@ -100,6 +117,7 @@ def check_model(path: str | Path, partitions_csv: str | Path, partition: str = M
     that is not one 28x28 grey digit in int8/int16, an output that is not 10 classes, or a file
     larger than the ``model`` partition (both sizes named)."""
     from mnistp4.stages.quantize.espdl_validate import validate_espdl
+
     path = Path(path)
     if path.suffix != ".espdl":
         raise InputError(f"{path}: the board loads ESP-DL .espdl models; quantize first (`mnistp4 quantize`)")
@@ -108,27 +126,34 @@ def check_model(path: str | Path, partitions_csv: str | Path, partition: str = M
     model = validate_espdl(path, part.size, partition_label=f"the {partition!r} partition in {partitions_csv}")
     shape = list(model.input_shape)
     if shape not in ([1, 28, 28, 1], [1, 1, 28, 28]):
-        raise InputError(f"{path}: input {model.input_name!r} has shape {shape}; the firmware feeds one "
-                         f"28x28 grey digit ([1, 28, 28, 1])")
+        raise InputError(
+            f"{path}: input {model.input_name!r} has shape {shape}; the firmware feeds one "
+            f"28x28 grey digit ([1, 28, 28, 1])"
+        )
     if model.input_dtype not in ("int8", "int16"):
         raise InputError(f"{path}: input dtype {model.input_dtype}; the firmware quantizes to int8 or int16")
-    outputs = [{"name": o.name, "shape": list(o.shape), "dtype": o.dtype, "exponent": o.exponent}
-               for o in model.outputs]
+    outputs = [
+        {"name": o.name, "shape": list(o.shape), "dtype": o.dtype, "exponent": o.exponent} for o in model.outputs
+    ]
     out_elems = 1
     for d in model.outputs[0].shape:
         out_elems *= int(d)
     if out_elems != 10:
-        raise InputError(f"{path}: output {model.outputs[0].name!r} has shape {model.outputs[0].shape}; "
-                         f"expected 10 class scores")
+        raise InputError(
+            f"{path}: output {model.outputs[0].name!r} has shape {model.outputs[0].shape}; expected 10 class scores"
+        )
     size = path.stat().st_size
     if size > part.size:
-        raise InputError(f"{path}: the model is {size:,} bytes but the {partition!r} partition in "
-                         f"{partitions_csv} is {part.size:,} bytes (0x{part.size:x}); make the partition "
-                         f"larger (and reflash the firmware) or use a smaller model")
+        raise InputError(
+            f"{path}: the model is {size:,} bytes but the {partition!r} partition in "
+            f"{partitions_csv} is {part.size:,} bytes (0x{part.size:x}); make the partition "
+            f"larger (and reflash the firmware) or use a smaller model"
+        )
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     layout = "NHWC" if shape == [1, 28, 28, 1] else "NCHW"
-    return CheckedModel(path, size, sha, model.input_name, shape, model.input_dtype, model.input_exponent,
-                        layout, outputs, part)
+    return CheckedModel(
+        path, size, sha, model.input_name, shape, model.input_dtype, model.input_exponent, layout, outputs, part
+    )
 
 
 def esptool(*args: str) -> list[str]:
@@ -149,9 +174,11 @@ def flash_commands(bundle: Path, model: CheckedModel, port: str | None, baud: in
     conn = ["--chip", CHIP] + (["--port", port] if port else []) + ["--baud", str(baud)]
     offset = hex(model.partition.offset)
     image = str(bundle / "model.bin")
-    return [esptool(*conn, "read-flash", hex(TABLE_OFFSET), hex(TABLE_BYTES), str(bundle / BOARD_TABLE)),
-            esptool(*conn, "write-flash", *FLASH_OPTIONS, offset, image),
-            esptool(*conn, "verify-flash", offset, image)]
+    return [
+        esptool(*conn, "read-flash", hex(TABLE_OFFSET), hex(TABLE_BYTES), str(bundle / BOARD_TABLE)),
+        esptool(*conn, "write-flash", *FLASH_OPTIONS, offset, image),
+        esptool(*conn, "verify-flash", offset, image),
+    ]
 
 
 def check_board_table(table_file: Path, model: CheckedModel, port: str) -> None:
@@ -162,13 +189,16 @@ def check_board_table(table_file: Path, model: CheckedModel, port: str) -> None:
     have = next((p for p in parts if p.name == want.name), None)
     if have is None or (have.offset, have.size) != (want.offset, want.size):
         found = f"at 0x{have.offset:x}, {have.size:,} bytes" if have else "none"
-        raise InputError(f"the board on {port} has no matching {want.name!r} partition (expected 0x{want.offset:x}, "
-                         f"{want.size:,} bytes; found {found}). Flash the mnistp4 firmware first: "
-                         f"`mnistp4 deploy RUN_DIR --build --port {port}`")
+        raise InputError(
+            f"the board on {port} has no matching {want.name!r} partition (expected 0x{want.offset:x}, "
+            f"{want.size:,} bytes; found {found}). Flash the mnistp4 firmware first: "
+            f"`mnistp4 deploy RUN_DIR --build --port {port}`"
+        )
 
 
-def write_bundle(bundle: Path, model: CheckedModel, partitions_csv: Path, commands: list[list[str]],
-                 target: str) -> list[Path]:
+def write_bundle(
+    bundle: Path, model: CheckedModel, partitions_csv: Path, commands: list[list[str]], target: str
+) -> list[Path]:
     """model.bin + flash_args + partitions.csv + manifest.json, each written atomically."""
     offset = hex(model.partition.offset)
     files = [
@@ -176,10 +206,14 @@ def write_bundle(bundle: Path, model: CheckedModel, partitions_csv: Path, comman
         io.write_text(bundle / "flash_args", " ".join(FLASH_OPTIONS) + f"\n{offset} model.bin\n"),
         io.write_bytes(bundle / "partitions.csv", Path(partitions_csv).read_bytes()),
     ]
-    manifest = {"target": target, "chip": CHIP, "model": model.as_dict(),
-                "flash": {"offset": offset, "file": "model.bin", "args_file": "flash_args"},
-                "commands": [show(c) for c in commands],
-                "usage": f"cd {bundle.name} && python -m esptool --chip {CHIP} write-flash @flash_args"}
+    manifest = {
+        "target": target,
+        "chip": CHIP,
+        "model": model.as_dict(),
+        "flash": {"offset": offset, "file": "model.bin", "args_file": "flash_args"},
+        "commands": [show(c) for c in commands],
+        "usage": f"cd {bundle.name} && python -m esptool --chip {CHIP} write-flash @flash_args",
+    }
     files.append(io.write_json(bundle / "manifest.json", manifest))
     return files
 
@@ -188,13 +222,16 @@ def check_port(port: str) -> None:
     """A port that cannot exist gets a clear error listing the serial ports that do."""
     looks_like_path = port.startswith("/") or port.startswith(".")
     if looks_like_path and not os.path.exists(port):
-        raise UsageError(f"serial port {port} does not exist. {_available_ports()} Connect the CrowPanel by "
-                         f"USB (the UART port) and pass --port, or leave the port out for a dry run.")
+        raise UsageError(
+            f"serial port {port} does not exist. {_available_ports()} Connect the CrowPanel by "
+            f"USB (the UART port) and pass --port, or leave the port out for a dry run."
+        )
 
 
 def _available_ports() -> str:
     try:
         from serial.tools import list_ports
+
         ports = [p.device for p in list_ports.comports()]
     except Exception:  # pyserial missing or no permission to list: say so, do not fail here
         return "Serial ports could not be listed."
@@ -209,8 +246,9 @@ def run_tool(cmd: list[str], what: str, *, cwd: Path | None = None, timeout: int
     except FileNotFoundError:
         raise Mnistp4Error(f"{what}: {cmd[0]} is not installed") from None
     except subprocess.TimeoutExpired:
-        raise Mnistp4Error(f"{what}: no answer after {timeout} s ({show(cmd)}); is the board connected "
-                           f"and in download mode?") from None
+        raise Mnistp4Error(
+            f"{what}: no answer after {timeout} s ({show(cmd)}); is the board connected and in download mode?"
+        ) from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-6:])
         raise Mnistp4Error(f"{what} failed (exit {proc.returncode}): {show(cmd)}\n{tail}")

@@ -8,6 +8,7 @@ partition) and ``idf.py reconfigure build [flash]`` runs (reconfigure, so a mode
 first build is flashed). A dry run (no port, or ``--dry-run``) only writes the flash bundle and
 prints the commands.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +30,7 @@ from mnistp4.stages.deploy.common import (
 )
 
 NAME = "crowpanel-p4"
-FIRMWARE_MODEL = Path("model") / "model.espdl"   # relative to the firmware project
+FIRMWARE_MODEL = Path("model") / "model.espdl"  # relative to the firmware project
 BUILD_TIMEOUT_S = 3600
 
 
@@ -42,23 +43,29 @@ def deploy(ctx, options: DeployRequest) -> DeployResult:
     dry_run = bool(options.get("dry_run")) or (port is None and not build)
     bundle = Path(options["out_dir"])
     baud = int(options.get("baud") or 460800)
-    details = {"model": model.as_dict(), "offset": hex(model.partition.offset), "dry_run": dry_run,
-               "mode": "build" if build else "model-only"}
+    details = {
+        "model": model.as_dict(),
+        "offset": hex(model.partition.offset),
+        "dry_run": dry_run,
+        "mode": "build" if build else "model-only",
+    }
 
     if build:
         fw = Path(options.get("firmware_dir") or "firmware")
         dest = fw / FIRMWARE_MODEL
         # reconfigure: the firmware's CMake decides at configure time whether a model is flashed
-        idf = ["idf.py", "-C", str(fw)] + (["-p", port, "reconfigure", "build", "flash"] if port
-                                           else ["reconfigure", "build"])
+        idf = ["idf.py", "-C", str(fw)] + (
+            ["-p", port, "reconfigure", "build", "flash"] if port else ["reconfigure", "build"]
+        )
         commands = [["cp", str(model.path), str(dest)], idf]
         artifacts = write_bundle(bundle, model, partitions, flash_commands(bundle, model, port, baud), NAME)
         details["firmware_model"] = str(dest)
         if dry_run:
             return DeployResult(NAME, model.path, [show(c) for c in commands], artifacts, False, details)
         if not (fw / "CMakeLists.txt").is_file():
-            raise UsageError(f"{fw} is not the firmware's ESP-IDF project (no CMakeLists.txt); set config key "
-                             f"`firmware_dir`")
+            raise UsageError(
+                f"{fw} is not the firmware's ESP-IDF project (no CMakeLists.txt); set config key `firmware_dir`"
+            )
         io.write_bytes(dest, model.path.read_bytes())
         artifacts.append(dest)
         if find_idf() is None:
@@ -66,7 +73,8 @@ def deploy(ctx, options: DeployRequest) -> DeployResult:
                 f"ESP-IDF is not installed here (idf.py is not on PATH). The model is in place at {dest}; "
                 f"install ESP-IDF v5.4 or v5.5, run `. $IDF_PATH/export.sh`, then `{show(idf)}` "
                 f"(first time: `idf.py -C {fw} set-target {CHIP}`). Without ESP-IDF, leave out --build: "
-                f"a model-only update needs only esptool.")
+                f"a model-only update needs only esptool."
+            )
         if port:
             check_port(port)
         run_tool(idf, "the ESP-IDF build", timeout=BUILD_TIMEOUT_S)
@@ -88,5 +96,9 @@ def deploy(ctx, options: DeployRequest) -> DeployResult:
 
 @hookimpl
 def register_deploy_targets(register):
-    register(NAME, deploy, description='CrowPanel Advance 7" ESP32-P4: esptool model-only update at the model '
-                                       'partition, or an ESP-IDF build with --build')
+    register(
+        NAME,
+        deploy,
+        description='CrowPanel Advance 7" ESP32-P4: esptool model-only update at the model '
+        "partition, or an ESP-IDF build with --build",
+    )

@@ -10,6 +10,7 @@ explicit offset below the previous end is an overlap error; an explicit offset t
 is an error. Names must be unique and at most 16 bytes. Every partition must end inside the
 board's flash (``flash_size``, 16 MB on the CrowPanel: ``CONFIG_ESPTOOLPY_FLASHSIZE_16MB``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,19 @@ APP, DATA = 0x00, 0x01
 TYPES = {"app": APP, "data": DATA}
 SUBTYPES = {
     APP: {"factory": 0x00, "test": 0x20, **{f"ota_{i}": 0x10 + i for i in range(16)}},
-    DATA: {"ota": 0x00, "phy": 0x01, "nvs": 0x02, "coredump": 0x03, "nvs_keys": 0x04, "efuse": 0x05,
-           "undefined": 0x06, "esphttpd": 0x80, "fat": 0x81, "spiffs": 0x82, "littlefs": 0x83},
+    DATA: {
+        "ota": 0x00,
+        "phy": 0x01,
+        "nvs": 0x02,
+        "coredump": 0x03,
+        "nvs_keys": 0x04,
+        "efuse": 0x05,
+        "undefined": 0x06,
+        "esphttpd": 0x80,
+        "fat": 0x81,
+        "spiffs": 0x82,
+        "littlefs": 0x83,
+    },
 }
 ALIGNMENT = {APP: 0x10000, DATA: 0x1000}
 #: flash size of the CrowPanel Advance 7" ESP32-P4 (firmware/sdkconfig.defaults)
@@ -78,8 +90,9 @@ def _parse_int(text: str, keywords: dict[str, int] | None = None) -> int:
         raise ValueError(f"{text!r} is not a number{' or a known name' if keywords else ''}{known}") from None
 
 
-def parse_partitions(text: str, *, table_offset: int = TABLE_OFFSET, source: str = "partitions.csv",
-                     flash_size: int | None = FLASH_SIZE) -> list[Partition]:
+def parse_partitions(
+    text: str, *, table_offset: int = TABLE_OFFSET, source: str = "partitions.csv", flash_size: int | None = FLASH_SIZE
+) -> list[Partition]:
     """Partitions of a CSV text with every offset and size resolved (ESP-IDF rules, see module doc),
     each checked to end inside ``flash_size`` bytes (None: not checked)."""
     rows = []
@@ -140,9 +153,11 @@ def parse_partitions(text: str, *, table_offset: int = TABLE_OFFSET, source: str
         if offset + size > 0xFFFFFFFF:  # 32-bit offset and size in the binary table
             raise InputError(f"{where}: ends at 0x{offset + size:x}, past the 32-bit flash address range")
         if flash_size is not None and offset + size > flash_size:
-            raise InputError(f"{where}: ends at 0x{offset + size:x}, past the end of the board's "
-                             f"{_megabytes(flash_size)} flash (0x{flash_size:x}); make it or a partition before it "
-                             f"smaller")
+            raise InputError(
+                f"{where}: ends at 0x{offset + size:x}, past the end of the board's "
+                f"{_megabytes(flash_size)} flash (0x{flash_size:x}); make it or a partition before it "
+                f"smaller"
+            )
         result.append(Partition(name, ptype, subtype, offset, size, flags, line_no))
         last_end = offset + size
 
@@ -157,12 +172,15 @@ def _megabytes(n: int) -> str:
     return f"{n / 2**20:g} MB"
 
 
-def read_partitions(path: str | Path, *, table_offset: int = TABLE_OFFSET,
-                    flash_size: int | None = FLASH_SIZE) -> list[Partition]:
+def read_partitions(
+    path: str | Path, *, table_offset: int = TABLE_OFFSET, flash_size: int | None = FLASH_SIZE
+) -> list[Partition]:
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"partition table {path} does not exist; the project ships partitions.csv at its root "
-                         f"(config key `partitions`)")
+        raise InputError(
+            f"partition table {path} does not exist; the project ships partitions.csv at its root "
+            f"(config key `partitions`)"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -200,8 +218,12 @@ FLAG_BITS = {"encrypted": 1 << 0, "readonly": 1 << 1}
 
 def to_binary(partitions: list[Partition]) -> bytes:
     """The table as ESP-IDF writes it (with its MD5 entry), 0xC00 bytes."""
-    body = b"".join(ENTRY.pack(ENTRY_MAGIC, p.type, p.subtype, p.offset, p.size, p.name.encode(),
-                               sum(FLAG_BITS[f] for f in p.flags)) for p in partitions)
+    body = b"".join(
+        ENTRY.pack(
+            ENTRY_MAGIC, p.type, p.subtype, p.offset, p.size, p.name.encode(), sum(FLAG_BITS[f] for f in p.flags)
+        )
+        for p in partitions
+    )
     out = body + MD5_MAGIC + hashlib.md5(body).digest()
     if len(out) > TABLE_BYTES:
         raise InputError(f"the partition table has {len(partitions)} entries, more than fit in 0x{TABLE_BYTES:x} bytes")
@@ -213,7 +235,7 @@ def parse_binary(data: bytes, source: str = "partition table") -> list[Partition
     parts: list[Partition] = []
     body = b""
     for pos in range(0, len(data) - len(data) % ENTRY.size, ENTRY.size):
-        chunk = data[pos:pos + ENTRY.size]
+        chunk = data[pos : pos + ENTRY.size]
         if chunk == b"\xff" * ENTRY.size:
             return parts
         if chunk[:2] == MD5_MAGIC[:2]:
@@ -222,8 +244,10 @@ def parse_binary(data: bytes, source: str = "partition table") -> list[Partition
             continue
         magic, ptype, subtype, offset, size, name, flags = ENTRY.unpack(chunk)
         if magic != ENTRY_MAGIC:
-            raise InputError(f"{source}: no partition table here (entry {pos // ENTRY.size} starts with "
-                             f"{magic.hex()}, expected aa50); is the firmware flashed?")
+            raise InputError(
+                f"{source}: no partition table here (entry {pos // ENTRY.size} starts with "
+                f"{magic.hex()}, expected aa50); is the firmware flashed?"
+            )
         body += chunk
         names = tuple(f for f, bit in FLAG_BITS.items() if flags & bit)
         parts.append(Partition(name.rstrip(b"\x00").decode(errors="replace"), ptype, subtype, offset, size, names))

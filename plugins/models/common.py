@@ -4,6 +4,7 @@ Every model takes ``(N, 1, 28, 28)`` float input normalized as ``(pixel/255 - ME
 returns ``(N, 10)`` logits. ``load_run(run_dir)`` rebuilds the trained module from
 ``config.json`` + ``model.pt`` for the other stages (quantization, evaluation, deploy).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -14,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from mnistp4.digitsets import MNIST_MEAN as MEAN  # one definition for every stage
+from mnistp4.digitsets import MNIST_STD as STD
 from mnistp4.errors import InputError
 
 log = logging.getLogger(__name__)
 
-from mnistp4.digitsets import MNIST_MEAN as MEAN, MNIST_STD as STD  # noqa: E402 - one definition
+
 INPUT_SHAPE = (1, 1, 28, 28)
 
 
@@ -34,8 +37,11 @@ def trace_calls(model, types: tuple, input_shape=INPUT_SHAPE) -> list[tuple[str,
     import torch
 
     calls: list[tuple[str, Any, Any, Any]] = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out, _n=name: calls.append((_n, mod, inp[0], out)))
-             for name, m in model.named_modules() if isinstance(m, types)]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, _n=name: calls.append((_n, mod, inp[0], out)))
+        for name, m in model.named_modules()
+        if isinstance(m, types)
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -78,10 +84,17 @@ def summarize(spec) -> dict[str, Any]:
     model = spec.build()
     params = count_params(model)
     bn = sum(m.num_features * 2 for m in model.modules() if m.__class__.__name__.startswith("BatchNorm"))
-    return {"name": spec.name, "params": params, "macs": count_macs(model),
-            "int8_weight_bytes": params - bn, "description": spec.description,
-            "trains_with": {"recipe": spec.recipe or None,
-                            "augment": list(spec.augment) if spec.augment is not None else None}}
+    return {
+        "name": spec.name,
+        "params": params,
+        "macs": count_macs(model),
+        "int8_weight_bytes": params - bn,
+        "description": spec.description,
+        "trains_with": {
+            "recipe": spec.recipe or None,
+            "augment": list(spec.augment) if spec.augment is not None else None,
+        },
+    }
 
 
 def normalize_uint8(images: np.ndarray):
@@ -112,6 +125,7 @@ def build_from_config(cfg: dict, app=None):
     name = cfg.get("model")
     if app is None:  # the running command's plugins (--plugins-dir, entry points), when there is one
         from mnistp4.api import current_context
+
         app = current_context()
     if app is not None:
         return app.get("models", name).build()
@@ -142,8 +156,10 @@ def apply_clipping(model, bounds: dict[str, float]) -> None:
     modules = dict(model.named_modules())
     for name, bound in bounds.items():
         if not isinstance(modules.get(name), (nn.ReLU, nn.Hardtanh)):
-            raise InputError(f"clipping names {name!r}, which is not a ReLU of model "
-                             f"{type(model).__name__}; the run's config.json does not fit its model")
+            raise InputError(
+                f"clipping names {name!r}, which is not a ReLU of model "
+                f"{type(model).__name__}; the run's config.json does not fit its model"
+            )
         _set_module(model, name, nn.Hardtanh(0.0, float(bound)))
 
 
@@ -157,8 +173,10 @@ def load_run(run_dir, app=None):
     cfg_path, weights = run_dir / "config.json", run_dir / "model.pt"
     for p in (cfg_path, weights):
         if not p.is_file():
-            raise InputError(f"{p} is missing: {run_dir} is not a finished training run "
-                             f"(train one with `mnistp4 train --out {run_dir}`)")
+            raise InputError(
+                f"{p} is missing: {run_dir} is not a finished training run "
+                f"(train one with `mnistp4 train --out {run_dir}`)"
+            )
     try:
         cfg = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
@@ -171,7 +189,9 @@ def load_run(run_dir, app=None):
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except (RuntimeError, OSError, EOFError) as e:
-        raise InputError(f"{weights}: cannot load into model {cfg['model']!r} ({str(e).splitlines()[0]}); "
-                         f"the file is damaged or belongs to another architecture") from None
+        raise InputError(
+            f"{weights}: cannot load into model {cfg['model']!r} ({str(e).splitlines()[0]}); "
+            f"the file is damaged or belongs to another architecture"
+        ) from None
     model.eval()
     return model, cfg

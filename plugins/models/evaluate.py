@@ -5,6 +5,7 @@ from the run's ``config.json``) and ``.onnx`` (onnxruntime). The quantization st
 ``.espdl``. Data: ``mnist-test``, ``semeion`` (the held-out Semeion writers), ``semeion-all``,
 ``SOURCE:SPLIT`` for any dataset source, or a digit folder (every usable digit in its manifest).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,6 @@ import numpy as np
 from mnistp4 import hookimpl
 from mnistp4.api import pass_context
 from mnistp4.errors import InputError, UsageError
-
 from mnistp4.stages.training import metrics as tm
 
 BATCH = 1000
@@ -31,8 +31,11 @@ def load_pt(path) -> callable:
 
     def predict(images: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return np.concatenate([model(normalize_uint8(images[i:i + BATCH])).numpy()
-                                   for i in range(0, len(images), BATCH)] or [np.zeros((0, 10), np.float32)])
+            return np.concatenate(
+                [model(normalize_uint8(images[i : i + BATCH])).numpy() for i in range(0, len(images), BATCH)]
+                or [np.zeros((0, 10), np.float32)]
+            )
+
     return predict
 
 
@@ -55,8 +58,9 @@ def load_onnx(path) -> callable:
 
     def predict(images: np.ndarray) -> np.ndarray:
         x = ((images.astype(np.float32) / 255.0 - MEAN) / STD)[:, None]
-        outs = [sess.run(None, {inp.name: x[i:i + step]})[0] for i in range(0, len(x), step)]
+        outs = [sess.run(None, {inp.name: x[i : i + step]})[0] for i in range(0, len(x), step)]
         return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
+
     return predict
 
 
@@ -73,8 +77,12 @@ def load_data(app, spec: str):
     """A DigitSet named by ``--data``."""
     from mnistp4.stages.data.custom_digits import load_digit_folder
 
-    aliases = {"mnist-test": ("mnist", "test"), "mnist-train": ("mnist", "train"),
-               "semeion": ("semeion", "test"), "semeion-all": ("semeion", "all")}
+    aliases = {
+        "mnist-test": ("mnist", "test"),
+        "mnist-train": ("mnist", "train"),
+        "semeion": ("semeion", "test"),
+        "semeion-all": ("semeion", "all"),
+    }
     if spec in aliases:
         name, split = aliases[spec]
         return app.get("dataset_sources", name)(app, split)
@@ -114,35 +122,53 @@ def register_model_formats(register):
 
 @hookimpl
 def register_commands(cli):
-    @cli.command("evaluate", help="Score a model file (.pt run dir, .onnx, .espdl...) on a labelled digit set: "
-                                  "accuracy, per-class accuracy, confusion.")
+    @cli.command(
+        "evaluate",
+        help="Score a model file (.pt run dir, .onnx, .espdl...) on a labelled digit set: "
+        "accuracy, per-class accuracy, confusion.",
+    )
     @click.argument("model", type=click.Path(path_type=Path))
-    @click.option("--data", default="mnist-test", show_default=True,
-                  help="mnist-test, semeion, semeion-all, SOURCE:SPLIT or a digit folder")
-    @click.option("--figures", type=click.Path(path_type=Path), default=None,
-                  help="also write confusion.png and misclassified.png into this folder")
+    @click.option(
+        "--data",
+        default="mnist-test",
+        show_default=True,
+        help="mnist-test, semeion, semeion-all, SOURCE:SPLIT or a digit folder",
+    )
+    @click.option(
+        "--figures",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="also write confusion.png and misclassified.png into this folder",
+    )
     @click.option("--json", "as_json", is_flag=True)
     @pass_context
     def evaluate_cmd(app, model, data, figures, as_json):
         from rich.table import Table
 
         from mnistp4.cli import print_json
-        if model.suffix.lower() == ".espdl":     # one validator for model files: refuse a bad one by name
+
+        if model.suffix.lower() == ".espdl":  # one validator for model files: refuse a bad one by name
             from mnistp4.stages.quantize.espdl_validate import validate_espdl
+
             validate_espdl(model)
         digits = load_data(app, data)
         result, preds = evaluate_model(app, model, digits)
         result["data"] = data
         if figures:
-            tm.plot_confusion(np.asarray(result["confusion"]), Path(figures) / "confusion.png", f"{model.name} on {data}")
-            tm.plot_misclassified(digits.images, digits.labels, preds, Path(figures) / "misclassified.png",
-                                  f"{model.name} on {data}")
+            tm.plot_confusion(
+                np.asarray(result["confusion"]), Path(figures) / "confusion.png", f"{model.name} on {data}"
+            )
+            tm.plot_misclassified(
+                digits.images, digits.labels, preds, Path(figures) / "misclassified.png", f"{model.name} on {data}"
+            )
         if as_json:
             print_json(result)
             return
         c = app.console
-        c.print(f"[bold]{model}[/] on [bold]{data}[/]: accuracy "
-                f"[bold]{100 * result['accuracy']:.2f}%[/] ({result['correct']}/{result['total']})")
+        c.print(
+            f"[bold]{model}[/] on [bold]{data}[/]: accuracy "
+            f"[bold]{100 * result['accuracy']:.2f}%[/] ({result['correct']}/{result['total']})"
+        )
         cm = np.asarray(result["confusion"])
         table = Table(title="confusion (rows: true digit, columns: predicted)")
         table.add_column("true", justify="right")
@@ -151,7 +177,9 @@ def register_commands(cli):
         table.add_column("accuracy", justify="right")
         for i in range(10):
             acc = result["per_class"][i]
-            table.add_row(str(i), *[(f"[bold]{v}[/]" if i == j else (f"[red]{v}[/]" if v else "·"))
-                                    for j, v in enumerate(cm[i])],
-                          f"{100 * acc:.1f}%" if acc is not None else "-")
+            table.add_row(
+                str(i),
+                *[(f"[bold]{v}[/]" if i == j else (f"[red]{v}[/]" if v else "·")) for j, v in enumerate(cm[i])],
+                f"{100 * acc:.1f}%" if acc is not None else "-",
+            )
         c.print(table)

@@ -4,6 +4,7 @@ The exported graph is what the quantizer and the firmware see, so every export i
 same real digits go through torch and onnxruntime and the largest logit difference must stay
 below ``TOLERANCE``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,6 @@ import numpy as np
 
 from mnistp4.errors import Mnistp4Error
 from mnistp4.io import write_bytes
-
 from mnistp4.stages.models.common import INPUT_SHAPE, normalize_uint8
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,11 @@ def batchnorm_pairs(model) -> list[tuple[str, str]]:
 
     calls = trace_calls(model, (nn.Conv2d, nn.BatchNorm2d))
     outputs = {id(out): name for name, mod, _, out in calls if isinstance(mod, nn.Conv2d)}
-    return [(outputs[id(inp)], name) for name, mod, inp, _ in calls
-            if isinstance(mod, nn.BatchNorm2d) and id(inp) in outputs]
+    return [
+        (outputs[id(inp)], name)
+        for name, mod, inp, _ in calls
+        if isinstance(mod, nn.BatchNorm2d) and id(inp) in outputs
+    ]
 
 
 def fold_batchnorm(model):
@@ -77,9 +80,17 @@ def export_onnx(model, path: str | Path, check_images: np.ndarray) -> dict:
     folded = fold_batchnorm(model)
     buf = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(folded, (torch.zeros(INPUT_SHAPE),), buf, dynamo=False, opset_version=OPSET,
-                          do_constant_folding=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          training=torch.onnx.TrainingMode.EVAL)
+        torch.onnx.export(
+            folded,
+            (torch.zeros(INPUT_SHAPE),),
+            buf,
+            dynamo=False,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            training=torch.onnx.TrainingMode.EVAL,
+        )
     data = buf.getvalue()
     graph = onnx.load_from_string(data)
     onnx.checker.check_model(graph)
@@ -88,11 +99,18 @@ def export_onnx(model, path: str | Path, check_images: np.ndarray) -> dict:
         raise ExportMismatch(f"{path}: BatchNormalization was not folded into the convolutions")
     max_diff = verify_onnx(data, model, check_images)
     if max_diff > TOLERANCE:
-        raise ExportMismatch(f"{path}: onnxruntime differs from torch by {max_diff:.2e} "
-                             f"(> {TOLERANCE:g}) on {len(check_images)} digits; the export is not trusted")
+        raise ExportMismatch(
+            f"{path}: onnxruntime differs from torch by {max_diff:.2e} "
+            f"(> {TOLERANCE:g}) on {len(check_images)} digits; the export is not trusted"
+        )
     write_bytes(path, data)
-    return {"path": str(path), "opset": OPSET, "max_abs_diff": float(max_diff),
-            "checked": int(len(check_images)), "nodes": ops}
+    return {
+        "path": str(path),
+        "opset": OPSET,
+        "max_abs_diff": float(max_diff),
+        "checked": int(len(check_images)),
+        "nodes": ops,
+    }
 
 
 def verify_onnx(onnx_bytes: bytes, model, images: np.ndarray) -> float:
@@ -104,5 +122,5 @@ def verify_onnx(onnx_bytes: bytes, model, images: np.ndarray) -> float:
     x = normalize_uint8(images)
     with torch.no_grad():
         ref = model.eval()(x).numpy()
-    got = np.concatenate([sess.run(None, {INPUT_NAME: x[i:i + 1].numpy()})[0] for i in range(len(x))])
+    got = np.concatenate([sess.run(None, {INPUT_NAME: x[i : i + 1].numpy()})[0] for i in range(len(x))])
     return float(np.abs(ref - got).max())

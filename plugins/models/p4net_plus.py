@@ -11,13 +11,13 @@ conv 16->32 3x3 pad 1 (14x14), BN, ReLU
 conv 32->32 3x3 (12x12), BN, ReLU, maxpool 2 -> 6x6
 conv 32->64 3x3 (4x4), BN, ReLU, flatten 1024, dropout, fc 1024->10
 """
+
 from __future__ import annotations
 
 from torch import nn
 
 from mnistp4 import hookimpl
 from mnistp4.records import ModelSpec
-
 from mnistp4.stages.models.common import conv_bn_relu
 
 
@@ -26,8 +26,11 @@ class P4NetPlus(nn.Module):
         super().__init__()
         a, b, c = widths
         self.features = nn.Sequential(
-            *conv_bn_relu(1, a, 1), nn.MaxPool2d(2),
-            *conv_bn_relu(a, b, 1), *conv_bn_relu(b, b, 0), nn.MaxPool2d(2),
+            *conv_bn_relu(1, a, 1),
+            nn.MaxPool2d(2),
+            *conv_bn_relu(a, b, 1),
+            *conv_bn_relu(b, b, 0),
+            nn.MaxPool2d(2),
             *conv_bn_relu(b, c, 0),
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c * 4 * 4, 10))

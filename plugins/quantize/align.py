@@ -10,6 +10,7 @@ between grows by ``a``. Choosing ``a = 127 * 2**e / M`` (just below the next pow
 boundary) puts M at the top of the Int8 range. The last layer's logits are scaled the same way:
 the argmax, and so the prediction, does not change with a positive factor.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,17 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 LINEAR = {"Conv", "Gemm"}
-HOMOGENEOUS = {"Relu", "MaxPool", "Flatten", "Reshape", "Transpose", "AveragePool", "GlobalAveragePool",
-               "Identity", "Dropout"}
+HOMOGENEOUS = {
+    "Relu",
+    "MaxPool",
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Identity",
+    "Dropout",
+}
 MARGIN = 0.999  # stay a hair under the boundary so min/max calibration keeps the smaller exponent
 
 
@@ -58,7 +68,7 @@ def _chains(graph):
             tensors.append(cur)
         if not tensors:
             continue
-        if nxt is None and not (cur in outputs):
+        if nxt is None and cur not in outputs:
             continue  # the chain ends in something that is not homogeneous: leave it alone
         yield node, tensors, nxt
 
@@ -91,7 +101,7 @@ def align_pow2(onnx_in: str | Path, onnx_out: str | Path, calib_x: np.ndarray, b
     batch = 1 if sess.get_inputs()[0].shape[0] == 1 else 256
     peak = {n: 0.0 for n in names}
     for i in range(0, len(calib_x), batch):
-        for n, v in zip(names, sess.run(None, {in_name: calib_x[i:i + batch].astype(np.float32)})):
+        for n, v in zip(names, sess.run(None, {in_name: calib_x[i : i + batch].astype(np.float32)})):
             peak[n] = max(peak[n], float(np.abs(v).max()))
 
     inits = {t.name: t for t in graph.initializer}
@@ -113,7 +123,7 @@ def align_pow2(onnx_in: str | Path, onnx_out: str | Path, calib_x: np.ndarray, b
         if m <= 0:
             continue
         e = math.ceil(math.log2(m / qmax))
-        a = qmax * 2.0 ** e / m * MARGIN
+        a = qmax * 2.0**e / m * MARGIN
         if a < 1.0:  # already within MARGIN of its boundary
             continue
         if any(name not in inits for name in node.input[1:]) or (nxt is not None and nxt.input[1] not in inits):
@@ -123,8 +133,16 @@ def align_pow2(onnx_in: str | Path, onnx_out: str | Path, calib_x: np.ndarray, b
             scale_init(node.input[2], a)
         if nxt is not None:  # every weight of the next layer reads the scaled tensor
             scale_init(nxt.input[1], 1.0 / a)
-        records.append({"layer": node.name, "tensor": tensors[-1], "factor": round(a, 4),
-                        "max_before": m, "max_after": m * a, "exponent": e})
+        records.append(
+            {
+                "layer": node.name,
+                "tensor": tensors[-1],
+                "factor": round(a, 4),
+                "max_before": m,
+                "max_after": m * a,
+                "exponent": e,
+            }
+        )
         log.info("aligned %s: x%.3f (max %.3f -> %.3f, step 2^%d)", node.name, a, m, m * a, e)
     onnx.save(model, str(onnx_out))
     return records

@@ -5,10 +5,10 @@ held-out writers stay unseen) oversampled ``weight`` times; a calibration set of
 the same share of custom digits an epoch has (config ``calib_custom_share`` overrides it).
 Images are drawn without augmentation, reproducibly from ``seed``.
 """
+
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -43,8 +43,15 @@ def custom_split(app, entries: list[str]) -> tuple[DigitSet, DigitSet]:
     return train, held
 
 
-def calibration_set(app, n: int, *, custom_train: DigitSet | None = None, seed: int | None = None,
-                    weight: int | None = None, share: float | None = None) -> DigitSet:
+def calibration_set(
+    app,
+    n: int,
+    *,
+    custom_train: DigitSet | None = None,
+    seed: int | None = None,
+    weight: int | None = None,
+    share: float | None = None,
+) -> DigitSet:
     """``n`` calibration digits: MNIST train and custom training digits in the epoch's proportion."""
     if n < 1:
         raise UsageError(f"--calib must be at least 1, got {n}")
@@ -68,11 +75,17 @@ def calibration_set(app, n: int, *, custom_train: DigitSet | None = None, seed: 
         labels.append(custom.labels[pick_c])
     order = rng.permutation(n)
     log.info("calibration: %d MNIST + %d custom digits", n - n_custom, n_custom)
-    return DigitSet(np.concatenate(images)[order], np.concatenate(labels)[order],
-                    name=f"calibration ({n - n_custom} MNIST + {n_custom} custom)")
+    return DigitSet(
+        np.concatenate(images)[order],
+        np.concatenate(labels)[order],
+        name=f"calibration ({n - n_custom} MNIST + {n_custom} custom)",
+    )
 
 
 @hookimpl
 def register_config_keys(register):
-    register("calib_custom_share", -1.0, "share of custom digits among the calibration images; "
-                                         "-1: the share they have in a training epoch")
+    register(
+        "calib_custom_share",
+        -1.0,
+        "share of custom digits among the calibration images; -1: the share they have in a training epoch",
+    )

@@ -5,6 +5,7 @@ esp-ppq's own error analysis, its simulated outputs, and a bit-exact check of th
 to its output, so every call works on a copy inside a temporary folder and the results are moved
 into place one file at a time (atomic renames).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,22 +14,24 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from mnistp4.digitsets import MNIST_MEAN as MEAN  # one definition for every stage
+from mnistp4.digitsets import MNIST_STD as STD
 from mnistp4.errors import InputError, UsageError
 from mnistp4.io import atomic_path
 from mnistp4.records import QuantResult  # noqa: F401 - the contract type, re-exported
-
 from mnistp4.stages.quantize.espdl_reader import EspdlModel, read_espdl
-
 from mnistp4.stages.quantize.interpreter import Interpreter, check_test_values, predict_ints
+
 log = logging.getLogger(__name__)
 
-from mnistp4.digitsets import MNIST_MEAN as MEAN, MNIST_STD as STD  # noqa: E402 - one definition
+
 TARGETS = ("esp32p4", "esp32s3")
 BITS = (8, 16)
 SIDE_SUFFIXES = (".espdl", ".json", ".info")
@@ -41,35 +44,61 @@ class Recipe:
 
     name: str
     description: str
-    calib_algorithm: str = "kl"          # activation calibration for 8 bits (16 bits: minmax)
-    first_layer_algorithm: str = ""      # override for the first Conv (its input is the image)
+    calib_algorithm: str = "kl"  # activation calibration for 8 bits (16 bits: minmax)
+    first_layer_algorithm: str = ""  # override for the first Conv (its input is the image)
     equalization: bool = False
     bias_correct: bool = False
-    int16_layers: tuple[str, ...] = ()   # "first", "last" or ONNX node names: Int16 in an Int8 model
-    align: bool = False                  # power-of-two range alignment (mnistp4.stages.quantize.align) first
+    int16_layers: tuple[str, ...] = ()  # "first", "last" or ONNX node names: Int16 in an Int8 model
+    align: bool = False  # power-of-two range alignment (mnistp4.stages.quantize.align) first
 
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in [
-    Recipe("ppq-default", "esp-ppq's espdl setting as shipped: KL activation calibration"),
-    Recipe("minmax", "min/max activation calibration: no activation is clipped", calib_algorithm="minmax"),
-    Recipe("input-minmax", "KL calibration, min/max for the first layer so bright pixels are not clipped",
-           first_layer_algorithm="minmax"),
-    Recipe("percentile", "percentile activation calibration", calib_algorithm="percentile"),
-    Recipe("mse", "MSE-optimal activation ranges", calib_algorithm="mse"),
-    Recipe("equalize", "min/max + esp-ppq layerwise weight equalization", calib_algorithm="minmax",
-           equalization=True),
-    Recipe("bias-correct", "min/max + esp-ppq bias correction", calib_algorithm="minmax", bias_correct=True),
-    Recipe("mixed-first16", "min/max, first layer in Int16 (mixed precision)", calib_algorithm="minmax",
-           int16_layers=("first",)),
-    Recipe("mixed-last16", "min/max, last layer in Int16 (mixed precision)", calib_algorithm="minmax",
-           int16_layers=("last",)),
-    Recipe("pow2-align", "min/max after power-of-two range alignment of every activation and the logits",
-           calib_algorithm="minmax", align=True),
-    Recipe("pow2-align-last16", "power-of-two range alignment, last layer in Int16",
-           calib_algorithm="minmax", align=True, int16_layers=("last",)),
-]}
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in [
+        Recipe("ppq-default", "esp-ppq's espdl setting as shipped: KL activation calibration"),
+        Recipe("minmax", "min/max activation calibration: no activation is clipped", calib_algorithm="minmax"),
+        Recipe(
+            "input-minmax",
+            "KL calibration, min/max for the first layer so bright pixels are not clipped",
+            first_layer_algorithm="minmax",
+        ),
+        Recipe("percentile", "percentile activation calibration", calib_algorithm="percentile"),
+        Recipe("mse", "MSE-optimal activation ranges", calib_algorithm="mse"),
+        Recipe(
+            "equalize", "min/max + esp-ppq layerwise weight equalization", calib_algorithm="minmax", equalization=True
+        ),
+        Recipe("bias-correct", "min/max + esp-ppq bias correction", calib_algorithm="minmax", bias_correct=True),
+        Recipe(
+            "mixed-first16",
+            "min/max, first layer in Int16 (mixed precision)",
+            calib_algorithm="minmax",
+            int16_layers=("first",),
+        ),
+        Recipe(
+            "mixed-last16",
+            "min/max, last layer in Int16 (mixed precision)",
+            calib_algorithm="minmax",
+            int16_layers=("last",),
+        ),
+        Recipe(
+            "pow2-align",
+            "min/max after power-of-two range alignment of every activation and the logits",
+            calib_algorithm="minmax",
+            align=True,
+        ),
+        Recipe(
+            "pow2-align-last16",
+            "power-of-two range alignment, last layer in Int16",
+            calib_algorithm="minmax",
+            align=True,
+            int16_layers=("last",),
+        ),
+    ]
+}
 DEFAULT_RECIPE = "pow2-align"  # best measured: docs/history.md
-AUTO = "auto"  # chosen per model by mnistp4.stages.quantize.recipe_select (quantize_run resolves it before quantize_onnx)
+AUTO = (
+    "auto"  # chosen per model by mnistp4.stages.quantize.recipe_select (quantize_run resolves it before quantize_onnx)
+)
 
 
 class _DebugSink:
@@ -148,12 +177,21 @@ def _setting(recipe: Recipe, bits: int, target: str, layers: list[str]):
     return s
 
 
-def quantize_onnx(onnx_path: str | Path, out_path: str | Path, *, bits: int = 8, target: str = "esp32p4",
-                  calib_images: np.ndarray, recipe: str = DEFAULT_RECIPE, error_report: bool = True,
-                  batch: int = 32) -> QuantResult:
+def quantize_onnx(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    *,
+    bits: int = 8,
+    target: str = "esp32p4",
+    calib_images: np.ndarray,
+    recipe: str = DEFAULT_RECIPE,
+    error_report: bool = True,
+    batch: int = 32,
+) -> QuantResult:
     """Quantize ``onnx_path`` into ``out_path`` (+ ``.json``/``.info`` side files beside it) with
     esp-ppq, embedding test values (the first calibration image). The ONNX file is never changed."""
     import torch
+
     import_ppq()
     from esp_ppq.api import espdl_quantize_onnx
     from esp_ppq.quantization.analyse import graphwise_error_analyse
@@ -172,9 +210,15 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, *, bits: int = 8,
     rec = RECIPES[recipe]
     x = normalize(calib_images)
     batch = max(1, min(batch, len(x) // MIN_CALIB_STEPS))  # esp-ppq insists on >= 8 calibration steps
-    loader = [x[i:i + batch] for i in range(0, len(x), batch)]
-    meta = {"mnistp4.mean": str(MEAN), "mnistp4.std": str(STD), "mnistp4.target": target,
-            "mnistp4.bits": str(bits), "mnistp4.recipe": recipe, "mnistp4.pixel": "x = (pixel/255 - mean)/std"}
+    loader = [x[i : i + batch] for i in range(0, len(x), batch)]
+    meta = {
+        "mnistp4.mean": str(MEAN),
+        "mnistp4.std": str(STD),
+        "mnistp4.target": target,
+        "mnistp4.bits": str(bits),
+        "mnistp4.recipe": recipe,
+        "mnistp4.pixel": "x = (pixel/255 - mean)/std",
+    }
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mnistp4-quant-") as tmp:
         work = Path(tmp) / "model.onnx"
@@ -193,17 +237,30 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, *, bits: int = 8,
         noise = io.StringIO()
         with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise), torch.no_grad():
             graph = espdl_quantize_onnx(
-                onnx_import_file=str(work), espdl_export_file=str(export), calib_dataloader=loader,
-                calib_steps=len(loader), input_shape=[1, 1, 28, 28], inputs=[x[:1]], target=target,
-                num_of_bits=bits, setting=setting, device="cpu", error_report=False,
-                export_test_values=True, debug=(bits == 16), metadata_props=meta)
+                onnx_import_file=str(work),
+                espdl_export_file=str(export),
+                calib_dataloader=loader,
+                calib_steps=len(loader),
+                input_shape=[1, 1, 28, 28],
+                inputs=[x[:1]],
+                target=target,
+                num_of_bits=bits,
+                setting=setting,
+                device="cpu",
+                error_report=False,
+                export_test_values=True,
+                debug=(bits == 16),
+                metadata_props=meta,
+            )
             layerwise, graphwise = {}, {}
             if error_report:
                 steps = min(len(loader), 8)
-                graphwise = graphwise_error_analyse(graph=graph, running_device="cpu", dataloader=loader,
-                                                    steps=steps, verbose=False)
-                layerwise = layerwise_error_analyse(graph=graph, running_device="cpu", dataloader=loader,
-                                                    steps=steps, verbose=False)
+                graphwise = graphwise_error_analyse(
+                    graph=graph, running_device="cpu", dataloader=loader, steps=steps, verbose=False
+                )
+                layerwise = layerwise_error_analyse(
+                    graph=graph, running_device="cpu", dataloader=loader, steps=steps, verbose=False
+                )
         _silence_ppq_loggers()  # loggers created during this call
         log.debug("esp-ppq output:\n%s", noise.getvalue())
         if not export.is_file():
@@ -214,12 +271,21 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, *, bits: int = 8,
             src = export.with_suffix(suffix)
             if src.is_file():
                 dst = out_path.with_suffix(suffix)
-                with atomic_path(dst) as tmp_dst:   # a full disk leaves no half-copied file
+                with atomic_path(dst) as tmp_dst:  # a full disk leaves no half-copied file
                     shutil.copyfile(src, tmp_dst)
                 moved.append(dst)
-    return QuantResult(out_path, bits, target, recipe, time.perf_counter() - t0, graph,
-                       {k: float(_first(v)) for k, v in (layerwise or {}).items()},
-                       {k: float(_first(v)) for k, v in (graphwise or {}).items()}, moved, aligned)
+    return QuantResult(
+        out_path,
+        bits,
+        target,
+        recipe,
+        time.perf_counter() - t0,
+        graph,
+        {k: float(_first(v)) for k, v in (layerwise or {}).items()},
+        {k: float(_first(v)) for k, v in (graphwise or {}).items()},
+        moved,
+        aligned,
+    )
 
 
 def _first(v):
@@ -235,13 +301,18 @@ def simulate(graph, images_uint8: np.ndarray, batch: int = 500) -> np.ndarray:
     outs = []
     with torch.no_grad():
         for i in range(0, len(images_uint8), batch):
-            outs.append(ex.forward(inputs=normalize(images_uint8[i:i + batch]))[0].reshape(
-                min(batch, len(images_uint8) - i), -1).numpy().astype(np.float64))
+            outs.append(
+                ex.forward(inputs=normalize(images_uint8[i : i + batch]))[0]
+                .reshape(min(batch, len(images_uint8) - i), -1)
+                .numpy()
+                .astype(np.float64)
+            )
     return np.concatenate(outs)
 
 
-def verify_against_ppq(model: EspdlModel, graph, images_uint8: np.ndarray,
-                       interpreter: Interpreter | None = None) -> dict[str, Any]:
+def verify_against_ppq(
+    model: EspdlModel, graph, images_uint8: np.ndarray, interpreter: Interpreter | None = None
+) -> dict[str, Any]:
     """Run the file through the host interpreter and esp-ppq's simulator on the same images and
     count the images whose integer outputs differ."""
     it = interpreter or Interpreter(model)
@@ -251,9 +322,15 @@ def verify_against_ppq(model: EspdlModel, graph, images_uint8: np.ndarray,
     sim_int = np.rint(sim / scale).astype(np.int64)
     off_grid = int((sim_int * scale != sim).any(axis=1).sum())
     diff = ours != sim_int
-    return {"images": int(len(images_uint8)), "mismatched_images": int(diff.any(axis=1).sum()),
-            "mismatched_values": int(diff.sum()), "max_abs_diff": int(np.abs(ours - sim_int).max(initial=0)),
-            "off_grid_sim_outputs": off_grid, "ints": ours, "sim_ints": sim_int}
+    return {
+        "images": int(len(images_uint8)),
+        "mismatched_images": int(diff.any(axis=1).sum()),
+        "mismatched_values": int(diff.sum()),
+        "max_abs_diff": int(np.abs(ours - sim_int).max(initial=0)),
+        "off_grid_sim_outputs": off_grid,
+        "ints": ours,
+        "sim_ints": sim_int,
+    }
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float | None:
@@ -274,7 +351,7 @@ def onnx_logits(onnx_path: str | Path, images_uint8: np.ndarray, batch: int = 10
     step = 1 if static_batch == 1 else batch
     outs = []
     for i in range(0, len(images_uint8), step):
-        outs.append(sess.run(None, {name: normalize(images_uint8[i:i + step]).numpy()})[0])
+        outs.append(sess.run(None, {name: normalize(images_uint8[i : i + step]).numpy()})[0])
     return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
 
 

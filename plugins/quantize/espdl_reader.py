@@ -27,6 +27,7 @@ through float64 BLAS, which is exact for int8/int16 products: every partial sum 
 2**53). An op that is not implemented raises :class:`UnsupportedOp` naming it; a corrupt,
 truncated or encrypted file raises :class:`EspdlFormatError` naming the file.
 """
+
 from __future__ import annotations
 
 import struct
@@ -44,10 +45,35 @@ MAGIC = b"EDL2"
 HEADER_BYTES = 16
 
 #: espdl.fbs TensorDataType -> numpy dtype
-DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
-          9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
-DTYPE_NAMES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
-               8: "string", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64"}
+DTYPES = {
+    1: np.float32,
+    2: np.uint8,
+    3: np.int8,
+    4: np.uint16,
+    5: np.int16,
+    6: np.int32,
+    7: np.int64,
+    9: np.bool_,
+    10: np.float16,
+    11: np.float64,
+    12: np.uint32,
+    13: np.uint64,
+}
+DTYPE_NAMES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+}
 QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767)}
 
 
@@ -62,6 +88,7 @@ class UnsupportedOp(Mnistp4Error):
 # --------------------------------------------------------------------------------------------
 # Records
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class EspdlTensor:
@@ -184,16 +211,27 @@ class EspdlModel:
         return {"largest_tensor": max(size.values(), default=0), "peak_live": int(peak)}
 
     def summary(self) -> dict[str, Any]:
-        return {"file": str(self.path), "file_bytes": self.file_bytes, "producer": self.producer,
-                "input": {"name": self.input_name, "shape": self.input_shape, "layout": self.input_layout,
-                          "dtype": self.input_dtype, "exponent": self.input_exponent,
-                          "rounding": self.rounding},
-                "outputs": [{"name": o.name, "shape": o.shape, "dtype": o.dtype, "exponent": o.exponent}
-                            for o in self.outputs],
-                "ops": self.ops, "weight_bytes": self.weight_bytes,
-                "activation_bytes": self.activation_bytes(),
-                "test_values": sorted(self.test_inputs) + sorted(self.test_outputs),
-                "metadata": self.metadata}
+        return {
+            "file": str(self.path),
+            "file_bytes": self.file_bytes,
+            "producer": self.producer,
+            "input": {
+                "name": self.input_name,
+                "shape": self.input_shape,
+                "layout": self.input_layout,
+                "dtype": self.input_dtype,
+                "exponent": self.input_exponent,
+                "rounding": self.rounding,
+            },
+            "outputs": [
+                {"name": o.name, "shape": o.shape, "dtype": o.dtype, "exponent": o.exponent} for o in self.outputs
+            ],
+            "ops": self.ops,
+            "weight_bytes": self.weight_bytes,
+            "activation_bytes": self.activation_bytes(),
+            "test_values": sorted(self.test_inputs) + sorted(self.test_outputs),
+            "metadata": self.metadata,
+        }
 
 
 def _dtype_code(name: str) -> int:
@@ -203,6 +241,7 @@ def _dtype_code(name: str) -> int:
 # --------------------------------------------------------------------------------------------
 # FlatBuffers access (field slot = 4 + 2 * index of the field in the schema's table)
 # --------------------------------------------------------------------------------------------
+
 
 def _slot(index: int) -> int:
     return 4 + 2 * index
@@ -334,19 +373,22 @@ def read_espdl(path: str | Path) -> EspdlModel:
         raise InputError(f"{path}: cannot read the model file ({e.strerror or e})") from None
     what = "re-export it with `mnistp4 quantize`"
     if len(raw) < HEADER_BYTES:
-        raise EspdlFormatError(f"{path}: truncated .espdl file ({len(raw)} bytes, shorter than its "
-                               f"16-byte header); {what}")
+        raise EspdlFormatError(
+            f"{path}: truncated .espdl file ({len(raw)} bytes, shorter than its 16-byte header); {what}"
+        )
     if raw[:4] != MAGIC:
-        raise EspdlFormatError(f"{path}: not an .espdl file (starts with {raw[:4]!r}, expected {MAGIC!r}); "
-                               f"{what}")
+        raise EspdlFormatError(f"{path}: not an .espdl file (starts with {raw[:4]!r}, expected {MAGIC!r}); {what}")
     encrypted, length = struct.unpack_from("<II", raw, 4)
     if encrypted:
-        raise EspdlFormatError(f"{path}: the model is encrypted; the host reader needs an unencrypted "
-                               f"export (esp-ppq encrypt_data=False)")
+        raise EspdlFormatError(
+            f"{path}: the model is encrypted; the host reader needs an unencrypted export (esp-ppq encrypt_data=False)"
+        )
     if len(raw) - HEADER_BYTES != length:
         state = "truncated" if len(raw) - HEADER_BYTES < length else "longer than its header says"
-        raise EspdlFormatError(f"{path}: .espdl file is {state}: header says {length} bytes of model "
-                               f"data, file has {len(raw) - HEADER_BYTES}; {what}")
+        raise EspdlFormatError(
+            f"{path}: .espdl file is {state}: header says {length} bytes of model "
+            f"data, file has {len(raw) - HEADER_BYTES}; {what}"
+        )
     buf = bytearray(raw[HEADER_BYTES:])
     try:
         return _parse(path, len(raw), buf)
@@ -381,10 +423,21 @@ def _parse(path: Path, file_bytes: int, buf: bytearray) -> EspdlModel:
         raise ValueError("the graph declares no inputs or no outputs")
     for v in [*inputs, *outputs]:
         values.setdefault(v.name, v)
-    return EspdlModel(path, file_bytes, _str(model, 2), _scalar(model, 0, nt.Int32Flags),
-                      _scalar(model, 5, nt.Int64Flags), meta, nodes, inits, inputs, outputs, values,
-                      t_in, t_out)
-
+    return EspdlModel(
+        path,
+        file_bytes,
+        _str(model, 2),
+        _scalar(model, 0, nt.Int32Flags),
+        _scalar(model, 5, nt.Int64Flags),
+        meta,
+        nodes,
+        inits,
+        inputs,
+        outputs,
+        values,
+        t_in,
+        t_out,
+    )
 
 
 def unpack_filter(t: EspdlTensor, depthwise: bool = False) -> np.ndarray:
@@ -409,7 +462,7 @@ def unpack_filter(t: EspdlTensor, depthwise: bool = False) -> np.ndarray:
     aligned = n // block * block
     head = data[: aligned * h * w * c].reshape(n // block, h, w, c, block).transpose(0, 4, 1, 2, 3)
     head = head.reshape(aligned, h, w, c)
-    rest = data[aligned * h * w * c:]
+    rest = data[aligned * h * w * c :]
     if n == aligned:
         return head
     if depthwise:

@@ -19,6 +19,7 @@ vtable: ``uint16`` size, table size, one ``uint16`` offset per field; references
 forward offsets) over the fields of ``espdl.fbs`` listed in :data:`SCHEMA`, checking that every
 table, vector and string lies inside the model data and is aligned.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,11 +35,11 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"EDL2"
 HEADER_BYTES = 16
-INPUT_ELEMENTS = 28 * 28          # one grey 28x28 digit
-OUTPUT_ELEMENTS = 10              # one score per class
-ACTIVATION_TYPES = {3: "int8", 5: "int16"}   # espdl.fbs TensorDataType codes the firmware feeds/reads
-EXPONENT_LIMIT = 31               # |exponent| above this is no esp-ppq export (ldexp of an int8/int16)
-MAX_OBJECTS = 1 << 20             # tables + vector entries visited; bounds the walk on hostile files
+INPUT_ELEMENTS = 28 * 28  # one grey 28x28 digit
+OUTPUT_ELEMENTS = 10  # one score per class
+ACTIVATION_TYPES = {3: "int8", 5: "int16"}  # espdl.fbs TensorDataType codes the firmware feeds/reads
+EXPONENT_LIMIT = 31  # |exponent| above this is no esp-ppq export (ldexp of an int8/int16)
+MAX_OBJECTS = 1 << 20  # tables + vector entries visited; bounds the walk on hostile files
 FIX = "re-export it with `mnistp4 quantize RUN_DIR` and deploy again"
 
 
@@ -46,8 +47,8 @@ FIX = "re-export it with `mnistp4 quantize RUN_DIR` and deploy again"
 class Rule:
     code: int
     name: str
-    wrong: str      # what is wrong (the C check shows this text on the screen)
-    shared: bool    # also checked by the firmware before ESP-DL sees the file
+    wrong: str  # what is wrong (the C check shows this text on the screen)
+    shared: bool  # also checked by the firmware before ESP-DL sees the file
 
 
 RULES = (
@@ -70,14 +71,75 @@ RULE = {r.name: r for r in RULES}
 
 #: Ops registered by ESP-DL 3.3.9's ModuleCreator (dl_module_creator.hpp), the version the firmware pins.
 KNOWN_OPS = (
-    "Add", "AveragePool", "Clip", "Concat", "Conv", "DepthToSpace", "DequantizeLinear", "Div", "Elu", "Equal",
-    "Exp", "Flatten", "GRU", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Greater", "GreaterOrEqual",
-    "HardSigmoid", "HardSwish", "Identity", "InsertZeros", "LSTM", "LUT", "LayerNormalization", "LeakyRelu",
-    "Less", "LessOrEqual", "Log", "LogSoftmax", "LpNormalization", "MatMul", "MaxPool", "Mod", "Mul", "Neg",
-    "PRelu", "Pad", "Pow", "QuantizeLinear", "RMSNormalization", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax",
-    "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "RequantizeLinear",
-    "Reshape", "Resize", "ReverseSequence", "ScatterND", "Sigmoid", "Slice", "Softmax", "SpaceToDepth", "Split",
-    "Sqrt", "Squeeze", "StreamingCache", "Sub", "Swish", "Tanh", "Transpose", "Unsqueeze",
+    "Add",
+    "AveragePool",
+    "Clip",
+    "Concat",
+    "Conv",
+    "DepthToSpace",
+    "DequantizeLinear",
+    "Div",
+    "Elu",
+    "Equal",
+    "Exp",
+    "Flatten",
+    "GRU",
+    "Gather",
+    "Gelu",
+    "Gemm",
+    "GlobalAveragePool",
+    "Greater",
+    "GreaterOrEqual",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "InsertZeros",
+    "LSTM",
+    "LUT",
+    "LayerNormalization",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "LogSoftmax",
+    "LpNormalization",
+    "MatMul",
+    "MaxPool",
+    "Mod",
+    "Mul",
+    "Neg",
+    "PRelu",
+    "Pad",
+    "Pow",
+    "QuantizeLinear",
+    "RMSNormalization",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "Relu",
+    "RequantizeLinear",
+    "Reshape",
+    "Resize",
+    "ReverseSequence",
+    "ScatterND",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "SpaceToDepth",
+    "Split",
+    "Sqrt",
+    "Squeeze",
+    "StreamingCache",
+    "Sub",
+    "Swish",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
 )
 
 #: Field kinds: inline scalars (the number is their size), references, vectors.
@@ -88,24 +150,53 @@ REFERENCE_KINDS = ("str", "strs", "vec", "table", "tables", "union")
 #: the element size; ``table``/``tables`` name the child table; ``union`` is walked as its child
 #: only when the field before it (the union's type) is 1 (tensor_type), else as a bare table.
 SCHEMA: dict[str, tuple[tuple[int, str, str, object], ...]] = {
-    "Model": ((0, "ir_version", "i32", None), (2, "producer_name", "str", None),
-              (5, "model_version", "i64", None), (7, "graph", "table", "Graph"),
-              (8, "metadata_props", "tables", "StringStringEntry")),
+    "Model": (
+        (0, "ir_version", "i32", None),
+        (2, "producer_name", "str", None),
+        (5, "model_version", "i64", None),
+        (7, "graph", "table", "Graph"),
+        (8, "metadata_props", "tables", "StringStringEntry"),
+    ),
     "StringStringEntry": ((0, "key", "str", None), (1, "value", "str", None)),
-    "Graph": ((0, "node", "tables", "Node"), (2, "initializer", "tables", "Tensor"),
-              (4, "input", "tables", "ValueInfo"), (5, "output", "tables", "ValueInfo"),
-              (6, "value_info", "tables", "ValueInfo"), (8, "test_inputs_value", "tables", "Tensor"),
-              (9, "test_outputs_value", "tables", "Tensor")),
-    "Node": ((0, "input", "strs", None), (1, "output", "strs", None), (2, "name", "str", None),
-             (3, "op_type", "str", None), (5, "attribute", "tables", "Attribute")),
-    "Attribute": ((0, "name", "str", None), (3, "attr_type", "i32", None), (4, "f", "f32", None),
-                  (5, "i", "i64", None), (6, "s", "vec", 1), (7, "t", "table", "Tensor"),
-                  (10, "floats", "vec", 4), (11, "ints", "vec", 8), (12, "strings", "strs", None)),
-    "Tensor": ((0, "dims", "vec", 8), (1, "data_type", "i32", None), (2, "float_data", "vec", 4),
-               (3, "int32_data", "vec", 4), (5, "int64_data", "vec", 8), (6, "name", "str", None),
-               (7, "doc_string", "str", None), (8, "raw_data", "vec", 16), (13, "exponents", "vec", 8)),
-    "ValueInfo": ((0, "name", "str", None), (1, "value_info_type", "table", "TypeInfo"),
-                  (3, "exponents", "vec", 8)),
+    "Graph": (
+        (0, "node", "tables", "Node"),
+        (2, "initializer", "tables", "Tensor"),
+        (4, "input", "tables", "ValueInfo"),
+        (5, "output", "tables", "ValueInfo"),
+        (6, "value_info", "tables", "ValueInfo"),
+        (8, "test_inputs_value", "tables", "Tensor"),
+        (9, "test_outputs_value", "tables", "Tensor"),
+    ),
+    "Node": (
+        (0, "input", "strs", None),
+        (1, "output", "strs", None),
+        (2, "name", "str", None),
+        (3, "op_type", "str", None),
+        (5, "attribute", "tables", "Attribute"),
+    ),
+    "Attribute": (
+        (0, "name", "str", None),
+        (3, "attr_type", "i32", None),
+        (4, "f", "f32", None),
+        (5, "i", "i64", None),
+        (6, "s", "vec", 1),
+        (7, "t", "table", "Tensor"),
+        (10, "floats", "vec", 4),
+        (11, "ints", "vec", 8),
+        (12, "strings", "strs", None),
+    ),
+    "Tensor": (
+        (0, "dims", "vec", 8),
+        (1, "data_type", "i32", None),
+        (2, "float_data", "vec", 4),
+        (3, "int32_data", "vec", 4),
+        (5, "int64_data", "vec", 8),
+        (6, "name", "str", None),
+        (7, "doc_string", "str", None),
+        (8, "raw_data", "vec", 16),
+        (13, "exponents", "vec", 8),
+    ),
+    "ValueInfo": ((0, "name", "str", None), (1, "value_info_type", "table", "TypeInfo"), (3, "exponents", "vec", 8)),
     "TypeInfo": ((0, "value_type", "u8", None), (1, "value", "union", "TensorTypeAndShape")),
     "TensorTypeAndShape": ((0, "elem_type", "i32", None), (1, "shape", "table", "TensorShape")),
     "TensorShape": ((0, "dim", "tables", "Dimension"),),
@@ -147,6 +238,7 @@ class SharedResult:
 # --------------------------------------------------------------------------------------------
 # FlatBuffers walk (the C check does the same steps in the same order)
 # --------------------------------------------------------------------------------------------
+
 
 class _Walker:
     def __init__(self, buf: bytes):
@@ -211,7 +303,7 @@ class _Walker:
         length = self.vector(pos, 1)
         if pos + 4 + length >= self.n or self.buf[pos + 4 + length] != 0:
             raise _Broken("structure", f"string at byte {pos} is not terminated inside the data")
-        return self.buf[pos + 4:pos + 4 + length]
+        return self.buf[pos + 4 : pos + 4 + length]
 
     def walk(self, pos: int, kind: str) -> tuple[int, int, int]:
         """Check a table of schema ``kind`` and everything under it; returns the table."""
@@ -231,7 +323,7 @@ class _Walker:
                 self.walk(target, arg)
             elif fkind == "union":
                 self.walk(target, arg if self.scalar(tab, index - 1, "u8") == 1 else "Bare")
-            else:   # strs, tables: vectors of references
+            else:  # strs, tables: vectors of references
                 length = self.vector(target, 4)
                 self._count(length)
                 for i in range(length):
@@ -304,8 +396,7 @@ def check_shared(data: bytes, available: int | None = None, partition_bytes: int
     available = len(data) if available is None else available
     try:
         if available < HEADER_BYTES or len(data) < HEADER_BYTES:
-            raise _Broken("header", f"truncated: {min(available, len(data))} bytes, shorter than the 16-byte "
-                                    f"header")
+            raise _Broken("header", f"truncated: {min(available, len(data))} bytes, shorter than the 16-byte header")
         if data[:4] != MAGIC:
             raise _Broken("magic", f"not an .espdl file: starts with {bytes(data[:4])!r}, expected {MAGIC!r}")
         mode, length = struct.unpack_from("<II", data, 4)
@@ -313,12 +404,18 @@ def check_shared(data: bytes, available: int | None = None, partition_bytes: int
             raise _Broken("mode", f"mode {mode}: encrypted or corrupt; the firmware loads unencrypted models")
         if length == 0 or HEADER_BYTES + length > available or HEADER_BYTES + length > len(data):
             state = "empty" if length == 0 else "truncated"
-            raise _Broken("length", f"{state}: the header says {length:,} bytes of model data, "
-                                    f"{min(available, len(data)) - HEADER_BYTES:,} bytes follow it")
+            raise _Broken(
+                "length",
+                f"{state}: the header says {length:,} bytes of model data, "
+                f"{min(available, len(data)) - HEADER_BYTES:,} bytes follow it",
+            )
         if partition_bytes is not None and HEADER_BYTES + length > partition_bytes:
-            raise _Broken("partition", f"{HEADER_BYTES + length:,} bytes but the model partition is "
-                                       f"{partition_bytes:,} bytes (0x{partition_bytes:x})")
-        w = _Walker(bytes(data[HEADER_BYTES:HEADER_BYTES + length]))
+            raise _Broken(
+                "partition",
+                f"{HEADER_BYTES + length:,} bytes but the model partition is "
+                f"{partition_bytes:,} bytes (0x{partition_bytes:x})",
+            )
+        w = _Walker(bytes(data[HEADER_BYTES : HEADER_BYTES + length]))
         if w.n < 4:
             raise _Broken("structure", "no root table")
         model = w.walk(w._u32(0), ROOT_TABLE)
@@ -344,8 +441,10 @@ def check_shared(data: bytes, available: int | None = None, partition_bytes: int
 # The whole validator
 # --------------------------------------------------------------------------------------------
 
-def validate_espdl(path: str | Path, partition_bytes: int | None = None, *, partition_label: str = "",
-                   run_test_values: bool = True):
+
+def validate_espdl(
+    path: str | Path, partition_bytes: int | None = None, *, partition_label: str = "", run_test_values: bool = True
+):
     """Check ``path`` against every rule; returns the parsed
     :class:`~mnistp4.stages.quantize.espdl_reader.EspdlModel` or raises :class:`EspdlInvalid` (an
     :class:`InputError`) naming the file, the rule and what to do. ``partition_label`` names the
@@ -360,14 +459,21 @@ def validate_espdl(path: str | Path, partition_bytes: int | None = None, *, part
     shared = check_shared(data, len(data), partition_bytes)
     if shared.rule.name == "partition":
         detail = shared.detail.replace("the model partition", partition_label) if partition_label else shared.detail
-        raise EspdlInvalid(path, shared.rule, detail,
-                           "make the model partition larger in partitions.csv (and reflash the firmware) "
-                           "or use a smaller model")
+        raise EspdlInvalid(
+            path,
+            shared.rule,
+            detail,
+            "make the model partition larger in partitions.csv (and reflash the firmware) or use a smaller model",
+        )
     if shared.rule.name != "ok":
         raise EspdlInvalid(path, shared.rule, shared.detail)
     if len(data) != HEADER_BYTES + shared.data_bytes:
-        raise EspdlInvalid(path, RULE["trailing"], f"{len(data) - HEADER_BYTES - shared.data_bytes} bytes after "
-                                                   f"the {shared.data_bytes} bytes the header announces")
+        raise EspdlInvalid(
+            path,
+            RULE["trailing"],
+            f"{len(data) - HEADER_BYTES - shared.data_bytes} bytes after "
+            f"the {shared.data_bytes} bytes the header announces",
+        )
     try:
         model = read_espdl(path)
     except EspdlFormatError as e:
@@ -389,10 +495,15 @@ def _test_value_problem(model, run: bool) -> str:
         t = tensors.get(value.name)
         if t is None:
             return f"no test {what} for {value.name!r}"
-        if t.dtype != value.dtype or int(np.prod(t.dims or [1])) != int(np.prod(value.shape)) \
-                or t.data.size != int(np.prod(value.shape)):
-            return (f"test {what} {value.name!r} is {t.dtype} {t.dims} with {t.data.size} values, "
-                    f"the graph's {what} is {value.dtype} {value.shape}")
+        if (
+            t.dtype != value.dtype
+            or int(np.prod(t.dims or [1])) != int(np.prod(value.shape))
+            or t.data.size != int(np.prod(value.shape))
+        ):
+            return (
+                f"test {what} {value.name!r} is {t.dtype} {t.dims} with {t.data.size} values, "
+                f"the graph's {what} is {value.dtype} {value.shape}"
+            )
     if not run:
         return ""
     t_in, t_out = model.test_inputs[model.input_name], model.test_outputs[model.outputs[0].name]
@@ -401,7 +512,7 @@ def _test_value_problem(model, run: bool) -> str:
     except UnsupportedOp as e:
         log.info("%s: test values not re-run on the host (%s)", model.path, e)
         return ""
-    except (Mnistp4Error, ValueError, IndexError, KeyError) as e:   # inconsistent shapes or names in the graph
+    except (Mnistp4Error, ValueError, IndexError, KeyError) as e:  # inconsistent shapes or names in the graph
         return f"running the test input failed ({type(e).__name__}: {str(e)[-160:]})"
     out = np.asarray(got[model.outputs[0].name]).ravel()
     expected = t_out.data.astype(np.int64).ravel()

@@ -5,6 +5,7 @@ Int64 accumulators; matrix products go through float64 BLAS, which is exact for 
 products (every partial sum stays far below 2**53). An op that is not implemented raises
 :class:`UnsupportedOp` naming it.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,13 +15,12 @@ import numpy as np
 
 from mnistp4.digitsets import MNIST_MEAN, MNIST_STD
 from mnistp4.errors import Mnistp4Error
-from mnistp4.stages.quantize.espdl_reader import (QRANGE, EspdlModel, EspdlNode, UnsupportedOp,  # noqa: F401
-                                                  read_espdl, unpack_filter)
-
+from mnistp4.stages.quantize.espdl_reader import QRANGE, EspdlModel, EspdlNode, UnsupportedOp, read_espdl, unpack_filter  # noqa: F401
 
 # --------------------------------------------------------------------------------------------
 # Integer arithmetic
 # --------------------------------------------------------------------------------------------
+
 
 def round_shift(v: np.ndarray, shift, mode: str) -> np.ndarray:
     """``v / 2**shift`` rounded to an integer (``half_even`` or ``half_up``); shift may be a
@@ -42,11 +42,10 @@ def round_shift(v: np.ndarray, shift, mode: str) -> np.ndarray:
 
 def quantize_input(x: np.ndarray, exponent: int, dtype: str = "int8", mode: str = "half_even") -> np.ndarray:
     """Float model input -> the file's integers: ``clamp(round(x / 2**exponent))``."""
-    v = np.asarray(x, dtype=np.float64) / (2.0 ** exponent)
+    v = np.asarray(x, dtype=np.float64) / (2.0**exponent)
     q = np.floor(v + 0.5) if mode == "half_up" else np.round(v)
     lo, hi = QRANGE[dtype]
     return np.clip(q, lo, hi).astype(np.int64)
-
 
 
 def _conv_nhwc(x: np.ndarray, wt: np.ndarray, strides, pads, dilations, group: int) -> np.ndarray:
@@ -62,15 +61,17 @@ def _conv_nhwc(x: np.ndarray, wt: np.ndarray, strides, pads, dilations, group: i
     cols = np.empty((b, oh, ow, kh, kw, ic), dtype=np.float64)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, :, i, j, :] = xp[:, i * dh: i * dh + sh * (oh - 1) + 1: sh,
-                                        j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
+            cols[:, :, :, i, j, :] = xp[
+                :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw, :
+            ]
     out = np.empty((b, oh, ow, oc), dtype=np.int64)
     per_g_out = oc // group
     for g in range(group):
-        cg = cols[..., g * kc:(g + 1) * kc].reshape(b * oh * ow, kh * kw * kc)
-        wg = wt[g * per_g_out:(g + 1) * per_g_out].astype(np.float64).reshape(per_g_out, -1)
-        out[..., g * per_g_out:(g + 1) * per_g_out] = np.rint(cg @ wg.T).astype(np.int64).reshape(
-            b, oh, ow, per_g_out)
+        cg = cols[..., g * kc : (g + 1) * kc].reshape(b * oh * ow, kh * kw * kc)
+        wg = wt[g * per_g_out : (g + 1) * per_g_out].astype(np.float64).reshape(per_g_out, -1)
+        out[..., g * per_g_out : (g + 1) * per_g_out] = (
+            np.rint(cg @ wg.T).astype(np.int64).reshape(b, oh, ow, per_g_out)
+        )
     return out
 
 
@@ -83,8 +84,10 @@ class Interpreter:
         self._filters: dict[str, np.ndarray] = {}
         for node in model.nodes:
             if node.op_type not in OPS:
-                raise UnsupportedOp(f"{model.path}: op {node.op_type!r} (node {node.name!r}) is not "
-                                    f"implemented by the host interpreter; implemented: {', '.join(sorted(OPS))}")
+                raise UnsupportedOp(
+                    f"{model.path}: op {node.op_type!r} (node {node.name!r}) is not "
+                    f"implemented by the host interpreter; implemented: {', '.join(sorted(OPS))}"
+                )
 
     def exponent(self, name: str) -> list[int]:
         v = self.model.values.get(name) or self.model.initializers.get(name)
@@ -111,8 +114,9 @@ class Interpreter:
             except (Mnistp4Error, KeyError):
                 raise
             except Exception as e:
-                raise Mnistp4Error(f"{self.model.path}: node {node.name!r} ({node.op_type}) failed: "
-                                   f"{type(e).__name__}: {e}") from e
+                raise Mnistp4Error(
+                    f"{self.model.path}: node {node.name!r} ({node.op_type}) failed: {type(e).__name__}: {e}"
+                ) from e
             for name, value in zip(node.outputs, outs if isinstance(outs, tuple) else (outs,)):
                 env[name] = value
         if keep:
@@ -226,8 +230,9 @@ def _pool_windows(x: np.ndarray, node: EspdlNode, pad_value: int):
     xp = np.pad(x, ((0, 0), (pads[0], pads[2]), (pads[1], pads[3]), (0, 0)), constant_values=pad_value)
     oh = (xp.shape[1] - kh) // sh + 1
     ow = (xp.shape[2] - kw) // sw + 1
-    wins = [xp[:, i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw, :]
-            for i in range(kh) for j in range(kw)]
+    wins = [
+        xp[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw, :] for i in range(kh) for j in range(kw)
+    ]
     return np.stack(wins, axis=0), pads
 
 
@@ -295,14 +300,26 @@ def _op_reshape(it, node, args):
     return x.reshape(shape)
 
 
-OPS = {"Conv": _op_conv, "Gemm": _op_gemm, "Relu": _op_relu, "Clip": _op_clip, "MaxPool": _op_maxpool,
-       "AveragePool": _op_avgpool, "GlobalAveragePool": _op_global_avgpool, "Add": _op_add,
-       "Transpose": _op_transpose, "RequantizeLinear": _op_requantize, "Flatten": _op_flatten, "Reshape": _op_reshape}
+OPS = {
+    "Conv": _op_conv,
+    "Gemm": _op_gemm,
+    "Relu": _op_relu,
+    "Clip": _op_clip,
+    "MaxPool": _op_maxpool,
+    "AveragePool": _op_avgpool,
+    "GlobalAveragePool": _op_global_avgpool,
+    "Add": _op_add,
+    "Transpose": _op_transpose,
+    "RequantizeLinear": _op_requantize,
+    "Flatten": _op_flatten,
+    "Reshape": _op_reshape,
+}
 
 
 # --------------------------------------------------------------------------------------------
 # Convenience
 # --------------------------------------------------------------------------------------------
+
 
 def normalize_pixels(images_uint8: np.ndarray, model: EspdlModel) -> np.ndarray:
     """uint8 (N, 28, 28) -> the float model input (N, 28, 28, 1) the file's metadata describes
@@ -317,14 +334,15 @@ def dequantize(q: np.ndarray, exponent: int) -> np.ndarray:
     return np.asarray(q, dtype=np.float64) * math.ldexp(1.0, int(exponent))
 
 
-def predict_ints(model: EspdlModel, images_uint8: np.ndarray, batch: int = 500,
-                 interpreter: Interpreter | None = None) -> np.ndarray:
+def predict_ints(
+    model: EspdlModel, images_uint8: np.ndarray, batch: int = 500, interpreter: Interpreter | None = None
+) -> np.ndarray:
     """Integer output of the first graph output for uint8 images (N, 28, 28)."""
     it = interpreter or Interpreter(model)
     out_name = model.outputs[0].name
     chunks = []
     for i in range(0, len(images_uint8), batch):
-        x = normalize_pixels(images_uint8[i:i + batch], model)
+        x = normalize_pixels(images_uint8[i : i + batch], model)
         q = quantize_input(x, model.input_exponent, model.input_dtype, it.mode)
         chunks.append(it.run(q)[out_name].reshape(len(q), -1))
     return np.concatenate(chunks) if chunks else np.zeros((0, 10), np.int64)

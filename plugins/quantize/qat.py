@@ -22,6 +22,7 @@ Int8 model keeps its decisions), and learned clipping (``learn_clipping``: each 
 exponent is a parameter trained with the LSQ step gradient of :func:`fake_quant`, capped at
 the min/max one; a range learned below min/max is written back as ``Hardtanh(0, 127 * 2**e)``, an ONNX ``Clip``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -183,7 +184,7 @@ class QatModel:
         try:
             with torch.no_grad():
                 for i in range(0, len(x), 256):
-                    self(x[i:i + 256])
+                    self(x[i : i + 256])
         finally:
             for q in self.activations.values():
                 q.calibrating = False
@@ -212,7 +213,7 @@ class QatModel:
             if q.log2_step is not None and float(q.peak) > 0:
                 e, e_cal = int(q.exponent()), int(q.calibrated_exponent())
                 if e < e_cal:
-                    out[name] = QMAX * 2.0 ** e
+                    out[name] = QMAX * 2.0**e
         return out
 
     def train(self, mode: bool = True):
@@ -234,8 +235,8 @@ class QatModel:
         import torch
         from torch import nn
 
-        from mnistp4.stages.models.export import batchnorm_pairs
         from mnistp4.stages.models.common import apply_clipping
+        from mnistp4.stages.models.export import batchnorm_pairs
 
         out = copy.deepcopy(self.original).eval()
         apply_clipping(out, self.clip_bounds())
@@ -273,13 +274,23 @@ class QatSettings:
     # fine-tuned Int8 model learns to make the float model's decisions instead of new ones of its own
     distill: float = 0.0
     distill_temperature: float = 2.0
-    learn_clipping: bool = False   # learn each ReLU output's range (exponent) instead of min/max
-    clip_lr: float = 1e-2          # learning rate of the log2 steps (Adam; the weights use lr)
+    learn_clipping: bool = False  # learn each ReLU output's range (exponent) instead of min/max
+    clip_lr: float = 1e-2  # learning rate of the log2 steps (Adam; the weights use lr)
 
 
-def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_images: np.ndarray,
-             test_labels: np.ndarray, calib_images: np.ndarray, settings: QatSettings, augmentations=(),
-             on_epoch=None, progress=None):
+def finetune(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    epoch_order,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    calib_images: np.ndarray,
+    settings: QatSettings,
+    augmentations=(),
+    on_epoch=None,
+    progress=None,
+):
     """Fine-tune ``model`` (a trained float module) with fake quantization on uint8 digits.
     ``epoch_order(generator)`` gives each epoch's sample indices (a weighting plugin's order);
     activation ranges come from ``calib_images`` (uint8, the set ``mnistp4 quantize`` calibrates on).
@@ -294,8 +305,15 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_im
     import torch.nn.functional as F
 
     from mnistp4.stages.models.common import MEAN, STD
-    from mnistp4.stages.training.loop import (_batches_batch_pipeline, auto_threads, distillation_loss, epoch_seed,
-                                     evaluate, normalized, soft_targets)
+    from mnistp4.stages.training.loop import (
+        _batches_batch_pipeline,
+        auto_threads,
+        distillation_loss,
+        epoch_seed,
+        evaluate,
+        normalized,
+        soft_targets,
+    )
 
     torch.set_num_threads(settings.threads or auto_threads())
     torch.manual_seed(settings.seed)
@@ -327,8 +345,13 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_im
             out = qat(x)
             loss = F.cross_entropy(out, y, label_smoothing=settings.label_smoothing)
             if teachers:
-                loss = distillation_loss(out, soft_targets(teachers, x, settings.distill_temperature), loss,
-                                         weight=settings.distill, temperature=settings.distill_temperature)
+                loss = distillation_loss(
+                    out,
+                    soft_targets(teachers, x, settings.distill_temperature),
+                    loss,
+                    weight=settings.distill,
+                    temperature=settings.distill_temperature,
+                )
             loss.backward()
             opt.step()
             sched.step()
@@ -339,13 +362,22 @@ def finetune(model, images: np.ndarray, labels: np.ndarray, epoch_order, test_im
         qat.calibrate(calib_x)  # the ranges of the weights as they are now, as esp-ppq will measure them
         qat.eval()
         test = evaluate(qat, test_images, test_labels)
-        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "fake_quant_accuracy": test["accuracy"],
-               "changed_vs_float": int((test["preds"] != float_preds).sum()), "clip": qat.clip_bounds(),
-               "seconds": round(time.perf_counter() - start, 2), "exponents": qat.exponents()}
+        row = {
+            "epoch": epoch,
+            "train_loss": total / max(seen, 1),
+            "fake_quant_accuracy": test["accuracy"],
+            "changed_vs_float": int((test["preds"] != float_preds).sum()),
+            "clip": qat.clip_bounds(),
+            "seconds": round(time.perf_counter() - start, 2),
+            "exponents": qat.exponents(),
+        }
         history.append(row)
-        log.info("QAT epoch %d: loss %.4f, fake-quantized test accuracy %.4f", epoch, row["train_loss"],
-                 row["fake_quant_accuracy"] or math.nan)
+        log.info(
+            "QAT epoch %d: loss %.4f, fake-quantized test accuracy %.4f",
+            epoch,
+            row["train_loss"],
+            row["fake_quant_accuracy"] or math.nan,
+        )
         if on_epoch:
             on_epoch(row)
     return qat, history
-

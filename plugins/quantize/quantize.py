@@ -2,11 +2,13 @@
 ``model_int16.espdl`` (+ esp-ppq's ``.json``/``.info`` side files) and ``quant.json``.
 
 Accuracy is measured on the exported file itself, by the host integer interpreter
-(:mod:`mnistp4.stages.quantize.espdl_reader`, :mod:`mnistp4.stages.quantize.interpreter`), and the interpreter is checked against esp-ppq's own simulator on the
+(:mod:`mnistp4.stages.quantize.espdl_reader`, :mod:`mnistp4.stages.quantize.interpreter`), and the
+interpreter is checked against esp-ppq's own simulator on the
 whole MNIST test set (mismatch count reported) and against the test values embedded in the file.
 Registers: quantizer ``espdl``, model format ``.espdl`` (for ``mnistp4 evaluate``), the
 ``quantize`` command and the ``quantize`` pipeline step (order 30).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,12 +24,19 @@ from mnistp4.api import pass_context
 from mnistp4.errors import InputError, UsageError
 from mnistp4.io import staged_files, write_json
 from mnistp4.records import PipelineStep, QuantRequest, QuantResult
-
+from mnistp4.stages.quantize.espdl_quantize import (
+    AUTO,
+    DEFAULT_RECIPE,
+    RECIPES,
+    accuracy,
+    check_options,
+    espdl_predictor,
+    onnx_logits,
+    quantize_onnx,
+    verify_against_ppq,
+)
 from mnistp4.stages.quantize.espdl_reader import read_espdl
-
 from mnistp4.stages.quantize.interpreter import Interpreter, check_test_values, predict_ints
-from mnistp4.stages.quantize.espdl_quantize import (AUTO, DEFAULT_RECIPE, RECIPES, accuracy, check_options, espdl_predictor,
-                                     onnx_logits, quantize_onnx, verify_against_ppq)
 from mnistp4.stages.quantize.recipe_select import CANDIDATES, hard_probes, select_recipe
 
 log = logging.getLogger(__name__)
@@ -65,8 +74,9 @@ def check_onnx(path: Path) -> None:
         model = onnx.load(str(path), load_external_data=False)
         ok = len(model.graph.node) > 0 and len(model.graph.input) > 0
     except Exception as e:  # onnx raises protobuf's DecodeError, ValueError, ... on garbage
-        raise InputError(f"{path}: not an ONNX model ({type(e).__name__}); give the model.onnx that "
-                         f"`mnistp4 train` exports") from None
+        raise InputError(
+            f"{path}: not an ONNX model ({type(e).__name__}); give the model.onnx that `mnistp4 train` exports"
+        ) from None
     if not ok:
         raise InputError(f"{path}: an ONNX file without a graph; give the model.onnx that `mnistp4 train` exports")
 
@@ -83,8 +93,11 @@ def _progress(app, quiet: bool):
 
 def _score(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     acc = accuracy(logits, labels)
-    return {"accuracy": acc, "correct": int(round(acc * len(labels))) if acc is not None else 0,
-            "total": int(len(labels))}
+    return {
+        "accuracy": acc,
+        "correct": int(round(acc * len(labels))) if acc is not None else 0,
+        "total": int(len(labels)),
+    }
 
 
 def configured_recipe(app, run_cfg: dict) -> str:
@@ -94,19 +107,40 @@ def configured_recipe(app, run_cfg: dict) -> str:
     return app.config["qat_quant_recipe"] if run_cfg.get("qat") else app.config["quant_recipe"]
 
 
-def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recipe: str | None = None,
-                 widths: tuple[int, ...] | None = None, verify: bool = True,
-                 quiet: bool = False) -> dict[str, Any]:
+def quantize_run(
+    app,
+    source: Path,
+    *,
+    bits: int,
+    target: str,
+    calib: int,
+    recipe: str | None = None,
+    widths: tuple[int, ...] | None = None,
+    verify: bool = True,
+    quiet: bool = False,
+) -> dict[str, Any]:
     """Quantize a run at the given widths (default: 8 and 16), measure every file, write quant.json.
     ``recipe`` None: :func:`configured_recipe`. The new files (models, side files, quant.json)
     appear together, quant.json last, or not at all: a failure leaves the earlier ones as they were."""
     onnx_path, final_dir, run_cfg = resolve_source(source)
     with staged_files(final_dir, last=("quant.json",)) as stage:
-        report = _quantize_into(app, onnx_path, stage, run_cfg, bits=bits, target=target, calib=calib,
-                                recipe=recipe, widths=widths, verify=verify, quiet=quiet)
+        report = _quantize_into(
+            app,
+            onnx_path,
+            stage,
+            run_cfg,
+            bits=bits,
+            target=target,
+            calib=calib,
+            recipe=recipe,
+            widths=widths,
+            verify=verify,
+            quiet=quiet,
+        )
         # the report names the files where they will be, not where they were written
-        report = json.loads(json.dumps(report, default=str).replace(json.dumps(str(stage))[1:-1],
-                                                                    json.dumps(str(final_dir))[1:-1]))
+        report = json.loads(
+            json.dumps(report, default=str).replace(json.dumps(str(stage))[1:-1], json.dumps(str(final_dir))[1:-1])
+        )
         write_json(stage / "quant.json", report)
         written = sorted(p.name for p in stage.iterdir())
     for name in written:
@@ -115,15 +149,38 @@ def quantize_run(app, source: Path, *, bits: int, target: str, calib: int, recip
     return report
 
 
-def _quantize_into(app, onnx_path: Path, out_dir: Path, run_cfg: dict, *, bits: int, target: str, calib: int,
-                   recipe: str | None, widths: tuple[int, ...] | None, verify: bool, quiet: bool) -> dict[str, Any]:
+def _quantize_into(
+    app,
+    onnx_path: Path,
+    out_dir: Path,
+    run_cfg: dict,
+    *,
+    bits: int,
+    target: str,
+    calib: int,
+    recipe: str | None,
+    widths: tuple[int, ...] | None,
+    verify: bool,
+    quiet: bool,
+) -> dict[str, Any]:
     from mnistp4.stages.quantize.calib_images import calibration_set, custom_entries, custom_split
     from mnistp4.stages.quantize.cost_report import device_cost
 
     entry = app.registry.entry("quantizers", app.config["quantizer"])
     if not isinstance(entry.obj, EspdlQuantizer):
-        return quantize_with(app, entry, onnx_path, out_dir, run_cfg, bits=bits, target=target, calib=calib,
-                             recipe=recipe or "", widths=widths, quiet=quiet)
+        return quantize_with(
+            app,
+            entry,
+            onnx_path,
+            out_dir,
+            run_cfg,
+            bits=bits,
+            target=target,
+            calib=calib,
+            recipe=recipe or "",
+            widths=widths,
+            quiet=quiet,
+        )
     quantizer = entry.bound()
     recipe = recipe or configured_recipe(app, run_cfg)
     check_options(bits, target, recipe)
@@ -138,10 +195,15 @@ def _quantize_into(app, onnx_path: Path, out_dir: Path, run_cfg: dict, *, bits: 
         if recipe == AUTO:
             recipe, selection = _select(app, onnx_path, target, calib_set, custom_train, progress)
         progress.update(task, advance=1, description="float model (onnxruntime)")
-        float_row = {"name": "float", "file": str(onnx_path), "file_bytes": onnx_path.stat().st_size,
-                     "mnist": _score(onnx_logits(onnx_path, test.images), test.labels),
-                     "custom": _score(onnx_logits(onnx_path, custom_held.images), custom_held.labels)
-                     if len(custom_held) else None}
+        float_row = {
+            "name": "float",
+            "file": str(onnx_path),
+            "file_bytes": onnx_path.stat().st_size,
+            "mnist": _score(onnx_logits(onnx_path, test.images), test.labels),
+            "custom": _score(onnx_logits(onnx_path, custom_held.images), custom_held.labels)
+            if len(custom_held)
+            else None,
+        }
         progress.update(task, advance=1)
         rows = {}
         for b in widths:
@@ -159,24 +221,46 @@ def _quantize_into(app, onnx_path: Path, out_dir: Path, run_cfg: dict, *, bits: 
             else:
                 mnist_ints, v = predict_ints(model, test.images, interpreter=it), None
             progress.update(task, advance=1)
-            row = {"name": f"int{b}", "bits": b, "file": str(out), "file_bytes": out.stat().st_size,
-                   "side_files": [str(p) for p in res.side_files if p != out],
-                   "recipe": recipe if b == 8 else "minmax (esp-ppq 16-bit setting)",
-                   "mnist": _score(mnist_ints * scale, test.labels),
-                   "custom": _score(predict_ints(model, custom_held.images, interpreter=it) * scale,
-                                    custom_held.labels) if len(custom_held) else None,
-                   "verification": v, "test_values": check_test_values(model),
-                   "input": model.summary()["input"], "output_exponent": model.outputs[0].exponent,
-                   "cost": device_cost(model), "layerwise_error": res.layerwise,
-                   "graphwise_error": res.graphwise, "quantize_seconds": round(res.seconds, 1)}
+            row = {
+                "name": f"int{b}",
+                "bits": b,
+                "file": str(out),
+                "file_bytes": out.stat().st_size,
+                "side_files": [str(p) for p in res.side_files if p != out],
+                "recipe": recipe if b == 8 else "minmax (esp-ppq 16-bit setting)",
+                "mnist": _score(mnist_ints * scale, test.labels),
+                "custom": _score(predict_ints(model, custom_held.images, interpreter=it) * scale, custom_held.labels)
+                if len(custom_held)
+                else None,
+                "verification": v,
+                "test_values": check_test_values(model),
+                "input": model.summary()["input"],
+                "output_exponent": model.outputs[0].exponent,
+                "cost": device_cost(model),
+                "layerwise_error": res.layerwise,
+                "graphwise_error": res.graphwise,
+                "quantize_seconds": round(res.seconds, 1),
+            }
             rows[b] = row
             progress.update(task, advance=1)
     chosen = rows[bits]
-    report = {"source": str(onnx_path), "model": run_cfg.get("model", ""), "quantizer": entry.name,
-              "bits": bits, "target": target, "recipe": recipe, "recipe_selection": selection, "calib": calib, "calibration": calib_set.name,
-              "model_file": chosen["file"], "input": chosen["input"],
-              "float": float_row, **{f"int{b}": r for b, r in rows.items()},
-              "macs": chosen["cost"]["macs"], "sizes": {f"int{b}": r["file_bytes"] for b, r in rows.items()}}
+    report = {
+        "source": str(onnx_path),
+        "model": run_cfg.get("model", ""),
+        "quantizer": entry.name,
+        "bits": bits,
+        "target": target,
+        "recipe": recipe,
+        "recipe_selection": selection,
+        "calib": calib,
+        "calibration": calib_set.name,
+        "model_file": chosen["file"],
+        "input": chosen["input"],
+        "float": float_row,
+        **{f"int{b}": r for b, r in rows.items()},
+        "macs": chosen["cost"]["macs"],
+        "sizes": {f"int{b}": r["file_bytes"] for b, r in rows.items()},
+    }
     return report
 
 
@@ -199,8 +283,9 @@ def _select(app, onnx_path: Path, target: str, calib_set, custom_train, progress
     def done(row):
         progress.update(task, advance=1, description=f"recipe auto: {row['recipe']} {row['flips']} flips")
 
-    chosen, rows = select_recipe(onnx_path, target=target, calib_images=calib_set.images, probes=probes,
-                                 candidates=candidates, on_candidate=done)
+    chosen, rows = select_recipe(
+        onnx_path, target=target, calib_images=calib_set.images, probes=probes, candidates=candidates, on_candidate=done
+    )
     return chosen, {"chosen": chosen, "probes": n, "candidates": rows}
 
 
@@ -224,8 +309,9 @@ def print_report(app, report: dict) -> None:
     f = report["float"]
     sel = report.get("recipe_selection")
     chosen = f"auto -> {report['recipe']}" if sel else report["recipe"]
-    table = Table(title=f"quantization of {report['source']} ({report['target']}, Int8 recipe "
-                        f"{chosen}, {report['calibration']})")
+    table = Table(
+        title=f"quantization of {report['source']} ({report['target']}, Int8 recipe {chosen}, {report['calibration']})"
+    )
     for col in ("model", "MNIST", "Δpp", "custom", "bytes", "≠ esp-ppq", "test values"):
         table.add_column(col, justify="right" if col not in ("model",) else "left")
     table.add_row("float", _pct(f["mnist"]), "", _pct(f["custom"]), f"{f['file_bytes']:,}", "", "")
@@ -235,31 +321,44 @@ def print_report(app, report: dict) -> None:
             continue
         drop = 100 * (r["mnist"]["accuracy"] - f["mnist"]["accuracy"])
         v = r["verification"]
-        ver = (f"{v['mismatched_images']}/{v['images']:,}" if v else "skipped")
+        ver = f"{v['mismatched_images']}/{v['images']:,}" if v else "skipped"
         tv = r["test_values"]
-        table.add_row(key.replace("int", "Int"), _pct(r["mnist"]), f"{drop:+.2f}", _pct(r["custom"]),
-                      f"{r['file_bytes']:,}", ver,
-                      "pass" if tv["passed"] else ("absent" if not tv["present"] else f"FAIL ({tv['mismatches']})"))
+        table.add_row(
+            key.replace("int", "Int"),
+            _pct(r["mnist"]),
+            f"{drop:+.2f}",
+            _pct(r["custom"]),
+            f"{r['file_bytes']:,}",
+            ver,
+            "pass" if tv["passed"] else ("absent" if not tv["present"] else f"FAIL ({tv['mismatches']})"),
+        )
     app.console.print(table)
     errs = Table(title="esp-ppq noise:signal power on the calibration set (Int8)")
     for col in ("layer", "layerwise (alone)", "graphwise (accumulated)"):
         errs.add_column(col, justify="right" if col != "layer" else "left")
     r8 = report.get("int8") or report.get(f"int{report['bits']}")
     for name in r8["graphwise_error"] or r8["layerwise_error"]:
-        errs.add_row(name, f"{100 * r8['layerwise_error'].get(name, float('nan')):.3f}%",
-                     f"{100 * r8['graphwise_error'].get(name, float('nan')):.3f}%")
+        errs.add_row(
+            name,
+            f"{100 * r8['layerwise_error'].get(name, float('nan')):.3f}%",
+            f"{100 * r8['graphwise_error'].get(name, float('nan')):.3f}%",
+        )
     app.console.print(errs)
     inp = report["input"]
     c = r8["cost"]
-    app.console.print(f"input {inp['name']} {inp['shape']} {inp['layout']} {inp['dtype']}, exponent "
-                      f"{inp['exponent']} (q = round_{inp['rounding']}(x * 2^{-inp['exponent']})); "
-                      f"{c['macs']:,} MACs; peak activation {c['peak_activation_bytes']:,} B; "
-                      f"estimated P4 latency {c['latency_ms_estimate']} ms (`mnistp4 cost` for the formula)")
+    app.console.print(
+        f"input {inp['name']} {inp['shape']} {inp['layout']} {inp['dtype']}, exponent "
+        f"{inp['exponent']} (q = round_{inp['rounding']}(x * 2^{-inp['exponent']})); "
+        f"{c['macs']:,} MACs; peak activation {c['peak_activation_bytes']:,} B; "
+        f"estimated P4 latency {c['latency_ms_estimate']} ms (`mnistp4 cost` for the formula)"
+    )
     if sel:
-        app.console.print(f"recipe auto: predictions changed against the float model on {sel['probes']:,} hard "
-                          "probe digits (not the test set): " +
-                          ", ".join(f"{r['recipe']} {r['flips']}" for r in sel["candidates"]) +
-                          f" -> {sel['chosen']}")
+        app.console.print(
+            f"recipe auto: predictions changed against the float model on {sel['probes']:,} hard "
+            "probe digits (not the test set): "
+            + ", ".join(f"{r['recipe']} {r['flips']}" for r in sel["candidates"])
+            + f" -> {sel['chosen']}"
+        )
     app.console.print(f"model file: [bold]{report['model_file']}[/]  (quant.json beside it)")
 
 
@@ -271,12 +370,30 @@ class EspdlQuantizer:
     suffix = ".espdl"
 
     def __call__(self, ctx, request: QuantRequest) -> QuantResult:
-        return quantize_onnx(request.onnx_path, request.out_path, bits=request.bits, target=request.target,
-                             calib_images=request.calib_images, recipe=request.recipe or DEFAULT_RECIPE)
+        return quantize_onnx(
+            request.onnx_path,
+            request.out_path,
+            bits=request.bits,
+            target=request.target,
+            calib_images=request.calib_images,
+            recipe=request.recipe or DEFAULT_RECIPE,
+        )
 
 
-def quantize_with(app, entry, onnx_path: Path, out_dir: Path, run_cfg: dict, *, bits: int, target: str, calib: int,
-                  recipe: str, widths: tuple[int, ...] | None, quiet: bool) -> dict[str, Any]:
+def quantize_with(
+    app,
+    entry,
+    onnx_path: Path,
+    out_dir: Path,
+    run_cfg: dict,
+    *,
+    bits: int,
+    target: str,
+    calib: int,
+    recipe: str,
+    widths: tuple[int, ...] | None,
+    quiet: bool,
+) -> dict[str, Any]:
     """Quantize with a plugin's backend (config ``quantizer``): it writes ``<stem>_int<bits><suffix>``
     from a private copy of the ONNX file; each file is scored with the model format registered for
     its suffix (when one is), on the MNIST test set and the held-out custom writers."""
@@ -300,11 +417,17 @@ def quantize_with(app, entry, onnx_path: Path, out_dir: Path, run_cfg: dict, *, 
             if path.suffix not in formats:
                 return {"mnist": None, "custom": None}
             predict = app.get("model_formats", path.suffix)(path)
-            return {"mnist": _score(predict(test.images), test.labels),
-                    "custom": _score(predict(custom_held.images), custom_held.labels) if len(custom_held) else None}
+            return {
+                "mnist": _score(predict(test.images), test.labels),
+                "custom": _score(predict(custom_held.images), custom_held.labels) if len(custom_held) else None,
+            }
 
-        float_row = {"name": "float", "file": str(onnx_path), "file_bytes": onnx_path.stat().st_size,
-                     **score(onnx_path)}
+        float_row = {
+            "name": "float",
+            "file": str(onnx_path),
+            "file_bytes": onnx_path.stat().st_size,
+            **score(onnx_path),
+        }
         progress.update(task, advance=1)
         rows = {}
         for b in widths:
@@ -314,26 +437,51 @@ def quantize_with(app, entry, onnx_path: Path, out_dir: Path, run_cfg: dict, *, 
                 shutil.copyfile(onnx_path, copy)
                 res = quantizer(app, QuantRequest(copy, out, b, target, calib_set.images, recipe))
             if not Path(res.path).is_file():
-                raise InputError(f"quantizer {entry.name!r} (plugin {entry.plugin!r}) reported {res.path} "
-                                 f"but did not write it")
-            rows[b] = {"name": f"int{b}", "bits": b, "file": str(res.path),
-                       "file_bytes": Path(res.path).stat().st_size, "recipe": res.recipe,
-                       **score(Path(res.path)), "layerwise_error": res.layerwise,
-                       "quantize_seconds": round(res.seconds, 1)}
+                raise InputError(
+                    f"quantizer {entry.name!r} (plugin {entry.plugin!r}) reported {res.path} but did not write it"
+                )
+            rows[b] = {
+                "name": f"int{b}",
+                "bits": b,
+                "file": str(res.path),
+                "file_bytes": Path(res.path).stat().st_size,
+                "recipe": res.recipe,
+                **score(Path(res.path)),
+                "layerwise_error": res.layerwise,
+                "quantize_seconds": round(res.seconds, 1),
+            }
             progress.update(task, advance=1)
-    report = {"source": str(onnx_path), "model": run_cfg.get("model", ""), "quantizer": entry.name,
-              "bits": bits, "target": target, "recipe": recipe, "calib": calib, "calibration": calib_set.name,
-              "model_file": rows[bits]["file"], "float": float_row, **{f"int{b}": r for b, r in rows.items()},
-              "sizes": {f"int{b}": r["file_bytes"] for b, r in rows.items()}}
+    report = {
+        "source": str(onnx_path),
+        "model": run_cfg.get("model", ""),
+        "quantizer": entry.name,
+        "bits": bits,
+        "target": target,
+        "recipe": recipe,
+        "calib": calib,
+        "calibration": calib_set.name,
+        "model_file": rows[bits]["file"],
+        "float": float_row,
+        **{f"int{b}": r for b, r in rows.items()},
+        "sizes": {f"int{b}": r["file_bytes"] for b, r in rows.items()},
+    }
     return report
 
 
 @hookimpl
 def register_config_keys(register):
-    register("quant_recipe", DEFAULT_RECIPE, f"Int8 quantization recipe: {', '.join(RECIPES)}, "
-             f"or {AUTO} (the one closest to the float model on probe digits)")
-    register("qat_quant_recipe", "minmax", "Int8 recipe for runs fine-tuned by `mnistp4 qat` (the one its "
-             "fake quantization emulates), unless --recipe names another")
+    register(
+        "quant_recipe",
+        DEFAULT_RECIPE,
+        f"Int8 quantization recipe: {', '.join(RECIPES)}, "
+        f"or {AUTO} (the one closest to the float model on probe digits)",
+    )
+    register(
+        "qat_quant_recipe",
+        "minmax",
+        "Int8 recipe for runs fine-tuned by `mnistp4 qat` (the one its "
+        "fake quantization emulates), unless --recipe names another",
+    )
     register("quant_candidates", list(CANDIDATES), "recipe auto: the recipes it chooses from")
     register("quant_probes", 4000, "recipe auto: hard probe digits each candidate recipe is scored on")
     register("quant_verify", True, "compare the exported file with esp-ppq's simulator on the MNIST test set")
@@ -354,13 +502,23 @@ def _pipeline_quantize(app, state: dict) -> dict:
     if not source:
         source = app.config.path("runs_dir") / app.config["run_name"]
     c = app.config
-    report = quantize_run(app, Path(source), bits=int(c["bits"]), target=c["target"], calib=int(c["calib"]),
-                          widths=(int(c["bits"]),), verify=bool(c["quant_verify"]),
-                          quiet=True)  # progress on stderr: `mnistp4 run --json` owns stdout
+    report = quantize_run(
+        app,
+        Path(source),
+        bits=int(c["bits"]),
+        target=c["target"],
+        calib=int(c["calib"]),
+        widths=(int(c["bits"]),),
+        verify=bool(c["quant_verify"]),
+        quiet=True,
+    )  # progress on stderr: `mnistp4 run --json` owns stdout
     r = report[f"int{report['bits']}"]
-    return {"model_file": report["model_file"], "quantized_accuracy": (r["mnist"] or {}).get("accuracy"),
-            "float_accuracy": (report["float"]["mnist"] or {}).get("accuracy"),
-            "verified_mismatches": (r.get("verification") or {}).get("mismatched_images")}
+    return {
+        "model_file": report["model_file"],
+        "quantized_accuracy": (r["mnist"] or {}).get("accuracy"),
+        "float_accuracy": (report["float"]["mnist"] or {}).get("accuracy"),
+        "verified_mismatches": (r.get("verification") or {}).get("mismatched_images"),
+    }
 
 
 @hookimpl
@@ -372,15 +530,22 @@ def register_pipeline_steps(register):
 def register_commands(cli):
     from mnistp4.cli import print_json
 
-    @cli.command("quantize", help="Quantize a run (or an .onnx) with esp-ppq into model_int8.espdl / "
-                                  "model_int16.espdl and print float/Int16/Int8 accuracy measured on the files.")
+    @cli.command(
+        "quantize",
+        help="Quantize a run (or an .onnx) with esp-ppq into model_int8.espdl / "
+        "model_int16.espdl and print float/Int16/Int8 accuracy measured on the files.",
+    )
     @click.argument("source", type=click.Path(path_type=Path))
     @click.option("--bits", type=click.Choice(["8", "16"]), default=None, help="width of the model to deploy")
     @click.option("--target", type=click.Choice(["esp32p4", "esp32s3"]), default=None)
     @click.option("--calib", type=int, default=None, help="number of calibration images")
-    @click.option("--recipe", default=None, help=f"Int8 recipe: {', '.join(RECIPES)}, or {AUTO} "
-                                                 "(default: config quant_recipe; qat_quant_recipe for a "
-                                                 "`mnistp4 qat` run)")
+    @click.option(
+        "--recipe",
+        default=None,
+        help=f"Int8 recipe: {', '.join(RECIPES)}, or {AUTO} "
+        "(default: config quant_recipe; qat_quant_recipe for a "
+        "`mnistp4 qat` run)",
+    )
     @click.option("--only", is_flag=True, help="quantize only --bits (skip the other width)")
     @click.option("--no-verify", is_flag=True, help="skip the full-test comparison with esp-ppq's simulator")
     @click.option("--json", "as_json", is_flag=True)
@@ -388,9 +553,17 @@ def register_commands(cli):
     def quantize_cmd(app, source, bits, target, calib, recipe, only, no_verify, as_json):
         app.override(bits=int(bits) if bits else None, target=target, calib=calib)
         c = app.config
-        report = quantize_run(app, source, bits=int(c["bits"]), target=c["target"], calib=int(c["calib"]),
-                              recipe=recipe, widths=(int(c["bits"]),) if only else None,
-                              verify=not no_verify and bool(c["quant_verify"]), quiet=as_json)
+        report = quantize_run(
+            app,
+            source,
+            bits=int(c["bits"]),
+            target=c["target"],
+            calib=int(c["calib"]),
+            recipe=recipe,
+            widths=(int(c["bits"]),) if only else None,
+            verify=not no_verify and bool(c["quant_verify"]),
+            quiet=as_json,
+        )
         if as_json:
             print_json(report)
         else:

@@ -9,6 +9,7 @@ shifted and scaled harder than training does, so that many of them sit near a de
 where rounding flips predictions. Fewest flips wins; ties go to the earlier candidate (the shipped
 default comes first).
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,17 @@ log = logging.getLogger(__name__)
 
 # every recipe that keeps esp-ppq's activation calibration away from KL (which clips bright pixels
 # and loses 0.1-0.3 pp on every model measured); the shipped default first
-CANDIDATES = ("pow2-align", "minmax", "percentile", "mse", "equalize", "bias-correct",
-              "mixed-first16", "mixed-last16", "pow2-align-last16")
+CANDIDATES = (
+    "pow2-align",
+    "minmax",
+    "percentile",
+    "mse",
+    "equalize",
+    "bias-correct",
+    "mixed-first16",
+    "mixed-last16",
+    "pow2-align-last16",
+)
 PROBE_DEGREES = 20.0
 PROBE_TRANSLATE = 0.15
 PROBE_SCALE = (0.85, 1.15)
@@ -40,8 +50,15 @@ def hard_probes(images_uint8: np.ndarray, seed: int) -> np.ndarray:
     return out.squeeze(1).mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
-def select_recipe(onnx_path: Path, *, target: str, calib_images: np.ndarray, probes: np.ndarray,
-                  candidates: tuple[str, ...] = CANDIDATES, on_candidate=None) -> tuple[str, list[dict]]:
+def select_recipe(
+    onnx_path: Path,
+    *,
+    target: str,
+    calib_images: np.ndarray,
+    probes: np.ndarray,
+    candidates: tuple[str, ...] = CANDIDATES,
+    on_candidate=None,
+) -> tuple[str, list[dict]]:
     """``(chosen recipe, one row per candidate)``; a row has ``recipe``, ``flips`` (probe images whose
     argmax differs from the float model's) and ``seconds``."""
     import time
@@ -55,8 +72,15 @@ def select_recipe(onnx_path: Path, *, target: str, calib_images: np.ndarray, pro
     with tempfile.TemporaryDirectory(prefix="mnistp4-select-") as tmp:
         for name in candidates:
             t0 = time.perf_counter()
-            res = quantize_onnx(onnx_path, Path(tmp) / f"{name}.espdl", bits=8, target=target,
-                                calib_images=calib_images, recipe=name, error_report=False)
+            res = quantize_onnx(
+                onnx_path,
+                Path(tmp) / f"{name}.espdl",
+                bits=8,
+                target=target,
+                calib_images=calib_images,
+                recipe=name,
+                error_report=False,
+            )
             flips = int((simulate(res.graph, probes).argmax(axis=1) != reference).sum())
             rows.append({"recipe": name, "flips": flips, "seconds": round(time.perf_counter() - t0, 1)})
             log.info("recipe %s: %d of %d probe predictions change", name, flips, len(probes))

@@ -5,6 +5,7 @@ batch lives on.
 Augmentations receive float images in [0, 1] (pixel/255, background 0) *before* normalization,
 so the empty area that a rotation or shift uncovers is filled with true background.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,14 @@ DEGREES = 10.0
 TRANSLATE = 0.10
 
 
-def random_affine(images, generator, *, degrees: float = DEGREES, translate: float = TRANSLATE,
-                  scale: tuple[float, float] = (1.0, 1.0)):
+def random_affine(
+    images,
+    generator,
+    *,
+    degrees: float = DEGREES,
+    translate: float = TRANSLATE,
+    scale: tuple[float, float] = (1.0, 1.0),
+):
     """Rotate each image by U(-degrees, degrees), shift by U(-translate, translate) of its size
     in x and y, scale by U(*scale); bilinear, zero fill. ``images``: (N, 1, H, W) float."""
     import torch
@@ -34,8 +41,9 @@ def random_affine(images, generator, *, degrees: float = DEGREES, translate: flo
     s = uniform(*scale)
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
     # the grid maps output pixels to input pixels: the inverse of rotate-then-shift
-    theta = torch.stack([torch.stack([cos, sin, -(cos * tx + sin * ty)], 1),
-                         torch.stack([-sin, cos, -(-sin * tx + cos * ty)], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos, sin, -(cos * tx + sin * ty)], 1), torch.stack([-sin, cos, -(-sin * tx + cos * ty)], 1)], 1
+    )
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

@@ -2,11 +2,12 @@
 (the article's rotation with half its shift, for models whose dense layer sees positions),
 ``scale`` (zoom 0.9-1.1),
 ``elastic`` (smooth random displacement field), ``stroke`` (thinner/thicker ink by grey
-erosion/dilation) and ``erase`` (a random blank rectangle, so no single stroke decides). All work on batches of [0, 1] images, labels untouched."""
+erosion/dilation) and ``erase`` (a random blank rectangle, so no single stroke decides). All work on
+batches of [0, 1] images, labels untouched."""
+
 from __future__ import annotations
 
 from mnistp4 import hookimpl
-
 from mnistp4.stages.training.augment import random_affine
 
 
@@ -27,10 +28,12 @@ def elastic(images, generator, *, alpha: float = 0.06, grid: int = 4):
 
     n, _, h, w = images.shape
     coarse = (torch.rand(n, 2, grid, grid, generator=generator) * 2 - 1) * alpha
-    field = F.interpolate(coarse.to(images.device, images.dtype), size=(h, w), mode="bicubic",
-                          align_corners=True).permute(0, 2, 3, 1)
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=images.device),
-                            torch.linspace(-1, 1, w, device=images.device), indexing="ij")
+    field = F.interpolate(
+        coarse.to(images.device, images.dtype), size=(h, w), mode="bicubic", align_corners=True
+    ).permute(0, 2, 3, 1)
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1, 1, h, device=images.device), torch.linspace(-1, 1, w, device=images.device), indexing="ij"
+    )
     base = torch.stack([xs, ys], -1).to(images.dtype).unsqueeze(0)
     return F.grid_sample(images, base + field, mode="bilinear", padding_mode="zeros", align_corners=True)
 

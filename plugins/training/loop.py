@@ -14,19 +14,19 @@ does the augmentation there too), else on the CPU.
 Every epoch draws its shuffling, augmentation and dropout from a generator seeded with
 ``(seed, epoch)``, so a run resumed after epoch k continues exactly as the uninterrupted run would.
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from mnistp4.io import atomic_path
 from mnistp4.records import Recipe  # noqa: F401 - the contract type, re-exported
-
 from mnistp4.stages.models.common import MEAN, STD
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,11 @@ class TrainSettings:
     epochs: int
     seed: int = 0
     weight: int = 50
-    weighting: Callable | None = None     # see plugins/training/weighting.py
+    weighting: Callable | None = None  # see plugins/training/weighting.py
     augmentations: list = field(default_factory=list)  # [(name, fn)]
-    stop_at: float | None = None          # stop once test accuracy reaches this (benchmarks)
-    max_seconds: float | None = None      # stop after the epoch that passes this time (benchmarks)
-    threads: int | None = None            # None: auto_threads()
+    stop_at: float | None = None  # stop once test accuracy reaches this (benchmarks)
+    max_seconds: float | None = None  # stop after the epoch that passes this time (benchmarks)
+    threads: int | None = None  # None: auto_threads()
     teachers: list = field(default_factory=list)  # trained modules whose averaged outputs are distilled
 
 
@@ -99,7 +99,7 @@ def auto_threads(limit: int = 2) -> int:
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7919) % (2 ** 62)
+    return (seed * 1_000_003 + epoch * 7919) % (2**62)
 
 
 def normalized(images_uint8):
@@ -119,14 +119,19 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -
     loss, preds = 0.0, []
     with torch.no_grad():
         for i in range(0, len(x_all), batch):
-            out = model(normalized(x_all[i:i + batch].to(device)))
-            loss += float(F.cross_entropy(out, y_all[i:i + batch].to(device), reduction="sum"))
+            out = model(normalized(x_all[i : i + batch].to(device)))
+            loss += float(F.cross_entropy(out, y_all[i : i + batch].to(device), reduction="sum"))
             preds.append(out.argmax(1).cpu())
     pred = torch.cat(preds).numpy() if preds else np.zeros(0, np.int64)
     n = max(len(labels), 1)
     correct = int((pred == np.asarray(labels)).sum())
-    return {"loss": loss / n, "accuracy": correct / n if len(labels) else None, "correct": correct,
-            "total": int(len(labels)), "preds": pred}
+    return {
+        "loss": loss / n,
+        "accuracy": correct / n if len(labels) else None,
+        "correct": correct,
+        "total": int(len(labels)),
+        "preds": pred,
+    }
 
 
 class PerSampleDigits:
@@ -162,7 +167,7 @@ def _batches_batch_pipeline(images, labels, order, batch_size, augmentations, ge
     labs = torch.from_numpy(labels).to(device)
     order = order.to(device)
     for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
+        idx = order[i : i + batch_size]
         x = imgs[idx].float().div_(255.0).unsqueeze(1)
         for _, aug in augmentations:
             x = aug(x, generator)
@@ -176,8 +181,17 @@ def _batches_per_sample(images, labels, order, batch_size, augment, seed):
     yield from torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
 
 
-def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_dir: Path, *,
-          resume: bool = False, on_epoch: Callable[[dict], None] | None = None, progress=None) -> dict:
+def train(
+    model,
+    recipe: Recipe,
+    data: TrainData,
+    settings: TrainSettings,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+    progress=None,
+) -> dict:
     """Train ``model`` in place; keep the last epoch's weights in ``run_dir/model.pt``.
 
     The test set only watches: it is evaluated after every epoch for the curves, never used to pick
@@ -232,11 +246,17 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
     per_sample = recipe.loader == "per-sample"
     augment_names = [n for n, _ in settings.augmentations]
     if per_sample and any(n != "rotate-shift" for n in augment_names):
-        log.warning("recipe %s uses the article's per-sample pipeline, which applies only rotate-shift; "
-                    "ignoring %s", recipe.name, [n for n in augment_names if n != "rotate-shift"])
+        log.warning(
+            "recipe %s uses the article's per-sample pipeline, which applies only rotate-shift; ignoring %s",
+            recipe.name,
+            [n for n in augment_names if n != "rotate-shift"],
+        )
 
-    task = progress.add_task("training", total=settings.epochs * steps,
-                             completed=state["epoch"] * steps) if progress else None
+    task = (
+        progress.add_task("training", total=settings.epochs * steps, completed=state["epoch"] * steps)
+        if progress
+        else None
+    )
     stopped_early = False
     start_epoch = state["epoch"]
 
@@ -245,8 +265,11 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
             torch.save(kept.state_dict(), tmp)
 
     for epoch in range(state["epoch"] + 1, settings.epochs + 1):
-        if settings.stop_at is not None and state["history"] and \
-                state["history"][-1]["test_accuracy"] >= settings.stop_at:
+        if (
+            settings.stop_at is not None
+            and state["history"]
+            and state["history"][-1]["test_accuracy"] >= settings.stop_at
+        ):
             stopped_early = True
             break
         t0, c0 = time.perf_counter(), time.process_time()
@@ -254,10 +277,11 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
         gen = torch.Generator().manual_seed(es)
         torch.manual_seed(es)  # dropout
         order, _ = weighting(n_mnist, n_custom, settings.weight, gen)
-        batches = (_batches_per_sample(images, labels, order, recipe.batch_size, "rotate-shift" in augment_names, es)
-                   if per_sample else
-                   _batches_batch_pipeline(images, labels, order, recipe.batch_size, settings.augmentations, gen,
-                                           device))
+        batches = (
+            _batches_per_sample(images, labels, order, recipe.batch_size, "rotate-shift" in augment_names, es)
+            if per_sample
+            else _batches_batch_pipeline(images, labels, order, recipe.batch_size, settings.augmentations, gen, device)
+        )
         model.train()
         total_loss, seen = 0.0, 0
         for x, y in batches:
@@ -268,13 +292,19 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
             def step_loss(xb=x, yb=y, sb=soft):
                 out = model(xb)
                 loss = F.cross_entropy(out, yb, label_smoothing=criterion_smoothing)
-                return distillation_loss(out, sb, loss, weight=recipe.distill_weight,
-                                         temperature=recipe.distill_temperature) if teachers else loss
+                return (
+                    distillation_loss(
+                        out, sb, loss, weight=recipe.distill_weight, temperature=recipe.distill_temperature
+                    )
+                    if teachers
+                    else loss
+                )
 
             optimizer.zero_grad(set_to_none=True)
             if recipe.sam:  # one group of the whole batch is plain SAM
-                loss = grouped_sharpness_aware_gradients(model, step_loss, x, y, recipe.sam,
-                                                         recipe.sam_group or len(y), soft)
+                loss = grouped_sharpness_aware_gradients(
+                    model, step_loss, x, y, recipe.sam, recipe.sam_group or len(y), soft
+                )
             else:
                 loss = step_loss()
                 loss.backward()
@@ -292,25 +322,40 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
         state["elapsed"] += time.perf_counter() - t0
         # CPU seconds of all threads: comparable between runs even on a busy, shared machine
         state["cpu"] = state.get("cpu", 0.0) + time.process_time() - c0
-        row = {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "test_loss": test["loss"],
-               "test_accuracy": test["accuracy"], "correct": test["correct"], "total": test["total"],
-               "custom_accuracy": held["accuracy"] if held else None,
-               "lr": optimizer.param_groups[0]["lr"], "seconds": round(state["elapsed"], 2),
-               "cpu_seconds": round(state["cpu"], 2)}
+        row = {
+            "epoch": epoch,
+            "train_loss": total_loss / max(seen, 1),
+            "test_loss": test["loss"],
+            "test_accuracy": test["accuracy"],
+            "correct": test["correct"],
+            "total": test["total"],
+            "custom_accuracy": held["accuracy"] if held else None,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(state["elapsed"], 2),
+            "cpu_seconds": round(state["cpu"], 2),
+        }
         state["history"].append(row)
         state["epoch"] = epoch
         if test["accuracy"] > state["best_accuracy"]:
             state["best_accuracy"], state["best_epoch"] = test["accuracy"], epoch
         save_kept()
         with atomic_path(ckpt_path) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "ema": ema.state_dict() if ema is not None else None,
-                        "state": state, "recipe": recipe.as_dict()}, tmp)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "state": state,
+                    "recipe": recipe.as_dict(),
+                },
+                tmp,
+            )
         if on_epoch:
             on_epoch(row)
-        if (settings.stop_at is not None and test["accuracy"] >= settings.stop_at) or \
-                (settings.max_seconds is not None and state["elapsed"] >= settings.max_seconds):
+        if (settings.stop_at is not None and test["accuracy"] >= settings.stop_at) or (
+            settings.max_seconds is not None and state["elapsed"] >= settings.max_seconds
+        ):
             stopped_early = epoch < settings.epochs
             break
 
@@ -318,10 +363,17 @@ def train(model, recipe: Recipe, data: TrainData, settings: TrainSettings, run_d
         # resumed with nothing left to train: model.pt is still made from the checkpoint's weights,
         # so a run dir written under an older rule (best test epoch) ends up with its last epoch
         save_kept()
-    return {"history": state["history"], "kept_epoch": state["epoch"], "best_epoch": state["best_epoch"],
-            "best_accuracy": state["best_accuracy"], "train_seconds": round(state["elapsed"], 2),
-            "composition": composition, "steps_per_epoch": steps,
-            "time_to": time_to(state["history"]), "stopped_early": stopped_early}
+    return {
+        "history": state["history"],
+        "kept_epoch": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "best_accuracy": state["best_accuracy"],
+        "train_seconds": round(state["elapsed"], 2),
+        "composition": composition,
+        "steps_per_epoch": steps,
+        "time_to": time_to(state["history"]),
+        "stopped_early": stopped_early,
+    }
 
 
 def sharpness_aware_gradients(model, step_loss, rho: float) -> None:
@@ -338,8 +390,9 @@ def sharpness_aware_gradients(model, step_loss, rho: float) -> None:
         for p, e in zip(params, moves):
             p.add_(e)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None)
-               for m in norms]
+    momenta = [
+        (m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms
+    ]
     for m in norms:
         m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
     try:
@@ -373,7 +426,8 @@ def grouped_sharpness_aware_gradients(model, step_loss, x, y, rho: float, group:
         model.zero_grad(set_to_none=True)
         loss = step_loss(xb, yb, sb)
         loss.backward()
-        sharpness_aware_gradients(model, lambda: step_loss(xb, yb, sb), rho)
+        # called right away, inside this iteration: the closure sees this group's tensors
+        sharpness_aware_gradients(model, lambda: step_loss(xb, yb, sb), rho)  # noqa: B023
         with torch.no_grad():
             for p in model.parameters():
                 if p.grad is not None:
@@ -412,6 +466,7 @@ def time_to(history: list[dict], thresholds=THRESHOLDS) -> dict:
     out = {}
     for t in thresholds:
         hit = next((h for h in history if h["test_accuracy"] >= t), None)
-        out[f"{100 * t:.1f}"] = ({"seconds": hit["seconds"], "cpu_seconds": hit.get("cpu_seconds"),
-                                  "epoch": hit["epoch"]} if hit else None)
+        out[f"{100 * t:.1f}"] = (
+            {"seconds": hit["seconds"], "cpu_seconds": hit.get("cpu_seconds"), "epoch": hit["epoch"]} if hit else None
+        )
     return out

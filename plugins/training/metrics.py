@@ -1,4 +1,5 @@
 """Classification metrics and the pictures people look at after training or evaluation."""
+
 from __future__ import annotations
 
 import math
@@ -28,14 +29,20 @@ def summarize(labels: np.ndarray, preds: np.ndarray) -> dict:
     cm = confusion_matrix(labels, preds)
     correct = int((labels == preds).sum())
     total = int(len(labels))
-    return {"accuracy": correct / total if total else None, "correct": correct, "total": total,
-            "per_class": per_class_accuracy(cm), "confusion": cm.tolist()}
+    return {
+        "accuracy": correct / total if total else None,
+        "correct": correct,
+        "total": total,
+        "per_class": per_class_accuracy(cm),
+        "confusion": cm.tolist(),
+    }
 
 
 def _save(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
+
     plt.close(fig)
     return path
 
@@ -43,6 +50,7 @@ def _save(fig, path: Path) -> Path:
 def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
     """Loss (train/test) and test accuracy (and custom held-out accuracy) per epoch."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -50,14 +58,25 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     a.plot(ep, [h["train_loss"] for h in history], "o-", label="train loss")
     a.plot(ep, [h["test_loss"] for h in history], "o-", label="test loss")
-    a.set_xlabel("epoch"); a.set_ylabel("cross-entropy"); a.set_yscale("log"); a.legend(); a.grid(alpha=.3)
+    a.set_xlabel("epoch")
+    a.set_ylabel("cross-entropy")
+    a.set_yscale("log")
+    a.legend()
+    a.grid(alpha=0.3)
     b.plot(ep, [100 * h["test_accuracy"] for h in history], "o-", label="MNIST test")
     if any(h.get("custom_accuracy") is not None for h in history):
-        b.plot(ep, [100 * h["custom_accuracy"] if h.get("custom_accuracy") is not None else np.nan
-                    for h in history], "s-", label="custom held-out")
+        b.plot(
+            ep,
+            [100 * h["custom_accuracy"] if h.get("custom_accuracy") is not None else np.nan for h in history],
+            "s-",
+            label="custom held-out",
+        )
     for level in (99.0, 99.4):
-        b.axhline(level, color="grey", lw=.6, ls="--")
-    b.set_xlabel("epoch"); b.set_ylabel("accuracy %"); b.legend(); b.grid(alpha=.3)
+        b.axhline(level, color="grey", lw=0.6, ls="--")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy %")
+    b.legend()
+    b.grid(alpha=0.3)
     lo = min([100 * h["test_accuracy"] for h in history] + [99.0])
     b.set_ylim(max(lo - 0.3, 90), 100)
     fig.suptitle(title)
@@ -66,6 +85,7 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
 
 def plot_confusion(cm: np.ndarray, path: Path, title: str = "") -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -75,19 +95,30 @@ def plot_confusion(cm: np.ndarray, path: Path, title: str = "") -> Path:
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if i == j else ("red" if cm[i, j] else "black"))
-    ax.set_xticks(range(10)); ax.set_yticks(range(10))
-    ax.set_xlabel("predicted"); ax.set_ylabel("true")
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if i == j else ("red" if cm[i, j] else "black"),
+                )
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
     acc = np.trace(cm) / max(cm.sum(), 1)
     ax.set_title(f"{title} accuracy {100 * acc:.2f}% ({np.trace(cm)}/{cm.sum()})")
     return _save(fig, path)
 
 
-def plot_misclassified(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, path: Path,
-                       title: str = "", limit: int = 100) -> Path:
+def plot_misclassified(
+    images: np.ndarray, labels: np.ndarray, preds: np.ndarray, path: Path, title: str = "", limit: int = 100
+) -> Path:
     """Contact sheet of misclassified digits (one image, tiles titled true->predicted)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -101,7 +132,7 @@ def plot_misclassified(images: np.ndarray, labels: np.ndarray, preds: np.ndarray
     for k, i in enumerate(wrong):
         r, c = divmod(k, cols)
         y, x = r * (tile + head) + head, c * (tile + 2) + 1
-        sheet[y:y + tile, x:x + tile] = images[i]
+        sheet[y : y + tile, x : x + tile] = images[i]
         ax.text(x + tile / 2, y - 1, f"{labels[i]}→{preds[i]}", ha="center", va="bottom", fontsize=7, color="red")
     ax.imshow(sheet, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.axis("off")

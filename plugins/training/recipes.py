@@ -21,31 +21,64 @@ within radius 0.05) and 12 epochs, for the article's CNN, whose dense layer over
 ``sam-m32``: ``sam`` with each 32-digit quarter of the batch perturbed on its own ("m-sharpness"):
 the same compute, and the article's CNN's three seeds land closer together (docs/history.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
 
 from mnistp4 import hookimpl
-
 from mnistp4.stages.training.loop import Recipe
 
-SEED = Recipe("seed", epochs=30, batch_size=64, optimizer="adam", lr=1e-3, schedule="constant",
-              loader="per-sample", description="the article's: Adam 1e-3 constant, batch 64, per-sample transforms")
-FAST = Recipe("fast", epochs=10, batch_size=128, optimizer="adamw", lr=4e-3, weight_decay=1e-2,
-              schedule="onecycle", warmup=0.1, label_smoothing=0.05, loader="batch", ema=0.998,
-              description="AdamW one-cycle 4e-3 (10 % warm-up), batch 128, label smoothing 0.05, "
-                          "weight average 0.998, batched augmentation, 10 epochs")
+SEED = Recipe(
+    "seed",
+    epochs=30,
+    batch_size=64,
+    optimizer="adam",
+    lr=1e-3,
+    schedule="constant",
+    loader="per-sample",
+    description="the article's: Adam 1e-3 constant, batch 64, per-sample transforms",
+)
+FAST = Recipe(
+    "fast",
+    epochs=10,
+    batch_size=128,
+    optimizer="adamw",
+    lr=4e-3,
+    weight_decay=1e-2,
+    schedule="onecycle",
+    warmup=0.1,
+    label_smoothing=0.05,
+    loader="batch",
+    ema=0.998,
+    description="AdamW one-cycle 4e-3 (10 % warm-up), batch 128, label smoothing 0.05, "
+    "weight average 0.998, batched augmentation, 10 epochs",
+)
 
-COMPACT = replace(FAST, name="compact", epochs=12, lr=6e-3, warmup=0.2,
-                  description="fast with a 20 % warm-up to 6e-3 and 12 epochs: for the small p4net")
+COMPACT = replace(
+    FAST,
+    name="compact",
+    epochs=12,
+    lr=6e-3,
+    warmup=0.2,
+    description="fast with a 20 % warm-up to 6e-3 and 12 epochs: for the small p4net",
+)
 
-SAM = replace(FAST, name="sam", epochs=12, sam=0.05,
-              description="fast with sharpness-aware minimisation (radius 0.05) and 12 epochs: "
-                          "twice the compute per step")
+SAM = replace(
+    FAST,
+    name="sam",
+    epochs=12,
+    sam=0.05,
+    description="fast with sharpness-aware minimisation (radius 0.05) and 12 epochs: twice the compute per step",
+)
 
-SAM_M32 = replace(SAM, name="sam-m32", sam_group=32,
-                  description="sam with each 32-digit sub-batch perturbed on its own (m-sharpness), 12 epochs: "
-                              "what seed-cnn trains with")
+SAM_M32 = replace(
+    SAM,
+    name="sam-m32",
+    sam_group=32,
+    description="sam with each 32-digit sub-batch perturbed on its own (m-sharpness), 12 epochs: "
+    "what seed-cnn trains with",
+)
 
 
 @hookimpl

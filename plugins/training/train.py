@@ -1,4 +1,5 @@
 """`mnistp4 train`, `mnistp4 models` and the `train` step of `mnistp4 run`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,6 @@ import click
 from mnistp4 import hookimpl
 from mnistp4.api import pass_context
 from mnistp4.records import PipelineStep
-
 from mnistp4.stages.models.common import summarize
 
 
@@ -35,13 +35,23 @@ def _adopt_saved_settings(app, run_dir: Path) -> list[str]:
 
 @hookimpl
 def register_commands(cli):
-    @cli.command("train", help="Train a model on MNIST (+ custom digits, oversampled), keep the last epoch, "
-                               "export ONNX. Flags default to the configuration (`mnistp4 config`).")
+    @cli.command(
+        "train",
+        help="Train a model on MNIST (+ custom digits, oversampled), keep the last epoch, "
+        "export ONNX. Flags default to the configuration (`mnistp4 config`).",
+    )
     @click.option("--model", default=None, help="model architecture (see `mnistp4 models`)")
-    @click.option("--recipe", default=None, help="training recipe: seed (the article's), fast (default), compact, sam or sam-m32; "
-                                            "without it a model may bring its own (see `mnistp4 models`)")
-    @click.option("--custom", multiple=True, help="custom digits: a digit folder or a source name such as "
-                                                  "semeion (repeatable; replaces config `custom`)")
+    @click.option(
+        "--recipe",
+        default=None,
+        help="training recipe: seed (the article's), fast (default), compact, sam or sam-m32; "
+        "without it a model may bring its own (see `mnistp4 models`)",
+    )
+    @click.option(
+        "--custom",
+        multiple=True,
+        help="custom digits: a digit folder or a source name such as semeion (repeatable; replaces config `custom`)",
+    )
     @click.option("--weight", type=int, default=None, help="oversampling factor of custom digits")
     @click.option("--weighting", default=None, help="oversample or weighted")
     @click.option("--augment", multiple=True, help="augmentations (repeatable; 'none' for none)")
@@ -50,47 +60,114 @@ def register_commands(cli):
     @click.option("--out", default=None, help="run dir (default runs/MODEL-RECIPE-sSEED)")
     @click.option("--resume", is_flag=True, help="continue an interrupted run at its last completed epoch")
     @click.option("--no-export", is_flag=True, help="skip the ONNX export")
-    @click.option("--threads", type=click.IntRange(1), default=None,
-                  help="torch threads (default: 2 on an idle machine, 1 when the cores are busy)")
-    @click.option("--teacher", "teachers", multiple=True,
-                  help="run dir of a trained model to distill from (repeatable: their outputs are averaged)")
+    @click.option(
+        "--threads",
+        type=click.IntRange(1),
+        default=None,
+        help="torch threads (default: 2 on an idle machine, 1 when the cores are busy)",
+    )
+    @click.option(
+        "--teacher",
+        "teachers",
+        multiple=True,
+        help="run dir of a trained model to distill from (repeatable: their outputs are averaged)",
+    )
     @click.option("--json", "as_json", is_flag=True, help="print metrics.json's summary as JSON")
     @pass_context
-    def train_cmd(app, model, recipe, custom, weight, weighting, augment, epochs, seed, out, resume, no_export, threads,
-                  teachers, as_json):
+    def train_cmd(
+        app,
+        model,
+        recipe,
+        custom,
+        weight,
+        weighting,
+        augment,
+        epochs,
+        seed,
+        out,
+        resume,
+        no_export,
+        threads,
+        teachers,
+        as_json,
+    ):
         from mnistp4.cli import print_json
         from mnistp4.stages.training.run import apply_model_defaults, train_run
+
         if as_json:  # stdout carries only the JSON; what training prints for people goes to stderr
             from rich.console import Console
+
             app.console = Console(stderr=True)
         if resume and out:  # continue with the run's own settings unless a flag says otherwise
             saved_teachers = _adopt_saved_settings(app, _run_dir(app, out))
             teachers = teachers or saved_teachers
         augment_list = None if not augment else [a for a in augment if a != "none"]
-        app.override(model=model, recipe=recipe, custom=list(custom) or None, weight=weight,
-                     weighting=weighting, augment=augment_list, epochs=epochs, seed=seed)
+        app.override(
+            model=model,
+            recipe=recipe,
+            custom=list(custom) or None,
+            weight=weight,
+            weighting=weighting,
+            augment=augment_list,
+            epochs=epochs,
+            seed=seed,
+        )
         preferred = apply_model_defaults(app)
         if preferred and not as_json:
-            app.console.print(f"{app.config['model']} trains with its preferred "
-                              + ", ".join(f"{k} {v}" for k, v in preferred.items())
-                              + " (set --recipe / --augment to choose others)", highlight=False)
+            app.console.print(
+                f"{app.config['model']} trains with its preferred "
+                + ", ".join(f"{k} {v}" for k, v in preferred.items())
+                + " (set --recipe / --augment to choose others)",
+                highlight=False,
+            )
         run_dir = _run_dir(app, out)
         c = app.config
-        metrics = train_run(app, out=run_dir, model=c["model"], recipe=c["recipe"], custom=c["custom"],
-                            epochs=c["epochs"], seed=c["seed"], weight=c["weight"], weighting=c["weighting"],
-                            augment=c["augment"], resume=resume, export=not no_export, quiet=as_json,
-                            threads=threads, teachers=list(teachers))
-        summary = {k: metrics[k] for k in ("model", "recipe", "test_accuracy", "custom_accuracy", "epochs",
-                                           "kept_epoch", "train_seconds", "params", "macs", "time_to")}
+        metrics = train_run(
+            app,
+            out=run_dir,
+            model=c["model"],
+            recipe=c["recipe"],
+            custom=c["custom"],
+            epochs=c["epochs"],
+            seed=c["seed"],
+            weight=c["weight"],
+            weighting=c["weighting"],
+            augment=c["augment"],
+            resume=resume,
+            export=not no_export,
+            quiet=as_json,
+            threads=threads,
+            teachers=list(teachers),
+        )
+        summary = {
+            k: metrics[k]
+            for k in (
+                "model",
+                "recipe",
+                "test_accuracy",
+                "custom_accuracy",
+                "epochs",
+                "kept_epoch",
+                "train_seconds",
+                "params",
+                "macs",
+                "time_to",
+            )
+        }
         summary["run_dir"] = str(run_dir)
         if as_json:
             print_json(summary)
             return
-        custom_txt = (f", custom held-out {100 * metrics['custom_accuracy']:.2f}%"
-                      if metrics["custom_accuracy"] is not None else "")
-        app.console.print(f"[bold green]done[/]: kept epoch {metrics['kept_epoch']}, MNIST test "
-                          f"{100 * metrics['test_accuracy']:.2f}%{custom_txt}, {metrics['train_seconds']:.0f} s "
-                          f"-> {run_dir}")
+        custom_txt = (
+            f", custom held-out {100 * metrics['custom_accuracy']:.2f}%"
+            if metrics["custom_accuracy"] is not None
+            else ""
+        )
+        app.console.print(
+            f"[bold green]done[/]: kept epoch {metrics['kept_epoch']}, MNIST test "
+            f"{100 * metrics['test_accuracy']:.2f}%{custom_txt}, {metrics['train_seconds']:.0f} s "
+            f"-> {run_dir}"
+        )
 
     @cli.command("models", help="List the model architectures with parameters, MACs and int8 weight size.")
     @click.option("--json", "as_json", is_flag=True)
@@ -99,6 +176,7 @@ def register_commands(cli):
         from rich.table import Table
 
         from mnistp4.cli import print_json
+
         rows = [summarize(e.obj) for e in app.registry.entries("models")]
         if as_json:
             print_json(rows)
@@ -109,8 +187,14 @@ def register_commands(cli):
         for r in rows:
             pref = r["trains_with"]
             trains = " + ".join(filter(None, [pref["recipe"], ", ".join(pref["augment"] or [])])) or "defaults"
-            table.add_row(r["name"], f"{r['params']:,}", f"{r['macs']:,}",
-                          f"{r['int8_weight_bytes'] / 1024:.1f} KB", trains, r["description"])
+            table.add_row(
+                r["name"],
+                f"{r['params']:,}",
+                f"{r['macs']:,}",
+                f"{r['int8_weight_bytes'] / 1024:.1f} KB",
+                trains,
+                r["description"],
+            )
         app.console.print(table)
 
 
@@ -125,11 +209,26 @@ def train_step(app, state: dict) -> dict:
     if (data_dir / "manifest.csv").is_file() and str(data_dir) not in custom:
         custom.append(str(data_dir))
     out = c.path("runs_dir") / c["run_name"]
-    metrics = train_run(app, out=out, model=c["model"], recipe=c["recipe"], custom=custom, epochs=c["epochs"],
-                        seed=c["seed"], weight=c["weight"], weighting=c["weighting"], augment=c["augment"],
-                        overwrite=True)
-    return {"run_dir": str(out), "onnx": str(out / "model.onnx"), "test_accuracy": metrics["test_accuracy"],
-            "custom_accuracy": metrics["custom_accuracy"], "train_seconds": metrics["train_seconds"]}
+    metrics = train_run(
+        app,
+        out=out,
+        model=c["model"],
+        recipe=c["recipe"],
+        custom=custom,
+        epochs=c["epochs"],
+        seed=c["seed"],
+        weight=c["weight"],
+        weighting=c["weighting"],
+        augment=c["augment"],
+        overwrite=True,
+    )
+    return {
+        "run_dir": str(out),
+        "onnx": str(out / "model.onnx"),
+        "test_accuracy": metrics["test_accuracy"],
+        "custom_accuracy": metrics["custom_accuracy"],
+        "train_seconds": metrics["train_seconds"],
+    }
 
 
 @hookimpl

@@ -8,6 +8,7 @@ in training order; ``composition`` says how many samples of each kind the epoch 
 * ``weighted``: a weighted sampler; the same epoch length, drawn with replacement where a custom
   digit is ``factor`` times as likely as an MNIST digit (so the *expected* composition matches).
 """
+
 from __future__ import annotations
 
 from mnistp4 import hookimpl
@@ -16,8 +17,12 @@ from mnistp4 import hookimpl
 def composition(indices, n_mnist: int) -> dict:
     custom = int((indices >= n_mnist).sum())
     total = int(len(indices))
-    return {"mnist": total - custom, "custom": custom, "total": total,
-            "custom_share": round(custom / total, 4) if total else 0.0}
+    return {
+        "mnist": total - custom,
+        "custom": custom,
+        "total": total,
+        "custom_share": round(custom / total, 4) if total else 0.0,
+    }
 
 
 def oversample(n_mnist: int, n_custom: int, factor: int, generator):

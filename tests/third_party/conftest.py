@@ -1,4 +1,5 @@
 """Fixtures of the third-party plugin suite (helpers in :mod:`tp_harness`)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """Mistakes of a third-party plugin, and choices that name nothing, fail loudly from outside: the exit
 code and one message naming the plugin, the hook or key, the value and what would be valid."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,17 @@ from tp_harness import BAD_PLUGINS, PLUGINS_DIR, SHEETS, cli, write_sheets
 import mnistp4
 
 #: each choice key, with a choice that only the third-party plugins register
-PLUGIN_CHOICES = {"segmenter": "tp-rows", "normalizer": "tp-bbox", "layout": "tp-strip", "weighting": "tp-capped",
-                  "augment": "tp-jitter", "model": "tp-mlp", "recipe": "tp-one", "quantizer": "onnx-int8",
-                  "deploy_target": "sd-copy"}
+PLUGIN_CHOICES = {
+    "segmenter": "tp-rows",
+    "normalizer": "tp-bbox",
+    "layout": "tp-strip",
+    "weighting": "tp-capped",
+    "augment": "tp-jitter",
+    "model": "tp-mlp",
+    "recipe": "tp-one",
+    "quantizer": "onnx-int8",
+    "deploy_target": "sd-copy",
+}
 
 
 def test_every_choice_key_is_covered():
@@ -22,8 +31,7 @@ def test_every_choice_key_is_covered():
 @pytest.mark.slow
 def test_unknown_quantizer_exits_2_from_a_subprocess(tmp_path):
     (tmp_path / "mnistp4.toml").write_text("download = false\n")
-    proc = cli(["--plugins-dir", PLUGINS_DIR, "--set", "quantizer=nope", "quantize", tmp_path], tmp_path,
-               check=False)
+    proc = cli(["--plugins-dir", PLUGINS_DIR, "--set", "quantizer=nope", "quantize", tmp_path], tmp_path, check=False)
     message = " ".join(proc.stderr.split())
     assert proc.returncode == 2, message
     assert "'quantizer'" in message and "'nope'" in message
@@ -38,17 +46,23 @@ def test_choice_key_naming_nothing_exits_2_with_the_choices(run_main, key):
     assert f"'{key}'" in err and "'nope'" in err and PLUGIN_CHOICES[key] in err, err
 
 
-@pytest.mark.parametrize(("command", "flag", "choice"), [
-    ("deploy", "--target", "sd-copy"),
-    ("segment", "--segmenter", "tp-rows"),
-    ("train", "--model", "tp-mlp"),
-])
+@pytest.mark.parametrize(
+    ("command", "flag", "choice"),
+    [
+        ("deploy", "--target", "sd-copy"),
+        ("segment", "--segmenter", "tp-rows"),
+        ("train", "--model", "tp-mlp"),
+    ],
+)
 def test_command_flag_naming_nothing_is_a_usage_error(run_main, tmp_path, command, flag, choice):
     """A flag that sets a choice key is checked like ``--set``: exit 2, value and choices named."""
     (tmp_path / "raw").mkdir()
     (tmp_path / "model.qonnx").write_bytes(b"not read")
-    where = {"deploy": [tmp_path / "model.qonnx"], "segment": [tmp_path / "raw", "-o", tmp_path / "data"],
-             "train": ["--epochs", "1", "--out", tmp_path / "run"]}[command]
+    where = {
+        "deploy": [tmp_path / "model.qonnx"],
+        "segment": [tmp_path / "raw", "-o", tmp_path / "data"],
+        "train": ["--epochs", "1", "--out", tmp_path / "run"],
+    }[command]
     rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, command, *where, flag, "nope"])
     assert rc == 2, err
     assert "'nope'" in err and choice in err, err
@@ -96,8 +110,9 @@ def test_plugin_command_with_override_replaces_and_is_listed(run_main):
 def test_registered_object_that_raises_names_its_plugin(run_main, tmp_path):
     model = tmp_path / "model.qonnx"
     model.write_bytes(b"any file")
-    rc, out, err = run_main(["--plugins-dir", BAD_PLUGINS / "raising_target.py", "deploy", model,
-                             "--target", "exploding"])
+    rc, out, err = run_main(
+        ["--plugins-dir", BAD_PLUGINS / "raising_target.py", "deploy", model, "--target", "exploding"]
+    )
     assert rc == 1
     assert "'raising_target'" in err and "exploding" in err and "write-protected" in err, err
     assert "Traceback" not in err
@@ -105,8 +120,21 @@ def test_registered_object_that_raises_names_its_plugin(run_main, tmp_path):
 
 def test_segmenter_that_raises_is_named_in_each_sheets_error(run_main, tmp_path, mnist_test_digits):
     write_sheets(tmp_path / "raw", *mnist_test_digits)
-    rc, out, err = run_main(["--plugins-dir", BAD_PLUGINS / "raising_segmenter.py", "segment", tmp_path / "raw",
-                             "-o", tmp_path / "data", "--segmenter", "failing", "--workers", "1", "--json"])
+    rc, out, err = run_main(
+        [
+            "--plugins-dir",
+            BAD_PLUGINS / "raising_segmenter.py",
+            "segment",
+            tmp_path / "raw",
+            "-o",
+            tmp_path / "data",
+            "--segmenter",
+            "failing",
+            "--workers",
+            "1",
+            "--json",
+        ]
+    )
     assert rc == 1
     results = json.loads(out)["results"]
     assert [r["status"] for r in results] == ["failed"] * len(SHEETS)
@@ -116,16 +144,46 @@ def test_segmenter_that_raises_is_named_in_each_sheets_error(run_main, tmp_path,
 
 def test_model_builder_not_returning_a_module_names_the_plugin(run_main, tmp_path):
     run_dir = tmp_path / "run"
-    rc, out, err = run_main(["--plugins-dir", BAD_PLUGINS / "bad_model.py", "train", "--model", "not-a-module",
-                             "--recipe", "fast", "--epochs", "1", "--no-export", "--threads", "1", "--out", run_dir])
+    rc, out, err = run_main(
+        [
+            "--plugins-dir",
+            BAD_PLUGINS / "bad_model.py",
+            "train",
+            "--model",
+            "not-a-module",
+            "--recipe",
+            "fast",
+            "--epochs",
+            "1",
+            "--no-export",
+            "--threads",
+            "1",
+            "--out",
+            run_dir,
+        ]
+    )
     assert rc == 1
     assert "'bad_model'" in err and "not-a-module" in err and "nn.Module" in err, err
     assert not run_dir.exists()  # nothing half-written is left
 
 
 def test_source_not_returning_a_digitset_names_the_plugin(run_main, tmp_path):
-    rc, out, err = run_main(["--plugins-dir", BAD_PLUGINS / "bad_source.py", "train", "--custom", "listed",
-                             "--epochs", "1", "--no-export", "--threads", "1", "--out", tmp_path / "run"])
+    rc, out, err = run_main(
+        [
+            "--plugins-dir",
+            BAD_PLUGINS / "bad_source.py",
+            "train",
+            "--custom",
+            "listed",
+            "--epochs",
+            "1",
+            "--no-export",
+            "--threads",
+            "1",
+            "--out",
+            tmp_path / "run",
+        ]
+    )
     assert rc == 1
     assert "'bad_source'" in err and "listed" in err and "DigitSet" in err, err
 

@@ -1,6 +1,7 @@
 """How the third-party plugins load: from a folder (``--plugins-dir``) and as an installed distribution's
 entry points, what ``mnistp4 plugins`` says about them, that they use only the public API, and the
 plugin layout used by the shipped ``sheet template`` command and template segmenter."""
+
 from __future__ import annotations
 
 import ast
@@ -15,13 +16,20 @@ from tp_harness import DIST_NAME, DIST_VERSION, PLUGIN_FILES, PLUGINS_DIR, plugi
 
 #: registry kind (or "commands" / "hooks") -> the plugin module that provides it
 EXPECTED = {
-    "tp_layout": {"sheet_layouts": ["tp-strip"]}, "tp_segmenter": {"segmenters": ["tp-rows"]},
-    "tp_normalizer": {"normalizers": ["tp-bbox"]}, "tp_dataset": {"dataset_sources": ["mnist"]},
-    "tp_weighting": {"weightings": ["tp-capped"]}, "tp_augment": {"augmentations": ["tp-jitter"]},
-    "tp_model": {"models": ["tp-mlp"]}, "tp_recipe": {"recipes": ["tp-one"]},
-    "tp_format": {"model_formats": [".qonnx"]}, "tp_quantizer": {"quantizers": ["onnx-int8"]},
-    "tp_deploy": {"deploy_targets": ["sd-copy"]}, "tp_step": {"pipeline_steps": ["tp-report"]},
-    "tp_command": {"commands": ["tp-normalize", "tp-summary"]}, "tp_events": {},
+    "tp_layout": {"sheet_layouts": ["tp-strip"]},
+    "tp_segmenter": {"segmenters": ["tp-rows"]},
+    "tp_normalizer": {"normalizers": ["tp-bbox"]},
+    "tp_dataset": {"dataset_sources": ["mnist"]},
+    "tp_weighting": {"weightings": ["tp-capped"]},
+    "tp_augment": {"augmentations": ["tp-jitter"]},
+    "tp_model": {"models": ["tp-mlp"]},
+    "tp_recipe": {"recipes": ["tp-one"]},
+    "tp_format": {"model_formats": [".qonnx"]},
+    "tp_quantizer": {"quantizers": ["onnx-int8"]},
+    "tp_deploy": {"deploy_targets": ["sd-copy"]},
+    "tp_step": {"pipeline_steps": ["tp-report"]},
+    "tp_command": {"commands": ["tp-normalize", "tp-summary"]},
+    "tp_events": {},
 }
 EVENT_HOOKS = ["on_artifact_written", "on_epoch_end", "on_sheet_processed", "on_step_end"]
 #: what a plugin may import besides the standard library
@@ -82,8 +90,13 @@ def test_plugins_import_only_the_public_api():
                 assert top in stdlib or top in ALLOWED, (path.name, name)
                 if top == "mnistp4":
                     assert name in ("mnistp4", "mnistp4.api"), (path.name, name)
-        declared = [n for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
-                    and n.targets[0].id == "MNISTP4_PLUGIN_API"]
+        declared = [
+            n
+            for n in tree.body
+            if isinstance(n, ast.Assign)
+            and isinstance(n.targets[0], ast.Name)
+            and n.targets[0].id == "MNISTP4_PLUGIN_API"
+        ]
         assert declared and declared[0].value.value == "1.0", path.name
 
 
@@ -92,22 +105,23 @@ def fill_template(page: np.ndarray, layout, images: np.ndarray, labels: np.ndarr
     px = dpi / 25.4
     page = page.copy()
     for r, digit in enumerate(layout.rows):
-        picks = np.flatnonzero(labels == int(digit))[:layout.cols]
+        picks = np.flatnonzero(labels == int(digit))[: layout.cols]
         for c, k in enumerate(picks):
             x, y, w, h = (v * px for v in layout.box(r, c))
             size = int(0.6 * min(w, h))
             ink = cv2.resize(images[k], (size, size), interpolation=cv2.INTER_LINEAR)
             top, left = int(y + (h - size) / 2), int(x + (w - size) / 2)
-            region = page[top:top + size, left:left + size]
-            page[top:top + size, left:left + size] = np.minimum(region, 255 - ink)
+            region = page[top : top + size, left : left + size]
+            page[top : top + size, left : left + size] = np.minimum(region, 255 - ink)
     return page
 
 
 def test_plugin_layout_through_sheet_template_and_the_template_segmenter(run_main, tmp_path, mnist_test_digits):
     layout = plugin_module("tp_layout").STRIP
     template = tmp_path / "strip.png"
-    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "sheet", "template", "--layout", "tp-strip",
-                             "-o", template, "--dpi", "150"])
+    rc, out, err = run_main(
+        ["--plugins-dir", PLUGINS_DIR, "sheet", "template", "--layout", "tp-strip", "-o", template, "--dpi", "150"]
+    )
     assert rc == 0, err
     page = cv2.imread(str(template), cv2.IMREAD_GRAYSCALE)
     detector = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_250))
@@ -117,14 +131,28 @@ def test_plugin_layout_through_sheet_template_and_the_template_segmenter(run_mai
     raw = tmp_path / "raw"
     raw.mkdir()
     cv2.imwrite(str(raw / "strip-filled.png"), fill_template(page, layout, *mnist_test_digits, dpi=150))
-    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "segment", raw, "-o", tmp_path / "data",
-                             "--segmenter", "template", "--workers", "1", "--json"])
+    rc, out, err = run_main(
+        [
+            "--plugins-dir",
+            PLUGINS_DIR,
+            "segment",
+            raw,
+            "-o",
+            tmp_path / "data",
+            "--segmenter",
+            "template",
+            "--workers",
+            "1",
+            "--json",
+        ]
+    )
     assert rc == 0, (err, out)
     assert json.loads(out)["digits"] == layout.n_cells
     with open(tmp_path / "data" / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert Counter((int(r["row"]), int(r["label"])) for r in rows) == {(i, int(d)): layout.cols
-                                                                      for i, d in enumerate(layout.rows)}
+    assert Counter((int(r["row"]), int(r["label"])) for r in rows) == {
+        (i, int(d)): layout.cols for i, d in enumerate(layout.rows)
+    }
 
 
 def test_plugin_config_keys_and_deploy_target_help(run_main):

@@ -4,6 +4,7 @@
 point) -> ``quantize`` with ``onnx-int8`` (onnxruntime) -> ``deploy`` to ``sd-copy`` -> ``run`` (segment
 with the installed plugins in two workers, the plugin step, deploy), the plugin command, ``evaluate``
 with the plugin model format, and the event hooks' log of all of it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -46,22 +47,56 @@ def project(tmp_path_factory, mnist_test_digits) -> Path:
     root = tmp_path_factory.mktemp("third-party-project")
     (root / "mnistp4.toml").write_text(
         'download = false\nraw_scans = "raw"\ndata_dir = "data"\nruns_dir = "runs"\nrun_name = "tp"\n'
-        f'tp_event_log = "{root / "events.jsonl"}"\ntp_sd_dir = "sdcard"\n')
+        f'tp_event_log = "{root / "events.jsonl"}"\ntp_sd_dir = "sdcard"\n'
+    )
     write_sheets(root / "raw", *mnist_test_digits)
     return root
 
 
 @pytest.fixture(scope="module")
 def segmented(project):
-    proc = cli(["--plugins-dir", PLUGINS_DIR, "--set", "normalizer=tp-bbox", "segment", "--segmenter", "tp-rows",
-                "--workers", "2", "--json"], project)
+    proc = cli(
+        [
+            "--plugins-dir",
+            PLUGINS_DIR,
+            "--set",
+            "normalizer=tp-bbox",
+            "segment",
+            "--segmenter",
+            "tp-rows",
+            "--workers",
+            "2",
+            "--json",
+        ],
+        project,
+    )
     return stdout_json(proc.stdout), proc
 
 
 @pytest.fixture(scope="module")
 def trained(project, segmented, installed_site):
-    proc = cli(["train", "--model", "tp-mlp", "--weighting", "tp-capped", "--custom", "data", "--weight", "50",
-                "--epochs", "1", "--threads", "1", "--out", RUN, "--json"], project, site=installed_site)
+    proc = cli(
+        [
+            "train",
+            "--model",
+            "tp-mlp",
+            "--weighting",
+            "tp-capped",
+            "--custom",
+            "data",
+            "--weight",
+            "50",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            RUN,
+            "--json",
+        ],
+        project,
+        site=installed_site,
+    )
     return project / RUN, proc
 
 
@@ -69,8 +104,9 @@ def trained(project, segmented, installed_site):
 def quantized(project, trained, installed_site):
     run_dir, _ = trained
     onnx_before = sha256(run_dir / "model.onnx")
-    proc = cli(["--set", "quantizer=onnx-int8", "quantize", run_dir, "--calib", "64", "--json"], project,
-               site=installed_site)
+    proc = cli(
+        ["--set", "quantizer=onnx-int8", "quantize", run_dir, "--calib", "64", "--json"], project, site=installed_site
+    )
     return run_dir, stdout_json(proc.stdout), onnx_before
 
 
@@ -78,10 +114,30 @@ def quantized(project, trained, installed_site):
 def pipeline_run(project, quantized, installed_site):
     """``mnistp4 run`` with the installed plugins: segment (into another data dir, so the sheets are cut
     again, in two worker processes that load the installed plugins), the plugin step, deploy."""
-    proc = cli(["--set", "segmenter=tp-rows", "--set", "normalizer=tp-bbox", "--set", "data_dir=data-run",
-                "--set", "deploy_target=sd-copy", "--set", "tp_sd_dir=sd-run",
-                "run", "--only", "segment", "--only", "tp-report", "--only", "deploy", "--json"], project,
-               site=installed_site)
+    proc = cli(
+        [
+            "--set",
+            "segmenter=tp-rows",
+            "--set",
+            "normalizer=tp-bbox",
+            "--set",
+            "data_dir=data-run",
+            "--set",
+            "deploy_target=sd-copy",
+            "--set",
+            "tp_sd_dir=sd-run",
+            "run",
+            "--only",
+            "segment",
+            "--only",
+            "tp-report",
+            "--only",
+            "deploy",
+            "--json",
+        ],
+        project,
+        site=installed_site,
+    )
     return stdout_json(proc.stdout)
 
 
@@ -173,8 +229,21 @@ def test_quantize_with_onnxruntime_int8_plugin(quantized):
 
 def test_deploy_dry_run_writes_nothing(project, quantized, run_main):
     run_dir, _, _ = quantized
-    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "--set", "tp_sd_dir=sd-dry", "deploy",
-                             run_dir / "model_int8.qonnx", "--target", "sd-copy", "--dry-run", "--json"], project)
+    rc, out, err = run_main(
+        [
+            "--plugins-dir",
+            PLUGINS_DIR,
+            "--set",
+            "tp_sd_dir=sd-dry",
+            "deploy",
+            run_dir / "model_int8.qonnx",
+            "--target",
+            "sd-copy",
+            "--dry-run",
+            "--json",
+        ],
+        project,
+    )
     assert rc == 0, err
     result = stdout_json(out)
     assert result["target"] == "sd-copy" and result["artifacts"] == []
@@ -185,8 +254,19 @@ def test_deploy_dry_run_writes_nothing(project, quantized, run_main):
 def test_deploy_without_dry_run_does_not_report_a_dry_run(project, quantized, run_main):
     """A non-board target that copied the model is not told it made a dry run or to pass a port."""
     run_dir, _, _ = quantized
-    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "--set", "tp_sd_dir=sd-said", "deploy",
-                             run_dir / "model_int8.qonnx", "--target", "sd-copy"], project)
+    rc, out, err = run_main(
+        [
+            "--plugins-dir",
+            PLUGINS_DIR,
+            "--set",
+            "tp_sd_dir=sd-said",
+            "deploy",
+            run_dir / "model_int8.qonnx",
+            "--target",
+            "sd-copy",
+        ],
+        project,
+    )
     assert rc == 0, err
     assert (project / "sd-said" / "model_int8.qonnx").is_file()
     assert "dry run" not in out and "--port" not in out, out
@@ -194,8 +274,7 @@ def test_deploy_without_dry_run_does_not_report_a_dry_run(project, quantized, ru
 
 def test_evaluate_scores_the_quantized_file_with_the_plugin_format(project, quantized, run_main):
     run_dir, _, _ = quantized
-    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "evaluate", run_dir / "model_int8.qonnx", "--json"],
-                            project)
+    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "evaluate", run_dir / "model_int8.qonnx", "--json"], project)
     assert rc == 0, err
     result = json.loads(out)
     quant = json.loads((run_dir / "quant.json").read_text())
@@ -258,8 +337,7 @@ def test_event_hooks_saw_every_stage(project, segmented, trained, quantized, pip
     assert all(e["digits"] == 10 * DIGITS_PER_ROW and e["error"] is None for e in sheets)
     assert [e["epoch"] for e in events if e["event"] == "on_epoch_end"] == [1]
     kinds = {e["kind"] for e in events if e["event"] == "on_artifact_written"}
-    assert {"manifest", "model.pt", "onnx", "metrics", "quantized model", "quant.json", "tp-report",
-            "bundle"} <= kinds
+    assert {"manifest", "model.pt", "onnx", "metrics", "quantized model", "quant.json", "tp-report", "bundle"} <= kinds
     assert [e["name"] for e in events if e["event"] == "on_step_end"] == ["segment", "tp-report", "deploy"]
 
 
@@ -268,8 +346,21 @@ def test_segment_cache_follows_the_plugin_version(tmp_path, run_main, mnist_test
     plugins = tmp_path / "plugins"
     shutil.copytree(PLUGINS_DIR, plugins, ignore=shutil.ignore_patterns("__pycache__"))
     write_sheets(tmp_path / "raw", *mnist_test_digits)
-    args = ["--plugins-dir", plugins, "--set", "normalizer=tp-bbox", "segment", tmp_path / "raw", "-o",
-            tmp_path / "data", "--segmenter", "tp-rows", "--workers", "1", "--json"]
+    args = [
+        "--plugins-dir",
+        plugins,
+        "--set",
+        "normalizer=tp-bbox",
+        "segment",
+        tmp_path / "raw",
+        "-o",
+        tmp_path / "data",
+        "--segmenter",
+        "tp-rows",
+        "--workers",
+        "1",
+        "--json",
+    ]
 
     def statuses() -> list[str]:
         rc, out, err = run_main(args)
@@ -283,7 +374,7 @@ def test_segment_cache_follows_the_plugin_version(tmp_path, run_main, mnist_test
     assert statuses() == ["ok"] * 3
 
 
-OVERRIDING_NORMALIZER = '''
+OVERRIDING_NORMALIZER = """
 import cv2
 import numpy as np
 
@@ -300,7 +391,7 @@ def squash(image):
 @mnistp4.hookimpl
 def register_normalizers(register):
     register("mnist", squash, override=True)
-'''
+"""
 
 
 def test_segment_cache_follows_a_normalizer_override(tmp_path, run_main, mnist_test_digits):
@@ -308,8 +399,17 @@ def test_segment_cache_follows_a_normalizer_override(tmp_path, run_main, mnist_t
     write_sheets(tmp_path / "raw", *mnist_test_digits)
     override = tmp_path / "squash_normalizer.py"
     override.write_text(OVERRIDING_NORMALIZER)
-    segment = ["segment", tmp_path / "raw", "-o", tmp_path / "data", "--segmenter", "tp-rows", "--workers", "1",
-               "--json"]
+    segment = [
+        "segment",
+        tmp_path / "raw",
+        "-o",
+        tmp_path / "data",
+        "--segmenter",
+        "tp-rows",
+        "--workers",
+        "1",
+        "--json",
+    ]
 
     def statuses(*plugins) -> list[str]:
         rc, out, err = run_main([*plugins, *segment])
@@ -329,8 +429,17 @@ def test_plugin_command_uses_the_project_normalizer(tmp_path, run_main, mnist_te
     images, _ = mnist_test_digits
     written = cv2.resize(255 - images[0], (84, 84), interpolation=cv2.INTER_LINEAR)  # black ink on white
     cv2.imwrite(str(tmp_path / "digit.png"), written)
-    rc, out, err = run_main(["--plugins-dir", PLUGINS_DIR, "--set", "normalizer=tp-bbox", "tp-normalize",
-                             tmp_path / "digit.png", tmp_path / "digit28.png"])
+    rc, out, err = run_main(
+        [
+            "--plugins-dir",
+            PLUGINS_DIR,
+            "--set",
+            "normalizer=tp-bbox",
+            "tp-normalize",
+            tmp_path / "digit.png",
+            tmp_path / "digit28.png",
+        ]
+    )
     assert rc == 0, err
     expected = plugin_module("tp_normalizer").bbox_normalize(written)
     assert np.array_equal(cv2.imread(str(tmp_path / "digit28.png"), cv2.IMREAD_GRAYSCALE), expected)

@@ -5,6 +5,7 @@ installed distribution of the plugins, and the ``mnistp4`` command line run in a
 The plugins under ``plugins/`` import only ``mnistp4`` (the public API) and numpy, torch, cv2, onnx,
 onnxruntime and click; ``bad_plugins/`` holds one mistake each.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -38,7 +39,7 @@ def read_idx(path: Path) -> np.ndarray:
     """An MNIST IDX file (gzipped) as a numpy array."""
     data = gzip.decompress(path.read_bytes())
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -49,11 +50,11 @@ def render_sheet(images: np.ndarray, labels: np.ndarray, rows: str, first: int) 
     page = np.full((height, width), 255, np.uint8)
     size = 28 * SCALE
     for r, digit in enumerate(rows):
-        picks = np.flatnonzero(labels == int(digit))[first:first + DIGITS_PER_ROW]
+        picks = np.flatnonzero(labels == int(digit))[first : first + DIGITS_PER_ROW]
         for c, k in enumerate(picks):
             ink = cv2.resize(images[k], (size, size), interpolation=cv2.INTER_LINEAR)
             y, x = MARGIN + r * CELL + (CELL - size) // 2, MARGIN + c * CELL + (CELL - size) // 2
-            page[y:y + size, x:x + size] = np.minimum(page[y:y + size, x:x + size], 255 - ink)
+            page[y : y + size, x : x + size] = np.minimum(page[y : y + size, x : x + size], 255 - ink)
     return page
 
 
@@ -78,10 +79,12 @@ def install_distribution(site: Path) -> Path:
         shutil.copyfile(f, package / f.name)
     info = site / f"{PACKAGE}-{DIST_VERSION}.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DIST_NAME}\nVersion: {DIST_VERSION}\n"
-                                   "Requires-Dist: mnistp4\n")
-    (info / "entry_points.txt").write_text("[mnistp4]\n" + "".join(f"{f.stem} = {PACKAGE}.{f.stem}\n"
-                                                                   for f in PLUGIN_FILES))
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {DIST_NAME}\nVersion: {DIST_VERSION}\nRequires-Dist: mnistp4\n"
+    )
+    (info / "entry_points.txt").write_text(
+        "[mnistp4]\n" + "".join(f"{f.stem} = {PACKAGE}.{f.stem}\n" for f in PLUGIN_FILES)
+    )
     (info / "INSTALLER").write_text("pip\n")
     records = [p.relative_to(site).as_posix() for p in sorted(site.rglob("*")) if p.is_file()]
     (info / "RECORD").write_text("".join(f"{r},,\n" for r in records) + f"{info.name}/RECORD,,\n")
@@ -101,11 +104,19 @@ def base_env(**extra: str) -> dict[str, str]:
 def cli(args: list[str], cwd: Path, *, site: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """``python -m mnistp4 ARGS`` in ``cwd``; with ``site`` the installed distribution is importable."""
     env = base_env(**({"PYTHONPATH": str(site)} if site else {}))
-    proc = subprocess.run([sys.executable, "-m", "mnistp4", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnistp4", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"mnistp4 {' '.join(map(str, args))} exited {proc.returncode}\n"
-                             f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"mnistp4 {' '.join(map(str, args))} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 

@@ -1,4 +1,5 @@
 """Written for a plugin API this mnistp4 does not provide."""
+
 import mnistp4
 
 MNISTP4_PLUGIN_API = "2.0"

@@ -1,4 +1,5 @@
 """A model whose builder returns no ``torch.nn.Module``."""
+
 import mnistp4
 from mnistp4 import ModelSpec
 

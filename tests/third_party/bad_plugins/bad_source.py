@@ -1,4 +1,5 @@
 """A dataset source that returns a list instead of a ``DigitSet``."""
+
 import mnistp4
 
 

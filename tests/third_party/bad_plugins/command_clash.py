@@ -1,4 +1,5 @@
 """A command named like the shipped ``train``, without ``override=True``."""
+
 import mnistp4
 
 

@@ -1,4 +1,5 @@
 """Replaces the shipped ``models`` command, saying so with ``override=True``."""
+
 import click
 
 import mnistp4

@@ -1,4 +1,5 @@
 """A layout that reuses marker code 0, which the shipped grid-10x10 prints on its sheets."""
+
 import mnistp4
 from mnistp4 import Layout
 

@@ -1,4 +1,5 @@
 """``register_models`` without ``@mnistp4.hookimpl``: it would never be called."""
+
 from mnistp4 import ModelSpec
 
 

@@ -1,4 +1,5 @@
 """A hook implementation whose name is no hook: ``register_modles``."""
+
 import mnistp4
 
 

@@ -1,4 +1,5 @@
 """A segmenter that fails on every sheet: each sheet's error must name this plugin, and the batch goes on."""
+
 import mnistp4
 
 

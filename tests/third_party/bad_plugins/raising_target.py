@@ -1,4 +1,5 @@
 """A deploy target that fails inside: the error must name this plugin."""
+
 import mnistp4
 
 

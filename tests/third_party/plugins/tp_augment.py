@@ -1,4 +1,5 @@
 """Augmentation ``tp-jitter``: the whole batch shifted by up to two pixels."""
+
 import mnistp4
 
 MNISTP4_PLUGIN_API = "1.0"

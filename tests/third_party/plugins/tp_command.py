@@ -1,5 +1,6 @@
 """Commands ``mnistp4 tp-summary RUN_DIR`` (the run's model, accuracy and quantized file as JSON) and
 ``mnistp4 tp-normalize IMAGE OUT`` (one digit image through the project normalizer)."""
+
 import json
 from pathlib import Path
 
@@ -23,10 +24,19 @@ def register_commands(cli):
             raise InputError(f"{run_dir} is not a finished training run (no metrics.json)")
         metrics = json.loads(metrics_path.read_text())
         quant = json.loads(quant_path.read_text()) if quant_path.is_file() else {}
-        click.echo(json.dumps({"model": metrics["model"], "recipe": metrics["recipe"],
-                               "test_accuracy": metrics["test_accuracy"], "quantizer": quant.get("quantizer"),
-                               "model_file": quant.get("model_file"), "configured_model": ctx.config["model"],
-                               "quantizers": ctx.registry.names("quantizers")}))
+        click.echo(
+            json.dumps(
+                {
+                    "model": metrics["model"],
+                    "recipe": metrics["recipe"],
+                    "test_accuracy": metrics["test_accuracy"],
+                    "quantizer": quant.get("quantizer"),
+                    "model_file": quant.get("model_file"),
+                    "configured_model": ctx.config["model"],
+                    "quantizers": ctx.registry.names("quantizers"),
+                }
+            )
+        )
 
     @cli.command("tp-normalize", help="Normalize one digit image with the project normalizer into a 28x28 PNG.")
     @click.argument("image", type=click.Path(path_type=Path))

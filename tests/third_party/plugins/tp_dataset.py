@@ -1,5 +1,6 @@
 """Dataset source ``mnist`` (override): the first digits of the shipped MNIST source, so that runs are quick.
 The shipped source is reached through ``ctx.registry.replaced``."""
+
 import mnistp4
 from mnistp4 import DigitSet
 

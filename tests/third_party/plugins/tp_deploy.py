@@ -1,5 +1,6 @@
 """Deploy target ``sd-copy``: copies the model file into the folder of config ``tp_sd_dir`` (an SD card's
 mount point); a dry run writes nothing and says what it would copy."""
+
 import shutil
 
 import mnistp4
@@ -15,14 +16,16 @@ def sd_copy(ctx, request: DeployRequest) -> DeployResult:
     dest = folder / request.model_path.name
     commands = [f"cp {request.model_path} {dest}"]
     if request.dry_run:
-        return DeployResult("sd-copy", request.model_path, commands, [], False, {"destination": str(dest),
-                                                                                  "copied": False})
+        return DeployResult(
+            "sd-copy", request.model_path, commands, [], False, {"destination": str(dest), "copied": False}
+        )
     folder.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     shutil.copyfile(request.model_path, partial)
     partial.replace(dest)
-    return DeployResult("sd-copy", request.model_path, commands, [dest], False, {"destination": str(dest),
-                                                                                 "copied": True})
+    return DeployResult(
+        "sd-copy", request.model_path, commands, [dest], False, {"destination": str(dest), "copied": True}
+    )
 
 
 @mnistp4.hookimpl

@@ -2,6 +2,7 @@
 
 Event hooks receive no context; the running one is click's context object (what ``mnistp4.pass_context``
 hands to commands)."""
+
 import json
 
 import click
@@ -27,14 +28,27 @@ def register_config_keys(register):
 
 @mnistp4.hookimpl
 def on_sheet_processed(sheet_path, digits, error):
-    _append({"event": "on_sheet_processed", "sheet": str(sheet_path), "digits": len(digits),
-             "labels": sorted({d.label for d in digits}), "error": error})
+    _append(
+        {
+            "event": "on_sheet_processed",
+            "sheet": str(sheet_path),
+            "digits": len(digits),
+            "labels": sorted({d.label for d in digits}),
+            "error": error,
+        }
+    )
 
 
 @mnistp4.hookimpl
 def on_epoch_end(run_dir, epoch, metrics):
-    _append({"event": "on_epoch_end", "run_dir": str(run_dir), "epoch": epoch,
-             "test_accuracy": metrics.get("test_accuracy")})
+    _append(
+        {
+            "event": "on_epoch_end",
+            "run_dir": str(run_dir),
+            "epoch": epoch,
+            "test_accuracy": metrics.get("test_accuracy"),
+        }
+    )
 
 
 @mnistp4.hookimpl

@@ -1,5 +1,6 @@
 """Model format ``.qonnx``: an ONNX file holding a quantized model (what quantizer ``onnx-int8`` writes),
 scored with onnxruntime on MNIST-normalized input."""
+
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def load_qonnx(path):
 
     def predict(images: np.ndarray) -> np.ndarray:
         x = ((np.asarray(images, np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD)[:, None]
-        outs = [session.run(None, {inp.name: x[i:i + step]})[0] for i in range(0, len(x), step)]
+        outs = [session.run(None, {inp.name: x[i : i + step]})[0] for i in range(0, len(x), step)]
         return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
 
     return predict

@@ -1,4 +1,5 @@
 """Model ``tp-mlp``: 784-32-10, trained by default with recipe ``tp-one`` and augmentation ``tp-jitter``."""
+
 import mnistp4
 from mnistp4 import ModelSpec
 
@@ -13,5 +14,6 @@ def build_mlp():
 
 @mnistp4.hookimpl
 def register_models(register):
-    register("tp-mlp", ModelSpec("tp-mlp", build_mlp, "784-32-10 MLP (third-party)", recipe="tp-one",
-                                 augment=("tp-jitter",)))
+    register(
+        "tp-mlp", ModelSpec("tp-mlp", build_mlp, "784-32-10 MLP (third-party)", recipe="tp-one", augment=("tp-jitter",))
+    )

@@ -1,6 +1,7 @@
 """Segmenter ``tp-rows``: digits written in rows on plain white paper, found as connected ink components,
 rows top to bottom, digits left to right. Each crop goes through the project normalizer
 (``options.normalize``) and is labelled with the digit of its row (``options.rows``)."""
+
 import cv2
 import numpy as np
 
@@ -26,7 +27,7 @@ def segment_rows(image: np.ndarray, *, layout=None, options: SegmentOptions) -> 
     digits = []
     for r, row in enumerate(rows):
         for c, (x, y, w, h) in enumerate(sorted(row)):
-            crop = grey[max(0, y - 2):y + h + 2, max(0, x - 2):x + w + 2]
+            crop = grey[max(0, y - 2) : y + h + 2, max(0, x - 2) : x + w + 2]
             digits.append(Digit(options.normalize(crop), int(options.rows[r]), r, c, [], crop))
     return digits
 

@@ -1,5 +1,6 @@
 """Pipeline step ``tp-report`` (order 35, after quantize, before deploy): writes ``tp_report.json`` into
 the run dir with what the quantizer measured, and hands the quantized file on to the deploy step."""
+
 import json
 from pathlib import Path
 
@@ -16,9 +17,14 @@ def report(ctx, state: dict) -> dict:
         raise InputError(f"{run_dir} has no quant.json: quantize it first")
     quant = json.loads(quant_path.read_text())
     chosen = quant[f"int{quant['bits']}"]
-    summary = {"run_dir": str(run_dir), "quantizer": quant["quantizer"], "model_file": quant["model_file"],
-               "float_accuracy": quant["float"]["mnist"]["accuracy"], "int_accuracy": chosen["mnist"]["accuracy"],
-               "steps_before": sorted(state)}
+    summary = {
+        "run_dir": str(run_dir),
+        "quantizer": quant["quantizer"],
+        "model_file": quant["model_file"],
+        "float_accuracy": quant["float"]["mnist"]["accuracy"],
+        "int_accuracy": chosen["mnist"]["accuracy"],
+        "steps_before": sorted(state),
+    }
     out = run_dir / "tp_report.json"
     out.write_text(json.dumps(summary, indent=2))
     ctx.emit("on_artifact_written", path=out, kind="tp-report")

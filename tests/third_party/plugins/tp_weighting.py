@@ -1,5 +1,6 @@
 """Weighting ``tp-capped``: MNIST once, custom digits oversampled ``factor`` times but at most a third
 of the epoch, drawn with replacement."""
+
 import mnistp4
 
 MNISTP4_PLUGIN_API = "1.0"
