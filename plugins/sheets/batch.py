@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
-from mnistp4.io import write_bytes, write_json
+from mnistp4.io import fs_error, write_json
 from mnistp4.plugins import loaded_plugin_files
 from mnistp4.records import SegmentOptions
 from mnistp4.stages.data.manifest import MANIFEST, data_dir_lock, harvest_manifest_edits, write_manifest
@@ -133,15 +133,15 @@ def process_sheet(job: Job) -> SheetResult:
         digits = job.segmenter(grey, layout=job.layout, options=job.options)
         if not digits:
             raise InputError(f"{job.sheet}: no digits found")
+        files = []
         for d in digits:
             rel = image_name(job.sheet, job.sheet_hash, d.row, d.col)
-            ok, png = cv2.imencode(".png", d.image)
-            write_bytes(job.data_dir / rel, png.tobytes())
+            files.append((rel, cv2.imencode(".png", d.image)[1].tobytes()))
             result.rows.append({"path": rel, "label": d.label, "source": job.source, "sheet": job.sheet,
                                 "sheet_hash": job.sheet_hash, "row": d.row, "col": d.col,
                                 "flags": ";".join(sorted(d.flags)), "decision": ""})
-        ok, png = cv2.imencode(".png", contact_sheet(digits, job.sheet))
-        write_bytes(job.data_dir / review_name(job.sheet), png.tobytes())
+        files.append((review_name(job.sheet), cv2.imencode(".png", contact_sheet(digits, job.sheet))[1].tobytes()))
+        write_sheet_files(job.data_dir, files)
         result.digits = len(digits)
         result.flagged = sum(1 for d in digits if d.flags)
         for d in digits:
@@ -154,6 +154,40 @@ def process_sheet(job: Job) -> SheetResult:
         log.debug("sheet %s failed", job.sheet, exc_info=True)
         result.status, result.error = "failed", f"{job.sheet}: {type(e).__name__}: {e}"
     return result
+
+
+def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
+    """A sheet's PNGs, each written under a temporary name and renamed (a reader never sees half a
+    file), with one fsync per folder at the end instead of one per file (100 fsyncs cost more than
+    segmenting the sheet). A crash can leave a file empty: a re-run re-makes a sheet whose files
+    are missing or empty (:func:`_present`), from the raw sheet."""
+    folders = set()
+    path = data_dir
+    try:
+        for rel, data in files:
+            path = data_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+            folders.add(path.parent)
+        for folder in folders:
+            path = folder
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError as e:
+        raise fs_error(e, path) from None
+
+
+def _present(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 FLAG_SHORT = {"empty": "E", "multi": "M", "border": "B", "small": "S", "large": "L", "low_contrast": "C",
@@ -302,7 +336,7 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
                                   rows, normalizer_name, side.get("source"), sheet], sort_keys=True)
         prev = old.get(sheet_hash)
         if prev and prev.get("options_key") == options_key and all(
-                (data_dir / r["path"]).is_file() for r in prev["rows"]) and (data_dir / review_name(sheet)).is_file():
+                _present(data_dir / r["path"]) for r in prev["rows"]) and _present(data_dir / review_name(sheet)):
             results.append(SheetResult(sheet, sheet_hash, "skipped", prev["digits"], prev["flagged"],
                                        rows=prev["rows"]))
             continue
