@@ -181,7 +181,7 @@ def update_run(app, run_dir: Path, out: Path | None = None, *, data_dir: Path | 
     from mnistp4.stages.quantize.calib_images import calibration_set, custom_entries, custom_split
     from mnistp4.stages.quantize.qat import QatSettings, finetune
     from mnistp4.stages.quantize.quantize import quantize_run
-    from mnistp4.stages.training.loop import TrainData, TrainSettings, evaluate, train
+    from mnistp4.stages.training.loop import TrainData, TrainSettings, train
     from mnistp4.stages.training.run import export_check_digits, resolve_augmentations
 
     started = time.perf_counter()
@@ -231,8 +231,7 @@ def update_run(app, run_dir: Path, out: Path | None = None, *, data_dir: Path | 
                              augmentations=augmentations, threads=threads)
     work = out / "finetune"
     with frozen_batchnorm(net):
-        train(net, update_recipe(lr), data, settings, work)
-    float_after = evaluate(net, mtest.images, mtest.labels)["accuracy"]
+        float_after = train(net, update_recipe(lr), data, settings, work)["history"][-1]["test_accuracy"]
     stage("finetune", 0.35, f"fine-tuned: float MNIST {100 * float_after:.2f}%")
 
     # 2. chip-rounding fine-tune, ranges from the images `quantize` will calibrate on
