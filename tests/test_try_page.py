@@ -6,7 +6,8 @@
   from the Python integer interpreter on the same file (as in test_firmware_host.py): the model
   outputs themselves are compared with esp-ppq by ``quantize``'s verification, not here.
 * Saving a correction writes a ``try:<writer>`` digit through the manifest's lock and rules: it is
-  on the review page, a decision made there survives the next save, and segment's state keeps it.
+  on the review page, a decision made there survives the next save, and ``mnistp4 segment`` keeps
+  both digits and the decision when it rewrites the manifest.
 * In Chromium a small off-centre 7 drawn with the mouse shows 7 in the chart; a drawing saved with
   "Wrong, it was 1" appears in the manifest with label 1.
 * "Update model" runs the update in the background and switches ``/try`` to the new verified file.
@@ -119,7 +120,7 @@ def seven(x: int, y: int, scale: float = 1.0) -> list[tuple[int, int]]:
     return [(x, y), (x + int(110 * scale), y), (x + int(40 * scale), y + int(170 * scale))]
 
 
-def test_saved_corrections_follow_the_manifest_rules_and_show_on_review(web, tmp_path):
+def test_saved_corrections_follow_the_manifest_rules_and_show_on_review(web, tmp_path, monkeypatch):
     from mnistp4.stages.data import manifest as mf
 
     client = web.test_client()
@@ -152,9 +153,17 @@ def test_saved_corrections_follow_the_manifest_rules_and_show_on_review(web, tmp
     assert save(other, 4, writer="ben").status_code == 201
     rows = {r["sheet_hash"]: r for r in mf.read_manifest(data)}
     assert len(rows) == 2 and rows[key]["label"] == 1 and rows[key]["decision"] == "relabeled"
-    # segment's merge keeps the digits of other sources: the saved ones are entered there
+    # segment's merge keeps the digits of other sources: the saved ones are entered there, and a
+    # segment run rewrites the manifest with them and the decision
     state = json.loads((data / "segment_state.json").read_text())
     assert {r["sheet_hash"] for s in state["sheets"].values() for r in s["rows"]} == set(rows)
+    from mnistp4.cli import main
+
+    (tmp_path / "raw").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["segment", str(tmp_path / "raw"), "-o", str(data)]) == 0
+    assert {r["sheet_hash"]: (r["label"], r["source"]) for r in mf.read_manifest(data)} == \
+        {key: (1, "try:anna"), next(k for k in rows if k != key): (4, "try:ben")}
 
 
 def test_update_button_switches_try_to_the_new_verified_file(web, tiny_espdl, tmp_path, monkeypatch):
