@@ -27,6 +27,7 @@ import functools
 import json
 import logging
 import re
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -166,12 +167,25 @@ def int8_accuracy(model_path: Path, images: np.ndarray, labels: np.ndarray) -> f
 
 
 # -- the command's work -----------------------------------------------------------------------------
-def update_run(app, run_dir: Path, out: Path | None = None, *, data_dir: Path | None = None, force: bool = False,
-               seed: int = 0, threads: int | None = None, mnist_digits: int = UPDATE_MNIST,
-               lr: float = UPDATE_LR, custom_share: float = CUSTOM_SHARE, on_progress=None,
-               quiet: bool = False) -> dict:
-    """Fine-tune, QAT, quantize and verify ``run_dir`` into ``out``; returns the report (update.json).
-    ``on_progress(stage, fraction, message)`` hears about each stage (the browser's progress bar)."""
+def update_run(app, run_dir: Path, out: Path | None = None, **kwargs) -> dict:
+    """Fine-tune, QAT, quantize and verify ``run_dir`` into ``out`` (arguments: :func:`_update_run`);
+    returns the report (update.json). A failure removes the half-written ``out``: an update dir is
+    complete (update.json) or absent."""
+    out = Path(out) if out else default_out(Path(run_dir))
+    existed = out.exists()
+    try:
+        return _update_run(app, Path(run_dir), out, **kwargs)
+    except BaseException:
+        if not existed and out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _update_run(app, run_dir: Path, out: Path, *, data_dir: Path | None = None, force: bool = False,
+                seed: int = 0, threads: int | None = None, mnist_digits: int = UPDATE_MNIST,
+                lr: float = UPDATE_LR, custom_share: float = CUSTOM_SHARE, on_progress=None,
+                quiet: bool = False) -> dict:
+    """``on_progress(stage, fraction, message)`` hears about each stage (the browser's progress bar)."""
     import torch
 
     from mnistp4.stages.data.custom_digits import load_digit_folder
@@ -196,8 +210,8 @@ def update_run(app, run_dir: Path, out: Path | None = None, *, data_dir: Path | 
         if not quiet:
             app.console.print(f"[{timings[name]:5.1f} s] {message}", highlight=False)
 
-    run_dir = Path(run_dir)
-    out = Path(out) if out else default_out(run_dir)
+    if not 0 < custom_share < 1 or lr <= 0:
+        raise InputError(f"--custom-share must be between 0 and 1 and --lr above 0, got {custom_share} and {lr}")
     if out.resolve() == run_dir.resolve():
         raise InputError(f"{out}: the update needs its own run dir (the source run is kept)")
     if out.exists() and any(out.iterdir()):
@@ -218,8 +232,6 @@ def update_run(app, run_dir: Path, out: Path | None = None, *, data_dir: Path | 
     rng = np.random.default_rng(int(time.time_ns()) % 2**32 if seed < 0 else seed)
     pick = rng.choice(len(mtrain), size=min(mnist_digits, len(mtrain)), replace=False)
     m_images, m_labels = mtrain.images[pick], mtrain.labels[pick]
-    if not 0 < custom_share < 1 or lr <= 0:
-        raise InputError(f"--custom-share must be between 0 and 1 and --lr above 0, got {custom_share} and {lr}")
     weight = max(1, round(custom_share * len(pick) / ((1 - custom_share) * len(ctrain)))) if len(ctrain) else 1
     weighting = app.get("weightings", "oversample")
     _, augmentations = resolve_augmentations(app, cfg.get("augment"))
