@@ -211,3 +211,17 @@ def test_links_loops_and_folders_are_reported_per_file(tmp_path):
             assert "cannot be read" in dict(walk_sheets(raw)[1])["locked"]
         finally:
             locked.chmod(0o755)
+
+
+def test_scribble_on_a_freeform_sheet_is_flagged(semeion):
+    from mnistp4.stages.sheets.segment_freeform import segment_freeform
+    rows = [[_digit(semeion, r, k) for k in range(6)] for r in range(10)]
+    rows[2] = rows[2][:5]                                  # the 2s row: five digits, then a zigzag
+    page, _ = _synth.freeform_sheet(rows, "0123456789", np.random.default_rng(3))
+    pitch_x, pitch_y = int(72 * 1.05), int(72 * 1.7)       # freeform_sheet's grid for 72-pixel digits
+    cx, cy = 36 + pitch_x * 5.5, 36 + pitch_y * 2.5
+    pts = [(cx - 28 + (k % 2) * 56, cy - 30 + k * 7.5) for k in range(9)]
+    cv2.polylines(page, [np.int32(pts)], False, 0, 4, cv2.LINE_AA)
+    digits = {(d.row, d.col): d for d in segment_freeform(page, options={"rows": "0123456789"})}
+    assert "crossed_out" in digits[(2, 5)].flags and digits[(2, 5)].label == 2
+    assert not any("crossed_out" in d.flags for (r, c), d in digits.items() if r == 2 and c < 5)
