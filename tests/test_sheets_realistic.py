@@ -225,3 +225,14 @@ def test_scribble_on_a_freeform_sheet_is_flagged(semeion):
     digits = {(d.row, d.col): d for d in segment_freeform(page, options={"rows": "0123456789"})}
     assert "crossed_out" in digits[(2, 5)].flags and digits[(2, 5)].label == 2
     assert not any("crossed_out" in d.flags for (r, c), d in digits.items() if r == 2 and c < 5)
+
+
+def test_heic_photo_without_its_reader_says_what_to_install():
+    pytest.importorskip("PIL")
+    try:
+        import pillow_heif  # noqa: F401
+        pytest.skip("pillow-heif is installed: HEIC photos are read")
+    except ImportError:
+        pass
+    with pytest.raises(InputError, match="pillow-heif"):
+        decode_sheet(b"\x00\x00\x00\x18ftypheic" + bytes(64), "IMG_0001.HEIC")

@@ -22,7 +22,7 @@ from mnistp4.errors import InputError
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
+SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif"}
 #: bigger files or images are refused (a 600 dpi A3 colour scan is ~70 MP)
 MAX_BYTES = 200 * 1024 * 1024
 MAX_PIXELS = 100_000_000
@@ -50,6 +50,8 @@ def probe(data: bytes, name: str) -> ImageInfo:
         raise InputError(f"{name}: {len(data) / 2**20:.0f} MB is enormous for a sheet (limit "
                          f"{MAX_BYTES / 2**20:.0f} MB); scan at 300 dpi or less")
     from PIL import Image, UnidentifiedImageError
+    if name.lower().endswith((".heic", ".heif")):
+        _heif_opener(name)
     saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None   # true sizes of bombs too: checked below
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -70,7 +72,7 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
     info = probe(data, name)
     if page >= info.pages:
         raise InputError(f"{name}: has {info.pages} page(s), page {page + 1} was asked for")
-    if info.pages > 1:
+    if info.pages > 1 or info.format == "HEIF":
         grey = _decode_pil(data, page)
     elif info.format == "JPEG":     # 8-bit, no alpha; OpenCV applies the EXIF orientation
         flag = cv2.IMREAD_GRAYSCALE
@@ -88,6 +90,16 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
     if int(grey.max()) - int(grey.min()) < BLANK_RANGE:
         raise InputError(f"{name}: the page is blank (no ink, no markers)")
     return grey
+
+
+def _heif_opener(name: str) -> None:
+    """HEIC/HEIF (iPhone photos) through the optional pillow-heif package."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise InputError(f"{name}: reading HEIC photos needs the pillow-heif package (pip install pillow-heif); "
+                         f"or export the photo as JPEG") from None
+    pillow_heif.register_heif_opener()
 
 
 def _to_grey8(image: np.ndarray) -> np.ndarray:
