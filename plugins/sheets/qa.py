@@ -220,7 +220,6 @@ def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pa
     ``lines`` (:func:`box_lines`; they move with curled or folded paper) are removed; ink up to the
     line is the digit (a stroke touching the line stays whole); ink that continues past the line
     flags ``border``. ``clean`` is the ink, dark on white paper."""
-    smooth = dark
     h, w = dark.shape
     (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines
     zone = zone or LINE_ZONE_MM * px_per_mm
@@ -234,12 +233,11 @@ def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pa
     inside = (ys > top + zone) & (ys < bottom - zone) & (xs > left + zone) & (xs < right - zone)
     gap = zone + 2                  # outside: past the line and its blurred edge
     outside = (ys < top - gap) | (ys > bottom + gap) | (xs < left - gap) | (xs > right + gap)
-    seeds_all = smooth >= max(REL_INK_MIN, median + NOISE_SIGMAS * noise)
+    seeds_all = dark >= max(REL_INK_MIN, median + NOISE_SIGMAS * noise)
     seeds = seeds_all & inside
     if not seeds.any():
         return CellInk(np.zeros(dark.shape, bool), np.full(dark.shape, 255, np.uint8), ["empty"])
-    ink = smooth >= max(REL_INK_LOW, median + NOISE_SIGMAS_LOW * noise)
-    mask = ink & inside
+    mask = (dark >= max(REL_INK_LOW, median + NOISE_SIGMAS_LOW * noise)) & inside
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     area_in = int(inside.sum())
@@ -258,7 +256,7 @@ def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pa
         part = mask[y:y + bh, x:x + bw]
         part &= labels[y:y + bh, x:x + bw] != i + 1
     flags = []
-    levels = np.bincount(smooth[mask], minlength=256).cumsum()
+    levels = np.bincount(dark[mask], minlength=256).cumsum()
     strength = float(np.searchsorted(levels, 0.9 * levels[-1])) - median
     if strength < LOW_CONTRAST_SIGMAS * noise:
         flags.append("low_contrast")
@@ -270,8 +268,8 @@ def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pa
     inner_w = (r0 + r1 - l0 - l1) / 2 - 2 * zone
     big = np.flatnonzero(keep & (areas * 8 >= areas[keep].max()))
     if len(big) > 1:
-        gap = max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))
-        joined = cv2.dilate(np.isin(labels, big + 1).astype(np.uint8), np.ones((gap, gap), np.uint8))
+        join = max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))
+        joined = cv2.dilate(np.isin(labels, big + 1).astype(np.uint8), np.ones((join, join), np.uint8))
         if cv2.connectedComponents(joined, connectivity=8)[0] > 2:
             flags.append("multi")
     st = stats[1:][keep]
