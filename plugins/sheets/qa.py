@@ -302,14 +302,12 @@ def _remnants(stats: np.ndarray, top, bottom, left, right, zone: float) -> np.nd
 #: weights of the crossed-out/scribble detector (fitted by synth.train_strike_detector on MNIST
 #: training digits; MNIST test and Semeion digits stay unseen for the benchmark)
 STRIKE_WEIGHTS = Path(__file__).with_name("strike_detector.npz")
-#: a 28x28 whose detector probability is at least this is flagged crossed_out ...
-STRIKE_SURE = 0.99
-#: ... and so is one whose probability is at least STRIKE_PROBABILITY while it looks unlike the
-#: other digits of its row (median correlation below ROW_LIKENESS): one writer writes a row of the
-#: same digit, so a European 7 with its bar among other such 7s is not an outlier, a struck "2"
-#: in the row of 4s is
-STRIKE_PROBABILITY = 0.25
-ROW_LIKENESS = 0.4
+#: a 28x28 is flagged crossed_out when, for one of these (probability, likeness), the detector's
+#: probability is at least the first and the digit's likeness to the other digits of its row
+#: (median correlation) is below the second: sure on its own, or less sure for a digit that looks
+#: unlike its row. One writer writes a row of the same digit, so a European 7 with its bar among
+#: other such 7s is not an outlier; a struck "2" in the row of 4s is
+STRIKE_TIERS = ((0.99, math.inf), (0.6, 0.5), (0.25, 0.4))
 #: rows with fewer found digits than this have no consensus: STRIKE_ALONE applies instead
 ROW_MIN_DIGITS = 4
 STRIKE_ALONE = 0.4
@@ -385,6 +383,9 @@ def flag_crossed_out(digits) -> None:
     likeness = row_likeness(found)
     for d, prob in zip(found, p):
         like = likeness[(d.row, d.col)]
-        odd = prob >= STRIKE_ALONE if math.isnan(like) else prob >= STRIKE_PROBABILITY and like < ROW_LIKENESS
-        if prob >= STRIKE_SURE or odd:
+        if math.isnan(like):
+            struck = prob >= STRIKE_ALONE
+        else:
+            struck = any(prob >= least and like < unlike for least, unlike in STRIKE_TIERS)
+        if struck:
             d.flags.append("crossed_out")
