@@ -30,8 +30,6 @@ from pathlib import Path
 import benchmeta
 import cv2
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realistic_sheets as rs  # noqa: E402
 
 from mnistp4.stages.data.manifest import read_manifest  # noqa: E402
