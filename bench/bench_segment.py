@@ -17,6 +17,7 @@ runs) of the template segmenter on decoded greyscale sheets, 100 boxes each; the
 same run is decoding the same sheets from their JPEG files (``cv2.imdecode``), the floor any
 reader of scanned sheets pays.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,9 @@ def make_sheets(images, labels, kind: str, level: str, count: int, seed: int):
         rows = _synth.semeion_rows_for_sheet(labels, cycle, half)
         if kind == "template":
             index = {(r, c): i for r, d in enumerate(GRID.rows) for c, i in enumerate(rows[int(d)])}
-            page, truth = _synth.template_sheet(GRID, {key: images[i] for key, i in index.items()}, rng, index,
-                                                px_per_mm=TABLET_PX_PER_MM)
+            page, truth = _synth.template_sheet(
+                GRID, {key: images[i] for key, i in index.items()}, rng, index, px_per_mm=TABLET_PX_PER_MM
+            )
         else:
             idx = [rows[d] for d in range(10)]
             page, truth = _synth.freeform_sheet([[images[i] for i in r] for r in idx], "0123456789", rng, idx)
@@ -75,16 +77,28 @@ def score(digits, truth, refs) -> dict:
         right += ok_found and ok_label and ok_close
     extra = sum(1 for key, d in got.items() if key not in truth.labels and "empty" not in d.flags)
     flagged = sum(1 for key, d in got.items() if key in truth.labels and d.flags)
-    return {"digits": len(truth.labels), "found": found, "label": label, "close": close, "right": right,
-            "extra": extra, "flagged": flagged}
+    return {
+        "digits": len(truth.labels),
+        "found": found,
+        "label": label,
+        "close": close,
+        "right": right,
+        "extra": extra,
+        "flagged": flagged,
+    }
 
 
 def run(semeion: Path, sheets: int, seed: int) -> dict:
     cv2.setNumThreads(1)
     images, labels = _synth.load_semeion(semeion)
     options = {"layouts": LAYOUTS}
-    cases = [("template", "clean"), ("template", "mild"), ("template", "hard"),
-             ("freeform", "clean"), ("freeform", "mild")]
+    cases = [
+        ("template", "clean"),
+        ("template", "mild"),
+        ("template", "hard"),
+        ("freeform", "clean"),
+        ("freeform", "mild"),
+    ]
     results = []
     speed_sheets = None
     for kind, level in cases:
@@ -93,24 +107,35 @@ def run(semeion: Path, sheets: int, seed: int) -> dict:
         failures = []
         for page, truth, refs in made:
             try:
-                digits = (segment_template(page, layout=GRID, options=options) if kind == "template"
-                          else segment_freeform(page, options={"rows": "0123456789"}))
+                digits = (
+                    segment_template(page, layout=GRID, options=options)
+                    if kind == "template"
+                    else segment_freeform(page, options={"rows": "0123456789"})
+                )
             except Exception as e:  # a failed sheet counts as all its digits missed
                 failures.append(str(e))
                 digits = []
             for k, v in score(digits, truth, refs).items():
                 total[k] += v
         n = total["digits"]
-        results.append({"kind": kind, "level": level, "sheets": len(made), **total,
-                        "right_pct": 100.0 * total["right"] / n, "failures": failures})
+        results.append(
+            {
+                "kind": kind,
+                "level": level,
+                "sheets": len(made),
+                **total,
+                "right_pct": 100.0 * total["right"] / n,
+                "failures": failures,
+            }
+        )
         if (kind, level) == ("template", "mild"):
             speed_sheets = made
 
     # speed: segment vs decode, same sheets, one thread, CPU time
     files = [cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, 85])[1] for page, _, _ in speed_sheets]
     decoded = [cv2.imdecode(f, cv2.IMREAD_GRAYSCALE) for f in files]
-    segment_template(decoded[0], layout=GRID, options=options)          # warm-up
-    repeats = 5   # per sheet, the fastest of the repeats: other processes on the machine only add time
+    segment_template(decoded[0], layout=GRID, options=options)  # warm-up
+    repeats = 5  # per sheet, the fastest of the repeats: other processes on the machine only add time
 
     def fastest(fn) -> float:
         best = float("inf")
@@ -123,12 +148,17 @@ def run(semeion: Path, sheets: int, seed: int) -> dict:
     decode_s = sum(fastest(lambda f=f: cv2.imdecode(f, cv2.IMREAD_GRAYSCALE)) for f in files)
     boxes = sum(len(segment_template(img, layout=GRID, options=options)) for img in decoded)
     segment_s = sum(fastest(lambda img=img: segment_template(img, layout=GRID, options=options)) for img in decoded)
-    repeats = 1   # the sums above are per pass over the sheets
-    speed = {"sheets": len(decoded) * repeats, "boxes": boxes, "segment_cpu_s": segment_s,
-             "digits_per_s": boxes / segment_s, "ms_per_sheet": 1000 * segment_s / (len(decoded) * repeats),
-             "decode_ms_per_sheet": 1000 * decode_s / (len(decoded) * repeats),
-             "segment_vs_decode": segment_s / decode_s,
-             "sheet_pixels": int(np.mean([d.size for d in decoded]))}
+    repeats = 1  # the sums above are per pass over the sheets
+    speed = {
+        "sheets": len(decoded) * repeats,
+        "boxes": boxes,
+        "segment_cpu_s": segment_s,
+        "digits_per_s": boxes / segment_s,
+        "ms_per_sheet": 1000 * segment_s / (len(decoded) * repeats),
+        "decode_ms_per_sheet": 1000 * decode_s / (len(decoded) * repeats),
+        "segment_vs_decode": segment_s / decode_s,
+        "sheet_pixels": int(np.mean([d.size for d in decoded])),
+    }
     return {"accuracy": results, "speed": speed}
 
 
@@ -153,21 +183,45 @@ def main(argv=None) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+
     console = Console(width=150)
     table = Table(title=f"segmentation accuracy ({args.sheets} sheets per case, Semeion handwriting)")
-    for col in ("sheet", "level", "digits", "found", "label ok", "close", "right", "right %", "flagged", "extra",
-                "failed sheets"):
+    for col in (
+        "sheet",
+        "level",
+        "digits",
+        "found",
+        "label ok",
+        "close",
+        "right",
+        "right %",
+        "flagged",
+        "extra",
+        "failed sheets",
+    ):
         table.add_column(col, justify="left" if col in ("sheet", "level") else "right")
     for r in out["accuracy"]:
-        table.add_row(r["kind"], r["level"], str(r["digits"]), str(r["found"]), str(r["label"]), str(r["close"]),
-                      str(r["right"]), f"{r['right_pct']:.2f}", str(r["flagged"]), str(r["extra"]),
-                      str(len(r["failures"])))
+        table.add_row(
+            r["kind"],
+            r["level"],
+            str(r["digits"]),
+            str(r["found"]),
+            str(r["label"]),
+            str(r["close"]),
+            str(r["right"]),
+            f"{r['right_pct']:.2f}",
+            str(r["flagged"]),
+            str(r["extra"]),
+            str(len(r["failures"])),
+        )
     console.print(table)
     s = out["speed"]
-    console.print(f"speed (one core, CPU time, mild 150-dpi template sheets of ~{s['sheet_pixels'] / 1e6:.1f} MP): "
-                  f"{s['digits_per_s']:.0f} digits/s, {s['ms_per_sheet']:.1f} ms per 100-box sheet; "
-                  f"baseline JPEG decode of the same sheets {s['decode_ms_per_sheet']:.1f} ms "
-                  f"-> segmentation = {s['segment_vs_decode']:.2f}x decode")
+    console.print(
+        f"speed (one core, CPU time, mild 150-dpi template sheets of ~{s['sheet_pixels'] / 1e6:.1f} MP): "
+        f"{s['digits_per_s']:.0f} digits/s, {s['ms_per_sheet']:.1f} ms per 100-box sheet; "
+        f"baseline JPEG decode of the same sheets {s['decode_ms_per_sheet']:.1f} ms "
+        f"-> segmentation = {s['segment_vs_decode']:.2f}x decode"
+    )
     return 0
 
 

@@ -17,6 +17,7 @@ into a temporary folder and segmented like ``mnistp4 segment`` does, decode and 
 * digits/s - manifest rows per CPU second of the segmenting process (``time.process_time``;
   with ``--workers`` > 1 the workers' time is not seen: then only wall time is meaningful).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,7 @@ def closeness(a: np.ndarray, b: np.ndarray) -> float:
 
 def score(sheets: list, data_dir: Path) -> dict:
     rows = {(r["sheet"], int(r["row"]), int(r["col"])): r for r in read_manifest(data_dir)}
-    s = dict(expected=0, found=0, usable=0, flagged=0, border=0, wrong=0, garbled=0, bad=0, bad_ok=0,
-             empty_phantom=0)
+    s = dict(expected=0, found=0, usable=0, flagged=0, border=0, wrong=0, garbled=0, bad=0, bad_ok=0, empty_phantom=0)
     examples = []
     for sheet, file in sheets:
         for (r, c), truth in sheet.boxes.items():
@@ -100,32 +100,85 @@ def run_condition(condition: str, seeds: list[int], hand, workers: int, keep: Pa
             sheets.append((sheet, sheet.name + suffix))
         layouts = {lay.name: lay for lay in default_layouts()}
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        summary = segment_folder(raw, data, segmenter=segment_auto, segmenter_name="auto", layout=None,
-                                 layouts=layouts, normalize=normalize_digit, normalizer_name="mnist",
-                                 default_rows="0123456789", workers=workers)
+        summary = segment_folder(
+            raw,
+            data,
+            segmenter=segment_auto,
+            segmenter_name="auto",
+            layout=None,
+            layouts=layouts,
+            normalize=normalize_digit,
+            normalizer_name="mnist",
+            default_rows="0123456789",
+            workers=workers,
+        )
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         result = score(sheets, data)
         if keep:
             import shutil
+
             shutil.copytree(data / "review", keep / condition, dirs_exist_ok=True)
-    result.update(condition=condition, sheets=len(seeds), failed=summary["failed"], rows=summary["digits"],
-                  cpu_s=cpu, wall_s=wall, digits_per_cpu_s=summary["digits"] / max(cpu, 1e-9),
-                  digits_per_wall_s=summary["digits"] / wall,
-                  errors=[r["error"] for r in summary["results"] if r["error"]])
+    result.update(
+        condition=condition,
+        sheets=len(seeds),
+        failed=summary["failed"],
+        rows=summary["digits"],
+        cpu_s=cpu,
+        wall_s=wall,
+        digits_per_cpu_s=summary["digits"] / max(cpu, 1e-9),
+        digits_per_wall_s=summary["digits"] / wall,
+        errors=[r["error"] for r in summary["results"] if r["error"]],
+    )
     return result
 
 
 def table(results: list[dict]) -> str:
-    head = ("condition", "found/expected", "wrong!", "garbled", "bad ok", "flagged %", "border", "usable %",
-            "digits/CPU s")
+    head = (
+        "condition",
+        "found/expected",
+        "wrong!",
+        "garbled",
+        "bad ok",
+        "flagged %",
+        "border",
+        "usable %",
+        "digits/CPU s",
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    tot = {k: sum(r[k] for r in results) for k in ("expected", "found", "wrong", "garbled", "bad", "bad_ok",
-                                                   "flagged", "border", "usable", "rows", "cpu_s")}
+    tot = {
+        k: sum(r[k] for r in results)
+        for k in (
+            "expected",
+            "found",
+            "wrong",
+            "garbled",
+            "bad",
+            "bad_ok",
+            "flagged",
+            "border",
+            "usable",
+            "rows",
+            "cpu_s",
+        )
+    }
     for r in results + [dict(tot, condition="all")]:
-        lines.append("| " + " | ".join([
-            r["condition"], f"{r['found']}/{r['expected']}", str(r["wrong"]), str(r["garbled"]),
-            f"{r['bad_ok']}/{r['bad']}", f"{100 * r['flagged'] / max(1, r['found']):.1f}", str(r["border"]),
-            f"{100 * r['usable'] / max(1, r['expected']):.1f}", f"{r['rows'] / max(r['cpu_s'], 1e-9):.0f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["condition"],
+                    f"{r['found']}/{r['expected']}",
+                    str(r["wrong"]),
+                    str(r["garbled"]),
+                    f"{r['bad_ok']}/{r['bad']}",
+                    f"{100 * r['flagged'] / max(1, r['found']):.1f}",
+                    str(r["border"]),
+                    f"{100 * r['usable'] / max(1, r['expected']):.1f}",
+                    f"{r['rows'] / max(r['cpu_s'], 1e-9):.0f}",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -148,8 +201,11 @@ def main(argv=None) -> int:
     for condition in args.conditions:
         results.append(run_condition(condition, args.seeds, hand, args.workers, args.keep_review))
         r = results[-1]
-        print(f"{condition}: {r['found']}/{r['expected']} found, wrong {r['wrong']}, "
-              f"{r['digits_per_cpu_s']:.0f} digits/CPU s", flush=True)
+        print(
+            f"{condition}: {r['found']}/{r['expected']} found, wrong {r['wrong']}, "
+            f"{r['digits_per_cpu_s']:.0f} digits/CPU s",
+            flush=True,
+        )
         for e in r["examples"] + r["errors"]:
             print("   ", e)
     load = os.getloadavg()

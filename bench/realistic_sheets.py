@@ -16,6 +16,7 @@ nothing or a flag - never a clean digit.
 
     sheets = make_condition("photo-shadow-pencil", seeds=[101, 102], mnist=..., semeion=...)
 """
+
 from __future__ import annotations
 
 import gzip
@@ -30,7 +31,7 @@ from skimage.morphology import skeletonize
 from mnistp4.stages.sheets.layout import PRINT_PX_PER_MM, Layout, default_layouts, render_template
 
 GRID: Layout = {lay.name: lay for lay in default_layouts()}["grid-10x10"]
-PX = PRINT_PX_PER_MM                      # the paper is drawn at 300 dpi
+PX = PRINT_PX_PER_MM  # the paper is drawn at 300 dpi
 
 #: pens: (BGR colour, width mm range, opacity range, grain) - grain is pencil texture
 PENS = {
@@ -44,12 +45,20 @@ CONDITIONS = {
     "scan-ballpoint": dict(capture="scan", pens=("ballpoint", "felt"), paper=("plain",)),
     "scan-pencil": dict(capture="scan", pens=("pencil",), paper=("plain", "squared")),
     "photo-even": dict(capture="photo", pens=("ballpoint", "felt"), paper=("plain",), light=0.25),
-    "photo-shadow-pencil": dict(capture="photo", pens=("pencil",), paper=("plain",), light=0.35, shadow=True,
-                                dim=True),
-    "photo-desk-rotated": dict(capture="photo", pens=("ballpoint", "felt", "pencil"), paper=("plain", "lined"),
-                               light=0.3, turn=True, tint=True),
-    "photo-curl-fold": dict(capture="photo", pens=("ballpoint", "pencil"), paper=("squared", "lined"), light=0.3,
-                            curl=True, fold=True, coffee=True, tint=True),
+    "photo-shadow-pencil": dict(capture="photo", pens=("pencil",), paper=("plain",), light=0.35, shadow=True, dim=True),
+    "photo-desk-rotated": dict(
+        capture="photo", pens=("ballpoint", "felt", "pencil"), paper=("plain", "lined"), light=0.3, turn=True, tint=True
+    ),
+    "photo-curl-fold": dict(
+        capture="photo",
+        pens=("ballpoint", "pencil"),
+        paper=("squared", "lined"),
+        light=0.3,
+        curl=True,
+        fold=True,
+        coffee=True,
+        tint=True,
+    ),
 }
 
 #: what goes into the 100 boxes of a sheet (fractions; the rest are clean digits)
@@ -62,30 +71,32 @@ SEMEION_FROM = 400
 
 @dataclass
 class BoxTruth:
-    kind: str                       # digit | empty | bad
-    label: int | None = None        # digit: the row's label
-    what: str = ""                  # clean | touching | crossed-strike | scribble | across | ...
-    ref: np.ndarray | None = None   # digit: the source drawing as the normalizer sees it (28x28)
+    kind: str  # digit | empty | bad
+    label: int | None = None  # digit: the row's label
+    what: str = ""  # clean | touching | crossed-strike | scribble | across | ...
+    ref: np.ndarray | None = None  # digit: the source drawing as the normalizer sees it (28x28)
 
 
 @dataclass
 class Sheet:
     name: str
     condition: str
-    image: np.ndarray               # BGR uint8, what the camera or scanner delivers
+    image: np.ndarray  # BGR uint8, what the camera or scanner delivers
     boxes: dict[tuple[int, int], BoxTruth] = field(default_factory=dict)
-    jpeg: int = 0                   # 0: save as PNG
+    jpeg: int = 0  # 0: save as PNG
 
 
 # ---------------------------------------------------------------- handwriting sources
+
 
 def load_mnist_test(mnist_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     def idx(name):
         with gzip.open(Path(mnist_dir) / name, "rb") as f:
             data = f.read()
         ndim = data[3]
-        shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+        shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
         return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
     return idx("t10k-images-idx3-ubyte.gz"), idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
 
 
@@ -117,7 +128,7 @@ class Handwriting:
 def skeleton_of(digit: np.ndarray, height: int) -> np.ndarray:
     """The centre line (bool) of a source digit scaled so its ink is ``height`` pixels tall."""
     ys, xs = np.nonzero(digit > 60)
-    crop = digit[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.float32) / 255
+    crop = digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255
     scale = height / crop.shape[0]
     width = max(3, int(round(crop.shape[1] * scale)))
     up = cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
@@ -142,19 +153,19 @@ def polyline_centre(shape, points) -> np.ndarray:
 def strike_marks(rng, h: int, w: int, style: str) -> np.ndarray:
     """The centre line of a crossing-out over an ``h`` x ``w`` digit."""
     c = np.zeros((h, w), bool)
-    if style == "strike":        # one bar through the middle, a little slanted
+    if style == "strike":  # one bar through the middle, a little slanted
         y0, y1 = h * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65)
         x_in = rng.uniform(-0.15, 0.05) * w
         c |= polyline_centre(c.shape, [(x_in, y0), (w - 1 - x_in, y1)])
     elif style == "x":
         c |= polyline_centre(c.shape, [(0, h * 0.1), (w - 1, h * 0.9)])
         c |= polyline_centre(c.shape, [(w - 1, h * 0.1), (0, h * 0.9)])
-    elif style == "hatch":       # parallel slanted lines over the digit
+    elif style == "hatch":  # parallel slanted lines over the digit
         n = int(rng.integers(4, 8))
         for k in range(n):
             t = (k + 0.5) / n
             c |= polyline_centre(c.shape, [(t * w - 0.3 * w, h * 0.95), (t * w + 0.3 * w, h * 0.05)])
-    else:                        # over-scribble: a dense zigzag across the digit
+    else:  # over-scribble: a dense zigzag across the digit
         c |= scribble_centre(rng, h, w, turns=int(rng.integers(6, 12)))
     return c
 
@@ -163,11 +174,12 @@ def scribble_centre(rng, h: int, w: int, turns: int) -> np.ndarray:
     xs = np.where(np.arange(turns + 1) % 2 == 0, 0.05, 0.95) * w + rng.uniform(-0.05, 0.05, turns + 1) * w
     ys = np.linspace(0.1, 0.9, turns + 1) * h + rng.uniform(-0.04, 0.04, turns + 1) * h
     if rng.random() < 0.5:
-        xs, ys = ys * w / h, xs * h / w          # zigzag the other way
+        xs, ys = ys * w / h, xs * h / w  # zigzag the other way
     return polyline_centre((h, w), np.stack([xs, ys], 1))
 
 
 # ---------------------------------------------------------------- paper and ink
+
 
 def blank_paper(rng, paper: str) -> np.ndarray:
     page = render_template(GRID, PX)
@@ -175,15 +187,15 @@ def blank_paper(rng, paper: str) -> np.ndarray:
     tone = rng.uniform(238, 252)
     ink = page.astype(np.float32) / 255
     paper_bgr = np.array([tone - rng.uniform(0, 6), tone - rng.uniform(0, 3), tone], np.float32)
-    if paper != "plain":       # light blue/grey rulings printed under the template
+    if paper != "plain":  # light blue/grey rulings printed under the template
         rule = np.zeros(page.shape, np.float32)
         step = (5.0 if paper == "squared" else 8.0) * PX
         offset = rng.uniform(0, step)
         for y in np.arange(offset, page.shape[0], step):
-            rule[int(y):int(y) + 2] = 1
+            rule[int(y) : int(y) + 2] = 1
         if paper == "squared":
             for x in np.arange(offset, page.shape[1], step):
-                rule[:, int(x):int(x) + 2] = 1
+                rule[:, int(x) : int(x) + 2] = 1
         rule = cv2.GaussianBlur(rule, (0, 0), 0.7) * rng.uniform(0.15, 0.3)
         paper_rgb = np.stack([paper_bgr[i] * (1 - rule * f) for i, f in enumerate((0.3, 0.6, 0.8))], -1)
     else:
@@ -199,7 +211,7 @@ def put_ink(page: np.ndarray, coverage: np.ndarray, cx: float, cy: float, pen, r
     x0, y0 = int(round(cx - w / 2)), int(round(cy - h / 2))
     px0, py0 = max(0, x0), max(0, y0)
     px1, py1 = min(page.shape[1], x0 + w), min(page.shape[0], y0 + h)
-    a = coverage[py0 - y0:py1 - y0, px0 - x0:px1 - x0] * rng.uniform(*opacity)
+    a = coverage[py0 - y0 : py1 - y0, px0 - x0 : px1 - x0] * rng.uniform(*opacity)
     if grain:
         tex = cv2.GaussianBlur(rng.random(a.shape).astype(np.float32), (0, 0), 1.0)
         tex = (tex - tex.mean()) / max(1e-6, tex.std())
@@ -211,12 +223,13 @@ def put_ink(page: np.ndarray, coverage: np.ndarray, cx: float, cy: float, pen, r
 
 def reference(coverage: np.ndarray) -> np.ndarray:
     from mnistp4.stages.data.normalizer import normalize_digit
+
     return normalize_digit(np.pad(np.round(255 - 255 * coverage).astype(np.uint8), 6, constant_values=255))
 
 
 def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
     boxes: dict[tuple[int, int], BoxTruth] = {}
-    pen = PENS[pens[int(rng.integers(len(pens)))]]          # one writer, one pen per sheet
+    pen = PENS[pens[int(rng.integers(len(pens)))]]  # one writer, one pen per sheet
     pen_w = rng.uniform(*pen[1]) * PX
     kinds = list(MIX) + ["digit"]
     probs = list(MIX.values()) + [1 - sum(MIX.values())]
@@ -247,7 +260,7 @@ def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
             ch, cw = cov.shape
             cx = x + w / 2 + rng.uniform(-0.08, 0.08) * w
             cy = y + h / 2 + rng.uniform(-0.06, 0.06) * h
-            if touching:   # one end of the digit reaches the printed line (inside the box)
+            if touching:  # one end of the digit reaches the printed line (inside the box)
                 gap = pen_w / 2 + 1
                 side = rng.integers(4)
                 if side == 0:
@@ -282,9 +295,10 @@ def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
 
 # ---------------------------------------------------------------- capture
 
+
 def desk(rng, shape) -> np.ndarray:
     h, w = shape
-    if rng.random() < 0.5:       # wood: stretched noise grain, brown
+    if rng.random() < 0.5:  # wood: stretched noise grain, brown
         grain = cv2.resize(rng.random((h // 40 + 2, 8)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
         grain = 0.75 + 0.25 * np.sin(grain * 25.0)
         base = np.array([40, 80, 130], np.float32)
@@ -298,7 +312,7 @@ def light_field(rng, h: int, w: int, cond: dict) -> np.ndarray:
     xx /= w
     gx, gy = rng.uniform(-1, 1, 2)
     field = 1 - cond.get("light", 0) * np.clip(0.5 + gx * (xx - 0.5) + gy * (yy - 0.5), 0, 1)
-    if cond.get("shadow"):      # a soft shadow (a hand, a phone) over about half the page
+    if cond.get("shadow"):  # a soft shadow (a hand, a phone) over about half the page
         angle = rng.uniform(0, 2 * math.pi)
         t = math.cos(angle) * (xx - 0.5) + math.sin(angle) * (yy - 0.5) + rng.uniform(-0.1, 0.1)
         field *= 1 - rng.uniform(0.45, 0.6) / (1 + np.exp(-t / rng.uniform(0.02, 0.06)))
@@ -314,14 +328,14 @@ def bend(rng, paper: np.ndarray, cond: dict) -> np.ndarray:
     ys = np.arange(h, dtype=np.float32)
     map_x, map_y = np.meshgrid(xs, ys)
     if cond.get("curl"):
-        amp = rng.uniform(0.8, 2.0) * PX            # mm of apparent displacement in the middle
+        amp = rng.uniform(0.8, 2.0) * PX  # mm of apparent displacement in the middle
         map_y += amp * np.sin(np.pi * xs / w)[None, :] * (ys / h - 0.5)[:, None] * 2
         map_x += 0.6 * amp * np.sin(np.pi * ys / h)[:, None] * (xs / w - 0.5)[None, :] * 2
     if cond.get("fold"):
         fy = rng.uniform(0.35, 0.65) * h
         kink = rng.uniform(0.5, 1.2) * PX
         map_y += kink * np.tanh((map_y - fy) / (2 * PX))
-        shade = 1 - 0.12 * np.exp(-((ys - fy) / (1.5 * PX)) ** 2)
+        shade = 1 - 0.12 * np.exp(-(((ys - fy) / (1.5 * PX)) ** 2))
         paper = np.clip(paper.astype(np.float32) * shade[:, None, None], 0, 255).astype(np.uint8)
     return cv2.remap(paper, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
@@ -333,13 +347,13 @@ def coffee_ring(rng, paper: np.ndarray) -> None:
     cv2.circle(ring, (int(cx), int(cy)), int(rad), 1.0, int(2.5 * PX), cv2.LINE_AA)
     cv2.circle(ring, (int(cx), int(cy)), int(rad), 0.35, -1, cv2.LINE_AA)
     ring = cv2.GaussianBlur(ring, (0, 0), 1.5 * PX) * rng.uniform(0.2, 0.35)
-    tint = np.array([0.55, 0.35, 0.15], np.float32)          # brown absorbs blue most
+    tint = np.array([0.55, 0.35, 0.15], np.float32)  # brown absorbs blue most
     paper[:] = np.clip(paper * (1 - ring[..., None] * tint), 0, 255).astype(np.uint8)
 
 
 def capture(rng, paper: np.ndarray, cond: dict) -> np.ndarray:
     h, w = paper.shape[:2]
-    if cond["capture"] == "scan":   # flatbed 300 dpi: small skew, sometimes upside down, light noise
+    if cond["capture"] == "scan":  # flatbed 300 dpi: small skew, sometimes upside down, light noise
         angle = rng.uniform(-1.5, 1.5) + (180 if rng.random() < 0.25 else 0)
         m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
         out = cv2.warpAffine(paper, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(245, 245, 245))
@@ -347,7 +361,7 @@ def capture(rng, paper: np.ndarray, cond: dict) -> np.ndarray:
         out += rng.normal(0, 2.0, out.shape).astype(np.float32)
         return np.clip(out, 0, 255).astype(np.uint8)
     frame_w, frame_h = 4000, 3000
-    if cond.get("turn") or rng.random() < 0.5:       # portrait photo, or a landscape one of a turned sheet
+    if cond.get("turn") or rng.random() < 0.5:  # portrait photo, or a landscape one of a turned sheet
         frame_w, frame_h = 3000, 4000
     fill = rng.uniform(0.78, 0.92)
     turn = int(rng.integers(4)) if cond.get("turn") else int(rng.integers(2)) * 2
@@ -359,16 +373,17 @@ def capture(rng, paper: np.ndarray, cond: dict) -> np.ndarray:
     sw, sh = (h, w) if turn % 2 else (w, h)
     s = fill * min(frame_w / sw, frame_h / sh)
     dst = np.float32([[0, 0], [sw, 0], [sw, sh], [0, sh]]) * s
-    dst = np.roll(dst, turn, axis=0)       # turn the sheet by multiples of 90 degrees
+    dst = np.roll(dst, turn, axis=0)  # turn the sheet by multiples of 90 degrees
     dst += np.float32([(frame_w - sw * s) / 2, (frame_h - sh * s) / 2])
-    dst += rng.uniform(-0.06, 0.06, (4, 2)).astype(np.float32) * np.float32([sw, sh]) * s   # perspective
+    dst += rng.uniform(-0.06, 0.06, (4, 2)).astype(np.float32) * np.float32([sw, sh]) * s  # perspective
     rot = math.radians(rng.uniform(-6, 6))
     centre = dst.mean(axis=0)
     dst = (dst - centre) @ np.float32([[math.cos(rot), -math.sin(rot)], [math.sin(rot), math.cos(rot)]]).T + centre
     m = cv2.getPerspectiveTransform(corners, dst.astype(np.float32))
     background = desk(rng, (frame_h, frame_w))
-    out = cv2.warpPerspective(paper, m, (frame_w, frame_h), flags=cv2.INTER_AREA, dst=background,
-                              borderMode=cv2.BORDER_TRANSPARENT)
+    out = cv2.warpPerspective(
+        paper, m, (frame_w, frame_h), flags=cv2.INTER_AREA, dst=background, borderMode=cv2.BORDER_TRANSPARENT
+    )
     out = out.astype(np.float32) * light_field(rng, frame_h, frame_w, cond)[..., None]
     if cond.get("tint"):
         out *= rng.uniform(0.85, 1.15, 3).astype(np.float32)

@@ -1,5 +1,6 @@
 """Template segmentation on sheets as people fill them in (crossed-out digits, scribbles, faint pencil
 in a shadow, strokes touching the box line) and odd input files, each with its clear diagnosis."""
+
 from __future__ import annotations
 
 import io
@@ -50,22 +51,34 @@ def test_crossed_out_digits_and_scribbles_are_flagged(semeion):
     page = render_template(GRID, PX)
     size = int(0.6 * GRID.box_mm[1] * PX)
     clean = {}
-    for c in range(4):                       # clean digits of the row, for contrast
+    for c in range(4):  # clean digits of the row, for contrast
         cx, cy, _, _ = _centre(4, c)
         _write(page, _synth.stroke_image(_digit(semeion, 4, c), size), cx, cy)
         clean[(4, c)] = True
-    cx, cy, w, h = _centre(4, 5)             # a "2" struck through in the 4s row
+    cx, cy, w, h = _centre(4, 5)  # a "2" struck through in the 4s row
     ink = _synth.stroke_image(_digit(semeion, 2), size)
     _write(page, ink, cx, cy)
-    cv2.line(page, (int(cx - 0.55 * ink.shape[1]), int(cy + 2)), (int(cx + 0.55 * ink.shape[1]), int(cy - 3)), 30, 3,
-             cv2.LINE_AA)
-    cx, cy, w, h = _centre(4, 6)             # a "6" crossed with an X
+    cv2.line(
+        page,
+        (int(cx - 0.55 * ink.shape[1]), int(cy + 2)),
+        (int(cx + 0.55 * ink.shape[1]), int(cy - 3)),
+        30,
+        3,
+        cv2.LINE_AA,
+    )
+    cx, cy, w, h = _centre(4, 6)  # a "6" crossed with an X
     ink = _synth.stroke_image(_digit(semeion, 6), size)
     _write(page, ink, cx, cy)
     for s in (-1, 1):
-        cv2.line(page, (int(cx - 0.45 * ink.shape[1]), int(cy - s * 0.45 * size)),
-                 (int(cx + 0.45 * ink.shape[1]), int(cy + s * 0.45 * size)), 30, 3, cv2.LINE_AA)
-    cx, cy, w, h = _centre(4, 7)             # a zigzag scribble
+        cv2.line(
+            page,
+            (int(cx - 0.45 * ink.shape[1]), int(cy - s * 0.45 * size)),
+            (int(cx + 0.45 * ink.shape[1]), int(cy + s * 0.45 * size)),
+            30,
+            3,
+            cv2.LINE_AA,
+        )
+    cx, cy, w, h = _centre(4, 7)  # a zigzag scribble
     pts = [(cx - 0.3 * w + (k % 2) * 0.6 * w, cy - 0.3 * h + k * 0.6 * h / 8) for k in range(9)]
     cv2.polylines(page, [np.int32(pts)], False, 30, 3, cv2.LINE_AA)
     digits = _segment(page)
@@ -80,9 +93,9 @@ def test_faint_pencil_in_the_shadow_of_a_dim_photo_is_found(semeion):
     for c in range(GRID.cols):
         for r in (3, 7):
             cx, cy, _, _ = _centre(r, c)
-            _write(page, _synth.stroke_image(_digit(semeion, r, c), size), cx, cy, darkness=0.3)   # faint pencil
-    photo = page.astype(np.float32) * 0.5                   # a dim photo...
-    photo[:, page.shape[1] // 2:] *= 0.35                   # ... whose right half is in shadow
+            _write(page, _synth.stroke_image(_digit(semeion, r, c), size), cx, cy, darkness=0.3)  # faint pencil
+    photo = page.astype(np.float32) * 0.5  # a dim photo...
+    photo[:, page.shape[1] // 2 :] *= 0.35  # ... whose right half is in shadow
     photo = cv2.GaussianBlur(photo, (0, 0), 0.8) + np.random.default_rng(0).normal(0, 1.0, photo.shape)
     photo = np.clip(photo, 0, 255).astype(np.uint8)
     digits = _segment(photo)
@@ -99,18 +112,18 @@ def test_stroke_touching_the_box_line_is_kept_whole_and_clear_digit_has_no_borde
     binary = _digit(semeion, 7)
     size = int(0.85 * GRID.box_mm[1] * PX)
     ink = _synth.stroke_image(binary, size)
-    cx, cy, w, h = _centre(7, 2)            # the top of the 7 touches the top line from inside
+    cx, cy, w, h = _centre(7, 2)  # the top of the 7 touches the top line from inside
     y_box = GRID.box(7, 2)[1] * PX
     _write(page, ink, cx, y_box + ink.shape[0] / 2 + 2)
     clear = _synth.stroke_image(_digit(semeion, 7, 1), int(0.55 * GRID.box_mm[1] * PX))
-    cx, cy, w, h = _centre(7, 4)            # a digit 1 mm clear of the left line
+    cx, cy, w, h = _centre(7, 4)  # a digit 1 mm clear of the left line
     x_box = GRID.box(7, 4)[0] * PX
     _write(page, clear, x_box + 1.0 * PX + clear.shape[1] / 2, cy)
     digits = _segment(page)
     touching = digits[(7, 2)]
     assert not set(touching.flags) & {"border", "empty", "multi"}, touching.flags
     ref = _synth.reference_digit(binary)
-    assert _synth.closeness(touching.image, ref) >= 0.85       # whole, not cut by a margin
+    assert _synth.closeness(touching.image, ref) >= 0.85  # whole, not cut by a margin
     assert not set(digits[(7, 4)].flags) & {"border", "empty"}, digits[(7, 4)].flags
 
 
@@ -119,7 +132,7 @@ def test_ink_leaving_the_box_is_border(semeion):
     size = int(0.6 * GRID.box_mm[1] * PX)
     cx, cy, w, h = _centre(2, 3)
     ink = _synth.stroke_image(_digit(semeion, 2), size)
-    _write(page, ink, cx + w / 2, cy)       # written across the line of two boxes
+    _write(page, ink, cx + w / 2, cy)  # written across the line of two boxes
     digits = _segment(page)
     assert "border" in digits[(2, 3)].flags and "border" in digits[(2, 4)].flags
 
@@ -133,8 +146,13 @@ def test_box_line_of_curled_paper_stays_out_of_the_digit(semeion):
     h, w = page.shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     # the middle of the page bows by 1.5 mm while the corner markers stay put
-    bent = cv2.remap(page, xs, ys + 1.5 * PX * np.sin(math.pi * xs / w) * np.sin(math.pi * ys / h),
-                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    bent = cv2.remap(
+        page,
+        xs,
+        ys + 1.5 * PX * np.sin(math.pi * xs / w) * np.sin(math.pi * ys / h),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     digits = _segment(bent)
     for c in range(GRID.cols):
         d = digits[(5, c)]
@@ -145,13 +163,14 @@ def test_box_line_of_curled_paper_stays_out_of_the_digit(semeion):
 
 # ---------------------------------------------------------------- odd input files
 
+
 def _png(array) -> bytes:
     return cv2.imencode(".png", array)[1].tobytes()
 
 
 def test_ink_only_in_the_alpha_channel_is_read():
     page = render_template(GRID, PX)
-    rgba = np.zeros(page.shape + (4,), np.uint8)            # black everywhere, the ink is opacity
+    rgba = np.zeros(page.shape + (4,), np.uint8)  # black everywhere, the ink is opacity
     rgba[..., 3] = 255 - page
     grey = decode_sheet(_png(rgba), "alpha.png")
     assert abs(grey.astype(int) - page).max() <= 1
@@ -166,6 +185,7 @@ def test_twelve_bit_data_in_a_sixteen_bit_png_is_scaled_by_its_depth():
 
 def test_multi_page_tiff_is_one_sheet_per_page(tmp_path, semeion):
     from PIL import Image
+
     page = render_template(GRID, PX)
     filled = page.copy()
     cx, cy, _, _ = _centre(3, 3)
@@ -174,9 +194,17 @@ def test_multi_page_tiff_is_one_sheet_per_page(tmp_path, semeion):
     raw.mkdir()
     pages = [Image.fromarray(np.full_like(page, 255)), Image.fromarray(filled), Image.fromarray(page)]
     pages[0].save(raw / "scan.tif", save_all=True, append_images=pages[1:])
-    summary = segment_folder(raw, tmp_path / "data", segmenter=segment_template, segmenter_name="template",
-                             layout=None, layouts=LAYOUTS, normalize=None, normalizer_name="mnist",
-                             default_rows="0123456789")
+    summary = segment_folder(
+        raw,
+        tmp_path / "data",
+        segmenter=segment_template,
+        segmenter_name="template",
+        layout=None,
+        layouts=LAYOUTS,
+        normalize=None,
+        normalizer_name="mnist",
+        default_rows="0123456789",
+    )
     by_sheet = {r["sheet"]: r for r in summary["results"]}
     assert set(by_sheet) == {"scan.tif#1", "scan.tif#2", "scan.tif#3"}
     assert "page is blank" in by_sheet["scan.tif#1"]["error"]
@@ -185,8 +213,9 @@ def test_multi_page_tiff_is_one_sheet_per_page(tmp_path, semeion):
 
 def test_decompression_bomb_names_its_true_size():
     from PIL import Image
+
     buf = io.BytesIO()
-    Image.new("1", (30000, 20000)).save(buf, "PNG")        # 600 MP of nothing, a few kB
+    Image.new("1", (30000, 20000)).save(buf, "PNG")  # 600 MP of nothing, a few kB
     with pytest.raises(InputError, match="30000x20000"):
         decode_sheet(buf.getvalue(), "bomb.png")
 
@@ -203,7 +232,7 @@ def test_links_loops_and_folders_are_reported_per_file(tmp_path):
     assert [p.name for p in found] == ["sheet.png"]
     assert "missing file" in reasons["gone.png"] and "loop" in reasons["loop.png"]
     assert "folder" in reasons["folder.png"]
-    if os.geteuid() != 0:                                   # root reads every folder
+    if os.geteuid() != 0:  # root reads every folder
         locked = raw / "locked"
         locked.mkdir()
         locked.chmod(0)
@@ -215,10 +244,11 @@ def test_links_loops_and_folders_are_reported_per_file(tmp_path):
 
 def test_scribble_on_a_freeform_sheet_is_flagged(semeion):
     from mnistp4.stages.sheets.segment_freeform import segment_freeform
+
     rows = [[_digit(semeion, r, k) for k in range(6)] for r in range(10)]
-    rows[2] = rows[2][:5]                                  # the 2s row: five digits, then a zigzag
+    rows[2] = rows[2][:5]  # the 2s row: five digits, then a zigzag
     page, _ = _synth.freeform_sheet(rows, "0123456789", np.random.default_rng(3))
-    pitch_x, pitch_y = int(72 * 1.05), int(72 * 1.7)       # freeform_sheet's grid for 72-pixel digits
+    pitch_x, pitch_y = int(72 * 1.05), int(72 * 1.7)  # freeform_sheet's grid for 72-pixel digits
     cx, cy = 36 + pitch_x * 5.5, 36 + pitch_y * 2.5
     pts = [(cx - 28 + (k % 2) * 56, cy - 30 + k * 7.5) for k in range(9)]
     cv2.polylines(page, [np.int32(pts)], False, 0, 4, cv2.LINE_AA)
@@ -231,6 +261,7 @@ def test_heic_photo_without_its_reader_says_what_to_install():
     pytest.importorskip("PIL")
     try:
         import pillow_heif  # noqa: F401
+
         pytest.skip("pillow-heif is installed: HEIC photos are read")
     except ImportError:
         pass

@@ -1,4 +1,5 @@
 """Segmenters on generated sheets with known ground truth (real Semeion handwriting)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,8 +28,9 @@ def sheet(semeion):
     images, labels = semeion
     rows = _synth.semeion_rows_for_sheet(labels, 0, 0)
     index = {(r, c): i for r, d in enumerate(GRID.rows) for c, i in enumerate(rows[int(d)])}
-    page, truth = _synth.template_sheet(GRID, {k: images[i] for k, i in index.items()},
-                                        np.random.default_rng(1), index, px_per_mm=TABLET_PX_PER_MM)
+    page, truth = _synth.template_sheet(
+        GRID, {k: images[i] for k, i in index.items()}, np.random.default_rng(1), index, px_per_mm=TABLET_PX_PER_MM
+    )
     refs = {k: _synth.reference_digit(images[i]) for k, i in index.items()}
     return page, truth, refs
 
@@ -45,11 +47,13 @@ def _check(digits, truth, refs):
 def test_template_sheet_ground_truth(sheet, case):
     page, truth, refs = sheet
     rng = np.random.default_rng(7)
-    params = {"clean": None,
-              "rotated3": {"rotate": 3.0},
-              "upside_down": {"flip": True, "rotate": 2.0},
-              "perspective": {"perspective": 0.06, "scale": (0.7, 0.7), "desk": True, "light": 0.3},
-              "noisy": {"noise": 9.0, "blur": 1.0, "jpeg": 50}}[case]
+    params = {
+        "clean": None,
+        "rotated3": {"rotate": 3.0},
+        "upside_down": {"flip": True, "rotate": 2.0},
+        "perspective": {"perspective": 0.06, "scale": (0.7, 0.7), "desk": True, "light": 0.3},
+        "noisy": {"noise": 9.0, "blur": 1.0, "jpeg": 50},
+    }[case]
     image = page if params is None else _synth.degrade(page, rng, **params)
     digits = segment_template(image, layout=GRID, options={"layouts": LAYOUTS})
     _check(digits, truth, refs)
@@ -63,8 +67,9 @@ def test_auto_picks_template_and_freeform(sheet, semeion):
     assert len(segment_auto(page, layout=GRID, options={"layouts": LAYOUTS})) == 100
     images, labels = semeion
     rows = _synth.semeion_rows_for_sheet(labels, 1, 0)
-    tablet, ftruth = _synth.freeform_sheet([[images[i] for i in r[:4]] for r in rows], "0123456789",
-                                           np.random.default_rng(3))
+    tablet, ftruth = _synth.freeform_sheet(
+        [[images[i] for i in r[:4]] for r in rows], "0123456789", np.random.default_rng(3)
+    )
     assert len(segment_auto(tablet, layout=GRID, options={"layouts": LAYOUTS})) == 40
 
 
@@ -99,6 +104,7 @@ def test_blank_template_cells_are_flagged_empty():
 
 def test_wrong_or_missing_markers(sheet):
     from mnistp4.stages.sheets.layout import Layout
+
     foreign = render_template(Layout("other", 7), TABLET_PX_PER_MM)
     with pytest.raises(InputError, match="no known layout"):
         segment_template(foreign, layout=GRID, options={"layouts": LAYOUTS})
@@ -108,8 +114,8 @@ def test_wrong_or_missing_markers(sheet):
     assert len(segment_template(small, layout=GRID, options={"layouts": LAYOUTS})) == 50
     page = sheet[0].copy()
     h, w = page.shape
-    page[: h // 8, : w // 5] = 255          # cover two corner markers (top-left)
-    page[: h // 8, -w // 5:] = 255          # and top-right
+    page[: h // 8, : w // 5] = 255  # cover two corner markers (top-left)
+    page[: h // 8, -w // 5 :] = 255  # and top-right
     with pytest.raises(InputError, match="of the 4 corner markers"):
         segment_template(page, layout=GRID, options={"layouts": LAYOUTS})
 
@@ -118,6 +124,7 @@ def test_qa_flags_on_drawn_cells():
     import cv2
 
     from mnistp4.stages.sheets.qa import find_ink
+
     paper = np.full((90, 80), 235, np.uint8)
     assert find_ink(paper).flags == ["empty"]
     two = paper.copy()
@@ -144,9 +151,10 @@ def test_qa_flags_on_drawn_cells():
 
 def test_stroke_crossing_the_box_line_is_kept_and_flagged(sheet):
     import cv2
+
     page = sheet[0].copy()
     x, y, w, h = (v * TABLET_PX_PER_MM for v in GRID.box(2, 3))
-    cv2.line(page, (int(x + w / 2), int(y + h / 2)), (int(x + w + 8), int(y + h - 4)), 20, 4)   # a long tail
+    cv2.line(page, (int(x + w / 2), int(y + h / 2)), (int(x + w + 8), int(y + h - 4)), 20, 4)  # a long tail
     digits = {(d.row, d.col): d for d in segment_template(page, layout=GRID, options={"layouts": LAYOUTS})}
     assert len(digits) == 100 and all(d.label == int(GRID.rows[d.row]) for d in digits.values())
     assert "border" in digits[(2, 3)].flags and digits[(2, 3)].image.any()
@@ -156,20 +164,21 @@ def test_stroke_crossing_the_box_line_is_kept_and_flagged(sheet):
 
 def test_freeform_flags_touching_and_off_line_digits():
     import cv2
+
     page = np.full((1300, 900), 255, np.uint8)
     for r in range(10):
         for c in range(6):
             cx, cy = 80 + 130 * c, 70 + 120 * r
             if (r, c) == (4, 2):
-                cy -= 26                                   # written well above its row's line
+                cy -= 26  # written well above its row's line
             if (r, c) == (7, 5):
-                cx = 80 + 130 * 4 + 52                    # squeezed against its left neighbour
+                cx = 80 + 130 * 4 + 52  # squeezed against its left neighbour
             if (r, c) == (8, 5):
-                cx = 80 + 130 * 4 + 40                    # written over its left neighbour
+                cx = 80 + 130 * 4 + 40  # written over its left neighbour
             cv2.ellipse(page, (cx, cy), (22, 34), 0, 0, 360, 0, 5, cv2.LINE_AA)
     digits = {(d.row, d.col): d for d in segment_freeform(page, options={"rows": "0123456789"})}
-    assert len(digits) == 59                               # the two overlapping ones are one blob...
+    assert len(digits) == 59  # the two overlapping ones are one blob...
     assert "ambiguous" in digits[(4, 2)].flags
     assert "multi" in digits[(7, 4)].flags and "multi" in digits[(7, 5)].flags
-    assert "multi" in digits[(8, 4)].flags                # ... flagged, not silently kept as one digit
+    assert "multi" in digits[(8, 4)].flags  # ... flagged, not silently kept as one digit
     assert {k for k, d in digits.items() if d.flags} == {(4, 2), (7, 4), (7, 5), (8, 4)}

@@ -8,6 +8,7 @@ Several runs may share one data dir (one raw folder each, or the same one): the 
 state are merged under the data dir's lock at the end, keeping the sheets of other raw folders and
 every decision recorded meanwhile. Worker processes die with the command (SIGTERM, SIGKILL).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,7 +44,7 @@ VERSION = 2
 @dataclass
 class Job:
     path: Path
-    sheet: str                  # path relative to RAW_DIR (the sheet's name)
+    sheet: str  # path relative to RAW_DIR (the sheet's name)
     sheet_hash: str
     source: str
     options_key: str
@@ -51,19 +52,19 @@ class Job:
     segmenter: object
     layout: object
     options: dict
-    page: int = 0               # page of a multi-page TIFF (its sheet is named "file.tif#2")
+    page: int = 0  # page of a multi-page TIFF (its sheet is named "file.tif#2")
 
 
 @dataclass
 class SheetResult:
     sheet: str
     sheet_hash: str = ""
-    status: str = "ok"          # ok | skipped | failed | duplicate
+    status: str = "ok"  # ok | skipped | failed | duplicate
     digits: int = 0
     flagged: int = 0
     error: str | None = None
     rows: list = field(default_factory=list)
-    digits_found: list = field(default_factory=list)   # records.Digit without crops, for hooks
+    digits_found: list = field(default_factory=list)  # records.Digit without crops, for hooks
 
     def summary(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in ("rows", "digits_found")}
@@ -93,13 +94,15 @@ def sidecar(path: Path) -> dict:
 def parse_sidecar(raw: bytes, side: Path | str) -> dict:
     """A sidecar's bytes -> ``{"source": str, "rows": str, "note": ...}``; :class:`InputError` otherwise."""
     if len(raw) > SIDECAR_MAX_BYTES:
-        raise InputError(f"{side}: {len(raw)} bytes is far too big for a sidecar; it should look like "
-                         f"{SIDECAR_EXAMPLE}")
+        raise InputError(
+            f"{side}: {len(raw)} bytes is far too big for a sidecar; it should look like {SIDECAR_EXAMPLE}"
+        )
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
-        raise InputError(f"{side}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); save it as UTF-8") \
-            from None
+        raise InputError(
+            f"{side}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); save it as UTF-8"
+        ) from None
     except (ValueError, RecursionError) as e:
         raise InputError(f"{side}: not valid JSON ({str(e)[:80]}); it should look like {SIDECAR_EXAMPLE}") from None
     if not isinstance(data, dict) or not set(data) <= {"source", "rows", "note"}:
@@ -107,12 +110,14 @@ def parse_sidecar(raw: bytes, side: Path | str) -> dict:
     for key in ("source", "rows"):
         value = data.get(key)
         if value is not None and not isinstance(value, (str, int)) or isinstance(value, bool):
-            raise InputError(f"{side}: {key!r} must be text, got {type(value).__name__}; "
-                             f"it should look like {SIDECAR_EXAMPLE}")
+            raise InputError(
+                f"{side}: {key!r} must be text, got {type(value).__name__}; it should look like {SIDECAR_EXAMPLE}"
+            )
     rows = data.get("rows")
     if rows is not None and not re.fullmatch(r"[0-9]+", str(rows)):
-        raise InputError(f"{side}: 'rows' must be the digit of each row, top to bottom, like \"0123456789\"; "
-                         f"got {str(rows)[:40]!r}")
+        raise InputError(
+            f"{side}: 'rows' must be the digit of each row, top to bottom, like \"0123456789\"; got {str(rows)[:40]!r}"
+        )
     return data
 
 
@@ -137,9 +142,19 @@ def process_sheet(job: Job) -> SheetResult:
         for d in digits:
             rel = image_name(job.sheet, job.sheet_hash, d.row, d.col)
             files.append((rel, cv2.imencode(".png", d.image)[1].tobytes()))
-            result.rows.append({"path": rel, "label": d.label, "source": job.source, "sheet": job.sheet,
-                                "sheet_hash": job.sheet_hash, "row": d.row, "col": d.col,
-                                "flags": ";".join(sorted(d.flags)), "decision": ""})
+            result.rows.append(
+                {
+                    "path": rel,
+                    "label": d.label,
+                    "source": job.source,
+                    "sheet": job.sheet,
+                    "sheet_hash": job.sheet_hash,
+                    "row": d.row,
+                    "col": d.col,
+                    "flags": ";".join(sorted(d.flags)),
+                    "decision": "",
+                }
+            )
         files.append((review_name(job.sheet), cv2.imencode(".png", contact_sheet(digits, job.sheet))[1].tobytes()))
         write_sheet_files(job.data_dir, files)
         result.digits = len(digits)
@@ -147,7 +162,7 @@ def process_sheet(job: Job) -> SheetResult:
         for d in digits:
             d.crop = None
         result.digits_found = digits
-    except Mnistp4Error as e:   # a bad sheet, or a full / read-only data dir
+    except Mnistp4Error as e:  # a bad sheet, or a full / read-only data dir
         msg = str(e)
         result.status, result.error = "failed", msg if msg.startswith(job.sheet) else f"{job.sheet}: {msg}"
     except Exception as e:  # a bug or an OpenCV failure on one sheet must not stop the batch
@@ -190,8 +205,15 @@ def _present(path: Path) -> bool:
         return False
 
 
-FLAG_SHORT = {"empty": "E", "multi": "M", "border": "B", "small": "S", "large": "L", "low_contrast": "C",
-              "crossed_out": "X"}
+FLAG_SHORT = {
+    "empty": "E",
+    "multi": "M",
+    "border": "B",
+    "small": "S",
+    "large": "L",
+    "low_contrast": "C",
+    "crossed_out": "X",
+}
 
 
 def contact_sheet(digits, title: str, scale: int = 3, cols: int = 10) -> np.ndarray:
@@ -204,7 +226,7 @@ def contact_sheet(digits, title: str, scale: int = 3, cols: int = 10) -> np.ndar
     for k, d in enumerate(sorted(digits, key=lambda d: (d.row, d.col))):
         y, x = 30 + (k // cols) * tile_h, (k % cols) * tile_w
         big = cv2.resize(d.image, (28 * scale, 28 * scale), interpolation=cv2.INTER_NEAREST)
-        canvas[y + 4:y + 4 + 28 * scale, x + 4:x + 4 + 28 * scale] = big[:, :, None]
+        canvas[y + 4 : y + 4 + 28 * scale, x + 4 : x + 4 + 28 * scale] = big[:, :, None]
         colour = (60, 60, 230) if d.flags else (90, 200, 90)
         if d.flags:
             cv2.rectangle(canvas, (x + 2, y + 2), (x + tile_w - 3, y + 6 + 28 * scale), colour, 2)
@@ -225,6 +247,7 @@ def _file_hash(path: Path) -> str:
 
 def _picklable(job: Job) -> bool:
     import pickle
+
     try:
         pickle.dumps(job)
         return True
@@ -248,11 +271,12 @@ def _die_with_parent(parent_pid: int) -> None:
     """Linux: the kernel kills this worker when the command dies, even by SIGKILL."""
     try:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError, TypeError):   # not Linux: SIGTERM is still handled by the parent
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError, TypeError):  # not Linux: SIGTERM is still handled by the parent
         return
-    if os.getppid() != parent_pid:      # the parent died before prctl took effect
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
 
 
@@ -268,9 +292,12 @@ def _run_pool(jobs: list[Job], workers: int, on_done) -> None:
     """Run ``jobs`` in worker processes that never outlive this one."""
     # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                               initializer=_worker_init,
-                               initargs=(list(sys.path), os.getpid(), loaded_plugin_files()))
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)),
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(list(sys.path), os.getpid(), loaded_plugin_files()),
+    )
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
@@ -280,8 +307,12 @@ def _run_pool(jobs: list[Job], workers: int, on_done) -> None:
                 result = fut.result()
             except Exception as e:  # a worker died (out of memory, a crash in a native library)
                 job = futures[fut]
-                result = SheetResult(job.sheet, job.sheet_hash, "failed",
-                                     error=f"{job.sheet}: worker process failed ({type(e).__name__}: {e})")
+                result = SheetResult(
+                    job.sheet,
+                    job.sheet_hash,
+                    "failed",
+                    error=f"{job.sheet}: worker process failed ({type(e).__name__}: {e})",
+                )
             on_done(result)
     except BaseException:
         # Ctrl-C, SIGTERM or an error: the workers stop now instead of finishing the queue
@@ -295,9 +326,22 @@ def _run_pool(jobs: list[Job], workers: int, on_done) -> None:
     pool.shutdown(wait=True)
 
 
-def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: str, layout, layouts: dict,
-                   normalize, normalizer_name: str, default_rows: str, strict_layout: bool = False,
-                   workers: int = 1, progress=None, emit=None) -> dict:
+def segment_folder(
+    raw_dir: Path,
+    data_dir: Path,
+    *,
+    segmenter,
+    segmenter_name: str,
+    layout,
+    layouts: dict,
+    normalize,
+    normalizer_name: str,
+    default_rows: str,
+    strict_layout: bool = False,
+    workers: int = 1,
+    progress=None,
+    emit=None,
+) -> dict:
     """Segment every sheet of ``raw_dir`` into ``data_dir``; returns the summary (see module doc)."""
     raw_dir, data_dir = Path(raw_dir).resolve(), Path(data_dir).resolve()
     if not raw_dir.is_dir():
@@ -307,8 +351,9 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
     if data_dir.exists() and not data_dir.is_dir():
         raise UsageError(f"the data dir {data_dir} is a file; move it away or pass another -o")
     old = _read_state(data_dir / STATE)["sheets"]
-    if (data_dir / MANIFEST).is_file():   # a manifest that cannot be merged fails now, before any sheet is cut
+    if (data_dir / MANIFEST).is_file():  # a manifest that cannot be merged fails now, before any sheet is cut
         from mnistp4.stages.data.manifest import read_manifest
+
         read_manifest(data_dir)
 
     results: list[SheetResult] = []
@@ -332,13 +377,29 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
             continue
         seen[sheet_hash] = sheet
         rows = str(side.get("rows") or default_rows)
-        options_key = json.dumps([VERSION, segmenter_name, layout.name if layout else None, strict_layout,
-                                  rows, normalizer_name, side.get("source"), sheet], sort_keys=True)
+        options_key = json.dumps(
+            [
+                VERSION,
+                segmenter_name,
+                layout.name if layout else None,
+                strict_layout,
+                rows,
+                normalizer_name,
+                side.get("source"),
+                sheet,
+            ],
+            sort_keys=True,
+        )
         prev = old.get(sheet_hash)
-        if prev and prev.get("options_key") == options_key and all(
-                _present(data_dir / r["path"]) for r in prev["rows"]) and _present(data_dir / review_name(sheet)):
-            results.append(SheetResult(sheet, sheet_hash, "skipped", prev["digits"], prev["flagged"],
-                                       rows=prev["rows"]))
+        if (
+            prev
+            and prev.get("options_key") == options_key
+            and all(_present(data_dir / r["path"]) for r in prev["rows"])
+            and _present(data_dir / review_name(sheet))
+        ):
+            results.append(
+                SheetResult(sheet, sheet_hash, "skipped", prev["digits"], prev["flagged"], rows=prev["rows"])
+            )
             continue
         options = SegmentOptions(layouts, normalize, rows, strict_layout)
         source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
@@ -362,13 +423,20 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
             for job in jobs:
                 on_done(process_sheet(job))
     except _Terminated:
-        raise Mnistp4Error(f"segment was stopped (SIGTERM); {len(done)} of {len(jobs)} sheet(s) were done; "
-                           f"run it again to finish (done sheets are not redone)") from None
+        raise Mnistp4Error(
+            f"segment was stopped (SIGTERM); {len(done)} of {len(jobs)} sheet(s) were done; "
+            f"run it again to finish (done sheets are not redone)"
+        ) from None
     by_sheet = {j.sheet: j for j in jobs}
     for r in done:
         if r.status == "ok":
-            old[r.sheet_hash] = {"sheet": r.sheet, "options_key": by_sheet[r.sheet].options_key,
-                                 "digits": r.digits, "flagged": r.flagged, "rows": r.rows}
+            old[r.sheet_hash] = {
+                "sheet": r.sheet,
+                "options_key": by_sheet[r.sheet].options_key,
+                "digits": r.digits,
+                "flagged": r.flagged,
+                "rows": r.rows,
+            }
     results += done
     results.sort(key=lambda r: r.sheet)
     current = {r.sheet_hash for r in results if r.status in ("ok", "skipped")}
@@ -390,14 +458,17 @@ def segment_folder(raw_dir: Path, data_dir: Path, *, segmenter, segmenter_name: 
     if hook_errors:
         raise hook_errors[0]
     from mnistp4.stages.data.manifest import read_manifest, usable
+
     final = read_manifest(data_dir)
     return {
-        "raw_dir": str(raw_dir), "data_dir": str(data_dir),
+        "raw_dir": str(raw_dir),
+        "data_dir": str(data_dir),
         "sheets": len(results),
         "processed": sum(r.status == "ok" for r in results),
         "skipped": sum(r.status in ("skipped", "duplicate") for r in results),
         "failed": sum(r.status == "failed" for r in results),
-        "digits": len(final), "flagged": sum(1 for r in final if r["flags"]),
+        "digits": len(final),
+        "flagged": sum(1 for r in final if r["flags"]),
         "usable": sum(1 for r in final if usable(r)),
         "results": [r.summary() for r in results],
     }
@@ -407,7 +478,7 @@ def _read_state(state_path: Path) -> dict:
     try:
         state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
     except (ValueError, UnicodeDecodeError):
-        state = {}   # only a cache of what was segmented: rebuilt when unreadable
+        state = {}  # only a cache of what was segmented: rebuilt when unreadable
     if not isinstance(state, dict) or state.get("version") != VERSION or not isinstance(state.get("sheets"), dict):
         state = {"version": VERSION, "sheets": {}}
     return state
@@ -421,10 +492,11 @@ def _merge_and_write(data_dir: Path, raw_dir: Path, mine: dict) -> None:
     with data_dir_lock(data_dir):
         state = _read_state(state_path)
         sheets = state["sheets"]
-        harvest_manifest_edits(data_dir, {(r["sheet_hash"], int(r["row"]), int(r["col"])): r
-                                          for sheet in sheets.values() for r in sheet["rows"]})
-        theirs = {h: v for h, v in sheets.items() if v.get("raw_dir", str(raw_dir)) != str(raw_dir)
-                  and h not in mine}
+        harvest_manifest_edits(
+            data_dir,
+            {(r["sheet_hash"], int(r["row"]), int(r["col"])): r for sheet in sheets.values() for r in sheet["rows"]},
+        )
+        theirs = {h: v for h, v in sheets.items() if v.get("raw_dir", str(raw_dir)) != str(raw_dir) and h not in mine}
         state["sheets"] = {**theirs, **mine}
         order = sorted(state["sheets"].values(), key=lambda v: (v.get("raw_dir", ""), v["sheet"]))
         write_manifest(data_dir, [row for v in order for row in v["rows"]])
@@ -439,4 +511,3 @@ def check_unchanged(paths: list[Path]) -> dict[str, str]:
 def ensure_not_failed(summary: dict) -> None:
     if summary["failed"]:
         raise Mnistp4Error(f"{summary['failed']} of {summary['sheets']} sheet(s) failed (see the table above)")
-

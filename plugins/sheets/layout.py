@@ -6,6 +6,7 @@ corner ``k`` (0 top-left, 1 top-right, 2 bottom-right, 3 bottom-left) has id ``4
 one marker tells the layout and where "up" is, and the four give a homography from any scan or
 photo (rotated, upside down, in perspective) back to the page.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -38,7 +39,7 @@ def render_template(layout: Layout, px_per_mm: float = PRINT_PX_PER_MM) -> np.nd
     for corner in range(4):
         (x, y), side = layout.marker_corners(corner)[0], px(layout.marker_mm)
         marker = cv2.aruco.generateImageMarker(dictionary, layout.marker_id(corner), side)
-        page[px(y):px(y) + side, px(x):px(x) + side] = marker
+        page[px(y) : px(y) + side, px(x) : px(x) + side] = marker
     thick = max(1, px(layout.line_mm))
     for r, digit in enumerate(layout.rows):
         for c in range(layout.cols):
@@ -47,12 +48,26 @@ def render_template(layout: Layout, px_per_mm: float = PRINT_PX_PER_MM) -> np.nd
         x, y, w, h = layout.box(r, 0)
         scale = h * px_per_mm / 40.0
         (tw, th), _ = cv2.getTextSize(digit, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, px(0.5)))
-        cv2.putText(page, digit, (px(x - 3) - tw, px(y + h / 2) + th // 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    90, max(1, px(0.5)), cv2.LINE_AA)
+        cv2.putText(
+            page,
+            digit,
+            (px(x - 3) - tw, px(y + h / 2) + th // 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            90,
+            max(1, px(0.5)),
+            cv2.LINE_AA,
+        )
     title = f"mnistp4 {layout.name} - write the row's digit once in every box, inside the lines"
     _text(page, title, px(pw / 2), px(layout.marker_margin_mm + layout.marker_mm / 2), 3.2 * px_per_mm, px)
-    _text(page, f"layout {layout.name} (id {layout.code})", px(pw / 2),
-          px(ph - layout.marker_margin_mm - layout.marker_mm / 2), 2.6 * px_per_mm, px)
+    _text(
+        page,
+        f"layout {layout.name} (id {layout.code})",
+        px(pw / 2),
+        px(ph - layout.marker_margin_mm - layout.marker_mm / 2),
+        2.6 * px_per_mm,
+        px,
+    )
     return page
 
 

@@ -3,6 +3,7 @@
 Sheets are dark ink on light paper (scans, photos, tablet exports). Thresholds are relative to
 the local paper brightness so uneven lighting does not matter.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,10 +40,10 @@ _LEVELS = np.arange(256)
 
 @dataclass
 class CellInk:
-    mask: np.ndarray                 # bool, the kept ink pixels
-    clean: np.ndarray                # the crop with everything but the ink set to the paper level
+    mask: np.ndarray  # bool, the kept ink pixels
+    clean: np.ndarray  # the crop with everything but the ink set to the paper level
     flags: list[str] = field(default_factory=list)
-    box: tuple[int, int, int, int] | None = None   # x0, y0, x1, y1 of the kept ink
+    box: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 of the kept ink
 
 
 def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
@@ -127,7 +128,7 @@ def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
     # the edge of a shadow
     base = cv2.blur(page, (3, 3))
     paper = cv2.morphologyEx(base, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    flat = cv2.divide(base, paper, scale=255)           # saturates at 255 where the page is brighter
+    flat = cv2.divide(base, paper, scale=255)  # saturates at 255 where the page is brighter
     return cv2.subtract(np.full_like(flat, 255), flat)
 
 
@@ -139,15 +140,15 @@ def _find_lines(bands: np.ndarray, nominal: int) -> tuple[np.ndarray, np.ndarray
     crossing or touching the line do not move it."""
     n, _, length = bands.shape
     half = length // 2
-    halves = np.stack([bands[:, :, :half], bands[:, :, length - half:]], axis=2)   # N, offsets, 2, half
+    halves = np.stack([bands[:, :, :half], bands[:, :, length - half :]], axis=2)  # N, offsets, 2, half
     profile = np.median(halves, axis=3)
     best = profile.argmax(axis=1)
     peak = np.take_along_axis(profile, best[:, None, :], axis=1)[:, 0, :]
     pos = np.where(peak >= LINE_MIN_DARKNESS, best, nominal).astype(np.float32)
-    odd = np.abs(pos[:, 0] - pos[:, 1]) > 3     # a broken or covered half: the median of the three
+    odd = np.abs(pos[:, 0] - pos[:, 1]) > 3  # a broken or covered half: the median of the three
     if odd.any():
         pos[odd] = np.median(np.stack([pos[odd, 0], pos[odd, 1], np.full(int(odd.sum()), nominal)], 1), 1)[:, None]
-    wide = (profile >= np.maximum(peak, LINE_MIN_DARKNESS)[:, None, :] / 4).sum(axis=1)    # N, 2
+    wide = (profile >= np.maximum(peak, LINE_MIN_DARKNESS)[:, None, :] / 4).sum(axis=1)  # N, 2
     return pos, np.where(peak >= LINE_MIN_DARKNESS, wide, 0).max(axis=1) / 2
 
 
@@ -159,11 +160,11 @@ def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarra
     s = min(pad - 1, int(round(LINE_SEARCH_MM * px_per_mm)))
     out, widths = [], []
     for start in (pad, h - 1 - pad):
-        pos, width = _find_lines(smooth[:, start - s:start + s + 1, pad:w - pad], s)
+        pos, width = _find_lines(smooth[:, start - s : start + s + 1, pad : w - pad], s)
         out.append(start - s + pos)
         widths.append(width)
     for start in (pad, w - 1 - pad):
-        pos, width = _find_lines(smooth[:, pad:h - pad, start - s:start + s + 1].transpose(0, 2, 1), s)
+        pos, width = _find_lines(smooth[:, pad : h - pad, start - s : start + s + 1].transpose(0, 2, 1), s)
         out.append(start - s + pos)
         widths.append(width)
     return np.stack(out, axis=1), np.max(widths, axis=0)
@@ -174,7 +175,7 @@ def paper_noise(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndar
     the median, and the median absolute difference of pixels 3 apart (beyond the smoothing), which
     a shadow edge or a lighting step across the box does not inflate; ink is too sparse to matter."""
     m = pad + int(round(1.5 * px_per_mm))
-    inner = smooth[:, m:-m:2, m:-m].astype(np.float32)       # every other row is enough
+    inner = smooth[:, m:-m:2, m:-m].astype(np.float32)  # every other row is enough
     median = np.median(inner.reshape(len(inner), -1), axis=1)
     diff = np.abs(inner[:, :, 3:] - inner[:, :, :-3]).reshape(len(inner), -1)
     noise = np.maximum(1.0, 1.4826 / math.sqrt(2) * np.median(diff, axis=1))
@@ -189,8 +190,8 @@ def rulings(dark: np.ndarray, pad: int, margin: int) -> np.ndarray:
     the box and also both strips outside it."""
     strip = max(1, pad - margin // 2)
 
-    def level(a):   # a: N, lines, positions along the line
-        inner = a[:, :, margin:-margin:2]          # every other pixel is enough for a percentile
+    def level(a):  # a: N, lines, positions along the line
+        inner = a[:, :, margin:-margin:2]  # every other pixel is enough for a percentile
         k = inner.shape[2] // 10
         inner = np.partition(inner, k, axis=2)[:, :, k]
         left = np.median(a[:, :, :strip], axis=2)
@@ -207,15 +208,25 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
     dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
-    zones = np.full(len(dark), np.clip(float(np.median(widths)) + 1, LINE_ZONE_MM * px_per_mm,
-                                       2 * LINE_ZONE_MM * px_per_mm))
+    zones = np.full(
+        len(dark), np.clip(float(np.median(widths)) + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm)
+    )
     median, noise = paper_noise(dark, pad, px_per_mm)
-    return [box_ink(dark[k], lines[k], float(median[k]), float(noise[k]), pad, px_per_mm, float(zones[k]))
-            for k in range(len(dark))]
+    return [
+        box_ink(dark[k], lines[k], float(median[k]), float(noise[k]), pad, px_per_mm, float(zones[k]))
+        for k in range(len(dark))
+    ]
 
 
-def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pad: int,
-            px_per_mm: float, zone: float | None = None) -> CellInk:
+def box_ink(
+    dark: np.ndarray,
+    lines: np.ndarray,
+    median: float,
+    noise: float,
+    pad: int,
+    px_per_mm: float,
+    zone: float | None = None,
+) -> CellInk:
     """The ink of one template box (``dark``: see :func:`boxes_ink`). Its printed
     ``lines`` (:func:`box_lines`; they move with curled or folded paper) are removed; ink up to the
     line is the digit (a stroke touching the line stays whole); ink that continues past the line
@@ -231,7 +242,7 @@ def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pa
     top, bottom = t0 + (t1 - t0) * u, b0 + (b1 - b0) * u
     left, right = l0 + (l1 - l0) * v, r0 + (r1 - r0) * v
     inside = (ys > top + zone) & (ys < bottom - zone) & (xs > left + zone) & (xs < right - zone)
-    gap = zone + 2                  # outside: past the line and its blurred edge
+    gap = zone + 2  # outside: past the line and its blurred edge
     outside = (ys < top - gap) | (ys > bottom + gap) | (xs < left - gap) | (xs > right + gap)
     seeds_all = dark >= max(REL_INK_MIN, median + NOISE_SIGMAS * noise)
     seeds = seeds_all & inside
@@ -251,16 +262,16 @@ def box_ink(dark: np.ndarray, lines: np.ndarray, median: float, noise: float, pa
         keep &= ~_remnants(stats[1:], top, bottom, left, right, zone)
     if not keep.any():
         return CellInk(np.zeros(dark.shape, bool), np.full(dark.shape, 255, np.uint8), ["empty"])
-    for i in np.flatnonzero(~keep):      # drop specks and slivers (few: per component, in its own box)
+    for i in np.flatnonzero(~keep):  # drop specks and slivers (few: per component, in its own box)
         x, y, bw, bh = stats[i + 1, :4]
-        part = mask[y:y + bh, x:x + bw]
-        part &= labels[y:y + bh, x:x + bw] != i + 1
+        part = mask[y : y + bh, x : x + bw]
+        part &= labels[y : y + bh, x : x + bw] != i + 1
     flags = []
     levels = np.bincount(dark[mask], minlength=256).cumsum()
     strength = float(np.searchsorted(levels, 0.9 * levels[-1])) - median
     if strength < LOW_CONTRAST_SIGMAS * noise:
         flags.append("low_contrast")
-    across = int(zone + gap + 3)    # from the last inside pixel over the line zone to the outside
+    across = int(zone + gap + 3)  # from the last inside pixel over the line zone to the outside
     reach = cv2.dilate(mask.view(np.uint8), np.ones((2 * across + 1,) * 2, np.uint8)).view(bool)
     if int((reach & seeds_all & outside).sum()) >= BORDER_MIN_PIXELS:
         flags.append("border")
@@ -331,11 +342,11 @@ def _conv3_relu_pool(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.
     as one matrix product over all 3x3 patches."""
     n, c, h, w = x.shape
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    patches = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))   # N C H W 3 3
+    patches = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # N C H W 3 3
     cols = np.ascontiguousarray(patches.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * 9))
     # OpenCV's product: numpy's BLAS would start threads of its own in every worker process
     out = cv2.gemm(cols, np.ascontiguousarray(weight.reshape(len(weight), -1).T), 1, None, 0) + bias
-    out = np.maximum(out, 0).reshape(n, h // 2, 2, w // 2, 2, -1).max(axis=(2, 4))   # N, H/2, W/2, O
+    out = np.maximum(out, 0).reshape(n, h // 2, 2, w // 2, 2, -1).max(axis=(2, 4))  # N, H/2, W/2, O
     return out.transpose(0, 3, 1, 2)
 
 

@@ -9,6 +9,7 @@ centres -> each row sorted left to right. Nothing is dropped or split silently: 
 does not match ``rows`` fails the sheet with the reason; odd groups (too wide: touching digits;
 too small/large; at the edge; faint; far from their row's line: ``ambiguous``) are kept and flagged.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -48,7 +49,7 @@ ROW_OFFSET = 0.3
 
 def _ink_mask(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ink mask, dark-ink-on-white image with the lighting flattened)."""
-    if float(np.median(grey)) < 128:             # light ink on a dark canvas
+    if float(np.median(grey)) < 128:  # light ink on a dark canvas
         grey = 255 - grey
     k = max(15, (min(grey.shape) // 40) | 1)
     paper = cv2.GaussianBlur(cv2.dilate(grey, np.ones((k, k), np.uint8)), (0, 0), k / 2)
@@ -129,15 +130,17 @@ def split_rows(boxes: list[tuple], n_rows: int, typical: float, rows_digits: str
     gaps = np.diff(centres)
     clear = int((gaps > ROW_GAP * typical).sum())
     order = np.argsort(-gaps, kind="stable")
-    cuts = sorted(order[:n_rows - 1].tolist())
-    wide_left = gaps[order[n_rows - 1:]] > ROW_BREAK * typical if len(gaps) >= n_rows else np.array([], bool)
+    cuts = sorted(order[: n_rows - 1].tolist())
+    wide_left = gaps[order[n_rows - 1 :]] > ROW_BREAK * typical if len(gaps) >= n_rows else np.array([], bool)
     if len(boxes) < n_rows or (n_rows > 1 and gaps[cuts].min() <= ROW_GAP * typical) or wide_left.any():
-        raise InputError(f"found {clear + 1} rows of digits but the row order {rows_digits!r} has {n_rows}; "
-                         f"set the sheet's rows in <sheet>.json or config freeform_rows, or check for stray "
-                         f"marks between rows")
+        raise InputError(
+            f"found {clear + 1} rows of digits but the row order {rows_digits!r} has {n_rows}; "
+            f"set the sheet's rows in <sheet>.json or config freeform_rows, or check for stray "
+            f"marks between rows"
+        )
     rows, start = [], 0
     for cut in cuts + [len(boxes) - 1]:
-        rows.append(boxes[start:cut + 1])
+        rows.append(boxes[start : cut + 1])
         start = cut + 1
     # a digit written between two lines goes to the nearer line (the rows' medians are robust)
     medians = np.array([np.median([(b[1] + b[3]) / 2 for b in row]) for row in rows])
@@ -145,12 +148,12 @@ def split_rows(boxes: list[tuple], n_rows: int, typical: float, rows_digits: str
     for b in boxes:
         rows[int(np.argmin(np.abs(medians - (b[1] + b[3]) / 2)))].append(b)
     lines = {}
-    for r, row in enumerate(rows):   # each row's writing line (a tilted photo tilts it): y = a x + c
+    for r, row in enumerate(rows):  # each row's writing line (a tilted photo tilts it): y = a x + c
         xs = np.array([(b[0] + b[2]) / 2 for b in row], np.float64)
         ys = np.array([(b[1] + b[3]) / 2 for b in row], np.float64)
         a, c = np.polyfit(xs, ys, 1) if len(row) >= 3 and np.ptp(xs) > 0 else (0.0, float(np.median(ys)))
         inliers = np.abs(ys - (a * xs + c)) <= ROW_OFFSET * typical / 2
-        if 3 <= inliers.sum() < len(row):   # refit without the digits that pulled the line
+        if 3 <= inliers.sum() < len(row):  # refit without the digits that pulled the line
             a, c = np.polyfit(xs[inliers], ys[inliers], 1)
         lines[r] = (float(a), float(c))
     return rows, lines
@@ -247,5 +250,8 @@ def register_segmenters(register):
 
 @mnistp4.hookimpl
 def register_config_keys(register):
-    register("freeform_rows", "0123456789", "digit of each row, top to bottom, on freeform sheets "
-                                            "(a <sheet>.json sidecar with {\"rows\": ...} overrides it)")
+    register(
+        "freeform_rows",
+        "0123456789",
+        'digit of each row, top to bottom, on freeform sheets (a <sheet>.json sidecar with {"rows": ...} overrides it)',
+    )

@@ -5,6 +5,7 @@ template: find the corner markers -> their ids give the layout and the orientati
 to the page in millimetres -> warp to a canonical page -> cut each writing box (inset past its
 printed lines) -> find the ink and its QA flags -> the project normalizer -> label from the row.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,7 +56,7 @@ def detect_markers(image: np.ndarray) -> dict[int, np.ndarray]:
     """ArUco id -> (4, 2) corner pixels of ``image``, for markers of the sheet dictionary. Searched
     on a copy of at most ``DETECT_SIDE`` pixels first, on ``image`` itself when that finds fewer
     than 4 (small markers in a photo taken from afar)."""
-    small = shrink(image, DETECT_SIDE, cv2.INTER_LINEAR)   # markers are big blocks: no need to average
+    small = shrink(image, DETECT_SIDE, cv2.INTER_LINEAR)  # markers are big blocks: no need to average
     found = _detect(small, image.shape[1] / small.shape[1])
     if len(found) < 4 and small.shape != image.shape:
         again = _detect(image, 1.0)
@@ -90,8 +91,13 @@ def grid_region(layout: Layout, margin_mm: float = 2.0) -> tuple[float, float, f
     return x0 - margin_mm, y0 - margin_mm, x + w + margin_mm, y + h + margin_mm
 
 
-def register_page(image: np.ndarray, layout: Layout, markers: dict[int, np.ndarray],
-                  px_per_mm: float = CANONICAL_PX_PER_MM, region: tuple | None = None) -> np.ndarray:
+def register_page(
+    image: np.ndarray,
+    layout: Layout,
+    markers: dict[int, np.ndarray],
+    px_per_mm: float = CANONICAL_PX_PER_MM,
+    region: tuple | None = None,
+) -> np.ndarray:
     """The sheet warped onto the canonical page of ``layout`` (upright, ``px_per_mm``); only the
     ``region`` (x0, y0, x1, y1 in mm; default the whole page) is produced."""
     src, dst = [], []
@@ -100,20 +106,25 @@ def register_page(image: np.ndarray, layout: Layout, markers: dict[int, np.ndarr
             src.append(markers[layout.marker_id(corner)])
             dst.append(layout.marker_corners(corner) * px_per_mm)
     if len(src) < 3:
-        raise InputError(f"found {len(src)} of the 4 corner markers of layout {layout.name!r}: "
-                         f"a corner is cut off, covered or too blurred; rescan the whole sheet")
+        raise InputError(
+            f"found {len(src)} of the 4 corner markers of layout {layout.name!r}: "
+            f"a corner is cut off, covered or too blurred; rescan the whole sheet"
+        )
     homography, _ = cv2.findHomography(np.concatenate(src), np.concatenate(dst), 0)
     if homography is None:
         raise InputError("the corner markers do not give a usable perspective; rescan the sheet flat")
     x0, y0, x1, y1 = region or (0.0, 0.0, *layout.page_mm)
     shift = np.array([[1, 0, -x0 * px_per_mm], [0, 1, -y0 * px_per_mm], [0, 0, 1]], np.float64)
     size = (int(round((x1 - x0) * px_per_mm)), int(round((y1 - y0) * px_per_mm)))
-    return cv2.warpPerspective(image, shift @ homography, size, flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(image, shift @ homography, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def box_origins(layout: Layout, px_per_mm: float = CANONICAL_PX_PER_MM, origin_mm: tuple[float, float] = (0.0, 0.0),
-                pad_mm: float = BOX_PAD_MM) -> tuple[list[tuple[int, int, int, int]], int, int, int]:
+def box_origins(
+    layout: Layout,
+    px_per_mm: float = CANONICAL_PX_PER_MM,
+    origin_mm: tuple[float, float] = (0.0, 0.0),
+    pad_mm: float = BOX_PAD_MM,
+) -> tuple[list[tuple[int, int, int, int]], int, int, int]:
     """([(row, col, x0, y0)], height, width, pad): where each writing box of a canonical page whose
     top-left corner is at ``origin_mm`` is cut - the box with its printed lines and ``pad`` pixels
     beyond them; every cut has the same size."""
@@ -136,8 +147,9 @@ def _options_layouts(layout: Layout | None, options: dict) -> dict[str, Layout]:
     return layouts
 
 
-def segment_template(image: np.ndarray, *, layout: Layout | None = None, options: dict | None = None,
-                     markers: dict | None = None) -> list[Digit]:
+def segment_template(
+    image: np.ndarray, *, layout: Layout | None = None, options: dict | None = None, markers: dict | None = None
+) -> list[Digit]:
     """Digits of a template sheet. ``options``: ``layouts`` (name -> Layout, every registered one),
     ``normalize`` (the project normalizer), ``strict_layout`` (the sheet must be ``layout``)."""
     options = options or {}
@@ -151,23 +163,29 @@ def segment_template(image: np.ndarray, *, layout: Layout | None = None, options
     found = layout_from_markers(markers, layouts)
     if found is None:
         if markers:
-            raise InputError(f"the sheet's markers (ids {sorted(markers)}) belong to no known layout "
-                             f"(known: {', '.join(sorted(layouts))}); is it a sheet of another version?")
-        raise InputError("no corner markers found: not a template sheet, or too blurred/dark; "
-                         "use --segmenter freeform for sheets without a template")
+            raise InputError(
+                f"the sheet's markers (ids {sorted(markers)}) belong to no known layout "
+                f"(known: {', '.join(sorted(layouts))}); is it a sheet of another version?"
+            )
+        raise InputError(
+            "no corner markers found: not a template sheet, or too blurred/dark; "
+            "use --segmenter freeform for sheets without a template"
+        )
     if options.get("strict_layout") and layout is not None and found.name != layout.name:
-        raise InputError(f"the sheet is layout {found.name!r} but layout {layout.name!r} was asked for; "
-                         f"drop --layout or pick the right one")
+        raise InputError(
+            f"the sheet is layout {found.name!r} but layout {layout.name!r} was asked for; "
+            f"drop --layout or pick the right one"
+        )
     region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0)
     page = register_page(small, found, markers, region=region)
     dark = flatten(page, CANONICAL_PX_PER_MM)
     cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
-    boxes = np.stack([dark[y:y + h, x:x + w] for _, _, x, y in cuts])
+    boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])
     inks = boxes_ink(boxes, pad, CANONICAL_PX_PER_MM)
     digits = []
     for (r, c, x, y), ink in zip(cuts, inks):
         image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
-        digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=page[y:y + h, x:x + w]))
+        digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=page[y : y + h, x : x + w]))
     flag_crossed_out(digits)
     return digits
 
@@ -176,9 +194,10 @@ def segment_auto(image: np.ndarray, *, layout: Layout | None = None, options: di
     """``template`` when the sheet shows corner markers, else ``freeform``."""
     options = options or {}
     markers = detect_markers(shrink(image))
-    if markers:   # a marked sheet is a template sheet, even of a layout nobody registered (clear error)
+    if markers:  # a marked sheet is a template sheet, even of a layout nobody registered (clear error)
         return segment_template(image, layout=layout, options=options, markers=markers)
     from mnistp4.stages.sheets.segment_freeform import segment_freeform
+
     return segment_freeform(image, layout=layout, options=options)
 
 

@@ -1,5 +1,6 @@
 """``mnistp4 sheet template`` (a blank collection sheet) and ``mnistp4 sheet examples`` (realistic
 example sheets from Semeion handwriting, as in raw_scans/)."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ def write_template(layout: Layout, out: Path, dpi: int) -> Path:
         return write_bytes(out, png.tobytes())
     if suffix == ".pdf":
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
         w_in, h_in = layout.page_mm[0] / 25.4, layout.page_mm[1] / 25.4
         fig = plt.figure(figsize=(w_in, h_in))
         ax = fig.add_axes((0, 0, 1, 1))
@@ -57,26 +60,29 @@ EXAMPLES = [
 def make_examples(semeion_file: Path, out_dir: Path, layout: Layout, seed: int = 0, console=None) -> list[Path]:
     """Write the example sheets (and their ``<stem>.json`` sidecars) into ``out_dir``."""
     from mnistp4.stages.sheets import synth as _synth
+
     images, labels = _synth.load_semeion(semeion_file)
     written = []
     for name, cycle, offset, kind, level, extra in EXAMPLES:
         rng = np.random.default_rng([seed, cycle, offset])
         rows = _synth.semeion_rows_for_sheet(labels, cycle, offset // 10)
-        side = {"source": _synth.semeion_source(cycle),
-                "note": f"Semeion cycle {cycle} (rows {rows[0][0]}..{rows[-1][-1]}), examples {offset}..{offset + 9} "
-                        f"of each digit, {kind} sheet, {level} degradation"}
+        side = {
+            "source": _synth.semeion_source(cycle),
+            "note": f"Semeion cycle {cycle} (rows {rows[0][0]}..{rows[-1][-1]}), examples {offset}..{offset + 9} "
+            f"of each digit, {kind} sheet, {level} degradation",
+        }
         if kind == "template":
-            index = {(r, c): i for r, d in enumerate(layout.rows)
-                     for c, i in enumerate(rows[int(d)][:layout.cols])}
-            page, _ = _synth.template_sheet(layout, {k: images[i] for k, i in index.items()}, rng, index,
-                                            px_per_mm=_synth.TABLET_PX_PER_MM)
+            index = {(r, c): i for r, d in enumerate(layout.rows) for c, i in enumerate(rows[int(d)][: layout.cols])}
+            page, _ = _synth.template_sheet(
+                layout, {k: images[i] for k, i in index.items()}, rng, index, px_per_mm=_synth.TABLET_PX_PER_MM
+            )
         else:
             order = "9876543210" if "reversed" in name else "0123456789"
             grid = [[images[i] for i in rows[int(d)]] for d in order]
             page, _ = _synth.freeform_sheet(grid, order, rng)
             side["rows"] = order
         params = {**_synth.LEVELS[level], **extra}
-        quality = int(params.pop("jpeg", 0) or 85)   # the file's own JPEG compression is the JPEG noise
+        quality = int(params.pop("jpeg", 0) or 85)  # the file's own JPEG compression is the JPEG noise
         if params:
             page = _synth.degrade(page, rng, **params)
         ext = Path(name).suffix
@@ -96,8 +102,10 @@ def find_semeion_file(app, given: Path | None) -> Path:
     for c in candidates:
         if c and c.is_file():
             return c
-    raise DatasetUnavailable("Semeion data not found: pass --semeion FILE, or set config semeion_dir or "
-                             "$MNISTP4_SEMEION_DIR to the folder with semeion-dev.data")
+    raise DatasetUnavailable(
+        "Semeion data not found: pass --semeion FILE, or set config semeion_dir or "
+        "$MNISTP4_SEMEION_DIR to the folder with semeion-dev.data"
+    )
 
 
 @mnistp4.hookimpl
@@ -106,13 +114,17 @@ def register_commands(cli):
     def sheet():
         pass
 
-    @sheet.command("template", help="Write a blank collection sheet: rows of boxes with the digit to write, "
-                                    "ArUco corner markers that carry the layout id. .png (tablet canvas, 150 dpi; "
-                                    "--dpi 300 to print) or .pdf (A4 at 300 dpi).")
+    @sheet.command(
+        "template",
+        help="Write a blank collection sheet: rows of boxes with the digit to write, "
+        "ArUco corner markers that carry the layout id. .png (tablet canvas, 150 dpi; "
+        "--dpi 300 to print) or .pdf (A4 at 300 dpi).",
+    )
     @click.option("--layout", default=None, help="layout name (default: config layout)")
     @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
-    @click.option("--dpi", type=click.IntRange(50, 600), default=None,
-                  help="resolution (default 150 for .png, 300 for .pdf)")
+    @click.option(
+        "--dpi", type=click.IntRange(50, 600), default=None, help="resolution (default 150 for .png, 300 for .pdf)"
+    )
     @pass_context
     def template_cmd(app, layout, out, dpi):
         app.override(layout=layout)
@@ -122,12 +134,19 @@ def register_commands(cli):
         app.emit("on_artifact_written", path=out, kind="template")
         app.console.print(f"wrote {escape(str(out))}: layout {lay.name}, {len(lay.rows)}x{lay.cols} boxes, {dpi} dpi")
 
-    @sheet.command("examples", help="Write example sheets made from Semeion handwriting (template and freeform, "
-                                    "clean to hard photo-like degradation) with <sheet>.json sidecars "
-                                    "(writer source, row order). This is how raw_scans/ was made.")
+    @sheet.command(
+        "examples",
+        help="Write example sheets made from Semeion handwriting (template and freeform, "
+        "clean to hard photo-like degradation) with <sheet>.json sidecars "
+        "(writer source, row order). This is how raw_scans/ was made.",
+    )
     @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
-    @click.option("--semeion", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                  help="semeion-dev.data (default: config semeion_dir or $MNISTP4_SEMEION_DIR)")
+    @click.option(
+        "--semeion",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="semeion-dev.data (default: config semeion_dir or $MNISTP4_SEMEION_DIR)",
+    )
     @click.option("--seed", type=int, default=0)
     @pass_context
     def examples_cmd(app, out, semeion, seed):

@@ -7,6 +7,7 @@ camera data in a 16-bit PNG is not "blank"), each page of a multi-page TIFF is a
 orientation is applied, and big JPEG photos are decoded at half size (the DCT does the shrinking:
 the segmenters work at ~5 px/mm, a 12 MP photo of an A4 sheet has ~10).
 """
+
 from __future__ import annotations
 
 import io
@@ -47,23 +48,30 @@ def probe(data: bytes, name: str) -> ImageInfo:
     if not data:
         raise InputError(f"{name}: empty file")
     if len(data) > MAX_BYTES:
-        raise InputError(f"{name}: {len(data) / 2**20:.0f} MB is enormous for a sheet (limit "
-                         f"{MAX_BYTES / 2**20:.0f} MB); scan at 300 dpi or less")
+        raise InputError(
+            f"{name}: {len(data) / 2**20:.0f} MB is enormous for a sheet (limit "
+            f"{MAX_BYTES / 2**20:.0f} MB); scan at 300 dpi or less"
+        )
     from PIL import Image, UnidentifiedImageError
+
     if name.lower().endswith((".heic", ".heif")):
         _heif_opener(name)
-    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None   # true sizes of bombs too: checked below
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # true sizes of bombs too: checked below
     try:
         with Image.open(io.BytesIO(data)) as im:
             info = ImageInfo(im.width, im.height, im.mode, im.format or "", getattr(im, "n_frames", 1))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise InputError(f"{name}: not an image OpenCV or Pillow can read (corrupt or another format); "
-                         f"export it as PNG, JPEG or TIFF") from None
+        raise InputError(
+            f"{name}: not an image OpenCV or Pillow can read (corrupt or another format); "
+            f"export it as PNG, JPEG or TIFF"
+        ) from None
     finally:
         Image.MAX_IMAGE_PIXELS = saved
     if info.width * info.height > MAX_PIXELS:
-        raise InputError(f"{name}: {info.width}x{info.height} pixels ({info.width * info.height / 1e6:.0f} MP) is "
-                         f"enormous (limit {MAX_PIXELS // 10**6} MP); scan at 300 dpi or less")
+        raise InputError(
+            f"{name}: {info.width}x{info.height} pixels ({info.width * info.height / 1e6:.0f} MP) is "
+            f"enormous (limit {MAX_PIXELS // 10**6} MP); scan at 300 dpi or less"
+        )
     return info
 
 
@@ -74,19 +82,21 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
         raise InputError(f"{name}: has {info.pages} page(s), page {page + 1} was asked for")
     if info.pages > 1 or info.format == "HEIF":
         grey = _decode_pil(data, page)
-    elif info.format == "JPEG":     # 8-bit, no alpha; OpenCV applies the EXIF orientation
+    elif info.format == "JPEG":  # 8-bit, no alpha; OpenCV applies the EXIF orientation
         flag = cv2.IMREAD_GRAYSCALE
         if max(info.width, info.height) >= REDUCE_FROM_SIDE:
             flag = cv2.IMREAD_REDUCED_GRAYSCALE_2
         grey = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
-    else:                           # keep alpha and all bits (IMREAD_GRAYSCALE drops both)
+    else:  # keep alpha and all bits (IMREAD_GRAYSCALE drops both)
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         grey = None if image is None else _to_grey8(image)
     if grey is None:
         raise InputError(f"{name}: the image data is corrupt or truncated; export or copy it again")
     if min(grey.shape) < MIN_SIDE:
-        raise InputError(f"{name}: {grey.shape[1]}x{grey.shape[0]} pixels is too small for a sheet "
-                         f"(at least {MIN_SIDE} pixels a side)")
+        raise InputError(
+            f"{name}: {grey.shape[1]}x{grey.shape[0]} pixels is too small for a sheet "
+            f"(at least {MIN_SIDE} pixels a side)"
+        )
     if int(grey.max()) - int(grey.min()) < BLANK_RANGE:
         raise InputError(f"{name}: the page is blank (no ink, no markers)")
     return grey
@@ -97,8 +107,10 @@ def _heif_opener(name: str) -> None:
     try:
         import pillow_heif
     except ImportError:
-        raise InputError(f"{name}: reading HEIC photos needs the pillow-heif package (pip install pillow-heif); "
-                         f"or export the photo as JPEG") from None
+        raise InputError(
+            f"{name}: reading HEIC photos needs the pillow-heif package (pip install pillow-heif); "
+            f"or export the photo as JPEG"
+        ) from None
     pillow_heif.register_heif_opener()
 
 
@@ -112,14 +124,14 @@ def _to_grey8(image: np.ndarray) -> np.ndarray:
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.shape[2] == 3 else image[..., 0]
     grey = image.astype(np.float32)
-    if image.dtype == np.uint16:      # the real bit depth (12-bit data in a 16-bit PNG has max 4095)
+    if image.dtype == np.uint16:  # the real bit depth (12-bit data in a 16-bit PNG has max 4095)
         scale = 255.0 / (2 ** max(8, int(np.ceil(np.log2(int(image.max()) + 1)))) - 1)
     elif image.dtype.kind == "f":
         scale = 255.0 if float(image.max()) <= 1.0 else 1.0
     else:
         scale = 255.0 / max(255, int(np.iinfo(image.dtype).max)) if image.dtype != np.uint8 else 1.0
     grey *= scale
-    if alpha is not None:             # transparent = white paper
+    if alpha is not None:  # transparent = white paper
         a = alpha.astype(np.float32) * (1.0 / (np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else 1.0))
         grey = grey * a + 255.0 * (1 - a)
     return np.clip(grey + 0.5, 0, 255).astype(np.uint8)
@@ -127,6 +139,7 @@ def _to_grey8(image: np.ndarray) -> np.ndarray:
 
 def _decode_pil(data: bytes, page: int) -> np.ndarray | None:
     from PIL import Image, ImageOps
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.seek(page)
@@ -137,7 +150,7 @@ def _decode_pil(data: bytes, page: int) -> np.ndarray | None:
     except (OSError, ValueError, EOFError):
         return None
     if frame.mode in ("RGB", "RGBA"):
-        array = array[..., [2, 1, 0, 3][:array.shape[2]]]   # to OpenCV's BGR(A)
+        array = array[..., [2, 1, 0, 3][: array.shape[2]]]  # to OpenCV's BGR(A)
     return _to_grey8(array)
 
 
@@ -146,11 +159,12 @@ def page_count(path: Path) -> int:
     if path.suffix.lower() not in (".tif", ".tiff"):
         return 1
     from PIL import Image
+
     saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(path) as im:
             return int(getattr(im, "n_frames", 1))
-    except Exception:   # noqa: BLE001 - any unreadable file is diagnosed when it is decoded
+    except Exception:  # noqa: BLE001 - any unreadable file is diagnosed when it is decoded
         return 1
     finally:
         Image.MAX_IMAGE_PIXELS = saved
@@ -166,8 +180,9 @@ def walk_sheets(raw_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         return Path(p).relative_to(raw_dir).as_posix()
 
     def unreadable(e: OSError):
-        problems.append((rel(e.filename), f"folder cannot be read ({e.strerror}); its sheets are "
-                                          f"skipped - fix its permissions"))
+        problems.append(
+            (rel(e.filename), f"folder cannot be read ({e.strerror}); its sheets are skipped - fix its permissions")
+        )
 
     for root, dirs, files in os.walk(raw_dir, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -181,8 +196,11 @@ def walk_sheets(raw_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
             try:
                 path.stat()
             except OSError as e:
-                why = "a link that points to itself (a loop)" if e.errno == 40 else (
-                    "a link to a missing file" if path.is_symlink() else f"cannot be read ({e.strerror})")
+                why = (
+                    "a link that points to itself (a loop)"
+                    if e.errno == 40
+                    else ("a link to a missing file" if path.is_symlink() else f"cannot be read ({e.strerror})")
+                )
                 problems.append((rel(path), f"{why}; skipped"))
                 continue
             if not path.is_file():

@@ -1,4 +1,5 @@
 """The shipped collection-sheet layouts (``grid-10x10``: rows 0-9 x 10 boxes; ``grid-10x5``)."""
+
 from __future__ import annotations
 
 import mnistp4
@@ -8,5 +9,8 @@ from mnistp4.stages.sheets.layout import default_layouts
 @mnistp4.hookimpl
 def register_sheet_layouts(register):
     for layout in default_layouts():
-        register(layout.name, layout, description=f"{len(layout.rows)} rows ({layout.rows}) x {layout.cols} "
-                                                  f"boxes, marker id {layout.code}")
+        register(
+            layout.name,
+            layout,
+            description=f"{len(layout.rows)} rows ({layout.rows}) x {layout.cols} boxes, marker id {layout.code}",
+        )

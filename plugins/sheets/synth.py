@@ -6,6 +6,7 @@ They are written into a template sheet (:func:`template_sheet`) or a tablet-styl
 (:func:`freeform_sheet`), then degraded like scans and phone photos (:func:`degrade`: rotation,
 upside down, perspective, scale, blur, uneven lighting, noise, JPEG).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,13 +67,14 @@ def stroke_image(binary16: np.ndarray, height: int) -> np.ndarray:
     width = max(4, int(round(height * ASPECT)))
     up = cv2.resize(binary16.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
     up = cv2.GaussianBlur(up, (0, 0), max(0.5, height / 16 * 0.45))
-    edge = 1.2 / max(1.0, height / 16)     # ~one output pixel of anti-aliased edge
+    edge = 1.2 / max(1.0, height / 16)  # ~one output pixel of anti-aliased edge
     return np.clip((up - 0.5) / edge + 0.5, 0.0, 1.0)
 
 
 def reference_digit(binary16: np.ndarray) -> np.ndarray:
     """The source digit as the normalizer sees it at a typical size: what segmentation should recover."""
     from mnistp4.stages.data.normalizer import normalize_digit
+
     ink = np.pad(np.round(stroke_image(binary16, 64) * 255).astype(np.uint8), 8)
     return normalize_digit(255 - ink)  # dark on paper, like a sheet
 
@@ -107,13 +109,20 @@ def _write(page: np.ndarray, ink: np.ndarray, cx: float, cy: float, darkness: fl
     px1, py1 = min(page.shape[1], x0 + w), min(page.shape[0], y0 + h)
     if px1 <= px0 or py1 <= py0:
         return
-    part = ink[py0 - y0:py1 - y0, px0 - x0:px1 - x0]
+    part = ink[py0 - y0 : py1 - y0, px0 - x0 : px1 - x0]
     region = page[py0:py1, px0:px1].astype(np.float32)
     page[py0:py1, px0:px1] = np.round(region * (1.0 - darkness * part)).astype(np.uint8)
 
 
-def template_sheet(layout: Layout, cells: dict, rng: np.random.Generator, indices: dict | None = None,
-                   px_per_mm: float = PRINT_PX_PER_MM, size_range=(0.5, 0.68), jitter=0.06) -> tuple[np.ndarray, Truth]:
+def template_sheet(
+    layout: Layout,
+    cells: dict,
+    rng: np.random.Generator,
+    indices: dict | None = None,
+    px_per_mm: float = PRINT_PX_PER_MM,
+    size_range=(0.5, 0.68),
+    jitter=0.06,
+) -> tuple[np.ndarray, Truth]:
     """A filled-in template sheet: ``cells[(row, col)]`` is a 16x16 binary digit whose label is the
     row's digit (the caller picks them so); cells not given stay empty."""
     page = render_template(layout, px_per_mm)
@@ -131,8 +140,13 @@ def template_sheet(layout: Layout, cells: dict, rng: np.random.Generator, indice
     return page, truth
 
 
-def freeform_sheet(rows: list[list[np.ndarray]], row_labels: str, rng: np.random.Generator,
-                   indices: list[list[int]] | None = None, digit_px: int = 72) -> tuple[np.ndarray, Truth]:
+def freeform_sheet(
+    rows: list[list[np.ndarray]],
+    row_labels: str,
+    rng: np.random.Generator,
+    indices: list[list[int]] | None = None,
+    digit_px: int = 72,
+) -> tuple[np.ndarray, Truth]:
     """A tablet-style export: white canvas, one row per entry of ``rows`` written left to right."""
     cols = max(len(r) for r in rows)
     pitch_x, pitch_y = int(digit_px * 1.05), int(digit_px * 1.7)
@@ -155,14 +169,35 @@ def freeform_sheet(rows: list[list[np.ndarray]], row_labels: str, rng: np.random
 LEVELS = {
     "clean": {},
     "mild": {"rotate": 3.0, "scale": (0.9, 1.1), "blur": 0.6, "noise": 2.5, "jpeg": 80, "light": 0.1},
-    "hard": {"rotate": 12.0, "flip_chance": 0.5, "perspective": 0.05, "scale": (0.55, 0.7), "blur": 1.1,
-             "noise": 7.0, "jpeg": 60, "light": 0.4, "desk": True},
+    "hard": {
+        "rotate": 12.0,
+        "flip_chance": 0.5,
+        "perspective": 0.05,
+        "scale": (0.55, 0.7),
+        "blur": 1.1,
+        "noise": 7.0,
+        "jpeg": 60,
+        "light": 0.4,
+        "desk": True,
+    },
 }
 
 
-def degrade(page: np.ndarray, rng: np.random.Generator, *, rotate: float = 0.0, flip: bool = False,
-            flip_chance: float = 0.0, perspective: float = 0.0, scale=(1.0, 1.0), blur: float = 0.0,
-            noise: float = 0.0, jpeg: int = 0, light: float = 0.0, desk: bool = False) -> np.ndarray:
+def degrade(
+    page: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    rotate: float = 0.0,
+    flip: bool = False,
+    flip_chance: float = 0.0,
+    perspective: float = 0.0,
+    scale=(1.0, 1.0),
+    blur: float = 0.0,
+    noise: float = 0.0,
+    jpeg: int = 0,
+    light: float = 0.0,
+    desk: bool = False,
+) -> np.ndarray:
     """A scan or photo of ``page``: random rotation in [-rotate, rotate] degrees (plus 180 degrees
     when ``flip`` or with probability ``flip_chance``), corner jitter up to ``perspective`` of the
     size, scale, Gaussian blur sigma, lighting falling off by up to ``light``, Gaussian noise
@@ -180,13 +215,20 @@ def degrade(page: np.ndarray, rng: np.random.Generator, *, rotate: float = 0.0, 
     out_w, out_h = (int(math.ceil(v)) + margin for v in dst.max(axis=0))
     background = 70 if desk else 255
     m = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
-    out = cv2.warpPerspective(page, m, (out_w, out_h), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=background).astype(np.float32)
+    out = cv2.warpPerspective(
+        page,
+        m,
+        (out_w, out_h),
+        flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=background,
+    ).astype(np.float32)
     if light:
         yy, xx = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
         gx, gy = rng.uniform(-1, 1, 2)
         ramp = (gx * (xx / out_w - 0.5) + gy * (yy / out_h - 0.5)) + 0.5 * (
-            (xx / out_w - 0.5) ** 2 + (yy / out_h - 0.5) ** 2)
+            (xx / out_w - 0.5) ** 2 + (yy / out_h - 0.5) ** 2
+        )
         ramp = (ramp - ramp.min()) / max(1e-6, float(ramp.max() - ramp.min()))
         out *= 1.0 - light * ramp
     if blur:
@@ -206,10 +248,11 @@ def semeion_rows_for_sheet(labels: np.ndarray, cycle: int, half: int, per_digit:
     cycles = semeion_cycles(labels)
     if cycle >= len(cycles):
         raise InputError(f"the Semeion file has {len(cycles)} complete cycles, cycle {cycle} was asked for")
-    return [list(run[half * per_digit:(half + 1) * per_digit]) for run in cycles[cycle]]
+    return [list(run[half * per_digit : (half + 1) * per_digit]) for run in cycles[cycle]]
 
 
 # ---------------------------------------------------------------- crossed-out digits (qa.not_a_digit)
+
 
 def crossing_out(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 112) -> np.ndarray:
     """A digit (MNIST-style 28x28, white on black) crossed out, hatched or scribbled over - or a
@@ -223,7 +266,7 @@ def crossing_out(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 11
     thick = int(rng.integers(max(2, int(1.2 * s)), int(3.2 * s) + 1))
     style = rng.choice(["strike"] * 5 + ["double", "x", "hatch", "zigzag", "loops"])
     if style in ("zigzag", "loops") and rng.random() < 0.4:
-        img[:] = 0                                          # a scribble on its own
+        img[:] = 0  # a scribble on its own
     w, h = max(8, x1 - x0), max(8, y1 - y0)
 
     def line(p, q):
@@ -246,9 +289,17 @@ def crossing_out(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 11
             line((t - ang * h / 2, y1), (t + ang * h / 2, y0))
     else:
         n = int(rng.integers(4, 14))
-        pts = np.stack([x0 + rng.random(n) * w, y0 + rng.random(n) * h], 1) if style == "loops" else np.stack(
-            [np.where(np.arange(n) % 2 == 0, x0, x1) + rng.uniform(-0.1, 0.1, n) * w,
-             np.linspace(y0, y1, n) + rng.uniform(-0.05, 0.05, n) * h], 1)
+        pts = (
+            np.stack([x0 + rng.random(n) * w, y0 + rng.random(n) * h], 1)
+            if style == "loops"
+            else np.stack(
+                [
+                    np.where(np.arange(n) % 2 == 0, x0, x1) + rng.uniform(-0.1, 0.1, n) * w,
+                    np.linspace(y0, y1, n) + rng.uniform(-0.05, 0.05, n) * h,
+                ],
+                1,
+            )
+        )
         if rng.random() < 0.5:
             pts = pts[:, ::-1] - [y0, x0] + [x0, y0]
         cv2.polylines(img, [np.round(pts).astype(np.int32)], False, 255, thick, cv2.LINE_AA)
@@ -258,10 +309,11 @@ def crossing_out(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 11
 def _captured(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A white-on-black drawing as a sheet's box delivers it: smaller, blurred, noisy, then normalized."""
     from mnistp4.stages.data.normalizer import normalize_digit
+
     side = int(rng.integers(40, 100))
     small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
     small = cv2.GaussianBlur(small, (0, 0), rng.uniform(0.3, 1.0))
-    small *= rng.uniform(0.35, 1.0)                       # faint pencil to black felt tip
+    small *= rng.uniform(0.35, 1.0)  # faint pencil to black felt tip
     small += rng.normal(0, rng.uniform(0, 6), small.shape)
     return normalize_digit(np.clip(np.pad(small, 4), 0, 255).astype(np.uint8))
 
@@ -270,8 +322,9 @@ def plain_digit(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 112
     """A digit re-drawn with another pen width (thin ballpoint to felt tip), as a sheet's box delivers
     it, normalized."""
     img = cv2.resize(digit28, (canvas, canvas), interpolation=cv2.INTER_CUBIC)
-    if rng.random() < 0.5:      # traced again along its centre line with a round pen
+    if rng.random() < 0.5:  # traced again along its centre line with a round pen
         from skimage.morphology import skeletonize
+
         centre = skeletonize(img > 110).astype(np.uint8)
         img = cv2.dilate(centre * 255, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(rng.integers(3, 16)),) * 2))
     else:
@@ -282,8 +335,9 @@ def plain_digit(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 112
     return _captured(img, rng)
 
 
-def train_strike_detector(images: np.ndarray, out: str | Path, samples: int = 60000, seed: int = 0,
-                          epochs: int = 8) -> float:
+def train_strike_detector(
+    images: np.ndarray, out: str | Path, samples: int = 60000, seed: int = 0, epochs: int = 8
+) -> float:
     """Fit the crossed-out/scribble detector of ``qa.strike_probability`` (a small CNN: two 3x3
     convolutions of 8 and 16 channels, each with ReLU and 2x2 max-pooling, then 784 -> 32 -> 1) on
     digits ``images`` (28x28 white on black: MNIST *training* digits and the first half of Semeion's,
@@ -291,16 +345,30 @@ def train_strike_detector(images: np.ndarray, out: str | Path, samples: int = 60
     digits crossed out; saves the weights to ``out`` (.npz), returns the accuracy on a tenth kept aside."""
     import torch
     from torch import nn
+
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(images), samples, replace=samples > len(images))
-    x = np.stack([plain_digit(images[i], rng) if k % 2 == 0 else crossing_out(images[i], rng)
-                  for k, i in enumerate(pick)])[:, None].astype(np.float32) / 255
+    x = (
+        np.stack(
+            [plain_digit(images[i], rng) if k % 2 == 0 else crossing_out(images[i], rng) for k, i in enumerate(pick)]
+        )[:, None].astype(np.float32)
+        / 255
+    )
     y = (np.arange(samples) % 2).astype(np.float32)
     split = samples * 9 // 10
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 1))
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(784, 32),
+        nn.ReLU(),
+        nn.Linear(32, 1),
+    )
     opt = torch.optim.Adam(model.parameters(), 2e-3)
     xt, yt = torch.from_numpy(x[:split]), torch.from_numpy(y[:split])
     for epoch in range(epochs):
@@ -314,9 +382,22 @@ def train_strike_detector(images: np.ndarray, out: str | Path, samples: int = 60
     with torch.no_grad():
         acc = float(((model(torch.from_numpy(x[split:]))[:, 0] > 0).numpy() == (y[split:] > 0.5)).mean())
     c1, c2, f1, f2 = model[0], model[3], model[7], model[9]
-    np.savez_compressed(out, **{k: v.detach().numpy().astype(np.float32) for k, v in dict(
-        c1w=c1.weight, c1b=c1.bias, c2w=c2.weight, c2b=c2.bias, f1w=f1.weight, f1b=f1.bias,
-        f2w=f2.weight, f2b=f2.bias).items()})
+    np.savez_compressed(
+        out,
+        **{
+            k: v.detach().numpy().astype(np.float32)
+            for k, v in dict(
+                c1w=c1.weight,
+                c1b=c1.bias,
+                c2w=c2.weight,
+                c2b=c2.bias,
+                f1w=f1.weight,
+                f1b=f1.bias,
+                f2w=f2.weight,
+                f2b=f2.bias,
+            ).items()
+        },
+    )
     return acc
 
 
@@ -328,6 +409,7 @@ def fit_strike_detector(mnist_dir: str | Path, semeion_file: str | Path, out: st
     """The shipped ``strike_detector.npz``: :func:`train_strike_detector` on the 60,000 MNIST training
     digits and Semeion-dev rows 0..399 (European writers, each 10x so its 1s and 7s weigh in)."""
     from mnistp4.stages.data.mnist_source import read_idx
+
     mnist = read_idx(Path(mnist_dir) / "train-images-idx3-ubyte.gz")
     semeion, _ = load_semeion(semeion_file)
     european = np.stack([reference_digit(b) for b in semeion[:SEMEION_FIT_ROWS]])
