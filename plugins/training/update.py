@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 #: MNIST train digits in the update's pass (a new random slice each time)
 UPDATE_MNIST = 6000
 #: share of custom digits in that pass (oversampled up to it, never below once each); 0.25 taught a
-#: writer group more but cost MNIST 0.09-0.17 pp in 6 of 12 updates, 0.1 kept it within 0.04 pp
-#: (docs/training.md, bench_update)
+#: writer group more but lost 0.11-0.17 pp of MNIST in 6 of 12 updates (refused); 0.1 kept MNIST within
+#: 0.04 pp on four groups with K = 50 (docs/training.md, bench_update)
 CUSTOM_SHARE = 0.1
 #: peak learning rate of the pass
 UPDATE_LR = 1e-4
