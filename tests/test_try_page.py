@@ -8,8 +8,8 @@
 * Saving a correction writes a ``try:<writer>`` digit through the manifest's lock and rules: it is
   on the review page, a decision made there survives the next save, and ``mnistp4 segment`` keeps
   both digits and the decision when it rewrites the manifest.
-* In Chromium a small off-centre 7 drawn with the mouse shows 7 in the chart; a drawing saved with
-  "Wrong, it was 1" appears in the manifest with label 1.
+* In Chromium a small off-centre 7 drawn with the mouse shows 7 in the chart; a European 1 that the
+  model misreads, saved with "Wrong, it was 1", appears in the manifest with label 1.
 * "Update model" runs the update in the background and switches ``/try`` to the new verified file.
 """
 from __future__ import annotations
@@ -248,11 +248,13 @@ def test_browser_draws_a_small_off_centre_7_and_saves_a_correction(browser, live
     import base64
     canvas = cv2.imdecode(np.frombuffer(base64.b64decode(sent.split(",")[1]), np.uint8), cv2.IMREAD_GRAYSCALE)
     assert canvas[:200, :200].any() and not canvas[250:, 250:].any()
-    # a European 1 (flag and stem), saved as a correction
+    # a European 1 (flag and stem), which this MNIST-trained model misreads, saved as a correction
     browser.find_element(By.ID, "clear").click()
     wait_for(browser, lambda d: d.find_element(By.ID, "answer").text == "", "the cleared answer")
     draw(browser, pad, [(180, 160), (260, 80), (260, 380)])
-    time.sleep(0.3)
+    wait_for(browser, lambda d: d.find_element(By.ID, "answer").text != "", "an answer for the 1")
+    time.sleep(0.5)                                       # the answer to the finished stroke
+    assert browser.find_element(By.ID, "answer").text != "1"
     browser.find_element(By.ID, "wrong-1").click()
     wait_for(browser, lambda d: "saved as 1" in d.find_element(By.ID, "save-status").text, "the save")
     rows = mf.read_manifest(tmp_path / "data")
