@@ -11,6 +11,7 @@ the same layers whatever the weights, so its cost is the trained model's.
 Writes bench/results/bench_try/<date>-<commit>/ (latencies.json, output.txt, meta.json). The goal
 is p95 <= 30 ms; the load average is printed next to the numbers (the machine may be shared).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,14 @@ def default_model(out_dir: Path) -> Path:
     digits = calibration_digits(64)
     onnx_path = out_dir / "p4net-plus-random.onnx"
     export_onnx(net, onnx_path, digits[:8])
-    return quantize_onnx(onnx_path, out_dir / "p4net-plus-random_int8.espdl", bits=8, target="esp32p4",
-                         calib_images=digits, error_report=False).path
+    return quantize_onnx(
+        onnx_path,
+        out_dir / "p4net-plus-random_int8.espdl",
+        bits=8,
+        target="esp32p4",
+        calib_images=digits,
+        error_report=False,
+    ).path
 
 
 def canvases(core: Core, n: int, seed: int = 0) -> list[bytes]:
@@ -72,10 +79,23 @@ def cpu_seconds(pid: int) -> float:
 
 
 def serve(model: Path, work: Path) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "mnistp4", "serve", "--port", "0", "--model", str(model),
-           "--data-dir", str(work / "data"), "--raw-dir", str(work / "raw")]
-    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnistp4",
+        "serve",
+        "--port",
+        "0",
+        "--model",
+        str(model),
+        "--data-dir",
+        str(work / "data"),
+        "--raw-dir",
+        str(work / "raw"),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
     for line in proc.stdout:
         m = re.search(r"listening on [^ ]+:(\d+)", line)
         if m:
@@ -102,17 +122,21 @@ def main(argv=None) -> int:
                 csrf = json.load(r)["csrf_token"]
 
             def ask(data: bytes) -> dict:
-                req = urllib.request.Request(url + "/api/try", data=data, method="POST",
-                                             headers={"Content-Type": "image/png", "X-CSRF-Token": csrf})
+                req = urllib.request.Request(
+                    url + "/api/try",
+                    data=data,
+                    method="POST",
+                    headers={"Content-Type": "image/png", "X-CSRF-Token": csrf},
+                )
                 with urllib.request.urlopen(req) as r:
                     return json.load(r)
 
-            for data in pngs[:args.warmup]:
+            for data in pngs[: args.warmup]:
                 ask(data)
             load0 = load_average()
             cpu0 = cpu_seconds(proc.pid)
             wall, server_ms, states = [], [], {}
-            for data in pngs[args.warmup:]:
+            for data in pngs[args.warmup :]:
                 t0 = time.perf_counter()
                 a = ask(data)
                 wall.append(1000 * (time.perf_counter() - t0))
@@ -124,20 +148,32 @@ def main(argv=None) -> int:
             proc.terminate()
             proc.wait(timeout=30)
     w, s = np.array(wall), np.array(server_ms)
-    summary = {"model": str(args.model) if args.model else "p4net-plus, random weights (seed 0), esp-ppq Int8",
-               "requests": len(w), "p50_ms": round(float(np.percentile(w, 50)), 2),
-               "p95_ms": round(float(np.percentile(w, 95)), 2), "p99_ms": round(float(np.percentile(w, 99)), 2),
-               "max_ms": round(float(w.max()), 2), "server_p50_ms": round(float(np.percentile(s, 50)), 2),
-               "server_p95_ms": round(float(np.percentile(s, 95)), 2),
-               "server_cpu_ms_per_request": round(1000 * cpu / len(w), 2), "states": states,
-               "load_before": load0, "load_after": load1, "goal_p95_ms": 30,
-               "goal_met": bool(np.percentile(w, 95) <= 30)}
+    summary = {
+        "model": str(args.model) if args.model else "p4net-plus, random weights (seed 0), esp-ppq Int8",
+        "requests": len(w),
+        "p50_ms": round(float(np.percentile(w, 50)), 2),
+        "p95_ms": round(float(np.percentile(w, 95)), 2),
+        "p99_ms": round(float(np.percentile(w, 99)), 2),
+        "max_ms": round(float(w.max()), 2),
+        "server_p50_ms": round(float(np.percentile(s, 50)), 2),
+        "server_p95_ms": round(float(np.percentile(s, 95)), 2),
+        "server_cpu_ms_per_request": round(1000 * cpu / len(w), 2),
+        "states": states,
+        "load_before": load0,
+        "load_after": load1,
+        "goal_p95_ms": 30,
+        "goal_met": bool(np.percentile(w, 95) <= 30),
+    }
     (out / "latencies.json").write_text(json.dumps({"wall_ms": w.round(3).tolist(), "server_ms": s.tolist()}))
     print(f"POST /api/try, {len(w)} requests over HTTP to `mnistp4 serve` ({summary['model']})")
-    print(f"  wall:   p50 {summary['p50_ms']} ms  p95 {summary['p95_ms']} ms  p99 {summary['p99_ms']} ms  "
-          f"max {summary['max_ms']} ms")
-    print(f"  server: p50 {summary['server_p50_ms']} ms  p95 {summary['server_p95_ms']} ms;  "
-          f"{summary['server_cpu_ms_per_request']} CPU ms per request")
+    print(
+        f"  wall:   p50 {summary['p50_ms']} ms  p95 {summary['p95_ms']} ms  p99 {summary['p99_ms']} ms  "
+        f"max {summary['max_ms']} ms"
+    )
+    print(
+        f"  server: p50 {summary['server_p50_ms']} ms  p95 {summary['server_p95_ms']} ms;  "
+        f"{summary['server_cpu_ms_per_request']} CPU ms per request"
+    )
     print(f"  answers: {states};  load average {load0} -> {load1}")
     print(f"  goal p95 <= 30 ms: {'met' if summary['goal_met'] else 'NOT met'}")
     finish(out, summary=summary)

@@ -18,6 +18,7 @@ what does it cost MNIST, and how long does it take next to a full retrain?
 
 Results: bench/results/bench_update/<date>-<commit>[-quick]/ (table.json, output.txt, meta.json).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,10 +58,19 @@ def train_start(app, out: Path, *, model: str, recipe: str, epochs: int, qat_epo
     tuned = Path(q["run_dir"])
     quantize_run(app, tuned, bits=8, target="esp32p4", calib=int(app.config["calib"]), widths=(8,), quiet=True)
     wall = time.perf_counter() - t0
-    return {"run_dir": str(tuned), "seconds": round(wall, 1), "cpu_seconds": round(time.process_time() - c0, 1),
-            "train_seconds": round(t_train, 1), "qat_seconds": round(t_qat, 1),
-            "quantize_seconds": round(wall - t_train - t_qat, 1), "float_accuracy": m["test_accuracy"],
-            "model": model, "recipe": recipe, "epochs": epochs, "qat_epochs": qat_epochs}
+    return {
+        "run_dir": str(tuned),
+        "seconds": round(wall, 1),
+        "cpu_seconds": round(time.process_time() - c0, 1),
+        "train_seconds": round(t_train, 1),
+        "qat_seconds": round(t_qat, 1),
+        "quantize_seconds": round(wall - t_train - t_qat, 1),
+        "float_accuracy": m["test_accuracy"],
+        "model": model,
+        "recipe": recipe,
+        "epochs": epochs,
+        "qat_epochs": qat_epochs,
+    }
 
 
 def write_corrections(data_dir: Path, images: np.ndarray, labels: np.ndarray, writer: str) -> None:
@@ -72,16 +82,39 @@ def write_corrections(data_dir: Path, images: np.ndarray, labels: np.ndarray, wr
     for i, (img, label) in enumerate(zip(images, labels)):
         key = hashlib.sha256(f"{writer}/{i}".encode()).hexdigest()[:16]
         cv2.imwrite(str(data_dir / "try" / f"{key}_28.png"), img)
-        rows.append({"path": f"try/{key}_28.png", "label": int(label), "source": f"try:{writer}",
-                     "sheet": f"try/{key}.png", "sheet_hash": key, "row": 0, "col": 0, "flags": "", "decision": ""})
+        rows.append(
+            {
+                "path": f"try/{key}_28.png",
+                "label": int(label),
+                "source": f"try:{writer}",
+                "sheet": f"try/{key}.png",
+                "sheet_hash": key,
+                "row": 0,
+                "col": 0,
+                "flags": "",
+                "decision": "",
+            }
+        )
     write_manifest(data_dir, rows)
 
 
-def run_update(start_run: Path, data_dir: Path, out: Path, project: Path,
-               extra: list[str]) -> tuple[dict, float, float]:
+def run_update(
+    start_run: Path, data_dir: Path, out: Path, project: Path, extra: list[str]
+) -> tuple[dict, float, float]:
     """`mnistp4 update` as its own process: (report, wall seconds to exit, CPU seconds of the child)."""
-    cmd = [sys.executable, "-m", "mnistp4", "update", str(start_run), "--data", str(data_dir), "--out", str(out),
-           "--json", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnistp4",
+        "update",
+        str(start_run),
+        "--data",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+    ]
     t0 = time.perf_counter()
     before = os.times()
     proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
@@ -96,8 +129,12 @@ def run_update(start_run: Path, data_dir: Path, out: Path, project: Path,
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="p4net, 2 epochs, QAT 1 epoch, groups 0-1, K 10 and 50")
-    p.add_argument("--start", type=Path, default=None, help="a quantized MNIST-only run to start from "
-                                                           "(then no full retrain is timed)")
+    p.add_argument(
+        "--start",
+        type=Path,
+        default=None,
+        help="a quantized MNIST-only run to start from (then no full retrain is timed)",
+    )
     p.add_argument("--groups", type=int, nargs="*", default=None)
     p.add_argument("--k", type=int, nargs="*", default=None)
     p.add_argument("--lr", type=float, default=None, help="mnistp4 update --lr (default: its own)")
@@ -109,8 +146,16 @@ def main(argv=None) -> int:
     ks = args.k if args.k is not None else ([10, 50] if quick else [10, 20, 50])
 
     extra = [*(["--lr", str(args.lr)] if args.lr else []), *(["--custom-share", str(args.share)] if args.share else [])]
-    tag = "-".join(filter(None, ["quick" if quick else "", f"lr{args.lr:g}" if args.lr else "",
-                                 f"share{args.share:g}" if args.share else ""]))
+    tag = "-".join(
+        filter(
+            None,
+            [
+                "quick" if quick else "",
+                f"lr{args.lr:g}" if args.lr else "",
+                f"share{args.share:g}" if args.share else "",
+            ],
+        )
+    )
     out = start("bench_update", tag=tag)
     tee_stdout(out)
     from mnistp4.stages.data.mnist_source import load_mnist
@@ -127,13 +172,20 @@ def main(argv=None) -> int:
         if args.start:
             start_run = args.start.resolve()
         else:
-            print(f"start model: {model}, recipe {recipe}, {epochs} epochs + QAT {qat_epochs}, MNIST only "
-                  f"(load {load_average()})", flush=True)
-            retrain = train_start(app, project / "runs" / "start", model=model, recipe=recipe, epochs=epochs,
-                                  qat_epochs=qat_epochs)
+            print(
+                f"start model: {model}, recipe {recipe}, {epochs} epochs + QAT {qat_epochs}, MNIST only "
+                f"(load {load_average()})",
+                flush=True,
+            )
+            retrain = train_start(
+                app, project / "runs" / "start", model=model, recipe=recipe, epochs=epochs, qat_epochs=qat_epochs
+            )
             start_run = Path(retrain["run_dir"])
-            print(f"  full retrain (train + QAT + quantize): {retrain['seconds']} s wall, "
-                  f"{retrain['cpu_seconds']} CPU s (load {load_average()})", flush=True)
+            print(
+                f"  full retrain (train + QAT + quantize): {retrain['seconds']} s wall, "
+                f"{retrain['cpu_seconds']} CPU s (load {load_average()})",
+                flush=True,
+            )
         before_model = verified_model(start_run)
         mnist_before = int8_accuracy(before_model, mtest.images, mtest.labels)
         rows = []
@@ -149,40 +201,60 @@ def main(argv=None) -> int:
                 load0 = load_average()
                 report, wall, cpu = run_update(start_run, data, project / "runs" / f"update-g{g}-k{k}", project, extra)
                 after_model = Path(report["after_model"])
-                row = {"group": g, "k": k, "others": int(len(rest)),
-                       "group_before": int8_accuracy(before_model, g_images[rest], g_labels[rest]),
-                       "group_after": int8_accuracy(after_model, g_images[rest], g_labels[rest]),
-                       "mnist_before": report["before"]["mnist"], "mnist_after": report["after"]["mnist"],
-                       "verified": report["verified"], "deployable": report["deployable"],
-                       "seconds_to_verified_file": report["seconds_to_verified_file"],
-                       "command_wall_seconds": round(wall, 1), "command_cpu_seconds": round(cpu, 1),
-                       "load_before": load0, "load_after": load_average()}
+                row = {
+                    "group": g,
+                    "k": k,
+                    "others": int(len(rest)),
+                    "group_before": int8_accuracy(before_model, g_images[rest], g_labels[rest]),
+                    "group_after": int8_accuracy(after_model, g_images[rest], g_labels[rest]),
+                    "mnist_before": report["before"]["mnist"],
+                    "mnist_after": report["after"]["mnist"],
+                    "verified": report["verified"],
+                    "deployable": report["deployable"],
+                    "seconds_to_verified_file": report["seconds_to_verified_file"],
+                    "command_wall_seconds": round(wall, 1),
+                    "command_cpu_seconds": round(cpu, 1),
+                    "load_before": load0,
+                    "load_after": load_average(),
+                }
                 rows.append(row)
-                print(f"group c{g} K={k:>2}: group's other {row['others']} digits "
-                      f"{100 * row['group_before']:.2f}% -> {100 * row['group_after']:.2f}%, MNIST "
-                      f"{100 * row['mnist_before']:.2f}% -> {100 * row['mnist_after']:.2f}%, verified Int8 file "
-                      f"in {row['seconds_to_verified_file']:.1f} s (command {row['command_wall_seconds']:.1f} s "
-                      f"wall, {row['command_cpu_seconds']:.1f} CPU s), load {load0[0] if load0 else '?'}",
-                      flush=True)
-    (out / "table.json").write_text(json.dumps({"retrain": retrain, "rows": rows, "mnist_before": mnist_before},
-                                               indent=1))
+                print(
+                    f"group c{g} K={k:>2}: group's other {row['others']} digits "
+                    f"{100 * row['group_before']:.2f}% -> {100 * row['group_after']:.2f}%, MNIST "
+                    f"{100 * row['mnist_before']:.2f}% -> {100 * row['mnist_after']:.2f}%, verified Int8 file "
+                    f"in {row['seconds_to_verified_file']:.1f} s (command {row['command_wall_seconds']:.1f} s "
+                    f"wall, {row['command_cpu_seconds']:.1f} CPU s), load {load0[0] if load0 else '?'}",
+                    flush=True,
+                )
+    (out / "table.json").write_text(
+        json.dumps({"retrain": retrain, "rows": rows, "mnist_before": mnist_before}, indent=1)
+    )
     print()
-    print(f"{'group':>5} {'K':>3} {'group before':>12} {'after':>7} {'MNIST before':>12} {'after':>7} "
-          f"{'s to file':>9} {'cmd s':>6}")
+    print(
+        f"{'group':>5} {'K':>3} {'group before':>12} {'after':>7} {'MNIST before':>12} {'after':>7} "
+        f"{'s to file':>9} {'cmd s':>6}"
+    )
     for r in rows:
-        print(f"{'c' + str(r['group']):>5} {r['k']:>3} {100 * r['group_before']:>11.2f}% "
-              f"{100 * r['group_after']:>6.2f}% "
-              f"{100 * r['mnist_before']:>11.2f}% {100 * r['mnist_after']:>6.2f}% "
-              f"{r['seconds_to_verified_file']:>9.1f} {r['command_wall_seconds']:>6.1f}")
-    summary = {"quick": quick, "rows": len(rows),
-               "median_seconds_to_verified_file": float(np.median([r["seconds_to_verified_file"] for r in rows])),
-               "median_command_seconds": float(np.median([r["command_wall_seconds"] for r in rows]))}
+        print(
+            f"{'c' + str(r['group']):>5} {r['k']:>3} {100 * r['group_before']:>11.2f}% "
+            f"{100 * r['group_after']:>6.2f}% "
+            f"{100 * r['mnist_before']:>11.2f}% {100 * r['mnist_after']:>6.2f}% "
+            f"{r['seconds_to_verified_file']:>9.1f} {r['command_wall_seconds']:>6.1f}"
+        )
+    summary = {
+        "quick": quick,
+        "rows": len(rows),
+        "median_seconds_to_verified_file": float(np.median([r["seconds_to_verified_file"] for r in rows])),
+        "median_command_seconds": float(np.median([r["command_wall_seconds"] for r in rows])),
+    }
     if retrain:
         summary["retrain_seconds"] = retrain["seconds"]
         summary["ratio_retrain_over_update"] = round(retrain["seconds"] / summary["median_command_seconds"], 1)
-        print(f"full retrain {retrain['seconds']} s / median update command {summary['median_command_seconds']} s "
-              f"= {summary['ratio_retrain_over_update']}x" + (" (--quick: a shortened retrain, not `mnistp4 run`'s)"
-                                                             if quick else ""))
+        print(
+            f"full retrain {retrain['seconds']} s / median update command {summary['median_command_seconds']} s "
+            f"= {summary['ratio_retrain_over_update']}x"
+            + (" (--quick: a shortened retrain, not `mnistp4 run`'s)" if quick else "")
+        )
     finish(out, summary=summary)
     print(f"results: {out}")
     return 0

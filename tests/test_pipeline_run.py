@@ -56,7 +56,7 @@ def test_run_executes_every_stage_on_the_configured_defaults(tmp_path, monkeypat
     assert qat["run_dir"] == str(tuned)
     # fine-tuning moves the accuracy by at most the test digits it now predicts unlike the float model
     test_digits = int(sum(map(sum, json.loads((run_dir / "metrics.json").read_text())["confusion"])))
-    assert abs(qat["fake_quant_accuracy"] - train["test_accuracy"]) <= qat["changed_vs_float"] / test_digits
+    assert abs(qat["fake_quant_accuracy"] - train["test_accuracy"]) <= qat["changed_vs_float"] / test_digits + 1e-9
     for name in ("model.pt", "model.onnx", "config.json", "model_int8.espdl", "quant.json"):
         assert (tuned / name).is_file(), name
     assert json.loads((tuned / "quant.json").read_text())["recipe"] == "minmax"

@@ -12,6 +12,7 @@
   model misreads, saved with "Wrong, it was 1", appears in the manifest with label 1.
 * "Update model" runs the update in the background and switches ``/try`` to the new verified file.
 """
+
 from __future__ import annotations
 
 import io
@@ -40,8 +41,7 @@ def png(canvas: np.ndarray) -> bytes:
 @pytest.fixture
 def web(make_app, tmp_path, tiny_espdl):
     app = make_app()
-    return build_web_app(app, raw_dir=tmp_path / "raw", data_dir=tmp_path / "data",
-                         model_file=str(tiny_espdl.path))
+    return build_web_app(app, raw_dir=tmp_path / "raw", data_dir=tmp_path / "data", model_file=str(tiny_espdl.path))
 
 
 def post_headers(web) -> dict:
@@ -78,7 +78,7 @@ def test_api_try_equals_the_firmware_host_program_on_130_canvases(web, tiny_espd
     host = build_fwhost(tmp_path / "fwhost", "host")
     rng = np.random.default_rng(20)
     canvases = [np.zeros((CANVAS_SIDE, CANVAS_SIDE), np.uint8)] + brush_canvases(core, rng, 70)
-    while len(canvases) < CANVASES:                   # the firmware core tests' varied canvases, board-sized
+    while len(canvases) < CANVASES:  # the firmware core tests' varied canvases, board-sized
         c = random_canvas(rng)
         if c.dtype == np.uint8 and c.shape == (CANVAS_SIDE, CANVAS_SIDE):
             canvases.append(c)
@@ -98,18 +98,23 @@ def test_api_try_equals_the_firmware_host_program_on_130_canvases(web, tiny_espd
         assert (rec["state"], rec["digit"]) == (STATE_CODES[a["board_state"]], a["best"]), i
         assert (rec["answer"], rec["status"]) == (a["answer"], a["status"]), i
     states = {a["board_state"] for a in answers}
-    assert states == {"empty", "digit", "unsure", "scribble"}, states   # every branch of the rule was compared
+    assert states == {"empty", "digit", "unsure", "scribble"}, states  # every branch of the rule was compared
 
 
 def test_api_try_refuses_what_the_board_cannot_draw(web):
     client = web.test_client()
     h = post_headers(web)
-    assert client.post("/api/try", data=png(np.zeros((448, 448), np.uint8)),
-                       headers={"Content-Type": "image/png"}).status_code == 403       # no CSRF token
+    assert (
+        client.post(
+            "/api/try", data=png(np.zeros((448, 448), np.uint8)), headers={"Content-Type": "image/png"}
+        ).status_code
+        == 403
+    )  # no CSRF token
     assert client.post("/api/try", data=b"x", headers={**h, "Content-Type": "text/plain"}).status_code == 415
     assert client.post("/api/try", data=b"not a png", headers={**h, "Content-Type": "image/png"}).status_code == 400
-    small = client.post("/api/try", data=png(np.zeros((100, 100), np.uint8)),
-                        headers={**h, "Content-Type": "image/png"})
+    small = client.post(
+        "/api/try", data=png(np.zeros((100, 100), np.uint8)), headers={**h, "Content-Type": "image/png"}
+    )
     assert small.status_code == 400 and "448x448" in small.json["error"]
     empty = ask(client, web, np.zeros((448, 448), np.uint8))
     assert (empty["state"], empty["digit"], empty["answer"], empty["ran"]) == ("empty", None, "", False)
@@ -130,12 +135,15 @@ def test_saved_corrections_follow_the_manifest_rules_and_show_on_review(web, tmp
     cv2.polylines(canvas, [np.array(seven(120, 80))], False, 255, 29)
 
     def save(c, label, writer="anna"):
-        return client.post("/api/try/digits", headers=h, data={"label": str(label), "writer": writer,
-                                                               "image": (io.BytesIO(png(c)), "c.png", "image/png")})
+        return client.post(
+            "/api/try/digits",
+            headers=h,
+            data={"label": str(label), "writer": writer, "image": (io.BytesIO(png(c)), "c.png", "image/png")},
+        )
 
     assert save(canvas, 7, writer="../x").status_code == 400
     assert save(canvas, 12).status_code == 400
-    assert save(np.zeros((448, 448), np.uint8), 3).status_code == 400           # nothing drawn
+    assert save(np.zeros((448, 448), np.uint8), 3).status_code == 400  # nothing drawn
     assert client.post("/api/try/digits", data={"label": "7"}).status_code == 403  # no CSRF token
     r = save(canvas, 7)
     assert r.status_code == 201, r.json
@@ -162,8 +170,10 @@ def test_saved_corrections_follow_the_manifest_rules_and_show_on_review(web, tmp
     (tmp_path / "raw").mkdir()
     monkeypatch.chdir(tmp_path)
     assert main(["segment", str(tmp_path / "raw"), "-o", str(data)]) == 0
-    assert {r["sheet_hash"]: (r["label"], r["source"]) for r in mf.read_manifest(data)} == \
-        {key: (1, "try:anna"), next(k for k in rows if k != key): (4, "try:ben")}
+    assert {r["sheet_hash"]: (r["label"], r["source"]) for r in mf.read_manifest(data)} == {
+        key: (1, "try:anna"),
+        next(k for k in rows if k != key): (4, "try:ben"),
+    }
 
 
 def test_update_button_switches_try_to_the_new_verified_file(web, tiny_espdl, tmp_path, monkeypatch):
@@ -185,7 +195,7 @@ def test_update_button_switches_try_to_the_new_verified_file(web, tiny_espdl, tm
     monkeypatch.setattr(upd, "update_run", fake_update)
     client = web.test_client()
     job = web.extensions["mnistp4"]["update_job"]
-    assert client.post("/api/update").status_code == 403                      # CSRF like every POST
+    assert client.post("/api/update").status_code == 403  # CSRF like every POST
     assert client.post("/api/update", headers=post_headers(web)).status_code == 202
     job.join(30)
     status = client.get("/api/update").json
@@ -203,6 +213,7 @@ def test_update_button_switches_try_to_the_new_verified_file(web, tiny_espdl, tm
 
 
 # -- in Chromium ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def live(web):
@@ -222,12 +233,16 @@ def draw(driver, element, points):
     from selenium.webdriver.common.action_chains import ActionChains
 
     half = CANVAS_SIDE // 2
-    chain = ActionChains(driver, duration=10).move_to_element_with_offset(element, points[0][0] - half,
-                                                                          points[0][1] - half).click_and_hold()
+    chain = (
+        ActionChains(driver, duration=10)
+        .move_to_element_with_offset(element, points[0][0] - half, points[0][1] - half)
+        .click_and_hold()
+    )
     for (xa, ya), (xb, yb) in zip(points[:-1], points[1:]):
         for t in np.linspace(0, 1, 8)[1:]:
-            chain = chain.move_to_element_with_offset(element, int(xa + t * (xb - xa)) - half,
-                                                      int(ya + t * (yb - ya)) - half)
+            chain = chain.move_to_element_with_offset(
+                element, int(xa + t * (xb - xa)) - half, int(ya + t * (yb - ya)) - half
+            )
     chain.release().perform()
 
 
@@ -239,13 +254,14 @@ def test_browser_draws_a_small_off_centre_7_and_saves_a_correction(browser, live
 
     browser.get(live + "/try")
     pad = browser.find_element(By.ID, "pad")
-    assert pad.size["width"] == CANVAS_SIDE               # one CSS pixel per board pixel in this window
-    draw(browser, pad, seven(40, 40, 0.7))                # ~80x120 px in the top-left corner
+    assert pad.size["width"] == CANVAS_SIDE  # one CSS pixel per board pixel in this window
+    draw(browser, pad, seven(40, 40, 0.7))  # ~80x120 px in the top-left corner
     wait_for(browser, lambda d: d.find_element(By.ID, "answer").text == "7", "the chart to show 7")
     assert browser.find_element(By.ID, "bars").get_attribute("data-winner") == "7"
     # the 28x28 the page shows is the normalizer's, centred although the drawing is not
     sent = browser.execute_script("return document.getElementById('pad').toDataURL('image/png');")
     import base64
+
     canvas = cv2.imdecode(np.frombuffer(base64.b64decode(sent.split(",")[1]), np.uint8), cv2.IMREAD_GRAYSCALE)
     assert canvas[:200, :200].any() and not canvas[250:, 250:].any()
     # a European 1 (flag and stem), which this MNIST-trained model misreads, saved as a correction
@@ -253,7 +269,7 @@ def test_browser_draws_a_small_off_centre_7_and_saves_a_correction(browser, live
     wait_for(browser, lambda d: d.find_element(By.ID, "answer").text == "", "the cleared answer")
     draw(browser, pad, [(180, 160), (260, 80), (260, 380)])
     wait_for(browser, lambda d: d.find_element(By.ID, "answer").text != "", "an answer for the 1")
-    time.sleep(0.5)                                       # the answer to the finished stroke
+    time.sleep(0.5)  # the answer to the finished stroke
     assert browser.find_element(By.ID, "answer").text != "1"
     browser.find_element(By.ID, "wrong-1").click()
     wait_for(browser, lambda d: "saved as 1" in d.find_element(By.ID, "save-status").text, "the save")

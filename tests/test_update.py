@@ -2,6 +2,7 @@
 (Int8 file checked against esp-ppq and its test values) with before -> after measured on the Int8
 files; an update that loses MNIST accuracy is written but not deployable, so ``deploy`` keeps taking
 the previous run; ``--force`` (through the command line) makes it deployable."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ def project(tiny_run_copy, tmp_path, mnist_dir, make_app):
     quantize_run(app, tiny_run_copy, bits=8, target="esp32p4", calib=32, widths=(8,), quiet=True)
     test = load_mnist(mnist_dir, "test")
     # 10 digits "saved from /try" and two other writers, one of which is held out
-    data = write_digit_folder(tmp_path / "data", test.images[5000:5030], test.labels[5000:5030],
-                              ["try:me"] * 10 + ["w1"] * 10 + ["w2"] * 10)
+    data = write_digit_folder(
+        tmp_path / "data", test.images[5000:5030], test.labels[5000:5030], ["try:me"] * 10 + ["w1"] * 10 + ["w2"] * 10
+    )
     return app, tiny_run_copy, data
 
 
@@ -35,7 +37,7 @@ def test_update_writes_a_verified_run_and_refuses_a_drop(project, monkeypatch):
 
     app, run, data = project
     assert upd.verified_model(run) == run / "model_int8.espdl"
-    monkeypatch.setattr(upd, "MAX_MNIST_DROP", -1.0)          # any result counts as a drop
+    monkeypatch.setattr(upd, "MAX_MNIST_DROP", -1.0)  # any result counts as a drop
     report = upd.update_run(app, run, data_dir=data, threads=1, quiet=True)
     new = run.parent / f"{run.name}-update-1"
     assert report["run_dir"] == str(new) and report["verified"] is True
@@ -44,14 +46,14 @@ def test_update_writes_a_verified_run_and_refuses_a_drop(project, monkeypatch):
     assert not (new / "finetune").exists()
     q = json.loads((new / "quant.json").read_text())
     assert q["int8"]["verification"]["mismatched_images"] == 0 and q["int8"]["test_values"]["passed"]
-    assert q["recipe"] == "minmax"                            # calibrated as the chip-rounding fine-tune assumed
+    assert q["recipe"] == "minmax"  # calibrated as the chip-rounding fine-tune assumed
     assert report["digits"]["new"] == 10 and report["digits"]["held_out"] == 10
     assert report["digits"]["custom_train"] == 20
     for side in ("before", "after"):
         assert set(report[side]) == {"mnist", "held_out", "new"}
         assert all(0.0 <= v <= 1.0 for v in report[side].values())
     assert report["deployable"] is False and upd.verified_model(new) is None
-    assert default_source(app) == run                         # deploy keeps the previous model
+    assert default_source(app) == run  # deploy keeps the previous model
     assert json.loads((new / "update.json").read_text())["deployable"] is False
 
 
@@ -64,8 +66,21 @@ def test_update_command_force_makes_it_deployable(project, tmp_path, monkeypatch
     monkeypatch.chdir(app.root)
     monkeypatch.setattr(upd, "MAX_MNIST_DROP", -1.0)
     out = run.parent / "fixed"
-    rc = main(["--plugins-dir", str(plugin_dir(tmp_path)), "update", str(run),
-               "--data", str(data), "--out", str(out), "--force", "--threads", "1"])
+    rc = main(
+        [
+            "--plugins-dir",
+            str(plugin_dir(tmp_path)),
+            "update",
+            str(run),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--force",
+            "--threads",
+            "1",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "MNIST test" in text and "new digits (10)" in text and "deployable" in text

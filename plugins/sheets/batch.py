@@ -178,6 +178,7 @@ def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
     are missing or empty (:func:`_present`), from the raw sheet."""
     folders = set()
     path = data_dir
+    tmp: Path | None = None
     try:
         for rel, data in files:
             path = data_dir / rel
@@ -186,6 +187,7 @@ def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
             with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
+            tmp = None
             folders.add(path.parent)
         for folder in folders:
             path = folder
@@ -195,6 +197,8 @@ def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
             finally:
                 os.close(fd)
     except OSError as e:
+        if tmp is not None:  # a full disk must not leave half a file behind
+            tmp.unlink(missing_ok=True)
         raise fs_error(e, path) from None
 
 

@@ -20,6 +20,7 @@ Int8 files with the integer interpreter, and ``deployable``: false when MNIST dr
 ``MAX_MNIST_DROP`` (unless ``--force``). :func:`newest_verified_model` (``deploy`` without
 arguments, ``/try``) skips runs that are not deployable.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,15 @@ def update_recipe(lr: float = UPDATE_LR):
 
     # peak 1e-4: on a 2-epoch p4net with 50 Semeion corrections, 5e-4 / 2e-4 / 1e-4 gave the group's
     # other digits 90.7 -> 97.3 / 97.3 / 96.7 % and MNIST -0.28 / -0.23 / -0.11 pp (docs/training.md)
-    return replace(FAST, name="update", epochs=1, lr=lr, warmup=0.3, ema=0.0,
-                   description=f"one pass, AdamW one-cycle to {lr:g}, no weight average")
+    return replace(
+        FAST,
+        name="update",
+        epochs=1,
+        lr=lr,
+        warmup=0.3,
+        ema=0.0,
+        description=f"one pass, AdamW one-cycle to {lr:g}, no weight average",
+    )
 
 
 # -- which model is deployable -------------------------------------------------------------------
@@ -183,10 +191,21 @@ def update_run(app, run_dir: Path, out: Path | None = None, **kwargs) -> dict:
         raise
 
 
-def _update_run(app, run_dir: Path, out: Path, *, data_dir: Path | None = None, force: bool = False,
-                seed: int = 0, threads: int | None = None, mnist_digits: int = UPDATE_MNIST,
-                lr: float = UPDATE_LR, custom_share: float = CUSTOM_SHARE, on_progress=None,
-                quiet: bool = False) -> dict:
+def _update_run(
+    app,
+    run_dir: Path,
+    out: Path,
+    *,
+    data_dir: Path | None = None,
+    force: bool = False,
+    seed: int = 0,
+    threads: int | None = None,
+    mnist_digits: int = UPDATE_MNIST,
+    lr: float = UPDATE_LR,
+    custom_share: float = CUSTOM_SHARE,
+    on_progress=None,
+    quiet: bool = False,
+) -> dict:
     """``on_progress(stage, fraction, message)`` hears about each stage (the browser's progress bar)."""
     import torch
 
@@ -223,11 +242,17 @@ def _update_run(app, run_dir: Path, out: Path, *, data_dir: Path | None = None, 
     data_dir = Path(data_dir) if data_dir else app.config.path("data_dir")
     digits = load_digit_folder(data_dir)
     if not len(digits):
-        raise InputError(f"{data_dir} has no usable labelled digits: nothing to update with (save some on /try "
-                         f"or label some on /review)")
+        raise InputError(
+            f"{data_dir} has no usable labelled digits: nothing to update with (save some on /try "
+            f"or label some on /review)"
+        )
     ctrain, cheld, new = split_custom(digits, seed)
-    stage("data", 0.05, f"{run_dir} + {len(ctrain)} custom training digits ({len(new)} from /try), "
-                        f"{len(cheld)} held out, from {data_dir}")
+    stage(
+        "data",
+        0.05,
+        f"{run_dir} + {len(ctrain)} custom training digits ({len(new)} from /try), "
+        f"{len(cheld)} held out, from {data_dir}",
+    )
 
     mnist = app.get("dataset_sources", "mnist")
     mtrain, mtest = mnist(app, "train"), mnist(app, "test")
@@ -239,10 +264,12 @@ def _update_run(app, run_dir: Path, out: Path, *, data_dir: Path | None = None, 
     _, augmentations = resolve_augmentations(app, cfg.get("augment"))
 
     # 1. float fine-tune with the project's training loop
-    data = TrainData(m_images, m_labels, ctrain.images, ctrain.labels, mtest.images, mtest.labels,
-                     cheld.images, cheld.labels)
-    settings = TrainSettings(epochs=1, seed=max(seed, 0), weight=weight, weighting=weighting,
-                             augmentations=augmentations, threads=threads)
+    data = TrainData(
+        m_images, m_labels, ctrain.images, ctrain.labels, mtest.images, mtest.labels, cheld.images, cheld.labels
+    )
+    settings = TrainSettings(
+        epochs=1, seed=max(seed, 0), weight=weight, weighting=weighting, augmentations=augmentations, threads=threads
+    )
     work = out / "finetune"
     with frozen_batchnorm(net):
         float_after = train(net, update_recipe(lr), data, settings, work)["history"][-1]["test_accuracy"]
@@ -260,45 +287,88 @@ def _update_run(app, run_dir: Path, out: Path, *, data_dir: Path | None = None, 
         return weighting(len(m_images), len(ctrain), weight, generator)[0]
 
     qset = QatSettings(epochs=1, lr=2e-5, seed=max(seed, 0), threads=threads)
-    qat, history = finetune(net, images, labels, epoch_order, mtest.images, mtest.labels, calib.images, qset,
-                            augmentations)
+    qat, history = finetune(
+        net, images, labels, epoch_order, mtest.images, mtest.labels, calib.images, qset, augmentations
+    )
     tuned = qat.to_original()
     with atomic_path(out / "model.pt") as tmp:
         torch.save(tuned.state_dict(), tmp)
     for f in work.iterdir():
         f.unlink()
     work.rmdir()
-    new_cfg["qat"] = {"from": str(run_dir), "epochs": 1, "lr": qset.lr, "seed": qset.seed, "distill": 0.0,
-                      "learn_clipping": False, "clip": qat.clip_bounds(),
-                      "activation_exponents": history[-1]["exponents"]}
-    new_cfg["update"] = {"from": str(run_dir), "data": str(data_dir), "mnist_digits": len(pick), "weight": weight,
-                         "custom_share": custom_share, "recipe": update_recipe(lr).as_dict()}
+    new_cfg["qat"] = {
+        "from": str(run_dir),
+        "epochs": 1,
+        "lr": qset.lr,
+        "seed": qset.seed,
+        "distill": 0.0,
+        "learn_clipping": False,
+        "clip": qat.clip_bounds(),
+        "activation_exponents": history[-1]["exponents"],
+    }
+    new_cfg["update"] = {
+        "from": str(run_dir),
+        "data": str(data_dir),
+        "mnist_digits": len(pick),
+        "weight": weight,
+        "custom_share": custom_share,
+        "recipe": update_recipe(lr).as_dict(),
+    }
     write_json(out / "config.json", new_cfg)
     export_onnx(tuned, out / "model.onnx", export_check_digits(mtest.images, cheld.images))
-    stage("qat", 0.6, f"chip-rounding fine-tune: fake-quantized MNIST "
-                      f"{100 * history[-1]['fake_quant_accuracy']:.2f}%; quantizing")
+    stage(
+        "qat",
+        0.6,
+        f"chip-rounding fine-tune: fake-quantized MNIST {100 * history[-1]['fake_quant_accuracy']:.2f}%; quantizing",
+    )
 
     # 3. Int8 file, verified as `quantize` does
-    quant = quantize_run(app, out, bits=8, target=app.config["target"], calib=int(app.config["calib"]),
-                         widths=(8,), verify=True, quiet=True)
+    quant = quantize_run(
+        app,
+        out,
+        bits=8,
+        target=app.config["target"],
+        calib=int(app.config["calib"]),
+        widths=(8,),
+        verify=True,
+        quiet=True,
+    )
     after_model = verified_model(out)
     row = quant["int8"]
     verified = after_model is not None
-    stage("quantize", 0.85, "Int8 file verified (interpreter = esp-ppq, test values)" if verified else
-          f"Int8 file NOT verified: {row.get('verification')} {row.get('test_values')}")
+    stage(
+        "quantize",
+        0.85,
+        "Int8 file verified (interpreter = esp-ppq, test values)"
+        if verified
+        else f"Int8 file NOT verified: {row.get('verification')} {row.get('test_values')}",
+    )
     seconds_to_file = round(time.perf_counter() - started, 2)
 
     # 4. before -> after on the Int8 files
     after_path = out / Path(row["file"]).name
-    report = {"from": str(run_dir), "run_dir": str(out), "data_dir": str(data_dir),
-              "before_model": str(before_model), "after_model": str(after_path), "verified": verified,
-              "digits": {"custom_train": len(ctrain), "new": len(new), "held_out": len(cheld),
-                         "mnist_in_pass": len(pick), "weight": weight}}
+    report = {
+        "from": str(run_dir),
+        "run_dir": str(out),
+        "data_dir": str(data_dir),
+        "before_model": str(before_model),
+        "after_model": str(after_path),
+        "verified": verified,
+        "digits": {
+            "custom_train": len(ctrain),
+            "new": len(new),
+            "held_out": len(cheld),
+            "mnist_in_pass": len(pick),
+            "weight": weight,
+        },
+    }
     sets = {"held_out": (cheld.images, cheld.labels), "new": (new.images, new.labels)}
     for side, model_path in (("before", before_model), ("after", after_path)):
-        known = quantized_mnist(model_path.parent, model_path)   # measured by quantize on the same file
-        report[side] = {"mnist": known if known is not None else int8_accuracy(model_path, mtest.images, mtest.labels),
-                        **{k: int8_accuracy(model_path, *v) for k, v in sets.items()}}
+        known = quantized_mnist(model_path.parent, model_path)  # measured by quantize on the same file
+        report[side] = {
+            "mnist": known if known is not None else int8_accuracy(model_path, mtest.images, mtest.labels),
+            **{k: int8_accuracy(model_path, *v) for k, v in sets.items()},
+        }
     drop = report["before"]["mnist"] - report["after"]["mnist"]
     report["mnist_drop_pp"] = round(100 * drop, 3)
     report["deployable"] = bool(verified and (drop <= MAX_MNIST_DROP + 1e-12 or force))
@@ -310,9 +380,16 @@ def _update_run(app, run_dir: Path, out: Path, *, data_dir: Path | None = None, 
     write_json(out / UPDATE_FILE, report)
     for name, kind in (("model.pt", "model.pt"), ("model.onnx", "onnx"), (UPDATE_FILE, "metrics")):
         app.emit("on_artifact_written", path=out / name, kind=kind)
-    stage("done", 1.0, "deployable" if report["deployable"] else
-          f"not deployable: MNIST dropped {report['mnist_drop_pp']:.2f} pp (limit {100 * MAX_MNIST_DROP:.1f}; "
-          f"--force overrides)" if verified else "not deployable: the Int8 file is not verified")
+    stage(
+        "done",
+        1.0,
+        "deployable"
+        if report["deployable"]
+        else f"not deployable: MNIST dropped {report['mnist_drop_pp']:.2f} pp (limit {100 * MAX_MNIST_DROP:.1f}; "
+        f"--force overrides)"
+        if verified
+        else "not deployable: the Int8 file is not verified",
+    )
     return report
 
 
@@ -322,44 +399,81 @@ def print_report(app, r: dict) -> None:
 
     c = app.console
     c.print(f"{'':22} {'before':>8}  {'after':>8}")
-    for key, name in (("mnist", "MNIST test"), ("held_out", f"held-out writers ({r['digits']['held_out']})"),
-                      ("new", f"new digits ({r['digits']['new']})")):
+    for key, name in (
+        ("mnist", "MNIST test"),
+        ("held_out", f"held-out writers ({r['digits']['held_out']})"),
+        ("new", f"new digits ({r['digits']['new']})"),
+    ):
         c.print(f"{name:22} {pct(r['before'][key]):>8}  {pct(r['after'][key]):>8}", highlight=False)
-    c.print(f"{r['run_dir']}: verified Int8 file in {r['seconds_to_verified_file']:.1f} s "
-            f"({r['cpu_seconds']:.0f} CPU s)", highlight=False)
+    c.print(
+        f"{r['run_dir']}: verified Int8 file in {r['seconds_to_verified_file']:.1f} s ({r['cpu_seconds']:.0f} CPU s)",
+        highlight=False,
+    )
     if r["deployable"]:
-        c.print("[green]deployable[/]: `mnistp4 deploy` (no argument) now takes it"
-                + (" (--force: MNIST dropped)" if r["forced"] else ""))
+        c.print(
+            "[green]deployable[/]: `mnistp4 deploy` (no argument) now takes it"
+            + (" (--force: MNIST dropped)" if r["forced"] else "")
+        )
     else:
-        c.print(f"[yellow]not deployable[/]: MNIST dropped {r['mnist_drop_pp']:.2f} pp (limit "
-                f"{100 * MAX_MNIST_DROP:.1f} pp); the previous model stays; --force overrides")
+        c.print(
+            f"[yellow]not deployable[/]: MNIST dropped {r['mnist_drop_pp']:.2f} pp (limit "
+            f"{100 * MAX_MNIST_DROP:.1f} pp); the previous model stays; --force overrides"
+        )
 
 
 @hookimpl
 def register_commands(cli):
     from mnistp4.cli import print_json
 
-    @cli.command("update", help="Fine-tune a finished run on MNIST plus every custom digit of the data dir "
-                                "(those saved on /try included), then chip-rounding fine-tuning, Int8 "
-                                "quantization and verification, into NEW (default RUN_DIR-update-<n>). "
-                                "Prints before -> after; refuses to make NEW deployable when MNIST drops "
-                                "by more than 0.1 pp.")
+    @cli.command(
+        "update",
+        help="Fine-tune a finished run on MNIST plus every custom digit of the data dir "
+        "(those saved on /try included), then chip-rounding fine-tuning, Int8 "
+        "quantization and verification, into NEW (default RUN_DIR-update-<n>). "
+        "Prints before -> after; refuses to make NEW deployable when MNIST drops "
+        "by more than 0.1 pp.",
+    )
     @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
     @click.option("--out", type=click.Path(path_type=Path), default=None, help="new run dir")
-    @click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-                  help="data dir with the custom digits (default: config data_dir)")
+    @click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="data dir with the custom digits (default: config data_dir)",
+    )
     @click.option("--force", is_flag=True, help="deployable even when MNIST drops by more than 0.1 pp")
     @click.option("--seed", type=int, default=0, show_default=True, help="-1: a new MNIST slice each time")
     @click.option("--threads", type=click.IntRange(1), default=None)
-    @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=UPDATE_LR, show_default=True,
-                  help="peak learning rate of the fine-tuning pass")
-    @click.option("--custom-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=CUSTOM_SHARE,
-                  show_default=True, help="share of custom digits in the pass (oversampled up to it)")
+    @click.option(
+        "--lr",
+        type=click.FloatRange(min=0, min_open=True),
+        default=UPDATE_LR,
+        show_default=True,
+        help="peak learning rate of the fine-tuning pass",
+    )
+    @click.option(
+        "--custom-share",
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        default=CUSTOM_SHARE,
+        show_default=True,
+        help="share of custom digits in the pass (oversampled up to it)",
+    )
     @click.option("--json", "as_json", is_flag=True)
     @pass_context
     def update_cmd(app, run_dir, out, data_dir, force, seed, threads, lr, custom_share, as_json):
-        report = update_run(app, run_dir, out, data_dir=data_dir, force=force, seed=seed, threads=threads,
-                            lr=lr, custom_share=custom_share, quiet=as_json)
+        report = update_run(
+            app,
+            run_dir,
+            out,
+            data_dir=data_dir,
+            force=force,
+            seed=seed,
+            threads=threads,
+            lr=lr,
+            custom_share=custom_share,
+            quiet=as_json,
+        )
         if as_json:
             print_json(report)
         else:

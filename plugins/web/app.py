@@ -26,6 +26,7 @@ missing access token (when the server has one) 401, a POST from another origin o
 page's ``X-CSRF-Token`` header 403 (scripts get the token from ``GET /api/session``), and JSON
 nested deeper than 32 levels 400. Every answer carries a CSP without inline script.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,9 +62,9 @@ class WebSettings:
     get_template: Callable[[str], SheetTemplate]
     model_path: Path | None = None
     load_predictor: Callable | None = None
-    try_model: Path | None = None    # the .espdl /try answers with; None: newest verified Int8 in runs_dir
+    try_model: Path | None = None  # the .espdl /try answers with; None: newest verified Int8 in runs_dir
     runs_dir: Path | None = None
-    ctx: object | None = None        # the project's App, for `mnistp4 update` from the page
+    ctx: object | None = None  # the project's App, for `mnistp4 update` from the page
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     guard: Guard = field(default_factory=Guard)
 
@@ -86,8 +87,12 @@ class TemplateCache:
 
 
 def create_web_app(settings: WebSettings) -> Flask:
-    app = Flask("mnistp4-web", template_folder=str(WEB_DIR / "templates"),
-                static_folder=str(WEB_DIR / "static"), static_url_path="/static")
+    app = Flask(
+        "mnistp4-web",
+        template_folder=str(WEB_DIR / "templates"),
+        static_folder=str(WEB_DIR / "static"),
+        static_url_path="/static",
+    )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False
     templates = TemplateCache(settings.get_template, settings.layout_names)
@@ -109,8 +114,9 @@ def create_web_app(settings: WebSettings) -> Flask:
         if request.path.startswith("/api/"):
             message = e.description or e.name
             if e.code == 413:
-                message = (f"upload too large: the limit is {settings.max_upload_bytes // 1024} KiB; "
-                           f"send the sheet as one PNG")
+                message = (
+                    f"upload too large: the limit is {settings.max_upload_bytes // 1024} KiB; send the sheet as one PNG"
+                )
             return error(e.code or 500, message)
         return e
 
@@ -220,5 +226,5 @@ def create_web_app(settings: WebSettings) -> Flask:
 
     from mnistp4.stages.web.try_page import register_try
 
-    register_try(app, settings, review)    # /try and /api/try, /api/update (module doc there)
+    register_try(app, settings, review)  # /try and /api/try, /api/update (module doc there)
     return app

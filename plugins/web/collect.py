@@ -11,6 +11,7 @@ Beside it goes the sheet's JSON sidecar in the format ``segment`` reads (``<stem
 writer and time in words). ``segment`` accepts no other keys there, so the machine-readable layout
 and time are the file name's fields (:func:`parse_sheet_id`).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,11 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: writer ids end up in file names (so no "_", the field separator) and in the manifest's source column
 WRITER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")
 #: a submitted sheet's id is its file stem: tablet_<layout>_<writer>_<time>_<random>
-SHEET_ID_RE = re.compile(r"^tablet_(?P<layout>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})"
-                         r"_(?P<writer>[A-Za-z0-9][A-Za-z0-9-]{0,31})"
-                         r"_(?P<time>\d{8}T\d{6}Z)_(?P<random>[0-9a-f]{8})$")
+SHEET_ID_RE = re.compile(
+    r"^tablet_(?P<layout>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})"
+    r"_(?P<writer>[A-Za-z0-9][A-Za-z0-9-]{0,31})"
+    r"_(?P<time>\d{8}T\d{6}Z)_(?P<random>[0-9a-f]{8})$"
+)
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 #: pen width as a fraction of the box side (1 mm on the 150 dpi tablet template): with it, digits
 #: written at 3/4 of the box come out of `segment` with MNIST's ink area and mean grey level
@@ -101,11 +104,18 @@ class SheetTemplate:
     def as_json(self) -> dict:
         rows = max((b.row for b in self.boxes), default=-1) + 1
         cols = max((b.col for b in self.boxes), default=-1) + 1
-        return {"name": self.layout, "description": self.description, "width": self.width,
-                "height": self.height, "rows": rows, "cols": cols, "pen_width": self.pen_width(),
-                "ink_margin": self.ink_margin(),
-                "template": f"/api/layouts/{self.layout}/template.png",
-                "boxes": [vars(b) for b in self.boxes]}
+        return {
+            "name": self.layout,
+            "description": self.description,
+            "width": self.width,
+            "height": self.height,
+            "rows": rows,
+            "cols": cols,
+            "pen_width": self.pen_width(),
+            "ink_margin": self.ink_margin(),
+            "template": f"/api/layouts/{self.layout}/template.png",
+            "boxes": [vars(b) for b in self.boxes],
+        }
 
 
 class UploadError(InputError):
@@ -128,8 +138,10 @@ def decode_sheet(data: bytes, template: SheetTemplate) -> np.ndarray:
     """Validate an uploaded sheet against its template and return it as 8-bit grey."""
     width, height = png_size(data)
     if (width, height) != (template.width, template.height):
-        raise UploadError(f"sheet is {width}x{height} pixels but layout {template.layout!r} is "
-                          f"{template.width}x{template.height}; draw on the template the page loads")
+        raise UploadError(
+            f"sheet is {width}x{height} pixels but layout {template.layout!r} is "
+            f"{template.width}x{template.height}; draw on the template the page loads"
+        )
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise UploadError("the PNG could not be decoded (truncated or corrupt)")
@@ -154,7 +166,7 @@ def boxes_with_ink(sheet: np.ndarray, template: SheetTemplate) -> list[Box]:
     diff = template.image.astype(np.int16) - sheet.astype(np.int16)
     written = []
     for b in template.boxes:
-        cell = diff[b.y:b.y + b.h, b.x:b.x + b.w]
+        cell = diff[b.y : b.y + b.h, b.x : b.x + b.w]
         if int((cell > INK_DELTA).sum()) >= INK_MIN_PIXELS:
             written.append(b)
     return written
@@ -167,8 +179,10 @@ def save_sheet(raw_dir: Path, template: SheetTemplate, writer: str, data: bytes)
     created with an exclusive hard link), and each file appears complete or not at all.
     """
     if not WRITER_RE.match(writer or ""):
-        raise UploadError("writer id must be 1-32 letters, digits or '-' (it becomes part of the "
-                          "file name and the manifest's source column)")
+        raise UploadError(
+            "writer id must be 1-32 letters, digits or '-' (it becomes part of the "
+            "file name and the manifest's source column)"
+        )
     sheet = decode_sheet(data, template)
     written = boxes_with_ink(sheet, template)
     if not written:
@@ -179,8 +193,10 @@ def save_sheet(raw_dir: Path, template: SheetTemplate, writer: str, data: bytes)
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).replace(microsecond=0)
-    note = (f"drawn on the collection page (mnistp4 serve): layout {template.layout}, writer {writer}, "
-            f"{now.isoformat()}, {len(written)} boxes written")
+    note = (
+        f"drawn on the collection page (mnistp4 serve): layout {template.layout}, writer {writer}, "
+        f"{now.isoformat()}, {len(written)} boxes written"
+    )
     side = (json.dumps({"source": writer, "note": note}, indent=2) + "\n").encode()
     for _ in range(16):  # a clash needs the same writer, second and 32 random bits: retry anyway
         stem = f"tablet_{template.layout}_{writer}_{now.strftime(TIME_FORMAT)}_{uuid.uuid4().hex[:8]}"
@@ -189,9 +205,16 @@ def save_sheet(raw_dir: Path, template: SheetTemplate, writer: str, data: bytes)
             continue
         if _create_exclusive(raw_dir / f"{stem}.png", buf.tobytes()):
             log.info("saved sheet %s (%d boxes written)", stem, len(written))
-            return {"id": stem, "layout": template.layout, "writer": writer, "time": now.isoformat(),
-                    "image": f"{stem}.png", "sidecar": f"{stem}.json", "boxes_written": len(written),
-                    "cells": [[b.row, b.col] for b in written]}
+            return {
+                "id": stem,
+                "layout": template.layout,
+                "writer": writer,
+                "time": now.isoformat(),
+                "image": f"{stem}.png",
+                "sidecar": f"{stem}.json",
+                "boxes_written": len(written),
+                "cells": [[b.row, b.col] for b in written],
+            }
         (raw_dir / f"{stem}.json").unlink(missing_ok=True)
     raise UploadError("could not find a free file name in the raw scans folder", 500)
 
@@ -240,8 +263,13 @@ def read_sidecar(raw_dir: Path, sheet_id: str) -> dict | None:
         side = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return {"id": sheet_id, **fields, "source": side.get("source", ""), "note": side.get("note", ""),
-            "image": f"{sheet_id}.png"}
+    return {
+        "id": sheet_id,
+        **fields,
+        "source": side.get("source", ""),
+        "note": side.get("note", ""),
+        "image": f"{sheet_id}.png",
+    }
 
 
 def list_sidecars(raw_dir: Path, limit: int = 200) -> list[dict]:

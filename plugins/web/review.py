@@ -5,26 +5,28 @@ A digit is identified by ``(sheet_hash, row, col)``, the key human decisions are
 (``plugins/data/manifest.py``), so a decision made here is the same one ``mnistp4 label`` makes and
 ``segment`` re-applies after every re-run.
 """
+
 from __future__ import annotations
 
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
+# the normalization every exported model expects (contract of model.onnx), defined once
+from mnistp4.digitsets import MNIST_MEAN as MEAN
+from mnistp4.digitsets import MNIST_STD as STD
 from mnistp4.errors import InputError, NotProvided
 
 log = logging.getLogger(__name__)
 
 #: sheet hashes are hex digests; anything else in a URL is rejected before touching the disk
 SHEET_HASH_RE = re.compile(r"^[0-9a-fA-F]{6,128}$")
-#: the normalization every exported model expects (contract of model.onnx)
-from mnistp4.digitsets import MNIST_MEAN as MEAN, MNIST_STD as STD  # noqa: E402 - one definition
 
 
 def manifest_module():
@@ -51,8 +53,9 @@ class ReviewData:
     the server is up); model scores are recomputed only when the manifest or the model changes.
     """
 
-    def __init__(self, data_dir: Path, model_path: Path | None = None,
-                 load_predictor: Callable[[Path], Callable] | None = None):
+    def __init__(
+        self, data_dir: Path, model_path: Path | None = None, load_predictor: Callable[[Path], Callable] | None = None
+    ):
         self.data_dir = Path(data_dir)
         self.model_path = Path(model_path) if model_path else None
         self._load_predictor = load_predictor or onnx_predictor
@@ -104,12 +107,21 @@ class ReviewData:
             return None
         return path
 
-    def decide(self, sheet_hash: str, row: int, col: int, *, label: int | None = None,
-               reject: bool = False, accept: bool = False) -> dict:
+    def decide(
+        self,
+        sheet_hash: str,
+        row: int,
+        col: int,
+        *,
+        label: int | None = None,
+        reject: bool = False,
+        accept: bool = False,
+    ) -> dict:
         """Record a human decision through the shared decisions API; returns the digit's new item."""
         with self._lock:
-            manifest_module().record_decision(self.data_dir, sheet_hash, row, col,
-                                              label=label, reject=reject, accept=accept)
+            manifest_module().record_decision(
+                self.data_dir, sheet_hash, row, col, label=label, reject=reject, accept=accept
+            )
             self._stamp = None  # re-read: the manifest now carries the decision
             self._refresh()
             return self.item(self._index[(sheet_hash, row, col)], self.scores())
@@ -161,17 +173,22 @@ class ReviewData:
                 p /= p.sum(axis=1, keepdims=True)
                 self._probs.update(zip([k for k, _ in todo], p))
             self._probs = {ck: self._probs[ck] for ck in current.values() if ck in self._probs}
-            return ModelScores(self.model_path, {key: self._probs[ck] for key, ck in current.items()
-                                                 if ck in self._probs})
+            return ModelScores(
+                self.model_path, {key: self._probs[ck] for key, ck in current.items() if ck in self._probs}
+            )
 
     # -- what the page gets --------------------------------------------------------------------
     def listing(self) -> dict:
         """Every digit with its flags, decision and (with a model) prediction and suspicion."""
         rows = self.rows()
         scores = self.scores()
-        return {"data_dir": str(self.data_dir),
-                "model": str(scores.model_path) if scores else None, "model_error": self.model_error,
-                "count": len(rows), "digits": [self.item(r, scores) for r in rows]}
+        return {
+            "data_dir": str(self.data_dir),
+            "model": str(scores.model_path) if scores else None,
+            "model_error": self.model_error,
+            "count": len(rows),
+            "digits": [self.item(r, scores) for r in rows],
+        }
 
     def item(self, r: dict, scores: ModelScores | None = None) -> dict:
         """One digit as the page shows it.
@@ -185,12 +202,19 @@ class ReviewData:
         label = r.get("label")
         item = {
             "id": f"{key[0]}/{key[1]}/{key[2]}",
-            "sheet_hash": key[0], "row": key[1], "col": key[2],
-            "label": label, "source": r.get("source", ""), "sheet": r.get("sheet", ""),
-            "flags": flags, "decision": r.get("decision", ""),
+            "sheet_hash": key[0],
+            "row": key[1],
+            "col": key[2],
+            "label": label,
+            "source": r.get("source", ""),
+            "sheet": r.get("sheet", ""),
+            "flags": flags,
+            "decision": r.get("decision", ""),
             "usable": bool(manifest_module().usable(r)),
             "image": f"/api/digits/{key[0]}/{key[1]}/{key[2]}.png",
-            "predicted": None, "confidence": None, "suspicion": float(len(flags)),
+            "predicted": None,
+            "confidence": None,
+            "suspicion": float(len(flags)),
         }
         if "empty" in flags:
             item["suspicion"] = -1.0
@@ -229,8 +253,10 @@ def onnx_predictor(model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
         opts.intra_op_num_threads = 1
         session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise InputError(f"{model_path}: cannot be loaded by onnxruntime ({e}); pass --run with a "
-                         f"run dir that holds a valid model.onnx, or --no-model") from e
+        raise InputError(
+            f"{model_path}: cannot be loaded by onnxruntime ({e}); pass --run with a "
+            f"run dir that holds a valid model.onnx, or --no-model"
+        ) from e
     name = session.get_inputs()[0].name
 
     def predict(images: np.ndarray) -> np.ndarray:

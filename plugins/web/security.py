@@ -6,6 +6,7 @@ Requests are checked in this order: Host (400), access token (401), then for POS
 the Origin (403) and the CSRF token (403). The access token comes as ``?token=`` once (it is moved
 into an HttpOnly cookie and the URL is cleaned), as the cookie, or as ``Authorization: Bearer``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,10 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: deeper JSON is refused before parsing (a decision is one flat object)
 MAX_JSON_DEPTH = 32
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -42,7 +45,7 @@ class Guard:
     """The server's secrets and allowed names, fixed when it starts."""
 
     allowed_hosts: frozenset[str] = LOOPBACK_NAMES
-    access_token: str | None = None          # None: no login (loopback only, or --no-token)
+    access_token: str | None = None  # None: no login (loopback only, or --no-token)
     csrf_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @property
@@ -68,7 +71,7 @@ def hostname_of(host_header: str) -> str:
     """``Host`` header -> lower-case name without port (``[::1]:80`` -> ``::1``)."""
     h = host_header.strip().lower()
     if h.startswith("["):
-        return h[1:h.find("]")] if "]" in h else h
+        return h[1 : h.find("]")] if "]" in h else h
     return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
 
 
@@ -80,13 +83,13 @@ def json_depth(data: bytes) -> int:
         if in_string:
             if escaped:
                 escaped = False
-            elif b == 0x5C:        # backslash
+            elif b == 0x5C:  # backslash
                 escaped = True
-            elif b == 0x22:        # quote
+            elif b == 0x22:  # quote
                 in_string = False
         elif b == 0x22:
             in_string = True
-        elif b in (0x5B, 0x7B):    # [ {
+        elif b in (0x5B, 0x7B):  # [ {
             depth += 1
             deepest = max(deepest, depth)
         elif b in (0x5D, 0x7D):
@@ -106,8 +109,9 @@ def install(app: Flask, guard: Guard) -> None:
     def check_request():
         host = hostname_of(request.host or "")
         if host not in guard.allowed_hosts:
-            return refuse(400, f"unknown Host {host!r}: this server answers to "
-                               f"{', '.join(sorted(guard.allowed_hosts))}")
+            return refuse(
+                400, f"unknown Host {host!r}: this server answers to {', '.join(sorted(guard.allowed_hosts))}"
+            )
         if guard.access_token is not None:
             given = request.args.get(TOKEN_PARAM)
             if given is not None and request.method == "GET" and _same(given, guard.access_token):
@@ -120,15 +124,19 @@ def install(app: Flask, guard: Guard) -> None:
             bearer = request.headers.get("Authorization", "")
             bearer = bearer[7:] if bearer.startswith("Bearer ") else ""
             if not (_same(cookie, guard.access_token) or _same(bearer, guard.access_token)):
-                return refuse(401, "this server needs its access token: open the address with ?token=... "
-                                   "that `mnistp4 serve` printed")
+                return refuse(
+                    401,
+                    "this server needs its access token: open the address with ?token=... that `mnistp4 serve` printed",
+                )
         if request.method in UNSAFE_METHODS:
             origin = request.headers.get("Origin")
             if origin is not None and origin != f"{request.scheme}://{request.host}":
                 return refuse(403, f"cross-origin request from {origin!r} refused")
             if not _same(request.headers.get(CSRF_HEADER, ""), guard.csrf_token):
-                return refuse(403, f"missing or wrong {CSRF_HEADER} header: reload the page (scripts: GET "
-                                   f"/api/session for the token)")
+                return refuse(
+                    403,
+                    f"missing or wrong {CSRF_HEADER} header: reload the page (scripts: GET /api/session for the token)",
+                )
             if request.is_json and json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
                 return refuse(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         return None

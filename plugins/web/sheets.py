@@ -4,6 +4,7 @@ Layouts are registered by the sheet plugins (``register_sheet_layouts``) and dra
 ``mnistp4.stages.sheets.layout.render_template`` — the same drawing ``mnistp4 sheet template`` writes
 for a tablet — so a sheet drawn on this page is read by the ``template`` segmenter like any scan.
 """
+
 from __future__ import annotations
 
 from mnistp4.stages.web.collect import Box, SheetTemplate
@@ -24,7 +25,8 @@ def render_template_for(app, name: str) -> SheetTemplate:
     for r, digit in enumerate(layout.rows):
         for c in range(layout.cols):
             x, y, w, h = layout.box(r, c)
-            boxes.append(Box(row=r, col=c, digit=int(digit), x=px(x), y=px(y),
-                             w=px(x + w) - px(x), h=px(y + h) - px(y)))
+            boxes.append(
+                Box(row=r, col=c, digit=int(digit), x=px(x), y=px(y), w=px(x + w) - px(x), h=px(y + h) - px(y))
+            )
     entry = app.registry.entry("sheet_layouts", name)
     return SheetTemplate(layout=name, image=image, boxes=boxes, description=entry.description)

@@ -18,6 +18,7 @@ API (besides the pages' own, see :mod:`mnistp4.stages.web.app`):
 ``GET  /api/update``                     its progress and result
 =======================================  =================================================
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,12 +61,19 @@ class BoardRule:
             return F32(0.0)
         x = min(x, F32(88.0))
         t = x * F32(1.44269504)
-        k = int(t - F32(0.5)) if t < 0 else int(t + F32(0.5))      # C's cast truncates
+        k = int(t - F32(0.5)) if t < 0 else int(t + F32(0.5))  # C's cast truncates
         kf = F32(k)
         r = (x - kf * F32(0.693145752)) - kf * F32(1.42860677e-6)
         p = F32(1.0) / F32(5040.0)
-        for c in (F32(1.0) / F32(720.0), F32(1.0) / F32(120.0), F32(1.0) / F32(24.0), F32(1.0) / F32(6.0),
-                  F32(0.5), F32(1.0), F32(1.0)):
+        for c in (
+            F32(1.0) / F32(720.0),
+            F32(1.0) / F32(120.0),
+            F32(1.0) / F32(24.0),
+            F32(1.0) / F32(6.0),
+            F32(0.5),
+            F32(1.0),
+            F32(1.0),
+        ):
             p = c + r * p
         scale = np.array([(k + 127) << 23], np.uint32).view(np.float32)[0]
         return F32(p * scale)
@@ -103,14 +111,20 @@ class BoardRule:
         if not len(lit):
             return 0, 0
         (r0, c0), (r1, c1) = lit.min(axis=0), lit.max(axis=0)
-        box = image[r0:r1 + 1, c0:c1 + 1]
+        box = image[r0 : r1 + 1, c0 : c1 + 1]
         return len(lit), int(np.count_nonzero(box >= 128)) * 1000 // box.size
 
     @classmethod
     def decide(cls, image: np.ndarray, probs) -> dict:
         ink, fill = cls.ink_stats(image)
-        d = {"state": 0, "digit": -1, "confidence": F32(0.0), "margin": F32(0.0), "ink_pixels": ink,
-             "fill_permille": fill}
+        d = {
+            "state": 0,
+            "digit": -1,
+            "confidence": F32(0.0),
+            "margin": F32(0.0),
+            "ink_pixels": ink,
+            "fill_permille": fill,
+        }
         if ink < cls.min_ink_pixels:
             return d
         if probs is not None:
@@ -132,6 +146,7 @@ class BoardRule:
     @staticmethod
     def screen_text(d: dict) -> tuple[str, str]:
         """(big answer, status line) as dc_screen_text prints them with a model loaded."""
+
         def percent(share):
             return int(F32(F32(share) * F32(100.0)) + F32(0.5))
 
@@ -175,7 +190,7 @@ class TryModel:
     def __init__(self, fixed: Path | None = None, runs_dir: Path | None = None):
         self.fixed, self.runs_dir = (Path(fixed) if fixed else None), (Path(runs_dir) if runs_dir else None)
         self._lock = threading.Lock()
-        self._loaded: tuple | None = None     # (path, mtime, model, interpreter)
+        self._loaded: tuple | None = None  # (path, mtime, model, interpreter)
         self.path = self.fixed or self._newest()
 
     def _newest(self) -> Path | None:
@@ -195,8 +210,10 @@ class TryModel:
 
         with self._lock:
             if self.path is None:
-                raise InputError("no verified Int8 model to try: run `mnistp4 run` (or quantize a run), "
-                                 "or start `mnistp4 serve --model FILE.espdl`")
+                raise InputError(
+                    "no verified Int8 model to try: run `mnistp4 run` (or quantize a run), "
+                    "or start `mnistp4 serve --model FILE.espdl`"
+                )
             mtime = self.path.stat().st_mtime_ns
             if self._loaded is None or self._loaded[:2] != (self.path, mtime):
                 model = read_espdl(self.path)
@@ -216,13 +233,17 @@ def decode_canvas(data: bytes) -> np.ndarray:
         raise UsageError("the canvas is not a readable PNG")
     if img.ndim == 3:
         rgb = img[..., 2::-1] if img.shape[2] >= 3 else img[..., :1]
-        img = rgb[..., 0] if all(np.array_equal(rgb[..., 0], rgb[..., i]) for i in range(rgb.shape[2])) \
+        img = (
+            rgb[..., 0]
+            if all(np.array_equal(rgb[..., 0], rgb[..., i]) for i in range(rgb.shape[2]))
             else to_grey_uint8(np.ascontiguousarray(rgb))
+        )
     if img.dtype != np.uint8:
         img = (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
     if img.shape != (CANVAS_SIDE, CANVAS_SIDE):
-        raise UsageError(f"the canvas must be {CANVAS_SIDE}x{CANVAS_SIDE} (the board's), got "
-                         f"{img.shape[1]}x{img.shape[0]}")
+        raise UsageError(
+            f"the canvas must be {CANVAS_SIDE}x{CANVAS_SIDE} (the board's), got {img.shape[1]}x{img.shape[0]}"
+        )
     return np.ascontiguousarray(img)
 
 
@@ -233,9 +254,8 @@ def board_answer(grey: np.ndarray, model, interpreter) -> dict:
     from mnistp4.stages.quantize.interpreter import normalize_pixels, quantize_input
 
     image = normalize_digit(grey)
-    ran = bool(image.any())               # the C normalizer returns DC_OK_INK exactly then
-    q = quantize_input(normalize_pixels(image[None], model), model.input_exponent, model.input_dtype,
-                       interpreter.mode)
+    ran = bool(image.any())  # the C normalizer returns DC_OK_INK exactly then
+    q = quantize_input(normalize_pixels(image[None], model), model.input_exponent, model.input_dtype, interpreter.mode)
     ints = probs = raw = logits = None
     if ran:
         ints = interpreter.run(q)[model.outputs[0].name].reshape(-1)
@@ -252,9 +272,14 @@ def board_answer(grey: np.ndarray, model, interpreter) -> dict:
         "scores": [float(p) for p in probs] if probs else [0.0] * 10,
         "raw": [float(v) for v in raw] if raw else [0.0] * 10,
         "bars_shown": ran and state != "scribble",
-        "best": d["digit"], "confidence": float(d["confidence"]), "margin": float(d["margin"]),
-        "ink_pixels": d["ink_pixels"], "fill_permille": d["fill_permille"],
-        "answer": answer, "status": status, "ran": ran,
+        "best": d["digit"],
+        "confidence": float(d["confidence"]),
+        "margin": float(d["margin"]),
+        "ink_pixels": d["ink_pixels"],
+        "fill_permille": d["fill_permille"],
+        "answer": answer,
+        "status": status,
+        "ran": ran,
         "outputs": [int(v) for v in ints] if ints is not None else None,
         "logits": [float(v) for v in logits] if logits else None,
         "model_input": q.reshape(28, 28).astype(int).tolist(),
@@ -282,8 +307,17 @@ def save_try_digit(data_dir: Path, png: bytes, image28: np.ndarray, label: int, 
     ok, enc = cv2.imencode(".png", image28)
     if not ok:
         raise InputError("cannot encode the 28x28 digit as PNG")
-    row = {"path": rel_digit, "label": int(label), "source": f"try:{writer}", "sheet": rel_canvas,
-           "sheet_hash": sheet_hash, "row": 0, "col": 0, "flags": "", "decision": ""}
+    row = {
+        "path": rel_digit,
+        "label": int(label),
+        "source": f"try:{writer}",
+        "sheet": rel_canvas,
+        "sheet_hash": sheet_hash,
+        "row": 0,
+        "col": 0,
+        "flags": "",
+        "decision": "",
+    }
     with mf.data_dir_lock(data_dir):
         write_bytes(data_dir / rel_canvas, png)
         write_bytes(data_dir / rel_digit, enc.tobytes())
@@ -301,7 +335,7 @@ def _keep_in_segment_state(data_dir: Path, sheet_hash: str, row: dict, write_jso
 
     try:
         from mnistp4.stages.sheets.batch import STATE, VERSION
-    except ImportError:            # no sheets stage: nothing rewrites the manifest behind us
+    except ImportError:  # no sheets stage: nothing rewrites the manifest behind us
         return
     path = data_dir / STATE
     try:
@@ -310,8 +344,14 @@ def _keep_in_segment_state(data_dir: Path, sheet_hash: str, row: dict, write_jso
         state = {}
     if not isinstance(state, dict) or state.get("version") != VERSION or not isinstance(state.get("sheets"), dict):
         state = {"version": VERSION, "sheets": {}}
-    state["sheets"][sheet_hash] = {"sheet": row["sheet"], "options_key": "try", "digits": 1, "flagged": 0,
-                                   "rows": [row], "raw_dir": "try:"}
+    state["sheets"][sheet_hash] = {
+        "sheet": row["sheet"],
+        "options_key": "try",
+        "digits": 1,
+        "flagged": 0,
+        "rows": [row],
+        "raw_dir": "try:",
+    }
     write_json(path, state)
 
 
@@ -321,8 +361,15 @@ class UpdateJob:
     def __init__(self, ctx, data_dir: Path, model: TryModel):
         self.ctx, self.data_dir, self.model = ctx, Path(data_dir), model
         self._lock = threading.Lock()
-        self.state = {"running": False, "stage": None, "fraction": 0.0, "messages": [], "result": None,
-                      "error": None, "switched_to": None}
+        self.state = {
+            "running": False,
+            "stage": None,
+            "fraction": 0.0,
+            "messages": [],
+            "result": None,
+            "error": None,
+            "switched_to": None,
+        }
         self._thread: threading.Thread | None = None
 
     def snapshot(self) -> dict:
@@ -336,10 +383,19 @@ class UpdateJob:
             path = self.model.path
             if path is None:
                 raise InputError("no model to update: /try has no verified Int8 file")
-            self.state = {"running": True, "stage": "start", "fraction": 0.0, "messages": [f"updating {path.parent}"],
-                          "result": None, "error": None, "switched_to": None, "started": time.time()}
-        self._thread = threading.Thread(target=self._run, args=(path.parent, run_fn), daemon=True,
-                                        name="mnistp4-update")
+            self.state = {
+                "running": True,
+                "stage": "start",
+                "fraction": 0.0,
+                "messages": [f"updating {path.parent}"],
+                "result": None,
+                "error": None,
+                "switched_to": None,
+                "started": time.time(),
+            }
+        self._thread = threading.Thread(
+            target=self._run, args=(path.parent, run_fn), daemon=True, name="mnistp4-update"
+        )
         self._thread.start()
         return True
 
@@ -352,8 +408,9 @@ class UpdateJob:
         from mnistp4.stages.training.update import update_run
 
         try:
-            report = (run_fn or update_run)(self.ctx, run_dir, data_dir=self.data_dir, on_progress=self._progress,
-                                            quiet=True)
+            report = (run_fn or update_run)(
+                self.ctx, run_dir, data_dir=self.data_dir, on_progress=self._progress, quiet=True
+            )
             switched = None
             if report.get("deployable"):
                 switched = str(self.model.switch(Path(report["after_model"])))
@@ -389,13 +446,15 @@ def register_try(app: Flask, settings, review) -> None:
 
     @app.get("/try")
     def try_page():
-        return render_template("try.html", data_dir=settings.data_dir, canvas_side=CANVAS_SIDE,
-                               brush_radius=BRUSH_RADIUS)
+        return render_template(
+            "try.html", data_dir=settings.data_dir, canvas_side=CANVAS_SIDE, brush_radius=BRUSH_RADIUS
+        )
 
     @app.get("/api/try/model")
     def try_model():
-        return jsonify({"model": str(model.path) if model.path else None, "canvas": CANVAS_SIDE,
-                        "brush_radius": BRUSH_RADIUS})
+        return jsonify(
+            {"model": str(model.path) if model.path else None, "canvas": CANVAS_SIDE, "brush_radius": BRUSH_RADIUS}
+        )
 
     @app.post("/api/try")
     def try_answer():
@@ -423,8 +482,12 @@ def register_try(app: Flask, settings, review) -> None:
         if int(np.count_nonzero(image)) < BoardRule.min_ink_pixels:
             return error(400, "the canvas is empty: draw the digit first")
         row = save_try_digit(settings.data_dir, png, image, int(label), writer)
-        return jsonify({"digit": {k: row[k] for k in ("path", "label", "source", "sheet_hash", "row", "col")},
-                        "review": f"/review#{row['sheet_hash']}/0/0"}), 201
+        return jsonify(
+            {
+                "digit": {k: row[k] for k in ("path", "label", "source", "sheet_hash", "row", "col")},
+                "review": f"/review#{row['sheet_hash']}/0/0",
+            }
+        ), 201
 
     @app.post("/api/update")
     def update_start():
