@@ -137,7 +137,7 @@ def build_cli(app: App) -> click.Group:
                     {"name": e.name, "plugin": e.plugin, "description": e.description, "replaced": e.replaced}
                     for e in app.registry.entries(kind)
                 ]
-                for kind in app.registry._entries
+                for kind in app.registry.kinds()
             }
             print_json(
                 {

@@ -54,7 +54,6 @@ class PluginInfo:
     module: Any
     hooks: list[str] = field(default_factory=list)
     version: str = ""
-    commands: list[str] = field(default_factory=list)
 
 
 class PluginManager:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import Mnistp4Error, NotProvided, PluginError, RegistrationConflict
-from .records import Layout, ModelSpec, PipelineStep, Recipe
+from .records import MAX_LAYOUT_CODES, Layout, ModelSpec, PipelineStep, Recipe
 
 #: registry kind -> the hook that fills it
 KINDS: dict[str, str] = {
@@ -102,7 +102,7 @@ class Registry:
                     f"sheet layout {name!r} of plugin {plugin!r} uses marker code {layout.code}, which layout "
                     f"{other.name!r} of plugin {other.plugin!r} already uses; pick a free code "
                     f"(used: {sorted(e.obj.code for e in self._entries['sheet_layouts'].values())}, "
-                    f"allowed 0..{MAX_CODE})"
+                    f"allowed 0..{MAX_LAYOUT_CODES - 1})"
                 )
 
     def names(self, kind: str) -> list[str]:
@@ -146,8 +146,6 @@ def _doc_line(obj: Any) -> str:
     desc = getattr(obj, "description", "") or (getattr(obj, "__doc__", "") or "")
     return desc.strip().splitlines()[0] if isinstance(desc, str) and desc.strip() else ""
 
-
-MAX_CODE = 61  # see records.MAX_LAYOUT_CODES
 
 #: what each kind of callable must return (checked on every call)
 RESULT_CHECKS = {"dataset_sources": "digitset", "deploy_targets": "deploy", "quantizers": "quant"}

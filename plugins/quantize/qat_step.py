@@ -12,6 +12,7 @@ pipeline step runs this between ``train`` and ``quantize`` (``qat_epochs``; 0 sk
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -108,7 +109,12 @@ def qat_run(
             )
 
     float_before = evaluate(model, mtest.images, mtest.labels)["accuracy"]
-    if quiet:
+    if not quiet:
+        app.console.print(
+            f"quantization-aware fine-tuning of {run_dir} ({cfg['model']}): {epochs} epochs, "
+            f"lr {lr:g}; float model {100 * float_before:.2f}%"
+        )
+    with contextlib.nullcontext() if quiet else app.progress() as progress:
         qat, history = finetune(
             model,
             images,
@@ -120,26 +126,8 @@ def qat_run(
             settings,
             augmentations,
             on_epoch=on_epoch,
+            progress=progress,
         )
-    else:
-        app.console.print(
-            f"quantization-aware fine-tuning of {run_dir} ({cfg['model']}): {epochs} epochs, "
-            f"lr {lr:g}; float model {100 * float_before:.2f}%"
-        )
-        with app.progress() as progress:
-            qat, history = finetune(
-                model,
-                images,
-                labels,
-                epoch_order,
-                mtest.images,
-                mtest.labels,
-                calib.images,
-                settings,
-                augmentations,
-                on_epoch=on_epoch,
-                progress=progress,
-            )
     tuned = qat.to_original()
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "model.pt") as tmp:

@@ -149,6 +149,21 @@ def quantize_run(
     return report
 
 
+def _evaluation_sets(app, run_cfg: dict, calib: int):
+    """``(MNIST test, custom train, custom held-out, calibration set)`` for a run: what every
+    quantizer is calibrated on and scored with."""
+    from mnistp4.stages.quantize.calib_images import calibration_set, custom_entries, custom_split
+
+    test = app.get("dataset_sources", "mnist")(app, "test")
+    custom_train, custom_held = custom_split(app, custom_entries(app, run_cfg))
+    return test, custom_train, custom_held, calibration_set(app, calib, custom_train=custom_train)
+
+
+def _stem(onnx_path: Path) -> str:
+    """Output files of ``runs/NAME/model.onnx`` are ``model_int8...``; of ``x.onnx``, ``x_int8...``."""
+    return "model" if onnx_path.name == "model.onnx" else onnx_path.stem
+
+
 def _quantize_into(
     app,
     onnx_path: Path,
@@ -163,7 +178,6 @@ def _quantize_into(
     verify: bool,
     quiet: bool,
 ) -> dict[str, Any]:
-    from mnistp4.stages.quantize.calib_images import calibration_set, custom_entries, custom_split
     from mnistp4.stages.quantize.cost_report import device_cost
 
     entry = app.registry.entry("quantizers", app.config["quantizer"])
@@ -185,12 +199,10 @@ def _quantize_into(
     recipe = recipe or configured_recipe(app, run_cfg)
     check_options(bits, target, recipe)
     widths = tuple(sorted({bits, *(widths or (8, 16))}, reverse=True))
-    stem = "model" if onnx_path.name == "model.onnx" else onnx_path.stem
+    stem = _stem(onnx_path)
     with _progress(app, quiet) as progress:
         task = progress.add_task("loading test sets", total=2 + 3 * len(widths))
-        test = app.get("dataset_sources", "mnist")(app, "test")
-        custom_train, custom_held = custom_split(app, custom_entries(app, run_cfg))
-        calib_set = calibration_set(app, calib, custom_train=custom_train)
+        test, custom_train, custom_held, calib_set = _evaluation_sets(app, run_cfg, calib)
         selection = None
         if recipe == AUTO:
             recipe, selection = _select(app, onnx_path, target, calib_set, custom_train, progress)
@@ -400,18 +412,14 @@ def quantize_with(
     import shutil
     import tempfile
 
-    from mnistp4.stages.quantize.calib_images import calibration_set, custom_entries, custom_split
-
     quantizer = entry.bound()
     suffix = str(getattr(entry.obj, "suffix", ".onnx"))
     widths = tuple(sorted({bits, *(widths or getattr(entry.obj, "widths", (bits,)))}, reverse=True))
-    stem = "model" if onnx_path.name == "model.onnx" else onnx_path.stem
+    stem = _stem(onnx_path)
     formats = app.registry.names("model_formats")
     with _progress(app, quiet) as progress:
         task = progress.add_task(f"quantizer {entry.name}", total=1 + len(widths))
-        test = app.get("dataset_sources", "mnist")(app, "test")
-        custom_train, custom_held = custom_split(app, custom_entries(app, run_cfg))
-        calib_set = calibration_set(app, calib, custom_train=custom_train)
+        test, custom_train, custom_held, calib_set = _evaluation_sets(app, run_cfg, calib)
 
         def score(path: Path) -> dict[str, Any]:
             if path.suffix not in formats:

@@ -167,13 +167,11 @@ def split_custom(digits, seed: int = 0):
 
 def int8_accuracy(model_path: Path, images: np.ndarray, labels: np.ndarray) -> float | None:
     """Accuracy of the Int8 file in integer arithmetic (None without digits)."""
+    from mnistp4.stages.quantize.espdl_quantize import accuracy
     from mnistp4.stages.quantize.espdl_reader import read_espdl
     from mnistp4.stages.quantize.interpreter import predict_ints
 
-    if not len(labels):
-        return None
-    ints = predict_ints(read_espdl(model_path), images)
-    return float((ints.argmax(axis=1) == labels).mean())
+    return accuracy(predict_ints(read_espdl(model_path), images), labels) if len(labels) else None
 
 
 # -- the command's work -----------------------------------------------------------------------------
