@@ -24,7 +24,7 @@ import numpy as np
 from mnistp4 import hookimpl
 from mnistp4.errors import DatasetUnavailable, InputError
 from mnistp4.records import DigitSet
-from mnistp4.stages.data.custom_digits import split_by_source
+from mnistp4.stages.data.custom_digits import split_by_source, subset
 
 FILENAMES = ("semeion-dev.data", "semeion.data")
 ENV = "MNISTP4_SEMEION_DIR"
@@ -95,13 +95,30 @@ def semeion_source(ctx, split: str) -> DigitSet:
         return digits
     if split not in ("train", "test"):
         raise InputError(f"Semeion split must be train, test or all, not {split!r}")
-    train, held = split_by_source(digits, seed=0)
+    held_group = str(config.get("semeion_held_out") or "")
+    if held_group:  # one whole writer group held out: the folds of bench/bench_writers.py
+        if held_group not in set(digits.sources or []):
+            raise InputError(f"semeion_held_out {held_group!r}: not a writer group ({', '.join(groups(digits))})")
+        mask = np.array([s == held_group for s in digits.sources], bool)
+        train, held = subset(digits, ~mask, "train"), subset(digits, mask, "held-out")
+    else:
+        train, held = split_by_source(digits, seed=0)
     return train if split == "train" else held
+
+
+def groups(digits: DigitSet) -> list[str]:
+    """The writer groups (200-row cycles) of a Semeion set, in file order."""
+    return sorted(set(digits.sources or []), key=lambda s: int(s.rsplit("c", 1)[1]))
 
 
 @hookimpl
 def register_config_keys(register):
     register("semeion_dir", "", "folder with semeion-dev.data (empty: $MNISTP4_SEMEION_DIR)")
+    register(
+        "semeion_held_out",
+        "",
+        "Semeion writer group held out from training, e.g. semeion-c2 (empty: a quarter of the groups by hash)",
+    )
 
 
 @hookimpl

@@ -177,7 +177,11 @@ def qat_step(app, state: dict) -> dict:
     if epochs <= 0:
         return {"skipped": True}
     run_dir = Path(state.get("run_dir") or c.path("runs_dir") / c["run_name"])
-    m = qat_run(app, run_dir, epochs=epochs, lr=float(c["qat_lr"]), seed=int(c["seed"]))
+    from mnistp4.stages.training.train import configured_threads
+
+    m = qat_run(
+        app, run_dir, epochs=epochs, lr=float(c["qat_lr"]), seed=int(c["seed"]), threads=configured_threads(app)
+    )
     return {
         "run_dir": m["run_dir"],
         "onnx": str(Path(m["run_dir"]) / "model.onnx"),

@@ -198,6 +198,11 @@ def register_commands(cli):
         app.console.print(table)
 
 
+def configured_threads(app) -> int | None:
+    """Config ``threads`` for the pipeline's training and fine-tuning; ``None`` (0): chosen by load."""
+    return int(app.config.get("threads") or 0) or None
+
+
 def train_step(app, state: dict) -> dict:
     """Train config model/recipe with the segmented digits (and config `custom`), export ONNX."""
     from mnistp4.stages.training.run import apply_model_defaults, train_run
@@ -221,6 +226,7 @@ def train_step(app, state: dict) -> dict:
         weighting=c["weighting"],
         augment=c["augment"],
         overwrite=True,
+        threads=configured_threads(app),
     )
     return {
         "run_dir": str(out),
@@ -229,6 +235,12 @@ def train_step(app, state: dict) -> dict:
         "custom_accuracy": metrics["custom_accuracy"],
         "train_seconds": metrics["train_seconds"],
     }
+
+
+@hookimpl
+def register_config_keys(register):
+    # fixed in benchmarks: the thread count changes the summation order and so the trained weights
+    register("threads", 0, "`mnistp4 run`: torch threads of training and fine-tuning (0: 2 when idle, 1 when busy)")
 
 
 @hookimpl
