@@ -1,7 +1,7 @@
 """Segmentation of realistic sheets (bench/realistic_sheets.py), end to end through ``segment_folder``.
 
     MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/bench_sheets_realistic.py \
-        --seeds 900 901 [--conditions photo-even ...] [--json out.json] [--workers 1]
+        --seeds 900 901 [--conditions photo-even ...] [--json out.json] [--workers 1 2]
 
 Per condition (the sheets are written as the files a user has - 12 MP phone JPEGs, 300 dpi scans -
 into a temporary folder and segmented like ``mnistp4 segment`` does, decode and all writes included):
@@ -13,9 +13,12 @@ into a temporary folder and segmented like ``mnistp4 segment`` does, decode and 
   (correlation < 0.5 to it after a 1-pixel blur: cut strokes, a box line in the 28x28);
 * bad ok   - not-a-digit boxes that came out flagged or empty / all such boxes;
 * flagged  - share of found written digits that carry a flag; ``border`` how many of them;
+* clean flagged - the same share among clean, well-written digits (inside their box, not touching
+  its line); the flags behind it are listed per condition;
 * usable   - written digits that came out found and unflagged / expected;
-* digits/s - manifest rows per CPU second of the segmenting process (``time.process_time``;
-  with ``--workers`` > 1 the workers' time is not seen: then only wall time is meaningful).
+* digits/s - manifest rows per CPU second (the segmenting process and its worker processes,
+  ``resource.getrusage``) and per wall second, for every ``--workers`` count given (the sheets are
+  segmented again into a fresh data dir for each; quality is scored on the first).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -53,7 +57,21 @@ def closeness(a: np.ndarray, b: np.ndarray) -> float:
 
 def score(sheets: list, data_dir: Path) -> dict:
     rows = {(r["sheet"], int(r["row"]), int(r["col"])): r for r in read_manifest(data_dir)}
-    s = dict(expected=0, found=0, usable=0, flagged=0, border=0, wrong=0, garbled=0, bad=0, bad_ok=0, empty_phantom=0)
+    s = dict(
+        expected=0,
+        found=0,
+        usable=0,
+        flagged=0,
+        border=0,
+        wrong=0,
+        garbled=0,
+        bad=0,
+        bad_ok=0,
+        empty_phantom=0,
+        clean=0,
+        clean_flagged=0,
+    )
+    clean_flags: dict[str, int] = {}
     examples = []
     for sheet, file in sheets:
         for (r, c), truth in sheet.boxes.items():
@@ -67,6 +85,11 @@ def score(sheets: list, data_dir: Path) -> dict:
                 s["found"] += 1
                 s["flagged"] += bool(flags)
                 s["border"] += "border" in flags
+                if truth.what == "clean":
+                    s["clean"] += 1
+                    s["clean_flagged"] += bool(flags)
+                    for f in flags:
+                        clean_flags[f] = clean_flags.get(f, 0) + 1
                 if int(got["label"]) != truth.label and not flags:
                     s["wrong"] += 1
                 if not flags:
@@ -85,12 +108,19 @@ def score(sheets: list, data_dir: Path) -> dict:
                     s["empty_phantom"] += not bad
                     examples.append(f"wrong {file} r{r}c{c} {truth.kind} {truth.what}")
     s["examples"] = examples[:12]
+    s["clean_flags"] = clean_flags
     return s
 
 
-def run_condition(condition: str, seeds: list[int], hand, workers: int, keep: Path | None) -> dict:
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (segment's worker processes)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_condition(condition: str, seeds: list[int], hand, workers: list[int], keep: Path | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        raw, data = Path(tmp) / "raw", Path(tmp) / "data"
+        raw = Path(tmp) / "raw"
         raw.mkdir()
         sheets = []
         for seed in seeds:
@@ -99,35 +129,46 @@ def run_condition(condition: str, seeds: list[int], hand, workers: int, keep: Pa
             (raw / (sheet.name + suffix)).write_bytes(payload)
             sheets.append((sheet, sheet.name + suffix))
         layouts = {lay.name: lay for lay in default_layouts()}
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        summary = segment_folder(
-            raw,
-            data,
-            segmenter=segment_auto,
-            segmenter_name="auto",
-            layout=None,
-            layouts=layouts,
-            normalize=normalize_digit,
-            normalizer_name="mnist",
-            default_rows="0123456789",
-            workers=workers,
-        )
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        result = score(sheets, data)
-        if keep:
-            import shutil
+        speeds = {}
+        for n in workers:
+            data = Path(tmp) / f"data-{n}"
+            cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+            summary = segment_folder(
+                raw,
+                data,
+                segmenter=segment_auto,
+                segmenter_name="auto",
+                layout=None,
+                layouts=layouts,
+                normalize=normalize_digit,
+                normalizer_name="mnist",
+                default_rows="0123456789",
+                workers=n,
+            )
+            cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - wall0
+            speeds[n] = dict(
+                cpu_s=cpu,
+                wall_s=wall,
+                per_cpu_s=summary["digits"] / max(cpu, 1e-9),
+                per_wall_s=summary["digits"] / wall,
+            )
+            if n == workers[0]:
+                first, result = summary, score(sheets, data)
+                if keep:
+                    import shutil
 
-            shutil.copytree(data / "review", keep / condition, dirs_exist_ok=True)
+                    shutil.copytree(data / "review", keep / condition, dirs_exist_ok=True)
     result.update(
         condition=condition,
         sheets=len(seeds),
-        failed=summary["failed"],
-        rows=summary["digits"],
-        cpu_s=cpu,
-        wall_s=wall,
-        digits_per_cpu_s=summary["digits"] / max(cpu, 1e-9),
-        digits_per_wall_s=summary["digits"] / wall,
-        errors=[r["error"] for r in summary["results"] if r["error"]],
+        failed=first["failed"],
+        rows=first["digits"],
+        cpu_s=speeds[workers[0]]["cpu_s"],
+        wall_s=speeds[workers[0]]["wall_s"],
+        digits_per_cpu_s=speeds[workers[0]]["per_cpu_s"],
+        digits_per_wall_s=speeds[workers[0]]["per_wall_s"],
+        speeds=speeds,
+        errors=[r["error"] for r in first["results"] if r["error"]],
     )
     return result
 
@@ -140,6 +181,7 @@ def table(results: list[dict]) -> str:
         "garbled",
         "bad ok",
         "flagged %",
+        "clean flagged %",
         "border",
         "usable %",
         "digits/CPU s",
@@ -155,6 +197,8 @@ def table(results: list[dict]) -> str:
             "bad",
             "bad_ok",
             "flagged",
+            "clean",
+            "clean_flagged",
             "border",
             "usable",
             "rows",
@@ -172,6 +216,7 @@ def table(results: list[dict]) -> str:
                     str(r["garbled"]),
                     f"{r['bad_ok']}/{r['bad']}",
                     f"{100 * r['flagged'] / max(1, r['found']):.1f}",
+                    f"{100 * r['clean_flagged'] / max(1, r['clean']):.1f}",
                     str(r["border"]),
                     f"{100 * r['usable'] / max(1, r['expected']):.1f}",
                     f"{r['rows'] / max(r['cpu_s'], 1e-9):.0f}",
@@ -182,11 +227,37 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def speed_table(results: list[dict]) -> str:
+    """Digits per CPU second and per wall second for each worker count; the 12 MP photo
+    conditions together (the speed goal) and all conditions together."""
+    counts = list(results[0]["speeds"])
+    head = ["condition"] + [f"{n}w /CPU s" for n in counts] + [f"{n}w /wall s" for n in counts]
+    if len(counts) > 1:
+        head.append(f"wall {counts[-1]}w / {counts[0]}w")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = [(r["condition"], [r]) for r in results]
+    groups.append(("photos (12 MP)", [r for r in results if r["condition"].startswith("photo")]))
+    groups.append(("all", results))
+    for name, rs_ in groups:
+        if not rs_:
+            continue
+        rows = sum(r["rows"] for r in rs_)
+        cpu = {n: sum(r["speeds"][n]["cpu_s"] for r in rs_) for n in counts}
+        wall = {n: sum(r["speeds"][n]["wall_s"] for r in rs_) for n in counts}
+        cells = [name] + [f"{rows / cpu[n]:.0f}" for n in counts] + [f"{rows / wall[n]:.0f}" for n in counts]
+        if len(counts) > 1:
+            cells.append(f"{wall[counts[0]] / wall[counts[-1]]:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=HELD_OUT_SEEDS)
     parser.add_argument("--conditions", nargs="+", default=list(rs.CONDITIONS), choices=list(rs.CONDITIONS))
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1], help="worker counts to time (quality: the first)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--keep-review", type=Path, default=None, help="copy the review pictures here")
     parser.add_argument("--tag", default="", help="suffix of the result folder (e.g. held-out, baseline)")
@@ -201,16 +272,22 @@ def main(argv=None) -> int:
     for condition in args.conditions:
         results.append(run_condition(condition, args.seeds, hand, args.workers, args.keep_review))
         r = results[-1]
+        speed = ", ".join(
+            f"{n} worker(s) {v['per_cpu_s']:.0f}/CPU s {v['per_wall_s']:.0f}/wall s" for n, v in r["speeds"].items()
+        )
         print(
-            f"{condition}: {r['found']}/{r['expected']} found, wrong {r['wrong']}, "
-            f"{r['digits_per_cpu_s']:.0f} digits/CPU s",
+            f"{condition}: {r['found']}/{r['expected']} found, wrong {r['wrong']}; digits per second: {speed}",
             flush=True,
         )
         for e in r["examples"] + r["errors"]:
             print("   ", e)
+        if r["clean_flags"]:
+            print("    flags on clean digits:", ", ".join(f"{k} {v}" for k, v in sorted(r["clean_flags"].items())))
     load = os.getloadavg()
     print(f"seeds {args.seeds}, workers {args.workers}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(table(results))
+    print()
+    print(speed_table(results))
     report = json.dumps({"seeds": args.seeds, "workers": args.workers, "load": load, "results": results}, indent=1)
     (out_dir / "bench_sheets_realistic.json").write_text(report)
     benchmeta.finish(out_dir)

@@ -7,7 +7,8 @@ and pressure), then scanned (300 dpi flatbed) or photographed (12 MP phone: pers
 light, a soft shadow, blur, sensor noise, white-balance tint, JPEG 70-85, the sheet on a wooden or
 dark desk, turned 90/180 degrees, curled, folded, a coffee ring).
 
-Boxes hold clean digits (some large enough to touch the box line), nothing, crossed-out digits
+Boxes hold clean digits (some large enough to touch the box line from inside, some so wide or
+off-centre that they cross it: ``crossing``), nothing, crossed-out digits
 (strike, X, hatching, over-scribble), scribbles, or one digit written across two boxes; some digits
 are written outside the boxes. :class:`BoxTruth` says what a correct segmentation must report:
 ``digit`` boxes a found digit with the row's label (``ref`` is the digit as the normalizer sees
@@ -49,6 +50,8 @@ CONDITIONS = {
     "photo-desk-rotated": dict(
         capture="photo", pens=("ballpoint", "felt", "pencil"), paper=("plain", "lined"), light=0.3, turn=True, tint=True
     ),
+    # a tablet export without a template: rows of digits on a white (or transparent) canvas
+    "tablet-freeform": dict(capture="tablet", pens=("felt",), paper=("plain",)),
     "photo-curl-fold": dict(
         capture="photo",
         pens=("ballpoint", "pencil"),
@@ -73,7 +76,7 @@ SEMEION_FROM = 400
 class BoxTruth:
     kind: str  # digit | empty | bad
     label: int | None = None  # digit: the row's label
-    what: str = ""  # clean | touching | crossed-strike | scribble | across | ...
+    what: str = ""  # clean | touching | crossing (over the line) | crossed-strike | scribble | across | ...
     ref: np.ndarray | None = None  # digit: the source drawing as the normalizer sees it (28x28)
 
 
@@ -122,7 +125,11 @@ class Handwriting:
         # half the digits from Semeion (European writers), half from MNIST
         semeion = [i for i in pool if i >= self.n_mnist]
         i = int(rng.choice(semeion)) if rng.random() < 0.5 else int(rng.choice([i for i in pool if i < self.n_mnist]))
-        return self.items[i][0]
+        if i < self.n_mnist:
+            return self.items[i][0]
+        # Semeion stretched every digit to a square: back to a handwritten width (3/4 of the height)
+        narrow = cv2.resize(self.items[i][0], (12, 16), interpolation=cv2.INTER_LINEAR)
+        return np.pad(narrow, ((0, 0), (2, 2)))
 
 
 def skeleton_of(digit: np.ndarray, height: int) -> np.ndarray:
@@ -221,6 +228,16 @@ def put_ink(page: np.ndarray, coverage: np.ndarray, cx: float, cy: float, pen, r
     page[py0:py1, px0:px1] = np.clip(region * (1 - a[..., None]) + col * a[..., None], 0, 255).astype(np.uint8)
 
 
+def _leaves_box(coverage: np.ndarray, cx: float, cy: float, box: tuple[float, ...]) -> bool:
+    """Whether ink of ``coverage`` placed at (cx, cy) reaches past the centre of a printed line of
+    ``box`` (x, y, w, h pixels): a wide or off-centre digit written across its box's line."""
+    ys, xs = np.nonzero(coverage > 0.5)
+    h, w = coverage.shape
+    x0, y0 = cx - w / 2, cy - h / 2
+    bx, by, bw, bh = box
+    return bool(xs.min() + x0 < bx or xs.max() + x0 > bx + bw or ys.min() + y0 < by or ys.max() + y0 > by + bh)
+
+
 def reference(coverage: np.ndarray) -> np.ndarray:
     from mnistp4.stages.data.normalizer import normalize_digit
 
@@ -281,7 +298,8 @@ def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
                 cov = np.maximum(cov, marks)
                 boxes[(r, c)] = BoxTruth("bad", what=f"crossed-{style}")
             else:
-                boxes[(r, c)] = BoxTruth("digit", int(d), "touching" if touching else "clean", reference(cov))
+                what = "touching" if touching else "crossing" if _leaves_box(cov, cx, cy, (x, y, w, h)) else "clean"
+                boxes[(r, c)] = BoxTruth("digit", int(d), what, reference(cov))
             put_ink(paper, cov, cx, cy, pen, rng)
     # a few digits outside the boxes: in the right margin and between two rows
     for _ in range(int(rng.integers(1, 4))):
@@ -393,9 +411,59 @@ def capture(rng, paper: np.ndarray, cond: dict) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+#: a freeform tablet page: pixels per mm (a 150 dpi export) and digits per row
+TABLET_PX = 150 / 25.4
+FREEFORM_PER_ROW = 8
+
+
+def freeform_page(rng, hand: Handwriting) -> tuple[np.ndarray, dict]:
+    """A tablet page of ten rows (row r holds the digit r), written by one writer with a round pen;
+    some places hold a crossed-out digit or a scribble instead, some are left out. The truth is keyed
+    (row, k): the k-th thing from the left in row r, as a freeform segmenter numbers what it finds."""
+    w_mm, row_mm = 180.0, 24.0
+    page = np.full((int((10 * row_mm + 20) * TABLET_PX), int(w_mm * TABLET_PX), 3), 255, np.uint8)
+    pen_w = rng.uniform(0.5, 0.9) * TABLET_PX * 1.6
+    pen = ((20, 20, 20), (0, 0), (1.0, 1.0), 0.0)
+    boxes: dict[tuple[int, int], BoxTruth] = {}
+    for r in range(10):
+        base_y = (10 + row_mm * (r + 0.5)) * TABLET_PX + rng.uniform(-1, 1) * TABLET_PX
+        x = rng.uniform(8, 14) * TABLET_PX
+        k = 0
+        for _ in range(FREEFORM_PER_ROW):
+            height = int(rng.uniform(11, 16) * TABLET_PX)
+            roll = rng.random()
+            if roll < 0.06:  # a place left out
+                x += height * 0.9
+                continue
+            if roll < 0.12:
+                cov = stroke(
+                    scribble_centre(rng, height, int(height * rng.uniform(0.6, 1.0)), int(rng.integers(5, 11))), pen_w
+                )
+                truth = BoxTruth("bad", what="scribble")
+            else:
+                label = r if roll >= 0.2 else int(rng.integers(10))
+                centre = skeleton_of(hand.pick(rng, label), height)
+                if roll < 0.2:
+                    style = ["strike", "strike", "x", "hatch", "overscribble"][int(rng.integers(5))]
+                    centre = centre | strike_marks(rng, centre.shape[0], centre.shape[1], style)
+                    truth = BoxTruth("bad", what=f"crossed-{style}")
+                cov = stroke(centre, pen_w)
+                if roll >= 0.2:
+                    truth = BoxTruth("digit", r, "clean", reference(cov))
+            ch, cw = cov.shape
+            put_ink(page, cov, x + cw / 2, base_y + rng.uniform(-0.08, 0.08) * height, pen, rng)
+            boxes[(r, k)] = truth
+            k += 1
+            x += cw + rng.uniform(3, 8) * TABLET_PX
+    return page, boxes
+
+
 def make_sheet(condition: str, seed: int, hand: Handwriting) -> Sheet:
     cond = CONDITIONS[condition]
     rng = np.random.default_rng([seed, list(CONDITIONS).index(condition)])
+    if cond["capture"] == "tablet":
+        page, boxes = freeform_page(rng, hand)
+        return Sheet(f"{condition}-s{seed}", condition, page, boxes, 0)
     paper = blank_paper(rng, cond["paper"][int(rng.integers(len(cond["paper"])))])
     boxes = fill_sheet(rng, hand, paper, cond["pens"])
     if cond.get("coffee"):

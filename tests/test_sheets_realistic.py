@@ -267,3 +267,28 @@ def test_heic_photo_without_its_reader_says_what_to_install():
         pass
     with pytest.raises(InputError, match="pillow-heif"):
         decode_sheet(b"\x00\x00\x00\x18ftypheic" + bytes(64), "IMG_0001.HEIC")
+
+
+def test_noise_free_black_and_white_export_is_not_blank():
+    from mnistp4.stages.sheets.segment_freeform import segment_freeform
+
+    # pure 0/255 pixels: Otsu's threshold may land anywhere in the empty gap between them
+    page = np.full((1300, 900), 255, np.uint8)
+    for r in range(10):
+        for c in range(6):
+            cv2.ellipse(page, (80 + 130 * c, 70 + 120 * r), (22, 34), 0, 0, 360, 0, 5, cv2.LINE_8)
+    digits = segment_freeform(page, options={"rows": "0" * 10})
+    assert len(digits) == 60 and not any(d.flags for d in digits)
+
+
+def test_one_marker_shape_in_handwriting_does_not_make_a_template_sheet(semeion):
+    from mnistp4.stages.sheets.layout import ARUCO_DICT
+    from mnistp4.stages.sheets.segment_template import detect_markers, segment_auto
+
+    rows = [[_digit(semeion, r, k) for k in range(6)] for r in range(10)]
+    page, _ = _synth.freeform_sheet(rows, "0123456789", np.random.default_rng(3))
+    marker = cv2.aruco.generateImageMarker(cv2.aruco.getPredefinedDictionary(ARUCO_DICT), 190, 48)
+    page[20:68, page.shape[1] - 70 : page.shape[1] - 22] = marker  # a pattern that reads as marker 190
+    assert list(detect_markers(page)) == [190]
+    digits = segment_auto(page, options={"rows": "0123456789"})
+    assert sum(d.label == int(d.row) for d in digits) >= 59  # read as the freeform sheet it is

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import cv2
@@ -67,7 +67,8 @@ class SheetResult:
     digits_found: list = field(default_factory=list)  # records.Digit without crops, for hooks
 
     def summary(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("rows", "digits_found")}
+        # not dataclasses.asdict: it would deep-copy every row and digit only to drop them
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("rows", "digits_found")}
 
 
 def list_sheets(raw_dir: Path) -> list[Path]:
@@ -182,7 +183,8 @@ def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
     try:
         for rel, data in files:
             path = data_dir / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -217,13 +219,15 @@ FLAG_SHORT = {
     "large": "L",
     "low_contrast": "C",
     "crossed_out": "X",
+    "unlike_label": "U",
 }
 
 
-def contact_sheet(digits, title: str, scale: int = 3, cols: int = 10) -> np.ndarray:
+def contact_sheet(digits, title: str, scale: int = 2, cols: int = 10) -> np.ndarray:
     """Every digit of a sheet (28x28 at ``scale``) with its label; flagged ones framed in red
-    with their flags (E empty, M multi, B border, S small, L large, C low contrast, X crossed out)."""
-    tile_w, tile_h = 28 * scale + 8, 28 * scale + 26
+    with their flags (E empty, M multi, B border, S small, L large, C low contrast, X crossed out,
+    U unlike its label). Scale 2 keeps it cheap to encode: it is written for every sheet."""
+    tile_w, tile_h = 28 * scale + 24, 28 * scale + 26
     n_rows = (len(digits) + cols - 1) // cols
     canvas = np.full((30 + n_rows * tile_h, cols * tile_w, 3), 40, np.uint8)
     cv2.putText(canvas, title[-60:], (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (230, 230, 230), 1, cv2.LINE_AA)
@@ -233,11 +237,11 @@ def contact_sheet(digits, title: str, scale: int = 3, cols: int = 10) -> np.ndar
         canvas[y + 4 : y + 4 + 28 * scale, x + 4 : x + 4 + 28 * scale] = big[:, :, None]
         colour = (60, 60, 230) if d.flags else (90, 200, 90)
         if d.flags:
-            cv2.rectangle(canvas, (x + 2, y + 2), (x + tile_w - 3, y + 6 + 28 * scale), colour, 2)
+            cv2.rectangle(canvas, (x + 2, y + 2), (x + 6 + 28 * scale, y + 6 + 28 * scale), colour, 2)
         text = f"{d.label if d.label is not None else '?'} r{d.row}c{d.col}"
         if d.flags:
             text = f"{d.label} " + "".join(FLAG_SHORT.get(f, "?") for f in d.flags)
-        cv2.putText(canvas, text, (x + 4, y + tile_h - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+        cv2.putText(canvas, text, (x + 4, y + tile_h - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
     return canvas
 
 

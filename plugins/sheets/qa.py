@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -111,9 +110,11 @@ REL_INK_LOW = 10
 NOISE_SIGMAS_LOW = 3.0
 #: a digit whose stroke darkness (90th percentile) is below this many noise sigmas is low contrast
 LOW_CONTRAST_SIGMAS = 8.0
-#: at least this many ink pixels outside the box, joined to the digit across its line, mean the
-#: ink leaves the box (border); fewer are a stroke touching the line from inside
-BORDER_MIN_PIXELS = 8
+#: a digit crosses its box's line (border) where it has ink in the band this wide (pixels) just
+#: inside the line zone and ink in the band just past the line at the same place...
+CROSS_BAND = 3
+#: ... at this many positions along the line at least (a pen stroke is wider than one pixel)
+BORDER_MIN_CROSSING = 2
 
 
 def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
@@ -140,7 +141,8 @@ def _find_lines(bands: np.ndarray, nominal: int) -> tuple[np.ndarray, np.ndarray
     crossing or touching the line do not move it."""
     n, _, length = bands.shape
     half = length // 2
-    halves = np.stack([bands[:, :, :half], bands[:, :, length - half :]], axis=2)  # N, offsets, 2, half
+    # every other pixel along the line is enough for a median
+    halves = np.stack([bands[:, :, :half:2], bands[:, :, length - half :: 2]], axis=2)  # N, offsets, 2, half/2
     profile = np.median(halves, axis=3)
     best = profile.argmax(axis=1)
     peak = np.take_along_axis(profile, best[:, None, :], axis=1)[:, 0, :]
@@ -175,11 +177,28 @@ def paper_noise(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndar
     the median, and the median absolute difference of pixels 3 apart (beyond the smoothing), which
     a shadow edge or a lighting step across the box does not inflate; ink is too sparse to matter."""
     m = pad + int(round(1.5 * px_per_mm))
-    inner = smooth[:, m:-m:2, m:-m].astype(np.float32)  # every other row is enough
-    median = np.median(inner.reshape(len(inner), -1), axis=1)
-    diff = np.abs(inner[:, :, 3:] - inner[:, :, :-3]).reshape(len(inner), -1)
-    noise = np.maximum(1.0, 1.4826 / math.sqrt(2) * np.median(diff, axis=1))
+    inner = smooth[:, m:-m:2, m:-m]  # every other row is enough
+    median = _row_medians(inner.reshape(len(inner), -1))
+    diff = cv2.absdiff(inner[:, :, 3:], inner[:, :, :-3]).reshape(len(inner), -1)
+    noise = np.maximum(1.0, 1.4826 / math.sqrt(2) * _row_medians(diff))
     return median, noise
+
+
+def _row_medians(values: np.ndarray) -> np.ndarray:
+    """np.median(values, axis=1) of uint8 rows, from their histograms (no sorting)."""
+    n, m = values.shape
+    rows = np.repeat(np.arange(n, dtype=np.int64) * 256, m)
+    cum = np.bincount(rows + values.ravel(), minlength=n * 256).reshape(n, 256).cumsum(axis=1)
+
+    def nth(i):  # the i-th smallest (0-based) of each row
+        return (cum <= i).sum(axis=1)
+
+    return (nth((m - 1) // 2) + nth(m // 2)) / 2.0
+
+
+#: rulings fainter than this (0..255, paper-relative) are left alone: half the faintest ink level,
+#: so on their own they never make ink, and paper noise is not searched for them
+RULING_MIN = REL_INK_LOW // 2
 
 
 def rulings(dark: np.ndarray, pad: int, margin: int) -> np.ndarray:
@@ -191,212 +210,197 @@ def rulings(dark: np.ndarray, pad: int, margin: int) -> np.ndarray:
     strip = max(1, pad - margin // 2)
 
     def level(a):  # a: N, lines, positions along the line
-        inner = a[:, :, margin:-margin:2]  # every other pixel is enough for a percentile
-        k = inner.shape[2] // 10
-        inner = np.partition(inner, k, axis=2)[:, :, k]
         left = np.median(a[:, :, :strip], axis=2)
         right = np.median(a[:, :, -strip:], axis=2)
-        return np.minimum(inner, np.minimum(left, right)).astype(np.uint8)
+        outside = np.minimum(left, right)
+        out = np.zeros(a.shape[:2], np.uint8)
+        lines = np.nonzero(outside >= RULING_MIN)  # only lines dark on both sides outside can be rulings
+        if len(lines[0]):
+            inner = a[lines[0], lines[1], margin:-margin:2]  # every other pixel is enough for a percentile
+            k = inner.shape[1] // 10
+            out[lines] = np.minimum(np.partition(inner, k, axis=1)[:, k], outside[lines])
+        return out
 
     return np.maximum(level(dark)[:, :, None], level(dark.transpose(0, 2, 1))[:, None, :])
 
 
 def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
     """The ink of each template box: ``dark`` (N, H, W) the boxes padded by ``pad`` pixels each
-    side, from :func:`flatten`; see :func:`box_ink`."""
+    side, from :func:`flatten`. Each box's printed lines (:func:`box_lines`; they move with curled
+    or folded paper) are removed; ink up to the line is the digit (a stroke touching the line stays
+    whole); a stroke that crosses the line flags ``border``. ``clean`` is the ink, dark on white
+    paper. All boxes are thresholded and labelled together (one pass over the stack)."""
+    n, h, w = dark.shape
     lines, widths = box_lines(dark, pad, px_per_mm)
     dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
-    zones = np.full(
-        len(dark), np.clip(float(np.median(widths)) + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm)
-    )
+    zone = float(np.clip(float(np.median(widths)) + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
     median, noise = paper_noise(dark, pad, px_per_mm)
-    return [
-        box_ink(dark[k], lines[k], float(median[k]), float(noise[k]), pad, px_per_mm, float(zones[k]))
-        for k in range(len(dark))
-    ]
-
-
-def box_ink(
-    dark: np.ndarray,
-    lines: np.ndarray,
-    median: float,
-    noise: float,
-    pad: int,
-    px_per_mm: float,
-    zone: float | None = None,
-) -> CellInk:
-    """The ink of one template box (``dark``: see :func:`boxes_ink`). Its printed
-    ``lines`` (:func:`box_lines`; they move with curled or folded paper) are removed; ink up to the
-    line is the digit (a stroke touching the line stays whole); ink that continues past the line
-    flags ``border``. ``clean`` is the ink, dark on white paper."""
-    h, w = dark.shape
-    (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines
-    zone = zone or LINE_ZONE_MM * px_per_mm
-    ys = np.arange(h, dtype=np.float32)[:, None]
-    xs = np.arange(w, dtype=np.float32)[None, :]
-    # straight lines through the positions found at the centres of the two halves of each side
-    u = (xs - pad - (w - 2 * pad) // 2 / 2) / max(1.0, (w - 2 * pad) - (w - 2 * pad) // 2)
-    v = (ys - pad - (h - 2 * pad) // 2 / 2) / max(1.0, (h - 2 * pad) - (h - 2 * pad) // 2)
-    top, bottom = t0 + (t1 - t0) * u, b0 + (b1 - b0) * u
-    left, right = l0 + (l1 - l0) * v, r0 + (r1 - r0) * v
-    inside = (ys > top + zone) & (ys < bottom - zone) & (xs > left + zone) & (xs < right - zone)
-    gap = zone + 2  # outside: past the line and its blurred edge
-    outside = (ys < top - gap) | (ys > bottom + gap) | (xs < left - gap) | (xs > right + gap)
-    seeds_all = dark >= max(REL_INK_MIN, median + NOISE_SIGMAS * noise)
-    seeds = seeds_all & inside
-    if not seeds.any():
-        return CellInk(np.zeros(dark.shape, bool), np.full(dark.shape, 255, np.uint8), ["empty"])
-    mask = (dark >= max(REL_INK_LOW, median + NOISE_SIGMAS_LOW * noise)) & inside
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    area_in = int(inside.sum())
-    keep = areas >= SPECK_AREA_FRACTION * area_in
-    if keep.any():
-        seeded = np.zeros(count, bool)
-        seeded[labels[seeds]] = True
-        keep &= seeded[1:]
-    if keep.any():
-        keep &= areas * 25 >= areas[keep].max()
-        keep &= ~_remnants(stats[1:], top, bottom, left, right, zone)
-    if not keep.any():
-        return CellInk(np.zeros(dark.shape, bool), np.full(dark.shape, 255, np.uint8), ["empty"])
-    for i in np.flatnonzero(~keep):  # drop specks and slivers (few: per component, in its own box)
-        x, y, bw, bh = stats[i + 1, :4]
-        part = mask[y : y + bh, x : x + bw]
-        part &= labels[y : y + bh, x : x + bw] != i + 1
-    flags = []
-    levels = np.bincount(dark[mask], minlength=256).cumsum()
-    strength = float(np.searchsorted(levels, 0.9 * levels[-1])) - median
-    if strength < LOW_CONTRAST_SIGMAS * noise:
-        flags.append("low_contrast")
-    across = int(zone + gap + 3)  # from the last inside pixel over the line zone to the outside
-    reach = cv2.dilate(mask.view(np.uint8), np.ones((2 * across + 1,) * 2, np.uint8)).view(bool)
-    if int((reach & seeds_all & outside).sum()) >= BORDER_MIN_PIXELS:
-        flags.append("border")
-    inner_h = (b0 + b1 - t0 - t1) / 2 - 2 * zone
-    inner_w = (r0 + r1 - l0 - l1) / 2 - 2 * zone
-    big = np.flatnonzero(keep & (areas * 8 >= areas[keep].max()))
-    if len(big) > 1:
-        join = max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))
-        joined = cv2.dilate(np.isin(labels, big + 1).astype(np.uint8), np.ones((join, join), np.uint8))
-        if cv2.connectedComponents(joined, connectivity=8)[0] > 2:
-            flags.append("multi")
-    st = stats[1:][keep]
-    x0, y0 = int(st[:, 0].min()), int(st[:, 1].min())
-    x1, y1 = int((st[:, 0] + st[:, 2]).max()), int((st[:, 1] + st[:, 3]).max())
-    if y1 - y0 < SMALL_FRACTION * inner_h and x1 - x0 < SMALL_FRACTION * inner_w:
-        flags.append("small")
-    if areas[keep].sum() > LARGE_AREA_FRACTION * area_in:
-        flags.append("large")
-    halo = cv2.dilate(mask.view(np.uint8), _HALO).view(bool) & inside
-    # the normalizer gets the ink with a margin of paper, not the whole padded box: its cost grows
-    # with the area, and it crops to the ink itself
-    cy0, cx0, cy1, cx1 = max(0, y0 - 4), max(0, x0 - 4), min(h, y1 + 4), min(w, x1 + 4)
-    clean = np.where(halo[cy0:cy1, cx0:cx1], 255 - dark[cy0:cy1, cx0:cx1], np.uint8(255))
-    return CellInk(mask, clean, flags, (x0, y0, x1, y1))
-
-
-def _remnants(stats: np.ndarray, top, bottom, left, right, zone: float) -> np.ndarray:
-    """Components that are a sliver of a printed line left inside the box (thin, long, hugging a
-    side): not a digit's ink."""
-    x, y, w, h = (stats[:, i] for i in range(4))
-    near = 2 * zone + 2
-    horizontal = (h <= near) & (w >= 3 * h) & (((y - top.min()) <= near) | ((bottom.max() - (y + h)) <= near))
-    vertical = (w <= near) & (h >= 3 * w) & (((x - left.min()) <= near) | ((right.max() - (x + w)) <= near))
-    return horizontal | vertical
-
-
-# ---------------------------------------------------------------- crossed-out digits, scribbles
-
-#: weights of the crossed-out/scribble detector (fitted by synth.train_strike_detector on MNIST
-#: training digits; MNIST test and Semeion digits stay unseen for the benchmark)
-STRIKE_WEIGHTS = Path(__file__).with_name("strike_detector.npz")
-#: a 28x28 is flagged crossed_out when, for one of these (probability, likeness), the detector's
-#: probability is at least the first and the digit's likeness to the other digits of its row
-#: (median correlation) is below the second: sure on its own, or less sure for a digit that looks
-#: unlike its row. One writer writes a row of the same digit, so a European 7 with its bar among
-#: other such 7s is not an outlier; a struck "2" in the row of 4s is
-STRIKE_TIERS = ((0.99, math.inf), (0.6, 0.5), (0.25, 0.4))
-#: rows with fewer found digits than this have no consensus: STRIKE_ALONE applies instead
-ROW_MIN_DIGITS = 4
-STRIKE_ALONE = 0.4
-_strike_model = None
-
-
-def _strike_weights():
-    global _strike_model
-    if _strike_model is None:
-        try:
-            with np.load(STRIKE_WEIGHTS) as f:
-                _strike_model = {k: f[k].astype(np.float32) for k in f.files}
-        except OSError:
-            log.warning("%s is missing: crossed-out digits and scribbles are not detected", STRIKE_WEIGHTS)
-            _strike_model = {}
-    return _strike_model
-
-
-def _conv3_relu_pool(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) -> 3x3 convolution (zero padding 1), ReLU, 2x2 max-pooling (PyTorch's layout);
-    as one matrix product over all 3x3 patches."""
-    n, c, h, w = x.shape
-    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    patches = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))  # N C H W 3 3
-    cols = np.ascontiguousarray(patches.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * 9))
-    # OpenCV's product: numpy's BLAS would start threads of its own in every worker process
-    out = cv2.gemm(cols, np.ascontiguousarray(weight.reshape(len(weight), -1).T), 1, None, 0) + bias
-    out = np.maximum(out, 0).reshape(n, h // 2, 2, w // 2, 2, -1).max(axis=(2, 4))  # N, H/2, W/2, O
-    return out.transpose(0, 3, 1, 2)
-
-
-def strike_probability(images28: np.ndarray) -> np.ndarray:
-    """Probability that each normalized 28x28 (N, 28, 28) is crossed out or a scribble, not a digit
-    (NaN when the detector's weights are missing)."""
-    m = _strike_weights()
-    if not m or len(images28) == 0:
-        return np.full(len(images28), np.nan)
-    x = images28[:, None].astype(np.float32) / 255
-    x = _conv3_relu_pool(x, m["c1w"], m["c1b"])
-    x = _conv3_relu_pool(x, m["c2w"], m["c2b"]).reshape(len(images28), -1)
-    hidden = np.maximum(cv2.gemm(np.ascontiguousarray(x), m["f1w"], 1, None, 0, flags=cv2.GEMM_2_T) + m["f1b"], 0)
-    return 1 / (1 + np.exp(-(hidden @ m["f2w"][0] + m["f2b"][0])))
-
-
-def row_likeness(digits) -> dict[tuple[int, int], float]:
-    """(row, col) -> median correlation (after a 1-pixel blur) of a found digit's 28x28 with the
-    other found digits of its row (NaN in rows with fewer than ROW_MIN_DIGITS)."""
-    rows: dict[int, list] = {}
-    for d in digits:
-        if "empty" not in d.flags:
-            rows.setdefault(d.row, []).append(d)
-    out = {}
-    for group in rows.values():
-        if len(group) < ROW_MIN_DIGITS:
-            out.update({(d.row, d.col): float("nan") for d in group})
+    sides = _line_positions(lines, h, w, pad)
+    top, bottom, left, right = sides
+    # integer bounds and levels: small-integer comparisons over the whole stack, not float ones
+    ys, xs = np.arange(h, dtype=np.int16), np.arange(w, dtype=np.int16)
+    first_row = (np.floor(top + zone) + 1).astype(np.int16)  # inside: strictly past the line zone
+    last_row = (np.ceil(bottom - zone) - 1).astype(np.int16)
+    first_col = (np.floor(left + zone) + 1).astype(np.int16)
+    last_col = (np.ceil(right - zone) - 1).astype(np.int16)
+    inside = (
+        (ys[None, :, None] >= first_row[:, None, :])
+        & (ys[None, :, None] <= last_row[:, None, :])
+        & (xs[None, None, :] >= first_col[:, :, None])
+        & (xs[None, None, :] <= last_col[:, :, None])
+    )
+    seed_level = np.maximum(REL_INK_MIN, median + NOISE_SIGMAS * noise)
+    low_level = np.maximum(REL_INK_LOW, median + NOISE_SIGMAS_LOW * noise)
+    low_level = np.minimum(np.ceil(low_level), 255).astype(np.uint8)
+    seed_level = np.minimum(np.ceil(seed_level), 255).astype(np.uint8)
+    mask = (dark >= low_level[:, None, None]) & inside
+    seeds = (dark >= seed_level[:, None, None]) & inside
+    # one labelling for the whole stack: the line zones keep the boxes apart
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.reshape(n * h, w).view(np.uint8), connectivity=8)
+    labels = labels.reshape(n, h, w)
+    stats = stats[1:]
+    box = stats[:, cv2.CC_STAT_TOP] // h
+    stats[:, cv2.CC_STAT_TOP] -= box * h
+    areas = stats[:, cv2.CC_STAT_AREA]
+    area_in = inside.sum(axis=(1, 2))
+    seeded = np.zeros(count, bool)
+    seeded[labels[seeds]] = True
+    keep = seeded[1:] & (areas >= SPECK_AREA_FRACTION * area_in[box])
+    biggest = np.zeros(n, np.int64)
+    np.maximum.at(biggest, box[keep], areas[keep])
+    keep &= areas * 25 >= biggest[box]
+    keep &= ~_remnants(stats, lines, box, zone)
+    for i in np.flatnonzero(~keep):  # drop specks and slivers (few; each within its bounding box)
+        x, y, bw, bh = stats[i, :4]
+        part = mask[box[i], y : y + bh, x : x + bw]
+        part &= labels[box[i], y : y + bh, x : x + bw] != i + 1
+    crossing = _crossings(mask, dark, low_level, sides, zone)
+    # low contrast: the 90th percentile of the ink's darkness is below median + 8 sigma, i.e. at
+    # most a tenth of the ink reaches that level
+    strong = np.ceil(median + LOW_CONTRAST_SIGMAS * noise).clip(0, 255).astype(np.uint8)
+    faint = (mask & (dark >= strong[:, None, None])).sum(axis=(1, 2)) * 10 <= mask.sum(axis=(1, 2))
+    halo = cv2.dilate(mask.reshape(n * h, w).view(np.uint8), _HALO).reshape(n, h, w).view(bool) & inside
+    order = np.argsort(box[keep], kind="stable")
+    kept = np.flatnonzero(keep)[order]
+    bounds = np.searchsorted(box[kept], np.arange(n + 1))
+    out = []
+    for k in range(n):
+        mine = kept[bounds[k] : bounds[k + 1]]
+        if not len(mine):
+            out.append(CellInk(np.zeros((h, w), bool), np.full((h, w), 255, np.uint8), ["empty"]))
             continue
-        v = np.stack([cv2.GaussianBlur(d.image.astype(np.float32), (0, 0), 1.0).ravel() for d in group])
-        v = (v - v.mean(axis=1, keepdims=True)) / (v.std(axis=1, keepdims=True) + 1e-6)
-        corr = v @ v.T / v.shape[1]
-        np.fill_diagonal(corr, np.nan)
-        out.update({(d.row, d.col): float(np.nanmedian(corr[i])) for i, d in enumerate(group)})
+        st, big = stats[mine], mine[areas[mine] * 8 >= areas[mine].max()]
+        flags = []
+        if faint[k]:
+            flags.append("low_contrast")
+        if crossing[k] >= BORDER_MIN_CROSSING:
+            flags.append("border")
+        (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]
+        inner_h, inner_w = (b0 + b1 - t0 - t1) / 2 - 2 * zone, (r0 + r1 - l0 - l1) / 2 - 2 * zone
+        if len(big) > 1 and _apart(labels[k], big + 1, max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))):
+            flags.append("multi")
+        x0, y0 = int(st[:, 0].min()), int(st[:, 1].min())
+        x1, y1 = int((st[:, 0] + st[:, 2]).max()), int((st[:, 1] + st[:, 3]).max())
+        if y1 - y0 < SMALL_FRACTION * inner_h and x1 - x0 < SMALL_FRACTION * inner_w:
+            flags.append("small")
+        if areas[mine].sum() > LARGE_AREA_FRACTION * area_in[k]:
+            flags.append("large")
+        # the normalizer gets the ink with a margin of paper, not the whole padded box: its cost
+        # grows with the area, and it crops to the ink itself
+        cy0, cx0, cy1, cx1 = max(0, y0 - 4), max(0, x0 - 4), min(h, y1 + 4), min(w, x1 + 4)
+        clean = np.where(halo[k, cy0:cy1, cx0:cx1], 255 - dark[k, cy0:cy1, cx0:cx1], np.uint8(255))
+        out.append(CellInk(mask[k], clean, flags, (x0, y0, x1, y1)))
     return out
 
 
-def flag_crossed_out(digits) -> None:
-    """Add ``crossed_out`` to the flags of the found digits (records.Digit) that look crossed out,
-    hatched or scribbled rather than written (the detector sure, or fairly sure and the digit unlike
-    the rest of its row): such ink must never be a clean digit with the row's label."""
-    found = [d for d in digits if "empty" not in d.flags]
-    if not found:
-        return
-    p = strike_probability(np.stack([d.image for d in found]))
-    likeness = row_likeness(found)
-    for d, prob in zip(found, p):
-        like = likeness[(d.row, d.col)]
-        if math.isnan(like):
-            struck = prob >= STRIKE_ALONE
-        else:
-            struck = any(prob >= least and like < unlike for least, unlike in STRIKE_TIERS)
-        if struck:
-            d.flags.append("crossed_out")
+def _line_positions(lines: np.ndarray, h: int, w: int, pad: int) -> tuple[np.ndarray, ...]:
+    """Each box's printed lines, straight through the positions :func:`box_lines` found at the
+    centres of the two halves of each side: (N, W) the row of the top and of the bottom line at
+    every column, (N, H) the column of the left and of the right line at every row."""
+    u = (np.arange(w, dtype=np.float32) - pad - (w - 2 * pad) // 2 / 2) / max(1.0, (w - 2 * pad) - (w - 2 * pad) // 2)
+    v = (np.arange(h, dtype=np.float32) - pad - (h - 2 * pad) // 2 / 2) / max(1.0, (h - 2 * pad) - (h - 2 * pad) // 2)
+    lines = lines.astype(np.float32)
+
+    def along(i, t):
+        return lines[:, i, 0, None] + (lines[:, i, 1] - lines[:, i, 0])[:, None] * t[None, :]
+
+    return along(0, u), along(1, u), along(2, v), along(3, v)
+
+
+def _crossings(
+    mask: np.ndarray, dark: np.ndarray, ink_level: np.ndarray, sides: tuple[np.ndarray, ...], zone: float
+) -> np.ndarray:
+    """(N,) how many positions along its lines a box's digit crosses one: from the digit's ink
+    (``mask``) just inside the line zone, unbroken ink (``dark`` >= ``ink_level``) slice by slice -
+    one pixel further from the box at a time, up to a pixel sideways per slice - through the line
+    and out past its far edge. A digit that only comes near the line leaves paper between itself
+    and the line; ink of the next box beyond a shared line leaves paper on the other side -
+    neither is a crossing. Each slice is gathered along the (slanted) line, not searched for."""
+    n, h, w = mask.shape
+    inner, outer = int(math.ceil(zone)), int(math.ceil(zone + 2)) + 1  # a pixel past the line and its blur
+    near = np.arange(int(zone), int(zone + CROSS_BAND) + 1)
+    walk = np.arange(inner, -outer - 1, -1)  # from inside the box outwards
+    top, bottom, left, right = sides
+    # slices away from the corners: a walk must not follow a perpendicular line out of the box
+    cols = (np.arange(w) > left.max(axis=1, keepdims=True) + zone) & (
+        np.arange(w) < right.min(axis=1, keepdims=True) - zone
+    )
+    rows = (np.arange(h) > top.max(axis=1, keepdims=True) + zone) & (
+        np.arange(h) < bottom.min(axis=1, keepdims=True) - zone
+    )
+    total = np.zeros(n, np.int64)
+    for position, inward, axis, off_corner in (
+        (top, 1, 1, cols),
+        (bottom, -1, 1, cols),
+        (left, 1, 2, rows),
+        (right, -1, 2, rows),
+    ):
+        size = h if axis == 1 else w
+
+        def gather(a, steps, position=position, inward=inward, axis=axis, size=size):
+            # the pixel of each slice ``steps`` pixels inside the line, at every position along it
+            at = (
+                np.ceil(position[:, None, :] + steps[None, :, None])
+                if inward > 0
+                else np.floor(position[:, None, :] - steps[None, :, None])
+            )
+            valid = (at >= 0) & (at < size)
+            at = np.clip(at, 0, size - 1).astype(np.intp)
+            got = np.take_along_axis(a, at if axis == 1 else at.transpose(0, 2, 1), axis=axis)
+            return (got if axis == 1 else got.transpose(0, 2, 1)), valid
+
+        got, valid = gather(mask, near)
+        reach = (got & valid).any(axis=1)
+        close = np.flatnonzero(reach.any(axis=1))  # most digits keep clear of this line: no walk
+        if not len(close):
+            continue
+        got, valid = gather(dark[close], walk, position=position[close])
+        reach = reach[close]
+        present = (got >= ink_level[close, None, None]) & valid & off_corner[close, None, :]
+        for here in present.transpose(1, 0, 2):
+            grown = reach.copy()
+            grown[:, 1:] |= reach[:, :-1]
+            grown[:, :-1] |= reach[:, 1:]
+            reach = grown & here
+        total[close] += reach.sum(axis=1)
+    return total
+
+
+def _apart(labels: np.ndarray, big: np.ndarray, join: int) -> bool:
+    """Whether the big components ``big`` of one box stay apart when grown by ``join`` pixels."""
+    joined = cv2.dilate(np.isin(labels, big).astype(np.uint8), np.ones((join, join), np.uint8))
+    return cv2.connectedComponents(joined, connectivity=8)[0] > 2
+
+
+def _remnants(stats: np.ndarray, lines: np.ndarray, box: np.ndarray, zone: float) -> np.ndarray:
+    """Components that are a sliver of a printed line left inside their box (thin, long, hugging a
+    side): not a digit's ink. ``box``: each component's box; ``lines``: see :func:`box_lines`."""
+    x, y, w, h = (stats[:, i] for i in range(4))
+    near = 2 * zone + 2
+    top, bottom = lines[box, 0].min(axis=1), lines[box, 1].max(axis=1)
+    left, right = lines[box, 2].min(axis=1), lines[box, 3].max(axis=1)
+    horizontal = (h <= near) & (w >= 3 * h) & (((y - top) <= near) | ((bottom - (y + h)) <= near))
+    vertical = (w <= near) & (h >= 3 * w) & (((x - left) <= near) | ((right - (x + w)) <= near))
+    return horizontal | vertical

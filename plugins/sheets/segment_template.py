@@ -16,8 +16,9 @@ import numpy as np
 import mnistp4
 from mnistp4.errors import InputError
 from mnistp4.records import Digit
+from mnistp4.stages.sheets.checker import check_digits
 from mnistp4.stages.sheets.layout import ARUCO_DICT, Layout
-from mnistp4.stages.sheets.qa import boxes_ink, flag_crossed_out, flatten
+from mnistp4.stages.sheets.qa import boxes_ink, flatten
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ DETECT_SIDE = 640
 #: boxes are cut this far (mm) beyond their printed lines, so a line moved by curled or folded
 #: paper is still inside the cut, found and removed (qa.box_ink) and ink leaving the box is seen
 BOX_PAD_MM = 2.5
+
+#: ``auto`` takes a sheet for a template sheet when it shows at least this many markers
+AUTO_MIN_MARKERS = 2
 
 _DETECTOR = None
 
@@ -186,7 +190,7 @@ def segment_template(
     for (r, c, x, y), ink in zip(cuts, inks):
         image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
         digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=page[y : y + h, x : x + w]))
-    flag_crossed_out(digits)
+    check_digits(digits)
     return digits
 
 
@@ -194,7 +198,9 @@ def segment_auto(image: np.ndarray, *, layout: Layout | None = None, options: di
     """``template`` when the sheet shows corner markers, else ``freeform``."""
     options = options or {}
     markers = detect_markers(shrink(image))
-    if markers:  # a marked sheet is a template sheet, even of a layout nobody registered (clear error)
+    # a marked sheet is a template sheet, even of a layout nobody registered (clear error); but one
+    # lone "marker" is a pattern in the handwriting of a freeform page (a real sheet shows four)
+    if len(markers) >= AUTO_MIN_MARKERS:
         return segment_template(image, layout=layout, options=options, markers=markers)
     from mnistp4.stages.sheets.segment_freeform import segment_freeform
 

@@ -251,7 +251,7 @@ def semeion_rows_for_sheet(labels: np.ndarray, cycle: int, half: int, per_digit:
     return [list(run[half * per_digit : (half + 1) * per_digit]) for run in cycles[cycle]]
 
 
-# ---------------------------------------------------------------- crossed-out digits (qa.not_a_digit)
+# ---------------------------------------------------------------- training material of the sheet checker
 
 
 def crossing_out(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 112) -> np.ndarray:
@@ -335,82 +335,5 @@ def plain_digit(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 112
     return _captured(img, rng)
 
 
-def train_strike_detector(
-    images: np.ndarray, out: str | Path, samples: int = 60000, seed: int = 0, epochs: int = 8
-) -> float:
-    """Fit the crossed-out/scribble detector of ``qa.strike_probability`` (a small CNN: two 3x3
-    convolutions of 8 and 16 channels, each with ReLU and 2x2 max-pooling, then 784 -> 32 -> 1) on
-    digits ``images`` (28x28 white on black: MNIST *training* digits and the first half of Semeion's,
-    so MNIST test and the rest of Semeion stay unseen), plain with varied pen widths against the same
-    digits crossed out; saves the weights to ``out`` (.npz), returns the accuracy on a tenth kept aside."""
-    import torch
-    from torch import nn
-
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(images), samples, replace=samples > len(images))
-    x = (
-        np.stack(
-            [plain_digit(images[i], rng) if k % 2 == 0 else crossing_out(images[i], rng) for k, i in enumerate(pick)]
-        )[:, None].astype(np.float32)
-        / 255
-    )
-    y = (np.arange(samples) % 2).astype(np.float32)
-    split = samples * 9 // 10
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(784, 32),
-        nn.ReLU(),
-        nn.Linear(32, 1),
-    )
-    opt = torch.optim.Adam(model.parameters(), 2e-3)
-    xt, yt = torch.from_numpy(x[:split]), torch.from_numpy(y[:split])
-    for epoch in range(epochs):
-        for group in opt.param_groups:
-            group["lr"] = 2e-3 * (0.5 ** max(0, epoch - epochs // 2))
-        for idx in torch.randperm(split).split(128):
-            loss = nn.functional.binary_cross_entropy_with_logits(model(xt[idx])[:, 0], yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    with torch.no_grad():
-        acc = float(((model(torch.from_numpy(x[split:]))[:, 0] > 0).numpy() == (y[split:] > 0.5)).mean())
-    c1, c2, f1, f2 = model[0], model[3], model[7], model[9]
-    np.savez_compressed(
-        out,
-        **{
-            k: v.detach().numpy().astype(np.float32)
-            for k, v in dict(
-                c1w=c1.weight,
-                c1b=c1.bias,
-                c2w=c2.weight,
-                c2b=c2.bias,
-                f1w=f1.weight,
-                f1b=f1.bias,
-                f2w=f2.weight,
-                f2b=f2.bias,
-            ).items()
-        },
-    )
-    return acc
-
-
 #: Semeion-dev digits before this row may be used for fitting; the benchmark uses the rest
 SEMEION_FIT_ROWS = 400
-
-
-def fit_strike_detector(mnist_dir: str | Path, semeion_file: str | Path, out: str | Path) -> float:
-    """The shipped ``strike_detector.npz``: :func:`train_strike_detector` on the 60,000 MNIST training
-    digits and Semeion-dev rows 0..399 (European writers, each 10x so its 1s and 7s weigh in)."""
-    from mnistp4.stages.data.mnist_source import read_idx
-
-    mnist = read_idx(Path(mnist_dir) / "train-images-idx3-ubyte.gz")
-    semeion, _ = load_semeion(semeion_file)
-    european = np.stack([reference_digit(b) for b in semeion[:SEMEION_FIT_ROWS]])
-    return train_strike_detector(np.concatenate([mnist, np.repeat(european, 10, axis=0)]), out)

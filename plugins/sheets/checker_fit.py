@@ -1,0 +1,198 @@
+"""Fitting the sheet checker (:mod:`checker`): a small CNN that reads a normalized 28x28 as one of
+the digits 0-9 or as "not a digit" (crossed out, hatched, scribbled over, a bare scribble).
+
+    python -m mnistp4.stages.sheets.checker_fit MNIST_DIR SEMEION_FILE [OUT.onnx]
+
+Training digits: the 60,000 MNIST *training* digits and Semeion-dev rows 0..399 (European writers,
+ten times each so their 1s, 4s, 7s and 9s weigh in), each re-drawn with another pen width and as a
+sheet's box delivers it (:func:`synth.plain_digit`); "not a digit": the same digits crossed out or
+scribbled over, and bare scribbles (:func:`synth.crossing_out`). MNIST test and the rest of
+Semeion stay unseen, for the benchmarks.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mnistp4.stages.sheets.checker import CHECKER_FILE, NOT_A_DIGIT
+from mnistp4.stages.sheets.synth import SEMEION_FIT_ROWS, crossing_out, load_semeion, plain_digit, reference_digit
+
+log = logging.getLogger(__name__)
+
+
+def checker_net():
+    """Two 3x3 convolutions (16 and 32 channels, ReLU, 2x2 max-pooling), 1568 -> 96 -> 11: about
+    1.2 M multiply-adds per digit, a few milliseconds for a sheet of 100."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 96),
+        nn.ReLU(),
+        nn.Linear(96, NOT_A_DIGIT + 1),
+    )
+
+
+def slanted(digit28: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The digit as another writer might form it: turned up to 12 degrees, sheared, squeezed."""
+    angle, shear = rng.uniform(-12, 12), rng.uniform(-0.3, 0.3)
+    sx, sy = rng.uniform(0.8, 1.1), rng.uniform(0.9, 1.1)
+    m = cv2.getRotationMatrix2D((14, 14), angle, 1.0)
+    m[:, :2] = m[:, :2] @ np.array([[sx, shear], [0, sy]])
+    m[:, 2] += np.array([14, 14]) - m[:, :2] @ np.array([14, 14])
+    return cv2.warpAffine(digit28, m, (28, 28), flags=cv2.INTER_LINEAR)
+
+
+def make_examples(
+    images: np.ndarray, labels: np.ndarray, samples: int, seed: int, as_is: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``samples`` (28x28 uint8, class) pairs: two thirds plain digits (a share ``as_is`` of them
+    left as they are), one third crossed out."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(images), samples, replace=samples > len(images))
+    crossed = rng.random(samples) < 1 / 3
+
+    def example(image, crossed):
+        image = slanted(image, rng) if rng.random() < 0.7 else image
+        if crossed:
+            return crossing_out(image, rng)
+        # some as they are (an already normalized digit: a tablet export, a clean scan)
+        return image if as_is and rng.random() >= 1 - as_is else plain_digit(image, rng)
+
+    x = np.stack([example(images[i], c) for i, c in zip(pick, crossed)])
+    y = np.where(crossed, NOT_A_DIGIT, labels[pick]).astype(np.int64)
+    return x, y
+
+
+def train_checker(
+    images: np.ndarray,
+    labels: np.ndarray,
+    out: str | Path,
+    samples: int = 120_000,
+    seed: int = 0,
+    epochs: int = 12,
+    as_is: float = 0.0,
+) -> dict:
+    """Fit one checker network on ``images`` (28x28 white on black) and ``labels``; write it to
+    ``out`` as ONNX (output: logits); return the accuracy on a tenth kept aside (all classes,
+    digits only, "not a digit" only)."""
+    import torch
+    from torch import nn
+
+    x, y = make_examples(images, labels, samples, seed, as_is)
+    split = samples * 9 // 10
+    torch.manual_seed(seed)
+    model = checker_net()
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    xt = torch.from_numpy(x[:split, None].astype(np.float32) / 255)
+    yt = torch.from_numpy(y[:split])
+    for epoch in range(epochs):
+        for group in opt.param_groups:
+            group["lr"] = 2e-3 * (0.5 ** max(0, epoch - epochs // 2))
+        model.train()
+        for idx in torch.randperm(split).split(128):
+            batch = xt[idx]
+            shift = np.random.default_rng([seed, epoch, int(idx[0])]).integers(-1, 2, 2)
+            batch = torch.roll(batch, shifts=(int(shift[0]), int(shift[1])), dims=(2, 3))
+            loss = nn.functional.cross_entropy(model(batch), yt[idx], label_smoothing=0.02)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        log.info("checker epoch %d/%d loss %.4f", epoch + 1, epochs, loss.item())
+    model.eval()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x[split:, None].astype(np.float32) / 255)).argmax(1).numpy()
+    held = y[split:]
+    score = {
+        "all": float((pred == held).mean()),
+        "digits": float((pred == held)[held != NOT_A_DIGIT].mean()),
+        "not_a_digit": float((pred == held)[held == NOT_A_DIGIT].mean()),
+    }
+    torch.onnx.export(
+        model,
+        torch.zeros(1, 1, 28, 28),
+        str(out),
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}},
+        opset_version=13,
+        dynamo=False,
+    )
+    return score
+
+
+#: the shipped checker averages two networks that saw the plain digits differently: all re-drawn
+#: and captured, or a quarter left as they are (alone, the first over-flags clean digits that
+#: come already normalized, the second misses more crossed-out ones on photographed sheets)
+MEMBERS = ({"epochs": 10, "as_is": 0.0}, {"epochs": 12, "as_is": 0.25})
+
+
+def fit_checker(mnist_dir: str | Path, semeion_file: str | Path, out: str | Path = CHECKER_FILE) -> list[dict]:
+    """The shipped checker: the :data:`MEMBERS` fitted by :func:`train_checker` on MNIST training
+    digits and Semeion-dev rows 0..399 (ten times each), averaged into one ONNX file."""
+    import tempfile
+
+    from mnistp4.stages.data.mnist_source import read_idx
+
+    mnist = read_idx(Path(mnist_dir) / "train-images-idx3-ubyte.gz")
+    mnist_labels = read_idx(Path(mnist_dir) / "train-labels-idx1-ubyte.gz").astype(np.int64)
+    semeion, semeion_labels = load_semeion(semeion_file)
+    european = np.stack([reference_digit(b) for b in semeion[:SEMEION_FIT_ROWS]])
+    images = np.concatenate([mnist, np.repeat(european, 10, axis=0)])
+    labels = np.concatenate([mnist_labels, np.repeat(semeion_labels[:SEMEION_FIT_ROWS], 10)])
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [Path(tmp) / f"member{i}.onnx" for i in range(len(MEMBERS))]
+        scores = [train_checker(images, labels, path, **member) for path, member in zip(paths, MEMBERS)]
+        average_members(paths, out)
+    return scores
+
+
+def average_members(paths: list[Path], out: str | Path) -> None:
+    """One ONNX model from checker networks that share the input ``image``: output ``probs``, the
+    mean of their softmax outputs."""
+    import onnx
+    from onnx import helper
+
+    graphs = []
+    for i, path in enumerate(paths):
+        model = onnx.load(str(path))
+        graphs.append(onnx.compose.add_prefix(model, f"m{i}_").graph)
+    nodes, inits, probs = [], [], []
+    for i, g in enumerate(graphs):
+        for node in g.node:
+            node.input[:] = ["image" if name == f"m{i}_image" else name for name in node.input]
+            nodes.append(node)
+        inits.extend(g.initializer)
+        nodes.append(helper.make_node("Softmax", [g.output[0].name], [f"m{i}_probs"], axis=1))
+        probs.append(f"m{i}_probs")
+    nodes.append(helper.make_node("Sum", probs, ["probs_sum"]))
+    inits.append(helper.make_tensor("members", onnx.TensorProto.FLOAT, [], [float(len(paths))]))
+    nodes.append(helper.make_node("Div", ["probs_sum", "members"], ["probs"]))
+    graph = helper.make_graph(
+        nodes,
+        "sheet_checker",
+        [graphs[0].input[0]],
+        [helper.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, ["n", NOT_A_DIGIT + 1])],
+        inits,
+    )
+    graph.input[0].name = "image"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = onnx.load(str(paths[0])).ir_version
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    print(fit_checker(*sys.argv[1:4]))

@@ -1,0 +1,68 @@
+"""The sheet checker on digits it was not fitted on: MNIST test digits and Semeion-dev rows 400+."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+
+from mnistp4.records import Digit
+from mnistp4.stages.sheets import checker
+from mnistp4.stages.sheets import synth as _synth
+
+
+@pytest.fixture(scope="module")
+def unseen(mnist_dir, semeion_dir):
+    """1,000 MNIST test digits, then the 400 Semeion-dev digits the checker never saw, with labels."""
+    with gzip.open(mnist_dir / "t10k-images-idx3-ubyte.gz") as f:
+        mnist = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:1000]
+    with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz") as f:
+        mnist_labels = np.frombuffer(f.read(), np.uint8, offset=8)[:1000].astype(int)
+    images, labels = _synth.load_semeion(semeion_dir / "semeion-dev.data")
+    european = np.stack([_synth.reference_digit(b) for b in images[_synth.SEMEION_FIT_ROWS :]])
+    return np.concatenate([mnist, european]), np.concatenate([mnist_labels, labels[_synth.SEMEION_FIT_ROWS :]])
+
+
+def _rows(images, labels):
+    """Digits as a sheet gives them: one row per label."""
+    cols: dict[int, int] = {}
+    out = []
+    for image, label in zip(images, labels):
+        cols[int(label)] = cols.get(int(label), -1) + 1
+        out.append(Digit(image, int(label), int(label), cols[int(label)], []))
+    return out
+
+
+def test_clean_digits_of_new_writers_are_rarely_flagged(unseen):
+    images, labels = unseen
+    digits = _rows(images, labels)
+    checker.check_digits(digits)
+    mnist, european = digits[:1000], digits[1000:]
+    # measured: 2.6 % of all 10,000 MNIST test digits; Semeion's digits were stretched to fill a
+    # 16x16 square (a 1 as wide as an 8), so more of them look odd to it (8.5 %); on the realistic
+    # sheets of bench/bench_sheets_realistic.py clean digits get about 1 % checker flags
+    assert sum(bool(d.flags) for d in mnist) <= 30
+    assert sum(bool(d.flags) for d in european) <= 40
+
+
+def test_crossed_out_digits_and_wrong_digits_are_flagged(unseen):
+    images, labels = unseen
+    rng = np.random.default_rng(5)
+    crossed = np.stack([_synth.crossing_out(im, rng) for im in images[:200]])
+    digits = _rows(crossed, labels[:200])
+    checker.check_digits(digits)
+    assert sum(bool(d.flags) for d in digits) >= 0.9 * len(digits)
+    # a clean digit in another digit's row reads as unlike its label
+    wrong = [Digit(im, (int(lb) + 5) % 10, 0, k, []) for k, (im, lb) in enumerate(zip(images[:200], labels[:200]))]
+    checker.check_digits(wrong)
+    assert sum("unlike_label" in d.flags or "crossed_out" in d.flags for d in wrong) >= 0.95 * len(wrong)
+
+
+def test_a_missing_checker_flags_nothing_and_says_so(monkeypatch, caplog, unseen, tmp_path):
+    monkeypatch.setattr(checker, "CHECKER_FILE", tmp_path / "absent.onnx")
+    monkeypatch.setattr(checker, "_session", None)
+    digits = _rows(*unseen)[:10]
+    checker.check_digits(digits)
+    assert not any(d.flags for d in digits)
+    assert "not flagged" in caplog.text
