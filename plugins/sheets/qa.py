@@ -239,30 +239,37 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
     median, noise = paper_noise(dark, pad, px_per_mm)
     sides = _line_positions(lines, h, w, pad)
     top, bottom, left, right = sides
-    # integer bounds and levels: small-integer comparisons over the whole stack, not float ones
-    ys, xs = np.arange(h, dtype=np.int16), np.arange(w, dtype=np.int16)
+    # integer bounds and levels: small-integer comparisons, not float ones
     first_row = (np.floor(top + zone) + 1).astype(np.int16)  # inside: strictly past the line zone
     last_row = (np.ceil(bottom - zone) - 1).astype(np.int16)
     first_col = (np.floor(left + zone) + 1).astype(np.int16)
     last_col = (np.ceil(right - zone) - 1).astype(np.int16)
+    # the ink is searched in the part of the stack inside some box's lines (about half of it)
+    sy0 = int(np.clip(first_row.min(), 0, h - 1))
+    sy1 = int(np.clip(last_row.max() + 1, sy0 + 1, h))
+    sx0 = int(np.clip(first_col.min(), 0, w - 1))
+    sx1 = int(np.clip(last_col.max() + 1, sx0 + 1, w))
+    hs, ws = sy1 - sy0, sx1 - sx0
+    ys, xs = np.arange(sy0, sy1, dtype=np.int16), np.arange(sx0, sx1, dtype=np.int16)
     inside = (
-        (ys[None, :, None] >= first_row[:, None, :])
-        & (ys[None, :, None] <= last_row[:, None, :])
-        & (xs[None, None, :] >= first_col[:, :, None])
-        & (xs[None, None, :] <= last_col[:, :, None])
+        (ys[None, :, None] >= first_row[:, None, sx0:sx1])
+        & (ys[None, :, None] <= last_row[:, None, sx0:sx1])
+        & (xs[None, None, :] >= first_col[:, sy0:sy1, None])
+        & (xs[None, None, :] <= last_col[:, sy0:sy1, None])
     )
     seed_level = np.maximum(REL_INK_MIN, median + NOISE_SIGMAS * noise)
     low_level = np.maximum(REL_INK_LOW, median + NOISE_SIGMAS_LOW * noise)
     low_level = np.minimum(np.ceil(low_level), 255).astype(np.uint8)
     seed_level = np.minimum(np.ceil(seed_level), 255).astype(np.uint8)
-    mask = (dark >= low_level[:, None, None]) & inside
-    seeds = (dark >= seed_level[:, None, None]) & inside
+    inner = dark[:, sy0:sy1, sx0:sx1]
+    found = (inner >= low_level[:, None, None]) & inside
+    seeds = (inner >= seed_level[:, None, None]) & inside
     # one labelling for the whole stack: the line zones keep the boxes apart
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.reshape(n * h, w).view(np.uint8), connectivity=8)
-    labels = labels.reshape(n, h, w)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(found.reshape(n * hs, ws).view(np.uint8), connectivity=8)
+    labels = labels.reshape(n, hs, ws)
     stats = stats[1:]
-    box = stats[:, cv2.CC_STAT_TOP] // h
-    stats[:, cv2.CC_STAT_TOP] -= box * h
+    box = stats[:, cv2.CC_STAT_TOP] // hs
+    stats[:, cv2.CC_STAT_TOP] -= box * hs
     areas = stats[:, cv2.CC_STAT_AREA]
     area_in = inside.sum(axis=(1, 2))
     seeded = np.zeros(count, bool)
@@ -271,17 +278,29 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
     biggest = np.zeros(n, np.int64)
     np.maximum.at(biggest, box[keep], areas[keep])
     keep &= areas * 25 >= biggest[box]
-    keep &= ~_remnants(stats, lines, box, zone)
-    for i in np.flatnonzero(~keep):  # drop specks and slivers (few; each within its bounding box)
+    for i in np.flatnonzero(~keep):  # drop specks (few; each within its bounding box)
         x, y, bw, bh = stats[i, :4]
-        part = mask[box[i], y : y + bh, x : x + bw]
+        part = found[box[i], y : y + bh, x : x + bw]
         part &= labels[box[i], y : y + bh, x : x + bw] != i + 1
+    stats[:, cv2.CC_STAT_LEFT] += sx0  # from here on: coordinates in the padded box
+    stats[:, cv2.CC_STAT_TOP] += sy0
+    slivers = keep & _remnants(stats, lines, box, zone)
+    keep &= ~slivers
+    for i in np.flatnonzero(slivers):
+        x, y, bw, bh = stats[i, :4]
+        part = found[box[i], y - sy0 : y - sy0 + bh, x - sx0 : x - sx0 + bw]
+        part &= labels[box[i], y - sy0 : y - sy0 + bh, x - sx0 : x - sx0 + bw] != i + 1
+    mask = np.zeros((n, h, w), bool)
+    mask[:, sy0:sy1, sx0:sx1] = found
     crossing = _crossings(mask, dark, low_level, sides, zone)
     # low contrast: the 90th percentile of the ink's darkness is below median + 8 sigma, i.e. at
     # most a tenth of the ink reaches that level
     strong = np.ceil(median + LOW_CONTRAST_SIGMAS * noise).clip(0, 255).astype(np.uint8)
-    faint = (mask & (dark >= strong[:, None, None])).sum(axis=(1, 2)) * 10 <= mask.sum(axis=(1, 2))
-    halo = cv2.dilate(mask.reshape(n * h, w).view(np.uint8), _HALO).reshape(n, h, w).view(bool) & inside
+    faint = (found & (inner >= strong[:, None, None])).sum(axis=(1, 2)) * 10 <= found.sum(axis=(1, 2))
+    halo = np.zeros((n, h, w), bool)
+    halo[:, sy0:sy1, sx0:sx1] = (
+        cv2.dilate(found.reshape(n * hs, ws).view(np.uint8), _HALO).reshape(n, hs, ws).view(bool) & inside
+    )
     order = np.argsort(box[keep], kind="stable")
     kept = np.flatnonzero(keep)[order]
     bounds = np.searchsorted(box[kept], np.arange(n + 1))
