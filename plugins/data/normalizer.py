@@ -185,11 +185,11 @@ def extract_ink(image: np.ndarray) -> np.ndarray:
             [min(max(_round_half_up_div(sign * 255 * (v * nb - sb) * ni, sign * den), 0), 255) for v in range(256)],
             np.uint8,
         )
-    ink = lut[grey]
+    ink = cv2.LUT(grey, lut)  # lut[grey], without numpy's general gather
 
     keep = remove_specks(ink_mask)
     keep = cv2.dilate(keep.view(np.uint8), _KERNEL_3x3, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    ink[keep == 0] = 0
+    np.multiply(ink, keep, out=ink)  # keep is 0/1: every pixel outside the mask set to 0
     return ink
 
 
@@ -201,6 +201,8 @@ def remove_specks(mask: np.ndarray) -> np.ndarray:
     areas = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
     largest = int(areas.max())
     good = (areas >= SPECK_MIN_AREA) & (areas * SPECK_FRACTION_DEN >= largest)
+    if good.all():  # the usual case: nothing to remove
+        return mask.astype(bool, copy=True)
     lut = np.concatenate([[False], good])
     return lut[labels]
 
