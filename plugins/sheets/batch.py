@@ -230,24 +230,24 @@ FLAG_SHORT = {
 
 
 def contact_sheet(digits, title: str, scale: int = 2, cols: int = 10) -> np.ndarray:
-    """Every digit of a sheet (28x28 at ``scale``) with its label; flagged ones framed in red
+    """Every digit of a sheet (28x28 at ``scale``) with its label; flagged ones framed in white
     with their flags (E empty, M multi, B border, S small, L large, C low contrast, X crossed out,
-    U unlike its label). Scale 2 keeps it cheap to encode: it is written for every sheet."""
+    U unlike its label). Greyscale at scale 2: it is written for every sheet, and a colour picture
+    costs three times as much to encode."""
     tile_w, tile_h = 28 * scale + 24, 28 * scale + 26
     n_rows = (len(digits) + cols - 1) // cols
-    canvas = np.full((30 + n_rows * tile_h, cols * tile_w, 3), 40, np.uint8)
-    cv2.putText(canvas, title[-60:], (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (230, 230, 230), 1, cv2.LINE_AA)
+    canvas = np.full((30 + n_rows * tile_h, cols * tile_w), 40, np.uint8)
+    cv2.putText(canvas, title[-60:], (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 230, 1, cv2.LINE_AA)
     for k, d in enumerate(sorted(digits, key=lambda d: (d.row, d.col))):
         y, x = 30 + (k // cols) * tile_h, (k % cols) * tile_w
         big = cv2.resize(d.image, (28 * scale, 28 * scale), interpolation=cv2.INTER_NEAREST)
-        canvas[y + 4 : y + 4 + 28 * scale, x + 4 : x + 4 + 28 * scale] = big[:, :, None]
-        colour = (60, 60, 230) if d.flags else (90, 200, 90)
-        if d.flags:
-            cv2.rectangle(canvas, (x + 2, y + 2), (x + 6 + 28 * scale, y + 6 + 28 * scale), colour, 2)
+        canvas[y + 4 : y + 4 + 28 * scale, x + 4 : x + 4 + 28 * scale] = big
         text = f"{d.label if d.label is not None else '?'} r{d.row}c{d.col}"
         if d.flags:
+            cv2.rectangle(canvas, (x + 2, y + 2), (x + 6 + 28 * scale, y + 6 + 28 * scale), 255, 2)
             text = f"{d.label} " + "".join(FLAG_SHORT.get(f, "?") for f in d.flags)
-        cv2.putText(canvas, text, (x + 4, y + tile_h - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
+        shade = 255 if d.flags else 150
+        cv2.putText(canvas, text, (x + 4, y + tile_h - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, shade, 1, cv2.LINE_AA)
     return canvas
 
 
