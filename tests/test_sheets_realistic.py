@@ -292,3 +292,18 @@ def test_one_marker_shape_in_handwriting_does_not_make_a_template_sheet(semeion)
     assert list(detect_markers(page)) == [190]
     digits = segment_auto(page, options={"rows": "0123456789"})
     assert sum(d.label == int(d.row) for d in digits) >= 59  # read as the freeform sheet it is
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_exif_orientation_of_png_and_webp_is_applied(fmt):
+    from PIL import Image
+
+    page = np.full((300, 240), 255, np.uint8)
+    page[10:60, 10:40] = 0  # ink in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to view"
+    buf = io.BytesIO()
+    Image.fromarray(page).save(buf, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+    grey = decode_sheet(buf.getvalue(), f"sheet.{fmt.lower()}")
+    assert grey.shape == (240, 300)  # as a viewer shows it
+    assert grey[10:40, -60:-10].max() < 60 and grey[-40:, :60].min() > 200  # the ink now at the top right

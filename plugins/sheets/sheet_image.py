@@ -41,6 +41,7 @@ class ImageInfo:
     mode: str
     format: str
     pages: int
+    turned: bool = False  # an EXIF orientation other than "upright"
 
 
 def probe(data: bytes, name: str) -> ImageInfo:
@@ -60,6 +61,8 @@ def probe(data: bytes, name: str) -> ImageInfo:
     try:
         with Image.open(io.BytesIO(data)) as im:
             info = ImageInfo(im.width, im.height, im.mode, im.format or "", getattr(im, "n_frames", 1))
+            if info.format not in ("JPEG", "MPO"):  # OpenCV turns JPEGs itself, not PNG/WebP/TIFF
+                info.turned = im.getexif().get(0x0112, 1) not in (0, 1)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise InputError(
             f"{name}: not an image OpenCV or Pillow can read (corrupt or another format); "
@@ -80,7 +83,7 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
     info = probe(data, name)
     if page >= info.pages:
         raise InputError(f"{name}: has {info.pages} page(s), page {page + 1} was asked for")
-    if info.pages > 1 or info.format == "HEIF":
+    if info.pages > 1 or info.format == "HEIF" or info.turned:
         grey = _decode_pil(data, page)
     elif info.format == "JPEG":  # 8-bit, no alpha; OpenCV applies the EXIF orientation
         flag = cv2.IMREAD_GRAYSCALE
