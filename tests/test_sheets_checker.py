@@ -66,3 +66,12 @@ def test_a_missing_checker_flags_nothing_and_says_so(monkeypatch, caplog, unseen
     checker.check_digits(digits)
     assert not any(d.flags for d in digits)
     assert "not flagged" in caplog.text
+
+
+def test_a_digit_without_a_label_is_only_checked_for_being_a_digit(unseen):
+    images, _ = unseen
+    rng = np.random.default_rng(2)
+    crossed = _synth.crossing_out(images[0], rng)
+    digits = [Digit(images[0], None, 0, 0, []), Digit(crossed, None, 0, 1, [])]
+    checker.check_digits(digits)
+    assert digits[0].flags == [] and digits[1].flags == ["crossed_out"]

@@ -67,7 +67,8 @@ def check_digits(digits) -> None:
     for d, probs in zip(found, p):
         if np.isnan(probs).any():
             continue
-        label = probs[d.label] if 0 <= d.label <= 9 else 0.0
+        labelled = isinstance(d.label, (int, np.integer)) and 0 <= d.label <= 9
+        label = probs[d.label] if labelled else 1.0  # no label: only "not a digit" can flag it
         if probs[NOT_A_DIGIT] >= CROSSED_SURE or (probs[NOT_A_DIGIT] >= CROSSED_DOUBT and label < LABEL_WEAK):
             d.flags.append("crossed_out")
         elif label < LABEL_DOUBT:
