@@ -12,32 +12,24 @@ conv 32->64 3x3 (4x4), BN, ReLU, flatten 1024, dropout, fc 1024->10
 
 from __future__ import annotations
 
-from torch import nn
-
 from mnistp4 import hookimpl
 from mnistp4.records import ModelSpec
-from mnistp4.stages.models.common import conv_bn_relu
 
 
-class P4Net(nn.Module):
-    def __init__(self, widths=(12, 32, 64), dropout: float = 0.1):
-        super().__init__()
-        a, b, c = widths
-        self.features = nn.Sequential(
-            *conv_bn_relu(1, a, 1),
-            nn.MaxPool2d(2),
-            *conv_bn_relu(a, b, 0),
-            nn.MaxPool2d(2),
-            *conv_bn_relu(b, c, 0),
-        )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(c * 4 * 4, 10))
+def build():
+    from mnistp4.stages.models.nets import P4Net
 
-    def forward(self, x):
-        return self.classifier(self.features(x))
-
-
-def build() -> nn.Module:
     return P4Net()
+
+
+def __getattr__(name: str):
+    # the network class lives with torch in nets.py, imported on first use: loading the plugins
+    # (every command) does not import torch
+    if name == "P4Net":
+        from mnistp4.stages.models.nets import P4Net
+
+        return P4Net
+    raise AttributeError(name)
 
 
 # its measured best: the longer warm-up of `compact` and half the article's shift lift it from

@@ -7,39 +7,24 @@ flatten 3136, dropout 0.5, fc 3136->128, ReLU, fc 128->10.
 
 from __future__ import annotations
 
-from torch import nn
-
 from mnistp4 import hookimpl
 from mnistp4.records import ModelSpec
 
 
-class SeedCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
-            nn.BatchNorm2d(32),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.BatchNorm2d(64),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(0.5),
-            nn.Linear(64 * 7 * 7, 128),
-            nn.ReLU(),
-            nn.Linear(128, 10),
-        )
+def build():
+    from mnistp4.stages.models.nets import SeedCNN
 
-    def forward(self, x):
-        return self.classifier(self.features(x))
-
-
-def build() -> nn.Module:
     return SeedCNN()
+
+
+def __getattr__(name: str):
+    # the network class lives with torch in nets.py, imported on first use: loading the plugins
+    # (every command) does not import torch
+    if name == "SeedCNN":
+        from mnistp4.stages.models.nets import SeedCNN
+
+        return SeedCNN
+    raise AttributeError(name)
 
 
 # its measured best (docs/history.md): sharpness-aware steps per 32-digit sub-batch and half the
