@@ -10,7 +10,8 @@
   both digits and the decision when it rewrites the manifest.
 * In Chromium a small off-centre 7 drawn with the mouse shows 7 in the chart; a European 1 that the
   model misreads, saved with "Wrong, it was 1", appears in the manifest with label 1.
-* "Update model" runs the update in the background and switches ``/try`` to the new verified file.
+* "Update model" runs the update in the background and switches ``/try`` to the new verified file:
+  with a stand-in update (deployable or not), and in Chromium with the real one on the tiny run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import cv2
 import numpy as np
 import pytest
 from fwcore import Core, build_core, build_fwhost, fwhost_request, random_canvas, run_fwhost
+from test_update import project  # noqa: F401 - the tiny run, quantized, with corrections to learn
 from test_web_browser import browser, find_browser, wait_for  # noqa: F401 - fixtures shared with the page tests
 
 from mnistp4.stages.web.serve import build_web_app
@@ -275,3 +277,42 @@ def test_browser_draws_a_small_off_centre_7_and_saves_a_correction(browser, live
     wait_for(browser, lambda d: "saved as 1" in d.find_element(By.ID, "save-status").text, "the save")
     rows = mf.read_manifest(tmp_path / "data")
     assert [(r["label"], r["source"]) for r in rows] == [(1, "try:browser")]
+
+
+@pytest.mark.slow
+def test_browser_update_button_runs_a_real_update_and_tries_the_new_file(browser, project, tmp_path, monkeypatch):  # noqa: F811
+    """The "Update model" button, end to end: the real ``mnistp4 update`` (the tiny one-epoch run,
+    10 saved corrections) fine-tunes, quantizes and verifies in the server's background thread;
+    the page shows its progress, then names the new verified file and answers with it."""
+    import threading
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from werkzeug.serving import make_server
+
+    from mnistp4.stages.training import update as upd
+
+    app, run, data = project
+    monkeypatch.setattr(upd, "MAX_MNIST_DROP", 100.0)  # a one-epoch model may lose MNIST accuracy
+    web = build_web_app(app, raw_dir=tmp_path / "raw", data_dir=data, model_file=str(run / "model_int8.espdl"))
+    srv = make_server("127.0.0.1", 0, web, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{srv.server_port}/try")
+        wait_for(browser, lambda d: d.find_element(By.ID, "model").text.endswith("model_int8.espdl"), "the model")
+        assert browser.find_element(By.ID, "model").text == str(run / "model_int8.espdl")
+        browser.find_element(By.ID, "update").click()
+        wait_for(browser, lambda d: not d.find_element(By.ID, "update").is_enabled(), "the update to start")
+        new = run.parent / f"{run.name}-update-1" / "model_int8.espdl"
+        WebDriverWait(browser, 120, poll_frequency=0.2).until(
+            lambda d: "Now trying" in d.find_element(By.ID, "update-status").text, "waited 120 s for the update"
+        )
+        assert browser.find_element(By.ID, "model").text == str(new) and new.is_file()
+        assert browser.find_element(By.ID, "update").is_enabled()
+        assert upd.verified_model(new.parent) == new  # verified and deployable
+        pad = browser.find_element(By.ID, "pad")
+        draw(browser, pad, seven(120, 80))
+        wait_for(browser, lambda d: d.find_element(By.ID, "answer").text != "", "an answer from the new file")
+        assert web.test_client().get("/api/try/model").json["model"] == str(new)
+    finally:
+        srv.shutdown()
