@@ -187,8 +187,8 @@ def paper_noise(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndar
 def _row_medians(values: np.ndarray) -> np.ndarray:
     """np.median(values, axis=1) of uint8 rows, from their histograms (no sorting)."""
     n, m = values.shape
-    rows = np.repeat(np.arange(n, dtype=np.int64) * 256, m)
-    cum = np.bincount(rows + values.ravel(), minlength=n * 256).reshape(n, 256).cumsum(axis=1)
+    keys = (np.arange(n, dtype=np.int32) * 256)[:, None] + values  # row r's level v -> bin 256 r + v
+    cum = np.bincount(keys.ravel(), minlength=n * 256).reshape(n, 256).cumsum(axis=1)
 
     def nth(i):  # the i-th smallest (0-based) of each row
         return (cum <= i).sum(axis=1)
