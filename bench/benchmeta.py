@@ -115,6 +115,8 @@ def start(benchmark: str, tag: str = "", argv: list[str] | None = None, root: Pa
         "versions": versions(),
         **machine(),
         "mnist_dir_set": bool(os.environ.get("MNISTP4_MNIST_DIR")),
+        # the package code measured, when bench/with_checkout.py ran it from another commit
+        "package_code": os.environ.get("MNISTP4_BENCH_PACKAGE_CODE") or commit,
         **extra,
     }
     write(out, meta)
