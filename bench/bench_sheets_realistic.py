@@ -113,6 +113,22 @@ def score(sheets: list, data_dir: Path) -> dict:
     return s
 
 
+def segment(raw: Path, data: Path, workers: int) -> dict:
+    """``raw`` segmented into ``data`` as ``mnistp4 segment`` does on the shipped defaults."""
+    return segment_folder(
+        raw,
+        data,
+        segmenter=segment_auto,
+        segmenter_name="auto",
+        layout=None,
+        layouts={lay.name: lay for lay in default_layouts()},
+        normalize=normalize_digit,
+        normalizer_name="mnist",
+        default_rows="0123456789",
+        workers=workers,
+    )
+
+
 def _cpu_seconds() -> float:
     """CPU seconds of this process and of its finished children (segment's worker processes)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -129,23 +145,11 @@ def run_condition(condition: str, seeds: list[int], hand, workers: list[int], ke
             payload, suffix = rs.encode(sheet)
             (raw / (sheet.name + suffix)).write_bytes(payload)
             sheets.append((sheet, sheet.name + suffix))
-        layouts = {lay.name: lay for lay in default_layouts()}
         speeds = {}
         for n in workers:
             data = Path(tmp) / f"data-{n}"
             cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-            summary = segment_folder(
-                raw,
-                data,
-                segmenter=segment_auto,
-                segmenter_name="auto",
-                layout=None,
-                layouts=layouts,
-                normalize=normalize_digit,
-                normalizer_name="mnist",
-                default_rows="0123456789",
-                workers=n,
-            )
+            summary = segment(raw, data, n)
             cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - wall0
             speeds[n] = dict(
                 cpu_s=cpu,
@@ -239,22 +243,10 @@ def photo_batch(seeds: list[int], hand, workers: list[int]) -> dict:
                 sheet = rs.make_sheet(condition, seed, hand)
                 payload, suffix = rs.encode(sheet)
                 (raw / (sheet.name + suffix)).write_bytes(payload)
-        layouts = {lay.name: lay for lay in default_layouts()}
         out = {"sheets": len(list(raw.iterdir())), "runs": {}}
         for n in workers:
             cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-            summary = segment_folder(
-                raw,
-                Path(tmp) / f"data-{n}",
-                segmenter=segment_auto,
-                segmenter_name="auto",
-                layout=None,
-                layouts=layouts,
-                normalize=normalize_digit,
-                normalizer_name="mnist",
-                default_rows="0123456789",
-                workers=n,
-            )
+            summary = segment(raw, Path(tmp) / f"data-{n}", n)
             cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - wall0
             out["runs"][n] = dict(digits=summary["digits"], failed=summary["failed"], cpu_s=cpu, wall_s=wall)
     return out
@@ -314,7 +306,7 @@ def main(argv=None) -> int:
         "--batch-seeds",
         type=int,
         nargs="+",
-        default=list(range(801, 809)),
+        default=list(range(801, 813)),
         help="seeds of the 12 MP photo batch timed with each worker count (all photo conditions)",
     )
     args = parser.parse_args(argv)

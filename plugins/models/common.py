@@ -72,6 +72,14 @@ def count_macs(model, input_shape=INPUT_SHAPE) -> int:
     return int(total)
 
 
+def net_class(name: str):
+    """A shipped network class from ``nets.py``, importing torch on first use (the plugin modules
+    stay light, so loading the plugins does not import torch)."""
+    from mnistp4.stages.models import nets
+
+    return getattr(nets, name)
+
+
 def conv_bn_relu(cin: int, cout: int, padding: int) -> list:
     """3x3 convolution (no bias: BatchNorm carries it), BatchNorm, ReLU."""
     from torch import nn

@@ -16,21 +16,16 @@ from __future__ import annotations
 
 from mnistp4 import hookimpl
 from mnistp4.records import ModelSpec
+from mnistp4.stages.models.common import net_class
 
 
 def build():
-    from mnistp4.stages.models.nets import P4NetPlus
-
-    return P4NetPlus()
+    return net_class("P4NetPlus")()
 
 
-def __getattr__(name: str):
-    # the network class lives with torch in nets.py, imported on first use: loading the plugins
-    # (every command) does not import torch
+def __getattr__(name: str):  # P4NetPlus itself, from nets.py with torch, on first use
     if name == "P4NetPlus":
-        from mnistp4.stages.models.nets import P4NetPlus
-
-        return P4NetPlus
+        return net_class(name)
     raise AttributeError(name)
 
 

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 from mnistp4 import hookimpl
 from mnistp4.records import ModelSpec
+from mnistp4.stages.models.common import net_class
 
 
 def build():
-    from mnistp4.stages.models.nets import SeedCNN
-
-    return SeedCNN()
+    return net_class("SeedCNN")()
 
 
-def __getattr__(name: str):
-    # the network class lives with torch in nets.py, imported on first use: loading the plugins
-    # (every command) does not import torch
+def __getattr__(name: str):  # SeedCNN itself, from nets.py with torch, on first use
     if name == "SeedCNN":
-        from mnistp4.stages.models.nets import SeedCNN
-
-        return SeedCNN
+        return net_class(name)
     raise AttributeError(name)
 
 
