@@ -69,7 +69,7 @@ def writer_folds(sources) -> list[tuple[str, np.ndarray]]:
     """``(group, held-out mask)`` for every writer group: each fold holds out one whole group."""
     sources = np.asarray(list(sources))
     groups = sorted(set(sources), key=lambda s: (len(s), s))
-    return [(g, sources == g) for g in groups]
+    return [(str(g), sources == g) for g in groups]
 
 
 def train_fold(app, runs: Path, setting: Setting, held_group: str | None) -> dict:
