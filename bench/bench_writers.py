@@ -18,7 +18,8 @@ the minimum over the groups; writes ``writers.json``, the console output and ``m
 
 Run dirs go to ``runs/writers/<setting>-<group>`` and are reused when finished (``metrics.json``
 and, unless ``--float-only``, the Int8 file), so a changed setting trains anew and an interrupted
-bench continues. ``--float-only`` skips QAT and quantization (screening, tests).
+bench continues (one process per ``--runs`` folder: two would both train a fold neither has
+finished). ``--float-only`` skips QAT and quantization (screening, tests).
 """
 
 from __future__ import annotations
