@@ -127,8 +127,12 @@ def image_name(sheet: str, sheet_hash: str, row: int, col: int) -> str:
     return f"images/{stem}_{sheet_hash[:8]}_r{row:02d}_c{col:02d}.png"
 
 
+#: the data dir's folder of review pictures
+REVIEW_DIR = "review"
+
+
 def review_name(sheet: str) -> str:
-    return "review/" + Path(sheet).as_posix().replace("/", "__") + ".png"
+    return f"{REVIEW_DIR}/" + Path(sheet).as_posix().replace("/", "__") + ".png"
 
 
 def process_sheet(job: Job) -> SheetResult:
@@ -197,7 +201,7 @@ def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
                 os.close(fd)
             os.replace(tmp, path)
             tmp = None
-        for folder in folders - {data_dir / "review"}:
+        for folder in folders - {data_dir / REVIEW_DIR}:
             path = folder
             fd = os.open(folder, os.O_RDONLY)
             try:

@@ -6,14 +6,11 @@ the local paper brightness so uneven lighting does not matter.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 #: the paper level is this percentile of the crop's (3x3-smoothed) grey levels
 PAPER_PERCENTILE = 0.8
