@@ -266,7 +266,7 @@ def alive(pids: list[int]) -> list[int]:
 def test_workers_die_with_segment(sig, semeion_dir, tmp_path):
     raw = tmp_path / "raw"
     make_sheets(raw, semeion_dir, 8, seed=5, per_row=6)  # enough work that the pool is still busy when hit
-    proc = mnistp4("segment", raw, "-o", tmp_path / "data", "--workers", "2", cwd=tmp_path)
+    proc = mnistp4("segment", raw, "-o", tmp_path / "data", "--workers", "3", cwd=tmp_path)
     deadline = time.monotonic() + 120
     workers: list[int] = []
     while time.monotonic() < deadline and proc.poll() is None:

@@ -11,16 +11,18 @@ every decision recorded meanwhile. Worker processes die with the command (SIGTER
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import queue
 import re
 import signal
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -306,42 +308,118 @@ def _raise_terminated(signum, frame):
     raise _Terminated()
 
 
+def _worker_ready(segmenter) -> int:
+    """A worker process's first task: it returns once the process has started and imported what
+    a sheet needs (the initializer, and ``segmenter``'s module as it is unpickled); only then is
+    the worker handed sheets."""
+    return os.getpid()
+
+
 def _run_pool(jobs: list[Job], workers: int, on_done) -> None:
-    """Run ``jobs`` in worker processes that never outlive this one."""
+    """Run ``jobs`` here and in ``workers - 1`` worker processes that never outlive this one.
+
+    This process works through the sheets too: a worker process takes half a second to start (the
+    time of several sheets), so on two cores a pool of two workers and an idle parent is slower.
+    A worker gets one sheet at a time, once it has started: a short batch is finished here before
+    a worker is ready, and at the end no sheet waits in a busy worker's queue while others idle."""
     # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
     context = multiprocessing.get_context("spawn")
+    helpers = min(workers, len(jobs)) - 1
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)),
+        max_workers=helpers,
         mp_context=context,
         initializer=_worker_init,
         initargs=(list(sys.path), os.getpid(), loaded_plugin_files()),
     )
+    todo = collections.deque(jobs)
+    lock = threading.Lock()
+    done_by_workers: queue.SimpleQueue = queue.SimpleQueue()  # (job, future)
+    handed = [0]  # sheets given to workers whose results this process has not taken yet
+
+    def take(to_worker: bool = False) -> Job | None:
+        with lock:
+            if not todo:
+                return None
+            handed[0] += to_worker
+            return todo.popleft()
+
+    def hand_out(ready=None) -> None:
+        # the pool's done-callback (its thread): a worker has started or finished a sheet
+        if ready is not None and ready.exception() is not None:
+            return  # it never started: this process does the sheets
+        job = take(to_worker=True)
+        if job is None:
+            return
+        try:
+            fut = pool.submit(process_sheet, job)
+        except RuntimeError:  # the pool broke or is shutting down: the sheet stays here
+            with lock:
+                todo.appendleft(job)
+                handed[0] -= 1
+            return
+        fut.add_done_callback(lambda f, job=job: _finished(f, job))
+
+    def _finished(fut, job: Job) -> None:
+        done_by_workers.put((job, fut))
+        hand_out()
+
+    def collect(block: bool) -> None:
+        while True:
+            try:
+                job, fut = done_by_workers.get(timeout=0.2) if block else done_by_workers.get_nowait()
+            except queue.Empty:
+                return
+            with lock:
+                handed[0] -= 1
+            on_done(_worker_result(job, fut))
+            if block:
+                return
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # this process is one of the workers now: one core each
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    starts = [pool.submit(_worker_ready, jobs[0].segmenter) for _ in range(helpers)]
     try:
-        futures = {pool.submit(process_sheet, job): job for job in jobs}
-        for fut in as_completed(futures):
-            try:
-                result = fut.result()
-            except Exception as e:  # a worker died (out of memory, a crash in a native library)
-                job = futures[fut]
-                result = SheetResult(
-                    job.sheet,
-                    job.sheet_hash,
-                    "failed",
-                    error=f"{job.sheet}: worker process failed ({type(e).__name__}: {e})",
-                )
-            on_done(result)
+        for start in starts:
+            start.add_done_callback(hand_out)
+        while (job := take()) is not None:
+            on_done(process_sheet(job))
+            collect(block=False)
+        while True:
+            with lock:
+                if not handed[0] and not todo:
+                    break
+            collect(block=True)
+            while (job := take()) is not None:  # given back by a broken pool
+                on_done(process_sheet(job))
     except BaseException:
-        # Ctrl-C, SIGTERM or an error: the workers stop now instead of finishing the queue
-        for proc in list((pool._processes or {}).values()):  # no public API to stop running workers
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C, SIGTERM or an error: the workers stop now instead of finishing their sheet
+        _stop(pool)
         raise
     finally:
+        cv2.setNumThreads(threads)
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-    pool.shutdown(wait=True)
+    if all(start.done() for start in starts):
+        pool.shutdown(wait=True)
+    else:  # a worker still starting after the last sheet: no need to wait for it
+        _stop(pool)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    for proc in list((pool._processes or {}).values()):  # no public API to stop running workers
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _worker_result(job: Job, fut) -> SheetResult:
+    try:
+        return fut.result()
+    except Exception as e:  # the worker died (out of memory, a crash in a native library)
+        return SheetResult(
+            job.sheet, job.sheet_hash, "failed", error=f"{job.sheet}: worker process failed ({type(e).__name__}: {e})"
+        )
 
 
 def segment_folder(
@@ -518,7 +596,7 @@ def _merge_and_write(data_dir: Path, raw_dir: Path, mine: dict) -> None:
         state["sheets"] = {**theirs, **mine}
         order = sorted(state["sheets"].values(), key=lambda v: (v.get("raw_dir", ""), v["sheet"]))
         write_manifest(data_dir, [row for v in order for row in v["rows"]])
-        write_json(state_path, state)
+        write_json(state_path, state, indent=None)  # a cache: the C encoder (10x faster than indented)
 
 
 def check_unchanged(paths: list[Path]) -> dict[str, str]:

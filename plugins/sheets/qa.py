@@ -140,7 +140,7 @@ def _find_lines(bands: np.ndarray, nominal: int) -> tuple[np.ndarray, np.ndarray
     half = length // 2
     # every other pixel along the line is enough for a median
     halves = np.stack([bands[:, :, :half:2], bands[:, :, length - half :: 2]], axis=2)  # N, offsets, 2, half/2
-    profile = np.median(halves, axis=3)
+    profile = median_last(halves)
     best = profile.argmax(axis=1)
     peak = np.take_along_axis(profile, best[:, None, :], axis=1)[:, 0, :]
     pos = np.where(peak >= LINE_MIN_DARKNESS, best, nominal).astype(np.float32)
@@ -179,6 +179,14 @@ def paper_noise(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndar
     diff = cv2.absdiff(inner[:, :, 3:], inner[:, :, :-3]).reshape(len(inner), -1)
     noise = np.maximum(1.0, 1.4826 / math.sqrt(2) * _row_medians(diff))
     return median, noise
+
+
+def median_last(values: np.ndarray) -> np.ndarray:
+    """np.median(values, axis=-1) of uint8 values: a stable sort of small integers is a radix
+    sort, twice as fast as the partition np.median does."""
+    m = values.shape[-1]
+    ranked = np.sort(values, axis=-1, kind="stable")
+    return (ranked[..., (m - 1) // 2].astype(np.float64) + ranked[..., m // 2]) / 2
 
 
 def _row_medians(values: np.ndarray) -> np.ndarray:

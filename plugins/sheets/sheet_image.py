@@ -100,7 +100,8 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
             f"{name}: {grey.shape[1]}x{grey.shape[0]} pixels is too small for a sheet "
             f"(at least {MIN_SIDE} pixels a side)"
         )
-    if int(grey.max()) - int(grey.min()) < BLANK_RANGE:
+    low, high, _, _ = cv2.minMaxLoc(grey)  # one pass (max() and min() are two)
+    if high - low < BLANK_RANGE:
         raise InputError(f"{name}: the page is blank (no ink, no markers)")
     return grey
 
