@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mnistp4.records import Digit, SegmentOptions
-from mnistp4.stages.sheets.batch import Job, _run_pool
+from mnistp4.records import Digit
+from mnistp4.stages.sheets.batch import segment_folder
 
 PARENT = "MNISTP4_TEST_POOL_PARENT"
 MARKS = "MNISTP4_TEST_POOL_MARKS"
@@ -57,17 +57,28 @@ def quick_segmenter(grey, *, layout=None, options=None):
     return [Digit(np.zeros((28, 28), np.uint8), 3, 0, 0)]
 
 
-def _jobs(tmp_path: Path, segmenter, count: int) -> list[Job]:
+def _segment(tmp_path: Path, segmenter, count: int, workers: int) -> list[dict]:
+    """``count`` sheets segmented by ``segmenter`` through the real batch; each sheet's result."""
     raw = tmp_path / "raw"
     raw.mkdir()
     page = cv2.resize(np.tile(np.arange(0, 256, 2, dtype=np.uint8), (128, 1)), (256, 256))
-    jobs = []
     for k in range(count):
-        path = raw / f"sheet{k:02d}.png"
-        cv2.imwrite(str(path), page)
-        options = SegmentOptions({}, None, "0123456789", False)
-        jobs.append(Job(path, path.name, f"{k:016x}", "test", "key", tmp_path / "data", segmenter, None, options))
-    return jobs
+        page[0, 0] = k  # each sheet its own content (identical ones are skipped as duplicates)
+        cv2.imwrite(str(raw / f"sheet{k:02d}.png"), page)
+    summary = segment_folder(
+        raw,
+        tmp_path / "data",
+        segmenter=segmenter,
+        segmenter_name=segmenter.__name__,
+        layout=None,
+        layouts={},
+        normalize=None,
+        normalizer_name="none",
+        default_rows="0123456789",
+        workers=workers,
+    )
+    assert len(summary["results"]) == count
+    return summary["results"]
 
 
 @pytest.fixture
@@ -80,32 +91,24 @@ def marks(tmp_path, monkeypatch):
 
 
 def test_parent_and_worker_share_the_sheets_and_every_sheet_comes_back_once(tmp_path, marks):
-    jobs = _jobs(tmp_path, slow_segmenter, 12)
-    done = []
-    _run_pool(jobs, 2, done.append)
-    assert sorted(r.sheet for r in done) == sorted(j.sheet for j in jobs)
-    assert all(r.status == "ok" and r.digits == 1 for r in done)
+    results = _segment(tmp_path, slow_segmenter, 12, workers=2)
+    assert all(r["status"] == "ok" and r["digits"] == 1 for r in results)
     pids = [int(p.name.split("-")[0]) for p in marks.iterdir()]
-    assert len(pids) == len(jobs)
+    assert len(pids) == 12
     assert os.getpid() in pids  # this process worked through sheets too
     workers = set(pids) - {os.getpid()}
     assert len(workers) == 1, pids  # workers=2: one worker process besides this one
-    assert pids.count(os.getpid()) < len(jobs)  # ... which took its share once it had started
+    assert pids.count(os.getpid()) < 12  # ... which took its share once it had started
 
 
 def test_a_dying_worker_fails_only_its_sheet_and_the_batch_goes_on(tmp_path, marks):
-    jobs = _jobs(tmp_path, dies_in_a_worker, 6)
-    done = []
-    _run_pool(jobs, 2, done.append)
-    assert sorted(r.sheet for r in done) == sorted(j.sheet for j in jobs)
-    failed = [r for r in done if r.status == "failed"]
-    assert len(failed) == 1, [r.error for r in failed]
-    assert failed[0].error.startswith(failed[0].sheet) and "worker process failed" in failed[0].error
-    assert all(r.status == "ok" and r.digits == 1 for r in done if r is not failed[0])
+    results = _segment(tmp_path, dies_in_a_worker, 6, workers=2)
+    failed = [r for r in results if r["status"] == "failed"]
+    assert len(failed) == 1, results
+    assert failed[0]["error"].startswith(failed[0]["sheet"]) and "worker process failed" in failed[0]["error"]
+    assert all(r["status"] == "ok" and r["digits"] == 1 for r in results if r is not failed[0])
 
 
 def test_a_short_batch_does_not_wait_for_a_worker_to_start(tmp_path, marks):
-    jobs = _jobs(tmp_path, quick_segmenter, 2)  # a worker that got a sheet would fail it
-    done = []
-    _run_pool(jobs, 4, done.append)
-    assert [r.status for r in done] == ["ok", "ok"]
+    results = _segment(tmp_path, quick_segmenter, 2, workers=4)  # a worker that got a sheet would fail it
+    assert [r["status"] for r in results] == ["ok", "ok"]

@@ -265,11 +265,11 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _picklable(job: Job) -> bool:
+def _picklable(*objects) -> bool:
     import pickle
 
     try:
-        pickle.dumps(job)
+        pickle.dumps(objects)
         return True
     except Exception:
         return False
@@ -315,22 +315,34 @@ def _worker_ready(segmenter) -> int:
     return os.getpid()
 
 
-def _run_pool(jobs: list[Job], workers: int, on_done) -> None:
-    """Run ``jobs`` here and in ``workers - 1`` worker processes that never outlive this one.
+@dataclass
+class _Helpers:
+    """Worker processes started for a batch, and each one's first task (:func:`_worker_ready`)."""
+
+    pool: ProcessPoolExecutor
+    starts: list
+
+
+def _start_helpers(count: int, segmenter) -> _Helpers:
+    """Start ``count`` worker processes now: they start while this process hashes the sheets."""
+    # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
+    pool = ProcessPoolExecutor(
+        max_workers=count,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(list(sys.path), os.getpid(), loaded_plugin_files()),
+    )
+    return _Helpers(pool, [pool.submit(_worker_ready, segmenter) for _ in range(count)])
+
+
+def _run_pool(jobs: list[Job], helpers: _Helpers, on_done) -> None:
+    """Run ``jobs`` here and in the ``helpers`` worker processes, which never outlive this one.
 
     This process works through the sheets too: a worker process takes half a second to start (the
     time of several sheets), so on two cores a pool of two workers and an idle parent is slower.
     A worker gets one sheet at a time, once it has started: a short batch is finished here before
     a worker is ready, and at the end no sheet waits in a busy worker's queue while others idle."""
-    # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
-    context = multiprocessing.get_context("spawn")
-    helpers = min(workers, len(jobs)) - 1
-    pool = ProcessPoolExecutor(
-        max_workers=helpers,
-        mp_context=context,
-        initializer=_worker_init,
-        initargs=(list(sys.path), os.getpid(), loaded_plugin_files()),
-    )
+    pool = helpers.pool
     todo = collections.deque(jobs)
     lock = threading.Lock()
     done_by_workers: queue.SimpleQueue = queue.SimpleQueue()  # (job, future)
@@ -379,9 +391,8 @@ def _run_pool(jobs: list[Job], workers: int, on_done) -> None:
     cv2.setNumThreads(1)  # this process is one of the workers now: one core each
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
-    starts = [pool.submit(_worker_ready, jobs[0].segmenter) for _ in range(helpers)]
     try:
-        for start in starts:
+        for start in helpers.starts:
             start.add_done_callback(hand_out)
         while (job := take()) is not None:
             on_done(process_sheet(job))
@@ -393,18 +404,20 @@ def _run_pool(jobs: list[Job], workers: int, on_done) -> None:
             collect(block=True)
             while (job := take()) is not None:  # given back by a broken pool
                 on_done(process_sheet(job))
-    except BaseException:
-        # Ctrl-C, SIGTERM or an error: the workers stop now instead of finishing their sheet
-        _stop(pool)
-        raise
     finally:
         cv2.setNumThreads(threads)
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-    if all(start.done() for start in starts):
-        pool.shutdown(wait=True)
-    else:  # a worker still starting after the last sheet: no need to wait for it
-        _stop(pool)
+
+
+def _close(helpers: _Helpers | None) -> None:
+    """Let idle workers exit; stop one still starting (no need to wait for it)."""
+    if helpers is None:
+        return
+    if all(start.done() for start in helpers.starts):
+        helpers.pool.shutdown(wait=True)
+    else:
+        _stop(helpers.pool)
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -422,9 +435,12 @@ def _worker_result(job: Job, fut) -> SheetResult:
         )
 
 
-def segment_folder(
+def _plan_jobs(
     raw_dir: Path,
     data_dir: Path,
+    pages: list,
+    old: dict,
+    results: list[SheetResult],
     *,
     segmenter,
     segmenter_name: str,
@@ -433,31 +449,12 @@ def segment_folder(
     normalize,
     normalizer_name: str,
     default_rows: str,
-    strict_layout: bool = False,
-    workers: int = 1,
-    progress=None,
-    emit=None,
-) -> dict:
-    """Segment every sheet of ``raw_dir`` into ``data_dir``; returns the summary (see module doc)."""
-    raw_dir, data_dir = Path(raw_dir).resolve(), Path(data_dir).resolve()
-    if not raw_dir.is_dir():
-        raise UsageError(f"{raw_dir} is not a folder of sheets")
-    if data_dir == raw_dir or raw_dir in data_dir.parents:
-        raise UsageError(f"the data dir {data_dir} must be outside the raw folder {raw_dir} (it is never written)")
-    if data_dir.exists() and not data_dir.is_dir():
-        raise UsageError(f"the data dir {data_dir} is a file; move it away or pass another -o")
-    old = _read_state(data_dir / STATE)["sheets"]
-    if (data_dir / MANIFEST).is_file():  # a manifest that cannot be merged fails now, before any sheet is cut
-        from mnistp4.stages.data.manifest import read_manifest
-
-        read_manifest(data_dir)
-
-    results: list[SheetResult] = []
+    strict_layout: bool,
+) -> list[Job]:
+    """The sheets to segment (a sheet is one page); unreadable, duplicate and unchanged ones go
+    into ``results`` instead."""
     jobs: list[Job] = []
     seen: dict[str, str] = {}
-    paths, problems = walk_sheets(raw_dir)
-    results += [SheetResult(name, status="failed", error=f"{name}: {why}") for name, why in problems]
-    pages = [(path, k, n) for path in paths for n in [page_count(path)] for k in range(n)]
     for path, page, n_pages in pages:
         sheet = path.relative_to(raw_dir).as_posix() + (f"#{page + 1}" if n_pages > 1 else "")
         try:
@@ -501,11 +498,52 @@ def segment_folder(
         source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
         jobs.append(Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options, page))
 
-    task = progress.add_task(f"segmenting {len(jobs)} sheet(s)", total=len(jobs)) if progress and jobs else None
+    return jobs
+
+
+def segment_folder(
+    raw_dir: Path,
+    data_dir: Path,
+    *,
+    segmenter,
+    segmenter_name: str,
+    layout,
+    layouts: dict,
+    normalize,
+    normalizer_name: str,
+    default_rows: str,
+    strict_layout: bool = False,
+    workers: int = 1,
+    progress=None,
+    emit=None,
+) -> dict:
+    """Segment every sheet of ``raw_dir`` into ``data_dir``; returns the summary (see module doc)."""
+    raw_dir, data_dir = Path(raw_dir).resolve(), Path(data_dir).resolve()
+    if not raw_dir.is_dir():
+        raise UsageError(f"{raw_dir} is not a folder of sheets")
+    if data_dir == raw_dir or raw_dir in data_dir.parents:
+        raise UsageError(f"the data dir {data_dir} must be outside the raw folder {raw_dir} (it is never written)")
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UsageError(f"the data dir {data_dir} is a file; move it away or pass another -o")
+    old = _read_state(data_dir / STATE)["sheets"]
+    if (data_dir / MANIFEST).is_file():  # a manifest that cannot be merged fails now, before any sheet is cut
+        from mnistp4.stages.data.manifest import read_manifest
+
+        read_manifest(data_dir)
+
+    results: list[SheetResult] = []
+    paths, problems = walk_sheets(raw_dir)
+    results += [SheetResult(name, status="failed", error=f"{name}: {why}") for name, why in problems]
+    pages = [(path, k, n) for path in paths for n in [page_count(path)] for k in range(n)]
+    helpers = None
+    if workers > 1 and len(pages) > 1:
+        if _picklable(segmenter, layout, layouts, normalize):
+            helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter)
+        else:
+            log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
+    jobs: list[Job] = []
     done: list[SheetResult] = []
-    if workers > 1 and len(jobs) > 1 and not _picklable(jobs[0]):
-        log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
-        workers = 1
+    task = None
 
     def on_done(result: SheetResult) -> None:
         done.append(result)
@@ -513,16 +551,40 @@ def segment_folder(
             progress.advance(task)
 
     try:
-        if workers > 1 and len(jobs) > 1:
-            _run_pool(jobs, workers, on_done)
-        else:
-            for job in jobs:
-                on_done(process_sheet(job))
+        try:
+            jobs = _plan_jobs(
+                raw_dir,
+                data_dir,
+                pages,
+                old,
+                results,
+                segmenter=segmenter,
+                segmenter_name=segmenter_name,
+                layout=layout,
+                layouts=layouts,
+                normalize=normalize,
+                normalizer_name=normalizer_name,
+                default_rows=default_rows,
+                strict_layout=strict_layout,
+            )
+            if progress and jobs:
+                task = progress.add_task(f"segmenting {len(jobs)} sheet(s)", total=len(jobs))
+            if helpers is not None and len(jobs) > 1:
+                _run_pool(jobs, helpers, on_done)
+            else:
+                for job in jobs:
+                    on_done(process_sheet(job))
+        except BaseException:
+            # Ctrl-C, SIGTERM or an error: the workers stop now instead of finishing their sheet
+            if helpers is not None:
+                _stop(helpers.pool)
+            raise
     except _Terminated:
         raise Mnistp4Error(
             f"segment was stopped (SIGTERM); {len(done)} of {len(jobs)} sheet(s) were done; "
             f"run it again to finish (done sheets are not redone)"
         ) from None
+    _close(helpers)
     by_sheet = {j.sheet: j for j in jobs}
     for r in done:
         if r.status == "ok":
