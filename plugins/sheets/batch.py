@@ -358,7 +358,8 @@ def _run_pool(jobs: list[Job], helpers: _Helpers, on_done) -> None:
     def hand_out(ready=None) -> None:
         # the pool's done-callback (its thread): a worker has started or finished a sheet
         if ready is not None and ready.exception() is not None:
-            return  # it never started: this process does the sheets
+            log.warning("a worker process did not start (%s); this process segments its sheets", ready.exception())
+            return
         job = take(to_worker=True)
         if job is None:
             return
