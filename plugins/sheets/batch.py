@@ -321,6 +321,7 @@ class _Helpers:
 
     pool: ProcessPoolExecutor
     starts: list
+    closing: bool = False  # stopped on purpose: a start that fails now is no news
 
 
 def _start_helpers(count: int, segmenter) -> _Helpers:
@@ -358,6 +359,8 @@ def _run_pool(jobs: list[Job], helpers: _Helpers, on_done) -> None:
     def hand_out(ready=None) -> None:
         # the pool's done-callback (its thread): a worker has started or finished a sheet
         if ready is not None and ready.exception() is not None:
+            if helpers.closing:
+                return
             log.warning("a worker process did not start (%s); this process segments its sheets", ready.exception())
             return
         job = take(to_worker=True)
@@ -415,6 +418,7 @@ def _close(helpers: _Helpers | None) -> None:
     """Let idle workers exit; stop one still starting (no need to wait for it)."""
     if helpers is None:
         return
+    helpers.closing = True
     if all(start.done() for start in helpers.starts):
         helpers.pool.shutdown(wait=True)
     else:
@@ -578,6 +582,7 @@ def segment_folder(
         except BaseException:
             # Ctrl-C, SIGTERM or an error: the workers stop now instead of finishing their sheet
             if helpers is not None:
+                helpers.closing = True
                 _stop(helpers.pool)
             raise
     except _Terminated:
