@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from mnistp4.errors import InputError
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif"}
+SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif", ".pdf"}
 #: bigger files or images are refused (a 600 dpi A3 colour scan is ~70 MP)
 MAX_BYTES = 200 * 1024 * 1024
 MAX_PIXELS = 100_000_000
@@ -32,6 +33,9 @@ MIN_SIDE = 200
 REDUCE_FROM_SIDE = 4000
 #: a page whose grey levels span less than this is blank
 BLANK_RANGE = 16
+#: PDF pages (a scanner's usual output) are rendered at this resolution: above the canonical page
+#: the template segmenter warps to (127 dpi), below the 300 dpi of most scans (no gain past 2x)
+PDF_DPI = 200
 
 
 @dataclass
@@ -44,8 +48,7 @@ class ImageInfo:
     turned: bool = False  # an EXIF orientation other than "upright"
 
 
-def probe(data: bytes, name: str) -> ImageInfo:
-    """The header of an image file (no pixels decoded); :class:`InputError` when it is none."""
+def _check_size(data: bytes, name: str) -> None:
     if not data:
         raise InputError(f"{name}: empty file")
     if len(data) > MAX_BYTES:
@@ -53,6 +56,11 @@ def probe(data: bytes, name: str) -> ImageInfo:
             f"{name}: {len(data) / 2**20:.0f} MB is enormous for a sheet (limit "
             f"{MAX_BYTES / 2**20:.0f} MB); scan at 300 dpi or less"
         )
+
+
+def probe(data: bytes, name: str) -> ImageInfo:
+    """The header of an image file (no pixels decoded); :class:`InputError` when it is none."""
+    _check_size(data, name)
     from PIL import Image, UnidentifiedImageError
 
     if name.lower().endswith((".heic", ".heif")):
@@ -79,7 +87,10 @@ def probe(data: bytes, name: str) -> ImageInfo:
 
 
 def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
-    """File bytes -> greyscale uint8 page (``page``: 0-based page of a multi-page TIFF)."""
+    """File bytes -> greyscale uint8 page (``page``: 0-based page of a multi-page TIFF or a PDF)."""
+    if data[:5] == b"%PDF-":
+        _check_size(data, name)
+        return _checked(_decode_pdf(data, name, page), name)
     info = probe(data, name)
     if page >= info.pages:
         raise InputError(f"{name}: has {info.pages} page(s), page {page + 1} was asked for")
@@ -95,6 +106,11 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
         grey = None if image is None else _to_grey8(image)
     if grey is None:
         raise InputError(f"{name}: the image data is corrupt or truncated; export or copy it again")
+    return _checked(grey, name)
+
+
+def _checked(grey: np.ndarray, name: str) -> np.ndarray:
+    """``grey`` unless it is too small or blank to be a sheet."""
     if min(grey.shape) < MIN_SIDE:
         raise InputError(
             f"{name}: {grey.shape[1]}x{grey.shape[0]} pixels is too small for a sheet "
@@ -104,6 +120,42 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
     if high - low < BLANK_RANGE:
         raise InputError(f"{name}: the page is blank (no ink, no markers)")
     return grey
+
+
+def _pdfium(name: str):
+    try:
+        import pypdfium2
+    except ImportError:
+        raise InputError(
+            f"{name}: reading PDF files needs the pypdfium2 package (pip install pypdfium2); "
+            f"or save the scan as PNG, JPEG or TIFF"
+        ) from None
+    return pypdfium2
+
+
+def _decode_pdf(data: bytes, name: str, page: int) -> np.ndarray:
+    """Page ``page`` of a PDF rendered in grey at PDF_DPI (less for a page so large that it would
+    pass MAX_PIXELS)."""
+    pdfium = _pdfium(name)
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as e:
+        raise InputError(
+            f"{name}: a PDF that cannot be opened ({e}); is it damaged or password-protected? "
+            f"save the scan again, or as PNG, JPEG or TIFF"
+        ) from None
+    try:
+        if page >= len(pdf):
+            raise InputError(f"{name}: has {len(pdf)} page(s), page {page + 1} was asked for")
+        sheet = pdf[page]
+        width_pt, height_pt = sheet.get_size()
+        scale = min(PDF_DPI / 72, math.sqrt(MAX_PIXELS / max(1.0, width_pt * height_pt)))
+        grey = sheet.render(scale=scale, grayscale=True).to_numpy()
+        return np.ascontiguousarray(grey if grey.ndim == 2 else grey[..., 0])
+    except pdfium.PdfiumError as e:
+        raise InputError(f"{name}: page {page + 1} of the PDF cannot be drawn ({e}); save the scan again") from None
+    finally:
+        pdf.close()
 
 
 def _heif_opener(name: str) -> None:
@@ -159,7 +211,16 @@ def _decode_pil(data: bytes, page: int) -> np.ndarray | None:
 
 
 def page_count(path: Path) -> int:
-    """Pages of a TIFF (1 for other files or when it cannot be read: decoding reports that)."""
+    """Pages of a TIFF or a PDF (1 for other files or when it cannot be read: decoding reports it)."""
+    if path.suffix.lower() == ".pdf":
+        try:
+            pdf = _pdfium(path.name).PdfDocument(str(path))
+        except Exception:  # noqa: BLE001 - no pypdfium2, or a damaged file: decoding says which
+            return 1
+        try:
+            return max(1, len(pdf))
+        finally:
+            pdf.close()
     if path.suffix.lower() not in (".tif", ".tiff"):
         return 1
     from PIL import Image
