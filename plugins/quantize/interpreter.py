@@ -1,9 +1,9 @@
 """Integer interpreter for ``.espdl`` models read by :mod:`.espdl_reader`: runs the graph in
 exactly ESP-DL's arithmetic (the number rules are documented in :mod:`.espdl_reader`).
 
-Int64 accumulators; matrix products go through float64 BLAS, which is exact for int8/int16
-products (every partial sum stays far below 2**53). An op that is not implemented raises
-:class:`UnsupportedOp` naming it.
+Int64 accumulators; matrix products go through BLAS: float32 where every partial sum stays below
+2**24 (int8 layers), float64 otherwise (int16: far below 2**53), exact either way. An op that is
+not implemented raises :class:`UnsupportedOp` naming it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,18 @@ def round_shift(v: np.ndarray, shift, mode: str) -> np.ndarray:
     per-channel array broadcast against the last axis; a negative shift is an exact left shift."""
     v = np.asarray(v, dtype=np.int64)
     shift = np.asarray(shift, dtype=np.int64)
+    if shift.size and int(shift.min()) > 0:  # the usual case: a right shift everywhere
+        half = np.int64(1) << (shift - 1)
+        if mode == "half_up":
+            return (v + half) >> shift
+        # half to even: add half - 1, and one more when the floor is odd (then a remainder of
+        # exactly half rounds up, any other remainder rounds as half_up would)
+        return (v + (half - 1) + ((v >> shift) & 1)) >> shift
+    return _round_shift_any(v, shift, mode)
+
+
+def _round_shift_any(v: np.ndarray, shift: np.ndarray, mode: str) -> np.ndarray:
+    """:func:`round_shift` for shifts of any sign (left shifts and no shift included)."""
     left = np.maximum(-shift, 0)
     right = np.maximum(shift, 0)
     v = v << left
@@ -58,7 +70,11 @@ def _conv_nhwc(x: np.ndarray, wt: np.ndarray, strides, pads, dilations, group: i
     dh, dw = dilations
     oh = (ih + top + bottom - dh * (kh - 1) - 1) // sh + 1
     ow = (iw + left + right - dw * (kw - 1) - 1) // sw + 1
-    cols = np.empty((b, oh, ow, kh, kw, ic), dtype=np.float64)
+    # float32 BLAS when every partial sum is an integer below 2**24 (exact in any order; int8
+    # layers of a P4-sized model), float64 otherwise (int16: exact below 2**53)
+    bound = kh * kw * kc * int(np.abs(x).max(initial=0)) * int(np.abs(wt).max(initial=0))
+    dtype = np.float32 if bound < 2**24 else np.float64
+    cols = np.empty((b, oh, ow, kh, kw, ic), dtype=dtype)
     for i in range(kh):
         for j in range(kw):
             cols[:, :, :, i, j, :] = xp[
@@ -68,10 +84,8 @@ def _conv_nhwc(x: np.ndarray, wt: np.ndarray, strides, pads, dilations, group: i
     per_g_out = oc // group
     for g in range(group):
         cg = cols[..., g * kc : (g + 1) * kc].reshape(b * oh * ow, kh * kw * kc)
-        wg = wt[g * per_g_out : (g + 1) * per_g_out].astype(np.float64).reshape(per_g_out, -1)
-        out[..., g * per_g_out : (g + 1) * per_g_out] = (
-            np.rint(cg @ wg.T).astype(np.int64).reshape(b, oh, ow, per_g_out)
-        )
+        wg = wt[g * per_g_out : (g + 1) * per_g_out].astype(dtype).reshape(per_g_out, -1)
+        out[..., g * per_g_out : (g + 1) * per_g_out] = (cg @ wg.T).astype(np.int64).reshape(b, oh, ow, per_g_out)
     return out
 
 
@@ -175,7 +189,9 @@ def _op_gemm(it: Interpreter, node: EspdlNode, args):
     wt = it.filter(node.inputs[1], False)  # (N, 1, 1, K)
     w2 = wt.reshape(wt.shape[0], -1)
     x2 = x.reshape(x.shape[0], -1)
-    acc = np.rint(x2.astype(np.float64) @ w2.astype(np.float64).T).astype(np.int64)
+    bound = w2.shape[1] * int(np.abs(x2).max(initial=0)) * int(np.abs(w2).max(initial=0))
+    dtype = np.float32 if bound < 2**24 else np.float64  # exact, as in _conv_nhwc
+    acc = (x2.astype(dtype) @ w2.astype(dtype).T).astype(np.int64)
     e_w = np.asarray(it.exponent(node.inputs[1]), dtype=np.int64)
     e_acc = it.exponent(node.inputs[0])[0] + np.broadcast_to(e_w, (w2.shape[0],))
     acc = acc + _bias(it, node.inputs[2] if len(node.inputs) > 2 else None, e_acc, w2.shape[0])
