@@ -347,12 +347,39 @@ def onnx_logits(onnx_path: str | Path, images_uint8: np.ndarray, batch: int = 10
     opts.intra_op_num_threads = 2
     sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    static_batch = sess.get_inputs()[0].shape[0]
-    step = 1 if static_batch == 1 else batch
+    step = batch
+    if sess.get_inputs()[0].shape[0] == 1:  # exported for esp-ppq with a batch of one
+        batched = _any_batch_session(onnx_path, sess, opts, images_uint8)
+        sess, step = (batched, batch) if batched is not None else (sess, 1)
     outs = []
     for i in range(0, len(images_uint8), step):
         outs.append(sess.run(None, {name: normalize(images_uint8[i : i + step]).numpy()})[0])
     return np.concatenate(outs) if outs else np.zeros((0, 10), np.float32)
+
+
+def _any_batch_session(onnx_path: str | Path, single, opts, images_uint8: np.ndarray):
+    """A session of the same model with the batch dimension left open (10,000 one-image runs
+    cost seconds), or None when the graph ties itself to one image (a reshape to a fixed shape):
+    checked on a few of ``images_uint8`` against the one-image session."""
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        model = onnx.load(str(onnx_path))
+        for value in list(model.graph.input) + list(model.graph.output):
+            value.type.tensor_type.shape.dim[0].dim_param = "batch"
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        probe = images_uint8[:8]
+        if len(probe) < 8:
+            return None  # too few images to matter
+        name = single.get_inputs()[0].name
+        together = sess.run(None, {name: normalize(probe).numpy()})[0]
+        alone = np.concatenate([single.run(None, {name: normalize(probe[k : k + 1]).numpy()})[0] for k in range(8)])
+    except Exception:  # noqa: BLE001 - any failure: one image at a time, as exported
+        return None
+    if together.shape != alone.shape or not np.allclose(together, alone, rtol=1e-5, atol=1e-5):
+        return None
+    return sess
 
 
 def espdl_predictor(path: str | Path) -> Callable[[np.ndarray], np.ndarray]:
