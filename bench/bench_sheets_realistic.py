@@ -19,13 +19,16 @@ into a temporary folder and segmented like ``mnistp4 segment`` does, decode and 
 * digits/s - manifest rows per CPU second (the segmenting process and its worker processes,
   ``resource.getrusage``) and per wall second, per condition with the first ``--workers`` count;
   then one batch of 12 MP photos (every photo condition x ``--batch-seeds``) is segmented once
-  per ``--workers`` count, into a fresh data dir each time: the speed-up from more workers.
+  per ``--workers`` count, into a fresh data dir each time: the speed-up from more workers; and,
+  with two counts or more, the machine's own scaling (one photo decoded and segmented by two
+  processes at once against one alone): the ceiling of that speed-up on these cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import sys
@@ -43,6 +46,7 @@ from mnistp4.stages.data.normalizer import normalize_digit  # noqa: E402
 from mnistp4.stages.sheets.batch import segment_folder  # noqa: E402
 from mnistp4.stages.sheets.layout import default_layouts  # noqa: E402
 from mnistp4.stages.sheets.segment_template import segment_auto  # noqa: E402
+from mnistp4.stages.sheets.sheet_image import decode_sheet  # noqa: E402
 
 TUNING_SEEDS = [11, 12, 13]
 HELD_OUT_SEEDS = [901, 902, 903]
@@ -232,6 +236,40 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _sheet_loop(path: str, repeats: int, start, seconds) -> None:
+    """In a process of its own: wait for ``start``, then decode and segment one photo
+    ``repeats`` times; its wall seconds go into ``seconds``."""
+    cv2.setNumThreads(1)
+    data = Path(path).read_bytes()
+    layouts = {lay.name: lay for lay in default_layouts()}
+    segment_auto(decode_sheet(data, path), options={"layouts": layouts, "rows": "0123456789"})  # warm
+    start.wait()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        segment_auto(decode_sheet(data, path), options={"layouts": layouts, "rows": "0123456789"})
+    seconds.put(time.perf_counter() - t0)
+
+
+def machine_scaling(photo: Path, repeats: int = 20) -> dict:
+    """How much faster two processes on the machine's cores get through the same per-sheet work
+    than one (2.0 = perfect): the same photo decoded and segmented ``repeats`` times by one
+    process alone, then by two at once. The ceiling of any worker count's speed-up here."""
+    ctx = multiprocessing.get_context("spawn")
+    alone = {}
+    for n in (1, 2):
+        start, seconds = ctx.Event(), ctx.Queue()
+        procs = [ctx.Process(target=_sheet_loop, args=(str(photo), repeats, start, seconds)) for _ in range(n)]
+        for proc in procs:
+            proc.start()
+        time.sleep(3.0)  # both started and warm
+        start.set()
+        alone[n] = [seconds.get() for _ in procs]
+        for proc in procs:
+            proc.join()
+    one, two = alone[1][0], max(alone[2])
+    return {"one_process_s": one, "two_processes_s": alone[2], "scaling": 2 * one / two}
+
+
 def photo_batch(seeds: list[int], hand, workers: list[int]) -> dict:
     """One folder of 12 MP photos (every photo condition x ``seeds``), segmented like ``mnistp4
     segment`` once per worker count: the speed a user sees on a batch, workers' start included."""
@@ -244,6 +282,8 @@ def photo_batch(seeds: list[int], hand, workers: list[int]) -> dict:
                 payload, suffix = rs.encode(sheet)
                 (raw / (sheet.name + suffix)).write_bytes(payload)
         out = {"sheets": len(list(raw.iterdir())), "runs": {}}
+        if len(workers) > 1:
+            out["machine"] = machine_scaling(sorted(raw.iterdir())[0])
         for n in workers:
             cpu0, wall0 = _cpu_seconds(), time.perf_counter()
             summary = segment(raw, Path(tmp) / f"data-{n}", n)
@@ -264,6 +304,12 @@ def batch_table(batch: dict) -> str:
         lines.append(
             f"| {n} | {r['digits'] / r['cpu_s']:.0f} | {r['digits'] / r['wall_s']:.0f} | "
             f"{first['wall_s'] / r['wall_s']:.2f}x |"
+        )
+    if "machine" in batch:
+        m = batch["machine"]
+        lines.append(
+            f"the machine itself: the same photo decoded and segmented by two processes at once "
+            f"{m['scaling']:.2f}x as fast as by one (2.00 = perfect; the ceiling of two workers here)"
         )
     return "\n".join(lines)
 
