@@ -15,6 +15,7 @@ what does it cost MNIST, and how long does it take next to a full retrain?
     .venv/bin/python bench/bench_update.py --quick    # p4net, 2 epochs, QAT 1 epoch, 2 groups x K 10/50
     .venv/bin/python bench/bench_update.py --start RUNS/x-qat   # reuse a quantized MNIST-only run (no retrain)
     .venv/bin/python bench/bench_update.py --start RUNS/x-qat --groups 0 --k 50 --lr 5e-4 --share 0.25
+    .venv/bin/python bench/bench_update.py --keep-start /tmp/update-start --groups 0 1 --k 50 --tune passes=2
 
 Results: bench/results/bench_update/<date>-<commit>[-quick]/ (table.json, output.txt, meta.json).
 """
@@ -139,13 +140,30 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, nargs="*", default=None)
     p.add_argument("--lr", type=float, default=None, help="mnistp4 update --lr (default: its own)")
     p.add_argument("--share", type=float, default=None, help="mnistp4 update --custom-share (default: its own)")
+    p.add_argument(
+        "--tune",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="mnistp4 update --tune (the schedule's hidden knobs: passes, custom_weight, keep_weight, custom_augment)",
+    )
+    p.add_argument(
+        "--keep-start",
+        type=Path,
+        default=None,
+        help="a folder that keeps the start model: trained there on the first use, reused after",
+    )
     args = p.parse_args(argv)
     quick = args.quick
     model, recipe, epochs, qat_epochs = ("p4net", "fast", 2, 1) if quick else ("p4net-plus", "fast", 10, 2)
     groups = args.groups if args.groups is not None else ([0, 1] if quick else [0, 1, 2, 3])
     ks = args.k if args.k is not None else ([10, 50] if quick else [10, 20, 50])
 
-    extra = [*(["--lr", str(args.lr)] if args.lr else []), *(["--custom-share", str(args.share)] if args.share else [])]
+    extra = [
+        *(["--lr", str(args.lr)] if args.lr else []),
+        *(["--custom-share", str(args.share)] if args.share else []),
+        *[a for t in args.tune for a in ("--tune", t)],
+    ]
     tag = "-".join(
         filter(
             None,
@@ -153,6 +171,7 @@ def main(argv=None) -> int:
                 "quick" if quick else "",
                 f"lr{args.lr:g}" if args.lr else "",
                 f"share{args.share:g}" if args.share else "",
+                *[t.replace("=", "").replace(",", "+").replace("_", "") for t in args.tune],
             ],
         )
     )
@@ -169,18 +188,26 @@ def main(argv=None) -> int:
         app = make_app(project)
         mtest = load_mnist(app.config.path("mnist_dir"), "test")
         retrain = None
+        kept = args.keep_start.resolve() / "start.json" if args.keep_start else None
         if args.start:
             start_run = args.start.resolve()
+        elif kept is not None and kept.is_file():
+            retrain = json.loads(kept.read_text()) | {"reused": True}
+            start_run = Path(retrain["run_dir"])
+            print(f"start model kept in {start_run} (trained in {retrain['seconds']} s)", flush=True)
         else:
             print(
                 f"start model: {model}, recipe {recipe}, {epochs} epochs + QAT {qat_epochs}, MNIST only "
                 f"(load {load_average()})",
                 flush=True,
             )
+            home = kept.parent if kept is not None else project
             retrain = train_start(
-                app, project / "runs" / "start", model=model, recipe=recipe, epochs=epochs, qat_epochs=qat_epochs
+                app, home / "runs" / "start", model=model, recipe=recipe, epochs=epochs, qat_epochs=qat_epochs
             )
             start_run = Path(retrain["run_dir"])
+            if kept is not None:
+                kept.write_text(json.dumps(retrain, indent=1))
             print(
                 f"  full retrain (train + QAT + quantize): {retrain['seconds']} s wall, "
                 f"{retrain['cpu_seconds']} CPU s (load {load_average()})",
@@ -214,6 +241,7 @@ def main(argv=None) -> int:
                     "seconds_to_verified_file": report["seconds_to_verified_file"],
                     "command_wall_seconds": round(wall, 1),
                     "command_cpu_seconds": round(cpu, 1),
+                    "stages": report.get("stages"),
                     "load_before": load0,
                     "load_after": load_average(),
                 }
@@ -223,7 +251,8 @@ def main(argv=None) -> int:
                     f"{100 * row['group_before']:.2f}% -> {100 * row['group_after']:.2f}%, MNIST "
                     f"{100 * row['mnist_before']:.2f}% -> {100 * row['mnist_after']:.2f}%, verified Int8 file "
                     f"in {row['seconds_to_verified_file']:.1f} s (command {row['command_wall_seconds']:.1f} s "
-                    f"wall, {row['command_cpu_seconds']:.1f} CPU s), load {load0[0] if load0 else '?'}",
+                    f"wall, {row['command_cpu_seconds']:.1f} CPU s; stages at {row['stages']}), "
+                    f"load {load0[0] if load0 else '?'}",
                     flush=True,
                 )
     (out / "table.json").write_text(

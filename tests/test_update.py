@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from train_kit import plugin_dir, write_digit_folder
 
@@ -88,3 +89,52 @@ def test_update_command_force_makes_it_deployable(project, tmp_path, monkeypatch
     assert report["deployable"] is True and report["forced"] is True
     assert upd.verified_model(out) == out / "model_int8.espdl"
     assert upd.newest_verified_model(run.parent) == out / "model_int8.espdl"
+
+
+def test_parse_tune_reads_the_hidden_knobs():
+    from mnistp4.errors import InputError
+    from mnistp4.stages.training.update import parse_tune
+
+    assert parse_tune(["passes=2", "keep_weight=0.5", "custom_augment=rotate-shift,stroke"]) == {
+        "passes": 2.0,
+        "keep_weight": 0.5,
+        "custom_augment": ("rotate-shift", "stroke"),
+    }
+    assert parse_tune(["custom_augment="]) == {"custom_augment": ()}
+    for bad in ("passes", "lr=1", "=2"):
+        with pytest.raises(InputError):
+            parse_tune([bad])
+
+
+def test_finetune_float_mixes_every_batch_and_counts_its_steps():
+    import torch
+    from torch import nn
+
+    from mnistp4.stages.training.update import finetune_float, update_recipe
+
+    rng = np.random.default_rng(0)
+    m_images, m_labels = rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300)
+    c_images, c_labels = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), rng.integers(0, 10, 5)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    seen = []
+    net.register_forward_hook(lambda m, x, out: seen.append(len(x[0])))
+    before = [p.detach().clone() for p in net.parameters()]
+    r = finetune_float(
+        net,
+        m_images,
+        m_labels,
+        c_images,
+        c_labels,
+        recipe=update_recipe(),
+        custom_share=0.25,
+        passes=2.0,
+        custom_weight=1.0,
+        mnist_augmentations=[],
+        custom_augmentations=[("flip", lambda x, g: x.flip(-1))],
+        keep_weight=0.5,
+        threads=1,
+    )
+    # 32 custom + 96 MNIST digits a batch: 2 passes over 300 MNIST digits = 6 steps (plus the teacher's looks)
+    assert r["steps"] == round(2 * 300 / 96)
+    assert seen.count(128) == r["steps"] and seen.count(96) == r["steps"]
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
