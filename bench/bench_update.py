@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="mnistp4 update --tune (the schedule's hidden knobs: passes, custom_weight, keep_weight, custom_augment)",
+        help="mnistp4 update --tune (hidden knobs: passes, custom_weight, keep_weight, qat_distill, custom_augment)",
     )
     p.add_argument(
         "--keep-start",
@@ -194,6 +194,9 @@ def main(argv=None) -> int:
         elif kept is not None and kept.is_file():
             retrain = json.loads(kept.read_text()) | {"reused": True}
             start_run = Path(retrain["run_dir"])
+            wanted = (model, recipe, epochs, qat_epochs)
+            if tuple(retrain[k] for k in ("model", "recipe", "epochs", "qat_epochs")) != wanted:
+                raise SystemExit(f"{kept} keeps a start model other than {wanted} (--quick?): use another folder")
             print(f"start model kept in {start_run} (trained in {retrain['seconds']} s)", flush=True)
         else:
             print(
