@@ -440,72 +440,6 @@ def _worker_result(job: Job, fut) -> SheetResult:
         )
 
 
-def _plan_jobs(
-    raw_dir: Path,
-    data_dir: Path,
-    pages: list,
-    old: dict,
-    results: list[SheetResult],
-    *,
-    segmenter,
-    segmenter_name: str,
-    layout,
-    layouts: dict,
-    normalize,
-    normalizer_name: str,
-    default_rows: str,
-    strict_layout: bool,
-) -> list[Job]:
-    """The sheets to segment (a sheet is one page); unreadable, duplicate and unchanged ones go
-    into ``results`` instead."""
-    jobs: list[Job] = []
-    seen: dict[str, str] = {}
-    for path, page, n_pages in pages:
-        sheet = path.relative_to(raw_dir).as_posix() + (f"#{page + 1}" if n_pages > 1 else "")
-        try:
-            side = sidecar(path)
-            sheet_hash = _file_hash(path)
-        except (InputError, OSError) as e:
-            results.append(SheetResult(sheet, status="failed", error=f"{sheet}: {e}"))
-            continue
-        if n_pages > 1:
-            sheet_hash = hashlib.sha256(f"{sheet_hash}#{page}".encode()).hexdigest()[:16]
-        if sheet_hash in seen:
-            results.append(SheetResult(sheet, sheet_hash, "duplicate", error=f"same content as {seen[sheet_hash]}"))
-            continue
-        seen[sheet_hash] = sheet
-        rows = str(side.get("rows") or default_rows)
-        options_key = json.dumps(
-            [
-                VERSION,
-                segmenter_name,
-                layout.name if layout else None,
-                strict_layout,
-                rows,
-                normalizer_name,
-                side.get("source"),
-                sheet,
-            ],
-            sort_keys=True,
-        )
-        prev = old.get(sheet_hash)
-        if (
-            prev
-            and prev.get("options_key") == options_key
-            and all(_present(data_dir / r["path"]) for r in prev["rows"])
-            and _present(data_dir / review_name(sheet))
-        ):
-            results.append(
-                SheetResult(sheet, sheet_hash, "skipped", prev["digits"], prev["flagged"], rows=prev["rows"])
-            )
-            continue
-        options = SegmentOptions(layouts, normalize, rows, strict_layout)
-        source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
-        jobs.append(Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options, page))
-
-    return jobs
-
-
 def segment_folder(
     raw_dir: Path,
     data_dir: Path,
@@ -546,6 +480,57 @@ def segment_folder(
             helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter)
         else:
             log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
+
+    def plan_jobs() -> list[Job]:
+        """The sheets to segment (a sheet is one page); unreadable, duplicate and unchanged ones go
+        into ``results`` instead."""
+        jobs: list[Job] = []
+        seen: dict[str, str] = {}
+        for path, page, n_pages in pages:
+            sheet = path.relative_to(raw_dir).as_posix() + (f"#{page + 1}" if n_pages > 1 else "")
+            try:
+                side = sidecar(path)
+                sheet_hash = _file_hash(path)
+            except (InputError, OSError) as e:
+                results.append(SheetResult(sheet, status="failed", error=f"{sheet}: {e}"))
+                continue
+            if n_pages > 1:
+                sheet_hash = hashlib.sha256(f"{sheet_hash}#{page}".encode()).hexdigest()[:16]
+            if sheet_hash in seen:
+                results.append(SheetResult(sheet, sheet_hash, "duplicate", error=f"same content as {seen[sheet_hash]}"))
+                continue
+            seen[sheet_hash] = sheet
+            rows = str(side.get("rows") or default_rows)
+            options_key = json.dumps(
+                [
+                    VERSION,
+                    segmenter_name,
+                    layout.name if layout else None,
+                    strict_layout,
+                    rows,
+                    normalizer_name,
+                    side.get("source"),
+                    sheet,
+                ],
+                sort_keys=True,
+            )
+            prev = old.get(sheet_hash)
+            if (
+                prev
+                and prev.get("options_key") == options_key
+                and all(_present(data_dir / r["path"]) for r in prev["rows"])
+                and _present(data_dir / review_name(sheet))
+            ):
+                results.append(
+                    SheetResult(sheet, sheet_hash, "skipped", prev["digits"], prev["flagged"], rows=prev["rows"])
+                )
+                continue
+            options = SegmentOptions(layouts, normalize, rows, strict_layout)
+            source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
+            jobs.append(Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options, page))
+
+        return jobs
+
     jobs: list[Job] = []
     done: list[SheetResult] = []
     task = None
@@ -557,21 +542,7 @@ def segment_folder(
 
     try:
         try:
-            jobs = _plan_jobs(
-                raw_dir,
-                data_dir,
-                pages,
-                old,
-                results,
-                segmenter=segmenter,
-                segmenter_name=segmenter_name,
-                layout=layout,
-                layouts=layouts,
-                normalize=normalize,
-                normalizer_name=normalizer_name,
-                default_rows=default_rows,
-                strict_layout=strict_layout,
-            )
+            jobs = plan_jobs()
             if progress and jobs:
                 task = progress.add_task(f"segmenting {len(jobs)} sheet(s)", total=len(jobs))
             if helpers is not None and len(jobs) > 1:
