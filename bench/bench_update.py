@@ -282,10 +282,12 @@ def main(argv=None) -> int:
     if retrain:
         summary["retrain_seconds"] = retrain["seconds"]
         summary["ratio_retrain_over_update"] = round(retrain["seconds"] / summary["median_command_seconds"], 1)
+        summary["retrain_timed_in_this_run"] = not retrain.get("reused")
         print(
             f"full retrain {retrain['seconds']} s / median update command {summary['median_command_seconds']} s "
             f"= {summary['ratio_retrain_over_update']}x"
             + (" (--quick: a shortened retrain, not `mnistp4 run`'s)" if quick else "")
+            + (" (the retrain was timed when --keep-start built the start model)" if retrain.get("reused") else "")
         )
     finish(out, summary=summary)
     print(f"results: {out}")
