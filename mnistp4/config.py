@@ -47,7 +47,7 @@ CORE_KEYS: dict[str, tuple[Any, str]] = {
     "layout": ("grid-10x10", "sheet layout for templates and the template segmenter"),
     "segmenter": ("auto", "segmenter: auto picks template or freeform per sheet"),
     "normalizer": ("mnist", "the digit normalizer every stage uses"),
-    "workers": (2, "parallel worker processes for batch work"),
+    "workers": (2, "processes for batch work, the command's own included"),
     "model": ("p4net-plus", "model architecture"),
     "recipe": ("fast", "training recipe"),
     "epochs": (0, "training epochs; 0 = the recipe's own default"),
