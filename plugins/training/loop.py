@@ -160,6 +160,14 @@ class PerSampleDigits:
         return (x - MEAN) / STD, int(self.labels[i])
 
 
+def augmented_batch(x_uint8, augmentations, generator):
+    """A uint8 (B, 28, 28) tensor -> the model input (B, 1, 28, 28): scaled, augmented, normalized."""
+    x = x_uint8.float().div_(255.0).unsqueeze(1)
+    for _, aug in augmentations:
+        x = aug(x, generator)
+    return x.sub_(MEAN).div_(STD)
+
+
 def _batches_batch_pipeline(images, labels, order, batch_size, augmentations, generator, device="cpu"):
     import torch
 
@@ -168,10 +176,7 @@ def _batches_batch_pipeline(images, labels, order, batch_size, augmentations, ge
     order = order.to(device)
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]
-        x = imgs[idx].float().div_(255.0).unsqueeze(1)
-        for _, aug in augmentations:
-            x = aug(x, generator)
-        yield x.sub_(MEAN).div_(STD), labs[idx]
+        yield augmented_batch(imgs[idx], augmentations, generator), labs[idx]
 
 
 def _batches_per_sample(images, labels, order, batch_size, augment, seed):

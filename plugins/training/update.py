@@ -218,8 +218,7 @@ def finetune_float(
     import torch
     import torch.nn.functional as F
 
-    from mnistp4.stages.models.common import MEAN, STD
-    from mnistp4.stages.training.loop import auto_threads, distillation_loss, soft_targets
+    from mnistp4.stages.training.loop import augmented_batch, auto_threads, distillation_loss, soft_targets
 
     torch.set_num_threads(threads or auto_threads())
     t0 = time.perf_counter()
@@ -248,21 +247,15 @@ def finetune_float(
             yield order[pos : pos + take]
             pos += take
 
-    def prepared(x, augs):
-        x = x.float().div_(255.0).unsqueeze(1)
-        for _, aug in augs:
-            x = aug(x, gen)
-        return x.sub_(MEAN).div_(STD)
-
     m_stream = stream(len(m_labels), per_mnist)
     c_stream = stream(n_c, per_custom) if n_c else None
     net.train()
     for _ in range(steps):
         mi = next(m_stream)
-        xm = prepared(m_x[mi], mnist_augmentations)
+        xm = augmented_batch(m_x[mi], mnist_augmentations, gen)
         if c_stream is not None:
             ci = next(c_stream)
-            xc = prepared(c_x[ci], custom_augmentations)
+            xc = augmented_batch(c_x[ci], custom_augmentations, gen)
             out = net(torch.cat([xm, xc]))
             om, oc = out[: len(mi)], out[len(mi) :]
         else:
