@@ -112,3 +112,97 @@ def test_a_dying_worker_fails_only_its_sheet_and_the_batch_goes_on(tmp_path, mar
 def test_a_short_batch_does_not_wait_for_a_worker_to_start(tmp_path, marks):
     results = _segment(tmp_path, quick_segmenter, 2, workers=4)  # a worker that got a sheet would fail it
     assert [r["status"] for r in results] == ["ok", "ok"]
+
+
+_PROBE = '''
+import os, sys, time
+from pathlib import Path
+import numpy as np
+from mnistp4.records import Digit
+
+def probe_segmenter(grey, *, layout=None, options=None):
+    """Leaves a mark: which process, and the thread count its numerical libraries were given."""
+    marks = Path(os.environ["MARKS"])
+    parent = str(os.getpid()) == os.environ["PARENT"]
+    deadline = time.monotonic() + 90
+    while parent and any(marks.iterdir()) and not any("worker" in p.name for p in marks.iterdir()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # this process's second sheet waits for the worker's first
+    time.sleep(0.05)
+    role = "parent" if parent else "worker"
+    blas = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
+    (marks / f"{role}-{os.getpid()}-{blas}-{time.monotonic_ns()}").touch()
+    return [Digit(np.zeros((28, 28), np.uint8), 1, 0, 0)]
+'''
+
+_MAIN = """
+import os, sys
+from pathlib import Path
+if __name__ == "__mp_main__":  # a spawned worker importing this script
+    Path(os.environ["MARKS"], f"main-imported-{os.getpid()}").touch()
+SEGMENTER_IMPORT
+
+if __name__ == "__main__":
+    import cv2, numpy as np
+    from mnistp4.stages.sheets.batch import segment_folder
+    raw = Path(sys.argv[1])
+    raw.mkdir()
+    page = np.full((256, 256), 255, np.uint8)
+    for k in range(8):
+        page[0, 0] = k
+        cv2.imwrite(str(raw / f"s{k}.png"), page)
+    os.environ["PARENT"] = str(os.getpid())
+    summary = segment_folder(raw, Path(sys.argv[2]), segmenter=probe_segmenter, segmenter_name="probe",
+        layout=None, layouts={}, normalize=None, normalizer_name="none", default_rows="0123456789", workers=2)
+    assert summary["failed"] == 0, summary["results"]
+"""
+
+
+@pytest.mark.parametrize("segmenter_in_main", [False, True])
+def test_workers_skip_the_main_script_unless_the_segmenter_lives_there(tmp_path, segmenter_in_main):
+    """A spawned worker re-imports the command's main script (for the CLI: all of it) only when
+    what it is sent is defined there; either way it gets one thread for numerical libraries."""
+    import subprocess
+    import sys
+
+    (tmp_path / "probe_plugin.py").write_text(_PROBE)
+    segmenter_import = _PROBE if segmenter_in_main else "from probe_plugin import probe_segmenter"
+    (tmp_path / "main.py").write_text(_MAIN.replace("SEGMENTER_IMPORT", segmenter_import))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env.update(MARKS=str(marks), PYTHONPATH=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "main.py"), str(tmp_path / "raw"), str(tmp_path / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    names = [p.name for p in marks.iterdir()]
+    workers = [n for n in names if n.startswith("worker-")]
+    assert workers, names  # the worker segmented sheets, from the main script's segmenter too
+    assert all(n.split("-")[2] == "1" for n in workers), names
+    assert all(n.split("-")[2] == "unset" for n in names if n.startswith("parent-")), names  # restored here
+    assert any(n.startswith("main-imported-") for n in names) == segmenter_in_main, names
+
+
+def threads_segmenter(grey, *, layout=None, options=None):
+    Path(os.environ[MARKS], f"threads-{cv2.getNumThreads()}-{time.monotonic_ns()}").touch()
+    return [Digit(np.zeros((28, 28), np.uint8), 1, 0, 0)]
+
+
+@pytest.mark.parametrize("sheets", [1, 3])
+def test_one_worker_uses_one_core_on_a_batch_and_all_of_opencv_on_one_sheet(tmp_path, marks, sheets):
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        results = _segment(tmp_path, threads_segmenter, sheets, workers=1)
+        assert all(r["status"] == "ok" for r in results)
+        seen = {p.name.split("-")[1] for p in marks.iterdir()}
+        assert seen == ({"1"} if sheets > 1 else {"2"})
+        assert cv2.getNumThreads() == 2  # given back
+    finally:
+        cv2.setNumThreads(before)

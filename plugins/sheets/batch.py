@@ -12,6 +12,7 @@ every decision recorded meanwhile. Worker processes die with the command (SIGTER
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ import re
 import signal
 import sys
 import threading
+import types
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -324,7 +326,12 @@ class _Helpers:
     closing: bool = False  # stopped on purpose: a start that fails now is no news
 
 
-def _start_helpers(count: int, segmenter) -> _Helpers:
+#: a worker is one core: numerical libraries that would start a thread per core (and spin them)
+#: are told so before the worker imports them
+_ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _start_helpers(count: int, segmenter, sent: tuple = ()) -> _Helpers:
     """Start ``count`` worker processes now: they start while this process hashes the sheets."""
     # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
     pool = ProcessPoolExecutor(
@@ -333,7 +340,42 @@ def _start_helpers(count: int, segmenter) -> _Helpers:
         initializer=_worker_init,
         initargs=(list(sys.path), os.getpid(), loaded_plugin_files()),
     )
-    return _Helpers(pool, [pool.submit(_worker_ready, segmenter) for _ in range(count)])
+    with _lean_spawn((segmenter, *sent)):  # the processes start in submit()
+        starts = [pool.submit(_worker_ready, segmenter) for _ in range(count)]
+    return _Helpers(pool, starts)
+
+
+@contextlib.contextmanager
+def _lean_spawn(sent: tuple):
+    """Worker processes started in this block skip what a sheet does not need, a third of their
+    start: the command's main module (the whole CLI, re-imported by every spawned process) unless
+    something ``sent`` to them (segmenter, layouts, normalizer) is defined there, and a thread per
+    core in the numerical libraries."""
+    main = sys.modules.get("__main__")
+    hide_main = main is not None and not _defined_in_main(sent)
+    saved_env = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
+    os.environ.update({k: v for k, v in _ONE_THREAD_ENV.items() if saved_env[k] is None})
+    if hide_main:
+        sys.modules["__main__"] = types.ModuleType("__main__")  # no file, no spec: nothing to re-import
+    try:
+        yield
+    finally:
+        if hide_main:
+            sys.modules["__main__"] = main
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+
+
+def _defined_in_main(objects) -> bool:
+    """Whether any of ``objects`` (or a dict's values), or its class, comes from ``__main__``."""
+    for o in objects:
+        if isinstance(o, dict):
+            if _defined_in_main(tuple(o.values())):
+                return True
+        elif "__main__" in (getattr(o, "__module__", None), type(o).__module__):
+            return True
+    return False
 
 
 def _run_pool(jobs: list[Job], helpers: _Helpers, on_done) -> None:
@@ -414,6 +456,20 @@ def _run_pool(jobs: list[Job], helpers: _Helpers, on_done) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _run_here(jobs: list[Job], on_done) -> None:
+    """Segment ``jobs`` in this process: a batch on one core, as ``--workers 1`` asks (OpenCV's
+    own threads on the other cores save little wall time for much more CPU); a single sheet
+    with all of OpenCV's threads."""
+    threads = cv2.getNumThreads()
+    if len(jobs) > 1:
+        cv2.setNumThreads(1)
+    try:
+        for job in jobs:
+            on_done(process_sheet(job))
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def _close(helpers: _Helpers | None) -> None:
     """Let idle workers exit; stop one still starting (no need to wait for it)."""
     if helpers is None:
@@ -477,7 +533,7 @@ def segment_folder(
     helpers = None
     if workers > 1 and len(pages) > 1:
         if _picklable(segmenter, layout, layouts, normalize):
-            helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter)
+            helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter, (layout, layouts, normalize))
         else:
             log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
 
@@ -548,8 +604,7 @@ def segment_folder(
             if helpers is not None and len(jobs) > 1:
                 _run_pool(jobs, helpers, on_done)
             else:
-                for job in jobs:
-                    on_done(process_sheet(job))
+                _run_here(jobs, on_done)
         except BaseException:
             # Ctrl-C, SIGTERM or an error: the workers stop now instead of finishing their sheet
             if helpers is not None:

@@ -14,9 +14,11 @@ import hmac
 import ipaddress
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from flask import Flask, jsonify, redirect, request
+if TYPE_CHECKING:
+    from flask import Flask
 
 #: Host names every server accepts (the port is not part of the check)
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -99,6 +101,8 @@ def json_depth(data: bytes) -> int:
 
 def install(app: Flask, guard: Guard) -> None:
     """Check every request and add the security headers to every answer."""
+    # Flask is imported by the server only: every other command loads this plugin without it
+    from flask import jsonify, redirect, request
 
     def refuse(status: int, message: str):
         if request.path.startswith("/api/"):
