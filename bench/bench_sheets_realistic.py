@@ -18,8 +18,9 @@ into a temporary folder and segmented like ``mnistp4 segment`` does, decode and 
 * usable   - written digits that came out found and unflagged / expected;
 * digits/s - manifest rows per CPU second (the segmenting process and its worker processes,
   ``resource.getrusage``) and per wall second, per condition with the first ``--workers`` count;
-  then one batch of 12 MP photos (every photo condition x ``--batch-seeds``) is segmented once
-  per ``--workers`` count, into a fresh data dir each time: the speed-up from more workers; and,
+  then one batch of 12 MP photos (every photo condition x ``--batch-seeds``) is segmented with
+  each ``--workers`` count in turn, ``--batch-repeats`` rounds, into a fresh data dir each time:
+  the speed-up from more workers (median and spread over the rounds); and,
   with two counts or more, the machine's own scaling (one photo decoded and segmented by two
   processes at once against one alone): the ceiling of that speed-up on these cores.
 """
@@ -31,6 +32,7 @@ import json
 import multiprocessing
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -134,7 +136,11 @@ def segment(raw: Path, data: Path, workers: int) -> dict:
 
 
 def _cpu_seconds() -> float:
-    """CPU seconds of this process and of its finished children (segment's worker processes)."""
+    """CPU seconds of this process and of its finished children (segment's worker processes: an
+    idle worker exits after the batch has returned, so this waits until every child is reaped)."""
+    deadline = time.monotonic() + 30
+    while multiprocessing.active_children() and time.monotonic() < deadline:  # reaps the ones that exited
+        time.sleep(0.01)
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
@@ -154,7 +160,8 @@ def run_condition(condition: str, seeds: list[int], hand, workers: list[int], ke
             data = Path(tmp) / f"data-{n}"
             cpu0, wall0 = _cpu_seconds(), time.perf_counter()
             summary = segment(raw, data, n)
-            cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - wall0
+            wall = time.perf_counter() - wall0
+            cpu = _cpu_seconds() - cpu0
             speeds[n] = dict(
                 cpu_s=cpu,
                 wall_s=wall,
@@ -270,9 +277,11 @@ def machine_scaling(photo: Path, repeats: int = 20) -> dict:
     return {"one_process_s": one, "two_processes_s": alone[2], "scaling": 2 * one / two}
 
 
-def photo_batch(seeds: list[int], hand, workers: list[int]) -> dict:
+def photo_batch(seeds: list[int], hand, workers: list[int], repeats: int = 3) -> dict:
     """One folder of 12 MP photos (every photo condition x ``seeds``), segmented like ``mnistp4
-    segment`` once per worker count: the speed a user sees on a batch, workers' start included."""
+    segment`` with each worker count in turn, ``repeats`` rounds: the speed a user sees on a
+    batch, workers' start included. Each round's speed-up is against the same round's first count
+    (the machine's speed drifts between rounds)."""
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw"
         raw.mkdir()
@@ -281,29 +290,44 @@ def photo_batch(seeds: list[int], hand, workers: list[int]) -> dict:
                 sheet = rs.make_sheet(condition, seed, hand)
                 payload, suffix = rs.encode(sheet)
                 (raw / (sheet.name + suffix)).write_bytes(payload)
-        out = {"sheets": len(list(raw.iterdir())), "runs": {}}
+        out = {"sheets": len(list(raw.iterdir())), "rounds": []}
         if len(workers) > 1:
             out["machine"] = machine_scaling(sorted(raw.iterdir())[0])
-        for n in workers:
-            cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-            summary = segment(raw, Path(tmp) / f"data-{n}", n)
-            cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - wall0
-            out["runs"][n] = dict(digits=summary["digits"], failed=summary["failed"], cpu_s=cpu, wall_s=wall)
+        for _ in range(repeats):
+            runs = {}
+            for n in workers:
+                data = Path(tmp) / f"data-{n}"
+                shutil.rmtree(data, ignore_errors=True)
+                cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+                summary = segment(raw, data, n)
+                wall = time.perf_counter() - wall0
+                cpu = _cpu_seconds() - cpu0
+                runs[n] = dict(digits=summary["digits"], failed=summary["failed"], cpu_s=cpu, wall_s=wall)
+            out["rounds"].append(runs)
     return out
 
 
 def batch_table(batch: dict) -> str:
-    runs = batch["runs"]
-    first = next(iter(runs.values()))
+    rounds = batch["rounds"]
+    counts = list(rounds[0])
+    digits = rounds[0][counts[0]]["digits"]
     lines = [
-        f"12 MP photo batch: {batch['sheets']} sheets, {first['digits']} digits",
+        f"12 MP photo batch: {batch['sheets']} sheets, {digits} digits, {len(rounds)} rounds "
+        "(median, and min-max over the rounds)",
         "| workers | digits/CPU s | digits/wall s | wall speed-up |",
         "|---|---|---|---|",
     ]
-    for n, r in runs.items():
+
+    def spread(values) -> str:
+        return f"{np.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    for n in counts:
+        per_cpu = [r[n]["digits"] / r[n]["cpu_s"] for r in rounds]
+        per_wall = [r[n]["digits"] / r[n]["wall_s"] for r in rounds]
+        ups = [r[counts[0]]["wall_s"] / r[n]["wall_s"] for r in rounds]
         lines.append(
-            f"| {n} | {r['digits'] / r['cpu_s']:.0f} | {r['digits'] / r['wall_s']:.0f} | "
-            f"{first['wall_s'] / r['wall_s']:.2f}x |"
+            f"| {n} | {np.median(per_cpu):.0f} ({min(per_cpu):.0f}-{max(per_cpu):.0f}) | "
+            f"{np.median(per_wall):.0f} ({min(per_wall):.0f}-{max(per_wall):.0f}) | {spread(ups)}x |"
         )
     if "machine" in batch:
         m = batch["machine"]
@@ -355,6 +379,7 @@ def main(argv=None) -> int:
         default=list(range(801, 813)),
         help="seeds of the 12 MP photo batch timed with each worker count (all photo conditions)",
     )
+    parser.add_argument("--batch-repeats", type=int, default=3, help="rounds of the photo batch timing")
     args = parser.parse_args(argv)
     out_dir = benchmeta.start("bench_sheets_realistic", tag=args.tag)
     benchmeta.tee_stdout(out_dir)
@@ -382,7 +407,7 @@ def main(argv=None) -> int:
     print(table(results))
     print()
     print(speed_table(results))
-    batch = photo_batch(args.batch_seeds, hand, args.workers)
+    batch = photo_batch(args.batch_seeds, hand, args.workers, args.batch_repeats)
     print()
     print(batch_table(batch))
     report = json.dumps(

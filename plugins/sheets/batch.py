@@ -471,12 +471,13 @@ def _run_here(jobs: list[Job], on_done) -> None:
 
 
 def _close(helpers: _Helpers | None) -> None:
-    """Let idle workers exit; stop one still starting (no need to wait for it)."""
+    """Let idle workers exit (the pool's thread reaps them: the batch does not wait for a process
+    to wind down); stop one still starting."""
     if helpers is None:
         return
     helpers.closing = True
     if all(start.done() for start in helpers.starts):
-        helpers.pool.shutdown(wait=True)
+        helpers.pool.shutdown(wait=False)
     else:
         _stop(helpers.pool)
 
