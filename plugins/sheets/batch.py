@@ -33,7 +33,6 @@ import numpy as np
 
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
 from mnistp4.io import fs_error, write_json
-from mnistp4.plugins import loaded_plugin_files
 from mnistp4.records import SegmentOptions
 from mnistp4.stages.data.manifest import MANIFEST, data_dir_lock, harvest_manifest_edits, write_manifest
 from mnistp4.stages.sheets.sheet_image import decode_sheet, page_count, walk_sheets
@@ -280,12 +279,13 @@ def _picklable(*objects) -> bool:
 def _worker_init(path: list[str], parent_pid: int | None = None, plugin_files: list[tuple[str, str]] = ()):
     # spawned workers: the parent's import path (plugin folders) and its plugin files under the same
     # module names (so a user's segmenter or normalizer unpickles), one OpenCV thread per process
-    from mnistp4.plugins import import_plugin_files
-
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     sys.path[:] = path
-    import_plugin_files(list(plugin_files))
+    if plugin_files:
+        from mnistp4.plugins import import_plugin_files
+
+        import_plugin_files(list(plugin_files))
     cv2.setNumThreads(1)
 
 
@@ -333,6 +333,8 @@ _ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM
 
 def _start_helpers(count: int, segmenter, sent: tuple = ()) -> _Helpers:
     """Start ``count`` worker processes now: they start while this process hashes the sheets."""
+    from mnistp4.plugins import loaded_plugin_files
+
     # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
     pool = ProcessPoolExecutor(
         max_workers=count,
