@@ -132,7 +132,8 @@ def probe_segmenter(grey, *, layout=None, options=None):
     time.sleep(0.05)
     role = "parent" if parent else "worker"
     blas = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
-    (marks / f"{role}-{os.getpid()}-{blas}-{time.monotonic_ns()}").touch()
+    cli = "cli" if "click" in sys.modules else "nocli"  # the plugin API (and the CLI) not loaded
+    (marks / f"{role}-{os.getpid()}-{blas}-{cli}-{time.monotonic_ns()}").touch()
     return [Digit(np.zeros((28, 28), np.uint8), 1, 0, 0)]
 '''
 
@@ -162,7 +163,8 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("segmenter_in_main", [False, True])
 def test_workers_skip_the_main_script_unless_the_segmenter_lives_there(tmp_path, segmenter_in_main):
     """A spawned worker re-imports the command's main script (for the CLI: all of it) only when
-    what it is sent is defined there; either way it gets one thread for numerical libraries."""
+    what it is sent is defined there; either way it gets one thread for numerical libraries, and
+    neither the plugin API nor click is loaded in it."""
     import subprocess
     import sys
 
@@ -187,6 +189,7 @@ def test_workers_skip_the_main_script_unless_the_segmenter_lives_there(tmp_path,
     assert all(n.split("-")[2] == "1" for n in workers), names
     assert all(n.split("-")[2] == "unset" for n in names if n.startswith("parent-")), names  # restored here
     assert any(n.startswith("main-imported-") for n in names) == segmenter_in_main, names
+    assert all(n.split("-")[3] == "nocli" for n in workers), names  # a worker loads what a sheet needs
 
 
 def threads_segmenter(grey, *, layout=None, options=None):
