@@ -20,7 +20,8 @@ into a temporary folder and segmented like ``mnistp4 segment`` does, decode and 
   ``resource.getrusage``) and per wall second, per condition with the first ``--workers`` count;
   then one batch of 12 MP photos (every photo condition x ``--batch-seeds``) is segmented with
   each ``--workers`` count in turn, ``--batch-repeats`` rounds, into a fresh data dir each time:
-  the speed-up from more workers (median and spread over the rounds); and,
+  the speed-up from more workers (median and spread over the rounds), in this process and through
+  the ``mnistp4 segment`` command (its own start, imports and plugin loading included); and,
   with two counts or more, the machine's own scaling (one photo decoded and segmented by two
   processes at once against one alone): the ceiling of that speed-up on these cores.
 """
@@ -33,6 +34,7 @@ import multiprocessing
 import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -303,13 +305,23 @@ def photo_batch(seeds: list[int], hand, workers: list[int], repeats: int = 3) ->
                 wall = time.perf_counter() - wall0
                 cpu = _cpu_seconds() - cpu0
                 runs[n] = dict(digits=summary["digits"], failed=summary["failed"], cpu_s=cpu, wall_s=wall)
+            for n in workers:  # the same through the command: its own start included
+                data = Path(tmp) / f"cli-{n}"
+                shutil.rmtree(data, ignore_errors=True)
+                cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+                command = [sys.executable, "-m", "mnistp4", "segment", str(raw), "-o", str(data), "--workers", str(n)]
+                done = subprocess.run(command + ["--json"], capture_output=True, text=True, check=False)
+                wall = time.perf_counter() - wall0
+                cpu = _cpu_seconds() - cpu0
+                digits = json.loads(done.stdout)["digits"] if done.returncode == 0 else 0
+                runs[f"cli {n}"] = dict(digits=digits, failed=done.returncode != 0, cpu_s=cpu, wall_s=wall)
             out["rounds"].append(runs)
     return out
 
 
 def batch_table(batch: dict) -> str:
     rounds = batch["rounds"]
-    counts = list(rounds[0])
+    counts = list(rounds[0])  # worker counts in this process, then "cli N": the command
     digits = rounds[0][counts[0]]["digits"]
     lines = [
         f"12 MP photo batch: {batch['sheets']} sheets, {digits} digits, {len(rounds)} rounds "
@@ -322,9 +334,10 @@ def batch_table(batch: dict) -> str:
         return f"{np.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
     for n in counts:
+        first = f"cli {counts[0]}" if str(n).startswith("cli") else counts[0]
         per_cpu = [r[n]["digits"] / r[n]["cpu_s"] for r in rounds]
         per_wall = [r[n]["digits"] / r[n]["wall_s"] for r in rounds]
-        ups = [r[counts[0]]["wall_s"] / r[n]["wall_s"] for r in rounds]
+        ups = [r[first]["wall_s"] / r[n]["wall_s"] for r in rounds]
         lines.append(
             f"| {n} | {np.median(per_cpu):.0f} ({min(per_cpu):.0f}-{max(per_cpu):.0f}) | "
             f"{np.median(per_wall):.0f} ({min(per_wall):.0f}-{max(per_wall):.0f}) | {spread(ups)}x |"
