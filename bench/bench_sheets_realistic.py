@@ -159,6 +159,7 @@ def run_condition(condition: str, seeds: list[int], hand, workers: list[int], ke
         speeds = {}
         for n in workers:
             data = Path(tmp) / f"data-{n}"
+            os.sync()  # no run pays for writing back an earlier one's files
             cpu0, wall0 = _cpu_seconds(), time.perf_counter()
             summary = segment(raw, data, n)
             wall = time.perf_counter() - wall0
@@ -297,9 +298,11 @@ def photo_batch(seeds: list[int], hand, workers: list[int], repeats: int = 3) ->
         for k in range(repeats):
             runs = {}
             # a fresh folder per run, none deleted until the end: on this machine's file system,
-            # deleting thousands of files makes the next few seconds of file creation 4x slower
+            # deleting thousands of files makes the next few seconds of file creation 4x slower;
+            # and everything written so far is synced before each run
             for n in workers:
                 data = Path(tmp) / f"data-{n}-{k}"
+                os.sync()  # no run pays for writing back an earlier one's files
                 cpu0, wall0 = _cpu_seconds(), time.perf_counter()
                 summary = segment(raw, data, n)
                 wall = time.perf_counter() - wall0
@@ -307,6 +310,7 @@ def photo_batch(seeds: list[int], hand, workers: list[int], repeats: int = 3) ->
                 runs[n] = dict(digits=summary["digits"], failed=summary["failed"], cpu_s=cpu, wall_s=wall)
             for n in workers:  # the same through the command: its own start included
                 data = Path(tmp) / f"cli-{n}-{k}"
+                os.sync()  # no run pays for writing back an earlier one's files
                 cpu0, wall0 = _cpu_seconds(), time.perf_counter()
                 command = [sys.executable, "-m", "mnistp4", "segment", str(raw), "-o", str(data), "--workers", str(n)]
                 done = subprocess.run(command + ["--json"], capture_output=True, text=True, check=False)
