@@ -209,3 +209,40 @@ def test_one_worker_uses_one_core_on_a_batch_and_all_of_opencv_on_one_sheet(tmp_
         assert cv2.getNumThreads() == 2  # given back
     finally:
         cv2.setNumThreads(before)
+
+
+def test_the_first_sheet_is_cut_before_the_last_is_hashed(tmp_path, marks, monkeypatch):
+    from mnistp4.stages.sheets import batch
+
+    events = []
+    real_hash = batch._file_hash
+    monkeypatch.setattr(batch, "_file_hash", lambda path: events.append("hash") or real_hash(path))
+
+    def recording_segmenter(grey, *, layout=None, options=None):
+        events.append("cut")
+        return [Digit(np.zeros((28, 28), np.uint8), 1, 0, 0)]
+
+    results = _segment(tmp_path, recording_segmenter, 4, workers=1)
+    assert all(r["status"] == "ok" for r in results)
+    assert events.count("hash") == 4 and events.count("cut") == 4
+    assert events.index("cut") < len(events) - 1 - events[::-1].index("hash"), events
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failure_while_planning_reaches_the_command_and_is_not_lost_in_a_thread(
+    tmp_path, marks, monkeypatch, workers
+):
+    from mnistp4.stages.sheets import batch
+
+    calls = []
+    real_hash = batch._file_hash
+
+    def failing_hash(path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise RuntimeError("planning broke")
+        return real_hash(path)
+
+    monkeypatch.setattr(batch, "_file_hash", failing_hash)
+    with pytest.raises(RuntimeError, match="planning broke"):
+        _segment(tmp_path, threads_segmenter, 6, workers=workers)

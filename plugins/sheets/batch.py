@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import types
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -369,6 +370,50 @@ def _lean_spawn(sent: tuple):
                 os.environ.pop(k, None)
 
 
+class _JobFeed:
+    """The batch's sheets, planned (hashed, checked against the last run) one at a time as this
+    process and the workers ask for them, so the first sheet is cut while the rest are hashed.
+    Thread-safe: the pool's thread asks for the workers. A failure of the planning itself is kept
+    for the command's thread (:meth:`check`) instead of dying in the pool's thread."""
+
+    def __init__(self, planned: Iterator[Job]):
+        self._planned = planned
+        self._lock = threading.Lock()
+        self._returned: collections.deque[Job] = collections.deque()
+        self.jobs: list[Job] = []  # every sheet handed out so far
+        self.exhausted = False
+        self.error: BaseException | None = None
+
+    def take(self) -> Job | None:
+        with self._lock:
+            if self._returned:
+                return self._returned.popleft()
+            if self.exhausted:
+                return None
+            try:
+                job = next(self._planned)
+            except StopIteration:
+                self.exhausted = True
+                return None
+            except Exception as e:  # noqa: BLE001 - raised again by check() in the command's thread
+                self.exhausted, self.error = True, e
+                return None
+            self.jobs.append(job)
+            return job
+
+    def give_back(self, job: Job) -> None:
+        with self._lock:
+            self._returned.appendleft(job)
+
+    def empty(self) -> bool:
+        with self._lock:
+            return self.exhausted and not self._returned
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 def _defined_in_main(objects) -> bool:
     """Whether any of ``objects`` (or a dict's values), or its class, comes from ``__main__``."""
     for o in objects:
@@ -380,25 +425,23 @@ def _defined_in_main(objects) -> bool:
     return False
 
 
-def _run_pool(jobs: list[Job], helpers: _Helpers, on_done) -> None:
-    """Run ``jobs`` here and in the ``helpers`` worker processes, which never outlive this one.
+def _run_pool(feed: _JobFeed, helpers: _Helpers, on_done) -> None:
+    """Run the sheets of ``feed`` here and in the ``helpers`` worker processes, which never outlive this one.
 
     This process works through the sheets too: a worker process takes half a second to start (the
     time of several sheets), so on two cores a pool of two workers and an idle parent is slower.
     A worker gets one sheet at a time, once it has started: a short batch is finished here before
     a worker is ready, and at the end no sheet waits in a busy worker's queue while others idle."""
     pool = helpers.pool
-    todo = collections.deque(jobs)
     lock = threading.Lock()
     done_by_workers: queue.SimpleQueue = queue.SimpleQueue()  # (job, future)
     handed = [0]  # sheets given to workers whose results this process has not taken yet
 
     def take(to_worker: bool = False) -> Job | None:
-        with lock:
-            if not todo:
-                return None
-            handed[0] += to_worker
-            return todo.popleft()
+        with lock:  # taking a sheet and counting it as handed out are one step for the end check
+            job = feed.take()
+            handed[0] += to_worker and job is not None
+            return job
 
     def hand_out(ready=None) -> None:
         # the pool's done-callback (its thread): a worker has started or finished a sheet
@@ -413,8 +456,8 @@ def _run_pool(jobs: list[Job], helpers: _Helpers, on_done) -> None:
         try:
             fut = pool.submit(process_sheet, job)
         except RuntimeError:  # the pool broke or is shutting down: the sheet stays here
+            feed.give_back(job)
             with lock:
-                todo.appendleft(job)
                 handed[0] -= 1
             return
         fut.add_done_callback(lambda f, job=job: _finished(f, job))
@@ -447,7 +490,7 @@ def _run_pool(jobs: list[Job], helpers: _Helpers, on_done) -> None:
             collect(block=False)
         while True:
             with lock:
-                if not handed[0] and not todo:
+                if not handed[0] and feed.empty():
                     break
             collect(block=True)
             while (job := take()) is not None:  # given back by a broken pool
@@ -458,15 +501,15 @@ def _run_pool(jobs: list[Job], helpers: _Helpers, on_done) -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run_here(jobs: list[Job], on_done) -> None:
-    """Segment ``jobs`` in this process: a batch on one core, as ``--workers 1`` asks (OpenCV's
-    own threads on the other cores save little wall time for much more CPU); a single sheet
-    with all of OpenCV's threads."""
+def _run_here(feed: _JobFeed, on_done, batch: bool) -> None:
+    """Segment the sheets of ``feed`` in this process: a ``batch`` on one core, as ``--workers 1``
+    asks (OpenCV's own threads on the other cores save little wall time for much more CPU); a
+    single sheet with all of OpenCV's threads."""
     threads = cv2.getNumThreads()
-    if len(jobs) > 1:
+    if batch:
         cv2.setNumThreads(1)
     try:
-        for job in jobs:
+        while (job := feed.take()) is not None:
             on_done(process_sheet(job))
     finally:
         cv2.setNumThreads(threads)
@@ -540,10 +583,9 @@ def segment_folder(
         else:
             log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
 
-    def plan_jobs() -> list[Job]:
-        """The sheets to segment (a sheet is one page); unreadable, duplicate and unchanged ones go
-        into ``results`` instead."""
-        jobs: list[Job] = []
+    def plan_jobs() -> Iterator[Job]:
+        """The sheets to segment (a sheet is one page), as they are asked for; unreadable,
+        duplicate and unchanged ones go into ``results`` instead."""
         seen: dict[str, str] = {}
         for path, page, n_pages in pages:
             sheet = path.relative_to(raw_dir).as_posix() + (f"#{page + 1}" if n_pages > 1 else "")
@@ -586,28 +628,30 @@ def segment_folder(
                 continue
             options = SegmentOptions(layouts, normalize, rows, strict_layout)
             source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
-            jobs.append(Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options, page))
+            yield Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options, page)
 
-        return jobs
-
-    jobs: list[Job] = []
+    feed = _JobFeed(plan_jobs())
     done: list[SheetResult] = []
     task = None
 
     def on_done(result: SheetResult) -> None:
         done.append(result)
         if task is not None:
-            progress.advance(task)
+            # the count is known once every sheet has been planned (unchanged ones are skipped)
+            total = len(feed.jobs) if feed.exhausted else max(len(feed.jobs), len(pages))
+            progress.update(task, total=total, description=f"segmenting {total} sheet(s)", advance=1)
 
     try:
         try:
-            jobs = plan_jobs()
-            if progress and jobs:
-                task = progress.add_task(f"segmenting {len(jobs)} sheet(s)", total=len(jobs))
-            if helpers is not None and len(jobs) > 1:
-                _run_pool(jobs, helpers, on_done)
+            if progress and pages:
+                task = progress.add_task(f"segmenting {len(pages)} sheet(s)", total=len(pages))
+            if helpers is not None:
+                _run_pool(feed, helpers, on_done)
             else:
-                _run_here(jobs, on_done)
+                _run_here(feed, on_done, batch=len(pages) > 1)
+            feed.check()
+            if task is not None:
+                progress.update(task, total=len(feed.jobs), description=f"segmenting {len(feed.jobs)} sheet(s)")
         except BaseException:
             # Ctrl-C, SIGTERM or an error: the workers stop now instead of finishing their sheet
             if helpers is not None:
@@ -616,11 +660,11 @@ def segment_folder(
             raise
     except _Terminated:
         raise Mnistp4Error(
-            f"segment was stopped (SIGTERM); {len(done)} of {len(jobs)} sheet(s) were done; "
+            f"segment was stopped (SIGTERM); {len(done)} of {len(pages)} sheet(s) were done; "
             f"run it again to finish (done sheets are not redone)"
         ) from None
     _close(helpers)
-    by_sheet = {j.sheet: j for j in jobs}
+    by_sheet = {j.sheet: j for j in feed.jobs}
     for r in done:
         if r.status == "ok":
             old[r.sheet_hash] = {
