@@ -480,8 +480,6 @@ def _run_pool(feed: _JobFeed, helpers: _Helpers, on_done) -> None:
 
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # this process is one of the workers now: one core each
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         for start in helpers.starts:
             start.add_done_callback(hand_out)
@@ -497,8 +495,6 @@ def _run_pool(feed: _JobFeed, helpers: _Helpers, on_done) -> None:
                 on_done(process_sheet(job))
     finally:
         cv2.setNumThreads(threads)
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _run_here(feed: _JobFeed, on_done, batch: bool) -> None:
@@ -576,12 +572,6 @@ def segment_folder(
     paths, problems = walk_sheets(raw_dir)
     results += [SheetResult(name, status="failed", error=f"{name}: {why}") for name, why in problems]
     pages = [(path, k, n) for path in paths for n in [page_count(path)] for k in range(n)]
-    helpers = None
-    if workers > 1 and len(pages) > 1:
-        if _picklable(segmenter, layout, layouts, normalize):
-            helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter, (layout, layouts, normalize))
-        else:
-            log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
 
     def plan_jobs() -> Iterator[Job]:
         """The sheets to segment (a sheet is one page), as they are asked for; unreadable,
@@ -641,8 +631,17 @@ def segment_folder(
             total = len(feed.jobs) if feed.exhausted else max(len(feed.jobs), len(pages))
             progress.update(task, total=total, description=f"segmenting {total} sheet(s)", advance=1)
 
+    helpers: _Helpers | None = None
+    pooled = workers > 1 and len(pages) > 1
+    # from before the workers start: SIGTERM stops them and keeps what was done
+    guarded = pooled and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if guarded else None
     try:
         try:
+            if pooled and _picklable(segmenter, layout, layouts, normalize):
+                helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter, (layout, layouts, normalize))
+            elif pooled:
+                log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
             if progress and pages:
                 task = progress.add_task(f"segmenting {len(pages)} sheet(s)", total=len(pages))
             if helpers is not None:
@@ -663,6 +662,9 @@ def segment_folder(
             f"segment was stopped (SIGTERM); {len(done)} of {len(pages)} sheet(s) were done; "
             f"run it again to finish (done sheets are not redone)"
         ) from None
+    finally:
+        if guarded:
+            signal.signal(signal.SIGTERM, previous)
     _close(helpers)
     by_sheet = {j.sheet: j for j in feed.jobs}
     for r in done:
