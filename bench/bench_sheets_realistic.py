@@ -146,6 +146,16 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _timed(run):
+    """``run()``'s result, CPU seconds (with its worker processes) and wall seconds; what earlier
+    runs wrote is synced first, so no run pays for writing back another's files."""
+    os.sync()
+    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+    result = run()
+    wall = time.perf_counter() - wall0
+    return result, _cpu_seconds() - cpu0, wall
+
+
 def run_condition(condition: str, seeds: list[int], hand, workers: list[int], keep: Path | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw"
@@ -159,11 +169,7 @@ def run_condition(condition: str, seeds: list[int], hand, workers: list[int], ke
         speeds = {}
         for n in workers:
             data = Path(tmp) / f"data-{n}"
-            os.sync()  # no run pays for writing back an earlier one's files
-            cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-            summary = segment(raw, data, n)
-            wall = time.perf_counter() - wall0
-            cpu = _cpu_seconds() - cpu0
+            summary, cpu, wall = _timed(lambda data=data, n=n: segment(raw, data, n))
             speeds[n] = dict(
                 cpu_s=cpu,
                 wall_s=wall,
@@ -302,20 +308,14 @@ def photo_batch(seeds: list[int], hand, workers: list[int], repeats: int = 3) ->
             # and everything written so far is synced before each run
             for n in workers:
                 data = Path(tmp) / f"data-{n}-{k}"
-                os.sync()  # no run pays for writing back an earlier one's files
-                cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-                summary = segment(raw, data, n)
-                wall = time.perf_counter() - wall0
-                cpu = _cpu_seconds() - cpu0
+                summary, cpu, wall = _timed(lambda data=data, n=n: segment(raw, data, n))
                 runs[n] = dict(digits=summary["digits"], failed=summary["failed"], cpu_s=cpu, wall_s=wall)
             for n in workers:  # the same through the command: its own start included
-                data = Path(tmp) / f"cli-{n}-{k}"
-                os.sync()  # no run pays for writing back an earlier one's files
-                cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-                command = [sys.executable, "-m", "mnistp4", "segment", str(raw), "-o", str(data), "--workers", str(n)]
-                done = subprocess.run(command + ["--json"], capture_output=True, text=True, check=False)
-                wall = time.perf_counter() - wall0
-                cpu = _cpu_seconds() - cpu0
+                command = [sys.executable, "-m", "mnistp4", "segment", str(raw), "-o", str(Path(tmp) / f"cli-{n}-{k}")]
+                command += ["--workers", str(n), "--json"]
+                done, cpu, wall = _timed(
+                    lambda command=command: subprocess.run(command, capture_output=True, text=True, check=False)
+                )
                 digits = json.loads(done.stdout)["digits"] if done.returncode == 0 else 0
                 runs[f"cli {n}"] = dict(digits=digits, failed=done.returncode != 0, cpu_s=cpu, wall_s=wall)
             out["rounds"].append(runs)
