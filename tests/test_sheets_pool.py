@@ -246,3 +246,39 @@ def test_a_failure_while_planning_reaches_the_command_and_is_not_lost_in_a_threa
     monkeypatch.setattr(batch, "_file_hash", failing_hash)
     with pytest.raises(RuntimeError, match="planning broke"):
         _segment(tmp_path, threads_segmenter, 6, workers=workers)
+
+
+def stops_itself(grey, *, layout=None, options=None):
+    """The command's process sends itself SIGTERM on its third sheet (a user stopping the batch)."""
+    marks = Path(os.environ[MARKS])
+    if _in_parent():
+        (marks / f"parent-{time.monotonic_ns()}").touch()
+        if sum(p.name.startswith("parent-") for p in marks.iterdir()) == 3:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+    return [Digit(np.zeros((28, 28), np.uint8), 1, 0, 0)]
+
+
+def test_a_stopped_batch_records_its_finished_sheets_and_a_rerun_goes_on_from_there(tmp_path, marks):
+    from mnistp4.errors import Mnistp4Error
+    from mnistp4.stages.data.manifest import read_manifest
+
+    raw, data = tmp_path / "raw", tmp_path / "data"
+    raw.mkdir()
+    page = cv2.resize(np.tile(np.arange(0, 256, 2, dtype=np.uint8), (128, 1)), (256, 256))
+    for k in range(10):
+        page[0, 0] = k
+        cv2.imwrite(str(raw / f"sheet{k:02d}.png"), page)
+    common = dict(layout=None, layouts={}, normalize=None, normalizer_name="none", default_rows="0123456789")
+    with pytest.raises(Mnistp4Error, match="stopped"):
+        segment_folder(raw, data, segmenter=stops_itself, segmenter_name="s", workers=2, **common)
+    finished = {r["sheet"] for r in read_manifest(data)}
+    assert finished, "the sheets finished before the stop are in the manifest"
+    summary = segment_folder(raw, data, segmenter=stops_itself, segmenter_name="s", workers=1, **common)
+    skipped = {r["sheet"] for r in summary["results"] if r["status"] == "skipped"}
+    assert skipped == finished  # not cut again
+    assert summary["failed"] == 0 and summary["processed"] == 10 - len(finished)
+    rows = read_manifest(data)
+    assert sorted(r["sheet"] for r in rows) == [f"sheet{k:02d}.png" for k in range(10)]  # each sheet once

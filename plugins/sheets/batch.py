@@ -657,7 +657,20 @@ def segment_folder(
                 helpers.closing = True
                 _stop(helpers.pool)
             raise
-    except _Terminated:
+    except (_Terminated, KeyboardInterrupt) as e:
+        # the finished sheets are recorded, so a re-run goes on from there; this folder's other
+        # sheets keep what the last run recorded
+        redone = {r.sheet for r in done}
+        _record(
+            data_dir,
+            raw_dir,
+            old,
+            done,
+            feed.jobs,
+            keep=lambda h: old[h].get("raw_dir", str(raw_dir)) == str(raw_dir) and old[h]["sheet"] not in redone,
+        )
+        if isinstance(e, KeyboardInterrupt):
+            raise
         raise Mnistp4Error(
             f"segment was stopped (SIGTERM); {len(done)} of {len(pages)} sheet(s) were done; "
             f"run it again to finish (done sheets are not redone)"
@@ -666,21 +679,10 @@ def segment_folder(
         if guarded:
             signal.signal(signal.SIGTERM, previous)
     _close(helpers)
-    by_sheet = {j.sheet: j for j in feed.jobs}
-    for r in done:
-        if r.status == "ok":
-            old[r.sheet_hash] = {
-                "sheet": r.sheet,
-                "options_key": by_sheet[r.sheet].options_key,
-                "digits": r.digits,
-                "flagged": r.flagged,
-                "rows": r.rows,
-            }
     results += done
     results.sort(key=lambda r: r.sheet)
     current = {r.sheet_hash for r in results if r.status in ("ok", "skipped")}
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _merge_and_write(data_dir, raw_dir, {h: {**v, "raw_dir": str(raw_dir)} for h, v in old.items() if h in current})
+    _record(data_dir, raw_dir, old, done, feed.jobs, keep=lambda h: h in current)
 
     # plugins hear about each sheet only now: a failing hook cannot discard the finished work
     hook_errors = []
@@ -711,6 +713,24 @@ def segment_folder(
         "usable": sum(1 for r in final if usable(r)),
         "results": [r.summary() for r in results],
     }
+
+
+def _record(data_dir: Path, raw_dir: Path, old: dict, done: list[SheetResult], jobs: list[Job], keep) -> None:
+    """Manifest and state with the sheets of ``done`` (this run's results) and the entries of
+    ``old`` (the state read at the start) whose hash ``keep`` accepts, as this raw folder's."""
+    by_sheet = {j.sheet: j for j in jobs}
+    mine = {h: v for h, v in old.items() if keep(h)}
+    for r in done:
+        if r.status == "ok":
+            mine[r.sheet_hash] = {
+                "sheet": r.sheet,
+                "options_key": by_sheet[r.sheet].options_key,
+                "digits": r.digits,
+                "flagged": r.flagged,
+                "rows": r.rows,
+            }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _merge_and_write(data_dir, raw_dir, {h: {**v, "raw_dir": str(raw_dir)} for h, v in mine.items()})
 
 
 def _read_state(state_path: Path) -> dict:
