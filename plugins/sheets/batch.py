@@ -6,7 +6,8 @@ on), and the raw folder is only ever read.
 
 Several runs may share one data dir (one raw folder each, or the same one): the manifest and the
 state are merged under the data dir's lock at the end, keeping the sheets of other raw folders and
-every decision recorded meanwhile. Worker processes die with the command (SIGTERM, SIGKILL).
+every decision recorded meanwhile. Worker processes die with the command (SIGTERM, SIGKILL); a
+batch stopped by SIGTERM or Ctrl-C records the sheets it finished, so a re-run goes on from there.
 """
 
 from __future__ import annotations
