@@ -261,7 +261,8 @@ def stops_itself(grey, *, layout=None, options=None):
     return [Digit(np.zeros((28, 28), np.uint8), 1, 0, 0)]
 
 
-def test_a_stopped_batch_records_its_finished_sheets_and_a_rerun_goes_on_from_there(tmp_path, marks):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_stopped_batch_records_its_finished_sheets_and_a_rerun_goes_on_from_there(tmp_path, marks, workers):
     from mnistp4.errors import Mnistp4Error
     from mnistp4.stages.data.manifest import read_manifest
 
@@ -273,7 +274,7 @@ def test_a_stopped_batch_records_its_finished_sheets_and_a_rerun_goes_on_from_th
         cv2.imwrite(str(raw / f"sheet{k:02d}.png"), page)
     common = dict(layout=None, layouts={}, normalize=None, normalizer_name="none", default_rows="0123456789")
     with pytest.raises(Mnistp4Error, match="stopped"):
-        segment_folder(raw, data, segmenter=stops_itself, segmenter_name="s", workers=2, **common)
+        segment_folder(raw, data, segmenter=stops_itself, segmenter_name="s", workers=workers, **common)
     finished = {r["sheet"] for r in read_manifest(data)}
     assert finished, "the sheets finished before the stop are in the manifest"
     summary = segment_folder(raw, data, segmenter=stops_itself, segmenter_name="s", workers=1, **common)

@@ -635,7 +635,7 @@ def segment_folder(
     helpers: _Helpers | None = None
     pooled = workers > 1 and len(pages) > 1
     # from before the workers start: SIGTERM stops them and keeps what was done
-    guarded = pooled and threading.current_thread() is threading.main_thread()
+    guarded = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if guarded else None
     try:
         try:
