@@ -304,7 +304,7 @@ def photo_batch(seeds: list[int], hand, workers: list[int], repeats: int = 3) ->
         for k in range(repeats):
             runs = {}
             # a fresh folder per run, none deleted until the end: on this machine's file system,
-            # deleting thousands of files makes the next few seconds of file creation 4x slower;
+            # deleting thousands of files slows the file creation of the next seconds;
             # and everything written so far is synced before each run
             for n in workers:
                 data = Path(tmp) / f"data-{n}-{k}"

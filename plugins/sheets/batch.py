@@ -334,7 +334,7 @@ _ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM
 
 
 def _start_helpers(count: int, segmenter, sent: tuple = ()) -> _Helpers:
-    """Start ``count`` worker processes now: they start while this process hashes the sheets."""
+    """Start ``count`` worker processes now: they start while this process cuts the first sheets."""
     from mnistp4.plugins import loaded_plugin_files
 
     # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
@@ -351,8 +351,8 @@ def _start_helpers(count: int, segmenter, sent: tuple = ()) -> _Helpers:
 
 @contextlib.contextmanager
 def _lean_spawn(sent: tuple):
-    """Worker processes started in this block skip what a sheet does not need, a third of their
-    start: the command's main module (the whole CLI, re-imported by every spawned process) unless
+    """Worker processes started in this block skip what a sheet does not need: the command's
+    main module (the whole CLI, re-imported by every spawned process) unless
     something ``sent`` to them (segmenter, layouts, normalizer) is defined there, and a thread per
     core in the numerical libraries."""
     main = sys.modules.get("__main__")
@@ -429,8 +429,8 @@ def _defined_in_main(objects) -> bool:
 def _run_pool(feed: _JobFeed, helpers: _Helpers, on_done) -> None:
     """Run the sheets of ``feed`` here and in the ``helpers`` worker processes, which never outlive this one.
 
-    This process works through the sheets too: a worker process takes half a second to start (the
-    time of several sheets), so on two cores a pool of two workers and an idle parent is slower.
+    This process works through the sheets too: a worker process takes about a sheet's time to
+    start, so on two cores a pool of two workers and an idle parent is slower.
     A worker gets one sheet at a time, once it has started: a short batch is finished here before
     a worker is ready, and at the end no sheet waits in a busy worker's queue while others idle."""
     pool = helpers.pool
@@ -479,9 +479,7 @@ def _run_pool(feed: _JobFeed, helpers: _Helpers, on_done) -> None:
             if block:
                 return
 
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # this process is one of the workers now: one core each
-    try:
+    with _opencv_on_one_core():  # this process is one of the workers now: one core each
         for start in helpers.starts:
             start.add_done_callback(hand_out)
         while (job := take()) is not None:
@@ -494,20 +492,25 @@ def _run_pool(feed: _JobFeed, helpers: _Helpers, on_done) -> None:
             collect(block=True)
             while (job := take()) is not None:  # given back by a broken pool
                 on_done(process_sheet(job))
-    finally:
-        cv2.setNumThreads(threads)
 
 
 def _run_here(feed: _JobFeed, on_done, batch: bool) -> None:
     """Segment the sheets of ``feed`` in this process: a ``batch`` on one core, as ``--workers 1``
     asks (OpenCV's own threads on the other cores save little wall time for much more CPU); a
     single sheet with all of OpenCV's threads."""
-    threads = cv2.getNumThreads()
-    if batch:
-        cv2.setNumThreads(1)
-    try:
+    with _opencv_on_one_core(batch):
         while (job := feed.take()) is not None:
             on_done(process_sheet(job))
+
+
+@contextlib.contextmanager
+def _opencv_on_one_core(on: bool = True):
+    """OpenCV limited to one thread in the block (when ``on``), its thread count restored after."""
+    threads = cv2.getNumThreads()
+    if on:
+        cv2.setNumThreads(1)
+    try:
+        yield
     finally:
         cv2.setNumThreads(threads)
 
