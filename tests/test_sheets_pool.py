@@ -283,3 +283,27 @@ def test_a_stopped_batch_records_its_finished_sheets_and_a_rerun_goes_on_from_th
     assert summary["failed"] == 0 and summary["processed"] == 10 - len(finished)
     rows = read_manifest(data)
     assert sorted(r["sheet"] for r in rows) == [f"sheet{k:02d}.png" for k in range(10)]  # each sheet once
+
+
+def test_sigterm_while_workers_start_waits_until_they_have_started(tmp_path, marks, monkeypatch):
+    """A worker interrupted half-way through its start prints a traceback; the stop comes after."""
+    import signal
+
+    from mnistp4.errors import Mnistp4Error
+    from mnistp4.stages.sheets import batch
+
+    started = []
+    real_start = batch._start_helpers
+
+    def start_and_get_stopped(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # a handler that raised would raise here
+        helpers = real_start(*args, **kwargs)
+        started.append(helpers)
+        return helpers
+
+    monkeypatch.setattr(batch, "_start_helpers", start_and_get_stopped)
+    with pytest.raises(Mnistp4Error, match="stopped"):
+        _segment(tmp_path, threads_segmenter, 4, workers=2)
+    assert len(started) == 1  # the start finished before the stop took effect
+    assert not any(p.name.startswith("threads-") for p in marks.iterdir())  # and no sheet was cut after it

@@ -312,6 +312,22 @@ def _raise_terminated(signum, frame):
     raise _Terminated()
 
 
+@contextlib.contextmanager
+def _sigterm_deferred(guarded: bool):
+    """SIGTERM during the block takes effect (as :class:`_Terminated`) once the block is done."""
+    if not guarded:
+        yield
+        return
+    hit: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: hit.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if hit:
+        raise _Terminated()
+
+
 def _worker_ready(segmenter) -> int:
     """A worker process's first task: it returns once the process has started and imported what
     a sheet needs (the initializer, and ``segmenter``'s module as it is unpickled); only then is
@@ -643,7 +659,8 @@ def segment_folder(
     try:
         try:
             if pooled and _picklable(segmenter, layout, layouts, normalize):
-                helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter, (layout, layouts, normalize))
+                with _sigterm_deferred(guarded):  # a process half-way through its start would print a traceback
+                    helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter, (layout, layouts, normalize))
             elif pooled:
                 log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
             if progress and pages:
