@@ -16,6 +16,7 @@ what does it cost MNIST, and how long does it take next to a full retrain?
     .venv/bin/python bench/bench_update.py --start RUNS/x-qat   # reuse a quantized MNIST-only run (no retrain)
     .venv/bin/python bench/bench_update.py --start RUNS/x-qat --groups 0 --k 50 --lr 5e-4 --share 0.25
     .venv/bin/python bench/bench_update.py --keep-start /tmp/update-start --groups 0 1 --k 50 --tune passes=2
+    .venv/bin/python bench/bench_update.py --keep-start /tmp/update-start --k 50 --draws 3   # 3 draws of the K
 
 Results: bench/results/bench_update/<date>-<commit>[-quick]/ (table.json, output.txt, meta.json).
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -127,6 +129,44 @@ def run_update(
     return json.loads(proc.stdout), wall, cpu
 
 
+def cells_at(rows: list[dict], goal: float) -> dict:
+    """Per K: how many (group, draw) updates reach ``goal`` on the group's other digits, of how many."""
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        hit = out.setdefault(str(r["k"]), [0, 0])
+        hit[0] += r["group_after"] >= goal
+        hit[1] += 1
+    return out
+
+
+def draws_table(rows: list[dict]) -> str:
+    """One line per group and K: the group's other digits and MNIST before -> after, means over the
+    draws with their range, and the seconds to the verified file."""
+
+    def cell(values: list[float], pct: bool = True) -> str:
+        scale, fmt = (100, "{:.2f}") if pct else (1, "{:.1f}")
+        mean = fmt.format(scale * float(np.mean(values)))
+        if len(values) == 1:
+            return mean
+        return f"{mean} ({fmt.format(scale * min(values))}-{fmt.format(scale * max(values))})"
+
+    lines = [
+        "| group | K | draws | group's other digits before | after | MNIST after | s to verified file |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["group"], r["k"]) for r in rows})
+    for g, k in keys:
+        mine = [r for r in rows if (r["group"], r["k"]) == (g, k)]
+        lines.append(
+            f"| c{g} | {k} | {len(mine)} | {cell([r['group_before'] for r in mine])} % "
+            f"| {cell([r['group_after'] for r in mine])} % | {cell([r['mnist_after'] for r in mine])} % "
+            f"| {cell([r['seconds_to_verified_file'] for r in mine], pct=False)} |"
+        )
+    for k, (hit, n) in cells_at(rows, 0.98).items():
+        lines.append(f"K = {k}: {hit} of {n} updates (group x draw) reach 98 % on the group's other digits")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="p4net, 2 epochs, QAT 1 epoch, groups 0-1, K 10 and 50")
@@ -138,6 +178,13 @@ def main(argv=None) -> int:
     )
     p.add_argument("--groups", type=int, nargs="*", default=None)
     p.add_argument("--k", type=int, nargs="*", default=None)
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=1,
+        help="draws of the K corrections per group and K (draw 0 is the one earlier results used); "
+        "with several, the table gives each group's mean and range over the draws",
+    )
     p.add_argument("--lr", type=float, default=None, help="mnistp4 update --lr (default: its own)")
     p.add_argument("--share", type=float, default=None, help="mnistp4 update --custom-share (default: its own)")
     p.add_argument(
@@ -171,6 +218,7 @@ def main(argv=None) -> int:
                 "quick" if quick else "",
                 f"lr{args.lr:g}" if args.lr else "",
                 f"share{args.share:g}" if args.share else "",
+                f"draws{args.draws}" if args.draws > 1 else "",
                 *[t.replace("=", "").replace(",", "+").replace("_", "") for t in args.tune],
             ],
         )
@@ -223,17 +271,21 @@ def main(argv=None) -> int:
         for g in groups:
             in_group = np.array([s == f"semeion-c{g}" for s in semeion.sources])
             g_images, g_labels = semeion.images[in_group], semeion.labels[in_group]
-            order = rng.permutation(len(g_labels))
-            for k in ks:
+            orders = [rng.permutation(len(g_labels))]  # draw 0: one generator across the groups, as before
+            orders += [np.random.default_rng([g, d]).permutation(len(g_labels)) for d in range(1, args.draws)]
+            for (d, order), k in itertools.product(enumerate(orders), ks):
                 pick, rest = order[:k], order[k:]
-                data = project / f"data-g{g}-k{k}"
+                data = project / f"data-g{g}-k{k}-d{d}"
                 write_corrections(data, g_images[pick], g_labels[pick], f"semeion-c{g}")
                 load0 = load_average()
-                report, wall, cpu = run_update(start_run, data, project / "runs" / f"update-g{g}-k{k}", project, extra)
+                report, wall, cpu = run_update(
+                    start_run, data, project / "runs" / f"update-g{g}-k{k}-d{d}", project, extra
+                )
                 after_model = Path(report["after_model"])
                 row = {
                     "group": g,
                     "k": k,
+                    "draw": d,
                     "others": int(len(rest)),
                     "group_before": int8_accuracy(before_model, g_images[rest], g_labels[rest]),
                     "group_after": int8_accuracy(after_model, g_images[rest], g_labels[rest]),
@@ -250,7 +302,7 @@ def main(argv=None) -> int:
                 }
                 rows.append(row)
                 print(
-                    f"group c{g} K={k:>2}: group's other {row['others']} digits "
+                    f"group c{g} K={k:>2} draw {d}: group's other {row['others']} digits "
                     f"{100 * row['group_before']:.2f}% -> {100 * row['group_after']:.2f}%, MNIST "
                     f"{100 * row['mnist_before']:.2f}% -> {100 * row['mnist_after']:.2f}%, verified Int8 file "
                     f"in {row['seconds_to_verified_file']:.1f} s (command {row['command_wall_seconds']:.1f} s "
@@ -262,20 +314,12 @@ def main(argv=None) -> int:
         json.dumps({"retrain": retrain, "rows": rows, "mnist_before": mnist_before}, indent=1)
     )
     print()
-    print(
-        f"{'group':>5} {'K':>3} {'group before':>12} {'after':>7} {'MNIST before':>12} {'after':>7} "
-        f"{'s to file':>9} {'cmd s':>6}"
-    )
-    for r in rows:
-        print(
-            f"{'c' + str(r['group']):>5} {r['k']:>3} {100 * r['group_before']:>11.2f}% "
-            f"{100 * r['group_after']:>6.2f}% "
-            f"{100 * r['mnist_before']:>11.2f}% {100 * r['mnist_after']:>6.2f}% "
-            f"{r['seconds_to_verified_file']:>9.1f} {r['command_wall_seconds']:>6.1f}"
-        )
+    print(draws_table(rows))
     summary = {
         "quick": quick,
         "rows": len(rows),
+        "draws": args.draws,
+        "cells_at_98": cells_at(rows, 0.98),
         "median_seconds_to_verified_file": float(np.median([r["seconds_to_verified_file"] for r in rows])),
         "median_command_seconds": float(np.median([r["command_wall_seconds"] for r in rows])),
     }
