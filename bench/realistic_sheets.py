@@ -451,9 +451,13 @@ def freeform_page(rng, hand: Handwriting) -> tuple[np.ndarray, dict]:
                 if roll >= 0.2:
                     truth = BoxTruth("digit", r, "clean", reference(cov))
             ch, cw = cov.shape
-            put_ink(page, cov, x + cw / 2, base_y + rng.uniform(-0.08, 0.08) * height, pen, rng)
-            boxes[(r, k)] = truth
-            k += 1
+            cy = base_y + rng.uniform(-0.08, 0.08) * height
+            if x + cw <= page.shape[1]:
+                put_ink(page, cov, x + cw / 2, cy, pen, rng)
+                boxes[(r, k)] = truth
+                k += 1
+            else:  # past the page's edge: not written (the random draws stay as if it were, so pages do not shift)
+                rng.uniform(*pen[2])
             x += cw + rng.uniform(3, 8) * TABLET_PX
     return page, boxes
 
