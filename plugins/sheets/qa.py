@@ -112,6 +112,9 @@ LOW_CONTRAST_SIGMAS = 8.0
 CROSS_BAND = 3
 #: ... at this many positions along the line at least (a pen stroke is wider than one pixel)
 BORDER_MIN_CROSSING = 2
+#: a box line this many times wider than the sheet's typical line (and LINE_ZONE_MM wider at least)
+#: has a stroke running along it: where the line is, and what of the digit it hides, is not known
+ALONG_LINE_WIDTH = 2.0
 
 
 def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
@@ -240,7 +243,11 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
     dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
-    zone = float(np.clip(float(np.median(widths)) + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
+    typical = float(np.median(widths))
+    zone = float(np.clip(typical + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
+    # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line
+    # finder may take the stroke for the line: the digit may be cut or carry the line
+    along = widths > max(ALONG_LINE_WIDTH * typical, typical + LINE_ZONE_MM * px_per_mm)
     median, noise = paper_noise(dark, pad, px_per_mm)
     sides = _line_positions(lines, h, w, pad)
     top, bottom, left, right = sides
@@ -319,7 +326,7 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
         flags = []
         if faint[k]:
             flags.append("low_contrast")
-        if crossing[k] >= BORDER_MIN_CROSSING:
+        if crossing[k] >= BORDER_MIN_CROSSING or along[k]:
             flags.append("border")
         (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]
         inner_h, inner_w = (b0 + b1 - t0 - t1) / 2 - 2 * zone, (r0 + r1 - l0 - l1) / 2 - 2 * zone
