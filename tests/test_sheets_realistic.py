@@ -137,6 +137,23 @@ def test_ink_leaving_the_box_is_border(semeion):
     assert "border" in digits[(2, 3)].flags and "border" in digits[(2, 4)].flags
 
 
+def test_a_stroke_along_the_box_line_is_border(semeion):
+    """A 9 written across two boxes with its stem on the line between them: the line finder sees
+    the stem, not the line, so neither the crossing nor the cut is known; the box is flagged."""
+    size = int(0.7 * GRID.box_mm[1] * PX)
+    x, y, w, h = (v * PX for v in GRID.box(9, 6))
+    for k, shift in ((1, -2), (4, -2), (4, 0), (5, -2)):  # stem a little left of / on the line
+        page = render_template(GRID, PX)
+        nine = _synth.stroke_image(_digit(semeion, 9, k), size)
+        stem = int(np.percentile(np.nonzero(nine > 0.5 * nine.max())[1], 90))  # its rightmost ink column
+        _write(page, nine, x + w - stem + nine.shape[1] / 2 + shift, y + h / 2)
+        clear = _synth.stroke_image(_digit(semeion, 1, 2), size)  # and a 1 a millimetre clear of a line
+        _write(page, clear, GRID.box(1, 3)[0] * PX + 1.0 * PX + clear.shape[1] / 2, _centre(1, 3)[1])
+        digits = _segment(page)
+        assert "border" in digits[(9, 6)].flags, (k, shift, digits[(9, 6)].flags)
+        assert not set(digits[(1, 3)].flags) & {"border", "empty"}, digits[(1, 3)].flags
+
+
 def test_box_line_of_curled_paper_stays_out_of_the_digit(semeion):
     page = render_template(GRID, PX)
     size = int(0.6 * GRID.box_mm[1] * PX)
