@@ -154,6 +154,18 @@ def test_a_stroke_along_the_box_line_is_border(semeion):
         assert not set(digits[(1, 3)].flags) & {"border", "empty"}, digits[(1, 3)].flags
 
 
+def test_a_digit_stroke_taken_for_a_line_sliver_is_flagged(semeion):
+    """Example sheet 13 of bench_segment's hard template case: the 5 in box (5, 0) has its short top
+    bar along the box's top line; the bar is removed as a remnant of that line, so the digit that is
+    left is not the one written: it must carry a flag."""
+    from bench_segment import make_sheets
+
+    page, truth, refs = make_sheets(*semeion, "template", "hard", 14, 0)[13]
+    five = _segment(page)[(5, 0)]
+    assert truth.labels[(5, 0)] == 5
+    assert five.flags or _synth.closeness(five.image, refs[(5, 0)]) >= _synth.CLOSE, five.flags
+
+
 def test_box_line_of_curled_paper_stays_out_of_the_digit(semeion):
     page = render_template(GRID, PX)
     size = int(0.6 * GRID.box_mm[1] * PX)

@@ -115,6 +115,8 @@ BORDER_MIN_CROSSING = 2
 #: a box line this many times wider than the sheet's typical line (and LINE_ZONE_MM wider at least)
 #: has a stroke running along it: where the line is, and what of the digit it hides, is not known
 ALONG_LINE_WIDTH = 2.0
+#: a line sliver removed this close (pixels) to the digit's ink may have been part of the digit
+REMNANT_GAP = 2
 
 
 def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
@@ -298,6 +300,9 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
     stats[:, cv2.CC_STAT_TOP] += sy0
     slivers = keep & _remnants(stats, lines, box, zone)
     keep &= ~slivers
+    # a sliver next to the digit may be its own stroke (a 5's bar along the top line): removed
+    # either way, but the box is flagged, as what the digit lost is not known
+    lost = _near_kept(stats, box, keep, slivers, n, REMNANT_GAP)
     for i in np.flatnonzero(slivers):
         x, y, bw, bh = stats[i, :4]
         part = found[box[i], y - sy0 : y - sy0 + bh, x - sx0 : x - sx0 + bw]
@@ -326,7 +331,7 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
         flags = []
         if faint[k]:
             flags.append("low_contrast")
-        if crossing[k] >= BORDER_MIN_CROSSING or along[k]:
+        if crossing[k] >= BORDER_MIN_CROSSING or along[k] or lost[k]:
             flags.append("border")
         (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]
         inner_h, inner_w = (b0 + b1 - t0 - t1) / 2 - 2 * zone, (r0 + r1 - l0 - l1) / 2 - 2 * zone
@@ -423,6 +428,23 @@ def _apart(labels: np.ndarray, big: np.ndarray, join: int) -> bool:
     """Whether the big components ``big`` of one box stay apart when grown by ``join`` pixels."""
     joined = cv2.dilate(np.isin(labels, big).astype(np.uint8), np.ones((join, join), np.uint8))
     return cv2.connectedComponents(joined, connectivity=8)[0] > 2
+
+
+def _near_kept(
+    stats: np.ndarray, box: np.ndarray, keep: np.ndarray, slivers: np.ndarray, n: int, gap: int
+) -> np.ndarray:
+    """(N,) whether a box has a sliver within ``gap`` pixels (bounding boxes) of its kept ink."""
+    out = np.zeros(n, bool)
+    for i in np.flatnonzero(slivers):  # few: most boxes have none
+        mine = np.flatnonzero(keep & (box == box[i]))
+        if not len(mine):
+            continue
+        x, y, w, h = stats[i, :4]
+        kx, ky, kw, kh = (stats[mine, j] for j in range(4))
+        dx = np.maximum(0, np.maximum(kx - (x + w), x - (kx + kw)))
+        dy = np.maximum(0, np.maximum(ky - (y + h), y - (ky + kh)))
+        out[box[i]] |= bool((np.maximum(dx, dy) <= gap).any())
+    return out
 
 
 def _remnants(stats: np.ndarray, lines: np.ndarray, box: np.ndarray, zone: float) -> np.ndarray:
