@@ -8,7 +8,10 @@ into a temporary folder and segmented like ``mnistp4 segment`` does, decode and 
 
 * found    - written digits (clean or touching the line) that came out not ``empty`` / expected;
 * wrong!   - boxes that came out as a clean digit although they are not one (crossed out, scribble,
-  written across two boxes, an empty box with a phantom digit) or with a wrong label. Must be 0;
+  written across two boxes, an empty box with a phantom digit) or with a wrong label. Must be 0.
+  On tablet pages (no boxes) each row's outputs are matched to the written items by their drawing,
+  in order (``aligned``), so a split or merged item shifts nothing after it; an unflagged piece
+  that matches no written item counts here too;
 * garbled  - clean digits that came out unflagged but do not look like the written digit
   (correlation < 0.5 to it after a 1-pixel blur: cut strokes, a box line in the 28x28);
 * bad ok   - not-a-digit boxes that came out flagged or empty / all such boxes;
@@ -63,6 +66,49 @@ def closeness(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+#: a tablet page's output and a truth item are the same drawing only this close (``closeness``)
+MIN_MATCH = 0.3
+
+
+def aligned(similarity: np.ndarray) -> list[tuple[int, int]]:
+    """(truth, output) index pairs in order along a row, with the largest summed ``similarity``
+    (truth x output); pairs below MIN_MATCH are never made. Splits, merges and pieces a
+    segmenter finds or misses then shift nothing after them."""
+    m, n = similarity.shape
+    best = np.zeros((m + 1, n + 1))
+    for i in range(m - 1, -1, -1):
+        for j in range(n - 1, -1, -1):
+            pair = similarity[i, j] + best[i + 1, j + 1] if similarity[i, j] >= MIN_MATCH else -np.inf
+            best[i, j] = max(pair, best[i + 1, j], best[i, j + 1])
+    pairs, i, j = [], 0, 0
+    while i < m and j < n:
+        if similarity[i, j] >= MIN_MATCH and best[i, j] == similarity[i, j] + best[i + 1, j + 1]:
+            pairs.append((i, j))
+            i, j = i + 1, j + 1
+        elif best[i, j] == best[i + 1, j]:
+            i += 1
+        else:
+            j += 1
+    return pairs
+
+
+def tablet_keys(sheet, file: str, rows: dict, data_dir: Path) -> tuple[dict, list]:
+    """A tablet page's truth key -> output key, matched by drawing (:func:`aligned`) instead of by
+    position in the row; and the output keys matched to no truth item (pieces of a split, marks)."""
+    mapping, extras = {}, []
+    for r in sorted({k[0] for k in sheet.boxes}):
+        truth = sorted(k for k in sheet.boxes if k[0] == r)
+        out = sorted(k for k in rows if k[0] == file and k[1] == r and "empty" not in (rows[k]["flags"] or ""))
+        images = [cv2.imread(str(data_dir / rows[k]["path"]), cv2.IMREAD_GRAYSCALE) for k in out]
+        sim = np.array([[closeness(im, sheet.boxes[t].ref) for im in images] for t in truth]).reshape(
+            len(truth), len(out)
+        )
+        pairs = aligned(sim)
+        mapping.update({(file, *truth[i]): out[j] for i, j in pairs})
+        extras += [out[j] for j in sorted(set(range(len(out))) - {j for _, j in pairs})]
+    return mapping, extras
+
+
 def score(sheets: list, data_dir: Path) -> dict:
     rows = {(r["sheet"], int(r["row"]), int(r["col"])): r for r in read_manifest(data_dir)}
     s = dict(
@@ -78,12 +124,21 @@ def score(sheets: list, data_dir: Path) -> dict:
         empty_phantom=0,
         clean=0,
         clean_flagged=0,
+        extra_unflagged=0,
     )
     clean_flags: dict[str, int] = {}
     examples = []
     for sheet, file in sheets:
+        tablet = rs.CONDITIONS[sheet.condition]["capture"] == "tablet"
+        mapping, extras = tablet_keys(sheet, file, rows, data_dir) if tablet else ({}, [])
+        for key in extras:  # a piece that is no written item: wrong unless flagged
+            if not (rows[key]["flags"] or ""):
+                s["wrong"] += 1
+                s["extra_unflagged"] += 1
+                examples.append(f"wrong {file} r{key[1]}c{key[2]} an extra piece")
         for (r, c), truth in sheet.boxes.items():
-            got = rows.get((file, r, c))
+            key = mapping.get((file, r, c)) if tablet else (file, r, c)
+            got = rows.get(key) if key else None
             flags = set((got["flags"] or "").split(";")) - {""} if got else {"missing"}
             empty = "empty" in flags
             if truth.kind == "digit":

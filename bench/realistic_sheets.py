@@ -77,7 +77,9 @@ class BoxTruth:
     kind: str  # digit | empty | bad
     label: int | None = None  # digit: the row's label
     what: str = ""  # clean | touching | crossing (over the line) | crossed-strike | scribble | across | ...
-    ref: np.ndarray | None = None  # digit: the source drawing as the normalizer sees it (28x28)
+    # the source drawing as the normalizer sees it (28x28): every digit; on tablet pages also what
+    # is not a digit (it has no box there: the output is matched to the truth by its drawing)
+    ref: np.ndarray | None = None
 
 
 @dataclass
@@ -450,6 +452,8 @@ def freeform_page(rng, hand: Handwriting) -> tuple[np.ndarray, dict]:
                 cov = stroke(centre, pen_w)
                 if roll >= 0.2:
                     truth = BoxTruth("digit", r, "clean", reference(cov))
+            if truth.ref is None:
+                truth.ref = reference(cov)
             ch, cw = cov.shape
             cy = base_y + rng.uniform(-0.08, 0.08) * height
             if x + cw <= page.shape[1]:
