@@ -137,21 +137,28 @@ def test_ink_leaving_the_box_is_border(semeion):
     assert "border" in digits[(2, 3)].flags and "border" in digits[(2, 4)].flags
 
 
-def test_a_stroke_along_the_box_line_is_border(semeion):
-    """A 9 written across two boxes with its stem on the line between them: the line finder sees
-    the stem, not the line, so neither the crossing nor the cut is known; the box is flagged."""
-    size = int(0.7 * GRID.box_mm[1] * PX)
+def test_a_stroke_along_the_box_line_is_border(mnist_dir, semeion_dir, semeion):
+    """Realistic photo (bench/realistic_sheets.py, photo-even seed 22): a 9 written across boxes
+    (9, 6) and (9, 7) with its stem on the line between them. The line finder took the stem for the
+    line (its neighbours above have the line elsewhere), so what the line hides is not known: the
+    box is flagged. A 9 whose stem only runs next to the line, with the line found in its place,
+    stays a clean 9."""
+    import realistic_sheets as rs
+
+    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
+    sheet = rs.make_sheet("photo-even", 22, hand)
+    assert sheet.boxes[(9, 6)].what == "across"
+    payload, suffix = rs.encode(sheet)
+    digits = _segment(decode_sheet(payload, "photo" + suffix))
+    assert "border" in digits[(9, 6)].flags or "empty" in digits[(9, 6)].flags, digits[(9, 6)].flags
+
+    page = render_template(GRID, PX)
+    nine = _synth.stroke_image(_digit(semeion, 9, 4), int(0.7 * GRID.box_mm[1] * PX))
+    stem = int(np.percentile(np.nonzero(nine > 0.5 * nine.max())[1], 90))  # its rightmost ink column
     x, y, w, h = (v * PX for v in GRID.box(9, 6))
-    for k, shift in ((1, -2), (4, -2), (4, 0), (5, -2)):  # stem a little left of / on the line
-        page = render_template(GRID, PX)
-        nine = _synth.stroke_image(_digit(semeion, 9, k), size)
-        stem = int(np.percentile(np.nonzero(nine > 0.5 * nine.max())[1], 90))  # its rightmost ink column
-        _write(page, nine, x + w - stem + nine.shape[1] / 2 + shift, y + h / 2)
-        clear = _synth.stroke_image(_digit(semeion, 1, 2), size)  # and a 1 a millimetre clear of a line
-        _write(page, clear, GRID.box(1, 3)[0] * PX + 1.0 * PX + clear.shape[1] / 2, _centre(1, 3)[1])
-        digits = _segment(page)
-        assert "border" in digits[(9, 6)].flags, (k, shift, digits[(9, 6)].flags)
-        assert not set(digits[(1, 3)].flags) & {"border", "empty"}, digits[(1, 3)].flags
+    _write(page, nine, x + w - stem + nine.shape[1] / 2 - 2, y + h / 2)
+    beside = _segment(page)[(9, 6)]
+    assert not beside.flags and _synth.closeness(beside.image, _synth.reference_digit(_digit(semeion, 9, 4))) >= 0.8
 
 
 def test_a_digit_stroke_taken_for_a_line_sliver_is_flagged(semeion):

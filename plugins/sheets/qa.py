@@ -113,8 +113,11 @@ CROSS_BAND = 3
 #: ... at this many positions along the line at least (a pen stroke is wider than one pixel)
 BORDER_MIN_CROSSING = 2
 #: a box line this many times wider than the sheet's typical line (and LINE_ZONE_MM wider at least)
-#: has a stroke running along it: where the line is, and what of the digit it hides, is not known
+#: has a stroke running along it; when it was also found this far (mm) from the same printed line
+#: in the neighbouring boxes, the line finder took the stroke for the line: what of the digit the
+#: line hides is not known
 ALONG_LINE_WIDTH = 2.0
+ALONG_LINE_MOVED_MM = 1.0
 #: a line sliver removed this close (pixels) to the digit's ink may have been part of the digit
 REMNANT_GAP = 2
 
@@ -234,12 +237,14 @@ def rulings(dark: np.ndarray, pad: int, margin: int) -> np.ndarray:
     return np.maximum(level(dark)[:, :, None], level(dark.transpose(0, 2, 1))[:, None, :])
 
 
-def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
+def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int] | None = None) -> list[CellInk]:
     """The ink of each template box: ``dark`` (N, H, W) the boxes padded by ``pad`` pixels each
     side, from :func:`flatten`. Each box's printed lines (:func:`box_lines`; they move with curled
     or folded paper) are removed; ink up to the line is the digit (a stroke touching the line stays
     whole); a stroke that crosses the line flags ``border``. ``clean`` is the ink, dark on white
-    paper. All boxes are thresholded and labelled together (one pass over the stack)."""
+    paper. All boxes are thresholded and labelled together (one pass over the stack). ``grid``
+    (rows, cols): the boxes are a template's grid in row-major order, so each line can be checked
+    against the same printed line in the neighbouring boxes."""
     n, h, w = dark.shape
     lines, widths = box_lines(dark, pad, px_per_mm)
     dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
@@ -250,6 +255,8 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float) -> list[CellInk]:
     # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line
     # finder may take the stroke for the line: the digit may be cut or carry the line
     along = widths > max(ALONG_LINE_WIDTH * typical, typical + LINE_ZONE_MM * px_per_mm)
+    if grid is not None and along.any():  # a line found where its neighbours have it is the line
+        along &= _moved(lines, grid, ALONG_LINE_MOVED_MM * px_per_mm)
     median, noise = paper_noise(dark, pad, px_per_mm)
     sides = _line_positions(lines, h, w, pad)
     top, bottom, left, right = sides
@@ -428,6 +435,24 @@ def _apart(labels: np.ndarray, big: np.ndarray, join: int) -> bool:
     """Whether the big components ``big`` of one box stay apart when grown by ``join`` pixels."""
     joined = cv2.dilate(np.isin(labels, big).astype(np.uint8), np.ones((join, join), np.uint8))
     return cv2.connectedComponents(joined, connectivity=8)[0] > 2
+
+
+def _moved(lines: np.ndarray, grid: tuple[int, int], tolerance: float) -> np.ndarray:
+    """(N,) whether one of a box's lines (:func:`box_lines`, half by half) lies further than
+    ``tolerance`` pixels from the same printed line in the neighbouring boxes along it (left and
+    right for the top and bottom lines, above and below for the left and right ones; their median)."""
+    rows, cols = grid
+    pos = lines.astype(np.float32).reshape(rows, cols, 4, 2)
+    moved = np.zeros((rows, cols), bool)
+    for side, axis in ((0, 1), (1, 1), (2, 0), (3, 0)):
+        p = np.moveaxis(pos[:, :, side], axis, 0)  # along the line first
+        if len(p) < 2:
+            continue
+        before = np.concatenate([p[1:2], p[:-1]])  # the first box has only the one after it
+        after = np.concatenate([p[1:], p[-2:-1]])
+        off = np.abs(p - (before + after) / 2).max(axis=-1)
+        moved |= np.moveaxis(off, 0, axis) > tolerance
+    return moved.ravel()
 
 
 def _near_kept(

@@ -185,7 +185,7 @@ def segment_template(
     dark = flatten(page, CANONICAL_PX_PER_MM)
     cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
     boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])
-    inks = boxes_ink(boxes, pad, CANONICAL_PX_PER_MM)
+    inks = boxes_ink(boxes, pad, CANONICAL_PX_PER_MM, grid=(len(found.rows), found.cols))
     digits = []
     for (r, c, x, y), ink in zip(cuts, inks):
         image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
