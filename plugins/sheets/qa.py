@@ -253,10 +253,14 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int
     typical = float(np.median(widths))
     zone = float(np.clip(typical + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
     # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line
-    # finder may take the stroke for the line: the digit may be cut or carry the line
-    along = widths > max(ALONG_LINE_WIDTH * typical, typical + LINE_ZONE_MM * px_per_mm)
-    if grid is not None and along.any():  # a line found where its neighbours have it is the line
-        along &= _moved(lines, grid, ALONG_LINE_MOVED_MM * px_per_mm)
+    # finder may take the stroke for the line: the digit may be cut or carry the line. A widened
+    # line found where the neighbouring boxes have it is the line (a stroke touching it, kept
+    # whole); without the grid there are no neighbours to ask, and nothing is flagged
+    widened = widths > max(ALONG_LINE_WIDTH * typical, typical + LINE_ZONE_MM * px_per_mm)
+    if grid is not None and widened.any():
+        along = widened & _moved(lines, grid, ALONG_LINE_MOVED_MM * px_per_mm)
+    else:
+        along = np.zeros(n, bool)
     median, noise = paper_noise(dark, pad, px_per_mm)
     sides = _line_positions(lines, h, w, pad)
     top, bottom, left, right = sides
