@@ -444,7 +444,7 @@ def _apart(labels: np.ndarray, big: np.ndarray, join: int) -> bool:
 def _moved(lines: np.ndarray, grid: tuple[int, int], tolerance: float) -> np.ndarray:
     """(N,) whether one of a box's lines (:func:`box_lines`, half by half) lies further than
     ``tolerance`` pixels from the same printed line in the neighbouring boxes along it (left and
-    right for the top and bottom lines, above and below for the left and right ones; their median)."""
+    right for the top and bottom lines, above and below for the left and right ones; their mean)."""
     rows, cols = grid
     pos = lines.astype(np.float32).reshape(rows, cols, 4, 2)
     moved = np.zeros((rows, cols), bool)
