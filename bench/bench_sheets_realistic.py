@@ -53,17 +53,10 @@ from mnistp4.stages.sheets.batch import segment_folder  # noqa: E402
 from mnistp4.stages.sheets.layout import default_layouts  # noqa: E402
 from mnistp4.stages.sheets.segment_template import segment_auto  # noqa: E402
 from mnistp4.stages.sheets.sheet_image import decode_sheet  # noqa: E402
+from mnistp4.stages.sheets.synth import closeness  # noqa: E402
 
 TUNING_SEEDS = [11, 12, 13]
 HELD_OUT_SEEDS = [901, 902, 903]
-
-
-def closeness(a: np.ndarray, b: np.ndarray) -> float:
-    a = cv2.GaussianBlur(a.astype(np.float64), (0, 0), 1.0).ravel()
-    b = cv2.GaussianBlur(b.astype(np.float64), (0, 0), 1.0).ravel()
-    if a.std() == 0 or b.std() == 0:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 #: a tablet page's output and a truth item are the same drawing only this close (``closeness``)
