@@ -51,7 +51,7 @@ CORE_KEYS: dict[str, tuple[Any, str]] = {
     "model": ("p4net-plus", "model architecture"),
     "recipe": ("fast", "training recipe"),
     "epochs": (0, "training epochs; 0 = the recipe's own default"),
-    "weight": (50, "oversampling factor of custom digits"),
+    "weight": (20, "oversampling factor of custom digits"),
     "weighting": ("oversample", "weighting strategy that mixes MNIST and custom digits"),
     "augment": (["rotate-shift"], "augmentations applied to training batches"),
     "custom": ([], "custom digit sources for training (data dirs or source names)"),

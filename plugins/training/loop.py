@@ -53,7 +53,7 @@ class TrainData:
 class TrainSettings:
     epochs: int
     seed: int = 0
-    weight: int = 50
+    weight: int = 20
     weighting: Callable | None = None  # see plugins/training/weighting.py
     augmentations: list = field(default_factory=list)  # [(name, fn)]
     stop_at: float | None = None  # stop once test accuracy reaches this (benchmarks)

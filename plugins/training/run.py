@@ -146,7 +146,7 @@ def _train_run(
     custom: list[str],
     epochs: int = 0,
     seed: int = 0,
-    weight: int = 50,
+    weight: int = 20,
     weighting: str = "oversample",
     augment: list[str] | None = None,
     resume: bool = False,
