@@ -12,7 +12,9 @@ A variant is a registered recipe name, or ``NAME:base=RECIPE,key=value,...`` whe
 :class:`mnistp4.records.Recipe` (``epochs``, ``lr``, ``warmup``, ``ema``, ``label_smoothing``, ...) or one of
 the fold's settings: ``weight`` (oversampling of the Semeion digits), ``weighting``, ``augment``
 (``rotate-shift+scale``). Run dirs go to ``--runs`` (reused when finished); ``screen.json``, the console
-output and ``meta.json`` to ``bench/results/recipe_screen/<date>-<commit>[-tag]/``. The screen is a guide
+output and ``meta.json`` to ``bench/results/recipe_screen/<date>-<commit>[-tag]/``. ``--summarize LOG...``
+trains nothing: it prints the table of the trainings listed in saved outputs (of a screen stopped early
+too), ``--variant`` giving the order (the first is the baseline) and ``--seeds`` the seeds. The screen is a guide
 for which setting to measure with ``bench/run_spread.py`` and ``bench/bench_writers.py``, which measure
 what ships: on a GPU the numbers differ from the CPU's in the last digits.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -99,7 +102,11 @@ def summarize(rows: list[dict], variants: list[str], seeds: list[int]) -> list[d
         mine = [r for r in rows if r["variant"] == v]
         if not mine:
             continue
-        per_seed = [statistics.mean(r["writers"] for r in mine if r["seed"] == s) for s in seeds]
+        per_seed = [
+            statistics.mean(r["writers"] for r in mine if r["seed"] == s)
+            for s in seeds
+            if any(r["seed"] == s for r in mine)
+        ]
         secs = [r["train_seconds"] for r in mine if r["train_seconds"]]
         table.append(
             {
@@ -115,6 +122,33 @@ def summarize(rows: list[dict], variants: list[str], seeds: list[int]) -> list[d
             }
         )
     return table
+
+
+JOB_LINE = re.compile(
+    r"^\[\d+/\d+\] (?P<variant>.+) seed (?P<seed>\d+) (?P<group>\S+): MNIST (?P<mnist>[\d.]+) %, "
+    r"writers (?P<writers>[\d.]+) % \((?P<secs>\d+) s\)$"
+)
+
+
+def rows_from_logs(paths: list[str]) -> list[dict]:
+    """The finished trainings printed in saved screen outputs (also of a screen stopped early)."""
+    rows = []
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            m = JOB_LINE.match(line.strip())
+            if m:
+                rows.append(
+                    {
+                        "variant": m["variant"],
+                        "seed": int(m["seed"]),
+                        "group": m["group"],
+                        "mnist": float(m["mnist"]),
+                        "writers": float(m["writers"]),
+                        "train_seconds": None,
+                        "job_seconds": float(m["secs"]),
+                    }
+                )
+    return rows
 
 
 def print_table(table: list[dict]) -> None:
@@ -139,7 +173,10 @@ def main(argv=None) -> int:
     import benchmeta
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", action="append", required=True)
+    ap.add_argument("--variant", action="append", default=[])
+    ap.add_argument(
+        "--summarize", nargs="+", metavar="LOG", help="no training: the table of the trainings in saved outputs"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--groups", nargs="+", default=list(GROUPS))
     ap.add_argument("--workers", type=int, default=2)
@@ -147,6 +184,13 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=str(REPO / "runs" / "screen"))
     ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
+    if args.summarize:
+        rows = [r for r in rows_from_logs(args.summarize) if r["seed"] in args.seeds]
+        variants = args.variant or list(dict.fromkeys(r["variant"] for r in rows))  # the first is the baseline
+        print_table(summarize(rows, variants, sorted({r["seed"] for r in rows})))
+        return 0
+    if not args.variant:
+        ap.error("--variant is required (or --summarize LOG)")
 
     from mnistp4.app import create_app
 
