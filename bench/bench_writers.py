@@ -55,9 +55,12 @@ class Setting:
     verify: bool = True
     float_only: bool = False
     extra_custom: list[str] = field(default_factory=list)
+    custom_augment: list[str] = field(default_factory=list)
 
     def name(self) -> str:
         aug = "+".join(self.augment) or "none"
+        if self.custom_augment:
+            aug += "-c" + "+".join(self.custom_augment)
         extra = f"-x{len(self.extra_custom)}" if self.extra_custom else ""
         qat = "-float" if self.float_only else f"-q{self.qat_epochs}"
         return (
@@ -98,6 +101,7 @@ def train_fold(app, runs: Path, setting: Setting, held_group: str | None) -> dic
             weight=setting.weight,
             weighting=setting.weighting,
             augment=setting.augment,
+            custom_augment=setting.custom_augment,
             overwrite=True,
             quiet=True,
             threads=setting.threads,
@@ -264,6 +268,9 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", default=None, help="default: config recipe (or the model's own)")
     ap.add_argument("--epochs", type=int, default=None, help="default: the recipe's (--quick: 2)")
     ap.add_argument("--augment", action="append", default=None, help="repeatable; 'none' for none")
+    ap.add_argument(
+        "--custom-augment", action="append", default=None, help="augmentations of the Semeion digits only (repeatable)"
+    )
     ap.add_argument("--weight", type=int, default=None, help="oversampling of the Semeion digits (config weight)")
     ap.add_argument("--weighting", default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -300,6 +307,7 @@ def main(argv=None) -> int:
         verify=not args.quick,
         float_only=args.float_only,
         extra_custom=list(args.custom),
+        custom_augment=list(c["custom_augment"] if args.custom_augment is None else args.custom_augment),
     )
     tag = args.tag or ("quick" if args.quick else "")
     out_dir = benchmeta.start("bench_writers", tag=tag, setting=setting.__dict__)

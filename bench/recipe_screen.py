@@ -11,11 +11,12 @@ on its held-out group. Jobs run in parallel processes (``--workers``), each with
 A variant is a registered recipe name, or ``NAME:base=RECIPE,key=value,...`` where a key is a field of
 :class:`mnistp4.records.Recipe` (``epochs``, ``lr``, ``warmup``, ``ema``, ``label_smoothing``, ...) or one of
 the fold's settings: ``weight`` (oversampling of the Semeion digits), ``weighting``, ``augment``
-(``rotate-shift+scale``). Run dirs go to ``--runs`` (reused when finished); ``screen.json``, the console
-output and ``meta.json`` to ``bench/results/recipe_screen/<date>-<commit>[-tag]/``. ``--summarize LOG...``
-trains nothing: it prints the table of the trainings listed in saved outputs (of a screen stopped early
-too), ``--variant`` giving the order (the first is the baseline) and ``--seeds`` the seeds. The screen is a guide
-for which setting to measure with ``bench/run_spread.py`` and ``bench/bench_writers.py``, which measure
+(``rotate-shift+scale``), ``custom_augment`` (``scale+elastic``: the Semeion digits only). Run dirs go to
+``--runs`` (reused when finished); ``screen.json``, the console output and ``meta.json`` to
+``bench/results/recipe_screen/<date>-<commit>[-tag]/``. ``--summarize LOG...`` trains nothing: it prints
+the table of the trainings listed in saved outputs (of a screen stopped early too), ``--variant`` giving
+the order (the first is the baseline) and ``--seeds`` the seeds. The screen is a guide for which setting
+to measure with ``bench/run_spread.py`` and ``bench/bench_writers.py``, which measure
 what ships: on a GPU the numbers differ from the CPU's in the last digits.
 """
 
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 GROUPS = ("semeion-c0", "semeion-c1", "semeion-c2", "semeion-c3")
-FOLD_KEYS = ("weight", "weighting", "augment")
+FOLD_KEYS = ("weight", "weighting", "augment", "custom_augment")
 
 
 def parse_variant(app, text: str) -> tuple:
@@ -70,6 +71,7 @@ def run_job(variant: str, seed: int, group: str, runs: str, threads: int) -> dic
         recipe=recipe.name,
         epochs=recipe.epochs,
         augment=[a for a in augment if a != "none"],
+        custom_augment=[a for a in fold.get("custom_augment", "").split("+") if a],
         weight=int(fold.get("weight", c["weight"])),
         weighting=fold.get("weighting", c["weighting"]),
         seed=seed,

@@ -54,6 +54,7 @@ CORE_KEYS: dict[str, tuple[Any, str]] = {
     "weight": (20, "oversampling factor of custom digits"),
     "weighting": ("oversample", "weighting strategy that mixes MNIST and custom digits"),
     "augment": (["rotate-shift"], "augmentations applied to training batches"),
+    "custom_augment": ([], "extra augmentations for the custom digits only, after `augment`"),
     "custom": ([], "custom digit sources for training (data dirs or source names)"),
     "seed": (0, "random seed"),
     "quantizer": ("espdl", "quantization backend"),

@@ -100,3 +100,39 @@ def test_batch_pipeline_keeps_labels_with_their_digits():
         )
     )
     assert torch.equal(torch.cat([b for _, b in augmented]), torch.from_numpy(labels)[order])
+
+
+def test_custom_augmentations_touch_only_the_custom_digits():
+    from mnistp4.stages.models.common import MEAN, STD
+    from mnistp4.stages.training.augment import rotate_shift
+    from mnistp4.stages.training.loop import _batches_batch_pipeline
+
+    n_mnist = 30
+    images = np.stack([(bar_image() * 255).astype(np.uint8) for _ in range(40)])
+    labels = np.arange(40) % 10
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(1))
+    shared = [("rotate-shift", rotate_shift)]
+
+    def blank(x, generator):  # a custom-only "augmentation" that is easy to see: the digit gone
+        return torch.zeros_like(x)
+
+    plain = torch.cat(
+        [x for x, _ in _batches_batch_pipeline(images, labels, order, 16, shared, torch.Generator().manual_seed(0))]
+    )
+    mixed = torch.cat(
+        [
+            x
+            for x, _ in _batches_batch_pipeline(
+                images, labels, order, 16, shared, torch.Generator().manual_seed(0), "cpu", [("blank", blank)], n_mnist
+            )
+        ]
+    )
+    custom = order >= n_mnist
+    assert custom.any() and (~custom).any()
+    paper = (0.0 - MEAN) / STD
+    assert torch.allclose(mixed[custom], torch.full_like(mixed[custom], paper))
+    # the MNIST rows got the shared augmentation only: the same as without custom augmentations in the
+    # first batch, where both draw the same random numbers until the custom step
+    first = slice(0, 16)
+    assert torch.equal(mixed[first][~custom[first]], plain[first][~custom[first]])
+    assert (mixed[~custom] > paper + 1).any()  # their ink is still there

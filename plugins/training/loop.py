@@ -56,6 +56,7 @@ class TrainSettings:
     weight: int = 20
     weighting: Callable | None = None  # see plugins/training/weighting.py
     augmentations: list = field(default_factory=list)  # [(name, fn)]
+    custom_augmentations: list = field(default_factory=list)  # [(name, fn)]: the custom digits only, after those
     stop_at: float | None = None  # stop once test accuracy reaches this (benchmarks)
     max_seconds: float | None = None  # stop after the epoch that passes this time (benchmarks)
     threads: int | None = None  # None: auto_threads()
@@ -168,7 +169,11 @@ def augmented_batch(x_uint8, augmentations, generator):
     return x.sub_(MEAN).div_(STD)
 
 
-def _batches_batch_pipeline(images, labels, order, batch_size, augmentations, generator, device="cpu"):
+def _batches_batch_pipeline(
+    images, labels, order, batch_size, augmentations, generator, device="cpu", custom_augmentations=(), n_mnist=0
+):
+    """Batches of the batch pipeline; rows ``>= n_mnist`` (the custom digits) also get
+    ``custom_augmentations``, after the shared ones and before normalization."""
     import torch
 
     imgs = torch.from_numpy(images).to(device)  # the whole uint8 set lives where the model does
@@ -176,7 +181,19 @@ def _batches_batch_pipeline(images, labels, order, batch_size, augmentations, ge
     order = order.to(device)
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]
-        yield augmented_batch(imgs[idx], augmentations, generator), labs[idx]
+        if not custom_augmentations:
+            yield augmented_batch(imgs[idx], augmentations, generator), labs[idx]
+            continue
+        x = imgs[idx].float().div_(255.0).unsqueeze(1)
+        for _, aug in augmentations:
+            x = aug(x, generator)
+        mine = idx >= n_mnist
+        if bool(mine.any()):
+            xc = x[mine]
+            for _, aug in custom_augmentations:
+                xc = aug(xc, generator)
+            x[mine] = xc
+        yield x.sub_(MEAN).div_(STD), labs[idx]
 
 
 def _batches_per_sample(images, labels, order, batch_size, augment, seed):
@@ -250,6 +267,8 @@ def train(
 
     per_sample = recipe.loader == "per-sample"
     augment_names = [n for n, _ in settings.augmentations]
+    if per_sample and settings.custom_augmentations:
+        log.warning("recipe %s uses the per-sample pipeline, which has no custom-digit augmentation", recipe.name)
     if per_sample and any(n != "rotate-shift" for n in augment_names):
         log.warning(
             "recipe %s uses the article's per-sample pipeline, which applies only rotate-shift; ignoring %s",
@@ -285,7 +304,17 @@ def train(
         batches = (
             _batches_per_sample(images, labels, order, recipe.batch_size, "rotate-shift" in augment_names, es)
             if per_sample
-            else _batches_batch_pipeline(images, labels, order, recipe.batch_size, settings.augmentations, gen, device)
+            else _batches_batch_pipeline(
+                images,
+                labels,
+                order,
+                recipe.batch_size,
+                settings.augmentations,
+                gen,
+                device,
+                settings.custom_augmentations,
+                n_mnist,
+            )
         )
         model.train()
         total_loss, seen = 0.0, 0

@@ -149,6 +149,7 @@ def _train_run(
     weight: int = 20,
     weighting: str = "oversample",
     augment: list[str] | None = None,
+    custom_augment: list[str] | None = None,
     resume: bool = False,
     overwrite: bool = False,
     stop_at: float | None = None,
@@ -165,6 +166,7 @@ def _train_run(
     spec = app.get("models", model)
     weighting_fn = app.get("weightings", weighting)
     augment, augmentations = resolve_augmentations(app, augment)
+    custom_augment, custom_augmentations = resolve_augmentations(app, custom_augment or [])
     epochs = int(epochs) or rec.epochs
     out = Path(out)
 
@@ -182,6 +184,8 @@ def _train_run(
         "augment": augment,
         "custom": list(custom),
     }
+    if custom_augment:  # only then: runs without it keep their identity (and stay resumable)
+        identity["custom_augment"] = custom_augment
     teachers = [str(t) for t in teachers or []]
     teacher_nets = [load_run(t, app)[0] for t in teachers]
     if teachers:  # only then: runs without teachers keep their identity (and stay resumable)
@@ -220,6 +224,7 @@ def _train_run(
         weight=weight,
         weighting=weighting_fn,
         augmentations=augmentations,
+        custom_augmentations=custom_augmentations,
         stop_at=stop_at,
         max_seconds=max_seconds,
         threads=threads,

@@ -27,7 +27,7 @@ def _adopt_saved_settings(app, run_dir: Path) -> list[str]:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
         return []
-    for key in ("model", "recipe", "custom", "weight", "weighting", "augment", "epochs", "seed"):
+    for key in ("model", "recipe", "custom", "weight", "weighting", "augment", "custom_augment", "epochs", "seed"):
         if key in saved:
             app.config.set(key, saved[key], f"{run_dir / 'config.json'}")
     return list(saved.get("teachers", []))
@@ -55,6 +55,9 @@ def register_commands(cli):
     @click.option("--weight", type=int, default=None, help="oversampling factor of custom digits")
     @click.option("--weighting", default=None, help="oversample or weighted")
     @click.option("--augment", multiple=True, help="augmentations (repeatable; 'none' for none)")
+    @click.option(
+        "--custom-augment", multiple=True, help="extra augmentations of the custom digits only (repeatable; 'none')"
+    )
     @click.option("--epochs", type=int, default=None, help="epochs (0: the recipe's default)")
     @click.option("--seed", type=int, default=None)
     @click.option("--out", default=None, help="run dir (default runs/MODEL-RECIPE-sSEED)")
@@ -82,6 +85,7 @@ def register_commands(cli):
         weight,
         weighting,
         augment,
+        custom_augment,
         epochs,
         seed,
         out,
@@ -102,6 +106,7 @@ def register_commands(cli):
             saved_teachers = _adopt_saved_settings(app, _run_dir(app, out))
             teachers = teachers or saved_teachers
         augment_list = None if not augment else [a for a in augment if a != "none"]
+        custom_augment_list = None if not custom_augment else [a for a in custom_augment if a != "none"]
         app.override(
             model=model,
             recipe=recipe,
@@ -109,6 +114,7 @@ def register_commands(cli):
             weight=weight,
             weighting=weighting,
             augment=augment_list,
+            custom_augment=custom_augment_list,
             epochs=epochs,
             seed=seed,
         )
@@ -133,6 +139,7 @@ def register_commands(cli):
             weight=c["weight"],
             weighting=c["weighting"],
             augment=c["augment"],
+            custom_augment=c["custom_augment"],
             resume=resume,
             export=not no_export,
             quiet=as_json,
@@ -225,6 +232,7 @@ def train_step(app, state: dict) -> dict:
         weight=c["weight"],
         weighting=c["weighting"],
         augment=c["augment"],
+        custom_augment=c["custom_augment"],
         overwrite=True,
         threads=configured_threads(app),
     )
