@@ -26,14 +26,12 @@ import argparse
 import json
 import re
 import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
 
 GROUPS = ("semeion-c0", "semeion-c1", "semeion-c2", "semeion-c3")
 FOLD_KEYS = ("weight", "weighting", "augment", "custom_augment")
