@@ -53,7 +53,7 @@ def parse_variant(app, text: str) -> tuple:
 def run_job(variant: str, seed: int, group: str, runs: str, threads: int) -> dict:
     """Train (or reuse) one fold of one variant and score it; runs in a worker process."""
     import numpy as np
-    from bench_writers import Setting, predictions, train_fold
+    from bench_writers import Setting, accuracy, predictions, train_fold
 
     from mnistp4.app import create_app
     from mnistp4.stages.data.semeion import find_semeion, read_semeion
@@ -87,7 +87,7 @@ def run_job(variant: str, seed: int, group: str, runs: str, threads: int) -> dic
         "seed": seed,
         "group": group,
         "mnist": round(100 * metrics["test_accuracy"], 2),
-        "writers": round(100 * float((preds == semeion.labels[held]).mean()), 2),
+        "writers": accuracy(semeion.labels[held], preds),
         "train_seconds": metrics.get("train_seconds"),
         "job_seconds": round(time.perf_counter() - started, 1),
         "run_dir": str(result["run_dir"]),

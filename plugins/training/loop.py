@@ -161,11 +161,18 @@ class PerSampleDigits:
         return (x - MEAN) / STD, int(self.labels[i])
 
 
-def augmented_batch(x_uint8, augmentations, generator):
-    """A uint8 (B, 28, 28) tensor -> the model input (B, 1, 28, 28): scaled, augmented, normalized."""
+def augmented_batch(x_uint8, augmentations, generator, custom_rows=None, custom_augmentations=()):
+    """A uint8 (B, 28, 28) tensor -> the model input (B, 1, 28, 28): scaled, augmented, normalized.
+    The rows where the boolean mask ``custom_rows`` is set also get ``custom_augmentations``, after
+    the shared ones (none: the same random draws as without them)."""
     x = x_uint8.float().div_(255.0).unsqueeze(1)
     for _, aug in augmentations:
         x = aug(x, generator)
+    if custom_augmentations and custom_rows is not None and bool(custom_rows.any()):
+        xc = x[custom_rows]
+        for _, aug in custom_augmentations:
+            xc = aug(xc, generator)
+        x[custom_rows] = xc
     return x.sub_(MEAN).div_(STD)
 
 
@@ -173,7 +180,7 @@ def _batches_batch_pipeline(
     images, labels, order, batch_size, augmentations, generator, device="cpu", custom_augmentations=(), n_mnist=0
 ):
     """Batches of the batch pipeline; rows ``>= n_mnist`` (the custom digits) also get
-    ``custom_augmentations``, after the shared ones and before normalization."""
+    ``custom_augmentations`` (:func:`augmented_batch`)."""
     import torch
 
     imgs = torch.from_numpy(images).to(device)  # the whole uint8 set lives where the model does
@@ -181,19 +188,7 @@ def _batches_batch_pipeline(
     order = order.to(device)
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]
-        if not custom_augmentations:
-            yield augmented_batch(imgs[idx], augmentations, generator), labs[idx]
-            continue
-        x = imgs[idx].float().div_(255.0).unsqueeze(1)
-        for _, aug in augmentations:
-            x = aug(x, generator)
-        mine = idx >= n_mnist
-        if bool(mine.any()):
-            xc = x[mine]
-            for _, aug in custom_augmentations:
-                xc = aug(xc, generator)
-            x[mine] = xc
-        yield x.sub_(MEAN).div_(STD), labs[idx]
+        yield augmented_batch(imgs[idx], augmentations, generator, idx >= n_mnist, custom_augmentations), labs[idx]
 
 
 def _batches_per_sample(images, labels, order, batch_size, augment, seed):
