@@ -10,7 +10,9 @@ template sheets (grid-10x10, 150 dpi, 100 boxes) at the levels clean / mild / ha
 * label  - the segmented label equals the truth;
 * close  - ``_synth.closeness`` (correlation after a 1-pixel blur) to the source digit
   normalized the same way is at least ``_synth.CLOSE``;
-* right  - all three. Goal: 100 % right on clean and mild, >= 99.5 % on hard.
+* right  - all three. Goal: 100 % right on clean and mild, >= 99.5 % on hard;
+* flagged - digits with a QA flag (each flag counted below the table); ``not right, unflagged``:
+  found, not flagged, and the label or the 28x28 not right - what a user would not be told about.
 
 Speed: CPU time (``time.process_time``, OpenCV limited to one thread; per sheet the fastest of 5
 runs) of the template segmenter on decoded greyscale sheets, 100 boxes each; the baseline in the
@@ -65,7 +67,7 @@ def make_sheets(images, labels, kind: str, level: str, count: int, seed: int):
 
 def score(digits, truth, refs) -> dict:
     got = {(d.row, d.col): d for d in digits}
-    found = label = close = right = 0
+    found = label = close = right = silent = 0
     for key, want in truth.labels.items():
         d = got.get(key)
         ok_found = d is not None and "empty" not in d.flags
@@ -75,8 +77,14 @@ def score(digits, truth, refs) -> dict:
         label += ok_label
         close += ok_close
         right += ok_found and ok_label and ok_close
+        silent += ok_found and not d.flags and not (ok_label and ok_close)
     extra = sum(1 for key, d in got.items() if key not in truth.labels and "empty" not in d.flags)
     flagged = sum(1 for key, d in got.items() if key in truth.labels and d.flags)
+    flags: dict[str, int] = {}
+    for key, d in got.items():
+        if key in truth.labels:
+            for f in d.flags:
+                flags[f] = flags.get(f, 0) + 1
     return {
         "digits": len(truth.labels),
         "found": found,
@@ -85,6 +93,8 @@ def score(digits, truth, refs) -> dict:
         "right": right,
         "extra": extra,
         "flagged": flagged,
+        "not right, unflagged": silent,
+        "flags": flags,
     }
 
 
@@ -103,7 +113,17 @@ def run(semeion: Path, sheets: int, seed: int) -> dict:
     speed_sheets = None
     for kind, level in cases:
         made = make_sheets(images, labels, kind, level, sheets, seed)
-        total = {"digits": 0, "found": 0, "label": 0, "close": 0, "right": 0, "extra": 0, "flagged": 0}
+        total = {
+            "digits": 0,
+            "found": 0,
+            "label": 0,
+            "close": 0,
+            "right": 0,
+            "extra": 0,
+            "flagged": 0,
+            "not right, unflagged": 0,
+        }
+        flags: dict[str, int] = {}
         failures = []
         for page, truth, refs in made:
             try:
@@ -115,7 +135,10 @@ def run(semeion: Path, sheets: int, seed: int) -> dict:
             except Exception as e:  # a failed sheet counts as all its digits missed
                 failures.append(str(e))
                 digits = []
-            for k, v in score(digits, truth, refs).items():
+            scored = score(digits, truth, refs)
+            for f, v in scored.pop("flags").items():
+                flags[f] = flags.get(f, 0) + v
+            for k, v in scored.items():
                 total[k] += v
         n = total["digits"]
         results.append(
@@ -124,6 +147,7 @@ def run(semeion: Path, sheets: int, seed: int) -> dict:
                 "level": level,
                 "sheets": len(made),
                 **total,
+                "flags": flags,
                 "right_pct": 100.0 * total["right"] / n,
                 "failures": failures,
             }
@@ -196,6 +220,7 @@ def main(argv=None) -> int:
         "right",
         "right %",
         "flagged",
+        "not right, unflagged",
         "extra",
         "failed sheets",
     ):
@@ -211,10 +236,16 @@ def main(argv=None) -> int:
             str(r["right"]),
             f"{r['right_pct']:.2f}",
             str(r["flagged"]),
+            str(r["not right, unflagged"]),
             str(r["extra"]),
             str(len(r["failures"])),
         )
     console.print(table)
+    for r in out["accuracy"]:
+        if r["flags"]:
+            console.print(
+                f"flags on {r['kind']} {r['level']}: " + ", ".join(f"{k} {v}" for k, v in sorted(r["flags"].items()))
+            )
     s = out["speed"]
     console.print(
         f"speed (one core, CPU time, mild 150-dpi template sheets of ~{s['sheet_pixels'] / 1e6:.1f} MP): "

@@ -9,6 +9,9 @@ into a temporary folder and segmented like ``mnistp4 segment`` does, decode and 
 * found    - written digits (clean or touching the line) that came out not ``empty`` / expected;
 * wrong!   - boxes that came out as a clean digit although they are not one (crossed out, scribble,
   written across two boxes, an empty box with a phantom digit) or with a wrong label. Must be 0.
+  ``of them: other digit`` counts those whose drawing is not the label's digit (a struck 2 in the
+  row of 4s, a scribble, a wrong label) - training data poisoned - the rest are the row's own digit
+  struck through (the label is the written digit's, the drawing carries a stroke);
   On tablet pages (no boxes) each row's outputs are matched to the written items by their drawing,
   in order (``aligned``), so a split or merged item shifts nothing after it; an unflagged piece
   that matches no written item counts here too;
@@ -118,6 +121,7 @@ def score(sheets: list, data_dir: Path) -> dict:
         clean=0,
         clean_flagged=0,
         extra_unflagged=0,
+        wrong_other=0,
     )
     clean_flags: dict[str, int] = {}
     examples = []
@@ -127,6 +131,7 @@ def score(sheets: list, data_dir: Path) -> dict:
         for key in extras:  # a piece that is no written item: wrong unless flagged
             if not (rows[key]["flags"] or ""):
                 s["wrong"] += 1
+                s["wrong_other"] += 1
                 s["extra_unflagged"] += 1
                 examples.append(f"wrong {file} r{key[1]}c{key[2]} an extra piece")
         for (r, c), truth in sheet.boxes.items():
@@ -148,6 +153,7 @@ def score(sheets: list, data_dir: Path) -> dict:
                         clean_flags[f] = clean_flags.get(f, 0) + 1
                 if int(got["label"]) != truth.label and not flags:
                     s["wrong"] += 1
+                    s["wrong_other"] += 1
                 if not flags:
                     s["usable"] += 1
                     image = cv2.imread(str(data_dir / got["path"]), cv2.IMREAD_GRAYSCALE)
@@ -162,7 +168,10 @@ def score(sheets: list, data_dir: Path) -> dict:
                 else:
                     s["wrong"] += 1
                     s["empty_phantom"] += not bad
-                    examples.append(f"wrong {file} r{r}c{c} {truth.kind} {truth.what}")
+                    own = truth.label is not None and truth.label == int(got["label"])
+                    s["wrong_other"] += not own
+                    struck = f" (a {truth.label})" if truth.label is not None else ""
+                    examples.append(f"wrong {file} r{r}c{c} {truth.kind} {truth.what}{struck}")
     s["examples"] = examples[:12]
     s["clean_flags"] = clean_flags
     return s
@@ -250,6 +259,7 @@ def table(results: list[dict]) -> str:
         "condition",
         "found/expected",
         "wrong!",
+        "of them: other digit",
         "garbled",
         "bad ok",
         "flagged %",
@@ -265,6 +275,7 @@ def table(results: list[dict]) -> str:
             "expected",
             "found",
             "wrong",
+            "wrong_other",
             "garbled",
             "bad",
             "bad_ok",
@@ -285,6 +296,7 @@ def table(results: list[dict]) -> str:
                     r["condition"],
                     f"{r['found']}/{r['expected']}",
                     str(r["wrong"]),
+                    str(r["wrong_other"]),
                     str(r["garbled"]),
                     f"{r['bad_ok']}/{r['bad']}",
                     f"{100 * r['flagged'] / max(1, r['found']):.1f}",
@@ -331,6 +343,23 @@ def machine_scaling(photo: Path, repeats: int = 20) -> dict:
             proc.join()
     one, two = alone[1][0], max(alone[2])
     return {"one_process_s": one, "two_processes_s": alone[2], "scaling": 2 * one / two}
+
+
+def bytecode_ahead() -> str:
+    """Compile the bytecode cache of ``mnistp4`` and its stages now, as ``pip install`` and a
+    Python's first run of the command do. Without it, a machine that sets PYTHONDONTWRITEBYTECODE
+    (this project's build machine does) compiles the sources again in every command and every
+    spawned worker: about 0.1 CPU s a process that a user's installed copy never spends."""
+    import compileall
+
+    import mnistp4
+    import mnistp4.stages
+
+    folders = [Path(mnistp4.__file__).parent, *map(Path, mnistp4.stages.__path__)]
+    ok = all(compileall.compile_dir(str(f), quiet=1) for f in folders)
+    setting = os.environ.get("PYTHONDONTWRITEBYTECODE", "")
+    status = "ok" if ok else "FAILED"
+    return f"bytecode of {len(folders)} package folders compiled ahead ({status}); PYTHONDONTWRITEBYTECODE={setting!r}"
 
 
 def photo_batch(seeds: list[int], hand, workers: list[int], repeats: int = 3) -> dict:
@@ -450,6 +479,7 @@ def main(argv=None) -> int:
     mnist = Path(os.environ.get("MNISTP4_MNIST_DIR", "../shared/datasets/mnist"))
     semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
     cv2.setNumThreads(1)
+    print(bytecode_ahead())
     hand = rs.Handwriting(mnist, semeion)
     results = []
     for condition in args.conditions:

@@ -75,7 +75,7 @@ SEMEION_FROM = 400
 @dataclass
 class BoxTruth:
     kind: str  # digit | empty | bad
-    label: int | None = None  # digit: the row's label
+    label: int | None = None  # digit: the row's label; crossed out: the digit under the strokes
     what: str = ""  # clean | touching | crossing (over the line) | crossed-strike | scribble | across | ...
     # the source drawing as the normalizer sees it (28x28): every digit; on tablet pages also what
     # is not a digit (it has no box there: the output is matched to the truth by its drawing)
@@ -298,7 +298,7 @@ def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
                 style = ["strike", "strike", "x", "hatch", "overscribble"][int(rng.integers(5))]
                 marks = stroke(np.pad(strike_marks(rng, centre.shape[0], centre.shape[1], style), 0), pen_w)
                 cov = np.maximum(cov, marks)
-                boxes[(r, c)] = BoxTruth("bad", what=f"crossed-{style}")
+                boxes[(r, c)] = BoxTruth("bad", label, what=f"crossed-{style}")
             else:
                 what = "touching" if touching else "crossing" if _leaves_box(cov, cx, cy, (x, y, w, h)) else "clean"
                 boxes[(r, c)] = BoxTruth("digit", int(d), what, reference(cov))
@@ -448,7 +448,7 @@ def freeform_page(rng, hand: Handwriting) -> tuple[np.ndarray, dict]:
                 if roll < 0.2:
                     style = ["strike", "strike", "x", "hatch", "overscribble"][int(rng.integers(5))]
                     centre = centre | strike_marks(rng, centre.shape[0], centre.shape[1], style)
-                    truth = BoxTruth("bad", what=f"crossed-{style}")
+                    truth = BoxTruth("bad", label, what=f"crossed-{style}")
                 cov = stroke(centre, pen_w)
                 if roll >= 0.2:
                     truth = BoxTruth("digit", r, "clean", reference(cov))

@@ -75,3 +75,23 @@ def test_a_digit_without_a_label_is_only_checked_for_being_a_digit(unseen):
     digits = [Digit(images[0], None, 0, 0, []), Digit(crossed, None, 0, 1, [])]
     checker.check_digits(digits)
     assert digits[0].flags == [] and digits[1].flags == ["crossed_out"]
+
+
+def test_dotted_ink_is_flagged_fragmented_and_whole_digits_are_not(unseen):
+    from mnistp4.stages.data.normalizer import normalize_digit
+
+    images, labels = unseen
+    images = np.stack([normalize_digit(im) for im in images])  # as a sheet delivers them
+    # the same digits with their strokes cut into dashes, as a faint pencil line breaks up in a photo
+    dashes = np.zeros((28, 28), bool)
+    dashes[:, ::3] = True
+    dashes[::3, :] = True
+    dotted = [np.where(dashes, 0, im).astype(np.uint8) for im in images[:100]]
+    broken = _rows(dotted, labels[:100])
+    checker.check_digits(broken)
+    pieces = [checker.ink_pieces(im) for im in dotted]
+    assert all(("fragmented" in d.flags) == (n >= checker.FRAGMENTED_PIECES) for d, n in zip(broken, pieces))
+    assert sum("fragmented" in d.flags for d in broken) >= 90
+    whole = _rows(images, labels)
+    checker.check_digits(whole)
+    assert not any("fragmented" in d.flags for d in whole)

@@ -137,6 +137,24 @@ def test_ink_leaving_the_box_is_border(semeion):
     assert "border" in digits[(2, 3)].flags and "border" in digits[(2, 4)].flags
 
 
+def test_a_neighbours_stroke_over_the_shared_line_is_not_this_digits(semeion):
+    page = render_template(GRID, PX)
+    size = int(0.5 * GRID.box_mm[1] * PX)
+    cx, cy, w, h = _centre(3, 3)
+    _write(page, _synth.stroke_image(_digit(semeion, 3), size), cx, cy)
+    # the neighbour on the left ends a long low tail 2 mm into this box
+    line_x, tail_y = (cx + w / 2), int(round(cy + 0.35 * h))
+    cv2.line(page, (int(line_x - 5 * PX), tail_y), (int(line_x + 2 * PX), tail_y), 25, 6, cv2.LINE_AA)
+    binary = _digit(semeion, 3, 1)
+    cx, cy, w, h = _centre(3, 4)
+    _write(page, _synth.stroke_image(binary, size), cx, cy)
+    digits = _segment(page)
+    assert "border" in digits[(3, 3)].flags  # the neighbour's stroke leaves its box
+    mine = digits[(3, 4)]
+    assert not set(mine.flags) & {"border", "multi"}, mine.flags
+    assert _synth.closeness(mine.image, _synth.reference_digit(binary)) >= 0.85  # without the tip
+
+
 def test_a_stroke_along_the_box_line_is_border(mnist_dir, semeion_dir, semeion):
     """Realistic photo (bench/realistic_sheets.py, photo-even seed 22): a 9 written across boxes
     (9, 6) and (9, 7) with its stem on the line between them. The line finder took the stem for the

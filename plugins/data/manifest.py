@@ -43,7 +43,18 @@ log = logging.getLogger(__name__)
 COLUMNS = ["path", "label", "source", "sheet", "sheet_hash", "row", "col", "flags", "decision"]
 DECISION_COLUMNS = ["sheet_hash", "row", "col", "label", "decision"]
 DECISIONS = ("", "relabeled", "rejected", "accepted")
-FLAGS = ("empty", "multi", "border", "small", "large", "low_contrast", "ambiguous", "crossed_out", "unlike_label")
+FLAGS = (
+    "empty",
+    "multi",
+    "border",
+    "small",
+    "large",
+    "low_contrast",
+    "ambiguous",
+    "crossed_out",
+    "unlike_label",
+    "fragmented",
+)
 MANIFEST = "manifest.csv"
 DECISIONS_FILE = "decisions.csv"
 LOCK_FILE = ".mnistp4.lock"

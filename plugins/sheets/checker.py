@@ -1,8 +1,9 @@
 """The sheet checker: two small CNNs averaged (``checker.onnx``, fitted by :mod:`checker_fit`) that
-read each normalized 28x28 a sheet gives as one of the digits 0-9 or as "not a digit". Segmenters use it to
-flag what must never become a clean digit with the row's label: crossed-out digits and scribbles
-(``crossed_out``), and digits that read confidently as another digit than their row's
-(``unlike_label``: the wrong digit written, or struck through so it reads as another).
+read each normalized 28x28 a sheet gives as one of the digits 0-9 or as "not a digit". Segmenters
+use it to flag what must never become a clean digit with the row's label: crossed-out digits and
+scribbles (``crossed_out``; ``fragmented`` when the ink is in too many pieces to be read), and
+digits that read confidently as another digit than their row's (``unlike_label``: the wrong digit
+written, or struck through so it reads as another).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,10 @@ LABEL_WEAK = 0.2
 #: unlike_label: the row's digit gets less than this probability (another digit was written, or a
 #: stroke through it turned it into another)
 LABEL_DOUBT = 0.05
+#: fragmented: the 28x28's ink falls into at least this many separate pieces. A written digit,
+#: even with a gap or a detached dot, is one to four; dotted ink (a faint pencil hatching or
+#: scribble broken up by the capture) is more, and the checker does not read it reliably.
+FRAGMENTED_PIECES = 6
 
 _session = None
 
@@ -55,14 +61,23 @@ def read_digits(images28: np.ndarray) -> np.ndarray:
     return session.run(None, {"image": images28[:, None].astype(np.float32) / 255})[0]
 
 
+def ink_pieces(image28: np.ndarray) -> int:
+    """Separate (8-connected) pieces of a normalized 28x28's ink (pixels of 128 and more)."""
+    count, _ = cv2.connectedComponents((image28 >= 128).astype(np.uint8), connectivity=8)
+    return count - 1
+
+
 def check_digits(digits) -> None:
-    """Add ``crossed_out`` and ``unlike_label`` to the flags of found digits (records.Digit) that
-    the checker reads as not a digit, or as another digit than their label. The thresholds were
-    chosen on the realistic benchmark's tuning seeds so that no crossed-out digit, scribble or
-    wrong digit stays unflagged there, at the cost of about one clean digit in a hundred."""
+    """Add ``fragmented``, ``crossed_out`` and ``unlike_label`` to the flags of found digits
+    (records.Digit): ink in many pieces (:data:`FRAGMENTED_PIECES`), and what the checker reads as
+    not a digit, or as another digit than their label. The thresholds were chosen on the realistic
+    benchmark's tuning seeds, at the cost of about one clean digit in a hundred."""
     found = [d for d in digits if "empty" not in d.flags]
     if not found:
         return
+    for d in found:
+        if ink_pieces(d.image) >= FRAGMENTED_PIECES:
+            d.flags.append("fragmented")
     p = read_digits(np.stack([d.image for d in found]))
     for d, probs in zip(found, p):
         if np.isnan(probs).any():

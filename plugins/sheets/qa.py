@@ -120,6 +120,10 @@ ALONG_LINE_WIDTH = 2.0
 ALONG_LINE_MOVED_MM = 1.0
 #: a line sliver removed this close (pixels) to the digit's ink may have been part of the digit
 REMNANT_GAP = 2
+#: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is at most
+#: this fraction of the box's largest piece and at least FOREIGN_GAP_MM from the rest of the ink
+FOREIGN_AREA = 1 / 8
+FOREIGN_GAP_MM = 1.0
 
 
 def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
@@ -321,6 +325,15 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int
     mask = np.zeros((n, h, w), bool)
     mask[:, sy0:sy1, sx0:sx1] = found
     crossing = _crossings(mask, dark, low_level, sides, zone)
+    # the tip of a neighbour's digit written over the shared line is not this digit's: it is
+    # removed, and only what is left is asked whether it crosses (the neighbour is flagged)
+    for k, tips, rest in _foreign_tips(
+        stats, box, keep, labels, mask, dark, low_level, sides, zone, crossing, FOREIGN_GAP_MM * px_per_mm, sy0, sx0
+    ):
+        keep[tips] = False
+        found[k] &= ~np.isin(labels[k], tips + 1)
+        mask[k, sy0:sy1, sx0:sx1] = found[k]
+        crossing[k] = rest
     # low contrast: the 90th percentile of the ink's darkness is below median + 8 sigma, i.e. at
     # most a tenth of the ink reaches that level
     strong = np.ceil(median + LOW_CONTRAST_SIGMAS * noise).clip(0, 255).astype(np.uint8)
@@ -433,6 +446,41 @@ def _crossings(
             reach = grown & here
         total[close] += reach.sum(axis=1)
     return total
+
+
+def _foreign_tips(stats, box, keep, labels, mask, dark, low_level, sides, zone, crossing, gap, sy0, sx0):
+    """(box, tip components, the box's crossing without them) for boxes whose line crossing comes
+    only from small pieces (FOREIGN_AREA of the largest) that cross the line themselves and lie at
+    least ``gap`` pixels from the rest of the ink: a neighbour's stroke over the shared line. Few
+    boxes cross a line: each is checked on its own."""
+    areas = stats[:, cv2.CC_STAT_AREA]
+    hs, ws = labels.shape[1:]
+    for k in np.flatnonzero(crossing >= BORDER_MIN_CROSSING):
+        mine = np.flatnonzero(keep & (box == k))
+        if len(mine) < 2:
+            continue
+        small = areas[mine] < FOREIGN_AREA * areas[mine].max()
+        tips, body = mine[small], mine[~small]
+        bx0, by0 = stats[body, 0].min(), stats[body, 1].min()
+        bx1, by1 = (stats[body, 0] + stats[body, 2]).max(), (stats[body, 1] + stats[body, 3]).max()
+        x, y, w, h = (stats[tips, i] for i in range(4))
+        tips = tips[np.maximum(np.maximum(bx0 - (x + w), x - bx1), np.maximum(by0 - (y + h), y - by1)) >= gap]
+        if not len(tips):
+            continue
+        one_box = (mask[k : k + 1], dark[k : k + 1], low_level[k : k + 1], tuple(side[k : k + 1] for side in sides))
+        inner = (slice(None), slice(sy0, sy0 + hs), slice(sx0, sx0 + ws))
+
+        def crossing_of(ink: np.ndarray, one_box=one_box, inner=inner) -> int:
+            part = np.zeros_like(one_box[0])
+            part[inner] = ink
+            return int(_crossings(part, one_box[1], one_box[2], one_box[3], zone)[0])
+
+        tips = np.array([t for t in tips if crossing_of(labels[k : k + 1] == t + 1) > 0], np.int64)
+        if not len(tips):
+            continue
+        left = crossing_of(one_box[0][inner] & ~np.isin(labels[k : k + 1], tips + 1))
+        if left < BORDER_MIN_CROSSING:
+            yield k, tips, left
 
 
 def _apart(labels: np.ndarray, big: np.ndarray, join: int) -> bool:
