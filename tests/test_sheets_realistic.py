@@ -361,3 +361,23 @@ def test_exif_orientation_of_png_and_webp_is_applied(fmt):
     grey = decode_sheet(buf.getvalue(), f"sheet.{fmt.lower()}")
     assert grey.shape == (240, 300)  # as a viewer shows it
     assert grey[10:40, -60:-10].max() < 60 and grey[-40:, :60].min() > 200  # the ink now at the top right
+
+
+def test_a_fourth_marker_is_searched_where_the_other_three_put_it():
+    from mnistp4.stages.sheets.segment_template import _detect, complete_markers
+
+    page = render_template(GRID, PX)
+    h, w = page.shape
+    tilt = cv2.getPerspectiveTransform(
+        np.float32([[0, 0], [w, 0], [w, h], [0, h]]),
+        np.float32([[40, 10], [w - 5, 60], [w - 60, h - 20], [15, h - 50]]),
+    )
+    photo = cv2.warpPerspective(page, tilt, (w, h), borderValue=120)
+    every = _detect(photo, 1.0)
+    assert len(every) == 4
+    fourth = GRID.marker_id(2)
+    three = {k: v for k, v in every.items() if k != fourth}
+    done = complete_markers(photo, GRID, three)
+    assert np.abs(done[fourth] - every[fourth]).max() < 0.5
+    # a corner cut off the photo: the three are all there is
+    assert complete_markers(photo[: int(0.8 * h)], GRID, three) == three

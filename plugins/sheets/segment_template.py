@@ -59,10 +59,11 @@ def shrink(image: np.ndarray, max_side: int = MAX_SIDE, interpolation: int = cv2
 def detect_markers(image: np.ndarray) -> dict[int, np.ndarray]:
     """ArUco id -> (4, 2) corner pixels of ``image``, for markers of the sheet dictionary. Searched
     on a copy of at most ``DETECT_SIDE`` pixels first, on ``image`` itself when that finds fewer
-    than 4 (small markers in a photo taken from afar)."""
+    than 3 (small markers in a photo taken from afar). With three, :func:`complete_markers` looks
+    for the fourth where the other three put it, once the layout is known."""
     small = shrink(image, DETECT_SIDE, cv2.INTER_LINEAR)  # markers are big blocks: no need to average
     found = _detect(small, image.shape[1] / small.shape[1])
-    if len(found) < 4 and small.shape != image.shape:
+    if len(found) < 3 and small.shape != image.shape:
         again = _detect(image, 1.0)
         if len(again) > len(found):
             found = again
@@ -74,6 +75,33 @@ def _detect(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
     if ids is None:
         return {}
     return {int(i): (c.reshape(4, 2).astype(np.float64) + 0.5) * scale - 0.5 for i, c in zip(ids.ravel(), corners)}
+
+
+def complete_markers(image: np.ndarray, layout: Layout, markers: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """``markers`` with the layout's fourth marker added when three were found: searched at full
+    resolution in a window around where the three put it (a few hundredths of the image, where a
+    search of the whole image costs three times the first search)."""
+    present = [k for k in range(4) if layout.marker_id(k) in markers]
+    if len(present) != 3:
+        return markers
+    (missing,) = set(range(4)) - set(present)
+    src = np.concatenate([layout.marker_corners(k) for k in present]).astype(np.float32)
+    dst = np.concatenate([markers[layout.marker_id(k)] for k in present]).astype(np.float32)
+    homography, _ = cv2.findHomography(src, dst, 0)
+    if homography is None:
+        return markers
+    guess = cv2.perspectiveTransform(layout.marker_corners(missing)[None].astype(np.float32), homography)[0]
+    side = float(np.ptp(guess, axis=0).max())
+    x0, y0 = np.floor(guess.min(axis=0) - side).astype(int)
+    x1, y1 = np.ceil(guess.max(axis=0) + side).astype(int)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(image.shape[1], x1), min(image.shape[0], y1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return markers  # the corner lies off the image: cut off
+    found = _detect(image[y0:y1, x0:x1], 1.0)
+    wanted = layout.marker_id(missing)
+    if wanted not in found:
+        return markers
+    return {**markers, wanted: found[wanted] + np.array([x0, y0], np.float64)}
 
 
 def layout_from_markers(markers: dict[int, np.ndarray], layouts: dict[str, Layout]) -> Layout | None:
@@ -180,6 +208,7 @@ def segment_template(
             f"the sheet is layout {found.name!r} but layout {layout.name!r} was asked for; "
             f"drop --layout or pick the right one"
         )
+    markers = complete_markers(small, found, markers)
     region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0)
     page = register_page(small, found, markers, region=region)
     dark = flatten(page, CANONICAL_PX_PER_MM)
