@@ -120,10 +120,13 @@ ALONG_LINE_WIDTH = 2.0
 ALONG_LINE_MOVED_MM = 1.0
 #: a line sliver removed this close (pixels) to the digit's ink may have been part of the digit
 REMNANT_GAP = 2
-#: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is at most
-#: this fraction of the box's largest piece and at least FOREIGN_GAP_MM from the rest of the ink
-FOREIGN_AREA = 1 / 8
-FOREIGN_GAP_MM = 1.0
+#: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is less than
+#: this fraction of the box's largest piece, lies within FOREIGN_DEPTH_MM of the line and at least
+#: FOREIGN_GAP_MM from the rest of the ink (a digit's own detached piece - a 5's bar - reaches
+#: further in, towards the rest of its digit)
+FOREIGN_AREA = 1 / 4
+FOREIGN_GAP_MM = 0.4
+FOREIGN_DEPTH_MM = 4.0
 
 
 def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
@@ -328,7 +331,7 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int
     # the tip of a neighbour's digit written over the shared line is not this digit's: it is
     # removed, and only what is left is asked whether it crosses (the neighbour is flagged)
     for k, tips, rest in _foreign_tips(
-        stats, box, keep, labels, mask, dark, low_level, sides, zone, crossing, FOREIGN_GAP_MM * px_per_mm, sy0, sx0
+        stats, box, keep, labels, mask, dark, low_level, sides, zone, crossing, lines, px_per_mm, sy0, sx0
     ):
         keep[tips] = False
         found[k] &= ~np.isin(labels[k], tips + 1)
@@ -448,13 +451,14 @@ def _crossings(
     return total
 
 
-def _foreign_tips(stats, box, keep, labels, mask, dark, low_level, sides, zone, crossing, gap, sy0, sx0):
+def _foreign_tips(stats, box, keep, labels, mask, dark, low_level, sides, zone, crossing, lines, px_per_mm, sy0, sx0):
     """(box, tip components, the box's crossing without them) for boxes whose line crossing comes
-    only from small pieces (FOREIGN_AREA of the largest) that cross the line themselves and lie at
-    least ``gap`` pixels from the rest of the ink: a neighbour's stroke over the shared line. Few
-    boxes cross a line: each is checked on its own."""
+    only from small pieces (FOREIGN_AREA of the largest) near a line (FOREIGN_DEPTH_MM) that cross
+    it themselves and lie FOREIGN_GAP_MM or more from the rest of the ink: a neighbour's stroke
+    over the shared line. Few boxes cross a line: each is checked on its own."""
     areas = stats[:, cv2.CC_STAT_AREA]
     hs, ws = labels.shape[1:]
+    gap, depth = FOREIGN_GAP_MM * px_per_mm, FOREIGN_DEPTH_MM * px_per_mm
     for k in np.flatnonzero(crossing >= BORDER_MIN_CROSSING):
         mine = np.flatnonzero(keep & (box == k))
         if len(mine) < 2:
@@ -464,7 +468,11 @@ def _foreign_tips(stats, box, keep, labels, mask, dark, low_level, sides, zone, 
         bx0, by0 = stats[body, 0].min(), stats[body, 1].min()
         bx1, by1 = (stats[body, 0] + stats[body, 2]).max(), (stats[body, 1] + stats[body, 3]).max()
         x, y, w, h = (stats[tips, i] for i in range(4))
-        tips = tips[np.maximum(np.maximum(bx0 - (x + w), x - bx1), np.maximum(by0 - (y + h), y - by1)) >= gap]
+        (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]
+        near = (y + h <= min(t0, t1) + depth) | (y >= max(b0, b1) - depth)
+        near |= (x + w <= min(l0, l1) + depth) | (x >= max(r0, r1) - depth)
+        apart = np.maximum(np.maximum(bx0 - (x + w), x - bx1), np.maximum(by0 - (y + h), y - by1)) >= gap
+        tips = tips[near & apart]
         if not len(tips):
             continue
         one_box = (mask[k : k + 1], dark[k : k + 1], low_level[k : k + 1], tuple(side[k : k + 1] for side in sides))
