@@ -393,14 +393,20 @@ def _line_positions(lines: np.ndarray, h: int, w: int, pad: int) -> tuple[np.nda
 
 
 def _crossings(
-    mask: np.ndarray, dark: np.ndarray, ink_level: np.ndarray, sides: tuple[np.ndarray, ...], zone: float
+    mask: np.ndarray,
+    dark: np.ndarray,
+    ink_level: np.ndarray,
+    sides: tuple[np.ndarray, ...],
+    zone: float,
+    per_side: bool = False,
 ) -> np.ndarray:
     """(N,) how many positions along its lines a box's digit crosses one: from the digit's ink
     (``mask``) just inside the line zone, unbroken ink (``dark`` >= ``ink_level``) slice by slice -
     one pixel further from the box at a time, up to a pixel sideways per slice - through the line
     and out past its far edge. A digit that only comes near the line leaves paper between itself
     and the line; ink of the next box beyond a shared line leaves paper on the other side -
-    neither is a crossing. Each slice is gathered along the (slanted) line, not searched for."""
+    neither is a crossing. Each slice is gathered along the (slanted) line, not searched for.
+    ``per_side``: (N, 4), top, bottom, left and right line apart."""
     n, h, w = mask.shape
     inner, outer = int(math.ceil(zone)), int(math.ceil(zone + 2)) + 1  # a pixel past the line and its blur
     near = np.arange(int(zone), int(zone + CROSS_BAND) + 1)
@@ -413,12 +419,14 @@ def _crossings(
     rows = (np.arange(h) > top.max(axis=1, keepdims=True) + zone) & (
         np.arange(h) < bottom.min(axis=1, keepdims=True) - zone
     )
-    total = np.zeros(n, np.int64)
-    for position, inward, axis, off_corner in (
-        (top, 1, 1, cols),
-        (bottom, -1, 1, cols),
-        (left, 1, 2, rows),
-        (right, -1, 2, rows),
+    total = np.zeros((n, 4), np.int64)
+    for side, (position, inward, axis, off_corner) in enumerate(
+        (
+            (top, 1, 1, cols),
+            (bottom, -1, 1, cols),
+            (left, 1, 2, rows),
+            (right, -1, 2, rows),
+        )
     ):
         size = h if axis == 1 else w
 
@@ -447,8 +455,8 @@ def _crossings(
             grown[:, 1:] |= reach[:, :-1]
             grown[:, :-1] |= reach[:, 1:]
             reach = grown & here
-        total[close] += reach.sum(axis=1)
-    return total
+        total[close, side] = reach.sum(axis=1)
+    return total if per_side else total.sum(axis=1)
 
 
 def _foreign_tips(stats, box, keep, labels, mask, dark, low_level, sides, zone, crossing, lines, px_per_mm, sy0, sx0):
@@ -468,25 +476,30 @@ def _foreign_tips(stats, box, keep, labels, mask, dark, low_level, sides, zone, 
         bx0, by0 = stats[body, 0].min(), stats[body, 1].min()
         bx1, by1 = (stats[body, 0] + stats[body, 2]).max(), (stats[body, 1] + stats[body, 3]).max()
         x, y, w, h = (stats[tips, i] for i in range(4))
-        (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]
-        near = (y + h <= min(t0, t1) + depth) | (y >= max(b0, b1) - depth)
-        near |= (x + w <= min(l0, l1) + depth) | (x >= max(r0, r1) - depth)
-        apart = np.maximum(np.maximum(bx0 - (x + w), x - bx1), np.maximum(by0 - (y + h), y - by1)) >= gap
-        tips = tips[near & apart]
+        tips = tips[np.maximum(np.maximum(bx0 - (x + w), x - bx1), np.maximum(by0 - (y + h), y - by1)) >= gap]
         if not len(tips):
             continue
         one_box = (mask[k : k + 1], dark[k : k + 1], low_level[k : k + 1], tuple(side[k : k + 1] for side in sides))
         inner = (slice(None), slice(sy0, sy0 + hs), slice(sx0, sx0 + ws))
 
-        def crossing_of(ink: np.ndarray, one_box=one_box, inner=inner) -> int:
+        def crossing_of(ink: np.ndarray, one_box=one_box, inner=inner) -> np.ndarray:
             part = np.zeros_like(one_box[0])
             part[inner] = ink
-            return int(_crossings(part, one_box[1], one_box[2], one_box[3], zone)[0])
+            return _crossings(part, one_box[1], one_box[2], one_box[3], zone, per_side=True)[0]
 
-        tips = np.array([t for t in tips if crossing_of(labels[k : k + 1] == t + 1) > 0], np.int64)
-        if not len(tips):
+        (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]
+        foreign = []
+        for t in tips:
+            x, y, w, h = stats[t, :4]
+            # how far the piece reaches into the box from each line
+            reach_in = np.array([y + h - min(t0, t1), max(b0, b1) - y, x + w - min(l0, l1), max(r0, r1) - x])
+            crossed = crossing_of(labels[k : k + 1] == t + 1) > 0
+            if crossed.any() and (reach_in[crossed] <= depth).all():
+                foreign.append(t)
+        if not foreign:
             continue
-        left = crossing_of(one_box[0][inner] & ~np.isin(labels[k : k + 1], tips + 1))
+        tips = np.array(foreign, np.int64)
+        left = int(crossing_of(one_box[0][inner] & ~np.isin(labels[k : k + 1], tips + 1)).sum())
         if left < BORDER_MIN_CROSSING:
             yield k, tips, left
 
