@@ -39,8 +39,8 @@ def test_clean_digits_of_new_writers_are_rarely_flagged(unseen):
     digits = _rows(images, labels)
     checker.check_digits(digits)
     mnist, european = digits[:1000], digits[1000:]
-    # bench/bench_checker.py: 2.6 % of all 10,000 MNIST test digits; Semeion's digits were stretched to fill a
-    # 16x16 square (a 1 as wide as an 8), so more of them look odd to it (8.5 %); on the realistic
+    # bench/bench_checker.py: 2.5 % of all 10,000 MNIST test digits; Semeion's digits were stretched to fill a
+    # 16x16 square (a 1 as wide as an 8), so more of them look odd to it (7.2 %); on the realistic
     # sheets of bench/bench_sheets_realistic.py clean digits get about 1 % checker flags
     assert sum(bool(d.flags) for d in mnist) <= 30
     assert sum(bool(d.flags) for d in european) <= 40
