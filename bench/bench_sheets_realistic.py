@@ -472,7 +472,9 @@ def main(argv=None) -> int:
         default=list(range(801, 813)),
         help="seeds of the 12 MP photo batch timed with each worker count (all photo conditions)",
     )
-    parser.add_argument("--batch-repeats", type=int, default=3, help="rounds of the photo batch timing")
+    parser.add_argument(
+        "--batch-repeats", type=int, default=3, help="rounds of the photo batch timing (0: quality only, no batch)"
+    )
     args = parser.parse_args(argv)
     out_dir = benchmeta.start("bench_sheets_realistic", tag=args.tag)
     benchmeta.tee_stdout(out_dir)
@@ -501,9 +503,10 @@ def main(argv=None) -> int:
     print(table(results))
     print()
     print(speed_table(results))
-    batch = photo_batch(args.batch_seeds, hand, args.workers, args.batch_repeats)
-    print()
-    print(batch_table(batch))
+    batch = photo_batch(args.batch_seeds, hand, args.workers, args.batch_repeats) if args.batch_repeats else {}
+    if batch:
+        print()
+        print(batch_table(batch))
     report = json.dumps(
         {"seeds": args.seeds, "workers": args.workers, "load": load, "results": results, "photo_batch": batch}, indent=1
     )
