@@ -409,9 +409,10 @@ def test_review_page_on_example_sheets(browser, serve, tmp_path):
     flagged = [r for r in inked if r["flags"]]
     # the three careless digits (a blot, a tiny one, two in one box) are flagged, and only they
     # (the blot reads as `large` or, ink over a digit, `crossed_out`); on the example sheets the
-    # sheet checker may doubt a few European forms (a 7 with its bar, a 9 like a p), nothing else
+    # sheet checker may doubt a few European forms (a 7 with its bar, a 9 like a p), nothing else:
+    # 6 of their 200 digits since its thresholds were chosen on the realistic sheets (4 before)
     examples_flagged = [r for r in flagged if any(n in r["sheet"] for n in names)]
-    assert len(examples_flagged) <= 4
+    assert len(examples_flagged) <= 6
     assert all(set(r["flags"].split(";")) <= {"crossed_out", "unlike_label"} for r in examples_flagged)
     flags = [set(r["flags"].split(";")) for r in flagged if r not in examples_flagged]
     assert len(flags) == 3
