@@ -479,13 +479,15 @@ def _foreign_tips(stats, box, keep, labels, mask, dark, low_level, sides, zone, 
         tips = tips[np.maximum(np.maximum(bx0 - (x + w), x - bx1), np.maximum(by0 - (y + h), y - by1)) >= gap]
         if not len(tips):
             continue
-        one_box = (mask[k : k + 1], dark[k : k + 1], low_level[k : k + 1], tuple(side[k : k + 1] for side in sides))
+        box_ink = mask[k : k + 1]
+        walk_args = (dark[k : k + 1], low_level[k : k + 1], tuple(side[k : k + 1] for side in sides), zone)
         inner = (slice(None), slice(sy0, sy0 + hs), slice(sx0, sx0 + ws))
 
-        def crossing_of(ink: np.ndarray, one_box=one_box, inner=inner) -> np.ndarray:
-            part = np.zeros_like(one_box[0])
+        def crossing_of(ink: np.ndarray, box_ink=box_ink, walk_args=walk_args, inner=inner) -> np.ndarray:
+            """Per-side crossings of ``ink`` (the searched part of this box) alone."""
+            part = np.zeros_like(box_ink)
             part[inner] = ink
-            return _crossings(part, one_box[1], one_box[2], one_box[3], zone, per_side=True)[0]
+            return _crossings(part, *walk_args, per_side=True)[0]
 
         (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]
         foreign = []
@@ -499,7 +501,7 @@ def _foreign_tips(stats, box, keep, labels, mask, dark, low_level, sides, zone, 
         if not foreign:
             continue
         tips = np.array(foreign, np.int64)
-        left = int(crossing_of(one_box[0][inner] & ~np.isin(labels[k : k + 1], tips + 1)).sum())
+        left = int(crossing_of(box_ink[inner] & ~np.isin(labels[k : k + 1], tips + 1)).sum())
         if left < BORDER_MIN_CROSSING:
             yield k, tips, left
 

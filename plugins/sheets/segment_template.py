@@ -77,17 +77,25 @@ def _detect(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
     return {int(i): (c.reshape(4, 2).astype(np.float64) + 0.5) * scale - 0.5 for i, c in zip(ids.ravel(), corners)}
 
 
+def marker_points(layout: Layout, markers: dict[int, np.ndarray]) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The corners (0-3) of ``layout`` whose markers were found, and those markers' corner points
+    in the image (pixels) and on the page (mm), in the same order: (4 per marker, 2) each."""
+    corners = [k for k in range(4) if layout.marker_id(k) in markers]
+    if not corners:
+        return corners, np.zeros((0, 2)), np.zeros((0, 2))
+    in_image = np.concatenate([markers[layout.marker_id(k)] for k in corners])
+    return corners, in_image, np.concatenate([layout.marker_corners(k) for k in corners])
+
+
 def complete_markers(image: np.ndarray, layout: Layout, markers: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
     """``markers`` with the layout's fourth marker added when three were found: searched at full
     resolution in a window around where the three put it (a few hundredths of the image, where a
     search of the whole image costs three times the first search)."""
-    present = [k for k in range(4) if layout.marker_id(k) in markers]
+    present, in_image, on_page = marker_points(layout, markers)
     if len(present) != 3:
         return markers
     (missing,) = set(range(4)) - set(present)
-    src = np.concatenate([layout.marker_corners(k) for k in present]).astype(np.float32)
-    dst = np.concatenate([markers[layout.marker_id(k)] for k in present]).astype(np.float32)
-    homography, _ = cv2.findHomography(src, dst, 0)
+    homography, _ = cv2.findHomography(on_page.astype(np.float32), in_image.astype(np.float32), 0)
     if homography is None:
         return markers
     guess = cv2.perspectiveTransform(layout.marker_corners(missing)[None].astype(np.float32), homography)[0]
@@ -132,17 +140,13 @@ def register_page(
 ) -> np.ndarray:
     """The sheet warped onto the canonical page of ``layout`` (upright, ``px_per_mm``); only the
     ``region`` (x0, y0, x1, y1 in mm; default the whole page) is produced."""
-    src, dst = [], []
-    for corner in range(4):
-        if layout.marker_id(corner) in markers:
-            src.append(markers[layout.marker_id(corner)])
-            dst.append(layout.marker_corners(corner) * px_per_mm)
-    if len(src) < 3:
+    corners, in_image, on_page = marker_points(layout, markers)
+    if len(corners) < 3:
         raise InputError(
-            f"found {len(src)} of the 4 corner markers of layout {layout.name!r}: "
+            f"found {len(corners)} of the 4 corner markers of layout {layout.name!r}: "
             f"a corner is cut off, covered or too blurred; rescan the whole sheet"
         )
-    homography, _ = cv2.findHomography(np.concatenate(src), np.concatenate(dst), 0)
+    homography, _ = cv2.findHomography(in_image, on_page * px_per_mm, 0)
     if homography is None:
         raise InputError("the corner markers do not give a usable perspective; rescan the sheet flat")
     x0, y0, x1, y1 = region or (0.0, 0.0, *layout.page_mm)
