@@ -349,7 +349,7 @@ def bytecode_ahead() -> str:
     """Compile the bytecode cache of ``mnistp4`` and its stages now, as ``pip install`` and a
     Python's first run of the command do. Without it, a machine that sets PYTHONDONTWRITEBYTECODE
     (this project's build machine does) compiles the sources again in every command and every
-    spawned worker: about 0.1 CPU s a process that a user's installed copy never spends."""
+    spawned worker, work that a user's installed copy never does."""
     import compileall
 
     import mnistp4
