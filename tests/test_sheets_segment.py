@@ -120,6 +120,45 @@ def test_wrong_or_missing_markers(sheet):
         segment_template(page, layout=GRID, options={"layouts": LAYOUTS})
 
 
+def test_a_sheet_with_three_corners_out_of_the_picture_fails_with_its_reason(sheet):
+    """One marker of a known layout is a template sheet whose other corners are out of the
+    picture: a reason, not its printed boxes cut as a freeform page's digits."""
+    page = sheet[0]
+    h, w = page.shape
+    corner = page[: h // 2, : w // 2]  # the top-left quarter: one marker, forty boxes
+    assert [GRID.marker_id(0)] == list(_detect_markers(corner))
+    with pytest.raises(InputError, match="found 1 of the 4 corner markers of layout 'grid-10x10'.*in view"):
+        segment_auto(corner, options={"layouts": LAYOUTS, "rows": "0123456789"})
+
+
+def test_the_markers_of_a_dim_photo_are_found():
+    """An underexposed photo lit from one side (paper from a fifth of white down to 3 %, sensor
+    noise, JPEG): on the dark side the markers' bits drown in the noise at the detector's fixed
+    threshold offset, at both resolutions; with the levels stretched all four are read."""
+    import cv2
+
+    page = render_template(GRID, TABLET_PX_PER_MM).astype(np.float32)
+    light = np.linspace(0.2, 0.03, page.shape[1])[None, :]
+    noise = np.random.default_rng(0).normal(0, 3, page.shape)
+    dim = np.clip(page * light + 6 + noise, 0, 255).astype(np.uint8)
+    dim = cv2.imdecode(cv2.imencode(".jpg", dim, [cv2.IMWRITE_JPEG_QUALITY, 85])[1], cv2.IMREAD_GRAYSCALE)
+    small = cv2.resize(dim, None, fx=640 / dim.shape[0], fy=640 / dim.shape[0], interpolation=cv2.INTER_LINEAR)
+    assert len(_segment_template_detect(small)) < 3 and len(_segment_template_detect(dim)) < 3  # as is
+    assert sorted(_detect_markers(dim)) == [GRID.marker_id(k) for k in range(4)]
+
+
+def _detect_markers(image):
+    from mnistp4.stages.sheets.segment_template import detect_markers
+
+    return detect_markers(image)
+
+
+def _segment_template_detect(image):
+    from mnistp4.stages.sheets.segment_template import _detect
+
+    return _detect(image, 1.0)
+
+
 def test_qa_flags_on_drawn_cells():
     import cv2
 

@@ -59,15 +59,36 @@ def shrink(image: np.ndarray, max_side: int = MAX_SIDE, interpolation: int = cv2
 def detect_markers(image: np.ndarray) -> dict[int, np.ndarray]:
     """ArUco id -> (4, 2) corner pixels of ``image``, for markers of the sheet dictionary. Searched
     on a copy of at most ``DETECT_SIDE`` pixels first, on ``image`` itself when that finds fewer
-    than 3 (small markers in a photo taken from afar). With three, :func:`complete_markers` looks
-    for the fourth where the other three put it, once the layout is known."""
+    than 3 (small markers in a photo taken from afar); each time also with the grey levels
+    stretched when not all four show (a dim photo). With three, :func:`complete_markers` looks for
+    the fourth where the other three put it, once the layout is known."""
     small = shrink(image, DETECT_SIDE, cv2.INTER_LINEAR)  # markers are big blocks: no need to average
-    found = _detect(small, image.shape[1] / small.shape[1])
+    found = _detect_stretched(small, image.shape[1] / small.shape[1])
     if len(found) < 3 and small.shape != image.shape:
-        again = _detect(image, 1.0)
+        again = _detect_stretched(image, 1.0)
         if len(again) > len(found):
             found = again
     return found
+
+
+#: a copy whose darkest and lightest grey levels (0.5th and 99.5th percentile) are closer than
+#: this is searched again with them stretched to 0..255
+STRETCH_BELOW = 160
+
+
+def _detect_stretched(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
+    """:func:`_detect`, and again on the image with its levels stretched when that finds fewer than
+    four markers and the image spans less than ``STRETCH_BELOW`` grey levels: in an underexposed
+    photo the markers' bits drown in the sensor noise at the detector's fixed threshold offset."""
+    found = _detect(image, scale)
+    if len(found) >= 4:
+        return found
+    lo, hi = np.percentile(image[::4, ::4], (0.5, 99.5))
+    if hi - lo >= STRETCH_BELOW or hi <= lo:
+        return found
+    levels = np.clip((np.arange(256) - lo) * 255.0 / (hi - lo), 0, 255).astype(np.uint8)
+    again = _detect(cv2.LUT(image, levels), scale)
+    return again if len(again) > len(found) else found
 
 
 def _detect(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
@@ -144,7 +165,8 @@ def register_page(
     if len(corners) < 3:
         raise InputError(
             f"found {len(corners)} of the 4 corner markers of layout {layout.name!r}: "
-            f"a corner is cut off, covered or too blurred; rescan the whole sheet"
+            f"a corner is out of the picture, covered, too blurred or too dark; photograph or scan "
+            f"the whole sheet again, the four corner squares in view"
         )
     homography, _ = cv2.findHomography(in_image, on_page * px_per_mm, 0)
     if homography is None:
@@ -231,9 +253,11 @@ def segment_auto(image: np.ndarray, *, layout: Layout | None = None, options: di
     """``template`` when the sheet shows corner markers, else ``freeform``."""
     options = options or {}
     markers = detect_markers(shrink(image))
-    # a marked sheet is a template sheet, even of a layout nobody registered (clear error); but one
-    # lone "marker" is a pattern in the handwriting of a freeform page (a real sheet shows four)
-    if len(markers) >= AUTO_MIN_MARKERS:
+    # a marked sheet is a template sheet, even of a layout nobody registered (clear error); one
+    # lone "marker" may be a pattern in the handwriting of a freeform page (a real sheet shows
+    # four), unless it is a corner of a known layout: then the rest of the sheet is out of the
+    # picture or covered, and cutting the page as a freeform one would read its printed boxes
+    if len(markers) >= AUTO_MIN_MARKERS or layout_from_markers(markers, _options_layouts(layout, options)):
         return segment_template(image, layout=layout, options=options, markers=markers)
     from mnistp4.stages.sheets.segment_freeform import segment_freeform
 
