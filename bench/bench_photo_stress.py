@@ -1,0 +1,164 @@
+"""Photos as people send them: the realistic 12 MP photos (bench/realistic_sheets.py) changed the way
+real photos differ from a careful shot, each change segmented like ``mnistp4 segment`` and scored
+against the sheets' ground truth (the columns of bench_sheets_realistic.py).
+
+    MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/bench_photo_stress.py \
+        [--seeds 901 902 903] [--changes as-taken messenger ...] [--tag TAG]
+
+Changes (``CHANGES``), each applied to every photo condition x seed:
+
+* as-taken      - the photo as generated (the baseline of the same run);
+* messenger     - re-sent through a chat app: long side 1600 pixels, JPEG 70;
+* small         - the "small" size of a mail app: long side 1024 pixels, JPEG 60;
+* tilted        - the sheet turned 25 degrees on the desk, the desk around it in the frame;
+* corners-out   - only the top-left 55 % of the photo: three corners out of the picture. Every
+  such sheet must fail with a reason; a digit that comes out unflagged is wrong;
+* dim           - underexposed and lit from one side: the light falls from 35 % to 8 % across
+  the photo, with sensor noise;
+* pen           - a pen lying across the sheet;
+* hard-shadow   - the phone's hard-edged shadow over a third of the sheet, 55 % darker.
+
+Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
+boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
+written one), clean flagged, usable. Results: bench/results/bench_photo_stress/<date>-<commit>[-tag]/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import benchmeta
+import cv2
+import numpy as np
+import realistic_sheets as rs
+from bench_sheets_realistic import score, segment
+
+
+def _resend(image: np.ndarray, side: int, quality: int) -> tuple[np.ndarray, int]:
+    k = side / max(image.shape[:2])
+    return cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA), quality
+
+
+def _tilted(image: np.ndarray, rng) -> np.ndarray:
+    """Turned ``angle`` degrees inside a frame that grew with it (the desk around), then scaled back."""
+    angle = 25.0
+    h, w = image.shape[:2]
+    c, s = abs(np.cos(np.radians(angle))), abs(np.sin(np.radians(angle)))
+    big_w, big_h = int(w * c + h * s), int(w * s + h * c)
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    turn[:, 2] += [(big_w - w) / 2, (big_h - h) / 2]
+    desk = tuple(int(v) for v in rng.integers(40, 110, 3))
+    out = cv2.warpAffine(image, turn, (big_w, big_h), flags=cv2.INTER_AREA, borderValue=desk)
+    k = max(h, w) / max(big_h, big_w)
+    return cv2.resize(out, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+
+
+def _dim(image: np.ndarray, rng) -> np.ndarray:
+    light = np.linspace(0.35, 0.08, image.shape[1], dtype=np.float32)[None, :, None]
+    noise = rng.normal(0, 3, image.shape).astype(np.float32)
+    return np.clip(image * light + 4 + noise, 0, 255).astype(np.uint8)
+
+
+def _pen(image: np.ndarray, rng) -> np.ndarray:
+    h, w = image.shape[:2]
+    out = image.copy()
+    a = (int(w * rng.uniform(0.15, 0.4)), int(h * rng.uniform(0.25, 0.5)))
+    b = (int(w * rng.uniform(0.6, 0.9)), int(h * rng.uniform(0.5, 0.8)))
+    cv2.line(out, a, b, (30, 30, 140), int(0.012 * w), cv2.LINE_AA)  # the body
+    cv2.line(out, a, b, (200, 200, 230), int(0.003 * w), cv2.LINE_AA)  # its highlight
+    return out
+
+
+def _hard_shadow(image: np.ndarray, rng) -> np.ndarray:
+    h, w = image.shape[:2]
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    slope = rng.uniform(0.3, 0.8)
+    edge = (x + slope * y) > np.quantile(x + slope * y, 0.67)  # a third of the photo
+    shade = cv2.GaussianBlur(edge.astype(np.float32), (0, 0), 4)  # a few pixels of penumbra
+    return np.clip(image * (1 - 0.55 * shade[..., None]), 0, 255).astype(np.uint8)
+
+
+#: change -> (image, rng) -> image, or (image, JPEG quality)
+CHANGES = {
+    "as-taken": lambda im, rng: im,
+    "messenger": lambda im, rng: _resend(im, 1600, 70),
+    "small": lambda im, rng: _resend(im, 1024, 60),
+    "tilted": _tilted,
+    "corners-out": lambda im, rng: im[: int(0.55 * im.shape[0]), : int(0.55 * im.shape[1])].copy(),
+    "dim": _dim,
+    "pen": _pen,
+    "hard-shadow": _hard_shadow,
+}
+
+
+def run_change(change: str, sheets: list, tmp: Path) -> dict:
+    raw, data = tmp / f"raw-{change}", tmp / f"data-{change}"
+    raw.mkdir()
+    scored = []
+    for k, sheet in enumerate(sheets):
+        out = CHANGES[change](sheet.image, np.random.default_rng([k, list(CHANGES).index(change)]))
+        image, quality = out if isinstance(out, tuple) else (out, sheet.jpeg or 85)
+        changed = dataclasses.replace(sheet, image=image, jpeg=quality)
+        payload, suffix = rs.encode(changed)
+        (raw / (sheet.name + suffix)).write_bytes(payload)
+        scored.append((changed, sheet.name + suffix))
+    summary = segment(raw, data, 1)
+    result = score(scored, data)
+    errors = [r["error"] for r in summary["results"] if r["status"] == "failed"]
+    result.update(change=change, sheets=len(sheets), failed=len(errors), errors=errors)
+    return result
+
+
+def table(results: list[dict]) -> str:
+    head = ["change", "sheets failed", "found/expected", "wrong!", "garbled", "clean flagged %", "usable %"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        lines.append(
+            f"| {r['change']} | {r['failed']}/{r['sheets']} | {r['found']}/{r['expected']} | {r['wrong']} "
+            f"| {r['garbled']} | {100 * r['clean_flagged'] / max(r['clean'], 1):.1f} "
+            f"| {100 * r['usable'] / max(r['expected'], 1):.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[901, 902, 903])
+    parser.add_argument("--conditions", nargs="+", default=[c for c in rs.CONDITIONS if c.startswith("photo")])
+    parser.add_argument("--changes", nargs="+", default=list(CHANGES), choices=list(CHANGES))
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args(argv)
+    out_dir = benchmeta.start("bench_photo_stress", tag=args.tag)
+    benchmeta.tee_stdout(out_dir)
+    mnist = Path(os.environ.get("MNISTP4_MNIST_DIR", "../shared/datasets/mnist"))
+    semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
+    cv2.setNumThreads(1)
+    hand = rs.Handwriting(mnist, semeion)
+    sheets = [rs.make_sheet(c, seed, hand) for c in args.conditions for seed in args.seeds]
+    print(f"{len(sheets)} photos: conditions {args.conditions} x seeds {args.seeds}", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for change in args.changes:
+            r = run_change(change, sheets, Path(tmp))
+            results.append(r)
+            print(
+                f"{change}: {r['failed']} failed, found {r['found']}/{r['expected']}, wrong {r['wrong']}, "
+                f"garbled {r['garbled']}" + (f"; first reason: {r['errors'][0]}" if r["errors"] else ""),
+                flush=True,
+            )
+            for example in r["examples"][:6]:
+                print(f"    {example}")
+    print(table(results))
+    (out_dir / "bench_photo_stress.json").write_text(json.dumps(results, indent=1))
+    benchmeta.finish(out_dir)
+    print(f"results: {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
