@@ -147,6 +147,32 @@ def test_the_markers_of_a_dim_photo_are_found():
     assert sorted(_detect_markers(dim)) == [GRID.marker_id(k) for k in range(4)]
 
 
+def test_a_pen_lying_over_boxes_flags_them_covered_and_a_soft_shadow_does_not(sheet):
+    """A pen (5 mm wide) across the sheet hides part of the digits under it: those boxes are
+    flagged ``covered``; a soft shadow (the light falling to 60 % across the page) flags none."""
+    import cv2
+
+    page, truth, _ = sheet
+    h, w = page.shape
+    shaded = (page * np.linspace(1.0, 0.6, w)[None, :]).astype(np.uint8)
+    assert not any("covered" in d.flags for d in segment_template(shaded, layout=GRID, options={"layouts": LAYOUTS}))
+    under = page.copy()
+    mm = TABLET_PX_PER_MM
+    a, b = (int(0.3 * w), int(0.35 * h)), (int(0.75 * w), int(0.6 * h))
+    cv2.line(under, a, b, 60, int(5 * mm))
+    digits = segment_template(under, layout=GRID, options={"layouts": LAYOUTS})
+    covered = {(d.row, d.col) for d in digits if "covered" in d.flags}
+    assert len(covered) >= 4
+    # the boxes flagged are the ones the pen crosses: their centres lie within a box of the line
+    box_w, box_h = (v * mm for v in GRID.box_mm)
+    start, along = np.array(a, float), np.subtract(b, a).astype(float)
+    for r, c in covered:
+        x, y, bw, bh = GRID.box(r, c)
+        centre = np.array([(x + bw / 2) * mm, (y + bh / 2) * mm])
+        t = np.clip(np.dot(centre - start, along) / np.dot(along, along), 0, 1)
+        assert np.hypot(*(centre - start - t * along)) < max(box_w, box_h), (r, c)
+
+
 def _detect_markers(image):
     from mnistp4.stages.sheets.segment_template import detect_markers
 

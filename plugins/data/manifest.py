@@ -54,6 +54,7 @@ FLAGS = (
     "crossed_out",
     "unlike_label",
     "fragmented",
+    "covered",
 )
 MANIFEST = "manifest.csv"
 DECISIONS_FILE = "decisions.csv"

@@ -127,14 +127,25 @@ REMNANT_GAP = 2
 FOREIGN_AREA = 1 / 4
 FOREIGN_GAP_MM = 0.4
 FOREIGN_DEPTH_MM = 4.0
+#: ``covered``: a share of the box's inside whose paper is darker than a fraction of its bright
+#: paper (see :func:`covered_boxes`)
+COVERED_LEVEL = 0.4
+COVERED_SHARE = 0.1
 
 
 def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
     """Darkness relative to the local paper (uint8, 0 = paper, 255 = black) of a 3x3-smoothed copy
-    of ``page``. The paper level is a morphological closing wider than any pen stroke or printed
-    line: it removes them but keeps the edge of a shadow where it is (a blur would smear the edge
-    into "ink"); so shadows, dim corners and a tint drop out, and faint pencil in a dark half
-    counts as much as in a bright one."""
+    of ``page`` (:func:`flatten_with_paper`)."""
+    return flatten_with_paper(page, px_per_mm)[0]
+
+
+def flatten_with_paper(page: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Darkness relative to the local paper (uint8, 0 = paper, 255 = black) of a 3x3-smoothed copy
+    of ``page``, and that paper level. The paper level is a morphological closing wider than any pen
+    stroke or printed line: it removes them but keeps the edge of a shadow where it is (a blur would
+    smear the edge into "ink"); so shadows, dim corners and a tint drop out, and faint pencil in a
+    dark half counts as much as in a bright one. What is wider than the closing stays in the paper
+    level: a pen or a finger lying on the sheet, a hard shadow (:func:`covered_boxes`)."""
     k = int(2.4 * px_per_mm) | 1
     # on a lightly smoothed copy: closing picks maxima, so on noisy (dark, amplified) paper it would
     # sit above the paper's mean; and the darkness is taken from the same copy, so the two agree at
@@ -142,7 +153,21 @@ def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
     base = cv2.blur(page, (3, 3))
     paper = cv2.morphologyEx(base, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     flat = cv2.divide(base, paper, scale=255)  # saturates at 255 where the page is brighter
-    return cv2.subtract(np.full_like(flat, 255), flat)
+    return cv2.subtract(np.full_like(flat, 255), flat), paper
+
+
+def covered_boxes(paper: np.ndarray, pad: int, px_per_mm: float) -> np.ndarray:
+    """(N,) bool: boxes of ``paper`` (N, H, W; the paper level of :func:`flatten_with_paper`, boxes
+    padded by ``pad``) that something lies over or shades in part - more than ``COVERED_SHARE`` of
+    the box's inside under paper darker than ``COVERED_LEVEL`` of the box's bright paper (its 95th
+    percentile): a pen, a finger, the phone's hard shadow. The digit may be partly hidden, or its
+    faint strokes lost in the dark part; a soft shadow or a dim corner changes the paper by far
+    less across one box."""
+    n = len(paper)
+    m = pad + int(round(1.0 * px_per_mm))
+    inner = paper[:, m:-m:2, m:-m:2].reshape(n, -1).astype(np.float32)
+    bright = np.percentile(inner, 95, axis=1)
+    return (inner < COVERED_LEVEL * bright[:, None]).mean(axis=1) > COVERED_SHARE
 
 
 def _find_lines(bands: np.ndarray, nominal: int) -> tuple[np.ndarray, np.ndarray]:
