@@ -165,8 +165,9 @@ def covered_boxes(paper: np.ndarray, pad: int, px_per_mm: float) -> np.ndarray:
     less across one box."""
     n = len(paper)
     m = pad + int(round(1.0 * px_per_mm))
-    inner = paper[:, m:-m:2, m:-m:2].reshape(n, -1).astype(np.float32)
-    bright = np.percentile(inner, 95, axis=1)
+    inner = paper[:, m:-m:3, m:-m:3].reshape(n, -1)  # the closing is smooth: every third pixel will do
+    k = int(0.95 * (inner.shape[1] - 1))
+    bright = np.partition(inner, k, axis=1)[:, k].astype(np.float32)
     return (inner < COVERED_LEVEL * bright[:, None]).mean(axis=1) > COVERED_SHARE
 
 
