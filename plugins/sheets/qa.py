@@ -156,16 +156,19 @@ def flatten_with_paper(page: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, 
     return cv2.subtract(np.full_like(flat, 255), flat), paper
 
 
-def covered_boxes(paper: np.ndarray, pad: int, px_per_mm: float) -> np.ndarray:
-    """(N,) bool: boxes of ``paper`` (N, H, W; the paper level of :func:`flatten_with_paper`, boxes
-    padded by ``pad``) that something lies over or shades in part - more than ``COVERED_SHARE`` of
-    the box's inside under paper darker than ``COVERED_LEVEL`` of the box's bright paper (its 95th
-    percentile): a pen, a finger, the phone's hard shadow. The digit may be partly hidden, or its
-    faint strokes lost in the dark part; a soft shadow or a dim corner changes the paper by far
-    less across one box."""
-    n = len(paper)
+def covered_boxes(
+    paper: np.ndarray, origins: list[tuple[int, int]], h: int, w: int, pad: int, px_per_mm: float
+) -> np.ndarray:
+    """(N,) bool: the boxes cut from ``paper`` (the paper level of :func:`flatten_with_paper`) at
+    ``origins`` (x, y; ``h`` x ``w`` pixels, padded by ``pad``) that something lies over or shades in
+    part - more than ``COVERED_SHARE`` of the box's inside under paper darker than ``COVERED_LEVEL``
+    of the box's bright paper (its 95th percentile): a pen, a finger, the phone's hard shadow. The
+    digit may be partly hidden, or its faint strokes lost in the dark part; a soft shadow or a dim
+    corner changes the paper by far less across one box."""
     m = pad + int(round(1.0 * px_per_mm))
-    inner = paper[:, m:-m:3, m:-m:3].reshape(n, -1)  # the closing is smooth: every third pixel will do
+    # the closing is smooth: every third pixel of the inside will do
+    inner = np.stack([paper[y + m : y + h - m : 3, x + m : x + w - m : 3] for x, y in origins])
+    inner = inner.reshape(len(origins), -1)
     k = int(0.95 * (inner.shape[1] - 1))
     bright = np.partition(inner, k, axis=1)[:, k].astype(np.float32)
     return (inner < COVERED_LEVEL * bright[:, None]).mean(axis=1) > COVERED_SHARE

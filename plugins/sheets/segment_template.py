@@ -241,7 +241,7 @@ def segment_template(
     cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
     boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])
     inks = boxes_ink(boxes, pad, CANONICAL_PX_PER_MM, grid=(len(found.rows), found.cols))
-    covered = covered_boxes(np.stack([paper[y : y + h, x : x + w] for _, _, x, y in cuts]), pad, CANONICAL_PX_PER_MM)
+    covered = covered_boxes(paper, [(x, y) for _, _, x, y in cuts], h, w, pad, CANONICAL_PX_PER_MM)
     digits = []
     for (r, c, x, y), ink, hidden in zip(cuts, inks, covered):
         image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
