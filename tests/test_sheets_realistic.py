@@ -311,16 +311,41 @@ def test_scribble_on_a_freeform_sheet_is_flagged(semeion):
     assert not any("crossed_out" in d.flags for (r, c), d in digits.items() if r == 2 and c < 5)
 
 
-def test_heic_photo_without_its_reader_says_what_to_install():
-    pytest.importorskip("PIL")
-    try:
-        import pillow_heif  # noqa: F401
+def test_heic_photo_without_its_reader_says_what_to_install(monkeypatch):
+    import sys
 
-        pytest.skip("pillow-heif is installed: HEIC photos are read")
-    except ImportError:
-        pass
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # as if it were not installed
     with pytest.raises(InputError, match="pillow-heif"):
         decode_sheet(b"\x00\x00\x00\x18ftypheic" + bytes(64), "IMG_0001.HEIC")
+
+
+def test_an_iphone_heic_photo_reads_as_its_png(semeion):
+    """An iPhone's HEIC (HEVC, the camera's orientation stored beside the pixels): decoded as a
+    viewer shows it, and its sheet segmented like the same page losslessly stored."""
+    pillow_heif = pytest.importorskip("pillow_heif")  # in the test extras; optional for users
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    images, labels = semeion
+    rows = _synth.semeion_rows_for_sheet(labels, 1, 0)
+    index = {(r, c): i for r, d in enumerate(GRID.rows) for c, i in enumerate(rows[int(d)])}
+    page, truth = _synth.template_sheet(
+        GRID, {k: images[i] for k, i in index.items()}, np.random.default_rng(4), index, px_per_mm=TABLET_PX_PER_MM
+    )
+    stored = np.ascontiguousarray(np.rot90(page, 1))  # the sensor's landscape; EXIF 6 turns it upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(stored).convert("RGB").save(buf, format="HEIF", quality=85, exif=exif.tobytes())
+    grey = decode_sheet(buf.getvalue(), "IMG_0001.HEIC")
+    assert grey.shape == page.shape  # upright, as a viewer shows it
+    assert np.abs(grey.astype(int) - page).mean() < 6
+    lossless = {(d.row, d.col): d for d in segment_template(page, layout=GRID, options={"layouts": LAYOUTS})}
+    heic = {(d.row, d.col): d for d in segment_template(grey, layout=GRID, options={"layouts": LAYOUTS})}
+    assert sorted(heic) == sorted(truth.labels)
+    assert all(heic[k].label == truth.labels[k] for k in heic)
+    same = sum(_synth.closeness(heic[k].image, lossless[k].image) >= 0.9 for k in heic)
+    assert same >= 97, same
 
 
 def test_noise_free_black_and_white_export_is_not_blank():

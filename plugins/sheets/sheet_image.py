@@ -164,7 +164,7 @@ def _heif_opener(name: str) -> None:
         import pillow_heif
     except ImportError:
         raise InputError(
-            f"{name}: reading HEIC photos needs the pillow-heif package (pip install pillow-heif); "
+            f'{name}: reading HEIC photos needs the pillow-heif package (pip install "mnistp4[heic]"); '
             f"or export the photo as JPEG"
         ) from None
     pillow_heif.register_heif_opener()
