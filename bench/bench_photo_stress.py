@@ -16,7 +16,9 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
 * dim           - underexposed and lit from one side: the light falls from 35 % to 8 % across
   the photo, with sensor noise;
 * pen           - a pen lying across the sheet;
-* hard-shadow   - the phone's hard-edged shadow over a third of the sheet, 55 % darker.
+* hard-shadow   - the phone's hard-edged shadow over a third of the sheet, 55 % darker;
+* two-sheets    - two sheets side by side in one photo (the same sheet twice, scaled back to
+  12 MP). Every such photo must fail with a reason, like corners-out.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -93,6 +95,7 @@ CHANGES = {
     "dim": _dim,
     "pen": _pen,
     "hard-shadow": _hard_shadow,
+    "two-sheets": lambda im, rng: _resend(np.hstack([im, im]), max(im.shape[:2]), 85),
 }
 
 

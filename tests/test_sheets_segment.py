@@ -131,6 +131,14 @@ def test_a_sheet_with_three_corners_out_of_the_picture_fails_with_its_reason(she
         segment_auto(corner, options={"layouts": LAYOUTS, "rows": "0123456789"})
 
 
+def test_two_sheets_in_one_photo_fail_with_the_reason(sheet):
+    """Each marker twice: a homography from the markers would mix the two sheets."""
+    page = sheet[0]
+    both = np.hstack([page, np.full((page.shape[0], 40), 255, np.uint8), page])
+    with pytest.raises(InputError, match="marker 0 2 times: more than one sheet"):
+        segment_auto(both, options={"layouts": LAYOUTS, "rows": "0123456789"})
+
+
 def test_the_markers_of_a_dim_photo_are_found():
     """An underexposed photo lit from one side (paper from a fifth of white down to 3 %, sensor
     noise, JPEG): on the dark side the markers' bits drown in the noise at the detector's fixed

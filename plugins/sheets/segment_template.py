@@ -95,6 +95,12 @@ def _detect(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
     corners, ids, _ = _detector().detectMarkers(image)
     if ids is None:
         return {}
+    seen, count = np.unique(ids, return_counts=True)
+    if (count > 1).any():  # one sheet has each marker once: the homography would mix two sheets
+        raise InputError(
+            f"the photo shows marker {int(seen[count > 1][0])} {int(count.max())} times: more than one sheet "
+            f"in the picture; photograph or scan each sheet on its own"
+        )
     return {int(i): (c.reshape(4, 2).astype(np.float64) + 0.5) * scale - 0.5 for i, c in zip(ids.ravel(), corners)}
 
 
