@@ -260,13 +260,14 @@ def segment_template(
 def segment_auto(image: np.ndarray, *, layout: Layout | None = None, options: dict | None = None) -> list[Digit]:
     """``template`` when the sheet shows corner markers, else ``freeform``."""
     options = options or {}
-    markers = detect_markers(shrink(image))
+    small = shrink(image)  # once: a 300 dpi scan's shrink costs as much as its segmentation
+    markers = detect_markers(small)
     # a marked sheet is a template sheet, even of a layout nobody registered (clear error); one
     # lone "marker" may be a pattern in the handwriting of a freeform page (a real sheet shows
     # four), unless it is a corner of a known layout: then the rest of the sheet is out of the
     # picture or covered, and cutting the page as a freeform one would read its printed boxes
     if len(markers) >= AUTO_MIN_MARKERS or layout_from_markers(markers, _options_layouts(layout, options)):
-        return segment_template(image, layout=layout, options=options, markers=markers)
+        return segment_template(small, layout=layout, options=options, markers=markers)
     from mnistp4.stages.sheets.segment_freeform import segment_freeform
 
     return segment_freeform(image, layout=layout, options=options)

@@ -69,7 +69,9 @@ def probe(data: bytes, name: str) -> ImageInfo:
     try:
         with Image.open(io.BytesIO(data)) as im:
             info = ImageInfo(im.width, im.height, im.mode, im.format or "", getattr(im, "n_frames", 1))
-            if info.format not in ("JPEG", "MPO"):  # OpenCV turns JPEGs itself, not PNG/WebP/TIFF
+            # OpenCV turns JPEGs itself, not PNG/WebP/TIFF; Pillow decodes a whole PNG to look for
+            # EXIF after its pixels, so a PNG without an eXIf chunk is upright without asking
+            if info.format not in ("JPEG", "MPO") and (info.format != "PNG" or _png_has_exif(data)):
                 info.turned = im.getexif().get(0x0112, 1) not in (0, 1)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise InputError(
@@ -84,6 +86,19 @@ def probe(data: bytes, name: str) -> ImageInfo:
             f"enormous (limit {MAX_PIXELS // 10**6} MP); scan at 300 dpi or less"
         )
     return info
+
+
+def _png_has_exif(data: bytes) -> bool:
+    """Whether a PNG file has an eXIf chunk: its chunk headers walked, the pixels not read."""
+    pos = 8
+    while pos + 8 <= len(data):
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"eXIf":
+            return True
+        if kind == b"IEND":
+            return False
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    return False
 
 
 def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
