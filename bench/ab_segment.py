@@ -1,6 +1,7 @@
 """Segmentation speed of this checkout against another commit's code, interleaved photo by photo.
 
     MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/ab_segment.py 37392f5 [--seeds 801 802] [--rounds 5]
+        [--conditions scan-ballpoint scan-pencil]
 
 This build machine's speed drifts by 10-25 % within minutes, more than most code changes move it,
 so two benchmark runs one after the other cannot compare two versions. Here two worker processes
@@ -57,6 +58,13 @@ def main(argv=None) -> int:
     parser.add_argument("commit", help="the other code (e.g. the commit before a change)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[801, 802, 803])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--conditions",
+        nargs="+",
+        default=[c for c in rs.CONDITIONS if c.startswith("photo")],
+        choices=list(rs.CONDITIONS),
+        help="realistic conditions to time (default: the 12 MP photos; scan-ballpoint is a colour PNG scan)",
+    )
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
     out_dir = benchmeta.start("ab_segment", tag=args.tag or f"vs-{args.commit}")
@@ -80,7 +88,7 @@ def main(argv=None) -> int:
         semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
         hand = rs.Handwriting(mnist, semeion)
         photos = []
-        for condition in (c for c in rs.CONDITIONS if c.startswith("photo")):
+        for condition in args.conditions:
             for seed in args.seeds:
                 sheet = rs.make_sheet(condition, seed, hand)
                 payload, suffix = rs.encode(sheet)
@@ -115,7 +123,8 @@ def main(argv=None) -> int:
     rates = {n: [rd[n]["digits"] / rd[n]["cpu_s"] for rd in rounds] for n in names}
     ratio = [a / b for a, b in zip(rates["this"], rates[args.commit])]
     print(
-        f"{len(photos)} photos x {args.rounds} rounds, each photo to both workers in turn (decode + segment, no writes)"
+        f"{len(photos)} sheets ({', '.join(args.conditions)}) x {args.rounds} rounds, each to both workers in turn "
+        f"(decode + segment, no writes)"
     )
     print("| code | digits/CPU s, median (range) |")
     print("|---|---|")

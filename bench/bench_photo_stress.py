@@ -17,8 +17,8 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
   the photo, with sensor noise;
 * pen           - a pen lying across the sheet;
 * hard-shadow   - the phone's hard-edged shadow over a third of the sheet, 55 % darker;
-* two-sheets    - two sheets side by side in one photo (the same sheet twice, scaled back to
-  12 MP). Every such photo must fail with a reason, like corners-out.
+* two-sheets    - two sheets side by side in one photo (this one and the next photo's sheet,
+  scaled back to 12 MP). Every such photo must fail with a reason, like corners-out.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -44,6 +44,11 @@ from bench_sheets_realistic import score, segment
 def _resend(image: np.ndarray, side: int, quality: int) -> tuple[np.ndarray, int]:
     k = side / max(image.shape[:2])
     return cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA), quality
+
+
+def _side_by_side(image: np.ndarray, beside: np.ndarray) -> tuple[np.ndarray, int]:
+    h = min(image.shape[0], beside.shape[0])
+    return _resend(np.hstack([image[:h], beside[:h]]), max(image.shape[:2]), 85)
 
 
 def _tilted(image: np.ndarray, rng) -> np.ndarray:
@@ -85,7 +90,7 @@ def _hard_shadow(image: np.ndarray, rng) -> np.ndarray:
     return np.clip(image * (1 - 0.55 * shade[..., None]), 0, 255).astype(np.uint8)
 
 
-#: change -> (image, rng) -> image, or (image, JPEG quality)
+#: change -> (image, rng) -> image, or (image, JPEG quality); two-sheets also gets the next photo
 CHANGES = {
     "as-taken": lambda im, rng: im,
     "messenger": lambda im, rng: _resend(im, 1600, 70),
@@ -95,7 +100,7 @@ CHANGES = {
     "dim": _dim,
     "pen": _pen,
     "hard-shadow": _hard_shadow,
-    "two-sheets": lambda im, rng: _resend(np.hstack([im, im]), max(im.shape[:2]), 85),
+    "two-sheets": _side_by_side,
 }
 
 
@@ -104,7 +109,10 @@ def run_change(change: str, sheets: list, tmp: Path) -> dict:
     raw.mkdir()
     scored = []
     for k, sheet in enumerate(sheets):
-        out = CHANGES[change](sheet.image, np.random.default_rng([k, list(CHANGES).index(change)]))
+        if change == "two-sheets":
+            out = _side_by_side(sheet.image, sheets[(k + 1) % len(sheets)].image)
+        else:
+            out = CHANGES[change](sheet.image, np.random.default_rng([k, list(CHANGES).index(change)]))
         image, quality = out if isinstance(out, tuple) else (out, sheet.jpeg or 85)
         changed = dataclasses.replace(sheet, image=image, jpeg=quality)
         payload, suffix = rs.encode(changed)
