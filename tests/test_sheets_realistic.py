@@ -87,6 +87,40 @@ def test_crossed_out_digits_and_scribbles_are_flagged(semeion):
     assert all(digits[k].flags == [] for k in clean), [digits[k].flags for k in clean]
 
 
+def test_a_black_and_white_scan_that_lost_its_pencil_says_so(semeion, tmp_path):
+    """A scanner's black-and-white mode cuts at one level: faint pencil comes out empty or dotted.
+    The sheet's digits are flagged, and the result says why (a greyscale scan of the same page
+    gets no such note)."""
+    from PIL import Image
+
+    page = render_template(GRID, PX)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    for r in range(10):
+        for c in range(10):
+            cx, cy, _, _ = _centre(r, c)
+            _write(page, _synth.stroke_image(_digit(semeion, r, c % 5), size), cx, cy, darkness=0.3)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    Image.fromarray(page).save(raw / "pencil-grey.png")
+    Image.fromarray((page > 160).astype(np.uint8) * 255).convert("1").save(raw / "pencil-bw.tif", compression="group4")
+    summary = segment_folder(
+        raw,
+        tmp_path / "data",
+        segmenter=segment_template,
+        segmenter_name="template",
+        layout=GRID,
+        layouts=LAYOUTS,
+        normalize=None,
+        normalizer_name="mnist",
+        default_rows="0123456789",
+    )
+    notes = {r["sheet"]: r["note"] for r in summary["results"]}
+    bw = next(r for r in summary["results"] if r["sheet"] == "pencil-bw.tif")
+    assert bw["status"] == "ok" and bw["flagged"] >= 50
+    assert "black-and-white (1-bit) scan" in notes["pencil-bw.tif"] and "greyscale" in notes["pencil-bw.tif"]
+    assert notes["pencil-grey.png"] is None
+
+
 def test_faint_pencil_in_the_shadow_of_a_dim_photo_is_found(semeion):
     page = render_template(GRID, PX)
     size = int(0.6 * GRID.box_mm[1] * PX)

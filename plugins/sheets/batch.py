@@ -68,6 +68,7 @@ class SheetResult:
     digits: int = 0
     flagged: int = 0
     error: str | None = None
+    note: str | None = None  # a sheet that was cut, with a hint about its flags (a 1-bit scan)
     rows: list = field(default_factory=list)
     digits_found: list = field(default_factory=list)  # records.Digit without crops, for hooks
 
@@ -169,6 +170,7 @@ def process_sheet(job: Job) -> SheetResult:
         write_sheet_files(job.data_dir, files)
         result.digits = len(digits)
         result.flagged = sum(1 for d in digits if d.flags)
+        result.note = _bilevel_note(job.sheet, grey, digits)
         for d in digits:
             d.crop = None
         result.digits_found = digits
@@ -179,6 +181,26 @@ def process_sheet(job: Job) -> SheetResult:
         log.debug("sheet %s failed", job.sheet, exc_info=True)
         result.status, result.error = "failed", f"{job.sheet}: {type(e).__name__}: {e}"
     return result
+
+
+#: a black-and-white scan gets a note when at least this share of its boxes came out empty or in pieces
+BILEVEL_NOTE_SHARE = 0.25
+
+
+def _bilevel_note(sheet: str, grey: np.ndarray, digits) -> str | None:
+    """A hint for a black-and-white (1-bit) scan that lost many digits: a scanner's B&W mode cuts
+    faint strokes at one fixed level, so pencil comes out empty or dotted (flagged) - the sheet
+    looks badly segmented when the scan is what lost the ink."""
+    lost = sum(1 for d in digits if {"empty", "fragmented"} & set(d.flags))
+    if lost < BILEVEL_NOTE_SHARE * len(digits):
+        return None
+    sample = grey[::4, ::4]
+    if np.count_nonzero((sample > 0) & (sample < 255)):
+        return None  # grey levels: not a 1-bit scan
+    return (
+        f"{sheet}: a black-and-white (1-bit) scan, {lost} of {len(digits)} boxes empty or in pieces: "
+        f"faint strokes are lost in black-and-white mode; scan in greyscale"
+    )
 
 
 def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
@@ -711,6 +733,8 @@ def segment_folder(
     # plugins hear about each sheet only now: a failing hook cannot discard the finished work
     hook_errors = []
     for r in done:
+        if r.note:
+            log.warning("%s", r.note)
         if emit:
             try:
                 emit("on_sheet_processed", sheet_path=raw_dir / r.sheet, digits=r.digits_found, error=r.error)

@@ -58,7 +58,7 @@ def print_summary(app, summary: dict) -> None:
             f"[{colours[r['status']]}]{r['status']}[/]",
             str(r["digits"]),
             str(r["flagged"]),
-            escape(r["error"] or ""),
+            escape(r["error"] or r.get("note") or ""),
         )
     app.console.print(table)
     app.console.print(
