@@ -84,9 +84,7 @@ def main(argv=None) -> int:
                 return json.loads(line)
 
     with tempfile.TemporaryDirectory() as tmp:
-        mnist = os.environ.get("MNISTP4_MNIST_DIR", "../shared/datasets/mnist")
-        semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
-        hand = rs.Handwriting(mnist, semeion)
+        hand = rs.Handwriting.from_env()
         photos = []
         for condition in args.conditions:
             for seed in args.seeds:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -146,10 +145,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out_dir = benchmeta.start("bench_photo_stress", tag=args.tag)
     benchmeta.tee_stdout(out_dir)
-    mnist = Path(os.environ.get("MNISTP4_MNIST_DIR", "../shared/datasets/mnist"))
-    semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
     cv2.setNumThreads(1)
-    hand = rs.Handwriting(mnist, semeion)
+    hand = rs.Handwriting.from_env()
     sheets = [rs.make_sheet(c, seed, hand) for c in args.conditions for seed in args.seeds]
     print(f"{len(sheets)} photos: conditions {args.conditions} x seeds {args.seeds}", flush=True)
     results = []

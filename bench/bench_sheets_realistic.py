@@ -478,11 +478,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out_dir = benchmeta.start("bench_sheets_realistic", tag=args.tag)
     benchmeta.tee_stdout(out_dir)
-    mnist = Path(os.environ.get("MNISTP4_MNIST_DIR", "../shared/datasets/mnist"))
-    semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
     cv2.setNumThreads(1)
     print(bytecode_ahead())
-    hand = rs.Handwriting(mnist, semeion)
+    hand = rs.Handwriting.from_env()
     results = []
     for condition in args.conditions:
         results.append(run_condition(condition, args.seeds, hand, args.workers[:1], args.keep_review))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,13 @@ class Handwriting:
         self.items = [(im, int(lb)) for im, lb in zip(mi, ml)] + [(im, int(lb)) for im, lb in zip(si, sl)]
         self.by_label = {d: [i for i, (_, lb) in enumerate(self.items) if lb == d] for d in range(10)}
         self.n_mnist = len(mi)
+
+    @classmethod
+    def from_env(cls) -> Handwriting:
+        """From ``$MNISTP4_MNIST_DIR`` and ``$MNISTP4_SEMEION_DIR`` (default: ../shared/datasets)."""
+        mnist = Path(os.environ.get("MNISTP4_MNIST_DIR", "../shared/datasets/mnist"))
+        semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
+        return cls(mnist, semeion)
 
     def pick(self, rng, label: int) -> np.ndarray:
         pool = self.by_label[label]

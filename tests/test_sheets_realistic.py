@@ -47,6 +47,21 @@ def _segment(page):
     return {(d.row, d.col): d for d in segment_template(page, layout=GRID, options={"layouts": LAYOUTS})}
 
 
+def _cut_folder(raw, data, layout):
+    """``raw`` segmented into ``data`` by the template segmenter, as ``mnistp4 segment`` does."""
+    return segment_folder(
+        raw,
+        data,
+        segmenter=segment_template,
+        segmenter_name="template",
+        layout=layout,
+        layouts=LAYOUTS,
+        normalize=None,
+        normalizer_name="mnist",
+        default_rows="0123456789",
+    )
+
+
 def test_crossed_out_digits_and_scribbles_are_flagged(semeion):
     page = render_template(GRID, PX)
     size = int(0.6 * GRID.box_mm[1] * PX)
@@ -103,17 +118,7 @@ def test_a_black_and_white_scan_that_lost_its_pencil_says_so(semeion, tmp_path):
     raw.mkdir()
     Image.fromarray(page).save(raw / "pencil-grey.png")
     Image.fromarray((page > 160).astype(np.uint8) * 255).convert("1").save(raw / "pencil-bw.tif", compression="group4")
-    summary = segment_folder(
-        raw,
-        tmp_path / "data",
-        segmenter=segment_template,
-        segmenter_name="template",
-        layout=GRID,
-        layouts=LAYOUTS,
-        normalize=None,
-        normalizer_name="mnist",
-        default_rows="0123456789",
-    )
+    summary = _cut_folder(raw, tmp_path / "data", GRID)
     notes = {r["sheet"]: r["note"] for r in summary["results"]}
     bw = next(r for r in summary["results"] if r["sheet"] == "pencil-bw.tif")
     assert bw["status"] == "ok" and bw["flagged"] >= 50
@@ -282,17 +287,7 @@ def test_multi_page_tiff_is_one_sheet_per_page(tmp_path, semeion):
     raw.mkdir()
     pages = [Image.fromarray(np.full_like(page, 255)), Image.fromarray(filled), Image.fromarray(page)]
     pages[0].save(raw / "scan.tif", save_all=True, append_images=pages[1:])
-    summary = segment_folder(
-        raw,
-        tmp_path / "data",
-        segmenter=segment_template,
-        segmenter_name="template",
-        layout=None,
-        layouts=LAYOUTS,
-        normalize=None,
-        normalizer_name="mnist",
-        default_rows="0123456789",
-    )
+    summary = _cut_folder(raw, tmp_path / "data", None)
     by_sheet = {r["sheet"]: r for r in summary["results"]}
     assert set(by_sheet) == {"scan.tif#1", "scan.tif#2", "scan.tif#3"}
     assert "page is blank" in by_sheet["scan.tif#1"]["error"]
