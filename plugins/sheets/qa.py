@@ -162,9 +162,10 @@ def covered_boxes(
     """(N,) bool: the boxes cut from ``paper`` (the paper level of :func:`flatten_with_paper`) at
     ``origins`` (x, y; ``h`` x ``w`` pixels, padded by ``pad``) that something lies over or shades in
     part - more than ``COVERED_SHARE`` of the box's inside under paper darker than ``COVERED_LEVEL``
-    of the box's bright paper (its 95th percentile): a pen, a finger, the phone's hard shadow. The
-    digit may be partly hidden, or its faint strokes lost in the dark part; a soft shadow or a dim
-    corner changes the paper by far less across one box."""
+    of the box's bright paper (its 95th percentile): a pen or another dark object, the edge of a
+    deep shadow. The digit may be partly hidden, or its faint strokes lost in the dark part; a soft
+    shadow, a dim corner or a hard shadow of half the light changes the paper by less across one
+    box (a light-coloured object, a finger, is not seen)."""
     m = pad + int(round(1.0 * px_per_mm))
     # the closing is smooth: every third pixel of the inside will do
     inner = np.stack([paper[y + m : y + h - m : 3, x + m : x + w - m : 3] for x, y in origins])
