@@ -80,6 +80,17 @@ def _pen(image: np.ndarray, rng) -> np.ndarray:
     return out
 
 
+def _finger(image: np.ndarray, rng) -> np.ndarray:
+    """A fingertip reaching in from the left edge over a few boxes, skin-coloured and lit."""
+    h, w = image.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    cy, length, half = int(h * rng.uniform(0.35, 0.65)), int(w * rng.uniform(0.25, 0.4)), int(0.022 * w)
+    cv2.ellipse(mask, (length // 2, cy), (length // 2 + half, half), rng.uniform(-15, 15), 0, 360, 1.0, -1, cv2.LINE_AA)
+    mask = cv2.GaussianBlur(mask, (0, 0), 3)[..., None]
+    skin = np.array([120, 150, 205], np.float32)  # BGR
+    return np.clip(image * (1 - mask) + skin * mask, 0, 255).astype(np.uint8)
+
+
 def _hard_shadow(image: np.ndarray, rng) -> np.ndarray:
     h, w = image.shape[:2]
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -100,6 +111,7 @@ CHANGES = {
     "pen": _pen,
     "hard-shadow": _hard_shadow,
     "two-sheets": _side_by_side,
+    "finger": _finger,  # last: each change's random numbers follow from its place in this list
 }
 
 

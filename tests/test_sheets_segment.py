@@ -131,6 +131,23 @@ def test_a_sheet_with_three_corners_out_of_the_picture_fails_with_its_reason(she
         segment_auto(corner, options={"layouts": LAYOUTS, "rows": "0123456789"})
 
 
+def test_a_finger_over_boxes_hides_their_lines_and_flags_them_covered(sheet):
+    """A light-coloured object (a fingertip) hides ink without darkening the paper much, but the
+    printed lines under it are gone: those boxes are ``covered``; boxes away from it are not."""
+    import cv2
+
+    page, truth, _ = sheet
+    mm = TABLET_PX_PER_MM
+    x, y, bw, bh = GRID.box(4, 0)
+    centre = (int((x + 1.5 * bw) * mm), int((y + 0.8 * bh) * mm))  # over the lower part of (4, 0)-(4, 2)
+    finger = page.copy()
+    cv2.ellipse(finger, centre, (int(1.6 * bw * mm), int(0.4 * bh * mm)), 0, 0, 360, 205, -1, cv2.LINE_AA)
+    digits = {(d.row, d.col): d for d in segment_template(finger, layout=GRID, options={"layouts": LAYOUTS})}
+    covered = {k for k, d in digits.items() if "covered" in d.flags}
+    assert {(4, 0), (4, 1), (4, 2)} <= covered
+    assert all(abs(r - 4) <= 1 and c <= 3 for r, c in covered), covered
+
+
 def test_two_sheets_in_one_photo_fail_with_the_reason(sheet):
     """Each marker twice: a homography from the markers would mix the two sheets."""
     page = sheet[0]

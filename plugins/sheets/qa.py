@@ -175,12 +175,13 @@ def covered_boxes(
     return (inner < COVERED_LEVEL * bright[:, None]).mean(axis=1) > COVERED_SHARE
 
 
-def _find_lines(bands: np.ndarray, nominal: int) -> tuple[np.ndarray, np.ndarray]:
+def _find_lines(bands: np.ndarray, nominal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Printed lines crossing ``bands`` (N boxes, offsets across the line, positions along it):
-    (N, 2) offsets at the centres of the first and second half, and (N,) how many pixels either
+    (N, 2) offsets at the centres of the first and second half, (N,) how many pixels either
     side of its centre the line is darker than a quarter of its peak (blur and low resolution
-    widen it). The median over a half is high only for a line spanning it, so digit strokes
-    crossing or touching the line do not move it."""
+    widen it), and (N,) how many of the two halves show no line at all. The median over a half is
+    high only for a line spanning it, so digit strokes crossing or touching the line do not move
+    it; a half without a line is covered (a finger, a pen) or washed out (glare)."""
     n, _, length = bands.shape
     half = length // 2
     # every other pixel along the line is enough for a median
@@ -193,25 +194,29 @@ def _find_lines(bands: np.ndarray, nominal: int) -> tuple[np.ndarray, np.ndarray
     if odd.any():
         pos[odd] = np.median(np.stack([pos[odd, 0], pos[odd, 1], np.full(int(odd.sum()), nominal)], 1), 1)[:, None]
     wide = (profile >= np.maximum(peak, LINE_MIN_DARKNESS)[:, None, :] / 4).sum(axis=1)  # N, 2
-    return pos, np.where(peak >= LINE_MIN_DARKNESS, wide, 0).max(axis=1) / 2
+    found = peak >= LINE_MIN_DARKNESS
+    return pos, np.where(found, wide, 0).max(axis=1) / 2, (~found).sum(axis=1)
 
 
-def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, 4, 2): top, bottom, left, right printed line of each box of ``smooth`` (N boxes padded
     by ``pad`` pixels each side, from :func:`flatten`): its position (pixels across) at the centres
-    of the side's two halves; and (N,) the half-width of the box's widest line (pixels)."""
+    of the side's two halves; (N,) the half-width of the box's widest line (pixels); and (N,) how
+    many of the eight half-sides show no line."""
     _, h, w = smooth.shape
     s = min(pad - 1, int(round(LINE_SEARCH_MM * px_per_mm)))
-    out, widths = [], []
+    out, widths, missing = [], [], []
     for start in (pad, h - 1 - pad):
-        pos, width = _find_lines(smooth[:, start - s : start + s + 1, pad : w - pad], s)
+        pos, width, gone = _find_lines(smooth[:, start - s : start + s + 1, pad : w - pad], s)
         out.append(start - s + pos)
         widths.append(width)
+        missing.append(gone)
     for start in (pad, w - 1 - pad):
-        pos, width = _find_lines(smooth[:, pad : h - pad, start - s : start + s + 1].transpose(0, 2, 1), s)
+        pos, width, gone = _find_lines(smooth[:, pad : h - pad, start - s : start + s + 1].transpose(0, 2, 1), s)
         out.append(start - s + pos)
         widths.append(width)
-    return np.stack(out, axis=1), np.max(widths, axis=0)
+        missing.append(gone)
+    return np.stack(out, axis=1), np.max(widths, axis=0), np.sum(missing, axis=0)
 
 
 def paper_noise(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +288,7 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int
     (rows, cols): the boxes are a template's grid in row-major order, so each line can be checked
     against the same printed line in the neighbouring boxes."""
     n, h, w = dark.shape
-    lines, widths = box_lines(dark, pad, px_per_mm)
+    lines, widths, missing = box_lines(dark, pad, px_per_mm)
     dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
@@ -382,12 +387,15 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int
     for k in range(n):
         mine = kept[bounds[k] : bounds[k + 1]]
         if not len(mine):
-            out.append(CellInk(np.zeros((h, w), bool), np.full((h, w), 255, np.uint8), ["empty"]))
+            hidden = ["covered"] if missing[k] else []  # empty, maybe because something lies over it
+            out.append(CellInk(np.zeros((h, w), bool), np.full((h, w), 255, np.uint8), ["empty", *hidden]))
             continue
         st, big = stats[mine], mine[areas[mine] * 8 >= areas[mine].max()]
         flags = []
         if faint[k]:
             flags.append("low_contrast")
+        if missing[k]:  # a printed line gone over half a side: something light lies over the box
+            flags.append("covered")
         if crossing[k] >= BORDER_MIN_CROSSING or along[k] or lost[k]:
             flags.append("border")
         (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]

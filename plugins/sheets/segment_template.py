@@ -251,7 +251,7 @@ def segment_template(
     digits = []
     for (r, c, x, y), ink, hidden in zip(cuts, inks, covered):
         image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
-        flags = [*ink.flags, "covered"] if hidden else ink.flags
+        flags = [*ink.flags, "covered"] if hidden and "covered" not in ink.flags else ink.flags
         digits.append(Digit(image28, int(found.rows[r]), r, c, flags, crop=page[y : y + h, x : x + w]))
     check_digits(digits)
     return digits
