@@ -45,12 +45,12 @@ def _resend(image: np.ndarray, side: int, quality: int) -> tuple[np.ndarray, int
     return cv2.resize(image, None, fx=k, fy=k, interpolation=cv2.INTER_AREA), quality
 
 
-def _side_by_side(image: np.ndarray, beside: np.ndarray) -> tuple[np.ndarray, int]:
+def _side_by_side(image: np.ndarray, rng, beside: np.ndarray) -> tuple[np.ndarray, int]:
     h = min(image.shape[0], beside.shape[0])
     return _resend(np.hstack([image[:h], beside[:h]]), max(image.shape[:2]), 85)
 
 
-def _tilted(image: np.ndarray, rng) -> np.ndarray:
+def _tilted(image: np.ndarray, rng, beside=None) -> np.ndarray:
     """Turned ``angle`` degrees inside a frame that grew with it (the desk around), then scaled back."""
     angle = 25.0
     h, w = image.shape[:2]
@@ -64,13 +64,13 @@ def _tilted(image: np.ndarray, rng) -> np.ndarray:
     return cv2.resize(out, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
 
 
-def _dim(image: np.ndarray, rng) -> np.ndarray:
+def _dim(image: np.ndarray, rng, beside=None) -> np.ndarray:
     light = np.linspace(0.35, 0.08, image.shape[1], dtype=np.float32)[None, :, None]
     noise = rng.normal(0, 3, image.shape).astype(np.float32)
     return np.clip(image * light + 4 + noise, 0, 255).astype(np.uint8)
 
 
-def _pen(image: np.ndarray, rng) -> np.ndarray:
+def _pen(image: np.ndarray, rng, beside=None) -> np.ndarray:
     h, w = image.shape[:2]
     out = image.copy()
     a = (int(w * rng.uniform(0.15, 0.4)), int(h * rng.uniform(0.25, 0.5)))
@@ -80,7 +80,7 @@ def _pen(image: np.ndarray, rng) -> np.ndarray:
     return out
 
 
-def _finger(image: np.ndarray, rng) -> np.ndarray:
+def _finger(image: np.ndarray, rng, beside=None) -> np.ndarray:
     """A fingertip reaching in from the left edge over a few boxes, skin-coloured and lit."""
     h, w = image.shape[:2]
     mask = np.zeros((h, w), np.float32)
@@ -91,7 +91,7 @@ def _finger(image: np.ndarray, rng) -> np.ndarray:
     return np.clip(image * (1 - mask) + skin * mask, 0, 255).astype(np.uint8)
 
 
-def _hard_shadow(image: np.ndarray, rng) -> np.ndarray:
+def _hard_shadow(image: np.ndarray, rng, beside=None) -> np.ndarray:
     h, w = image.shape[:2]
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     slope = rng.uniform(0.3, 0.8)
@@ -100,13 +100,13 @@ def _hard_shadow(image: np.ndarray, rng) -> np.ndarray:
     return np.clip(image * (1 - 0.55 * shade[..., None]), 0, 255).astype(np.uint8)
 
 
-#: change -> (image, rng) -> image, or (image, JPEG quality); two-sheets also gets the next photo
+#: change -> (image, rng, the next photo's image) -> image, or (image, JPEG quality)
 CHANGES = {
-    "as-taken": lambda im, rng: im,
-    "messenger": lambda im, rng: _resend(im, 1600, 70),
-    "small": lambda im, rng: _resend(im, 1024, 60),
+    "as-taken": lambda im, rng, beside: im,
+    "messenger": lambda im, rng, beside: _resend(im, 1600, 70),
+    "small": lambda im, rng, beside: _resend(im, 1024, 60),
     "tilted": _tilted,
-    "corners-out": lambda im, rng: im[: int(0.55 * im.shape[0]), : int(0.55 * im.shape[1])].copy(),
+    "corners-out": lambda im, rng, beside: im[: int(0.55 * im.shape[0]), : int(0.55 * im.shape[1])].copy(),
     "dim": _dim,
     "pen": _pen,
     "hard-shadow": _hard_shadow,
@@ -120,10 +120,8 @@ def run_change(change: str, sheets: list, tmp: Path) -> dict:
     raw.mkdir()
     scored = []
     for k, sheet in enumerate(sheets):
-        if change == "two-sheets":
-            out = _side_by_side(sheet.image, sheets[(k + 1) % len(sheets)].image)
-        else:
-            out = CHANGES[change](sheet.image, np.random.default_rng([k, list(CHANGES).index(change)]))
+        rng = np.random.default_rng([k, list(CHANGES).index(change)])
+        out = CHANGES[change](sheet.image, rng, sheets[(k + 1) % len(sheets)].image)
         image, quality = out if isinstance(out, tuple) else (out, sheet.jpeg or 85)
         changed = dataclasses.replace(sheet, image=image, jpeg=quality)
         payload, suffix = rs.encode(changed)

@@ -133,13 +133,7 @@ COVERED_LEVEL = 0.4
 COVERED_SHARE = 0.1
 
 
-def flatten(page: np.ndarray, px_per_mm: float) -> np.ndarray:
-    """Darkness relative to the local paper (uint8, 0 = paper, 255 = black) of a 3x3-smoothed copy
-    of ``page`` (:func:`flatten_with_paper`)."""
-    return flatten_with_paper(page, px_per_mm)[0]
-
-
-def flatten_with_paper(page: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def flatten(page: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Darkness relative to the local paper (uint8, 0 = paper, 255 = black) of a 3x3-smoothed copy
     of ``page``, and that paper level. The paper level is a morphological closing wider than any pen
     stroke or printed line: it removes them but keeps the edge of a shadow where it is (a blur would
@@ -159,7 +153,7 @@ def flatten_with_paper(page: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, 
 def covered_boxes(
     paper: np.ndarray, origins: list[tuple[int, int]], h: int, w: int, pad: int, px_per_mm: float
 ) -> np.ndarray:
-    """(N,) bool: the boxes cut from ``paper`` (the paper level of :func:`flatten_with_paper`) at
+    """(N,) bool: the boxes cut from ``paper`` (the paper level of :func:`flatten`) at
     ``origins`` (x, y; ``h`` x ``w`` pixels, padded by ``pad``) that something lies over or shades in
     part - more than ``COVERED_SHARE`` of the box's inside under paper darker than ``COVERED_LEVEL``
     of the box's bright paper (its 95th percentile): a pen or another dark object, the edge of a
@@ -279,16 +273,25 @@ def rulings(dark: np.ndarray, pad: int, margin: int) -> np.ndarray:
     return np.maximum(level(dark)[:, :, None], level(dark.transpose(0, 2, 1))[:, None, :])
 
 
-def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int] | None = None) -> list[CellInk]:
+def boxes_ink(
+    dark: np.ndarray,
+    pad: int,
+    px_per_mm: float,
+    grid: tuple[int, int] | None = None,
+    shaded: np.ndarray | None = None,
+) -> list[CellInk]:
     """The ink of each template box: ``dark`` (N, H, W) the boxes padded by ``pad`` pixels each
     side, from :func:`flatten`. Each box's printed lines (:func:`box_lines`; they move with curled
     or folded paper) are removed; ink up to the line is the digit (a stroke touching the line stays
     whole); a stroke that crosses the line flags ``border``. ``clean`` is the ink, dark on white
     paper. All boxes are thresholded and labelled together (one pass over the stack). ``grid``
     (rows, cols): the boxes are a template's grid in row-major order, so each line can be checked
-    against the same printed line in the neighbouring boxes."""
+    against the same printed line in the neighbouring boxes. ``shaded`` (N,) bool: boxes under dark
+    paper (:func:`covered_boxes`); they, and boxes with a printed line gone over half a side
+    (something light over them), are ``covered``."""
     n, h, w = dark.shape
     lines, widths, missing = box_lines(dark, pad, px_per_mm)
+    covered = missing > 0 if shaded is None else (missing > 0) | shaded
     dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
@@ -387,14 +390,14 @@ def boxes_ink(dark: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int
     for k in range(n):
         mine = kept[bounds[k] : bounds[k + 1]]
         if not len(mine):
-            hidden = ["covered"] if missing[k] else []  # empty, maybe because something lies over it
+            hidden = ["covered"] if covered[k] else []  # empty, maybe because something lies over it
             out.append(CellInk(np.zeros((h, w), bool), np.full((h, w), 255, np.uint8), ["empty", *hidden]))
             continue
         st, big = stats[mine], mine[areas[mine] * 8 >= areas[mine].max()]
         flags = []
         if faint[k]:
             flags.append("low_contrast")
-        if missing[k]:  # a printed line gone over half a side: something light lies over the box
+        if covered[k]:
             flags.append("covered")
         if crossing[k] >= BORDER_MIN_CROSSING or along[k] or lost[k]:
             flags.append("border")

@@ -18,7 +18,7 @@ from mnistp4.errors import InputError
 from mnistp4.records import Digit
 from mnistp4.stages.sheets.checker import check_digits
 from mnistp4.stages.sheets.layout import ARUCO_DICT, Layout
-from mnistp4.stages.sheets.qa import boxes_ink, covered_boxes, flatten_with_paper
+from mnistp4.stages.sheets.qa import boxes_ink, covered_boxes, flatten
 
 log = logging.getLogger(__name__)
 
@@ -243,16 +243,15 @@ def segment_template(
     markers = complete_markers(small, found, markers)
     region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0)
     page = register_page(small, found, markers, region=region)
-    dark, paper = flatten_with_paper(page, CANONICAL_PX_PER_MM)
+    dark, paper = flatten(page, CANONICAL_PX_PER_MM)
     cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
     boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])
-    inks = boxes_ink(boxes, pad, CANONICAL_PX_PER_MM, grid=(len(found.rows), found.cols))
-    covered = covered_boxes(paper, [(x, y) for _, _, x, y in cuts], h, w, pad, CANONICAL_PX_PER_MM)
+    shaded = covered_boxes(paper, [(x, y) for _, _, x, y in cuts], h, w, pad, CANONICAL_PX_PER_MM)
+    inks = boxes_ink(boxes, pad, CANONICAL_PX_PER_MM, grid=(len(found.rows), found.cols), shaded=shaded)
     digits = []
-    for (r, c, x, y), ink, hidden in zip(cuts, inks, covered):
+    for (r, c, x, y), ink in zip(cuts, inks):
         image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
-        flags = [*ink.flags, "covered"] if hidden and "covered" not in ink.flags else ink.flags
-        digits.append(Digit(image28, int(found.rows[r]), r, c, flags, crop=page[y : y + h, x : x + w]))
+        digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=page[y : y + h, x : x + w]))
     check_digits(digits)
     return digits
 
