@@ -22,7 +22,8 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
-written one), clean flagged, usable. Results: bench/results/bench_photo_stress/<date>-<commit>[-tag]/.
+written one), clean flagged, usable, empty boxes cut (an empty box whose noise or smudge came out
+as flagged ink: one more box to review). Results: bench/results/bench_photo_stress/<date>-<commit>[-tag]/.
 """
 
 from __future__ import annotations
@@ -136,12 +137,13 @@ def run_change(change: str, sheets: list, tmp: Path) -> dict:
 
 def table(results: list[dict]) -> str:
     head = ["change", "sheets failed", "found/expected", "wrong!", "garbled", "clean flagged %", "usable %"]
+    head += ["empty boxes cut"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         lines.append(
             f"| {r['change']} | {r['failed']}/{r['sheets']} | {r['found']}/{r['expected']} | {r['wrong']} "
             f"| {r['garbled']} | {100 * r['clean_flagged'] / max(r['clean'], 1):.1f} "
-            f"| {100 * r['usable'] / max(r['expected'], 1):.1f} |"
+            f"| {100 * r['usable'] / max(r['expected'], 1):.1f} | {r.get('empty_cut', '')} |"
         )
     return "\n".join(lines)
 

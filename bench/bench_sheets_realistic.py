@@ -118,6 +118,7 @@ def score(sheets: list, data_dir: Path) -> dict:
         bad=0,
         bad_ok=0,
         empty_phantom=0,
+        empty_cut=0,
         clean=0,
         clean_flagged=0,
         extra_unflagged=0,
@@ -165,6 +166,8 @@ def score(sheets: list, data_dir: Path) -> dict:
                 s["bad"] += bad
                 if empty or flags:
                     s["bad_ok"] += bad
+                    # an empty box cut as (flagged) ink: noise or a smudge read as a mark, to review
+                    s["empty_cut"] += truth.kind == "empty" and got is not None and not empty
                 else:
                     s["wrong"] += 1
                     s["empty_phantom"] += not bad

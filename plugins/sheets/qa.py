@@ -144,10 +144,13 @@ def flatten(page: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]
     # on a lightly smoothed copy: closing picks maxima, so on noisy (dark, amplified) paper it would
     # sit above the paper's mean; and the darkness is taken from the same copy, so the two agree at
     # the edge of a shadow
-    base = cv2.blur(page, (3, 3))
+    # in sixteenths of a grey level: on a dim page the paper is a few dozen levels and the ink a
+    # few levels below it; the average of 3x3 noisy pixels keeps what the noise dithers, where a
+    # uint8 result would round it back to those few levels (and the darkness to steps of 255 / paper)
+    base = cv2.blur(page.astype(np.uint16) << 4, (3, 3))
     paper = cv2.morphologyEx(base, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    flat = cv2.divide(base, paper, scale=255)  # saturates at 255 where the page is brighter
-    return cv2.subtract(np.full_like(flat, 255), flat), paper
+    flat = cv2.divide(base, paper, scale=255)  # 0..255, and above where the page is brighter
+    return cv2.subtract(np.full_like(flat, 255), flat).astype(np.uint8), paper
 
 
 def covered_boxes(
