@@ -22,8 +22,9 @@ into a temporary folder and segmented like ``mnistp4 segment`` does, decode and 
 * clean flagged - the same share among clean, well-written digits (inside their box, not touching
   its line); the flags behind it are listed per condition;
 * usable   - written digits that came out found and unflagged / expected;
-* digits/s - manifest rows per CPU second (the segmenting process and its worker processes,
-  ``resource.getrusage``) and per wall second, per condition with the first ``--workers`` count;
+* digits/s - manifest rows (every box, empty ones included) per CPU second (the segmenting
+  process and its worker processes, ``resource.getrusage``) and per wall second, per condition
+  with the first ``--workers`` count;
   then one batch of 12 MP photos (every photo condition x ``--batch-seeds``) is segmented with
   each ``--workers`` count in turn, ``--batch-repeats`` rounds, into a fresh data dir each time:
   the speed-up from more workers (median and spread over the rounds), in this process and through
@@ -389,28 +390,38 @@ def photo_batch(seeds: list[int], hand, workers: list[int], repeats: int = 3) ->
             for n in workers:
                 data = Path(tmp) / f"data-{n}-{k}"
                 summary, cpu, wall = _timed(lambda data=data, n=n: segment(raw, data, n))
-                runs[n] = dict(digits=summary["digits"], failed=summary["failed"], cpu_s=cpu, wall_s=wall)
+                runs[n] = dict(
+                    digits=summary["digits"], ink=_ink_rows(data), failed=summary["failed"], cpu_s=cpu, wall_s=wall
+                )
             for n in workers:  # the same through the command: its own start included
                 command = [sys.executable, "-m", "mnistp4", "segment", str(raw), "-o", str(Path(tmp) / f"cli-{n}-{k}")]
                 command += ["--workers", str(n), "--json"]
                 done, cpu, wall = _timed(
                     lambda command=command: subprocess.run(command, capture_output=True, text=True, check=False)
                 )
-                digits = json.loads(done.stdout)["digits"] if done.returncode == 0 else 0
-                runs[f"cli {n}"] = dict(digits=digits, failed=done.returncode != 0, cpu_s=cpu, wall_s=wall)
+                ok = done.returncode == 0
+                digits, ink = (
+                    (json.loads(done.stdout)["digits"], _ink_rows(Path(tmp) / f"cli-{n}-{k}")) if ok else (0, 0)
+                )
+                runs[f"cli {n}"] = dict(digits=digits, ink=ink, failed=not ok, cpu_s=cpu, wall_s=wall)
             out["rounds"].append(runs)
     return out
+
+
+def _ink_rows(data_dir: Path) -> int:
+    """Manifest rows of ``data_dir`` with ink (not ``empty``): the digits a user gets, flagged or not."""
+    return sum("empty" not in (r["flags"] or "").split(";") for r in read_manifest(data_dir))
 
 
 def batch_table(batch: dict) -> str:
     rounds = batch["rounds"]
     counts = list(rounds[0])  # worker counts in this process, then "cli N": the command
-    digits = rounds[0][counts[0]]["digits"]
+    digits, ink = rounds[0][counts[0]]["digits"], rounds[0][counts[0]].get("ink")
     lines = [
-        f"12 MP photo batch: {batch['sheets']} sheets, {digits} digits, {len(rounds)} rounds "
-        "(median, and min-max over the rounds)",
-        "| workers | digits/CPU s | digits/wall s | wall speed-up |",
-        "|---|---|---|---|",
+        f"12 MP photo batch: {batch['sheets']} sheets, {digits} boxes (manifest rows, empty boxes included), "
+        f"{ink} of them with ink; {len(rounds)} rounds (median, and min-max over the rounds)",
+        "| workers | boxes/CPU s | with ink/CPU s | boxes/wall s | wall speed-up |",
+        "|---|---|---|---|---|",
     ]
 
     def spread(values) -> str:
@@ -419,10 +430,12 @@ def batch_table(batch: dict) -> str:
     for n in counts:
         first = f"cli {counts[0]}" if str(n).startswith("cli") else counts[0]
         per_cpu = [r[n]["digits"] / r[n]["cpu_s"] for r in rounds]
+        ink_cpu = [r[n].get("ink", 0) / r[n]["cpu_s"] for r in rounds]
         per_wall = [r[n]["digits"] / r[n]["wall_s"] for r in rounds]
         ups = [r[first]["wall_s"] / r[n]["wall_s"] for r in rounds]
         lines.append(
             f"| {n} | {np.median(per_cpu):.0f} ({min(per_cpu):.0f}-{max(per_cpu):.0f}) | "
+            f"{np.median(ink_cpu):.0f} ({min(ink_cpu):.0f}-{max(ink_cpu):.0f}) | "
             f"{np.median(per_wall):.0f} ({min(per_wall):.0f}-{max(per_wall):.0f}) | {spread(ups)}x |"
         )
     if "machine" in batch:
