@@ -135,19 +135,20 @@ COVERED_SHARE = 0.1
 
 def flatten(page: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Darkness relative to the local paper (uint8, 0 = paper, 255 = black) of a 3x3-smoothed copy
-    of ``page``, and that paper level. The paper level is a morphological closing wider than any pen
-    stroke or printed line: it removes them but keeps the edge of a shadow where it is (a blur would
-    smear the edge into "ink"); so shadows, dim corners and a tint drop out, and faint pencil in a
-    dark half counts as much as in a bright one. What is wider than the closing stays in the paper
-    level: a pen or a finger lying on the sheet, a hard shadow (:func:`covered_boxes`)."""
+    of ``page``, and that paper level (uint16: sums of 3x3 pixels, nine times their grey level).
+    The paper level is a morphological closing wider than any pen stroke or printed line: it
+    removes them but keeps the edge of a shadow where it is (a blur would smear the edge into
+    "ink"); so shadows, dim corners and a tint drop out, and faint pencil in a dark half counts as
+    much as in a bright one. What is wider than the closing stays in the paper level: a pen or a
+    finger lying on the sheet, a hard shadow (:func:`covered_boxes`)."""
     k = int(2.4 * px_per_mm) | 1
     # on a lightly smoothed copy: closing picks maxima, so on noisy (dark, amplified) paper it would
     # sit above the paper's mean; and the darkness is taken from the same copy, so the two agree at
     # the edge of a shadow
-    # in sixteenths of a grey level: on a dim page the paper is a few dozen levels and the ink a
-    # few levels below it; the average of 3x3 noisy pixels keeps what the noise dithers, where a
-    # uint8 result would round it back to those few levels (and the darkness to steps of 255 / paper)
-    base = cv2.blur(page.astype(np.uint16) << 4, (3, 3))
+    # the 3x3 sum, not its mean rounded to whole grey levels: on a dim page the paper is a few
+    # dozen levels and the ink a few below it; the sum keeps what the sensor noise dithers, where
+    # the rounded mean fell back to those few levels (and the darkness to steps of 255 / paper)
+    base = cv2.boxFilter(page, cv2.CV_16U, (3, 3), normalize=False)
     paper = cv2.morphologyEx(base, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     flat = cv2.divide(base, paper, scale=255)  # 0..255, and above where the page is brighter
     return cv2.subtract(np.full_like(flat, 255), flat).astype(np.uint8), paper
