@@ -18,7 +18,10 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
 * pen           - a pen lying across the sheet;
 * hard-shadow   - the phone's hard-edged shadow over a third of the sheet, 55 % darker;
 * two-sheets    - two sheets side by side in one photo (this one and the next photo's sheet,
-  scaled back to 12 MP). Every such photo must fail with a reason, like corners-out.
+  scaled back to 12 MP). Every such photo must fail with a reason, like corners-out;
+* finger        - a fingertip reaching in from the left edge over a few boxes;
+* glare         - a lamp's reflection on glossy paper: an oval washed out almost to white;
+* shaken        - the phone moved during the exposure: a motion blur about 1 mm long.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -101,6 +104,27 @@ def _hard_shadow(image: np.ndarray, rng, beside=None) -> np.ndarray:
     return np.clip(image * (1 - 0.55 * shade[..., None]), 0, 255).astype(np.uint8)
 
 
+def _glare(image: np.ndarray, rng, beside=None) -> np.ndarray:
+    """A lamp's reflection on glossy paper: an oval washed out to white in its middle, a soft edge."""
+    h, w = image.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    centre = (int(w * rng.uniform(0.3, 0.7)), int(h * rng.uniform(0.3, 0.7)))
+    axes = (int(w * rng.uniform(0.08, 0.14)), int(h * rng.uniform(0.05, 0.09)))
+    cv2.ellipse(mask, centre, axes, rng.uniform(0, 180), 0, 360, 1.0, -1, cv2.LINE_AA)
+    mask = 0.92 * cv2.GaussianBlur(mask, (0, 0), 0.04 * w)[..., None]
+    return np.clip(image * (1 - mask) + 255 * mask, 0, 255).astype(np.uint8)
+
+
+def _shaken(image: np.ndarray, rng, beside=None) -> np.ndarray:
+    """The phone moved during the exposure: a straight motion blur about 1 mm long on the sheet."""
+    length = int(0.004 * max(image.shape[:2])) | 1
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0 / length
+    turn = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), rng.uniform(0, 180), 1.0)
+    kernel = cv2.warpAffine(kernel, turn, (length, length))
+    return cv2.filter2D(image, -1, kernel / kernel.sum())
+
+
 #: change -> (image, rng, the next photo's image) -> image, or (image, JPEG quality)
 CHANGES = {
     "as-taken": lambda im, rng, beside: im,
@@ -112,7 +136,9 @@ CHANGES = {
     "pen": _pen,
     "hard-shadow": _hard_shadow,
     "two-sheets": _side_by_side,
-    "finger": _finger,  # last: each change's random numbers follow from its place in this list
+    "finger": _finger,
+    "glare": _glare,
+    "shaken": _shaken,  # last: each change's random numbers follow from its place in this list
 }
 
 
