@@ -61,3 +61,30 @@ def test_faint_pencil_in_the_dark_of_an_underexposed_photo_is_found(mnist_dir, s
     assert len(written) == 81
     assert [k for k in written if "empty" in digits[k].flags] == []
     assert [k for k, truth in sheet.boxes.items() if truth.kind == "empty" and "empty" not in digits[k].flags] == []
+
+
+def test_a_shaken_photo_is_flagged_blurred_with_a_note_and_a_sharp_one_is_not(mnist_dir, semeion_dir):
+    """A motion blur of about 1 mm (bench_photo_stress's ``shaken``) smears the printed lines wide:
+    strokes along a line were cut off and crossed-out digits read as bold ones, unflagged. Every
+    digit found on such a photo is flagged ``blurred`` and the sheet gets a note; the same photo
+    taken sharp has no such flag."""
+    import cv2
+    from bench_photo_stress import _shaken
+
+    from mnistp4.stages.sheets.batch import _blurred_note
+    from mnistp4.stages.sheets.layout import default_layouts
+    from mnistp4.stages.sheets.segment_template import segment_template
+    from mnistp4.stages.sheets.sheet_image import decode_sheet
+
+    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
+    sheet = rs.make_sheet("photo-even", 12, hand)
+    layouts = {lay.name: lay for lay in default_layouts()}
+    for image, blurred in ((sheet.image, False), (_shaken(sheet.image, np.random.default_rng(12)), True)):
+        _, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        digits = segment_template(decode_sheet(jpeg.tobytes(), "photo.jpg"), options={"layouts": layouts})
+        found = [d for d in digits if "empty" not in d.flags]
+        assert len(found) >= 80
+        assert all(("blurred" in d.flags) == blurred for d in found)
+        note = _blurred_note("photo.jpg", digits)
+        assert (note is not None) == blurred
+    assert note.startswith("photo.jpg: the photo is blurred") and "holding the phone still" in note

@@ -55,6 +55,7 @@ FLAGS = (
     "unlike_label",
     "fragmented",
     "covered",
+    "blurred",
 )
 MANIFEST = "manifest.csv"
 DECISIONS_FILE = "decisions.csv"

@@ -170,7 +170,7 @@ def process_sheet(job: Job) -> SheetResult:
         write_sheet_files(job.data_dir, files)
         result.digits = len(digits)
         result.flagged = sum(1 for d in digits if d.flags)
-        result.note = _bilevel_note(job.sheet, grey, digits)
+        result.note = _bilevel_note(job.sheet, grey, digits) or _blurred_note(job.sheet, digits)
         for d in digits:
             d.crop = None
         result.digits_found = digits
@@ -200,6 +200,18 @@ def _bilevel_note(sheet: str, grey: np.ndarray, digits) -> str | None:
     return (
         f"{sheet}: a black-and-white (1-bit) scan, {lost} of {len(digits)} boxes empty or in pieces: "
         f"faint strokes are lost in black-and-white mode; scan in greyscale"
+    )
+
+
+def _blurred_note(sheet: str, digits) -> str | None:
+    """Why every digit of a shaken or out-of-focus photo is flagged, and what to do about it."""
+    found = [d for d in digits if "empty" not in d.flags]
+    if not found or not all("blurred" in d.flags for d in found):
+        return None
+    return (
+        f"{sheet}: the photo is blurred (its printed box lines are smeared wide), so all {len(found)} "
+        f"digits are flagged: strokes along a line and crossed-out digits cannot be told apart reliably; "
+        f"take the photo again holding the phone still, or accept its digits one by one in review"
     )
 
 
@@ -260,13 +272,14 @@ FLAG_SHORT = {
     "fragmented": "F",
     "ambiguous": "A",
     "covered": "O",
+    "blurred": "R",
 }
 
 
 def contact_sheet(digits, title: str, scale: int = 2, cols: int = 10) -> np.ndarray:
     """Every digit of a sheet (28x28 at ``scale``) with its label; flagged ones framed in white
     with their flags (E empty, M multi, B border, S small, L large, C low contrast, X crossed out,
-    U unlike its label, F fragmented, A ambiguous, O covered). Greyscale at scale 2: it is written for every
+    U unlike its label, F fragmented, A ambiguous, O covered, R blurred). Greyscale at scale 2: it is written for every
     sheet, and a colour picture costs three times as much to encode."""
     tile_w, tile_h = 28 * scale + 24, 28 * scale + 26
     n_rows = (len(digits) + cols - 1) // cols

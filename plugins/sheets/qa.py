@@ -120,6 +120,11 @@ ALONG_LINE_WIDTH = 2.0
 ALONG_LINE_MOVED_MM = 1.0
 #: a line sliver removed this close (pixels) to the digit's ink may have been part of the digit
 REMNANT_GAP = 2
+#: a sheet whose printed lines are blurred to this half-width (mm, the median over its boxes) or
+#: wider was photographed shaken or out of focus (sharp photos and scans measure 0.4-0.5 mm, a
+#: mail app's small copy 0.6): strokes run into the lines and a crossed-out digit blurs into a bold
+#: one, so every digit found on it is flagged ``blurred``
+BLURRED_LINE_MM = 0.7
 #: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is less than
 #: this fraction of the box's largest piece, lies within FOREIGN_DEPTH_MM of the line and at least
 #: FOREIGN_GAP_MM from the rest of the ink (a digit's own detached piece - a 5's bar - reaches
@@ -292,7 +297,8 @@ def boxes_ink(
     (rows, cols): the boxes are a template's grid in row-major order, so each line can be checked
     against the same printed line in the neighbouring boxes. ``shaded`` (N,) bool: boxes under dark
     paper (:func:`covered_boxes`); they, and boxes with a printed line gone over half a side
-    (something light over them), are ``covered``."""
+    (something light over them), are ``covered``. On a sheet whose lines are blurred wide
+    (:data:`BLURRED_LINE_MM`) every found digit is ``blurred``."""
     n, h, w = dark.shape
     lines, widths, missing = box_lines(dark, pad, px_per_mm)
     covered = missing > 0 if shaded is None else (missing > 0) | shaded
@@ -300,6 +306,7 @@ def boxes_ink(
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
     typical = float(np.median(widths))
+    blurred = typical >= BLURRED_LINE_MM * px_per_mm
     zone = float(np.clip(typical + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
     # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line
     # finder may take the stroke for the line: the digit may be cut or carry the line. A widened
@@ -403,6 +410,8 @@ def boxes_ink(
             flags.append("low_contrast")
         if covered[k]:
             flags.append("covered")
+        if blurred:
+            flags.append("blurred")
         if crossing[k] >= BORDER_MIN_CROSSING or along[k] or lost[k]:
             flags.append("border")
         (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]
