@@ -120,11 +120,11 @@ ALONG_LINE_WIDTH = 2.0
 ALONG_LINE_MOVED_MM = 1.0
 #: a line sliver removed this close (pixels) to the digit's ink may have been part of the digit
 REMNANT_GAP = 2
-#: a sheet whose printed lines are blurred to this half-width (mm, the median over its boxes) or
-#: wider was photographed shaken or out of focus (sharp photos and scans measure 0.4-0.5 mm, a
-#: mail app's small copy 0.6): strokes run into the lines and a crossed-out digit blurs into a bold
-#: one, so every digit found on it is flagged ``blurred``
-BLURRED_LINE_MM = 0.7
+#: a sheet whose printed lines are blurred to this half-width (mm, the mean over its boxes) or
+#: wider was photographed shaken or out of focus (sharp photos and scans measure 0.45-0.55 mm, a
+#: mail app's small copy up to 0.6, the shipped example photos up to 0.75): strokes run into the
+#: lines and a crossed-out digit blurs into a bold one, so every digit found on it is ``blurred``
+BLURRED_LINE_MM = 0.8
 #: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is less than
 #: this fraction of the box's largest piece, lies within FOREIGN_DEPTH_MM of the line and at least
 #: FOREIGN_GAP_MM from the rest of the ink (a digit's own detached piece - a 5's bar - reaches
@@ -306,7 +306,7 @@ def boxes_ink(
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
     typical = float(np.median(widths))
-    blurred = typical >= BLURRED_LINE_MM * px_per_mm
+    blurred = float(np.mean(widths)) >= BLURRED_LINE_MM * px_per_mm  # finer than the median's half pixels
     zone = float(np.clip(typical + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
     # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line
     # finder may take the stroke for the line: the digit may be cut or carry the line. A widened
