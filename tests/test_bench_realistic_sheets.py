@@ -1,9 +1,12 @@
 """The realistic-sheet generator (bench/realistic_sheets.py): a tablet page whose rows run past the
-page's edge neither crashes nor counts a digit cut off by the edge as written."""
+page's edge neither crashes nor counts a digit cut off by the edge as written; and its 12 MP
+photos changed as bench/bench_photo_stress.py changes them (underexposed, shaken), segmented."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import pytest
 import realistic_sheets as rs
 
 
@@ -37,52 +40,52 @@ def test_tablet_outputs_are_matched_to_written_items_by_drawing():
     assert aligned(np.zeros((0, 3))) == [] and aligned(np.zeros((2, 0))) == []
 
 
-def test_faint_pencil_in_the_dark_of_an_underexposed_photo_is_found(mnist_dir, semeion_dir):
-    """A realistic pencil photo underexposed and lit from one side (bench_photo_stress's ``dim``:
-    the paper 20-90 grey levels, the pencil a few levels below it, sensor noise, JPEG): every
-    written digit is found and no empty box is cut as ink. Rounding the smoothed page to whole grey
-    levels lost 9 of the 81 digits here and cut an empty box."""
-    import cv2
-    from bench_photo_stress import _dim
+@pytest.fixture(scope="module")
+def pencil_photo(mnist_dir, semeion_dir):
+    """A realistic 12 MP pencil photo with a soft shadow (seed 12) and its ground truth."""
+    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
+    return rs.make_sheet("photo-shadow-pencil", 12, hand)
 
+
+def _segment_jpeg(image: np.ndarray, quality: int) -> dict:
+    """``image`` as a JPEG of ``quality``, read and cut like a sheet: (row, col) -> Digit."""
     from mnistp4.stages.sheets.layout import default_layouts
     from mnistp4.stages.sheets.segment_template import segment_template
     from mnistp4.stages.sheets.sheet_image import decode_sheet
 
-    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
-    sheet = rs.make_sheet("photo-shadow-pencil", 12, hand)
-    _, jpeg = cv2.imencode(".jpg", _dim(sheet.image, np.random.default_rng(12)), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    _, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     layouts = {lay.name: lay for lay in default_layouts()}
-    digits = {
-        (d.row, d.col): d
-        for d in segment_template(decode_sheet(jpeg.tobytes(), "dim.jpg"), options={"layouts": layouts})
-    }
-    written = [k for k, truth in sheet.boxes.items() if truth.kind == "digit"]
+    digits = segment_template(decode_sheet(jpeg.tobytes(), "photo.jpg"), options={"layouts": layouts})
+    return {(d.row, d.col): d for d in digits}
+
+
+def test_faint_pencil_in_the_dark_of_an_underexposed_photo_is_found(pencil_photo):
+    """The photo underexposed and lit from one side (bench_photo_stress's ``dim``: the paper 20-90
+    grey levels, the pencil a few levels below it, sensor noise, JPEG): every written digit is found
+    and no empty box is cut as ink. Rounding the smoothed page to whole grey levels lost 9 of the
+    81 digits here and cut an empty box."""
+    from bench_photo_stress import _dim
+
+    digits = _segment_jpeg(_dim(pencil_photo.image, np.random.default_rng(12)), 80)
+    boxes = pencil_photo.boxes
+    written = [k for k, truth in boxes.items() if truth.kind == "digit"]
     assert len(written) == 81
     assert [k for k in written if "empty" in digits[k].flags] == []
-    assert [k for k, truth in sheet.boxes.items() if truth.kind == "empty" and "empty" not in digits[k].flags] == []
+    assert [k for k, truth in boxes.items() if truth.kind == "empty" and "empty" not in digits[k].flags] == []
 
 
-def test_a_shaken_photo_is_flagged_blurred_with_a_note_and_a_sharp_one_is_not(mnist_dir, semeion_dir):
+def test_a_shaken_photo_is_flagged_blurred_with_a_note_and_a_sharp_one_is_not(pencil_photo):
     """A motion blur of about 1 mm (bench_photo_stress's ``shaken``) smears the printed lines wide:
     strokes along a line were cut off and crossed-out digits read as bold ones, unflagged. Every
     digit found on such a photo is flagged ``blurred`` and the sheet gets a note; the same photo
     taken sharp has no such flag."""
-    import cv2
     from bench_photo_stress import _shaken
 
     from mnistp4.stages.sheets.batch import _blurred_note
-    from mnistp4.stages.sheets.layout import default_layouts
-    from mnistp4.stages.sheets.segment_template import segment_template
-    from mnistp4.stages.sheets.sheet_image import decode_sheet
 
-    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
-    sheet = rs.make_sheet("photo-even", 12, hand)
-    layouts = {lay.name: lay for lay in default_layouts()}
-    shaken = _shaken(sheet.image, np.random.default_rng(1))  # moved about 1 mm, nearly vertically
-    for image, blurred in ((sheet.image, False), (shaken, True)):
-        _, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        digits = segment_template(decode_sheet(jpeg.tobytes(), "photo.jpg"), options={"layouts": layouts})
+    shaken = _shaken(pencil_photo.image, np.random.default_rng(1))  # moved about 1 mm, nearly vertically
+    for image, blurred in ((pencil_photo.image, False), (shaken, True)):
+        digits = list(_segment_jpeg(image, 85).values())
         found = [d for d in digits if "empty" not in d.flags]
         assert len(found) >= 80
         assert all(("blurred" in d.flags) == blurred for d in found)
