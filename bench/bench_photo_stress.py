@@ -84,6 +84,11 @@ def _pen(image: np.ndarray, rng, beside=None) -> np.ndarray:
     return out
 
 
+def _overlay(image: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
+    """``image`` with ``colour`` laid over it where ``mask`` (H, W, 1; 0..1) says, as much as it says."""
+    return np.clip(image * (1 - mask) + colour * mask, 0, 255).astype(np.uint8)
+
+
 def _finger(image: np.ndarray, rng, beside=None) -> np.ndarray:
     """A fingertip reaching in from the left edge over a few boxes, skin-coloured and lit."""
     h, w = image.shape[:2]
@@ -91,8 +96,7 @@ def _finger(image: np.ndarray, rng, beside=None) -> np.ndarray:
     cy, length, half = int(h * rng.uniform(0.35, 0.65)), int(w * rng.uniform(0.25, 0.4)), int(0.022 * w)
     cv2.ellipse(mask, (length // 2, cy), (length // 2 + half, half), rng.uniform(-15, 15), 0, 360, 1.0, -1, cv2.LINE_AA)
     mask = cv2.GaussianBlur(mask, (0, 0), 3)[..., None]
-    skin = np.array([120, 150, 205], np.float32)  # BGR
-    return np.clip(image * (1 - mask) + skin * mask, 0, 255).astype(np.uint8)
+    return _overlay(image, mask, np.array([120, 150, 205], np.float32))  # skin, BGR
 
 
 def _hard_shadow(image: np.ndarray, rng, beside=None) -> np.ndarray:
@@ -113,7 +117,7 @@ def _glare(image: np.ndarray, rng, beside=None) -> np.ndarray:
     cv2.ellipse(small, centre, axes, rng.uniform(0, 180), 0, 360, 1.0, -1, cv2.LINE_AA)
     small = cv2.GaussianBlur(small, (0, 0), 0.04 * w / 8)
     mask = 0.92 * cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)[..., None]
-    return np.clip(image * (1 - mask) + 255 * mask, 0, 255).astype(np.uint8)
+    return _overlay(image, mask, 255)
 
 
 def _shaken(image: np.ndarray, rng, beside=None) -> np.ndarray:

@@ -394,15 +394,14 @@ def photo_batch(seeds: list[int], hand, workers: list[int], repeats: int = 3) ->
                     digits=summary["digits"], ink=_ink_rows(data), failed=summary["failed"], cpu_s=cpu, wall_s=wall
                 )
             for n in workers:  # the same through the command: its own start included
-                command = [sys.executable, "-m", "mnistp4", "segment", str(raw), "-o", str(Path(tmp) / f"cli-{n}-{k}")]
+                data = Path(tmp) / f"cli-{n}-{k}"
+                command = [sys.executable, "-m", "mnistp4", "segment", str(raw), "-o", str(data)]
                 command += ["--workers", str(n), "--json"]
                 done, cpu, wall = _timed(
                     lambda command=command: subprocess.run(command, capture_output=True, text=True, check=False)
                 )
                 ok = done.returncode == 0
-                digits, ink = (
-                    (json.loads(done.stdout)["digits"], _ink_rows(Path(tmp) / f"cli-{n}-{k}")) if ok else (0, 0)
-                )
+                digits, ink = (json.loads(done.stdout)["digits"], _ink_rows(data)) if ok else (0, 0)
                 runs[f"cli {n}"] = dict(digits=digits, ink=ink, failed=not ok, cpu_s=cpu, wall_s=wall)
             out["rounds"].append(runs)
     return out
@@ -416,7 +415,7 @@ def _ink_rows(data_dir: Path) -> int:
 def batch_table(batch: dict) -> str:
     rounds = batch["rounds"]
     counts = list(rounds[0])  # worker counts in this process, then "cli N": the command
-    digits, ink = rounds[0][counts[0]]["digits"], rounds[0][counts[0]].get("ink")
+    digits, ink = rounds[0][counts[0]]["digits"], rounds[0][counts[0]]["ink"]
     lines = [
         f"12 MP photo batch: {batch['sheets']} sheets, {digits} boxes (manifest rows, empty boxes included), "
         f"{ink} of them with ink; {len(rounds)} rounds (median, and min-max over the rounds)",
@@ -430,7 +429,7 @@ def batch_table(batch: dict) -> str:
     for n in counts:
         first = f"cli {counts[0]}" if str(n).startswith("cli") else counts[0]
         per_cpu = [r[n]["digits"] / r[n]["cpu_s"] for r in rounds]
-        ink_cpu = [r[n].get("ink", 0) / r[n]["cpu_s"] for r in rounds]
+        ink_cpu = [r[n]["ink"] / r[n]["cpu_s"] for r in rounds]
         per_wall = [r[n]["digits"] / r[n]["wall_s"] for r in rounds]
         ups = [r[first]["wall_s"] / r[n]["wall_s"] for r in rounds]
         lines.append(

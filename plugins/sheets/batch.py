@@ -68,7 +68,7 @@ class SheetResult:
     digits: int = 0
     flagged: int = 0
     error: str | None = None
-    note: str | None = None  # a sheet that was cut, with a hint about its flags (a 1-bit scan)
+    note: str | None = None  # a sheet that was cut, with a hint about its flags (a 1-bit scan, a blurred photo)
     rows: list = field(default_factory=list)
     digits_found: list = field(default_factory=list)  # records.Digit without crops, for hooks
 

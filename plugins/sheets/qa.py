@@ -149,10 +149,10 @@ def flatten(page: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]
     k = int(2.4 * px_per_mm) | 1
     # on a lightly smoothed copy: closing picks maxima, so on noisy (dark, amplified) paper it would
     # sit above the paper's mean; and the darkness is taken from the same copy, so the two agree at
-    # the edge of a shadow
-    # the 3x3 sum, not its mean rounded to whole grey levels: on a dim page the paper is a few
-    # dozen levels and the ink a few below it; the sum keeps what the sensor noise dithers, where
-    # the rounded mean fell back to those few levels (and the darkness to steps of 255 / paper)
+    # the edge of a shadow. The copy is the 3x3 sum, not its mean rounded to whole grey levels: on
+    # a dim page the paper is a few dozen levels and the ink a few below it; the sum keeps what the
+    # sensor noise dithers, where the rounded mean fell back to those few levels (and the darkness
+    # to steps of 255 / paper)
     base = cv2.boxFilter(page, cv2.CV_16U, (3, 3), normalize=False)
     paper = cv2.morphologyEx(base, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     flat = cv2.divide(base, paper, scale=255)  # 0..255, and above where the page is brighter
