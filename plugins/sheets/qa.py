@@ -222,6 +222,12 @@ def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarra
     return np.stack(out, axis=1), np.max(widths, axis=0), np.sum(missing, axis=0)
 
 
+def line_blur_mm(widths: np.ndarray, px_per_mm: float) -> float:
+    """How blurred a sheet's printed lines are: the mean over its boxes of the half-width of each
+    box's widest line (:func:`box_lines`), in mm; the mean, finer than the median's half pixels."""
+    return float(np.mean(widths)) / px_per_mm
+
+
 def paper_noise(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """(paper level, noise sigma) of each box of ``smooth`` (N, H, W), from the box's inner part:
     the median, and the median absolute difference of pixels 3 apart (beyond the smoothing), which
@@ -306,7 +312,7 @@ def boxes_ink(
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
     typical = float(np.median(widths))
-    blurred = float(np.mean(widths)) >= BLURRED_LINE_MM * px_per_mm  # finer than the median's half pixels
+    blurred = line_blur_mm(widths, px_per_mm) >= BLURRED_LINE_MM
     zone = float(np.clip(typical + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
     # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line
     # finder may take the stroke for the line: the digit may be cut or carry the line. A widened

@@ -18,7 +18,7 @@ from mnistp4.errors import InputError
 from mnistp4.records import Digit
 from mnistp4.stages.sheets.checker import check_digits
 from mnistp4.stages.sheets.layout import ARUCO_DICT, Layout
-from mnistp4.stages.sheets.qa import boxes_ink, covered_boxes, flatten
+from mnistp4.stages.sheets.qa import box_lines, boxes_ink, covered_boxes, flatten, line_blur_mm
 
 log = logging.getLogger(__name__)
 
@@ -240,13 +240,8 @@ def segment_template(
             f"the sheet is layout {found.name!r} but layout {layout.name!r} was asked for; "
             f"drop --layout or pick the right one"
         )
-    markers = complete_markers(small, found, markers)
-    region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0)
-    page = register_page(small, found, markers, region=region)
-    dark, paper = flatten(page, CANONICAL_PX_PER_MM)
-    cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
-    boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])
-    shaded = covered_boxes(paper, [(x, y) for _, _, x, y in cuts], h, w, pad, CANONICAL_PX_PER_MM)
+    page, cuts, boxes, shaded, pad = cut_boxes(small, found, markers)
+    h, w = boxes.shape[1:]
     inks = boxes_ink(boxes, pad, CANONICAL_PX_PER_MM, grid=(len(found.rows), found.cols), shaded=shaded)
     digits = []
     for (r, c, x, y), ink in zip(cuts, inks):
@@ -254,6 +249,32 @@ def segment_template(
         digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=page[y : y + h, x : x + w]))
     check_digits(digits)
     return digits
+
+
+def cut_boxes(small: np.ndarray, found: Layout, markers: dict) -> tuple[np.ndarray, list, np.ndarray, np.ndarray, int]:
+    """A template sheet (``small``: shrunk, ``markers`` found on it, layout ``found``) warped onto
+    its canonical page: (the page's grid region, the cuts ``(row, col, x, y)``, the boxes' darkness
+    (N, H, W), which boxes are shaded (:func:`covered_boxes`), the pixels each box is padded by)."""
+    markers = complete_markers(small, found, markers)
+    region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0)
+    page = register_page(small, found, markers, region=region)
+    dark, paper = flatten(page, CANONICAL_PX_PER_MM)
+    cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
+    boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])
+    shaded = covered_boxes(paper, [(x, y) for _, _, x, y in cuts], h, w, pad, CANONICAL_PX_PER_MM)
+    return page, cuts, boxes, shaded, pad
+
+
+def sheet_line_blur_mm(image: np.ndarray, layouts: dict[str, Layout]) -> float:
+    """:func:`qa.line_blur_mm` of a template sheet's printed lines, as :func:`segment_template`
+    measures it to decide ``blurred`` (for benchmarks and diagnosis)."""
+    small = shrink(image)
+    markers = detect_markers(small)
+    found = layout_from_markers(markers, layouts)
+    if found is None:
+        raise InputError("no known layout's corner markers found: not a template sheet")
+    _, _, boxes, _, pad = cut_boxes(small, found, markers)
+    return line_blur_mm(box_lines(boxes, pad, CANONICAL_PX_PER_MM)[1], CANONICAL_PX_PER_MM)
 
 
 def segment_auto(image: np.ndarray, *, layout: Layout | None = None, options: dict | None = None) -> list[Digit]:
