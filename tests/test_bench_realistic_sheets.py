@@ -62,8 +62,8 @@ def _segment_jpeg(image: np.ndarray, quality: int) -> dict:
 def test_faint_pencil_in_the_dark_of_an_underexposed_photo_is_found(pencil_photo):
     """The photo underexposed and lit from one side (bench_photo_stress's ``dim``: the paper 20-90
     grey levels, the pencil a few levels below it, sensor noise, JPEG): every written digit is found
-    and no empty box is cut as ink. Rounding the smoothed page to whole grey levels lost 9 of the
-    81 digits here and cut an empty box."""
+    and no empty box is cut as ink (rounding the smoothed page to whole grey levels lost digits
+    here and cut an empty box)."""
     from bench_photo_stress import _dim
 
     digits = _segment_jpeg(_dim(pencil_photo.image, np.random.default_rng(12)), 80)

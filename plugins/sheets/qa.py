@@ -121,9 +121,9 @@ ALONG_LINE_MOVED_MM = 1.0
 #: a line sliver removed this close (pixels) to the digit's ink may have been part of the digit
 REMNANT_GAP = 2
 #: a sheet whose printed lines are blurred to this half-width (mm, the mean over its boxes) or
-#: wider was photographed shaken or out of focus (sharp photos and scans measure 0.45-0.55 mm, a
-#: mail app's small copy up to 0.6, the shipped example photos up to 0.75): strokes run into the
-#: lines and a crossed-out digit blurs into a bold one, so every digit found on it is ``blurred``
+#: wider was photographed shaken or out of focus (bench/bench_line_blur.py: sharp scans and photos
+#: 0.44-0.53 mm, a mail app's small copy up to 0.61, the shipped example sheets up to 0.74): strokes
+#: run into the lines and a crossed-out digit blurs into a bold one, so every digit on it is ``blurred``
 BLURRED_LINE_MM = 0.8
 #: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is less than
 #: this fraction of the box's largest piece, lies within FOREIGN_DEPTH_MM of the line and at least
