@@ -126,6 +126,7 @@ def score(sheets: list, data_dir: Path) -> dict:
         wrong_other=0,
     )
     clean_flags: dict[str, int] = {}
+    outcomes: dict[str, dict[str, int]] = {}
     examples = []
     for sheet, file in sheets:
         tablet = rs.CONDITIONS[sheet.condition]["capture"] == "tablet"
@@ -141,6 +142,9 @@ def score(sheets: list, data_dir: Path) -> dict:
             got = rows.get(key) if key else None
             flags = set((got["flags"] or "").split(";")) - {""} if got else {"missing"}
             empty = "empty" in flags
+            if truth.what in OUTCOME_KINDS:
+                seen = outcomes.setdefault(f"{truth.kind} {truth.what}", {"empty": 0, "flagged": 0, "clean": 0})
+                seen["empty" if empty or got is None else "flagged" if flags else "clean"] += 1
             if truth.kind == "digit":
                 s["expected"] += 1
                 if empty or got is None:
@@ -178,7 +182,19 @@ def score(sheets: list, data_dir: Path) -> dict:
                     examples.append(f"wrong {file} r{r}c{c} {truth.kind} {truth.what}{struck}")
     s["examples"] = examples[:12]
     s["clean_flags"] = clean_flags
+    s["outcomes"] = outcomes
     return s
+
+
+#: box kinds whose outcome (empty, flagged, clean) is printed on its own: corrections, and stray
+#: marks alone in a box (only empty or flagged is right) or beside a digit (clean is right)
+OUTCOME_KINDS = ("correction", "stray")
+
+
+def outcome_line(outcomes: dict) -> str:
+    return "; ".join(
+        f"{kind}: " + ", ".join(f"{k} {v}" for k, v in seen.items() if v) for kind, seen in sorted(outcomes.items())
+    )
 
 
 def segment(raw: Path, data: Path, workers: int) -> dict:
@@ -511,9 +527,18 @@ def main(argv=None) -> int:
             print("   ", e)
         if r["clean_flags"]:
             print("    flags on clean digits:", ", ".join(f"{k} {v}" for k, v in sorted(r["clean_flags"].items())))
+        if r["outcomes"]:
+            print("    outcomes:", outcome_line(r["outcomes"]))
     load = os.getloadavg()
     print(f"seeds {args.seeds}, workers {args.workers}, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print(table(results))
+    everything: dict[str, dict[str, int]] = {}
+    for r in results:
+        for kind, seen in r["outcomes"].items():
+            for k, v in seen.items():
+                everything.setdefault(kind, {}).setdefault(k, 0)
+                everything[kind][k] += v
+    print("outcomes, all conditions:", outcome_line(everything))
     print()
     print(speed_table(results))
     batch = photo_batch(args.batch_seeds, hand, args.workers, args.batch_repeats) if args.batch_repeats else {}

@@ -9,11 +9,13 @@ dark desk, turned 90/180 degrees, curled, folded, a coffee ring).
 
 Boxes hold clean digits (some large enough to touch the box line from inside, some so wide or
 off-centre that they cross it: ``crossing``), nothing, crossed-out digits
-(strike, X, hatching, over-scribble), scribbles, or one digit written across two boxes; some digits
-are written outside the boxes. :class:`BoxTruth` says what a correct segmentation must report:
-``digit`` boxes a found digit with the row's label (``ref`` is the digit as the normalizer sees
-it before the capture), ``empty`` boxes nothing, ``bad`` boxes (crossed, scribble, across) either
-nothing or a flag - never a clean digit.
+(strike, X, hatching, over-scribble), corrections (the row's digit written over another one),
+scribbles, or one digit written across two boxes; stray marks (a dot, a dash, a tick) lie in half
+the empty boxes and beside a few digits; some digits are written outside the boxes.
+:class:`BoxTruth` says what a correct segmentation must report: ``digit`` boxes a found digit with
+the row's label (``ref`` is the digit as the normalizer sees it before the capture), ``empty``
+boxes nothing (or a flag: a stray mark), ``bad`` boxes (crossed, corrected, scribble, across)
+either nothing or a flag - never a clean digit.
 
     sheets = make_condition("photo-shadow-pencil", seeds=[101, 102], mnist=..., semeion=...)
 """
@@ -256,6 +258,7 @@ def reference(coverage: np.ndarray) -> np.ndarray:
 
 def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
     boxes: dict[tuple[int, int], BoxTruth] = {}
+    placed: dict[tuple[int, int], tuple] = {}  # clean digits: (cx, cy, coverage)
     pen = PENS[pens[int(rng.integers(len(pens)))]]  # one writer, one pen per sheet
     pen_w = rng.uniform(*pen[1]) * PX
     kinds = list(MIX) + ["digit"]
@@ -310,6 +313,7 @@ def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
             else:
                 what = "touching" if touching else "crossing" if _leaves_box(cov, cx, cy, (x, y, w, h)) else "clean"
                 boxes[(r, c)] = BoxTruth("digit", int(d), what, reference(cov))
+                placed[(r, c)] = (cx, cy, cov)
             put_ink(paper, cov, cx, cy, pen, rng)
     # a few digits outside the boxes: in the right margin and between two rows
     for _ in range(int(rng.integers(1, 4))):
@@ -318,7 +322,111 @@ def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
         r = int(rng.integers(len(GRID.rows) - 1))
         x, y, w, h = (v * PX for v in GRID.box(r, GRID.cols - 1))
         put_ink(paper, cov, x + w + 12 * PX, y + h / 2, pen, rng)
+    # corrections and stray marks draw from their own generator: the rest of the sheet is what it
+    # was before they were added
+    extra = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+    corrections_and_marks(extra, hand, paper, boxes, placed, pen, pen_w)
     return boxes
+
+
+#: shares of the boxes that get a correction (clean digits), a stray mark beside the digit (clean
+#: digits) or a stray mark alone (empty boxes)
+CORRECTED = 0.04
+STRAY_BESIDE = 0.05
+STRAY_ALONE = 0.5
+#: a correction shows: this share of the digit underneath lies over 1 mm from the one written over
+#: it (else another digit is drawn; an 8 over a 3 is an 8)
+CORRECTION_SHOWS = 0.5
+
+
+def _uncovered(under: np.ndarray, over: np.ndarray) -> float:
+    """The share of the ink of ``under`` (coverage) more than 1 mm from the ink of ``over``."""
+    far = cv2.distanceTransform((over <= 0.5).astype(np.uint8), cv2.DIST_L2, 5) > PX
+    ink = under > 0.5
+    return float((ink & far).sum() / max(1, ink.sum()))
+
+
+def _framed(coverage: np.ndarray, cx: float, cy: float, frame: tuple[int, int, int, int]) -> np.ndarray:
+    """``coverage`` placed at (cx, cy) on the page, seen through ``frame`` (x, y, w, h)."""
+    fx, fy, fw, fh = frame
+    out = np.zeros((fh, fw), np.float32)
+    h, w = coverage.shape
+    x0, y0 = int(round(cx - w / 2)) - fx, int(round(cy - h / 2)) - fy
+    out[max(0, y0) : max(0, y0 + h), max(0, x0) : max(0, x0 + w)] = coverage[
+        max(0, -y0) : max(0, fh - y0), max(0, -x0) : max(0, fw - x0)
+    ]
+    return out
+
+
+def mark_centre(rng, pen_w: float) -> np.ndarray:
+    """The centre line of a stray mark: a dot, a short dash or a small tick, 1-3.5 mm."""
+    style = int(rng.integers(3))
+    if style == 0:
+        side = max(3, int(rng.uniform(0.2, 1.0) * PX))
+        return np.ones((side, side), bool)
+    length = rng.uniform(1.5, 3.5) * PX
+    angle = rng.uniform(0, math.pi)
+    dx, dy = math.cos(angle) * length, math.sin(angle) * length
+    if style == 1:
+        points = [(0, 0), (dx, dy)]
+    else:  # a tick: a short leg, then a longer one turned about 90 degrees
+        points = [(0, 0), (dx * 0.4, dy * 0.4), (dx * 0.4 + dy * 0.8, dy * 0.4 - dx * 0.8)]
+    pts = np.array(points, np.float64)
+    pts -= pts.min(axis=0)
+    size = np.ceil(pts.max(axis=0)).astype(int) + 1
+    return polyline_centre((int(size[1]), int(size[0])), pts)
+
+
+def corrections_and_marks(rng, hand, paper: np.ndarray, boxes: dict, placed: dict, pen, pen_w: float) -> None:
+    """Overwrite some clean digits with a correction (the row's digit written over another one:
+    ``bad``, ``correction``), and put stray marks (a dot, a dash, a tick) in empty boxes (still
+    ``empty``, ``stray``) and beside some clean digits (still ``digit``, ``stray``: found, right,
+    the mark not in the 28x28)."""
+    gap = 1.0 * PX + pen_w
+    for (r, c), truth in sorted(boxes.items()):
+        x, y, w, h = (v * PX for v in GRID.box(r, c))
+        u = rng.random()
+        if truth.kind == "empty" and u < STRAY_ALONE:
+            cov = stroke(mark_centre(rng, pen_w), pen_w)
+            mh, mw = cov.shape
+            inset = 1.5 * PX
+            cx = rng.uniform(x + inset + mw / 2, x + w - inset - mw / 2)
+            cy = rng.uniform(y + inset + mh / 2, y + h - inset - mh / 2)
+            put_ink(paper, cov, cx, cy, pen, rng)
+            boxes[(r, c)] = BoxTruth("empty", what="stray")
+        elif (r, c) in placed and u < CORRECTED:
+            cx, cy, cov = placed[(r, c)]
+            for _ in range(10):  # a digit underneath that shows beside the one written over it
+                under = int((int(truth.label) + rng.integers(1, 10)) % 10)
+                ch = int(cov.shape[0] * rng.uniform(0.9, 1.1))
+                first = stroke(skeleton_of(hand.pick(rng, under), max(8, ch - 2 * (int(pen_w) + 3))), pen_w)
+                ux, uy = cx + rng.uniform(-1, 1) * PX, cy + rng.uniform(-1, 1) * PX
+                frame = (int(x - w), int(y - h), 3 * int(w), 3 * int(h))
+                if _uncovered(_framed(first, ux, uy, frame), _framed(cov, cx, cy, frame)) >= CORRECTION_SHOWS:
+                    put_ink(paper, first, ux, uy, pen, rng)
+                    put_ink(paper, cov, cx, cy, pen, rng)  # the right digit gone over once more, on top
+                    boxes[(r, c)] = BoxTruth("bad", truth.label, what="correction")
+                    break
+        elif (r, c) in placed and u < CORRECTED + STRAY_BESIDE:
+            cx, cy, cov = placed[(r, c)]
+            mark = stroke(mark_centre(rng, pen_w), pen_w)
+            mh, mw = mark.shape
+            ch, cw = cov.shape
+            # a corner of the box clear of the digit's ink (its drawing's frame) by ``gap``
+            room = []
+            for sx in (-1, 1):
+                for sy in (-1, 1):
+                    mx = x + 1.5 * PX + mw / 2 if sx < 0 else x + w - 1.5 * PX - mw / 2
+                    my = y + 1.5 * PX + mh / 2 if sy < 0 else y + h - 1.5 * PX - mh / 2
+                    clear_x = abs(mx - cx) >= (cw - 2 * (pen_w + 3)) / 2 + mw / 2 + gap
+                    clear_y = abs(my - cy) >= (ch - 2 * (pen_w + 3)) / 2 + mh / 2 + gap
+                    if clear_x or clear_y:
+                        room.append((mx, my))
+            if not room:
+                continue
+            mx, my = room[int(rng.integers(len(room)))]
+            put_ink(paper, mark, mx, my, pen, rng)
+            boxes[(r, c)] = BoxTruth("digit", truth.label, "stray", truth.ref)
 
 
 # ---------------------------------------------------------------- capture

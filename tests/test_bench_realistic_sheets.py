@@ -69,9 +69,11 @@ def test_faint_pencil_in_the_dark_of_an_underexposed_photo_is_found(pencil_photo
     digits = _segment_jpeg(_dim(pencil_photo.image, np.random.default_rng(12)), 80)
     boxes = pencil_photo.boxes
     written = [k for k, truth in boxes.items() if truth.kind == "digit"]
-    assert len(written) == 81
+    assert len(written) >= 75
     assert [k for k in written if "empty" in digits[k].flags] == []
-    assert [k for k, truth in boxes.items() if truth.kind == "empty" and "empty" not in digits[k].flags] == []
+    # boxes with nothing in them stay empty (those with a stray mark are flagged: test_sheets_realistic)
+    blank = [k for k, truth in boxes.items() if truth.kind == "empty" and truth.what != "stray"]
+    assert blank and [k for k in blank if "empty" not in digits[k].flags] == []
 
 
 def test_a_shaken_photo_is_flagged_blurred_with_a_note_and_a_sharp_one_is_not(pencil_photo):

@@ -102,6 +102,34 @@ def test_crossed_out_digits_and_scribbles_are_flagged(semeion):
     assert all(digits[k].flags == [] for k in clean), [digits[k].flags for k in clean]
 
 
+def test_a_correction_and_stray_marks_never_come_out_as_a_clean_digit(semeion):
+    """A 3 written over a 5 (a correction), a 3 with a dot in a corner of its box, and empty boxes
+    holding only a tick or a dot: none of them a clean digit. Clean 3s of the same row stay clean."""
+    page = render_template(GRID, PX)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    clean = [(3, c) for c in range(4)]
+    for r, c in clean:
+        cx, cy, _, _ = _centre(r, c)
+        _write(page, _synth.stroke_image(_digit(semeion, 3, c), size), cx, cy)
+    cx, cy, w, h = _centre(3, 5)  # the 5 first, the 3 over it, a little to the right
+    _write(page, _synth.stroke_image(_digit(semeion, 5), size), cx - 0.04 * w, cy)
+    _write(page, _synth.stroke_image(_digit(semeion, 3, 4), size), cx + 0.04 * w, cy)
+    cx, cy, w, h = _centre(3, 6)  # a 3, and a dot in the bottom right corner of its box
+    _write(page, _synth.stroke_image(_digit(semeion, 3, 5), size), cx - 0.1 * w, cy - 0.05 * h)
+    cv2.circle(page, (int(cx + w / 2 - 2 * PX), int(cy + h / 2 - 2 * PX)), int(0.8 * PX), 30, -1)
+    cx, cy, w, h = _centre(3, 7)  # a tick
+    tick = np.int32([(cx - 0.6 * PX, cy), (cx, cy + 0.8 * PX), (cx + 1.5 * PX, cy - 1.2 * PX)])
+    cv2.polylines(page, [tick], False, 30, 3, cv2.LINE_AA)
+    cx, cy, w, h = _centre(3, 8)  # a dot
+    cv2.circle(page, (int(cx + 0.2 * w), int(cy - 0.3 * h)), int(0.4 * PX), 30, -1)
+    digits = _segment(page)
+    assert {k: digits[k].flags for k in clean} == {k: [] for k in clean}
+    assert {"crossed_out", "unlike_label"} & set(digits[(3, 5)].flags), digits[(3, 5)].flags
+    assert "multi" in digits[(3, 6)].flags, digits[(3, 6)].flags
+    for key in ((3, 7), (3, 8)):
+        assert digits[key].flags, (key, "a stray mark came out as a clean digit")
+
+
 def test_a_black_and_white_scan_that_lost_its_pencil_says_so(semeion, tmp_path):
     """A scanner's black-and-white mode cuts at one level: faint pencil comes out empty or dotted.
     The sheet's digits are flagged, and the result says why (a greyscale scan of the same page
@@ -215,7 +243,10 @@ def test_a_stroke_along_the_box_line_is_border(mnist_dir, semeion_dir, semeion):
     x, y, w, h = (v * PX for v in GRID.box(9, 6))
     _write(page, nine, x + w - stem + nine.shape[1] / 2 - 2, y + h / 2)
     beside = _segment(page)[(9, 6)]
-    assert not beside.flags and _synth.closeness(beside.image, _synth.reference_digit(_digit(semeion, 9, 4))) >= 0.8
+    # the line logic leaves it alone (the checker may doubt this 9: its loop is drawn twice, as in a
+    # correction, and the checker's flags are not what this test is about)
+    assert not set(beside.flags) - {"crossed_out", "unlike_label"}, beside.flags
+    assert _synth.closeness(beside.image, _synth.reference_digit(_digit(semeion, 9, 4))) >= 0.8
 
 
 def test_a_digit_stroke_taken_for_a_line_sliver_is_flagged(semeion):

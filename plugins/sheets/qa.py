@@ -26,7 +26,8 @@ SPECK_AREA_FRACTION = 0.002
 SMALL_FRACTION = 0.25
 #: ink covering more than this fraction of the crop is large (a blot, a crossed-out box)
 LARGE_AREA_FRACTION = 0.40
-#: parts of a digit further apart than this fraction of the crop's smaller side are separate
+#: parts of a box's ink further apart than this fraction of the crop's smaller side are separate
+#: (``multi``: two digits, or a digit and a stray mark)
 MULTI_GAP_FRACTION = 0.12
 
 
@@ -410,7 +411,7 @@ def boxes_ink(
             hidden = ["covered"] if covered[k] else []  # empty, maybe because something lies over it
             out.append(CellInk(np.zeros((h, w), bool), np.full((h, w), 255, np.uint8), ["empty", *hidden]))
             continue
-        st, big = stats[mine], mine[areas[mine] * 8 >= areas[mine].max()]
+        st = stats[mine]
         flags = []
         if faint[k]:
             flags.append("low_contrast")
@@ -422,7 +423,9 @@ def boxes_ink(
             flags.append("border")
         (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]
         inner_h, inner_w = (b0 + b1 - t0 - t1) / 2 - 2 * zone, (r0 + r1 - l0 - l1) / 2 - 2 * zone
-        if len(big) > 1 and _apart(labels[k], big + 1, max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))):
+        # more than one thing in the box: two digits, or a digit and a stray mark (a dot, a tick)
+        # apart from it, which would end up in its 28x28
+        if len(mine) > 1 and _apart(labels[k], mine + 1, max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))):
             flags.append("multi")
         x0, y0 = int(st[:, 0].min()), int(st[:, 1].min())
         x1, y1 = int((st[:, 0] + st[:, 2]).max()), int((st[:, 1] + st[:, 3]).max())
@@ -567,7 +570,7 @@ def _foreign_tips(stats, box, keep, labels, mask, dark, low_level, sides, zone, 
 
 
 def _apart(labels: np.ndarray, big: np.ndarray, join: int) -> bool:
-    """Whether the big components ``big`` of one box stay apart when grown by ``join`` pixels."""
+    """Whether the components ``big`` of one box stay apart when grown by ``join`` pixels."""
     joined = cv2.dilate(np.isin(labels, big).astype(np.uint8), np.ones((join, join), np.uint8))
     return cv2.connectedComponents(joined, connectivity=8)[0] > 2
 

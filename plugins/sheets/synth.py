@@ -306,6 +306,40 @@ def crossing_out(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 11
     return _captured(img, rng)
 
 
+#: a correction shows when at least this share of the digit underneath lies outside the digit
+#: written over it (an 8 gone over a 3 hides the 3: that is an 8, not a correction)
+CORRECTION_SHOWS = 0.5
+
+
+def overwritten(
+    digit28: np.ndarray,
+    under28: np.ndarray,
+    rng: np.random.Generator,
+    canvas: int = 112,
+    shows: float = CORRECTION_SHOWS,
+) -> np.ndarray | None:
+    """A correction: ``digit28`` written over another digit ``under28`` (both MNIST-style 28x28,
+    white on black) at about the same size and place, as a sheet's box delivers it, normalized;
+    None when less than ``shows`` of the digit underneath shows (:func:`shows_beside`)."""
+    img = cv2.resize(digit28, (canvas, canvas), interpolation=cv2.INTER_CUBIC)
+    scale = rng.uniform(0.85, 1.15)
+    shift = rng.uniform(-0.08, 0.08, 2) * canvas
+    m = np.array([[scale, 0, 0], [0, scale, 0]], np.float64)
+    m[:, 2] = canvas / 2 * (1 - scale) + shift
+    under = cv2.warpAffine(cv2.resize(under28, (canvas, canvas), interpolation=cv2.INTER_CUBIC), m, (canvas, canvas))
+    if shows_beside(img > 100, under > 100, canvas // 16) < shows:
+        return None
+    return _captured(np.maximum(img, under), rng)
+
+
+def shows_beside(over: np.ndarray, under: np.ndarray, near: int) -> float:
+    """The share of the ink ``under`` (bool) farther than ``near`` pixels from the ink ``over``."""
+    if not under.any():
+        return 0.0
+    grown = cv2.dilate(over.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * near + 1,) * 2))
+    return float(np.count_nonzero(under & (grown == 0)) / np.count_nonzero(under))
+
+
 def _captured(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A white-on-black drawing as a sheet's box delivers it: smaller, blurred, noisy, then normalized."""
     from mnistp4.stages.data.normalizer import normalize_digit
