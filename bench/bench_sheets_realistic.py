@@ -233,32 +233,33 @@ def _timed(run):
     return result, _cpu_seconds() - cpu0, wall
 
 
-def run_condition(condition: str, seeds: list[int], hand, workers: list[int], keep: Path | None) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw"
-        raw.mkdir()
-        sheets = []
-        for seed in seeds:
-            sheet = rs.make_sheet(condition, seed, hand)
-            payload, suffix = rs.encode(sheet)
-            (raw / (sheet.name + suffix)).write_bytes(payload)
-            sheets.append((sheet, sheet.name + suffix))
-        speeds = {}
-        for n in workers:
-            data = Path(tmp) / f"data-{n}"
-            summary, cpu, wall = _timed(lambda data=data, n=n: segment(raw, data, n))
-            speeds[n] = dict(
-                cpu_s=cpu,
-                wall_s=wall,
-                per_cpu_s=summary["digits"] / max(cpu, 1e-9),
-                per_wall_s=summary["digits"] / wall,
-            )
-            if n == workers[0]:
-                first, result = summary, score(sheets, data)
-                if keep:
-                    import shutil
+def run_condition(condition: str, seeds: list[int], hand, workers: list[int], keep: Path | None, work: Path) -> dict:
+    # everything stays in ``work`` until the benchmark ends (see :func:`main`)
+    tmp = work / condition
+    raw = Path(tmp) / "raw"
+    raw.mkdir(parents=True)
+    sheets = []
+    for seed in seeds:
+        sheet = rs.make_sheet(condition, seed, hand)
+        payload, suffix = rs.encode(sheet)
+        (raw / (sheet.name + suffix)).write_bytes(payload)
+        sheets.append((sheet, sheet.name + suffix))
+    speeds = {}
+    for n in workers:
+        data = Path(tmp) / f"data-{n}"
+        summary, cpu, wall = _timed(lambda data=data, n=n: segment(raw, data, n))
+        speeds[n] = dict(
+            cpu_s=cpu,
+            wall_s=wall,
+            per_cpu_s=summary["digits"] / max(cpu, 1e-9),
+            per_wall_s=summary["digits"] / wall,
+        )
+        if n == workers[0]:
+            first, result = summary, score(sheets, data)
+            if keep:
+                import shutil
 
-                    shutil.copytree(data / "review", keep / condition, dirs_exist_ok=True)
+                shutil.copytree(data / "review", keep / condition, dirs_exist_ok=True)
     result.update(
         condition=condition,
         sheets=len(seeds),
@@ -382,45 +383,62 @@ def bytecode_ahead() -> str:
     return f"bytecode of {len(folders)} package folders compiled ahead ({status}); PYTHONDONTWRITEBYTECODE={setting!r}"
 
 
-def photo_batch(seeds: list[int], hand, workers: list[int], repeats: int = 3) -> dict:
+def photo_batch(seeds: list[int], hand, workers: list[int], work: Path, repeats: int = 3) -> dict:
     """One folder of 12 MP photos (every photo condition x ``seeds``), segmented like ``mnistp4
     segment`` with each worker count in turn, ``repeats`` rounds: the speed a user sees on a
     batch, workers' start included. Each round's speed-up is against the same round's first count
     (the machine's speed drifts between rounds)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw"
-        raw.mkdir()
-        for condition in (c for c in rs.CONDITIONS if c.startswith("photo")):
-            for seed in seeds:
-                sheet = rs.make_sheet(condition, seed, hand)
-                payload, suffix = rs.encode(sheet)
-                (raw / (sheet.name + suffix)).write_bytes(payload)
-        out = {"sheets": len(list(raw.iterdir())), "rounds": []}
-        if len(workers) > 1:
-            out["machine"] = machine_scaling(sorted(raw.iterdir())[0])
-        for k in range(repeats):
-            runs = {}
-            # a fresh folder per run, none deleted until the end: on this machine's file system,
-            # deleting thousands of files slows the file creation of the next seconds;
-            # and everything written so far is synced before each run
-            for n in workers:
-                data = Path(tmp) / f"data-{n}-{k}"
-                summary, cpu, wall = _timed(lambda data=data, n=n: segment(raw, data, n))
-                runs[n] = dict(
-                    digits=summary["digits"], ink=_ink_rows(data), failed=summary["failed"], cpu_s=cpu, wall_s=wall
-                )
-            for n in workers:  # the same through the command: its own start included
-                data = Path(tmp) / f"cli-{n}-{k}"
-                command = [sys.executable, "-m", "mnistp4", "segment", str(raw), "-o", str(data)]
-                command += ["--workers", str(n), "--json"]
-                done, cpu, wall = _timed(
-                    lambda command=command: subprocess.run(command, capture_output=True, text=True, check=False)
-                )
-                ok = done.returncode == 0
-                digits, ink = (json.loads(done.stdout)["digits"], _ink_rows(data)) if ok else (0, 0)
-                runs[f"cli {n}"] = dict(digits=digits, ink=ink, failed=not ok, cpu_s=cpu, wall_s=wall)
-            out["rounds"].append(runs)
+    # everything stays in ``work`` until the benchmark ends (see :func:`main`)
+    tmp = work / "batch"
+    raw = Path(tmp) / "raw"
+    raw.mkdir(parents=True)
+    for condition in (c for c in rs.CONDITIONS if c.startswith("photo")):
+        for seed in seeds:
+            sheet = rs.make_sheet(condition, seed, hand)
+            payload, suffix = rs.encode(sheet)
+            (raw / (sheet.name + suffix)).write_bytes(payload)
+    out = {"sheets": len(list(raw.iterdir())), "rounds": []}
+    if len(workers) > 1:
+        out["machine"] = machine_scaling(sorted(raw.iterdir())[0])
+    for k in range(repeats):
+        runs: dict = {"create_us": create_probe(Path(tmp) / f"probe-{k}")}
+        # a fresh folder per run, none deleted until the end: on this machine's file system,
+        # deleting thousands of files slows the file creation of the next seconds;
+        # and everything written so far is synced before each run
+        for n in workers:
+            data = Path(tmp) / f"data-{n}-{k}"
+            summary, cpu, wall = _timed(lambda data=data, n=n: segment(raw, data, n))
+            runs[n] = dict(
+                digits=summary["digits"], ink=_ink_rows(data), failed=summary["failed"], cpu_s=cpu, wall_s=wall
+            )
+        for n in workers:  # the same through the command: its own start included
+            data = Path(tmp) / f"cli-{n}-{k}"
+            command = [sys.executable, "-m", "mnistp4", "segment", str(raw), "-o", str(data)]
+            command += ["--workers", str(n), "--json"]
+            done, cpu, wall = _timed(
+                lambda command=command: subprocess.run(command, capture_output=True, text=True, check=False)
+            )
+            ok = done.returncode == 0
+            digits, ink = (json.loads(done.stdout)["digits"], _ink_rows(data)) if ok else (0, 0)
+            runs[f"cli {n}"] = dict(digits=digits, ink=ink, failed=not ok, cpu_s=cpu, wall_s=wall)
+        out["rounds"].append(runs)
     return out
+
+
+def create_probe(folder: Path, files: int = 400) -> float:
+    """Microseconds to create, write and rename one small file in a new ``folder`` (the files stay).
+    On ext4 here, right after thousands of files were deleted, the next as many creations cost
+    about ten times as much (kernel time in the command, in any program): this says in which state
+    each round found the file system."""
+    folder.mkdir()
+    start = time.perf_counter()
+    for i in range(files):
+        tmp = folder / f".{i}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, b"x" * 300)
+        os.close(fd)
+        os.replace(tmp, folder / f"{i}.png")
+    return (time.perf_counter() - start) / files * 1e6
 
 
 def _ink_rows(data_dir: Path) -> int:
@@ -430,7 +448,7 @@ def _ink_rows(data_dir: Path) -> int:
 
 def batch_table(batch: dict) -> str:
     rounds = batch["rounds"]
-    counts = list(rounds[0])  # worker counts in this process, then "cli N": the command
+    counts = [n for n in rounds[0] if n != "create_us"]  # worker counts here, then "cli N": the command
     digits, ink = rounds[0][counts[0]]["digits"], rounds[0][counts[0]]["ink"]
     lines = [
         f"12 MP photo batch: {batch['sheets']} sheets, {digits} boxes (manifest rows, empty boxes included), "
@@ -452,6 +470,13 @@ def batch_table(batch: dict) -> str:
             f"| {n} | {np.median(per_cpu):.0f} ({min(per_cpu):.0f}-{max(per_cpu):.0f}) | "
             f"{np.median(ink_cpu):.0f} ({min(ink_cpu):.0f}-{max(ink_cpu):.0f}) | "
             f"{np.median(per_wall):.0f} ({min(per_wall):.0f}-{max(per_wall):.0f}) | {spread(ups)}x |"
+        )
+    probes = [r["create_us"] for r in rounds if "create_us" in r]
+    if probes:
+        lines.append(
+            f"file creation at each round's start: {np.median(probes):.0f} us per file (median; "
+            f"{min(probes):.0f}-{max(probes):.0f}; about 20 in the file system's fast state, 150-250 right "
+            f"after mass deletions)"
         )
     if "machine" in batch:
         m = batch["machine"]
@@ -512,9 +537,16 @@ def main(argv=None) -> int:
     cv2.setNumThreads(1)
     print(bytecode_ahead())
     hand = rs.Handwriting.from_env()
+    # one folder for everything the run writes, deleted only at its end: on this machine's file
+    # system, file creation right after mass deletions costs ten times as much (create_probe)
+    with tempfile.TemporaryDirectory() as tmp:
+        return run(args, hand, out_dir, Path(tmp))
+
+
+def run(args, hand, out_dir: Path, work: Path) -> int:
     results = []
     for condition in args.conditions:
-        results.append(run_condition(condition, args.seeds, hand, args.workers[:1], args.keep_review))
+        results.append(run_condition(condition, args.seeds, hand, args.workers[:1], args.keep_review, work))
         r = results[-1]
         speed = ", ".join(
             f"{n} worker(s) {v['per_cpu_s']:.0f}/CPU s {v['per_wall_s']:.0f}/wall s" for n, v in r["speeds"].items()
@@ -541,7 +573,7 @@ def main(argv=None) -> int:
     print("outcomes, all conditions:", outcome_line(everything))
     print()
     print(speed_table(results))
-    batch = photo_batch(args.batch_seeds, hand, args.workers, args.batch_repeats) if args.batch_repeats else {}
+    batch = photo_batch(args.batch_seeds, hand, args.workers, work, args.batch_repeats) if args.batch_repeats else {}
     if batch:
         print()
         print(batch_table(batch))

@@ -122,7 +122,10 @@ def test_a_correction_and_stray_marks_never_come_out_as_a_clean_digit(semeion):
     cv2.polylines(page, [tick], False, 30, 3, cv2.LINE_AA)
     cx, cy, w, h = _centre(3, 8)  # a dot
     cv2.circle(page, (int(cx + 0.2 * w), int(cy - 0.3 * h)), int(0.4 * PX), 30, -1)
+    cx, cy, w, h = _centre(1, 8)  # a dash 4 mm long in the row of 1s: not a (very short) 1
+    cv2.line(page, (int(cx), int(cy - 2 * PX)), (int(cx + 0.3 * PX), int(cy + 2 * PX)), 30, 3, cv2.LINE_AA)
     digits = _segment(page)
+    assert "small" in digits[(1, 8)].flags, digits[(1, 8)].flags
     assert {k: digits[k].flags for k in clean} == {k: [] for k in clean}
     assert {"crossed_out", "unlike_label"} & set(digits[(3, 5)].flags), digits[(3, 5)].flags
     assert "multi" in digits[(3, 6)].flags, digits[(3, 6)].flags

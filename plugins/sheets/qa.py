@@ -24,6 +24,9 @@ LOW_CONTRAST_FRACTION = 0.40
 SPECK_AREA_FRACTION = 0.002
 #: ink spanning less than this fraction of the crop's height and width is small
 SMALL_FRACTION = 0.25
+#: in a template box, ink less tall than this fraction of the box is small too: a digit written in
+#: a box fills more of its height; a short dash or tick would read as a 1 (or a 7, a 4)
+SHORT_FRACTION = 0.35
 #: ink covering more than this fraction of the crop is large (a blot, a crossed-out box)
 LARGE_AREA_FRACTION = 0.40
 #: parts of a box's ink further apart than this fraction of the crop's smaller side are separate
@@ -429,7 +432,9 @@ def boxes_ink(
             flags.append("multi")
         x0, y0 = int(st[:, 0].min()), int(st[:, 1].min())
         x1, y1 = int((st[:, 0] + st[:, 2]).max()), int((st[:, 1] + st[:, 3]).max())
-        if y1 - y0 < SMALL_FRACTION * inner_h and x1 - x0 < SMALL_FRACTION * inner_w:
+        if (
+            y1 - y0 < SMALL_FRACTION * inner_h and x1 - x0 < SMALL_FRACTION * inner_w
+        ) or y1 - y0 < SHORT_FRACTION * inner_h:
             flags.append("small")
         if areas[mine].sum() > LARGE_AREA_FRACTION * area_in[k]:
             flags.append("large")
