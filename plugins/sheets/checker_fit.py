@@ -95,12 +95,13 @@ def make_examples(
             struck = crossing_out(image, rng)
             if not corrected:
                 return struck
-            while True:  # another digit, one that shows beside the digit written over it
+            for _ in range(CORRECTION_TRIES):  # another digit, one that shows beside the digit over it
                 if labels[j] != labels[i]:
                     corrected_image = overwritten(image, slanted(images[j], extra), extra, shows=shows)
                     if corrected_image is not None:
                         return corrected_image
                 j = int(extra.integers(len(images)))
+            return struck  # a digit so bold that no other shows beside it: crossed out instead
         # some as they are (an already normalized digit: a tablet export, a clean scan)
         return image if as_is and rng.random() >= 1 - as_is else plain_digit(image, rng)
 
@@ -169,6 +170,9 @@ def train_checker(
     )
     return score
 
+
+#: digits drawn at most to find one that shows beside the digit written over it
+CORRECTION_TRIES = 50
 
 #: the share of the "not a digit" examples that are corrections (a digit written over another)
 CORRECTIONS = 0.0
