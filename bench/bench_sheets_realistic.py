@@ -172,7 +172,8 @@ def score(sheets: list, data_dir: Path) -> dict:
                 if empty or flags:
                     s["bad_ok"] += bad
                     # an empty box cut as (flagged) ink: noise or a smudge read as a mark, to review
-                    s["empty_cut"] += truth.kind == "empty" and got is not None and not empty
+                    # (a stray mark in the box is ink: flagged, as it should be, and not counted)
+                    s["empty_cut"] += truth.kind == "empty" and truth.what != "stray" and got is not None and not empty
                 else:
                     s["wrong"] += 1
                     s["empty_phantom"] += not bad

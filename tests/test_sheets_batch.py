@@ -161,9 +161,8 @@ def test_shipped_raw_scans_segment_cleanly_and_stay_unchanged(tmp_path, capsys):
     rows = read_manifest(tmp_path / "d")
     assert summary["digits"] == len(rows) and 0.99 * written <= summary["digits"] <= written  # none invented
     # the sheet checker errs on the safe side on ~2 % of these European digits (a 7 with its bar, a
-    # 1 with its flag, a 9 written like a p read as possibly crossed out): flagged, not lost; and two
-    # 6s carry a separate tick above them (multi: a stray mark would end up in the 28x28)
-    assert summary["usable"] >= 770
+    # 1 with its flag, a 9 written like a p read as possibly crossed out): flagged, not lost
+    assert summary["usable"] >= 0.965 * written
     assert {r["source"] for r in rows} == {"semeion-c0", "semeion-c1", "semeion-c2", "semeion-c3"}
     assert check_unchanged(files) == before
 
@@ -198,5 +197,5 @@ def test_pipeline_step_segment(make_app, tmp_path):
     step = app.get("pipeline_steps", "segment")
     assert step.order == 10
     result = step.run(app, {})
-    assert result["data_dir"] == str(tmp_path / "data") and result["usable"] >= 770
+    assert result["data_dir"] == str(tmp_path / "data") and result["usable"] >= 772
     shutil.rmtree(tmp_path / "data")

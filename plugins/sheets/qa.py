@@ -426,9 +426,12 @@ def boxes_ink(
             flags.append("border")
         (t0, t1), (b0, b1), (l0, l1), (r0, r1) = lines[k]
         inner_h, inner_w = (b0 + b1 - t0 - t1) / 2 - 2 * zone, (r0 + r1 - l0 - l1) / 2 - 2 * zone
-        # more than one thing in the box: two digits, or a digit and a stray mark (a dot, a tick)
-        # apart from it, which would end up in its 28x28
-        if len(mine) > 1 and _apart(labels[k], mine + 1, max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))):
+        # more than one thing in the box: two digits apart, or a digit and a small stray mark (a
+        # dot, a tick) beside it, which would end up in its 28x28 - a small piece wholly outside
+        # the digit's frame, by the same gap (a broken stroke of the digit lies within its frame)
+        gap = max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))
+        big = mine[areas[mine] * 8 >= areas[mine].max()]
+        if (len(big) > 1 and _apart(labels[k], big + 1, gap)) or _stray(stats, mine, big, gap):
             flags.append("multi")
         x0, y0 = int(st[:, 0].min()), int(st[:, 1].min())
         x1, y1 = int((st[:, 0] + st[:, 2]).max()), int((st[:, 1] + st[:, 3]).max())
@@ -574,8 +577,21 @@ def _foreign_tips(stats, box, keep, labels, mask, dark, low_level, sides, zone, 
             yield k, tips, left
 
 
+def _stray(stats: np.ndarray, mine: np.ndarray, big: np.ndarray, gap: int) -> bool:
+    """Whether a small piece of ``mine`` (not in ``big``) lies wholly outside the frame of the big
+    pieces grown by ``gap`` pixels (``stats``: connected-component stats, x y w h)."""
+    small = np.setdiff1d(mine, big)
+    if not len(small):
+        return False
+    x0, y0 = stats[big, 0].min() - gap, stats[big, 1].min() - gap
+    x1, y1 = (stats[big, 0] + stats[big, 2]).max() + gap, (stats[big, 1] + stats[big, 3]).max() + gap
+    sx0, sy0 = stats[small, 0], stats[small, 1]
+    sx1, sy1 = sx0 + stats[small, 2], sy0 + stats[small, 3]
+    return bool(((sx1 <= x0) | (sx0 >= x1) | (sy1 <= y0) | (sy0 >= y1)).any())
+
+
 def _apart(labels: np.ndarray, big: np.ndarray, join: int) -> bool:
-    """Whether the components ``big`` of one box stay apart when grown by ``join`` pixels."""
+    """Whether the big components ``big`` of one box stay apart when grown by ``join`` pixels."""
     joined = cv2.dilate(np.isin(labels, big).astype(np.uint8), np.ones((join, join), np.uint8))
     return cv2.connectedComponents(joined, connectivity=8)[0] > 2
 
