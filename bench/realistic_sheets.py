@@ -258,7 +258,7 @@ def reference(coverage: np.ndarray) -> np.ndarray:
 
 def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
     boxes: dict[tuple[int, int], BoxTruth] = {}
-    placed: dict[tuple[int, int], tuple] = {}  # clean digits: (cx, cy, coverage)
+    placed: dict[tuple[int, int], tuple] = {}  # written digits: (cx, cy, coverage)
     pen = PENS[pens[int(rng.integers(len(pens)))]]  # one writer, one pen per sheet
     pen_w = rng.uniform(*pen[1]) * PX
     kinds = list(MIX) + ["digit"]
@@ -329,8 +329,8 @@ def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
     return boxes
 
 
-#: shares of the boxes that get a correction (clean digits), a stray mark beside the digit (clean
-#: digits) or a stray mark alone (empty boxes)
+#: shares of the boxes that get a correction (written digits), a stray mark beside the digit
+#: (written digits) or a stray mark alone (empty boxes)
 CORRECTED = 0.04
 STRAY_BESIDE = 0.05
 STRAY_ALONE = 0.5
@@ -378,9 +378,9 @@ def mark_centre(rng, pen_w: float) -> np.ndarray:
 
 
 def corrections_and_marks(rng, hand, paper: np.ndarray, boxes: dict, placed: dict, pen, pen_w: float) -> None:
-    """Overwrite some clean digits with a correction (the row's digit written over another one:
+    """Overwrite some written digits with a correction (the row's digit written over another one:
     ``bad``, ``correction``), and put stray marks (a dot, a dash, a tick) in empty boxes (still
-    ``empty``, ``stray``) and beside some clean digits (still ``digit``, ``stray``: found, right,
+    ``empty``, ``stray``) and beside some written digits (still ``digit``, ``stray``: found, right,
     the mark not in the 28x28)."""
     gap = 1.0 * PX + pen_w
     for (r, c), truth in sorted(boxes.items()):

@@ -23,6 +23,23 @@ def test_a_freeform_row_ends_at_the_page_edge(mnist_dir, semeion_dir):
             assert ks == list(range(len(ks)))  # numbered left to right without gaps
 
 
+def test_corrections_and_stray_marks_leave_the_rest_of_the_sheet_as_it_was(mnist_dir, semeion_dir, monkeypatch):
+    """Corrections and stray marks draw from their own random numbers: without them the same seed
+    gives the same sheet everywhere else (truth and pixels), so results before they were added stay
+    comparable box for box."""
+    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
+    marked = rs.make_sheet("scan-ballpoint", 31, hand)
+    for share in ("CORRECTED", "STRAY_BESIDE", "STRAY_ALONE"):
+        monkeypatch.setattr(rs, share, 0.0)
+    plain = rs.make_sheet("scan-ballpoint", 31, hand)
+    changed = {k for k in plain.boxes if plain.boxes[k].what != marked.boxes[k].what}
+    assert changed and {marked.boxes[k].what for k in changed} <= {"correction", "stray"}
+    assert {plain.boxes[k].kind for k in changed} <= {"digit", "empty"}
+    assert marked.image.shape == plain.image.shape
+    moved = np.abs(marked.image.astype(np.int16) - plain.image.astype(np.int16)).max(axis=2) > 8
+    assert moved.any() and moved.mean() < 0.01  # the marks' pixels only
+
+
 def test_tablet_outputs_are_matched_to_written_items_by_drawing():
     from bench_sheets_realistic import aligned
 

@@ -4,17 +4,17 @@ digit, a bare scribble).
 
     python -m mnistp4.stages.sheets.checker_fit MNIST_DIR SEMEION_FILE [OUT.onnx] [--workers 2]
 
-On a GPU when torch sees one. The shipped ``checker.onnx`` was fitted on a lent GPU machine (one
-NVIDIA H200) with these defaults; on a CPU the same command takes about 9 minutes on 2 cores and
-its numbers differ in the last digits.
+The shipped ``checker.onnx`` was fitted with the defaults on the CPU (about 9 minutes on 2 cores).
+Networks are fitted on a GPU when torch sees one (their numbers differ from the CPU's in the last
+digits).
 
 Training digits: the 60,000 MNIST *training* digits and Semeion-dev rows 0..399 (European writers,
 ten times each so their 1s, 4s, 7s and 9s weigh in), each re-drawn with another pen width and as a
 sheet's box delivers it (:func:`synth.plain_digit`); "not a digit": the same digits crossed out or
-scribbled over, and bare scribbles (:func:`synth.crossing_out`), and - a quarter of them -
-the same digits written over another digit that shows beside them (:func:`synth.overwritten`, a
-correction). MNIST test and the rest of
-Semeion stay unseen, for the benchmarks.
+scribbled over, and bare scribbles (:func:`synth.crossing_out`); with ``--corrections`` a share
+of them written over another digit that shows beside them instead (:func:`synth.overwritten`: a
+correction; measured and not adopted, docs/history.md). MNIST test and the rest of Semeion stay
+unseen, for the benchmarks.
 """
 
 from __future__ import annotations
