@@ -50,11 +50,8 @@ def corrections(images: np.ndarray, labels: np.ndarray, seed: int, tries: int = 
     rng = np.random.default_rng([seed, 1])
     out = []
     for im, lb in zip(images, labels):
-        for _ in range(tries):
-            j = int(rng.integers(len(images)))
-            if labels[j] != lb and (done := _synth.overwritten(im, images[j], rng)) is not None:
-                out.append((done, int(lb)))
-                break
+        if (done := _synth.overwritten_by_another(im, lb, images, labels, rng, tries=tries)) is not None:
+            out.append((done, int(lb)))
     return out
 
 

@@ -237,7 +237,7 @@ def _timed(run):
 def run_condition(condition: str, seeds: list[int], hand, workers: list[int], keep: Path | None, work: Path) -> dict:
     # everything stays in ``work`` until the benchmark ends (see :func:`main`)
     tmp = work / condition
-    raw = Path(tmp) / "raw"
+    raw = tmp / "raw"
     raw.mkdir(parents=True)
     sheets = []
     for seed in seeds:
@@ -247,7 +247,7 @@ def run_condition(condition: str, seeds: list[int], hand, workers: list[int], ke
         sheets.append((sheet, sheet.name + suffix))
     speeds = {}
     for n in workers:
-        data = Path(tmp) / f"data-{n}"
+        data = tmp / f"data-{n}"
         summary, cpu, wall = _timed(lambda data=data, n=n: segment(raw, data, n))
         speeds[n] = dict(
             cpu_s=cpu,
@@ -391,7 +391,7 @@ def photo_batch(seeds: list[int], hand, workers: list[int], work: Path, repeats:
     (the machine's speed drifts between rounds)."""
     # everything stays in ``work`` until the benchmark ends (see :func:`main`)
     tmp = work / "batch"
-    raw = Path(tmp) / "raw"
+    raw = tmp / "raw"
     raw.mkdir(parents=True)
     for condition in (c for c in rs.CONDITIONS if c.startswith("photo")):
         for seed in seeds:
@@ -402,18 +402,18 @@ def photo_batch(seeds: list[int], hand, workers: list[int], work: Path, repeats:
     if len(workers) > 1:
         out["machine"] = machine_scaling(sorted(raw.iterdir())[0])
     for k in range(repeats):
-        runs: dict = {"create_us": create_probe(Path(tmp) / f"probe-{k}")}
+        runs: dict = {"create_us": create_probe(tmp / f"probe-{k}")}
         # a fresh folder per run, none deleted until the end: on this machine's file system,
         # deleting thousands of files slows the file creation of the next seconds;
         # and everything written so far is synced before each run
         for n in workers:
-            data = Path(tmp) / f"data-{n}-{k}"
+            data = tmp / f"data-{n}-{k}"
             summary, cpu, wall = _timed(lambda data=data, n=n: segment(raw, data, n))
             runs[n] = dict(
                 digits=summary["digits"], ink=_ink_rows(data), failed=summary["failed"], cpu_s=cpu, wall_s=wall
             )
         for n in workers:  # the same through the command: its own start included
-            data = Path(tmp) / f"cli-{n}-{k}"
+            data = tmp / f"cli-{n}-{k}"
             command = [sys.executable, "-m", "mnistp4", "segment", str(raw), "-o", str(data)]
             command += ["--workers", str(n), "--json"]
             done, cpu, wall = _timed(
@@ -476,8 +476,8 @@ def batch_table(batch: dict) -> str:
     if probes:
         lines.append(
             f"file creation at each round's start: {np.median(probes):.0f} us per file (median; "
-            f"{min(probes):.0f}-{max(probes):.0f}; about 20 in the file system's fast state, 150-250 right "
-            f"after mass deletions)"
+            f"{min(probes):.0f}-{max(probes):.0f}; on this machine about ten times as much right after mass "
+            f"deletions: docs/sheets.md)"
         )
     if "machine" in batch:
         m = batch["machine"]

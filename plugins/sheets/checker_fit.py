@@ -4,7 +4,7 @@ digit, a bare scribble).
 
     python -m mnistp4.stages.sheets.checker_fit MNIST_DIR SEMEION_FILE [OUT.onnx] [--workers 2]
 
-The shipped ``checker.onnx`` was fitted with the defaults on the CPU (about 9 minutes on 2 cores).
+The shipped ``checker.onnx`` was fitted with the defaults on the CPU (several minutes on 2 cores).
 Networks are fitted on a GPU when torch sees one (their numbers differ from the CPU's in the last
 digits).
 
@@ -32,7 +32,7 @@ from mnistp4.stages.sheets.synth import (
     SEMEION_FIT_ROWS,
     crossing_out,
     load_semeion,
-    overwritten,
+    overwritten_by_another,
     plain_digit,
     reference_digit,
 )
@@ -95,13 +95,10 @@ def make_examples(
             struck = crossing_out(image, rng)
             if not corrected:
                 return struck
-            for _ in range(CORRECTION_TRIES):  # another digit, one that shows beside the digit over it
-                if labels[j] != labels[i]:
-                    corrected_image = overwritten(image, slanted(images[j], extra), extra, shows=shows)
-                    if corrected_image is not None:
-                        return corrected_image
-                j = int(extra.integers(len(images)))
-            return struck  # a digit so bold that no other shows beside it: crossed out instead
+            done = overwritten_by_another(
+                image, labels[i], images, labels, extra, first=j, tries=CORRECTION_TRIES, shows=shows, redraw=slanted
+            )
+            return struck if done is None else done  # none shows beside a very bold digit: crossed out instead
         # some as they are (an already normalized digit: a tablet export, a clean scan)
         return image if as_is and rng.random() >= 1 - as_is else plain_digit(image, rng)
 

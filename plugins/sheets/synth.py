@@ -332,6 +332,30 @@ def overwritten(
     return _captured(np.maximum(img, under), rng)
 
 
+def overwritten_by_another(
+    digit28: np.ndarray,
+    label: int,
+    images: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    first: int | None = None,
+    tries: int = 50,
+    shows: float = CORRECTION_SHOWS,
+    redraw=None,
+) -> np.ndarray | None:
+    """:func:`overwritten` over a digit of ``images`` with another label than ``label``, one that
+    shows beside it: up to ``tries`` digits drawn (the first one ``first`` when given), each as
+    ``redraw(image, rng)`` when given; None when none shows (a digit so bold that it hides them)."""
+    for k in range(tries):
+        j = first if k == 0 and first is not None else int(rng.integers(len(images)))
+        if labels[j] != label:
+            under = images[j] if redraw is None else redraw(images[j], rng)
+            if (done := overwritten(digit28, under, rng, shows=shows)) is not None:
+                return done
+    return None
+
+
 def shows_beside(over: np.ndarray, under: np.ndarray, near: int) -> float:
     """The share of the ink ``under`` (bool) farther than ``near`` pixels from the ink ``over``."""
     if not under.any():
