@@ -53,6 +53,7 @@ FLAGS = (
     "ambiguous",
     "crossed_out",
     "unlike_label",
+    "overwritten",
     "fragmented",
     "covered",
     "blurred",
