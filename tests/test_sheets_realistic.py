@@ -133,6 +133,33 @@ def test_a_correction_and_stray_marks_never_come_out_as_a_clean_digit(semeion):
         assert digits[key].flags, (key, "a stray mark came out as a clean digit")
 
 
+def test_a_digit_in_strokes_that_do_not_meet_is_one_digit_and_two_are_two(semeion):
+    """A 5 whose bar stops 3.5 mm short of its body is one digit (it was flagged ``multi``); two 1s
+    side by side in one box, and a 3 with a line drawn under it, are still ``multi``."""
+    page = render_template(GRID, PX)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    mm = PX
+
+    def lines(row, col, strokes):
+        cx, cy, _, _ = _centre(row, col)
+        for points in strokes:
+            pts = np.int32([(cx + x * mm, cy + y * mm) for x, y in points])
+            cv2.polylines(page, [pts], False, 30, 3, cv2.LINE_AA)
+
+    body = [(-2.5, -3.0), (-2.8, 0.0)] + [
+        (0.3 + 3.2 * math.cos(t), 2.6 + 3.2 * math.sin(t)) for t in np.linspace(-2.6, 2.6, 14)
+    ]
+    lines(5, 0, [[(-2.4, -7.2), (3.2, -7.4)], body])  # a 5, its bar 3.5 mm over its body
+    lines(1, 0, [[(-3.5, -6.0), (-3.5, 6.0)], [(3.5, -6.0), (3.5, 6.0)]])  # two 1s side by side
+    cx, cy, _, _ = _centre(3, 0)
+    _write(page, _synth.stroke_image(_digit(semeion, 3), int(0.75 * size)), cx, cy - 1.0 * mm)
+    lines(3, 0, [[(-4.0, 6.3), (4.0, 6.3)]])  # a 3, underlined
+    digits = _segment(page)
+    assert "multi" not in digits[(5, 0)].flags, digits[(5, 0)].flags
+    assert "multi" in digits[(1, 0)].flags, digits[(1, 0)].flags
+    assert "multi" in digits[(3, 0)].flags, digits[(3, 0)].flags
+
+
 def test_a_black_and_white_scan_that_lost_its_pencil_says_so(semeion, tmp_path):
     """A scanner's black-and-white mode cuts at one level: faint pencil comes out empty or dotted.
     The sheet's digits are flagged, and the result says why (a greyscale scan of the same page

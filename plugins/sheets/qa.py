@@ -32,6 +32,11 @@ LARGE_AREA_FRACTION = 0.40
 #: parts of a box's ink further apart than this fraction of the crop's smaller side are separate
 #: (``multi``: two digits, or a digit and a stray mark)
 MULTI_GAP_FRACTION = 0.12
+#: ... and side by side: pieces one above the other that share this much of the narrower one's
+#: width are strokes of one digit
+STACKED_OVERLAP = 0.5
+#: ... unless the lower one is flat (less tall than this share of its width): a line under a digit
+FLAT = 0.35
 
 
 _HALO = np.ones((5, 5), np.uint8)
@@ -431,7 +436,7 @@ def boxes_ink(
         # the digit's frame, by the same gap (a broken stroke of the digit lies within its frame)
         gap = max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))
         big = mine[areas[mine] * 8 >= areas[mine].max()]
-        if (len(big) > 1 and _apart(labels[k], big + 1, gap)) or _stray(stats, mine, big, gap):
+        if (len(big) > 1 and _apart(labels[k], big, gap, stats)) or _stray(stats, mine, big, gap):
             flags.append("multi")
         x0, y0 = int(st[:, 0].min()), int(st[:, 1].min())
         x1, y1 = int((st[:, 0] + st[:, 2]).max()), int((st[:, 1] + st[:, 3]).max())
@@ -590,10 +595,33 @@ def _stray(stats: np.ndarray, mine: np.ndarray, big: np.ndarray, gap: int) -> bo
     return bool(((sx1 <= x0) | (sx0 >= x1) | (sy1 <= y0) | (sy0 >= y1)).any())
 
 
-def _apart(labels: np.ndarray, big: np.ndarray, join: int) -> bool:
-    """Whether the big components ``big`` of one box stay apart when grown by ``join`` pixels."""
-    joined = cv2.dilate(np.isin(labels, big).astype(np.uint8), np.ones((join, join), np.uint8))
-    return cv2.connectedComponents(joined, connectivity=8)[0] > 2
+def _apart(labels: np.ndarray, big: np.ndarray, join: int, stats: np.ndarray) -> bool:
+    """Whether the big components ``big`` (their 0-based indices into ``stats``) of one box fall
+    into groups, when grown by ``join`` pixels, that are more than one digit: two groups side by
+    side (two digits, or a digit and a mark beside it), or a flat group under another (a line
+    under a digit). A group over another, sharing at least :data:`STACKED_OVERLAP` of the
+    narrower one's width, is a stroke of the same digit that does not meet the rest: a 5's or a
+    7's bar, a 6 whose loop stops short of its stem."""
+    ink = np.isin(labels, big + 1)
+    joined = cv2.dilate(ink.astype(np.uint8), np.ones((join, join), np.uint8))
+    count, groups = cv2.connectedComponents(joined, connectivity=8)
+    if count <= 2:
+        return False
+    frames: dict[int, list[int]] = {}  # group -> x0, y0, x1, y1 of its pieces
+    for b in big:
+        g = int(groups[labels == b + 1][0])
+        x0, y0 = int(stats[b, 0]), int(stats[b, 1])
+        x1, y1 = x0 + int(stats[b, 2]), y0 + int(stats[b, 3])
+        f = frames.setdefault(g, [x0, y0, x1, y1])
+        frames[g] = [min(f[0], x0), min(f[1], y0), max(f[2], x1), max(f[3], y1)]
+    boxes = sorted(frames.values(), key=lambda f: f[1])  # top to bottom
+    for i, (ax0, ay0, ax1, ay1) in enumerate(boxes):
+        for bx0, by0, bx1, by1 in boxes[i + 1 :]:
+            if min(ax1, bx1) - max(ax0, bx0) < STACKED_OVERLAP * min(ax1 - ax0, bx1 - bx0):
+                return True  # side by side
+            if by1 - by0 < FLAT * (bx1 - bx0) and by0 >= (ay0 + ay1) / 2:
+                return True  # a flat group under the other: underlined
+    return False
 
 
 def _moved(lines: np.ndarray, grid: tuple[int, int], tolerance: float) -> np.ndarray:
