@@ -37,6 +37,8 @@ MULTI_GAP_FRACTION = 0.12
 STACKED_OVERLAP = 0.5
 #: ... unless the lower one is flat (less tall than this share of its width): a line under a digit
 FLAT = 0.35
+#: ... or the upper one has more than this share of the lower one's ink (a bar over a body is less)
+STACKED_SMALLER = 0.6
 
 
 _HALO = np.ones((5, 5), np.uint8)
@@ -598,29 +600,32 @@ def _stray(stats: np.ndarray, mine: np.ndarray, big: np.ndarray, gap: int) -> bo
 def _apart(labels: np.ndarray, big: np.ndarray, join: int, stats: np.ndarray) -> bool:
     """Whether the big components ``big`` (their 0-based indices into ``stats``) of one box fall
     into groups, when grown by ``join`` pixels, that are more than one digit: two groups side by
-    side (two digits, or a digit and a mark beside it), or a flat group under another (a line
-    under a digit). A group over another, sharing at least :data:`STACKED_OVERLAP` of the
+    side (two digits, or a digit and a mark beside it), a flat group under another (a line under
+    a digit), or two of about the same ink one over the other (a 0 whose sides the box line cut
+    away). A smaller group over a larger one, sharing at least :data:`STACKED_OVERLAP` of the
     narrower one's width, is a stroke of the same digit that does not meet the rest: a 5's or a
-    7's bar, a 6 whose loop stops short of its stem."""
+    7's bar, a 6 whose stem stops short of its loop."""
     ink = np.isin(labels, big + 1)
     joined = cv2.dilate(ink.astype(np.uint8), np.ones((join, join), np.uint8))
     count, groups = cv2.connectedComponents(joined, connectivity=8)
     if count <= 2:
         return False
-    frames: dict[int, list[int]] = {}  # group -> x0, y0, x1, y1 of its pieces
+    frames: dict[int, list[int]] = {}  # group -> x0, y0, x1, y1 of its pieces and their ink
     for b in big:
         g = int(groups[labels == b + 1][0])
         x0, y0 = int(stats[b, 0]), int(stats[b, 1])
         x1, y1 = x0 + int(stats[b, 2]), y0 + int(stats[b, 3])
-        f = frames.setdefault(g, [x0, y0, x1, y1])
-        frames[g] = [min(f[0], x0), min(f[1], y0), max(f[2], x1), max(f[3], y1)]
+        f = frames.setdefault(g, [x0, y0, x1, y1, 0])
+        frames[g] = [min(f[0], x0), min(f[1], y0), max(f[2], x1), max(f[3], y1), f[4] + int(stats[b, 4])]
     boxes = sorted(frames.values(), key=lambda f: f[1])  # top to bottom
-    for i, (ax0, ay0, ax1, ay1) in enumerate(boxes):
-        for bx0, by0, bx1, by1 in boxes[i + 1 :]:
+    for i, (ax0, ay0, ax1, ay1, a_ink) in enumerate(boxes):
+        for bx0, by0, bx1, by1, b_ink in boxes[i + 1 :]:
             if min(ax1, bx1) - max(ax0, bx0) < STACKED_OVERLAP * min(ax1 - ax0, bx1 - bx0):
                 return True  # side by side
             if by1 - by0 < FLAT * (bx1 - bx0) and by0 >= (ay0 + ay1) / 2:
                 return True  # a flat group under the other: underlined
+            if a_ink > STACKED_SMALLER * b_ink:
+                return True  # not a bar or a stroke over the digit's body: two halves of something
     return False
 
 
