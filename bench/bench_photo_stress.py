@@ -185,6 +185,7 @@ def main(argv=None) -> int:
     parser.add_argument("--conditions", nargs="+", default=[c for c in rs.CONDITIONS if c.startswith("photo")])
     parser.add_argument("--changes", nargs="+", default=list(CHANGES), choices=list(CHANGES))
     parser.add_argument("--tag", default="")
+    parser.add_argument("--all-wrong", action="store_true", help="list every wrong box, not the first six examples")
     args = parser.parse_args(argv)
     out_dir = benchmeta.start("bench_photo_stress", tag=args.tag)
     benchmeta.tee_stdout(out_dir)
@@ -202,7 +203,7 @@ def main(argv=None) -> int:
                 f"garbled {r['garbled']}" + (f"; first reason: {r['errors'][0]}" if r["errors"] else ""),
                 flush=True,
             )
-            for example in r["examples"][:6]:
+            for example in r["wrong_boxes"] if args.all_wrong else r["examples"][:6]:
                 print(f"    {example}")
     print(table(results))
     (out_dir / "bench_photo_stress.json").write_text(json.dumps(results, indent=1))

@@ -160,6 +160,7 @@ def score(sheets: list, data_dir: Path) -> dict:
                 if int(got["label"]) != truth.label and not flags:
                     s["wrong"] += 1
                     s["wrong_other"] += 1
+                    examples.append(f"wrong {file} r{r}c{c} digit labelled {got['label']} (a {truth.label})")
                 if not flags:
                     s["usable"] += 1
                     image = cv2.imread(str(data_dir / got["path"]), cv2.IMREAD_GRAYSCALE)
@@ -182,6 +183,7 @@ def score(sheets: list, data_dir: Path) -> dict:
                     struck = f" (a {truth.label})" if truth.label is not None else ""
                     examples.append(f"wrong {file} r{r}c{c} {truth.kind} {truth.what}{struck}")
     s["examples"] = examples[:12]
+    s["wrong_boxes"] = [e for e in examples if e.startswith("wrong ")]  # every one, for --all-wrong
     s["clean_flags"] = clean_flags
     s["outcomes"] = outcomes
     return s

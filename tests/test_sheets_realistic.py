@@ -135,8 +135,9 @@ def test_a_correction_and_stray_marks_never_come_out_as_a_clean_digit(semeion):
 
 def test_a_digit_in_strokes_that_do_not_meet_is_one_digit_and_two_are_two(semeion):
     """A 5 whose bar stops 3.5 mm short of its body is one digit (it was flagged ``multi``); two 1s
-    side by side in one box, a 3 with a line drawn under it, and the two arcs of a 0 whose sides
-    are gone (as a box line cuts them away) are still ``multi``."""
+    side by side in one box, a 3 with a line drawn under it, the two arcs of a 0 whose sides are
+    gone (as a box line cuts them away), and two specks one over the other (what a stroke along
+    the box line left) are still ``multi``."""
     page = render_template(GRID, PX)
     size = int(0.6 * GRID.box_mm[1] * PX)
     mm = PX
@@ -157,11 +158,15 @@ def test_a_digit_in_strokes_that_do_not_meet_is_one_digit_and_two_are_two(semeio
     lines(3, 0, [[(-4.0, 6.3), (4.0, 6.3)]])  # a 3, underlined
     arc = [(5.0 * math.cos(t), 6.0 * math.sin(t)) for t in np.linspace(0.5, math.pi - 0.5, 12)]
     lines(0, 0, [arc, [(x, -y) for x, y in arc]])  # a 0's two arcs, 4.8 mm apart at the sides
+    cx, cy, _, _ = _centre(2, 0)
+    cv2.circle(page, (int(cx), int(cy - 4 * mm)), int(0.5 * mm), 30, -1)
+    cv2.circle(page, (int(cx + 0.3 * mm), int(cy + 3 * mm)), int(0.7 * mm), 30, -1)  # two specks
     digits = _segment(page)
     assert "multi" not in digits[(5, 0)].flags, digits[(5, 0)].flags
     assert "multi" in digits[(1, 0)].flags, digits[(1, 0)].flags
     assert "multi" in digits[(3, 0)].flags, digits[(3, 0)].flags
     assert "multi" in digits[(0, 0)].flags, digits[(0, 0)].flags
+    assert "multi" in digits[(2, 0)].flags, digits[(2, 0)].flags
 
 
 def test_a_black_and_white_scan_that_lost_its_pencil_says_so(semeion, tmp_path):

@@ -438,7 +438,9 @@ def boxes_ink(
         # the digit's frame, by the same gap (a broken stroke of the digit lies within its frame)
         gap = max(1, int(MULTI_GAP_FRACTION * min(inner_h, inner_w)))
         big = mine[areas[mine] * 8 >= areas[mine].max()]
-        if (len(big) > 1 and _apart(labels[k], big, gap, stats)) or _stray(stats, mine, big, gap):
+        if (len(big) > 1 and _apart(labels[k], big, gap, stats, SHORT_FRACTION * inner_h)) or _stray(
+            stats, mine, big, gap
+        ):
             flags.append("multi")
         x0, y0 = int(st[:, 0].min()), int(st[:, 1].min())
         x1, y1 = int((st[:, 0] + st[:, 2]).max()), int((st[:, 1] + st[:, 3]).max())
@@ -597,12 +599,13 @@ def _stray(stats: np.ndarray, mine: np.ndarray, big: np.ndarray, gap: int) -> bo
     return bool(((sx1 <= x0) | (sx0 >= x1) | (sy1 <= y0) | (sy0 >= y1)).any())
 
 
-def _apart(labels: np.ndarray, big: np.ndarray, join: int, stats: np.ndarray) -> bool:
+def _apart(labels: np.ndarray, big: np.ndarray, join: int, stats: np.ndarray, body: float) -> bool:
     """Whether the big components ``big`` (their 0-based indices into ``stats``) of one box fall
     into groups, when grown by ``join`` pixels, that are more than one digit: two groups side by
     side (two digits, or a digit and a mark beside it), a flat group under another (a line under
     a digit), or two of about the same ink one over the other (a 0 whose sides the box line cut
-    away). A smaller group over a larger one, sharing at least :data:`STACKED_OVERLAP` of the
+    away), or a lower group less tall than ``body`` pixels (two specks a stroke along the box line
+    left). A smaller group over a larger one, sharing at least :data:`STACKED_OVERLAP` of the
     narrower one's width, is a stroke of the same digit that does not meet the rest: a 5's or a
     7's bar, a 6 whose stem stops short of its loop."""
     ink = np.isin(labels, big + 1)
@@ -624,8 +627,8 @@ def _apart(labels: np.ndarray, big: np.ndarray, join: int, stats: np.ndarray) ->
                 return True  # side by side
             if by1 - by0 < FLAT * (bx1 - bx0) and by0 >= (ay0 + ay1) / 2:
                 return True  # a flat group under the other: underlined
-            if a_ink > STACKED_SMALLER * b_ink:
-                return True  # not a bar or a stroke over the digit's body: two halves of something
+            if a_ink > STACKED_SMALLER * b_ink or by1 - by0 < body:
+                return True  # not a bar or a stroke over a digit's body: two halves, or specks
     return False
 
 
