@@ -111,16 +111,3 @@ def test_a_shaken_photo_is_flagged_blurred_with_a_note_and_a_sharp_one_is_not(pe
         note = _blurred_note("photo.jpg", digits)
         assert (note is not None) == blurred
     assert note.startswith("photo.jpg: the photo is blurred") and "holding the phone still" in note
-
-
-def test_a_correction_whose_strokes_close_loops_is_flagged_overwritten(mnist_dir, semeion_dir):
-    """A 6 written over another digit (seed 16, row 6, column 2): the checker reads it as a 6 with a
-    little doubt, and its strokes enclose three loops where a 6 has one; it came out as a clean 6.
-    Now it is flagged ``overwritten``; no clean digit of the sheet is."""
-    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
-    sheet = rs.make_sheet("photo-shadow-pencil", 16, hand)
-    assert sheet.boxes[(6, 2)].what == "correction"
-    digits = _segment_jpeg(sheet.image, 85)
-    assert "overwritten" in digits[(6, 2)].flags, digits[(6, 2)].flags
-    clean = [k for k, truth in sheet.boxes.items() if truth.kind == "digit"]
-    assert len(clean) >= 60 and not [k for k in clean if "overwritten" in digits[k].flags]

@@ -133,6 +133,24 @@ def test_a_correction_and_stray_marks_never_come_out_as_a_clean_digit(semeion):
         assert digits[key].flags, (key, "a stray mark came out as a clean digit")
 
 
+def test_a_correction_whose_strokes_close_loops_is_flagged_overwritten(semeion):
+    """A 5 written over a 0 that shows 2 mm to its right: the checker reads a 5 with some doubt and
+    nothing else is wrong with it, but its strokes and the 0's enclose loops a 5 does not have. It
+    came out as a clean 5; now it is flagged ``overwritten``. The clean 5s of the row are not."""
+    page = render_template(GRID, PX)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    clean = [(5, c) for c in range(1, 4)]
+    for r, c in clean:
+        cx, cy, _, _ = _centre(r, c)
+        _write(page, _synth.stroke_image(_digit(semeion, 5, c + 3), size), cx, cy)
+    cx, cy, w, h = _centre(5, 0)
+    _write(page, _synth.stroke_image(_digit(semeion, 0, 2), size), cx + 0.06 * w, cy + 0.03 * h)
+    _write(page, _synth.stroke_image(_digit(semeion, 5, 3), size), cx - 0.06 * w, cy - 0.03 * h)
+    digits = _segment(page)
+    assert "overwritten" in digits[(5, 0)].flags, digits[(5, 0)].flags
+    assert {k: digits[k].flags for k in clean} == {k: [] for k in clean}
+
+
 def test_a_digit_in_strokes_that_do_not_meet_is_one_digit_and_two_are_two(semeion):
     """A 5 whose bar stops 3.5 mm short of its body is one digit (it was flagged ``multi``); two 1s
     side by side in one box, a 3 with a line drawn under it, the two arcs of a 0 whose sides are
