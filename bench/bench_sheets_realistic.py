@@ -189,9 +189,10 @@ def score(sheets: list, data_dir: Path) -> dict:
     return s
 
 
-#: box kinds whose outcome (empty, flagged, clean) is printed on its own: corrections, and stray
-#: marks alone in a box (only empty or flagged is right) or beside a digit (clean is right)
-OUTCOME_KINDS = ("correction", "stray")
+#: box kinds whose outcome (empty, flagged, clean) is printed on its own: corrections, stray
+#: marks alone in a box (only empty or flagged is right) or beside a digit (clean is right), and
+#: two digits of a tablet page whose inks touch (one of them may come out, never clean)
+OUTCOME_KINDS = ("correction", "stray", "touching-pair")
 
 
 def outcome_line(outcomes: dict) -> str:

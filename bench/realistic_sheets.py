@@ -25,7 +25,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -532,6 +532,10 @@ def capture(rng, paper: np.ndarray, cond: dict) -> np.ndarray:
 #: a freeform tablet page: pixels per mm (a 150 dpi export) and digits per row
 TABLET_PX = 150 / 25.4
 FREEFORM_PER_ROW = 8
+#: share of the items on a tablet page written touching the one before (moved left until the two
+#: inks meet, within 6 mm): both are ``bad``, ``touching-pair``: one connected drawing of two
+#: digits, which must not come out as one clean digit
+TOUCHING = 0.05
 
 
 def freeform_page(rng, hand: Handwriting) -> tuple[np.ndarray, dict]:
@@ -543,10 +547,13 @@ def freeform_page(rng, hand: Handwriting) -> tuple[np.ndarray, dict]:
     pen_w = rng.uniform(0.5, 0.9) * TABLET_PX * 1.6
     pen = ((20, 20, 20), (0, 0), (1.0, 1.0), 0.0)
     boxes: dict[tuple[int, int], BoxTruth] = {}
+    # pairs written touching draw from their own random numbers: every other item stays where it was
+    touch = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
     for r in range(10):
         base_y = (10 + row_mm * (r + 0.5)) * TABLET_PX + rng.uniform(-1, 1) * TABLET_PX
         x = rng.uniform(8, 14) * TABLET_PX
         k = 0
+        before = None  # (key, coverage, cx, cy, right edge) of the item written last in this row
         for _ in range(FREEFORM_PER_ROW):
             height = int(rng.uniform(11, 16) * TABLET_PX)
             roll = rng.random()
@@ -573,13 +580,40 @@ def freeform_page(rng, hand: Handwriting) -> tuple[np.ndarray, dict]:
             ch, cw = cov.shape
             cy = base_y + rng.uniform(-0.08, 0.08) * height
             if x + cw <= page.shape[1]:
-                put_ink(page, cov, x + cw / 2, cy, pen, rng)
+                cx = x + cw / 2
+                if before is not None and touch.random() < TOUCHING:
+                    # moved left until its ink meets the last one's (then up to 0.5 mm further)
+                    near = cx - (x - before[4])
+                    for step in np.arange(0.0, 6.0, 0.25) * TABLET_PX:
+                        if _inks_touch(before[1], before[2], before[3], cov, near - step, cy):
+                            cx = near - step - touch.uniform(0, 0.5) * TABLET_PX
+                            boxes[before[0]] = replace(boxes[before[0]], kind="bad", what="touching-pair")
+                            truth = replace(truth, kind="bad", what="touching-pair")
+                            break
+                put_ink(page, cov, cx, cy, pen, rng)
                 boxes[(r, k)] = truth
+                before = ((r, k), cov, cx, cy, cx + cw / 2)
                 k += 1
             else:  # past the page's edge: not written (the random draws stay as if it were, so pages do not shift)
                 rng.uniform(*pen[2])
             x += cw + rng.uniform(3, 8) * TABLET_PX
     return page, boxes
+
+
+def _inks_touch(a: np.ndarray, ax: float, ay: float, b: np.ndarray, bx: float, by: float) -> bool:
+    """Whether the inks ``a`` and ``b`` (coverage, centred at (ax, ay) and (bx, by) as
+    :func:`put_ink` places them) overlap: one connected drawing."""
+    x0 = min(int(round(ax - a.shape[1] / 2)), int(round(bx - b.shape[1] / 2)))
+    y0 = min(int(round(ay - a.shape[0] / 2)), int(round(by - b.shape[0] / 2)))
+    w = max(int(round(ax - a.shape[1] / 2)) + a.shape[1], int(round(bx - b.shape[1] / 2)) + b.shape[1]) - x0
+    h = max(int(round(ay - a.shape[0] / 2)) + a.shape[0], int(round(by - b.shape[0] / 2)) + b.shape[0]) - y0
+    masks = []
+    for cov, cx, cy in ((a, ax, ay), (b, bx, by)):
+        m = np.zeros((h, w), np.uint8)
+        mx, my = int(round(cx - cov.shape[1] / 2)) - x0, int(round(cy - cov.shape[0] / 2)) - y0
+        m[my : my + cov.shape[0], mx : mx + cov.shape[1]] = cov > 0.5
+        masks.append(m)
+    return bool((masks[0] & masks[1]).any())  # strokes that cross or overlap: one piece of ink
 
 
 def make_sheet(condition: str, seed: int, hand: Handwriting) -> Sheet:

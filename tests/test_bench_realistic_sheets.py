@@ -40,6 +40,25 @@ def test_corrections_and_stray_marks_leave_the_rest_of_the_sheet_as_it_was(mnist
     assert moved.any() and moved.mean() < 0.01  # the marks' pixels only
 
 
+def test_touching_pairs_on_a_tablet_page_leave_the_rest_of_the_page_as_it_was(mnist_dir, semeion_dir, monkeypatch):
+    """Items written touching the one before draw from their own random numbers: without them the
+    same seed gives the same page everywhere else (bench_sheets_realistic.py prints what became of
+    the pairs)."""
+    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
+    touching = rs.make_sheet("tablet-freeform", 13, hand)
+    monkeypatch.setattr(rs, "TOUCHING", 0.0)
+    apart = rs.make_sheet("tablet-freeform", 13, hand)
+    pairs = {k for k, truth in touching.boxes.items() if truth.what == "touching-pair"}
+    assert sorted(apart.boxes) == sorted(touching.boxes)
+
+    def what(truth):
+        return truth.kind, truth.label, truth.what
+
+    assert pairs and {k for k in apart.boxes if what(apart.boxes[k]) != what(touching.boxes[k])} == pairs
+    moved = np.abs(touching.image.astype(np.int16) - apart.image.astype(np.int16)).max(axis=2) > 8
+    assert moved.any() and moved.mean() < 0.02
+
+
 def test_tablet_outputs_are_matched_to_written_items_by_drawing():
     from bench_sheets_realistic import aligned
 
