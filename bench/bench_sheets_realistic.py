@@ -237,17 +237,24 @@ def _timed(run):
     return result, _cpu_seconds() - cpu0, wall
 
 
-def run_condition(condition: str, seeds: list[int], hand, workers: list[int], keep: Path | None, work: Path) -> dict:
-    # everything stays in ``work`` until the benchmark ends (see :func:`main`)
-    tmp = work / condition
-    raw = tmp / "raw"
-    raw.mkdir(parents=True)
+def write_sheets(raw: Path, condition: str, seeds: list[int], hand) -> list[tuple]:
+    """The sheets of ``condition`` x ``seeds`` written into ``raw`` as the files a user has:
+    (sheet, file name) each."""
     sheets = []
     for seed in seeds:
         sheet = rs.make_sheet(condition, seed, hand)
         payload, suffix = rs.encode(sheet)
         (raw / (sheet.name + suffix)).write_bytes(payload)
         sheets.append((sheet, sheet.name + suffix))
+    return sheets
+
+
+def run_condition(condition: str, seeds: list[int], hand, workers: list[int], keep: Path | None, work: Path) -> dict:
+    # everything stays in ``work`` until the benchmark ends (see :func:`main`)
+    tmp = work / condition
+    raw = tmp / "raw"
+    raw.mkdir(parents=True)
+    sheets = write_sheets(raw, condition, seeds, hand)
     speeds = {}
     for n in workers:
         data = tmp / f"data-{n}"
@@ -397,10 +404,7 @@ def photo_batch(seeds: list[int], hand, workers: list[int], work: Path, repeats:
     raw = tmp / "raw"
     raw.mkdir(parents=True)
     for condition in (c for c in rs.CONDITIONS if c.startswith("photo")):
-        for seed in seeds:
-            sheet = rs.make_sheet(condition, seed, hand)
-            payload, suffix = rs.encode(sheet)
-            (raw / (sheet.name + suffix)).write_bytes(payload)
+        write_sheets(raw, condition, seeds, hand)
     out = {"sheets": len(list(raw.iterdir())), "rounds": []}
     if len(workers) > 1:
         out["machine"] = machine_scaling(sorted(raw.iterdir())[0])

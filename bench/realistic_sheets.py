@@ -603,17 +603,16 @@ def freeform_page(rng, hand: Handwriting) -> tuple[np.ndarray, dict]:
 def _inks_touch(a: np.ndarray, ax: float, ay: float, b: np.ndarray, bx: float, by: float) -> bool:
     """Whether the inks ``a`` and ``b`` (coverage, centred at (ax, ay) and (bx, by) as
     :func:`put_ink` places them) overlap: one connected drawing."""
-    x0 = min(int(round(ax - a.shape[1] / 2)), int(round(bx - b.shape[1] / 2)))
-    y0 = min(int(round(ay - a.shape[0] / 2)), int(round(by - b.shape[0] / 2)))
-    w = max(int(round(ax - a.shape[1] / 2)) + a.shape[1], int(round(bx - b.shape[1] / 2)) + b.shape[1]) - x0
-    h = max(int(round(ay - a.shape[0] / 2)) + a.shape[0], int(round(by - b.shape[0] / 2)) + b.shape[0]) - y0
-    masks = []
-    for cov, cx, cy in ((a, ax, ay), (b, bx, by)):
-        m = np.zeros((h, w), np.uint8)
-        mx, my = int(round(cx - cov.shape[1] / 2)) - x0, int(round(cy - cov.shape[0] / 2)) - y0
-        m[my : my + cov.shape[0], mx : mx + cov.shape[1]] = cov > 0.5
-        masks.append(m)
-    return bool((masks[0] & masks[1]).any())  # strokes that cross or overlap: one piece of ink
+    corners = [
+        (int(round(cx - c.shape[1] / 2)), int(round(cy - c.shape[0] / 2)), c)
+        for c, cx, cy in ((a, ax, ay), (b, bx, by))
+    ]
+    x0, y0 = min(x for x, _, _ in corners), min(y for _, y, _ in corners)
+    x1 = max(x + c.shape[1] for x, _, c in corners)
+    y1 = max(y + c.shape[0] for _, y, c in corners)
+    frame = (x0, y0, x1 - x0, y1 - y0)
+    # strokes that cross or overlap: one piece of ink
+    return bool(((_framed(a, ax, ay, frame) > 0.5) & (_framed(b, bx, by, frame) > 0.5)).any())
 
 
 def make_sheet(condition: str, seed: int, hand: Handwriting) -> Sheet:
