@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -129,8 +130,12 @@ def parse_sidecar(raw: bytes, side: Path | str) -> dict:
 
 
 def image_name(sheet: str, sheet_hash: str, row: int, col: int) -> str:
-    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(sheet).with_suffix("").as_posix())
-    return f"images/{stem}_{sheet_hash[:8]}_r{row:02d}_c{col:02d}.png"
+    return f"images/{_image_stem(sheet)}_{sheet_hash[:8]}_r{row:02d}_c{col:02d}.png"
+
+
+@functools.lru_cache(maxsize=64)  # a sheet's hundred digits share it
+def _image_stem(sheet: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(sheet).with_suffix("").as_posix())
 
 
 #: the data dir's folder of review pictures
