@@ -126,6 +126,22 @@ def test_loops_count_the_holes_a_stroke_encloses_not_slits_or_pinholes():
     assert checker.loops(open_c) == 0
 
 
+def test_junctions_count_where_three_strokes_meet_once_each():
+    line = _drawn(("line", (14, 4), (14, 24)))
+    tee = _drawn(("line", (6, 6), (22, 6)), ("line", (14, 6), (14, 24)))
+    plus = _drawn(("line", (4, 14), (24, 14)), ("line", (14, 4), (14, 24)))
+    ring = _drawn(("ellipse", (14, 14), (6, 9)))
+    slashed = _drawn(("ellipse", (14, 14), (6, 9)), ("line", (19, 6), (9, 22)))
+    four = (("line", (10, 3), (6, 17)), ("line", (6, 17), (22, 17)), ("line", (18, 5), (18, 26)))
+    zero_over_four = _drawn(("ellipse", (14, 14), (6, 9)), *four)
+    shapes = [line, tee, plus, ring, slashed, zero_over_four]
+    counts = [0, 1, 1, 0, 2, 4]
+    assert [checker.junctions(s) for s in shapes] == counts
+    # all of a sheet's 28x28s in one thinning: the same counts as one at a time
+    assert checker.junctions(np.stack(shapes)).tolist() == counts
+    assert checker.junctions(slashed) <= checker.JUNCTIONS[0] < checker.junctions(zero_over_four)
+
+
 def test_a_slashed_zero_and_clean_digits_of_new_writers_are_not_overwritten(unseen):
     """A slashed 0 keeps its two loops (a correction that closes loops: test_bench_realistic_sheets);
     clean digits of new writers rarely get the flag."""

@@ -151,6 +151,28 @@ def test_a_correction_whose_strokes_close_loops_is_flagged_overwritten(semeion):
     assert {k: digits[k].flags for k in clean} == {k: [] for k in clean}
 
 
+def test_a_correction_whose_strokes_cross_the_first_digit_is_flagged_overwritten(semeion):
+    """A 0 written over a 2 and a 5 written over a 6, the first digit showing about 1.3 mm aside:
+    neither encloses loops enough to be flagged for them, but the strokes cross and branch where a
+    0 or a 5 does not (junctions). They came out as a clean 0 and a clean 5; now they are flagged
+    ``overwritten``. The clean 0s and 5s of their rows are not."""
+    page = render_template(GRID, PX)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    corrected = {(0, 2): (2, 2), (5, 6): (6, 0)}  # box: (the digit underneath, which one)
+    clean = [(r, c) for r in (0, 5) for c in (1, 3, 4, 5)]
+    for r, c in clean:
+        cx, cy, _, _ = _centre(r, c)
+        _write(page, _synth.stroke_image(_digit(semeion, r, c + 4), size), cx, cy)
+    for (r, c), (under, k) in corrected.items():
+        cx, cy, w, h = _centre(r, c)
+        _write(page, _synth.stroke_image(_digit(semeion, under, k), size), cx - 0.08 * w, cy + 0.03 * h)
+        _write(page, _synth.stroke_image(_digit(semeion, r, 3 + k), size), cx + 0.08 * w, cy - 0.03 * h)
+    digits = _segment(page)
+    for key in corrected:
+        assert "overwritten" in digits[key].flags, (key, digits[key].flags)
+    assert {k: digits[k].flags for k in clean} == {k: [] for k in clean}
+
+
 def test_a_digit_in_strokes_that_do_not_meet_is_one_digit_and_two_are_two(semeion):
     """A 5 whose bar stops 3.5 mm short of its body is one digit (it was flagged ``multi``); two 1s
     side by side in one box, a 3 with a line drawn under it, the two arcs of a 0 whose sides are
