@@ -5,6 +5,9 @@ digit written over another digit of the same set) it lets through unflagged.
 
     MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/bench_checker.py [--checker FILE.onnx]
 
+Also the ground of ``checker.JUNCTIONS``: per digit, the junctions 99 % of the 60,000 MNIST
+*training* digits stay within, and the share of all Semeion-dev digits (European writers) above it.
+
 Sets: the 10,000 MNIST test digits, and Semeion-dev rows 400-799 (the checker saw rows 0-399;
 Semeion's authors stretched every digit to a square, so a 1 is as wide as an 8). On sheets the
 rates are those of ``bench/bench_sheets_realistic.py`` (*clean flagged %*, *wrong!*).
@@ -55,6 +58,23 @@ def corrections(images: np.ndarray, labels: np.ndarray, seed: int, tries: int = 
     return out
 
 
+def junction_allowance(mnist_dir: Path, images: np.ndarray, labels: np.ndarray) -> dict:
+    """Per digit: the 99th percentile of :func:`checker.junctions` on the MNIST training digits,
+    the share of the Semeion digits ``images`` above it, and the shipped allowance."""
+    with gzip.open(mnist_dir / "train-images-idx3-ubyte.gz") as f:
+        train = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(mnist_dir / "train-labels-idx1-ubyte.gz") as f:
+        train_labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    counts = np.concatenate([checker.junctions(train[k : k + 1000]) for k in range(0, len(train), 1000)])
+    european = checker.junctions(images)
+    out = {}
+    for digit in range(10):
+        p99 = int(np.percentile(counts[train_labels == digit], 99))
+        above = float(np.mean(european[labels == digit] > p99))
+        out[digit] = {"mnist_train_p99": p99, "semeion_above": above, "shipped": checker.JUNCTIONS[digit]}
+    return out
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -87,7 +107,13 @@ def main(argv=None) -> int:
         missed, made = r["corrections_missed"], r["corrections"]
         cells.append(f"{missed} of {made} ({100 * missed / made:.1f} %)")
         print(f"| {name} | {n} | " + " | ".join(cells) + " |")
-    benchmeta.finish(out, results=results)
+    allowance = junction_allowance(mnist_dir, np.stack([_synth.reference_digit(b) for b in images]), labels)
+    print()
+    print("| digit | junctions of 99 % of MNIST training digits | Semeion digits above that | shipped allowance |")
+    print("|---|---|---|---|")
+    for digit, a in allowance.items():
+        print(f"| {digit} | {a['mnist_train_p99']} | {100 * a['semeion_above']:.1f} % | {a['shipped']} |")
+    benchmeta.finish(out, results=results, junctions=allowance)
     return 0
 
 
