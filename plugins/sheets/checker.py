@@ -44,8 +44,9 @@ LOOPS = (2, 0, 1, 1, 1, 1, 1, 1, 2, 1)
 HOLE_INK = 96
 #: overwritten: junctions (places where three or more strokes of the 28x28's skeleton meet) a
 #: written digit may have, per digit: what 99 % of the MNIST training digits of each class stay
-#: within, one more for the European forms of 1 (a base), 4, 7 (a bar) and 9, as Semeion's writers
-#: draw them. A correction written over another digit crosses its strokes and adds junctions.
+#: within, one more for 1, 4, 7 and 9, the digits European writers form differently (a 1's base, a
+#: 7's bar: about one in ten of Semeion's 7s and 9s go beyond MNIST's level; bench/bench_checker.py
+#: prints both). A correction written over another digit crosses its strokes and adds junctions.
 JUNCTIONS = (2, 3, 3, 3, 4, 2, 2, 3, 4, 3)
 #: the ink that is thinned to count junctions (the same as :func:`ink_pieces`')
 SKELETON_INK = 128
