@@ -24,9 +24,9 @@ CHECKER_FILE = Path(__file__).with_name("checker.onnx")
 NOT_A_DIGIT = 10
 #: crossed_out: the checker gives "not a digit" at least CROSSED_SURE, or at least CROSSED_DOUBT
 #: while the row's digit gets less than LABEL_WEAK (a struck digit reads as a digit only weakly)
-CROSSED_SURE = 0.7
-CROSSED_DOUBT = 0.05
-LABEL_WEAK = 0.3
+CROSSED_SURE = 0.8
+CROSSED_DOUBT = 0.1
+LABEL_WEAK = 0.2
 #: unlike_label: the row's digit gets less than this probability (another digit was written, or a
 #: stroke through it turned it into another)
 LABEL_DOUBT = 0.05

@@ -11,10 +11,11 @@ digits).
 Training digits: the 60,000 MNIST *training* digits and Semeion-dev rows 0..399 (European writers,
 ten times each so their 1s, 4s, 7s and 9s weigh in), each re-drawn with another pen width and as a
 sheet's box delivers it (:func:`synth.plain_digit`); "not a digit": the same digits crossed out or
-scribbled over, and bare scribbles (:func:`synth.crossing_out`); with ``--corrections`` a share
-of them written over another digit that shows beside them instead (:func:`synth.overwritten`: a
-correction; measured and not adopted, docs/history.md). MNIST test and the rest of Semeion stay
-unseen, for the benchmarks.
+scribbled over, and bare scribbles (:func:`synth.crossing_out`); a quarter of them
+(``--corrections``) written over another digit that shows beside them instead
+(:func:`synth.overwritten`: a correction), half of those (``--traced``) with both digits traced
+by one thin pen, as a writer's pen crosses its own strokes (docs/history.md). MNIST test and the
+rest of Semeion stay unseen, for the benchmarks.
 """
 
 from __future__ import annotations
@@ -77,10 +78,12 @@ def make_examples(
     as_is: float = 0.0,
     corrections: float = 0.0,
     shows: float = CORRECTION_SHOWS,
+    traced: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``samples`` (28x28 uint8, class) pairs: two thirds plain digits (a share ``as_is`` of them
     left as they are), one third not a digit: crossed out, or (a share ``corrections`` of those)
-    written over another digit that shows beside it (``shows``: :func:`synth.overwritten`)."""
+    written over another digit that shows beside it (``shows``: :func:`synth.overwritten`; a share
+    ``traced`` of the corrections with both digits traced by one thin pen, :data:`CORRECTION_PENS`)."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(images), samples, replace=samples > len(images))
     crossed = rng.random(samples) < 1 / 3
@@ -95,8 +98,18 @@ def make_examples(
             struck = crossing_out(image, rng)
             if not corrected:
                 return struck
+            pen = int(extra.integers(*CORRECTION_PENS)) if traced and extra.random() < traced else None
             done = overwritten_by_another(
-                image, labels[i], images, labels, extra, first=j, tries=CORRECTION_TRIES, shows=shows, redraw=slanted
+                image,
+                labels[i],
+                images,
+                labels,
+                extra,
+                first=j,
+                tries=CORRECTION_TRIES,
+                shows=shows,
+                redraw=slanted,
+                pen=pen,
             )
             return struck if done is None else done  # none shows beside a very bold digit: crossed out instead
         # some as they are (an already normalized digit: a tablet export, a clean scan)
@@ -117,6 +130,7 @@ def train_checker(
     as_is: float = 0.0,
     corrections: float = 0.0,
     shows: float = CORRECTION_SHOWS,
+    traced: float = 0.0,
 ) -> dict:
     """Fit one checker network on ``images`` (28x28 white on black) and ``labels``; write it to
     ``out`` as ONNX (output: logits); return the accuracy on a tenth kept aside (all classes,
@@ -125,7 +139,7 @@ def train_checker(
     import torch
     from torch import nn
 
-    x, y = make_examples(images, labels, samples, seed, as_is, corrections, shows)
+    x, y = make_examples(images, labels, samples, seed, as_is, corrections, shows, traced)
     split = samples * 9 // 10
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -170,16 +184,21 @@ def train_checker(
 
 #: digits drawn at most to find one that shows beside the digit written over it
 CORRECTION_TRIES = 50
+#: pen widths (pixels of the 112-pixel canvas, end excluded) of traced corrections: a ballpoint
+#: to a fine felt tip on a digit about 12 mm tall
+CORRECTION_PENS = (3, 9)
 
 #: the share of the "not a digit" examples that are corrections (a digit written over another)
-CORRECTIONS = 0.0
+CORRECTIONS = 0.25
+#: the share of the corrections whose two digits are traced by one thin pen (:data:`CORRECTION_PENS`)
+TRACED = 0.5
 
 #: the shipped checker averages two networks that saw the plain digits differently: all re-drawn
 #: and captured, or a quarter left as they are (alone, the first over-flags clean digits that
 #: come already normalized, the second misses more crossed-out ones on photographed sheets)
 MEMBERS = (
-    {"epochs": 10, "as_is": 0.0, "corrections": CORRECTIONS},
-    {"epochs": 12, "as_is": 0.25, "corrections": CORRECTIONS},
+    {"epochs": 10, "as_is": 0.0, "corrections": CORRECTIONS, "traced": TRACED},
+    {"epochs": 12, "as_is": 0.25, "corrections": CORRECTIONS, "traced": TRACED},
 )
 
 
@@ -268,11 +287,12 @@ def main(argv=None) -> int:
     parser.add_argument("out", nargs="?", default=str(CHECKER_FILE))
     parser.add_argument("--corrections", type=float, default=CORRECTIONS, help="share of corrections in 'not a digit'")
     parser.add_argument("--shows", type=float, default=CORRECTION_SHOWS, help="how much of a corrected digit shows")
+    parser.add_argument("--traced", type=float, default=TRACED, help="share of corrections traced by one thin pen")
     parser.add_argument("--samples", type=int, default=120_000, help="examples per member")
     parser.add_argument("--workers", type=int, default=1, help="members fitted in parallel processes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    settings = dict(corrections=args.corrections, shows=args.shows, samples=args.samples)
+    settings = dict(corrections=args.corrections, shows=args.shows, samples=args.samples, traced=args.traced)
     print(fit_checker(args.mnist_dir, args.semeion_file, args.out, args.workers, **settings))
     return 0
 

@@ -317,19 +317,33 @@ def overwritten(
     rng: np.random.Generator,
     canvas: int = 112,
     shows: float = CORRECTION_SHOWS,
+    pen: int | None = None,
 ) -> np.ndarray | None:
     """A correction: ``digit28`` written over another digit ``under28`` (both MNIST-style 28x28,
     white on black) at about the same size and place, as a sheet's box delivers it, normalized;
-    None when less than ``shows`` of the digit underneath shows (:func:`shows_beside`)."""
+    None when less than ``shows`` of the digit underneath shows (:func:`shows_beside`). With
+    ``pen`` (pixels of the ``canvas``) both are traced along their centre lines with that round
+    pen, as one writer's pen draws them: the strokes stay as thin as written where they cross,
+    and close loops and branch there (MNIST's own strokes are bold enough to fill a crossing)."""
     img = cv2.resize(digit28, (canvas, canvas), interpolation=cv2.INTER_CUBIC)
     scale = rng.uniform(0.85, 1.15)
     shift = rng.uniform(-0.08, 0.08, 2) * canvas
     m = np.array([[scale, 0, 0], [0, scale, 0]], np.float64)
     m[:, 2] = canvas / 2 * (1 - scale) + shift
     under = cv2.warpAffine(cv2.resize(under28, (canvas, canvas), interpolation=cv2.INTER_CUBIC), m, (canvas, canvas))
+    if pen is not None:
+        img, under = _traced(img, pen), _traced(under, pen)
     if shows_beside(img > 100, under > 100, canvas // 16) < shows:
         return None
     return _captured(np.maximum(img, under), rng)
+
+
+def _traced(img: np.ndarray, pen: int) -> np.ndarray:
+    """A white-on-black drawing traced again along its centre line with a round pen ``pen`` wide."""
+    from skimage.morphology import skeletonize
+
+    centre = skeletonize(img > 110).astype(np.uint8)
+    return cv2.dilate(centre * 255, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (pen, pen)))
 
 
 def overwritten_by_another(
@@ -343,15 +357,17 @@ def overwritten_by_another(
     tries: int = 50,
     shows: float = CORRECTION_SHOWS,
     redraw=None,
+    pen: int | None = None,
 ) -> np.ndarray | None:
     """:func:`overwritten` over a digit of ``images`` with another label than ``label``, one that
     shows beside it: up to ``tries`` digits drawn (the first one ``first`` when given), each as
-    ``redraw(image, rng)`` when given; None when none shows (a digit so bold that it hides them)."""
+    ``redraw(image, rng)`` when given; None when none shows (a digit so bold that it hides them).
+    ``pen``: both traced with one round pen (:func:`overwritten`)."""
     for k in range(tries):
         j = first if k == 0 and first is not None else int(rng.integers(len(images)))
         if labels[j] != label:
             under = images[j] if redraw is None else redraw(images[j], rng)
-            if (done := overwritten(digit28, under, rng, shows=shows)) is not None:
+            if (done := overwritten(digit28, under, rng, shows=shows, pen=pen)) is not None:
                 return done
     return None
 
@@ -381,10 +397,7 @@ def plain_digit(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 112
     it, normalized."""
     img = cv2.resize(digit28, (canvas, canvas), interpolation=cv2.INTER_CUBIC)
     if rng.random() < 0.5:  # traced again along its centre line with a round pen
-        from skimage.morphology import skeletonize
-
-        centre = skeletonize(img > 110).astype(np.uint8)
-        img = cv2.dilate(centre * 255, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(rng.integers(3, 16)),) * 2))
+        img = _traced(img, int(rng.integers(3, 16)))
     else:
         k = int(rng.integers(-2, 5))
         if k:
