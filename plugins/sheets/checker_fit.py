@@ -5,7 +5,7 @@ digit, a bare scribble).
     python -m mnistp4.stages.sheets.checker_fit MNIST_DIR SEMEION_FILE [OUT.onnx] [--workers 2]
 
 The shipped ``checker.onnx`` was fitted with the defaults on the CPU (about half an hour on 2 cores,
-``--workers 2``; most of it drawing the examples).
+``--workers 2``).
 Networks are fitted on a GPU when torch sees one (their numbers differ from the CPU's in the last
 digits).
 
