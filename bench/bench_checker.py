@@ -15,7 +15,6 @@ rates are those of ``bench/bench_sheets_realistic.py`` (*clean flagged %*, *wron
 
 from __future__ import annotations
 
-import gzip
 import os
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ import benchmeta
 import numpy as np
 
 from mnistp4.records import Digit
+from mnistp4.stages.data.mnist_source import read_idx
 from mnistp4.stages.sheets import checker
 from mnistp4.stages.sheets import synth as _synth
 
@@ -61,10 +61,8 @@ def corrections(images: np.ndarray, labels: np.ndarray, seed: int, tries: int = 
 def junction_allowance(mnist_dir: Path, images: np.ndarray, labels: np.ndarray) -> dict:
     """Per digit: the 99th percentile of :func:`checker.junctions` on the MNIST training digits,
     the share of the Semeion digits ``images`` above it, and the shipped allowance."""
-    with gzip.open(mnist_dir / "train-images-idx3-ubyte.gz") as f:
-        train = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(mnist_dir / "train-labels-idx1-ubyte.gz") as f:
-        train_labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    train = read_idx(mnist_dir / "train-images-idx3-ubyte.gz")
+    train_labels = read_idx(mnist_dir / "train-labels-idx1-ubyte.gz")
     counts = np.concatenate([checker.junctions(train[k : k + 1000]) for k in range(0, len(train), 1000)])
     european = checker.junctions(images)
     out = {}
@@ -90,10 +88,8 @@ def main(argv=None) -> int:
     benchmeta.tee_stdout(out)
     mnist_dir = Path(os.environ.get("MNISTP4_MNIST_DIR", "../shared/datasets/mnist"))
     semeion = Path(os.environ.get("MNISTP4_SEMEION_DIR", "../shared/datasets/semeion")) / "semeion-dev.data"
-    with gzip.open(mnist_dir / "t10k-images-idx3-ubyte.gz") as f:
-        mnist = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz") as f:
-        mnist_labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    mnist = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    mnist_labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
     images, labels = _synth.load_semeion(semeion)
     rows = _synth.SEMEION_FIT_ROWS
     european = np.stack([_synth.reference_digit(b) for b in images[rows:]])

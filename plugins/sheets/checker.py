@@ -48,8 +48,8 @@ HOLE_INK = 96
 #: 7's bar: about one in ten of Semeion's 7s and 9s go beyond MNIST's level; bench/bench_checker.py
 #: prints both). A correction written over another digit crosses its strokes and adds junctions.
 JUNCTIONS = (2, 3, 3, 3, 4, 2, 2, 3, 4, 3)
-#: the ink that is thinned to count junctions (the same as :func:`ink_pieces`')
-SKELETON_INK = 128
+#: the ink whose pieces are counted (:func:`ink_pieces`) and that is thinned to count junctions
+STROKE_INK = 128
 #: overwritten when the loops or the junctions exceed the row digit's by two, or the loops by one
 #: while the checker gives the row's digit less than this, or the junctions by one while it gives
 #: less than LABEL_WEAK (chosen on the realistic benchmark's tuning seeds)
@@ -88,8 +88,8 @@ def read_digits(images28: np.ndarray) -> np.ndarray:
 
 
 def ink_pieces(image28: np.ndarray) -> int:
-    """Separate (8-connected) pieces of a normalized 28x28's ink (pixels of 128 and more)."""
-    count, _ = cv2.connectedComponents((image28 >= 128).astype(np.uint8), connectivity=8)
+    """Separate (8-connected) pieces of a normalized 28x28's ink (pixels of :data:`STROKE_INK` and more)."""
+    count, _ = cv2.connectedComponents((image28 >= STROKE_INK).astype(np.uint8), connectivity=8)
     return count - 1
 
 
@@ -120,7 +120,7 @@ def _stacked(masks: np.ndarray, frame: bool) -> tuple[np.ndarray, int]:
 
 def junctions(images28: np.ndarray) -> np.ndarray:
     """Places where three or more strokes meet in normalized 28x28s (N, 28, 28): the ink
-    (:data:`SKELETON_INK` and more) thinned to its skeleton (Zhang's method), its pixels with three or
+    (:data:`STROKE_INK` and more) thinned to its skeleton (Zhang's method), its pixels with three or
     more skeleton neighbours, touching ones counted once; (N,) counts (an int for one 28x28). One
     thinning for all: the images framed by paper and stacked."""
     from skimage.morphology import skeletonize
@@ -128,7 +128,7 @@ def junctions(images28: np.ndarray) -> np.ndarray:
     images = np.asarray(images28)
     if images.ndim == 2:
         return int(junctions(images[None])[0])
-    ink, band = _stacked(images >= SKELETON_INK, frame=False)
+    ink, band = _stacked(images >= STROKE_INK, frame=False)
     skeleton = skeletonize(ink.astype(bool)).astype(np.uint8)
     neighbours = cv2.filter2D(skeleton, -1, _NEIGHBOURS, borderType=cv2.BORDER_CONSTANT)
     branch = (skeleton & (neighbours >= 3)).astype(np.uint8)
