@@ -37,16 +37,20 @@ BOX_PAD_MM = 2.5
 #: ``auto`` takes a sheet for a template sheet when it shows at least this many markers
 AUTO_MIN_MARKERS = 2
 
-_DETECTOR = None
+_DETECTORS: dict[bool, cv2.aruco.ArucoDetector] = {}
+#: the quick search thresholds the image with one window size (pixels) instead of three (3, 13
+#: and 23): half the time, and on a sheet of usual size all four markers are found with it
+QUICK_WINDOW = 13
 
 
-def _detector():
-    global _DETECTOR
-    if _DETECTOR is None:
+def _detector(quick: bool = False):
+    if quick not in _DETECTORS:
         params = cv2.aruco.DetectorParameters()
         params.cornerRefinementMethod = cv2.aruco.CORNER_REFINE_SUBPIX
-        _DETECTOR = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(ARUCO_DICT), params)
-    return _DETECTOR
+        if quick:
+            params.adaptiveThreshWinSizeMin = params.adaptiveThreshWinSizeMax = QUICK_WINDOW
+        _DETECTORS[quick] = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(ARUCO_DICT), params)
+    return _DETECTORS[quick]
 
 
 def shrink(image: np.ndarray, max_side: int = MAX_SIDE, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
@@ -79,8 +83,13 @@ STRETCH_BELOW = 160
 def _detect_stretched(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
     """:func:`_detect`, and again on the image with its levels stretched when that finds fewer than
     four markers and the image spans less than ``STRETCH_BELOW`` grey levels: in an underexposed
-    photo the markers' bits drown in the sensor noise at the detector's fixed threshold offset."""
-    found = _detect(image, scale)
+    photo the markers' bits drown in the sensor noise at the detector's fixed threshold offset.
+    The quick search goes first; the full one only where it finds fewer than four."""
+    found = _detect(image, scale, quick=True)
+    if len(found) >= 4:
+        return found
+    full = _detect(image, scale)
+    found = full if len(full) > len(found) else found
     if len(found) >= 4:
         return found
     lo, hi = np.percentile(image[::4, ::4], (0.5, 99.5))
@@ -91,8 +100,8 @@ def _detect_stretched(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
     return again if len(again) > len(found) else found
 
 
-def _detect(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
-    corners, ids, _ = _detector().detectMarkers(image)
+def _detect(image: np.ndarray, scale: float, quick: bool = False) -> dict[int, np.ndarray]:
+    corners, ids, _ = _detector(quick).detectMarkers(image)
     if ids is None:
         return {}
     seen, count = np.unique(ids, return_counts=True)
