@@ -83,6 +83,9 @@ class BoxTruth:
     # the source drawing as the normalizer sees it (28x28): every digit; on tablet pages also what
     # is not a digit (it has no box there: the output is matched to the truth by its drawing)
     ref: np.ndarray | None = None
+    # a correction: its whole drawing (the digit underneath and the row's digit over it), as the
+    # normalizer sees it; ``ref`` is then the row's digit alone
+    ref_written: np.ndarray | None = None
 
 
 @dataclass
@@ -405,7 +408,10 @@ def corrections_and_marks(rng, hand, paper: np.ndarray, boxes: dict, placed: dic
                 if _uncovered(_framed(first, ux, uy, frame), _framed(cov, cx, cy, frame)) >= CORRECTION_SHOWS:
                     put_ink(paper, first, ux, uy, pen, rng)
                     put_ink(paper, cov, cx, cy, pen, rng)  # the right digit gone over once more, on top
-                    boxes[(r, c)] = BoxTruth("bad", truth.label, what="correction")
+                    both = np.maximum(_framed(first, ux, uy, frame), _framed(cov, cx, cy, frame))
+                    boxes[(r, c)] = BoxTruth(
+                        "bad", truth.label, what="correction", ref=truth.ref, ref_written=reference(both)
+                    )
                     break
         elif (r, c) in placed and u < CORRECTED + STRAY_BESIDE:
             cx, cy, cov = placed[(r, c)]

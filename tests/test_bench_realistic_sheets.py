@@ -83,6 +83,21 @@ def pencil_photo(mnist_dir, semeion_dir):
     return rs.make_sheet("photo-shadow-pencil", 12, hand)
 
 
+def test_a_correction_counts_as_right_only_when_cut_to_the_rows_digit_alone(pencil_photo):
+    """bench_sheets_realistic counts an unflagged correction as wrong unless its 28x28 shows the
+    row's digit without the digit underneath: the generator keeps both drawings of a correction."""
+    from bench_sheets_realistic import _top_alone
+
+    corrections = [t for t in pencil_photo.boxes.values() if t.what == "correction"]
+    assert corrections
+    for truth in corrections:
+        assert truth.ref is not None and truth.ref_written is not None
+        assert _top_alone(truth.ref, truth)  # the row's digit by itself
+        assert not _top_alone(truth.ref_written, truth)  # both digits, as written
+        faint = np.maximum(truth.ref, truth.ref_written // 2)  # the digit underneath at half strength
+        assert not _top_alone(faint, truth)
+
+
 def _segment_jpeg(image: np.ndarray, quality: int) -> dict:
     """``image`` as a JPEG of ``quality``, read and cut like a sheet: (row, col) -> Digit."""
     from mnistp4.stages.sheets.layout import default_layouts
