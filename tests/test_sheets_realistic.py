@@ -577,3 +577,34 @@ def test_a_fourth_marker_is_searched_where_the_other_three_put_it():
     assert np.abs(done[fourth] - every[fourth]).max() < 0.5
     # a corner cut off the photo: the three are all there is
     assert complete_markers(photo[: int(0.8 * h)], GRID, three) == three
+
+
+def test_a_wide_digit_on_a_freeform_sheet_is_one_digit_and_two_touching_ones_are_flagged(semeion):
+    """A piece wider than a digit (segment_freeform.WIDE) is flagged ``multi`` only when the checker
+    does not read it as one wide digit of its row: a 0 drawn wide stays usable, two 3s written
+    touching each other do not come out as one clean 3."""
+    from mnistp4.stages.sheets.segment_freeform import WIDE, segment_freeform
+
+    rows = [[_digit(semeion, r, k) for k in range(6)] for r in range(10)]
+    rows[0], rows[3] = rows[0][:5], rows[3][:5]  # room at the end of the 0s and the 3s
+    page, _ = _synth.freeform_sheet(rows, "0123456789", np.random.default_rng(3))
+    pitch_x, pitch_y = int(72 * 1.05), int(72 * 1.7)  # freeform_sheet's grid for 72-pixel digits
+    zero = _synth.stroke_image(_digit(semeion, 0, 11), 72)
+    wide_zero = cv2.resize(zero, (int(zero.shape[1] * 1.7), 72), interpolation=cv2.INTER_LINEAR)
+    _write(page, wide_zero, 36 + pitch_x * 5.5 + wide_zero.shape[1] / 2 - 30, 36 + pitch_y * 0.5, 1.0)
+    three, other = (_synth.stroke_image(_digit(semeion, 3, k), 72) for k in (6, 7))
+    # the second 3 starts a few pixels before the first one's ink ends: the inks touch
+    end, start = np.flatnonzero(three.max(axis=0) > 0.5)[-1], np.flatnonzero(other.max(axis=0) > 0.5)[0]
+    overlap = int(three.shape[1] - end + start + 10)
+    pair = np.zeros((72, three.shape[1] + other.shape[1] - overlap), np.float32)
+    pair[:, : three.shape[1]] = three
+    pair[:, three.shape[1] - overlap :] = np.maximum(pair[:, three.shape[1] - overlap :], other)
+    _write(page, pair, 36 + pitch_x * 5.5 + pair.shape[1] / 2 - 30, 36 + pitch_y * 3.5, 1.0)
+    digits = {(d.row, d.col): d for d in segment_freeform(page, options={"rows": "0123456789"})}
+    assert len([d for (r, _), d in digits.items() if r == 0]) == 6
+    assert len([d for (r, _), d in digits.items() if r == 3]) == 6  # the pair is one piece
+    wide, touching = digits[(0, 5)], digits[(3, 5)]
+    for d in (wide, touching):
+        assert d.crop.shape[1] > WIDE * 72  # wide enough to be asked
+    assert not wide.flags, wide.flags
+    assert {"multi", "crossed_out", "unlike_label"} & set(touching.flags), touching.flags

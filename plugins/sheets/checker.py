@@ -55,6 +55,15 @@ STROKE_INK = 128
 #: less than LABEL_WEAK (chosen on the realistic benchmark's tuning seeds)
 OVERWRITTEN_DOUBT = 0.8
 
+#: one wide digit, not two touching ones: the checker reads the whole as the row's digit with at
+#: least WIDE_ONE_SURE, and the two halves it splits into (at the column of least ink in its middle
+#: part) do not both read as digits (a half reads as a digit when some digit gets HALF_DIGIT and
+#: "not a digit" less)
+WIDE_ONE_SURE = 0.95
+HALF_DIGIT = 0.5
+#: the middle part of a wide piece searched for the split column (fractions of its width)
+SPLIT_FROM, SPLIT_TO = 0.3, 0.7
+
 _session = None
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 _NEIGHBOURS = np.ones((3, 3), np.float32)
@@ -167,3 +176,29 @@ def check_digits(digits) -> None:
             doubted = (loops_over >= 1 and label < OVERWRITTEN_DOUBT) or (meets_over >= 1 and label < LABEL_WEAK)
             if loops_over >= 2 or meets_over >= 2 or doubted:
                 d.flags.append("overwritten")
+
+
+def halves(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A wide piece's ink (dark on white) cut in two at the column of least ink in its middle part:
+    where two touching digits meet, if it is two."""
+    darkness = (255 - ink.astype(np.int32)).sum(axis=0)
+    w = len(darkness)
+    lo, hi = int(SPLIT_FROM * w), max(int(SPLIT_FROM * w) + 1, int(SPLIT_TO * w))
+    cut = lo + int(np.argmin(darkness[lo:hi]))
+    return ink[:, :cut], ink[:, cut:]
+
+
+def one_wide_digit(wholes28: np.ndarray, halves28: np.ndarray, labels) -> np.ndarray:
+    """(N,) bool: wide pieces (their normalized 28x28s ``wholes28`` (N, 28, 28), the normalized
+    28x28s of their two :func:`halves` ``halves28`` (N, 2, 28, 28)) that read as one digit of
+    ``labels`` (:data:`WIDE_ONE_SURE`) and not as two digits side by side. False without the checker."""
+    n = len(wholes28)
+    if n == 0:
+        return np.zeros(0, bool)
+    p = read_digits(np.concatenate([wholes28, halves28.reshape(2 * n, 28, 28)]))
+    whole, parts = p[:n], p[n:].reshape(n, 2, -1)
+    if np.isnan(p).any():
+        return np.zeros(n, bool)
+    sure = whole[np.arange(n), np.asarray(labels)] >= WIDE_ONE_SURE
+    digit_like = (parts[:, :, :NOT_A_DIGIT].max(axis=2) >= HALF_DIGIT) & (parts[:, :, NOT_A_DIGIT] < HALF_DIGIT)
+    return sure & ~digit_like.all(axis=1)

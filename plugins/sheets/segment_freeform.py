@@ -18,7 +18,7 @@ import numpy as np
 import mnistp4
 from mnistp4.errors import InputError
 from mnistp4.records import Digit
-from mnistp4.stages.sheets.checker import check_digits
+from mnistp4.stages.sheets.checker import check_digits, halves, one_wide_digit
 from mnistp4.stages.sheets.qa import find_ink
 from mnistp4.stages.sheets.segment_template import shrink
 
@@ -212,6 +212,7 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
 
     pad = max(2, int(0.15 * typical))
     digits = []
+    wide = []  # (digit, its two halves' 28x28s): only their width says they may be two digits
     for r, row in enumerate(rows):
         row, close_pairs = join_side_by_side(sorted(row, key=lambda b: b[0]), typical)
         for c, (x0, y0, x1, y1, g) in enumerate(row):
@@ -222,7 +223,8 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
             ink = find_ink(crop, check_border=False)
             flags = [f for f in ink.flags if f not in ("multi", "small", "large")]
             height, width = y1 - y0, x1 - x0
-            if width > WIDE * typical or len(g) > 1 and _spread(stats, g) > 1.6 * typical:
+            too_wide = width > WIDE * typical
+            if len(g) > 1 and _spread(stats, g) > 1.6 * typical:
                 flags.append("multi")
             if height < 0.4 * typical:
                 flags.append("small")
@@ -237,8 +239,28 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
                 flags.append("border")
             image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
             digits.append(Digit(image28, int(rows_digits[r]), r, c, sorted(set(flags)), crop=crop))
+            if too_wide and "multi" not in flags:
+                if "empty" in ink.flags:
+                    digits[-1].flags = sorted({*digits[-1].flags, "multi"})
+                else:
+                    wide.append((digits[-1], [normalize(half) for half in halves(ink.clean)]))
+    _flag_wide(wide)
     check_digits(digits)
     return digits
+
+
+def _flag_wide(wide: list) -> None:
+    """``multi`` on the pieces wider than a digit (:data:`WIDE`) unless the checker reads one as
+    one wide digit of its row and not as two digits side by side (:func:`checker.one_wide_digit`):
+    a wide 0, 2 or 7 is common in freeform writing, two touching digits are flagged."""
+    if not wide:
+        return
+    ones = one_wide_digit(
+        np.stack([d.image for d, _ in wide]), np.stack([np.stack(h) for _, h in wide]), [d.label for d, _ in wide]
+    )
+    for (d, _), one in zip(wide, ones):
+        if not one:
+            d.flags = sorted({*d.flags, "multi"})
 
 
 def _spread(stats: np.ndarray, group: list[int]) -> float:
