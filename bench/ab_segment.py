@@ -1,7 +1,7 @@
 """Segmentation speed of this checkout against another commit's code, interleaved photo by photo.
 
     MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/ab_segment.py 37392f5 [--seeds 801 802] [--rounds 5]
-        [--conditions scan-ballpoint scan-pencil]
+        [--conditions scan-ballpoint scan-pencil] [--files]
 
 This build machine's speed drifts by 10-25 % within minutes, more than most code changes move it,
 so two benchmark runs one after the other cannot compare two versions. Here two worker processes
@@ -11,7 +11,8 @@ condition of ``bench/realistic_sheets.py`` x ``--seeds``) in turn, one at a time
 both before the next, the order swapped every photo: drift hits both alike. Each worker decodes
 the file and segments it (markers, ink, flags, normalizer, checker; no file writes) and reports
 its CPU seconds; the table gives digits per CPU second of each and the ratio, per round (median
-and spread over the rounds).
+and spread over the rounds). With ``--files`` each worker handles the photo as ``mnistp4 segment``'s
+workers do (``batch.process_sheet``: also every digit PNG and the review picture, written).
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def worker() -> int:
-    """Read photo paths from stdin; answer each with ``{"cpu_s": ..., "digits": ...}``."""
+def worker(files: bool = False) -> int:
+    """Read photo paths from stdin; answer each with ``{"cpu_s": ..., "digits": ...}``. With
+    ``files``, each photo goes through ``batch.process_sheet`` as ``mnistp4 segment`` hands it to a
+    worker: read, decode, segment, every digit PNG and the review picture written (into a fresh
+    folder under a temporary data dir)."""
     import cv2
 
+    from mnistp4.stages.sheets.batch import Job, process_sheet
     from mnistp4.stages.sheets.layout import default_layouts
     from mnistp4.stages.sheets.segment_template import segment_auto
     from mnistp4.stages.sheets.sheet_image import decode_sheet
@@ -41,12 +46,20 @@ def worker() -> int:
     cv2.setNumThreads(1)
     options = {"layouts": {lay.name: lay for lay in default_layouts()}, "rows": "0123456789"}
     print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        path = line.strip()
-        data = Path(path).read_bytes()
-        t0 = time.process_time()
-        digits = segment_auto(decode_sheet(data, path), options=options)
-        print(json.dumps({"cpu_s": time.process_time() - t0, "digits": len(digits)}), flush=True)
+    with tempfile.TemporaryDirectory() as data_dir:
+        for k, line in enumerate(sys.stdin):
+            path = Path(line.strip())
+            t0 = time.process_time()
+            if files:
+                job = Job(path, path.name, f"{k:016x}", "bench", "", Path(data_dir) / str(k), segment_auto, None, {})
+                job.options = options
+                result = process_sheet(job)
+                if result.status != "ok":
+                    raise RuntimeError(result.error)
+                count = result.digits
+            else:
+                count = len(segment_auto(decode_sheet(path.read_bytes(), str(path)), options=options))
+            print(json.dumps({"cpu_s": time.process_time() - t0, "digits": count}), flush=True)
     return 0
 
 
@@ -65,13 +78,17 @@ def main(argv=None) -> int:
         choices=list(rs.CONDITIONS),
         help="realistic conditions to time (default: the 12 MP photos; scan-ballpoint is a colour PNG scan)",
     )
+    parser.add_argument(
+        "--files", action="store_true", help="time each sheet as a worker of mnistp4 segment does: with its file writes"
+    )
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
     out_dir = benchmeta.start("ab_segment", tag=args.tag or f"vs-{args.commit}")
     benchmeta.tee_stdout(out_dir)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    me = [sys.executable, str(HERE / "ab_segment.py"), "--worker"]
-    other = [sys.executable, str(HERE / "with_checkout.py"), args.commit, str(HERE / "ab_segment.py"), "--worker"]
+    role = ["--worker-files" if args.files else "--worker"]
+    me = [sys.executable, str(HERE / "ab_segment.py"), *role]
+    other = [sys.executable, str(HERE / "with_checkout.py"), args.commit, str(HERE / "ab_segment.py"), *role]
     workers = {"this": subprocess.Popen(me, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)}
     workers[args.commit] = subprocess.Popen(other, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
@@ -122,7 +139,7 @@ def main(argv=None) -> int:
     ratio = [a / b for a, b in zip(rates["this"], rates[args.commit])]
     print(
         f"{len(photos)} sheets ({', '.join(args.conditions)}) x {args.rounds} rounds, each to both workers in turn "
-        f"(decode + segment, no writes)"
+        + ("(read + decode + segment + every file written)" if args.files else "(decode + segment, no writes)")
     )
     print("| code | digits/CPU s, median (range) |")
     print("|---|---|")
@@ -135,4 +152,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(worker() if sys.argv[1:] == ["--worker"] else main())
+    if sys.argv[1:] in (["--worker"], ["--worker-files"]):
+        sys.exit(worker(files=sys.argv[1] == "--worker-files"))
+    sys.exit(main())
