@@ -5,8 +5,10 @@ digit written over another digit of the same set) it lets through unflagged.
 
     MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/bench_checker.py [--checker FILE.onnx]
 
-Also the ground of ``checker.JUNCTIONS``: per digit, the junctions 99 % of the 60,000 MNIST
-*training* digits stay within, and the share of all Semeion-dev digits (European writers) above it.
+Also pieces wider than a digit on a freeform page (:func:`wide_pieces`: two touching digits must
+never read as one wide digit), and the ground of ``checker.JUNCTIONS``: per digit, the junctions
+99 % of the 60,000 MNIST *training* digits stay within, and the share of all Semeion-dev digits
+(European writers) above it.
 
 Sets: the 10,000 MNIST test digits, and Semeion-dev rows 400-799 (the checker saw rows 0-399;
 Semeion's authors stretched every digit to a square, so a 1 is as wide as an 8). On sheets the
@@ -20,6 +22,7 @@ import sys
 from pathlib import Path
 
 import benchmeta
+import cv2
 import numpy as np
 
 from mnistp4.records import Digit
@@ -56,6 +59,70 @@ def corrections(images: np.ndarray, labels: np.ndarray, seed: int, tries: int = 
         if (done := _synth.overwritten_by_another(im, lb, images, labels, rng, tries=tries)) is not None:
             out.append((done, int(lb)))
     return out
+
+
+def _ink_box(image: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(image > 64)
+    return image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32)
+
+
+def _as_page(ink: np.ndarray) -> np.ndarray:
+    """White-on-black ink -> dark ink on paper with a margin, as a segmenter crops a piece."""
+    return np.pad((255 - np.clip(ink, 0, 255)).astype(np.uint8), 6, constant_values=255)
+
+
+def _asked(pieces: list[np.ndarray], labels: list[int]) -> np.ndarray:
+    """:func:`checker.one_wide_digit` on pieces (dark ink on paper) with their row's labels."""
+    from mnistp4.stages.data.normalizer import normalize_digit
+
+    wholes = np.stack([normalize_digit(p) for p in pieces])
+    halves = np.stack([np.stack([normalize_digit(h) for h in checker.halves(p)]) for p in pieces])
+    return checker.one_wide_digit(wholes, halves, labels)
+
+
+def wide_pieces(images: np.ndarray, labels: np.ndarray, count: int = 3000, seed: int = 7) -> dict:
+    """The freeform segmenter's question for a piece wider than ``segment_freeform.WIDE`` typical
+    heights: one wide digit or two touching ones? Two digits of the set side by side, their inks
+    overlapping by 1-3 pixels (half of them the same digit, as on a row of a tablet page; the row's
+    label is the first's), and single digits stretched 1.3-1.8x wide. A pair read as one wide digit
+    would be a wrong label without a flag."""
+    from mnistp4.stages.sheets.segment_freeform import WIDE
+
+    rng = np.random.default_rng(seed)
+    pairs, pair_labels, same = [], [], []
+    for k in range(count):
+        a = int(rng.integers(len(images)))
+        b = int(rng.choice(np.flatnonzero(labels == labels[a]))) if k % 2 == 0 else int(rng.integers(len(images)))
+        first, second = _ink_box(images[a]), _ink_box(images[b])
+        h = max(first.shape[0], second.shape[0])
+        first, second = (cv2.resize(x, (max(1, round(x.shape[1] * h / x.shape[0])), h)) for x in (first, second))
+        overlap = int(rng.integers(1, 4))
+        if second.shape[1] <= overlap + 1:
+            continue
+        ink = np.zeros((h, first.shape[1] + second.shape[1] - overlap), np.float32)
+        ink[:, : first.shape[1]] = first
+        ink[:, first.shape[1] - overlap :] = np.maximum(ink[:, first.shape[1] - overlap :], second)
+        if ink.shape[1] > WIDE * h:  # the segmenter asks only about pieces this wide
+            pairs.append(_as_page(ink))
+            pair_labels.append(int(labels[a]))
+            same.append(k % 2 == 0)
+    singles, single_labels = [], []
+    for i in rng.choice(len(images), min(count // 2, len(images)), replace=False):
+        ink = _ink_box(images[i])
+        h = ink.shape[0]
+        singles.append(_as_page(cv2.resize(ink, (round(h * rng.uniform(1.3, 1.8)), h))))
+        single_labels.append(int(labels[i]))
+    one_pair = _asked(pairs, pair_labels)
+    one_single = _asked(singles, single_labels)
+    same_mask = np.array(same)
+    return {
+        "pairs_same_digit": int(same_mask.sum()),
+        "pairs_same_digit_read_as_one": int(one_pair[same_mask].sum()),
+        "pairs_mixed": int((~same_mask).sum()),
+        "pairs_mixed_read_as_one": int(one_pair[~same_mask].sum()),
+        "wide_singles": len(singles),
+        "wide_singles_read_as_one": int(one_single.sum()),
+    }
 
 
 def junction_allowance(mnist_dir: Path, images: np.ndarray, labels: np.ndarray) -> dict:
@@ -103,13 +170,22 @@ def main(argv=None) -> int:
         missed, made = r["corrections_missed"], r["corrections"]
         cells.append(f"{missed} of {made} ({100 * missed / made:.1f} %)")
         print(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    wide = wide_pieces(mnist, mnist_labels)
+    print()
+    print("Pieces wider than a digit on a freeform page, MNIST test digits (checker.one_wide_digit):")
+    print(
+        f"two digits touching, the same digit: {wide['pairs_same_digit_read_as_one']} of "
+        f"{wide['pairs_same_digit']} read as one wide digit (a wrong label without a flag); two different "
+        f"digits: {wide['pairs_mixed_read_as_one']} of {wide['pairs_mixed']}; one digit stretched 1.3-1.8x: "
+        f"{wide['wide_singles_read_as_one']} of {wide['wide_singles']} read as one (kept without a flag)"
+    )
     allowance = junction_allowance(mnist_dir, np.stack([_synth.reference_digit(b) for b in images]), labels)
     print()
     print("| digit | junctions of 99 % of MNIST training digits | Semeion digits above that | shipped allowance |")
     print("|---|---|---|---|")
     for digit, a in allowance.items():
         print(f"| {digit} | {a['mnist_train_p99']} | {100 * a['semeion_above']:.1f} % | {a['shipped']} |")
-    benchmeta.finish(out, results=results, junctions=allowance)
+    benchmeta.finish(out, results=results, junctions=allowance, wide_pieces=wide)
     return 0
 
 

@@ -36,7 +36,8 @@ FRAGMENT_GAP = 0.3
 #: heights, together no wider than a digit is high, are one digit
 SIDE_GAP = 0.15
 SIDE_SHORT = 0.8
-#: a digit wider than this many typical heights is probably two touching digits (flagged multi)
+#: a digit wider than this many typical heights may be two touching digits (flagged multi unless
+#: the checker reads it as one wide digit of its row: :func:`checker.one_wide_digit`)
 WIDE = 1.15
 #: neighbours closer than this (typical heights) that stay separate are flagged multi
 TOUCH_GAP = 0.05
