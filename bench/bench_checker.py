@@ -97,7 +97,7 @@ def wide_pieces(images: np.ndarray, labels: np.ndarray, count: int = 3000, seed:
         h = max(first.shape[0], second.shape[0])
         first, second = (cv2.resize(x, (max(1, round(x.shape[1] * h / x.shape[0])), h)) for x in (first, second))
         overlap = int(rng.integers(1, 4))
-        if second.shape[1] <= overlap + 1:
+        if min(first.shape[1], second.shape[1]) <= overlap + 1:
             continue
         ink = np.zeros((h, first.shape[1] + second.shape[1] - overlap), np.float32)
         ink[:, : first.shape[1]] = first
