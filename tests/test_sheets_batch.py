@@ -197,5 +197,5 @@ def test_pipeline_step_segment(make_app, tmp_path):
     step = app.get("pipeline_steps", "segment")
     assert step.order == 10
     result = step.run(app, {})
-    assert result["data_dir"] == str(tmp_path / "data") and result["usable"] >= 778
+    assert result["data_dir"] == str(tmp_path / "data") and result["usable"] >= 776
     shutil.rmtree(tmp_path / "data")
