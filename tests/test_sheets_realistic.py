@@ -135,12 +135,9 @@ def test_a_correction_and_stray_marks_never_come_out_as_a_clean_digit(semeion):
 
 
 def test_a_correction_whose_strokes_close_loops_is_flagged_overwritten(semeion):
-    """A 5 written over a 0 that shows 2 mm to its right: its strokes and the 0's enclose loops a 5
-    does not have. It came out as a clean 5; the loops flag it ``overwritten`` (the checker with
-    traced strikes among its members reads it as not a digit first: ``crossed_out``). The clean
-    5s of the row are not flagged."""
-    from mnistp4.stages.sheets import checker
-
+    """A 5 written over a 0 that shows 2 mm to its right: the checker reads a 5 with some doubt and
+    nothing else is wrong with it, but its strokes and the 0's enclose loops a 5 does not have. It
+    came out as a clean 5; now it is flagged ``overwritten``. The clean 5s of the row are not."""
     page = render_template(GRID, PX)
     size = int(0.6 * GRID.box_mm[1] * PX)
     clean = [(5, c) for c in range(1, 4)]
@@ -151,8 +148,7 @@ def test_a_correction_whose_strokes_close_loops_is_flagged_overwritten(semeion):
     _write(page, _synth.stroke_image(_digit(semeion, 0, 2), size), cx + 0.06 * w, cy + 0.03 * h)
     _write(page, _synth.stroke_image(_digit(semeion, 5, 3), size), cx - 0.06 * w, cy - 0.03 * h)
     digits = _segment(page)
-    assert {"overwritten", "crossed_out"} & set(digits[(5, 0)].flags), digits[(5, 0)].flags
-    assert checker.loops(digits[(5, 0)].image) > checker.LOOPS[5]  # what the loops rule sees
+    assert "overwritten" in digits[(5, 0)].flags, digits[(5, 0)].flags
     assert {k: digits[k].flags for k in clean} == {k: [] for k in clean}
 
 

@@ -3,12 +3,9 @@ the digits 0-9 or as "not a digit" (crossed out, hatched, scribbled over, writte
 digit, a bare scribble).
 
     python -m mnistp4.stages.sheets.checker_fit MNIST_DIR SEMEION_FILE [OUT.onnx] [--workers 2]
-    python -m mnistp4.stages.sheets.checker_fit --average A.onnx B.onnx OUT.onnx
 
-The shipped ``checker.onnx`` averages the four :data:`MEMBERS`; it was made on the CPU as two
-fits of two members each (``--members 0 1``: the checker shipped before; ``--members 2 3``),
-about 26 minutes each on 2 cores with ``--workers 2``, then ``--average`` of the two files (the
-same mean as one fit of all four).
+The shipped ``checker.onnx`` was fitted with the defaults on the CPU (about half an hour on 2 cores,
+``--workers 2``).
 Networks are fitted on a GPU when torch sees one (their numbers differ from the CPU's in the last
 digits).
 
@@ -83,14 +80,11 @@ def make_examples(
     corrections: float = 0.0,
     shows: float = CORRECTION_SHOWS,
     traced: float = 0.0,
-    traced_strikes: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``samples`` (28x28 uint8, class) pairs: two thirds plain digits (a share ``as_is`` of them
     left as they are), one third not a digit: crossed out, or (a share ``corrections`` of those)
     written over another digit that shows beside it (``shows``: :func:`synth.overwritten`; a share
-    ``traced`` of the corrections with both digits traced by one thin pen, :data:`CORRECTION_PENS`).
-    A share ``traced_strikes`` of the crossed-out digits are traced and crossed out with one thin
-    pen (:data:`CORRECTION_PENS`), as a writer strikes a digit with the pen that wrote it."""
+    ``traced`` of the corrections with both digits traced by one thin pen, :data:`CORRECTION_PENS`)."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(images), samples, replace=samples > len(images))
     crossed = rng.random(samples) < 1 / 3
@@ -102,8 +96,7 @@ def make_examples(
     def example(i, crossed, corrected, j):
         image = slanted(images[i], rng) if rng.random() < 0.7 else images[i]
         if crossed:
-            thin = traced_strikes and not corrected and extra.random() < traced_strikes
-            struck = crossing_out(image, rng, pen=int(extra.integers(*CORRECTION_PENS)) if thin else None)
+            struck = crossing_out(image, rng)
             if not corrected:
                 return struck
             pen = int(extra.integers(*CORRECTION_PENS)) if traced and extra.random() < traced else None
@@ -139,7 +132,6 @@ def train_checker(
     corrections: float = 0.0,
     shows: float = CORRECTION_SHOWS,
     traced: float = 0.0,
-    traced_strikes: float = 0.0,
 ) -> dict:
     """Fit one checker network on ``images`` (28x28 white on black) and ``labels``; write it to
     ``out`` as ONNX (output: logits); return the accuracy on a tenth kept aside (all classes,
@@ -148,7 +140,7 @@ def train_checker(
     import torch
     from torch import nn
 
-    x, y = make_examples(images, labels, samples, seed, as_is, corrections, shows, traced, traced_strikes)
+    x, y = make_examples(images, labels, samples, seed, as_is, corrections, shows, traced)
     split = samples * 9 // 10
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -201,20 +193,13 @@ CORRECTION_PENS = (3, 9)
 CORRECTIONS = 0.25
 #: the share of the corrections whose two digits are traced by one thin pen (:data:`CORRECTION_PENS`)
 TRACED = 0.5
-#: the share of the other crossed-out examples traced and struck by one thin pen (the second
-#: pair of :data:`MEMBERS`)
-TRACED_STRIKES = 0.5
 
-#: the shipped checker averages four networks: two that saw the plain digits differently (all
-#: re-drawn and captured, or a quarter left as they are: alone, the first over-flags clean digits
-#: that come already normalized, the second misses more crossed-out ones on photographed sheets),
-#: and the same two again with half of their strikes traced by one thin pen (alone, those let
-#: fewer strike-throughs through but doubt more clean digits)
+#: the shipped checker averages two networks that saw the plain digits differently: all re-drawn
+#: and captured, or a quarter left as they are (alone, the first over-flags clean digits that
+#: come already normalized, the second misses more crossed-out ones on photographed sheets)
 MEMBERS = (
-    {"epochs": 10, "as_is": 0.0, "corrections": CORRECTIONS, "traced": TRACED, "traced_strikes": 0.0},
-    {"epochs": 12, "as_is": 0.25, "corrections": CORRECTIONS, "traced": TRACED, "traced_strikes": 0.0},
-    {"epochs": 10, "as_is": 0.0, "corrections": CORRECTIONS, "traced": TRACED, "traced_strikes": TRACED_STRIKES},
-    {"epochs": 12, "as_is": 0.25, "corrections": CORRECTIONS, "traced": TRACED, "traced_strikes": TRACED_STRIKES},
+    {"epochs": 10, "as_is": 0.0, "corrections": CORRECTIONS, "traced": TRACED},
+    {"epochs": 12, "as_is": 0.25, "corrections": CORRECTIONS, "traced": TRACED},
 )
 
 
@@ -223,14 +208,12 @@ def fit_checker(
     semeion_file: str | Path,
     out: str | Path = CHECKER_FILE,
     workers: int = 1,
-    members: list[int] | None = None,
     **settings,
 ) -> list[dict]:
-    """The shipped checker: the :data:`MEMBERS` (or those of index ``members``) fitted by
-    :func:`train_checker` on MNIST training digits and Semeion-dev rows 0..399 (ten times each),
-    averaged into one ONNX file. ``settings`` override the members' (``corrections``, ``shows``,
-    ``samples``, ``traced``, ``traced_strikes``); ``workers`` > 1 fits the members in parallel
-    processes."""
+    """The shipped checker: the :data:`MEMBERS` fitted by :func:`train_checker` on MNIST training
+    digits and Semeion-dev rows 0..399 (ten times each), averaged into one ONNX file. ``settings``
+    override the members' (``corrections``, ``shows``, ``samples``); ``workers`` > 1 fits the
+    members in parallel processes."""
     import tempfile
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
@@ -244,9 +227,8 @@ def fit_checker(
     images = np.concatenate([mnist, np.repeat(european, 10, axis=0)])
     labels = np.concatenate([mnist_labels, np.repeat(semeion_labels[:SEMEION_FIT_ROWS], 10)])
     with tempfile.TemporaryDirectory() as tmp:
-        chosen = [MEMBERS[i] for i in (range(len(MEMBERS)) if members is None else members)]
-        paths = [Path(tmp) / f"member{i}.onnx" for i in range(len(chosen))]
-        jobs = [(images, labels, path, {**member, **settings}) for path, member in zip(paths, chosen)]
+        paths = [Path(tmp) / f"member{i}.onnx" for i in range(len(MEMBERS))]
+        jobs = [(images, labels, path, {**member, **settings}) for path, member in zip(paths, MEMBERS)]
         if workers > 1:
             with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
                 scores = list(pool.map(_train_member, jobs))
@@ -260,30 +242,6 @@ def _train_member(job) -> dict:
     images, labels, path, member = job
     cv2.setNumThreads(1)
     return train_checker(images, labels, path, **member)
-
-
-def average_checkers(paths: list[Path], out: str | Path) -> None:
-    """One checker file from checker files (each with output ``probs``): the mean of their
-    outputs, with every file weighing alike (two files of two members each: the mean of the four)."""
-    import onnx
-    from onnx import compose, helper
-
-    models = [compose.add_prefix(onnx.load(str(path)), f"c{i}_") for i, path in enumerate(paths)]
-    nodes, inits = [], []
-    for i, model in enumerate(models):
-        for node in model.graph.node:
-            node.input[:] = ["image" if name == f"c{i}_image" else name for name in node.input]
-            nodes.append(node)
-        inits.extend(model.graph.initializer)
-    nodes.append(helper.make_node("Sum", [f"c{i}_probs" for i in range(len(models))], ["checkers_sum"]))
-    inits.append(helper.make_tensor("checkers", onnx.TensorProto.FLOAT, [], [float(len(models))]))
-    nodes.append(helper.make_node("Div", ["checkers_sum", "checkers"], ["probs"]))
-    first = onnx.load(str(paths[0]))
-    graph = helper.make_graph(nodes, "sheet_checker", [first.graph.input[0]], [first.graph.output[0]], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = first.ir_version
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out))
 
 
 def average_members(paths: list[Path], out: str | Path) -> None:
@@ -324,11 +282,6 @@ def average_members(paths: list[Path], out: str | Path) -> None:
 def main(argv=None) -> int:
     import argparse
 
-    if argv is None:
-        argv = sys.argv[1:]
-    if argv[:1] == ["--average"]:  # --average A.onnx B.onnx ... OUT.onnx: checker files fitted apart
-        average_checkers([Path(a) for a in argv[1:-1]], argv[-1])
-        return 0
     parser = argparse.ArgumentParser(description="fit the sheet checker")
     parser.add_argument("mnist_dir")
     parser.add_argument("semeion_file")
@@ -336,18 +289,12 @@ def main(argv=None) -> int:
     parser.add_argument("--corrections", type=float, default=CORRECTIONS, help="share of corrections in 'not a digit'")
     parser.add_argument("--shows", type=float, default=CORRECTION_SHOWS, help="how much of a corrected digit shows")
     parser.add_argument("--traced", type=float, default=TRACED, help="share of corrections traced by one thin pen")
-    parser.add_argument(
-        "--traced-strikes", type=float, default=None, help="share of strikes traced by one thin pen (all members)"
-    )
-    parser.add_argument("--members", type=int, nargs="+", default=None, help="fit only these MEMBERS (indices)")
     parser.add_argument("--samples", type=int, default=120_000, help="examples per member")
     parser.add_argument("--workers", type=int, default=1, help="members fitted in parallel processes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     settings = dict(corrections=args.corrections, shows=args.shows, samples=args.samples, traced=args.traced)
-    if args.traced_strikes is not None:
-        settings["traced_strikes"] = args.traced_strikes
-    print(fit_checker(args.mnist_dir, args.semeion_file, args.out, args.workers, args.members, **settings))
+    print(fit_checker(args.mnist_dir, args.semeion_file, args.out, args.workers, **settings))
     return 0
 
 

@@ -254,23 +254,16 @@ def semeion_rows_for_sheet(labels: np.ndarray, cycle: int, half: int, per_digit:
 # ---------------------------------------------------------------- training material of the sheet checker
 
 
-def crossing_out(
-    digit28: np.ndarray, rng: np.random.Generator, canvas: int = 112, pen: int | None = None
-) -> np.ndarray:
+def crossing_out(digit28: np.ndarray, rng: np.random.Generator, canvas: int = 112) -> np.ndarray:
     """A digit (MNIST-style 28x28, white on black) crossed out, hatched or scribbled over - or a
-    bare scribble - as the normalizer would see it: drawn on a ``canvas``-pixel square, normalized.
-    With ``pen`` (pixels of the ``canvas``) the digit is traced along its centre line with that
-    round pen and the strokes over it are drawn as wide: one writer's pen, as on a sheet."""
+    bare scribble - as the normalizer would see it: drawn on a ``canvas``-pixel square, normalized."""
     s = canvas / 28
     img = cv2.resize(digit28, (canvas, canvas), interpolation=cv2.INTER_CUBIC)
-    if pen is not None:
-        img = _traced(img, pen)
     ys, xs = np.nonzero(img > 100)
     if len(xs) == 0:
         ys, xs = np.array([canvas // 4, 3 * canvas // 4]), np.array([canvas // 4, 3 * canvas // 4])
     x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
     thick = int(rng.integers(max(2, int(1.2 * s)), int(3.2 * s) + 1))
-    thick = thick if pen is None else pen
     style = rng.choice(["strike"] * 5 + ["double", "x", "hatch", "zigzag", "loops"])
     if style in ("zigzag", "loops") and rng.random() < 0.4:
         img[:] = 0  # a scribble on its own
