@@ -173,6 +173,22 @@ def test_the_example_data_s_three_in_the_row_of_nines_is_flagged():
     assert [c for c in range(9) if digits[(9, c)].flags] == [0, 8]
 
 
+def test_the_example_data_s_three_is_flagged_on_the_photographed_sheet_too():
+    """The same Semeion-dev row 786 (a 3 labelled 9) is on the example photo c2a-photo-perspective
+    (row 9, column 9): flagged there too. A checker that averaged four networks let it through
+    here (it read a 3 with 0.72, the 9 with 0.06, "not a digit" with 0.09) and was not shipped."""
+    from pathlib import Path
+
+    from mnistp4.stages.sheets.layout import default_layouts
+    from mnistp4.stages.sheets.segment_template import segment_auto
+    from mnistp4.stages.sheets.sheet_image import decode_sheet
+
+    sheet = Path(__file__).resolve().parent.parent / "raw_scans" / "c2a-photo-perspective.jpg"
+    options = {"layouts": {lay.name: lay for lay in default_layouts()}}
+    digits = {(d.row, d.col): d for d in segment_auto(decode_sheet(sheet.read_bytes(), sheet.name), options=options)}
+    assert digits[(9, 9)].label == 9 and digits[(9, 9)].flags, "a 3 labelled 9 came out as a clean 9"
+
+
 def test_a_correction_traced_by_one_pen_keeps_its_strokes_thin(mnist_dir):
     """synth.overwritten with a pen: both digits re-drawn along their centre lines, so where they
     cross the strokes stay as thin as written (MNIST's bold strokes fill a crossing)."""
