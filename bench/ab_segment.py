@@ -51,8 +51,8 @@ def worker(files: bool = False) -> int:
             path = Path(line.strip())
             t0 = time.process_time()
             if files:
-                job = Job(path, path.name, f"{k:016x}", "bench", "", Path(data_dir) / str(k), segment_auto, None, {})
-                job.options = options
+                folder = Path(data_dir) / str(k)
+                job = Job(path, path.name, f"{k:016x}", "bench", "", folder, segment_auto, layout=None, options=options)
                 result = process_sheet(job)
                 if result.status != "ok":
                     raise RuntimeError(result.error)

@@ -76,7 +76,7 @@ def _asked(pieces: list[np.ndarray], labels: list[int]) -> np.ndarray:
     from mnistp4.stages.data.normalizer import normalize_digit
 
     wholes = np.stack([normalize_digit(p) for p in pieces])
-    halves = np.stack([np.stack([normalize_digit(h) for h in checker.halves(p)]) for p in pieces])
+    halves = np.stack([checker.halves28(p, normalize_digit) for p in pieces])
     return checker.one_wide_digit(wholes, halves, labels)
 
 

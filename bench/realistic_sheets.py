@@ -405,13 +405,12 @@ def corrections_and_marks(rng, hand, paper: np.ndarray, boxes: dict, placed: dic
                 first = stroke(skeleton_of(hand.pick(rng, under), max(8, ch - 2 * (int(pen_w) + 3))), pen_w)
                 ux, uy = cx + rng.uniform(-1, 1) * PX, cy + rng.uniform(-1, 1) * PX
                 frame = (int(x - w), int(y - h), 3 * int(w), 3 * int(h))
-                if _uncovered(_framed(first, ux, uy, frame), _framed(cov, cx, cy, frame)) >= CORRECTION_SHOWS:
+                under_seen, over_seen = _framed(first, ux, uy, frame), _framed(cov, cx, cy, frame)
+                if _uncovered(under_seen, over_seen) >= CORRECTION_SHOWS:
                     put_ink(paper, first, ux, uy, pen, rng)
                     put_ink(paper, cov, cx, cy, pen, rng)  # the right digit gone over once more, on top
-                    both = np.maximum(_framed(first, ux, uy, frame), _framed(cov, cx, cy, frame))
-                    boxes[(r, c)] = BoxTruth(
-                        "bad", truth.label, what="correction", ref=truth.ref, ref_written=reference(both)
-                    )
+                    written = reference(np.maximum(under_seen, over_seen))
+                    boxes[(r, c)] = BoxTruth("bad", truth.label, what="correction", ref=truth.ref, ref_written=written)
                     break
         elif (r, c) in placed and u < CORRECTED + STRAY_BESIDE:
             cx, cy, cov = placed[(r, c)]

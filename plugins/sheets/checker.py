@@ -188,6 +188,11 @@ def halves(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ink[:, :cut], ink[:, cut:]
 
 
+def halves28(ink: np.ndarray, normalize) -> np.ndarray:
+    """The two :func:`halves` of a wide piece's ink, each through ``normalize``: (2, 28, 28)."""
+    return np.stack([normalize(half) for half in halves(ink)])
+
+
 def one_wide_digit(wholes28: np.ndarray, halves28: np.ndarray, labels) -> np.ndarray:
     """(N,) bool: wide pieces (their normalized 28x28s ``wholes28`` (N, 28, 28), the normalized
     28x28s of their two :func:`halves` ``halves28`` (N, 2, 28, 28)) that read as one digit of

@@ -18,7 +18,7 @@ import numpy as np
 import mnistp4
 from mnistp4.errors import InputError
 from mnistp4.records import Digit
-from mnistp4.stages.sheets.checker import check_digits, halves, one_wide_digit
+from mnistp4.stages.sheets.checker import check_digits, halves28, one_wide_digit
 from mnistp4.stages.sheets.qa import find_ink
 from mnistp4.stages.sheets.segment_template import shrink
 
@@ -244,7 +244,7 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
                 if "empty" in ink.flags:
                     digits[-1].flags = sorted({*digits[-1].flags, "multi"})
                 else:
-                    wide.append((digits[-1], [normalize(half) for half in halves(ink.clean)]))
+                    wide.append((digits[-1], halves28(ink.clean, normalize)))
     _flag_wide(wide)
     check_digits(digits)
     return digits
@@ -257,7 +257,7 @@ def _flag_wide(wide: list) -> None:
     if not wide:
         return
     ones = one_wide_digit(
-        np.stack([d.image for d, _ in wide]), np.stack([np.stack(h) for _, h in wide]), [d.label for d, _ in wide]
+        np.stack([d.image for d, _ in wide]), np.stack([h for _, h in wide]), [d.label for d, _ in wide]
     )
     for (d, _), one in zip(wide, ones):
         if not one:
