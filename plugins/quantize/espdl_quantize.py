@@ -9,6 +9,7 @@ into place one file at a time (atomic renames).
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
 import shutil
@@ -124,6 +125,28 @@ def _silence_ppq_loggers() -> None:
                 handler._fd = _DebugSink()
 
 
+_frozen_depth = 0
+
+
+@contextlib.contextmanager
+def ppq_heap_frozen():
+    """esp-ppq calls ``gc.collect()`` before many of its functions (each batch its simulator runs,
+    each calibration pass). A full collection walks every object of the process, which in a
+    long-lived process holding torch, a web server or a test session costs a tenth of a second and
+    more each time. Frozen (``gc.freeze``), the objects that existed before esp-ppq was called are
+    skipped; they are unfrozen afterwards, so nothing is kept longer than one call. Re-entrant."""
+    global _frozen_depth
+    if _frozen_depth == 0:
+        gc.freeze()
+    _frozen_depth += 1
+    try:
+        yield
+    finally:
+        _frozen_depth -= 1
+        if _frozen_depth == 0:
+            gc.unfreeze()
+
+
 def import_ppq():
     """Import esp-ppq with its start-up banner sent to the debug log instead of stdout."""
     buf = io.StringIO()
@@ -235,7 +258,12 @@ def quantize_onnx(
         setting = _setting(rec, bits, target, layers)
         export = Path(tmp) / "out" / "model.espdl"
         noise = io.StringIO()
-        with contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise), torch.no_grad():
+        with (
+            contextlib.redirect_stdout(noise),
+            contextlib.redirect_stderr(noise),
+            torch.no_grad(),
+            ppq_heap_frozen(),
+        ):
             graph = espdl_quantize_onnx(
                 onnx_import_file=str(work),
                 espdl_export_file=str(export),
@@ -299,7 +327,7 @@ def simulate(graph, images_uint8: np.ndarray, batch: int = 500) -> np.ndarray:
 
     ex = TorchExecutor(graph, device="cpu")
     outs = []
-    with torch.no_grad():
+    with torch.no_grad(), ppq_heap_frozen():
         for i in range(0, len(images_uint8), batch):
             outs.append(
                 ex.forward(inputs=normalize(images_uint8[i : i + batch]))[0]
