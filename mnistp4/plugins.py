@@ -22,6 +22,7 @@ version (``MNISTP4_PLUGIN_API``) are errors naming the plugin. Plugin files keep
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -56,11 +57,27 @@ class PluginInfo:
     version: str = ""
 
 
+class _HookManager(pluggy.PluginManager):
+    """pluggy's manager, quicker to register a module: pluggy looks every name of a plugin up with
+    ``inspect.getattr_static`` (so properties of plugin objects are not run), which for a module
+    that imports numpy, OpenCV and torch names was most of the start of every command. A module's
+    names that are not functions carrying the hookimpl marker are skipped by a dictionary lookup;
+    everything else is pluggy's own decision."""
+
+    def parse_hookimpl_opts(self, plugin, name):
+        if inspect.ismodule(plugin):
+            value = vars(plugin).get(name)
+            hookable = inspect.isfunction(value) or inspect.ismethod(value)
+            if not hookable or getattr(value, self.project_name + "_impl", None) is None:
+                return None
+        return super().parse_hookimpl_opts(plugin, name)
+
+
 class PluginManager:
     """pluggy's manager plus load order, provenance and error attribution."""
 
     def __init__(self) -> None:
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm = _HookManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: list[PluginInfo] = []
         self.registry = Registry()
@@ -200,6 +217,7 @@ def _check_api_version(module: Any, name: str) -> None:
         )
 
 
+@functools.cache
 def _hook_names() -> list[str]:
     return [n for n in dir(hookspecs) if n.startswith(("register_", "on_")) and callable(getattr(hookspecs, n))]
 
@@ -219,8 +237,10 @@ def _check_undecorated(module: Any, name: str, pm: pluggy.PluginManager) -> None
                 f"function {attr}() is not decorated with @mnistp4.hookimpl, so it "
                 f"would never be called; add the decorator",
             )
+        if not attr.startswith(("register", "on_")):
+            continue  # the cheap test first: the similarity search is the costly part of loading
         close = difflib.get_close_matches(attr, hooks, n=1, cutoff=0.85)
-        if close and attr.startswith(("register", "on_")):
+        if close:
             raise PluginError(
                 name,
                 attr,

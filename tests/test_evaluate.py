@@ -24,6 +24,21 @@ def test_per_class_metrics_on_a_hand_made_confusion():
     assert cm[0, 1] == 1 and cm[1, 2] == 1 and cm.trace() == 8 and cm.sum() == 10
 
 
+def test_the_loss_axis_is_labelled_with_plain_numbers(tmp_path):
+    """The training curves' log axis: 0.2, 0.06 (not math-typeset powers of ten), minor ticks
+    labelled only where the axis spans about a decade."""
+    import cv2
+
+    from mnistp4.stages.training.metrics import _minor_log_label, plot_curves
+
+    narrow, wide = (0.05, 0.7), (0.005, 3.0)
+    assert [_minor_log_label(v, narrow) for v in (0.06, 0.2, 0.3, 0.5)] == ["0.06", "0.2", "0.3", ""]
+    assert [_minor_log_label(v, wide) for v in (0.06, 0.2)] == ["", ""]
+    history = [{"epoch": e, "train_loss": 0.6 / e, "test_loss": 0.07, "test_accuracy": 0.99} for e in (1, 2, 3)]
+    picture = cv2.imread(str(plot_curves(history, tmp_path / "curves.png")))
+    assert picture is not None and picture.shape[1] > 600
+
+
 @pytest.fixture
 def onnx_and_folder(tmp_path, mnist_dir):
     """An exported (untrained but deterministic) p4net and a folder of 30 real test digits."""

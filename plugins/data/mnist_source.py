@@ -47,6 +47,9 @@ MIRRORS = [
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
 _cache: dict[tuple[str, str], DigitSet] = {}
+#: the last split read from each file pair: a process (a run: training, fine-tuning, quantization,
+#: evaluation) reads MNIST several times, and decompressing it is a third of a second each time
+_loaded: dict[tuple, DigitSet] = {}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -100,6 +103,9 @@ def load_mnist(directory: str | os.PathLike, split: str) -> DigitSet:
     missing = [s for s, p in ((img_stem, img_path), (lbl_stem, lbl_path)) if p is None]
     if missing:
         raise DatasetUnavailable(f"MNIST {split}: {', '.join(missing)}(.gz) not found in {directory}")
+    key = (split, _stamp(img_path), _stamp(lbl_path))
+    if key in _loaded:
+        return _loaded[key]
     images, labels = read_idx(img_path), read_idx(lbl_path)
     if images.shape != (count, 28, 28) or labels.shape != (count,):
         raise InputError(
@@ -108,7 +114,18 @@ def load_mnist(directory: str | os.PathLike, split: str) -> DigitSet:
         )
     if labels.max() > 9:
         raise InputError(f"{lbl_path}: label {labels.max()} out of range 0..9")
-    return DigitSet(images, labels.astype(np.int64), None, f"mnist-{split}")
+    labels = labels.astype(np.int64)
+    labels.setflags(write=False)  # shared by every caller, like the images (read-only buffers)
+    digits = DigitSet(images, labels, None, f"mnist-{split}")
+    for old in [k for k in _loaded if k[0] == split]:
+        del _loaded[old]
+    _loaded[key] = digits
+    return digits
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
 
 
 def cache_dir(config) -> Path:

@@ -61,6 +61,12 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
     a.set_xlabel("epoch")
     a.set_ylabel("cross-entropy")
     a.set_yscale("log")
+    # plain numbers (0.3, 0.06): matplotlib's default log labels are typeset as math, the
+    # costliest part of the picture
+    from matplotlib.ticker import FuncFormatter
+
+    a.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    a.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _minor_log_label(v, a.get_ylim())))
     a.legend()
     a.grid(alpha=0.3)
     b.plot(ep, [100 * h["test_accuracy"] for h in history], "o-", label="MNIST test")
@@ -81,6 +87,16 @@ def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
     b.set_ylim(max(lo - 0.3, 90), 100)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def _minor_log_label(value: float, limits: tuple[float, float]) -> str:
+    """Labels for a log axis's minor ticks: 2, 3, 4 and 6 times a power of ten, when the axis
+    spans about a decade or less (more would crowd them)."""
+    low, high = sorted(limits)
+    if value <= 0 or low <= 0 or math.log10(high / low) > 1.2:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if round(mantissa) in (2, 3, 4, 6) and abs(mantissa - round(mantissa)) < 1e-6 else ""
 
 
 def plot_confusion(cm: np.ndarray, path: Path, title: str = "") -> Path:
