@@ -1,10 +1,12 @@
 """Shared fixtures. Datasets come from the environment (set by .ci/run), never from the network.
 
-The expensive artifacts are built once per test session (once per worker with ``pytest -n``) and
-shared: ``tiny_onnx`` (a small CNN trained on real MNIST digits), ``tiny_espdl`` / ``tiny_espdl16``
-(that model quantized by esp-ppq), ``tiny_run`` (a one-epoch training run of p4net on a slice of
-MNIST) and ``random_espdl`` (a random-weight CNN quantized without MNIST, for firmware and deploy
-checks). They are read-only: a test that changes one copies it into its own ``tmp_path`` first.
+The expensive artifacts are built once and shared: ``tiny_onnx`` (a small CNN trained on real
+MNIST digits), ``tiny_espdl`` / ``tiny_espdl16`` (that model quantized by esp-ppq), ``tiny_run``
+(a one-epoch training run of p4net on a slice of MNIST) and ``random_espdl`` (a random-weight CNN
+quantized without MNIST, for firmware and deploy checks). ``tiny_onnx`` and ``random_espdl`` are
+built by the first ``pytest -n`` worker that needs them and read by the others
+(:func:`built_once`); the rest once per worker. They are read-only: a test that changes one copies
+it into its own ``tmp_path`` first.
 
 Hypothesis profiles: ``ci`` (default: few examples, derandomized, no deadline) and ``fuzz``
 (``HYPOTHESIS_PROFILE=fuzz``: many more examples, for a longer search).
@@ -12,9 +14,12 @@ Hypothesis profiles: ``ci`` (default: few examples, derandomized, no deadline) a
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -85,12 +90,43 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder ``name`` that ``build(folder)`` fills once per test session: the first
+    ``pytest -n`` worker to need it builds it, the others wait for it under a file lock and read
+    it (the workers' base folders share a parent)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
+    root.mkdir(exist_ok=True)
+    folder = root / name
+    with _locked(root / f"{name}.lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def _tiny_onnx_built(tmp_path_factory, mnist_dir) -> tuple[Path, str]:
     from test_quant_kit import train_tiny_onnx
 
-    path = train_tiny_onnx(mnist_dir, tmp_path_factory.mktemp("tiny_onnx"))
-    return path, sha256(path)
+    def build(folder: Path) -> None:
+        path = train_tiny_onnx(mnist_dir, folder)
+        (folder / "digest").write_text(sha256(path))  # taken before anything read the file
+
+    folder = built_once(tmp_path_factory, "tiny_onnx", build)
+    return folder / "model.onnx", (folder / "digest").read_text()
 
 
 @pytest.fixture(scope="session")
@@ -145,12 +181,9 @@ def random_espdl(tmp_path_factory):
     16 bits from generated digits (no MNIST needed); each file is built once."""
     from fwcore_model import tiny_espdl
 
-    built: dict[int, Path] = {}
-
     def get(bits: int = 8) -> Path:
-        if bits not in built:
-            built[bits] = tiny_espdl(tmp_path_factory.mktemp(f"random_int{bits}"), bits=bits)
-        return built[bits]
+        folder = built_once(tmp_path_factory, f"random_int{bits}", lambda f: tiny_espdl(f, bits=bits))
+        return folder / f"tiny_int{bits}.espdl"
 
     return get
 

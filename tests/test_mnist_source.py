@@ -100,3 +100,19 @@ def test_download_verifies_md5(make_app, tmp_path, mnist_dir, monkeypatch):
         assert not (tmp_path / "other" / "t10k-labels-idx1-ubyte.gz").exists()
     finally:
         server.shutdown()
+
+
+def test_a_process_decompresses_each_split_once_and_again_when_the_file_changes(tmp_path, mnist_dir):
+    import os
+
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copyfile(ms.find_file(mnist_dir, stem), tmp_path / (stem + ".gz"))
+    first, second = ms.load_mnist(tmp_path, "test"), ms.load_mnist(tmp_path, "test")
+    assert second.images is first.images and not second.images.flags.writeable  # one shared read-only buffer
+    assert second.labels is not first.labels and np.array_equal(second.labels, first.labels)
+    second.labels[0] = 9 - second.labels[0]  # each caller's labels are its own
+    assert ms.load_mnist(tmp_path, "test").labels[0] == first.labels[0]
+    labels_file = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    stat = labels_file.stat()
+    os.utime(labels_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new copy of the file
+    assert ms.load_mnist(tmp_path, "test").images is not first.images

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from train_kit import plugin_dir
 
 #: a trained model quantized once per candidate recipe: the whole module is slow
 pytestmark = pytest.mark.slow
@@ -62,7 +63,8 @@ def test_quantize_auto_reports_its_choice(tiny, tmp_path, monkeypatch, capsys, m
     shutil.copyfile(tiny[0], run / "model.onnx")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MNISTP4_MNIST_DIR", str(mnist_dir))
-    base = ["--set", "quant_candidates=minmax,pow2-align", "--set", "quant_probes=300"]
+    tiny_mnist = ["--plugins-dir", str(plugin_dir(tmp_path))]  # the file's accuracy on the tiny test slice
+    base = tiny_mnist + ["--set", "quant_candidates=minmax,pow2-align", "--set", "quant_probes=300"]
     assert (
         main(base + ["quantize", str(run), "--recipe", "auto", "--only", "--calib", "32", "--no-verify", "--json"]) == 0
     )

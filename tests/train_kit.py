@@ -9,13 +9,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+#: digits of the tiny MNIST slice the plugin below serves
+TINY_TRAIN, TINY_TEST = 384, 192
+
 TINY_PLUGIN = textwrap.dedent('''
     """Test plugin: replaces the mnist source by its first TRAIN/TEST digits (fast training tests)."""
     from mnistp4 import hookimpl
     from mnistp4.records import DigitSet
     from mnistp4.stages.data.mnist_source import load_mnist
 
-    SIZES = {"train": 384, "test": 192}
+    SIZES = {"train": %d, "test": %d}
     _cache = {}
 
 
@@ -30,7 +33,7 @@ TINY_PLUGIN = textwrap.dedent('''
     @hookimpl
     def register_dataset_sources(register):
         register("mnist", tiny_mnist, override=True, description="first digits of MNIST")
-''')
+''') % (TINY_TRAIN, TINY_TEST)
 
 STOP_PLUGIN = textwrap.dedent('''
     """Test plugin: interrupts training after epoch STOP, as Ctrl-C would."""

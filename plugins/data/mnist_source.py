@@ -8,6 +8,7 @@ torchvision's (``MNIST/raw/``) works too.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import logging
@@ -105,7 +106,7 @@ def load_mnist(directory: str | os.PathLike, split: str) -> DigitSet:
         raise DatasetUnavailable(f"MNIST {split}: {', '.join(missing)}(.gz) not found in {directory}")
     key = (split, _stamp(img_path), _stamp(lbl_path))
     if key in _loaded:
-        return _loaded[key]
+        return _fresh_labels(_loaded[key])
     images, labels = read_idx(img_path), read_idx(lbl_path)
     if images.shape != (count, 28, 28) or labels.shape != (count,):
         raise InputError(
@@ -114,13 +115,17 @@ def load_mnist(directory: str | os.PathLike, split: str) -> DigitSet:
         )
     if labels.max() > 9:
         raise InputError(f"{lbl_path}: label {labels.max()} out of range 0..9")
-    labels = labels.astype(np.int64)
-    labels.setflags(write=False)  # shared by every caller, like the images (read-only buffers)
-    digits = DigitSet(images, labels, None, f"mnist-{split}")
+    digits = DigitSet(images, labels.astype(np.int64), None, f"mnist-{split}")
     for old in [k for k in _loaded if k[0] == split]:
         del _loaded[old]
     _loaded[key] = digits
-    return digits
+    return _fresh_labels(digits)
+
+
+def _fresh_labels(digits: DigitSet) -> DigitSet:
+    """The cached set with a copy of its labels: the images are a read-only buffer that every
+    caller shares, the labels each caller's own (as they were before the cache)."""
+    return dataclasses.replace(digits, labels=digits.labels.copy())
 
 
 def _stamp(path: Path) -> tuple[str, int, int]:
