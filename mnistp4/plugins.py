@@ -59,8 +59,8 @@ class PluginInfo:
 
 class _HookManager(pluggy.PluginManager):
     """pluggy's manager, quicker to register a module: pluggy looks every name of a plugin up with
-    ``inspect.getattr_static`` (so properties of plugin objects are not run), which for a module
-    that imports numpy, OpenCV and torch names was most of the start of every command. A module's
+    ``inspect.getattr_static`` (so properties of plugin objects are not run), which for modules
+    that import many names was about half of loading the shipped plugins. A module's
     names that are not functions carrying the hookimpl marker are skipped by a dictionary lookup;
     everything else is pluggy's own decision."""
 
