@@ -14,8 +14,6 @@ Hypothesis profiles: ``ci`` (default: few examples, derandomized, no deadline) a
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -23,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,16 +89,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
     """The folder ``name`` that ``build(folder)`` fills once per test session: the first
     ``pytest -n`` worker to need it builds it, the others wait for it under a file lock and read
@@ -108,7 +97,7 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> 
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-once"
     root.mkdir(exist_ok=True)
     folder = root / name
-    with _locked(root / f"{name}.lock"):
+    with FileLock(root / f"{name}.lock"):  # the lock the data dir's writers use too
         if not (folder / ".built").exists():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()

@@ -47,7 +47,6 @@ MIRRORS = [
 ]
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
-_cache: dict[tuple[str, str], DigitSet] = {}
 #: the last split read from each file pair: a process (a run: training, fine-tuning, quantization,
 #: evaluation) reads MNIST several times, and decompressing it is a third of a second each time
 _loaded: dict[tuple, DigitSet] = {}
@@ -228,11 +227,7 @@ def resolve_dir(config, progress=None) -> Path:
 def mnist_source(ctx, split: str) -> DigitSet:
     """MNIST train (60,000) or test (10,000) digits."""
     config = ctx.config
-    d = resolve_dir(config)
-    key = (str(d), split)
-    if key not in _cache:
-        _cache[key] = load_mnist(d, split)
-    return _cache[key]
+    return load_mnist(resolve_dir(config), split)  # decompressed once per process (load_mnist)
 
 
 mnist_source.description = "MNIST (LeCun et al.): local IDX files or downloaded with md5 check"
