@@ -39,6 +39,32 @@ def test_the_loss_axis_is_labelled_with_plain_numbers(tmp_path):
     assert picture is not None and picture.shape[1] > 600
 
 
+def test_confusion_and_misread_pictures_show_the_counts_and_the_digits(tmp_path):
+    """The grid pictures: one cell per (true, predicted) pair coloured by count, and every misread
+    digit (up to the limit) as a tile, pixel for pixel at twice its size."""
+    from mnistp4.stages.training.grid_pictures import confusion_picture, misread_picture
+    from mnistp4.stages.training.metrics import confusion_matrix
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(30) % 10
+    preds = labels.copy()
+    preds[[3, 17, 25]] = [8, 1, 0]
+    images = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    cm = confusion_matrix(labels, preds)
+    grid = cv2.imread(str(confusion_picture(cm, tmp_path / "confusion.png", "tiny")))
+    left, top, cell = 64, 44, 44
+    centre = grid[top + 3 * cell + 4, left + 8 * cell + 4].astype(int)  # true 3 read as 8: one digit
+    empty = grid[top + 3 * cell + 4, left + 5 * cell + 4].astype(int)  # never
+    diagonal = grid[top + 1 * cell + 4, left + 1 * cell + 4].astype(int)  # 1 read as 1: four times
+    assert empty.sum() > centre.sum() > diagonal.sum()  # darker blue, more digits
+
+    sheet = cv2.imread(str(misread_picture(images, labels, preds, tmp_path / "misread.png", "tiny", limit=2)), 0)
+    tiles = [sheet[28 + 14 : 28 + 14 + 56, 4 + k * 60 : 4 + k * 60 + 56] for k in range(2)]
+    for tile, i in zip(tiles, (3, 17)):
+        assert np.array_equal(tile[::2, ::2], images[i])
+    assert sheet.shape[1] == 10 * 60 + 4 and sheet.shape[0] == 28 + 74 + 4  # one row of tiles
+
+
 @pytest.fixture
 def onnx_and_folder(tmp_path, mnist_dir):
     """An exported (untrained but deterministic) p4net and a folder of 30 real test digits."""

@@ -1,6 +1,6 @@
 """The firmware's host program (firmware/host/fwhost.c: model check + portable core + score
 post-processing) built with gcc and, for the ESP32-P4's ISA (rv32imafc, ilp32f), run under
-qemu-riscv32: it prints what the screen would show. Parity on 1,000 canvases: the rv32 output is
+qemu-riscv32: it prints what the screen would show. Parity on 300 canvases: the rv32 output is
 byte-identical to the host build, and both equal the Python path (normalizer, input quantization,
 softmax with the core's own exp). A bad model shows the refusal and never reaches ESP-DL."""
 
@@ -31,7 +31,7 @@ from mnistp4.stages.quantize.espdl_reader import read_espdl
 from mnistp4.stages.quantize.interpreter import Interpreter, predict_ints
 
 PARTITION = 2 * 1024 * 1024
-CANVASES = 1000
+CANVASES = 300
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def _one(h=448, w=448):
 
 
 @pytest.mark.slow
-def test_parity_rv32_under_qemu_host_and_python_on_1000_canvases(hosts, model_path):
+def test_parity_rv32_under_qemu_host_and_python_on_300_canvases(hosts, model_path):
     model = read_espdl(model_path)
     rng = np.random.default_rng(2026)
     canvases = [random_canvas(rng) for _ in range(CANVASES)]

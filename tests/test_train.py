@@ -320,8 +320,12 @@ def test_train_with_a_teacher_records_it_and_resumes(tmp_path, monkeypatch, caps
 
 @pytest.mark.slow
 def test_a_model_trains_with_its_preferred_recipe_unless_the_user_chose(tmp_path, monkeypatch, capsys):
-    """p4net declares `compact` + `rotate-shift-small`; they replace only the shipped defaults."""
+    """p4net declares `compact` + `rotate-shift-small`; they replace only the shipped defaults. One
+    real training run shows the command uses them; the other choices are the configuration that
+    `train` resolves before it trains (the same call)."""
+    from mnistp4.app import create_app
     from mnistp4.cli import main
+    from mnistp4.stages.training.run import apply_model_defaults
 
     monkeypatch.chdir(tmp_path)
     pdir = str(plugin_dir(tmp_path))
@@ -330,27 +334,30 @@ def test_a_model_trains_with_its_preferred_recipe_unless_the_user_chose(tmp_path
     assert json.loads(capsys.readouterr().out)["recipe"] == "compact"
     cfg = json.loads((tmp_path / "pref" / "config.json").read_text())
     assert cfg["recipe"] == "compact" and cfg["augment"] == ["rotate-shift-small"]
-    assert main(base + ["--model", "p4net", "--recipe", "fast", "--augment", "rotate-shift", "--out", "mine"]) == 0
-    cfg = json.loads((tmp_path / "mine" / "config.json").read_text())
-    assert cfg["recipe"] == "fast" and cfg["augment"] == ["rotate-shift"]
+
+    def resolved(**chosen) -> dict:
+        app = create_app(root=tmp_path, plugin_dirs=[pdir])
+        app.override(**chosen)
+        apply_model_defaults(app)
+        chosen = {k: app.config[k] for k in ("model", "recipe", "augment")}
+        return chosen | {"settings": app.get("recipes", chosen["recipe"]).as_dict()}
+
+    mine = resolved(model="p4net", recipe="fast", augment=["rotate-shift"])
+    assert mine["recipe"] == "fast" and mine["augment"] == ["rotate-shift"]
     # a config file's choice wins as well; the default model has no preference
     (tmp_path / "mnistp4.toml").write_text('recipe = "fast"\n')
-    capsys.readouterr()
-    assert main(base + ["--model", "p4net", "--out", "cfg"]) == 0
-    cfg = json.loads((tmp_path / "cfg" / "config.json").read_text())
-    assert cfg["recipe"] == "fast" and cfg["augment"] == ["rotate-shift-small"]
-    assert main(base + ["--out", "default"]) == 0
-    cfg = json.loads((tmp_path / "default" / "config.json").read_text())
-    assert cfg["model"] == "p4net-plus" and cfg["recipe"] == "fast" and cfg["augment"] == ["rotate-shift"]
+    from_file = resolved(model="p4net")
+    assert from_file["recipe"] == "fast" and from_file["augment"] == ["rotate-shift-small"]
+    default = resolved()
+    assert default["model"] == "p4net-plus" and default["recipe"] == "fast" and default["augment"] == ["rotate-shift"]
     (tmp_path / "mnistp4.toml").unlink()
-    assert main(base + ["--model", "seed-cnn", "--out", "article"]) == 0
-    cfg = json.loads((tmp_path / "article" / "config.json").read_text())
-    settings = cfg["recipe_settings"]
+    article = resolved(model="seed-cnn")
+    settings = article["settings"]
     assert (
-        cfg["recipe"] == "sam-m32"
+        article["recipe"] == "sam-m32"
         and settings["sam"] > 0
         and settings["sam_group"] == 32
-        and cfg["augment"] == ["rotate-shift-small"]
+        and article["augment"] == ["rotate-shift-small"]
     )
 
 

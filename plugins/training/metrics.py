@@ -100,57 +100,16 @@ def _minor_log_label(value: float, limits: tuple[float, float]) -> str:
 
 
 def plot_confusion(cm: np.ndarray, path: Path, title: str = "") -> Path:
-    import matplotlib
+    """The confusion matrix as a picture (:func:`grid_pictures.confusion_picture`)."""
+    from .grid_pictures import confusion_picture
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(cm)
-    fig, ax = plt.subplots(figsize=(6.2, 5.4))
-    ax.imshow(np.log1p(cm), cmap="Blues")
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            if cm[i, j]:
-                ax.text(
-                    j,
-                    i,
-                    str(cm[i, j]),
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if i == j else ("red" if cm[i, j] else "black"),
-                )
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    acc = np.trace(cm) / max(cm.sum(), 1)
-    ax.set_title(f"{title} accuracy {100 * acc:.2f}% ({np.trace(cm)}/{cm.sum()})")
-    return _save(fig, path)
+    return confusion_picture(cm, path, title)
 
 
 def plot_misclassified(
     images: np.ndarray, labels: np.ndarray, preds: np.ndarray, path: Path, title: str = "", limit: int = 100
 ) -> Path:
     """Contact sheet of misclassified digits (one image, tiles titled true->predicted)."""
-    import matplotlib
+    from .grid_pictures import misread_picture
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels, preds = np.asarray(labels), np.asarray(preds)
-    wrong_all = np.flatnonzero(labels != preds)
-    wrong = wrong_all[:limit]
-    cols, tile, head = 10, 28, 10
-    rows = max(1, math.ceil(len(wrong) / cols))
-    sheet = np.full((rows * (tile + head), cols * (tile + 2)), 40, np.uint8)  # grey gaps between tiles
-    fig, ax = plt.subplots(figsize=(cols * 0.75, rows * 0.95 + 0.5))
-    for k, i in enumerate(wrong):
-        r, c = divmod(k, cols)
-        y, x = r * (tile + head) + head, c * (tile + 2) + 1
-        sheet[y : y + tile, x : x + tile] = images[i]
-        ax.text(x + tile / 2, y - 1, f"{labels[i]}→{preds[i]}", ha="center", va="bottom", fontsize=7, color="red")
-    ax.imshow(sheet, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.axis("off")
-    ax.set_title(f"{title} misclassified: {len(wrong_all)} (first {len(wrong)} shown, true→predicted)", fontsize=9)
-    return _save(fig, path)
+    return misread_picture(images, labels, preds, path, title, limit)
