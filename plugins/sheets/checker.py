@@ -58,10 +58,9 @@ OVERWRITTEN_DOUBT = 0.8
 #: one wide digit, not two touching ones: the checker reads the whole as the row's digit with at
 #: least WIDE_ONE_SURE, and the two halves it splits into (at the column of least ink in its middle
 #: part) do not both read as digits (a half reads as a digit when some digit gets HALF_DIGIT and
-#: "not a digit" less). Chosen on the tablet tuning seeds 11-70: a wide 0 often reads 0.8-0.9 as a
-#: whole, while every touching pair there reads lower or splits into two confident digits
-WIDE_ONE_SURE = 0.8
-HALF_DIGIT = 0.65
+#: "not a digit" less)
+WIDE_ONE_SURE = 0.95
+HALF_DIGIT = 0.5
 #: the middle part of a wide piece searched for the split column (fractions of its width)
 SPLIT_FROM, SPLIT_TO = 0.3, 0.7
 
