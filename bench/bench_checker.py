@@ -6,9 +6,9 @@ digit written over another digit of the same set) it lets through unflagged.
     MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/bench_checker.py [--checker FILE.onnx]
 
 Also pieces wider than a digit on a freeform page (:func:`wide_pieces`: two touching digits must
-never read as one wide digit), and the ground of ``checker.JUNCTIONS``: per digit, the junctions
-99 % of the 60,000 MNIST *training* digits stay within, and the share of all Semeion-dev digits
-(European writers) above it.
+never read as one wide digit), and the ground of ``checker.JUNCTIONS`` and
+``checker.STROKE_LENGTH``: per digit, the junctions and the stroke length 99 % of the 60,000 MNIST
+*training* digits stay within, and the share of all Semeion-dev digits (European writers) above it.
 
 Sets: the 10,000 MNIST test digits, and Semeion-dev rows 400-799 (the checker saw rows 0-399;
 Semeion's authors stretched every digit to a square, so a 1 is as wide as an 8). On sheets the
@@ -125,18 +125,22 @@ def wide_pieces(images: np.ndarray, labels: np.ndarray, count: int = 3000, seed:
     }
 
 
-def junction_allowance(mnist_dir: Path, images: np.ndarray, labels: np.ndarray) -> dict:
-    """Per digit: the 99th percentile of :func:`checker.junctions` on the MNIST training digits,
-    the share of the Semeion digits ``images`` above it, and the shipped allowance."""
+def stroke_allowances(mnist_dir: Path, images: np.ndarray, labels: np.ndarray) -> dict:
+    """Per digit and measure (junctions, stroke length: :func:`checker.strokes`): the 99th
+    percentile on the MNIST training digits, the share of the Semeion digits ``images`` above it,
+    and the shipped allowance."""
     train = read_idx(mnist_dir / "train-images-idx3-ubyte.gz")
     train_labels = read_idx(mnist_dir / "train-labels-idx1-ubyte.gz")
-    counts = np.concatenate([checker.junctions(train[k : k + 1000]) for k in range(0, len(train), 1000)])
-    european = checker.junctions(images)
-    out = {}
-    for digit in range(10):
-        p99 = int(np.percentile(counts[train_labels == digit], 99))
-        above = float(np.mean(european[labels == digit] > p99))
-        out[digit] = {"mnist_train_p99": p99, "semeion_above": above, "shipped": checker.JUNCTIONS[digit]}
+    parts = [checker.strokes(train[k : k + 1000]) for k in range(0, len(train), 1000)]
+    mnist = {"junctions": np.concatenate([m for m, _ in parts]), "length": np.concatenate([n for _, n in parts])}
+    european = dict(zip(("junctions", "length"), checker.strokes(images)))
+    shipped = {"junctions": checker.JUNCTIONS, "length": checker.STROKE_LENGTH}
+    out: dict = {measure: {} for measure in mnist}
+    for measure, values in mnist.items():
+        for digit in range(10):
+            p99 = int(np.percentile(values[train_labels == digit], 99))
+            above = float(np.mean(european[measure][labels == digit] > p99))
+            out[measure][digit] = {"mnist_train_p99": p99, "semeion_above": above, "shipped": shipped[measure][digit]}
     return out
 
 
@@ -179,13 +183,17 @@ def main(argv=None) -> int:
         f"digits: {wide['pairs_mixed_read_as_one']} of {wide['pairs_mixed']}; one digit stretched 1.3-1.8x: "
         f"{wide['wide_singles_read_as_one']} of {wide['wide_singles']} read as one (kept without a flag)"
     )
-    allowance = junction_allowance(mnist_dir, np.stack([_synth.reference_digit(b) for b in images]), labels)
-    print()
-    print("| digit | junctions of 99 % of MNIST training digits | Semeion digits above that | shipped allowance |")
-    print("|---|---|---|---|")
-    for digit, a in allowance.items():
-        print(f"| {digit} | {a['mnist_train_p99']} | {100 * a['semeion_above']:.1f} % | {a['shipped']} |")
-    benchmeta.finish(out, results=results, junctions=allowance, wide_pieces=wide)
+    allowance = stroke_allowances(mnist_dir, np.stack([_synth.reference_digit(b) for b in images]), labels)
+    for measure, what in (("junctions", "junctions"), ("length", "stroke length (skeleton pixels)")):
+        print()
+        print(f"| digit | {what} of 99 % of MNIST training digits | Semeion digits above that | shipped allowance |")
+        print("|---|---|---|---|")
+        for digit, a in allowance[measure].items():
+            shipped = "none" if a["shipped"] is None else a["shipped"]
+            print(f"| {digit} | {a['mnist_train_p99']} | {100 * a['semeion_above']:.1f} % | {shipped} |")
+    benchmeta.finish(
+        out, results=results, junctions=allowance["junctions"], stroke_length=allowance["length"], wide_pieces=wide
+    )
     return 0
 
 

@@ -142,6 +142,40 @@ def test_junctions_count_where_three_strokes_meet_once_each():
     assert checker.junctions(slashed) <= checker.JUNCTIONS[0] < checker.junctions(zero_over_four)
 
 
+def test_stroke_length_is_the_skeleton_s_pixels_and_a_struck_digit_runs_longer(unseen):
+    """The stroke length of :func:`checker.strokes`: a straight stroke's skeleton is about as long
+    as the stroke; another stroke adds its length. Digits with a stroke under them that crosses
+    nothing (no loop or junction too many) while the checker doubts them are flagged
+    ``overwritten`` for their length alone; the same digits without the stroke are not."""
+    line = _drawn(("line", (14, 4), (14, 24)))
+    plus = _drawn(("line", (4, 14), (24, 14)), ("line", (14, 4), (14, 24)))
+    meets, lengths = checker.strokes(np.stack([line, plus]))
+    assert meets.tolist() == [0, 1] and 19 <= lengths[0] <= 21 and 37 <= lengths[1] <= 41
+
+    images, labels = unseen
+    plain = _rows(images[:300], labels[:300])
+    checker.check_digits(plain)
+    struck_images = images[:300].copy()
+    for img in struck_images:
+        cv2.line(img, (6, 25), (22, 25), 255, 2)  # a line under the digit
+    struck = _rows(struck_images, labels[:300])
+    checker.check_digits(struck)
+    _, length = checker.strokes(struck_images)
+    _, plain_length = checker.strokes(images[:300])
+    assert (length - plain_length).mean() > 10
+    by_length = [
+        (p, s)
+        for p, s, n in zip(plain, struck, length)
+        if not p.flags
+        and s.flags == ["overwritten"]
+        and n > (checker.STROKE_LENGTH[s.label] or 999)
+        and checker.loops(s.image) <= checker.LOOPS[s.label]
+        and checker.junctions(s.image) <= checker.JUNCTIONS[s.label]
+    ]
+    assert by_length, "no struck digit was flagged for its stroke length alone"
+    assert all(not any(f in p.flags for f in ("overwritten", "crossed_out")) for p, _ in by_length)
+
+
 def test_a_slashed_zero_and_clean_digits_of_new_writers_are_not_overwritten(unseen):
     """A slashed 0 keeps its two loops (a correction that closes loops: test_bench_realistic_sheets);
     clean digits of new writers rarely get the flag. (The checker itself may read a slashed 0 as

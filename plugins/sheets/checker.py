@@ -4,7 +4,7 @@ use it to flag what must never become a clean digit with the row's label: crosse
 scribbles (``crossed_out``; ``fragmented`` when the ink is in too many pieces to be read), and
 digits that read confidently as another digit than their row's (``unlike_label``: the wrong digit
 written, or struck through so it reads as another), and digits whose ink encloses more loops, or
-whose strokes meet in more junctions, than the row's digit has while the checker doubts it
+whose strokes meet in more junctions or run longer, than the row's digit has while the checker doubts it
 (``overwritten``: a correction, the row's digit written over another one, whose strokes cross the
 first digit's, close loops and branch where the digit alone does not).
 """
@@ -48,11 +48,18 @@ HOLE_INK = 96
 #: 7's bar: about one in ten of Semeion's 7s and 9s go beyond MNIST's level; bench/bench_checker.py
 #: prints both). A correction written over another digit crosses its strokes and adds junctions.
 JUNCTIONS = (2, 3, 3, 3, 4, 2, 2, 3, 4, 3)
+#: overwritten: the stroke length (skeleton pixels of the 28x28) a written digit may have, per
+#: digit: what 99 % of the MNIST training digits of each class stay within; none for 1, 4, 7 and
+#: 9, whose European forms (a 1's flag and base, a 7's bar, a 9's long tail) run longer than
+#: MNIST's by up to a third (bench/bench_checker.py prints both). A digit struck through, or
+#: written over another, carries the other strokes as well.
+STROKE_LENGTH = (54, None, 54, 53, None, 54, 51, None, 60, None)
 #: the ink whose pieces are counted (:func:`ink_pieces`) and that is thinned to count junctions
 STROKE_INK = 128
 #: overwritten when the loops or the junctions exceed the row digit's by two, or the loops by one
-#: while the checker gives the row's digit less than this, or the junctions by one while it gives
-#: less than LABEL_WEAK (chosen on the realistic benchmark's tuning seeds)
+#: or the stroke length at all while the checker gives the row's digit less than this, or the
+#: junctions by one while it gives less than LABEL_WEAK (chosen on the realistic benchmark's tuning
+#: seeds)
 OVERWRITTEN_DOUBT = 0.8
 
 #: one wide digit, not two touching ones: the checker reads the whole as the row's digit with at
@@ -127,30 +134,39 @@ def _stacked(masks: np.ndarray, frame: bool) -> tuple[np.ndarray, int]:
     return framed.reshape(n * (h + 2), w + 2).astype(np.uint8), h + 2
 
 
-def junctions(images28: np.ndarray) -> np.ndarray:
-    """Places where three or more strokes meet in normalized 28x28s (N, 28, 28): the ink
-    (:data:`STROKE_INK` and more) thinned to its skeleton (Zhang's method), its pixels with three or
-    more skeleton neighbours, touching ones counted once; (N,) counts (an int for one 28x28). One
-    thinning for all: the images framed by paper and stacked."""
+def strokes(images28: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ink (:data:`STROKE_INK` and more) of normalized 28x28s (N, 28, 28) thinned to its
+    skeleton (Zhang's method): (N,) junctions, places where three or more strokes meet (skeleton
+    pixels with three or more skeleton neighbours, touching ones counted once), and (N,) stroke
+    lengths (skeleton pixels). One thinning for all: the images framed by paper and stacked."""
     from skimage.morphology import skeletonize
 
     images = np.asarray(images28)
-    if images.ndim == 2:
-        return int(junctions(images[None])[0])
     ink, band = _stacked(images >= STROKE_INK, frame=False)
     skeleton = skeletonize(ink.astype(bool)).astype(np.uint8)
     neighbours = cv2.filter2D(skeleton, -1, _NEIGHBOURS, borderType=cv2.BORDER_CONSTANT)
     branch = (skeleton & (neighbours >= 3)).astype(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(branch, connectivity=8)
-    return np.bincount(stats[1:, cv2.CC_STAT_TOP] // band, minlength=len(images))
+    meets = np.bincount(stats[1:, cv2.CC_STAT_TOP] // band, minlength=len(images))
+    lengths = skeleton.reshape(len(images), band * skeleton.shape[1]).sum(axis=1)
+    return meets, lengths
+
+
+def junctions(images28: np.ndarray) -> np.ndarray:
+    """Junctions of :func:`strokes`: (N,) counts, an int for one 28x28."""
+    images = np.asarray(images28)
+    if images.ndim == 2:
+        return int(strokes(images[None])[0][0])
+    return strokes(images)[0]
 
 
 def check_digits(digits) -> None:
     """Add ``fragmented``, ``crossed_out``, ``unlike_label`` and ``overwritten`` to the flags of
     found digits (records.Digit): ink in many pieces (:data:`FRAGMENTED_PIECES`), what the checker
-    reads as not a digit, or as another digit than their label, and more loops or junctions than
-    their label's digit has (:data:`LOOPS`, :data:`JUNCTIONS`). The thresholds were chosen on the
-    realistic benchmark's tuning seeds, at the cost of about one clean digit in a hundred."""
+    reads as not a digit, or as another digit than their label, and more loops, junctions or stroke
+    length than their label's digit has (:data:`LOOPS`, :data:`JUNCTIONS`, :data:`STROKE_LENGTH`).
+    The thresholds were chosen on the realistic benchmark's tuning seeds, at the cost of about one
+    clean digit in a hundred."""
     found = [d for d in digits if "empty" not in d.flags]
     if not found:
         return
@@ -159,8 +175,8 @@ def check_digits(digits) -> None:
             d.flags.append("fragmented")
     images = np.stack([d.image for d in found])
     p = read_digits(images)
-    holes, meets = loops(images), junctions(images)
-    for d, probs, hole_count, meet_count in zip(found, p, holes, meets):
+    holes, (meets, lengths) = loops(images), strokes(images)
+    for d, probs, hole_count, meet_count, length in zip(found, p, holes, meets, lengths):
         if np.isnan(probs).any():
             continue
         labelled = isinstance(d.label, (int, np.integer)) and 0 <= d.label <= 9
@@ -173,7 +189,11 @@ def check_digits(digits) -> None:
             loops_over, meets_over = int(hole_count) - LOOPS[d.label], int(meet_count) - JUNCTIONS[d.label]
             # one junction more is common in a clean digit drawn with a ragged or overshooting
             # stroke: it takes the checker's strong doubt that a loop more does not need
-            doubted = (loops_over >= 1 and label < OVERWRITTEN_DOUBT) or (meets_over >= 1 and label < LABEL_WEAK)
+            allowed = STROKE_LENGTH[d.label]
+            longer = allowed is not None and int(length) > allowed
+            doubted = ((loops_over >= 1 or longer) and label < OVERWRITTEN_DOUBT) or (
+                meets_over >= 1 and label < LABEL_WEAK
+            )
             if loops_over >= 2 or meets_over >= 2 or doubted:
                 d.flags.append("overwritten")
 
