@@ -42,11 +42,12 @@ LAYOUTS = {lay.name: lay for lay in default_layouts()}
 GRID = LAYOUTS["grid-10x10"]
 
 
-def make_sheets(images, labels, kind: str, level: str, count: int, seed: int):
-    """``count`` (image, truth, refs) sheets; sheet k uses Semeion cycle k % 4, half (k // 4) % 2."""
+def make_sheets(images, labels, kind: str, level: str, count: int, seed: int, first: int = 0):
+    """Sheets ``first`` .. ``count - 1`` as (image, truth, refs); sheet k uses Semeion cycle k % 4,
+    half (k // 4) % 2, and a random generator of its own (any one can be made alone)."""
     cycles = len(_synth.semeion_cycles(labels))
     out = []
-    for k in range(count):
+    for k in range(first, count):
         cycle, half = k % cycles, (k // cycles) % 2
         rng = np.random.default_rng([seed, k, list(_synth.LEVELS).index(level), kind == "template"])
         rows = _synth.semeion_rows_for_sheet(labels, cycle, half)

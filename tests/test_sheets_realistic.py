@@ -337,7 +337,7 @@ def test_a_digit_stroke_taken_for_a_line_sliver_is_flagged(semeion):
     left is not the one written: it must carry a flag."""
     from bench_segment import make_sheets
 
-    page, truth, refs = make_sheets(*semeion, "template", "hard", 14, 0)[13]
+    (page, truth, refs), *_ = make_sheets(*semeion, "template", "hard", 14, 0, first=13)
     five = _segment(page)[(5, 0)]
     assert truth.labels[(5, 0)] == 5
     assert five.flags or _synth.closeness(five.image, refs[(5, 0)]) >= _synth.CLOSE, five.flags
