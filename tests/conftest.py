@@ -40,31 +40,6 @@ settings.register_profile("fuzz", max_examples=3000, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-#: the test files that take longest (CPU seconds on two cores, `pytest --durations=0`), run first:
-#: `--dist loadfile` hands files to workers in collection order, and a long file handed out last
-#: keeps one worker busy after the others have finished
-LONGEST_FIRST = (
-    "test_try_page.py",
-    "test_bench_realistic_sheets.py",
-    "test_third_party_pipeline.py",
-    "test_web_browser.py",
-    "test_qat.py",
-    "test_train.py",
-    "test_sheets_realistic.py",
-    "test_sheets_batch.py",
-    "test_espdl_validate.py",
-    "test_update.py",
-    "test_sheets_pool.py",
-    "test_pipeline_run.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest files first (:data:`LONGEST_FIRST`), every other file after them in its usual order."""
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
-
-
 def _required_dataset(var: str, sub: str, what: str) -> Path:
     """The folder from ``var`` (set by .ci/run), else ../shared/datasets/<sub>; a clear failure if neither."""
     value = os.environ.get(var)
