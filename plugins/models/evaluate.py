@@ -17,6 +17,7 @@ from mnistp4 import hookimpl
 from mnistp4.api import pass_context
 from mnistp4.errors import InputError, UsageError
 from mnistp4.stages.training import metrics as tm
+from mnistp4.stages.training.grid_pictures import confusion_picture, misread_picture
 
 BATCH = 1000
 
@@ -155,10 +156,10 @@ def register_commands(cli):
         result, preds = evaluate_model(app, model, digits)
         result["data"] = data
         if figures:
-            tm.plot_confusion(
+            confusion_picture(
                 np.asarray(result["confusion"]), Path(figures) / "confusion.png", f"{model.name} on {data}"
             )
-            tm.plot_misclassified(
+            misread_picture(
                 digits.images, digits.labels, preds, Path(figures) / "misclassified.png", f"{model.name} on {data}"
             )
         if as_json:

@@ -1,4 +1,5 @@
-"""Classification metrics and the pictures people look at after training or evaluation."""
+"""Classification metrics and the training curves (the confusion matrix and the misread digits are
+drawn by :mod:`grid_pictures`)."""
 
 from __future__ import annotations
 
@@ -97,19 +98,3 @@ def _minor_log_label(value: float, limits: tuple[float, float]) -> str:
         return ""
     mantissa = value / 10 ** math.floor(math.log10(value))
     return f"{value:g}" if round(mantissa) in (2, 3, 4, 6) and abs(mantissa - round(mantissa)) < 1e-6 else ""
-
-
-def plot_confusion(cm: np.ndarray, path: Path, title: str = "") -> Path:
-    """The confusion matrix as a picture (:func:`grid_pictures.confusion_picture`)."""
-    from .grid_pictures import confusion_picture
-
-    return confusion_picture(cm, path, title)
-
-
-def plot_misclassified(
-    images: np.ndarray, labels: np.ndarray, preds: np.ndarray, path: Path, title: str = "", limit: int = 100
-) -> Path:
-    """Contact sheet of misclassified digits (one image, tiles titled true->predicted)."""
-    from .grid_pictures import misread_picture
-
-    return misread_picture(images, labels, preds, path, title, limit)

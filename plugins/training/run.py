@@ -22,6 +22,7 @@ from mnistp4.stages.data.custom_digits import concat, load_digit_folder, split_b
 from mnistp4.stages.models.common import INPUT_SHAPE, MEAN, STD, builder_path, count_macs, count_params, load_run
 from mnistp4.stages.models.export import export_onnx
 from mnistp4.stages.training import metrics as tm
+from mnistp4.stages.training.grid_pictures import confusion_picture, misread_picture
 from mnistp4.stages.training.loop import CHECKPOINT, TrainData, TrainSettings, evaluate, train
 
 log = logging.getLogger(__name__)
@@ -292,8 +293,8 @@ def finish_run(app, out: Path, net, result: dict, data: TrainData, config: dict,
     title = f"{config['model']} / {config['recipe']}"
     figures = [
         tm.plot_curves(result["history"], out / "curves.png", title),
-        tm.plot_confusion(np.asarray(summary["confusion"]), out / "confusion.png", f"{title} MNIST test"),
-        tm.plot_misclassified(
+        confusion_picture(np.asarray(summary["confusion"]), out / "confusion.png", f"{title} MNIST test"),
+        misread_picture(
             data.test_images, data.test_labels, test["preds"], out / "misclassified.png", f"{title} MNIST test"
         ),
     ]
