@@ -237,3 +237,22 @@ def test_a_correction_traced_by_one_pen_keeps_its_strokes_thin(mnist_dir):
         bold += int((a >= 128).sum())
         thin += int((b >= 128).sum())
     assert thin < 0.8 * bold
+
+
+def test_a_faint_digit_read_surely_as_its_row_is_not_low_contrast_and_a_doubtful_one_stays(unseen):
+    from mnistp4.stages.data.normalizer import normalize_digit
+
+    images, labels = unseen
+    images = np.stack([normalize_digit(im) for im in images[:200]])  # as a sheet delivers them
+    faint = _rows(images, labels[:200])
+    for d in faint:
+        d.flags.append("low_contrast")  # as the box's ink detection flags a stroke near the noise
+    wrong_row = [
+        Digit(im, (int(lb) + 5) % 10, 0, k, ["low_contrast"]) for k, (im, lb) in enumerate(zip(images, labels[:200]))
+    ]
+    p = checker.read_digits(images)
+    sure = p[np.arange(200), labels[:200]] >= checker.FAINT_SURE
+    checker.check_digits(faint + wrong_row)
+    assert sure.sum() >= 100  # most clean MNIST digits are read that surely (122 of these 200)...
+    assert all(("low_contrast" in d.flags) != s for d, s in zip(faint, sure))  # ...and only those are released
+    assert all("low_contrast" in d.flags for d in wrong_row)  # a digit unlike its row stays faint

@@ -61,6 +61,12 @@ STROKE_INK = 128
 #: junctions by one while it gives less than LABEL_WEAK (chosen on the realistic benchmark's tuning
 #: seeds)
 OVERWRITTEN_DOUBT = 0.8
+#: a faint digit (``low_contrast``: its strokes barely above the paper's noise, so a part may be
+#: lost) stays flagged only while the checker gives the row's digit less than this: one it reads
+#: as the row's digit this surely kept the strokes that make it that digit (chosen on the stress
+#: benchmark's dim photos of the tuning seeds: none of the released digits there was garbled, and
+#: no crossed-out or corrected digit whose only flag was low_contrast reached it)
+FAINT_SURE = 0.95
 
 #: one wide digit, not two touching ones: the checker reads the whole as the row's digit with at
 #: least WIDE_ONE_SURE, and the two halves it splits into (at the column of least ink in its middle
@@ -164,7 +170,8 @@ def check_digits(digits) -> None:
     """Add ``fragmented``, ``crossed_out``, ``unlike_label`` and ``overwritten`` to the flags of
     found digits (records.Digit): ink in many pieces (:data:`FRAGMENTED_PIECES`), what the checker
     reads as not a digit, or as another digit than their label, and more loops, junctions or stroke
-    length than their label's digit has (:data:`LOOPS`, :data:`JUNCTIONS`, :data:`STROKE_LENGTH`).
+    length than their label's digit has (:data:`LOOPS`, :data:`JUNCTIONS`, :data:`STROKE_LENGTH`);
+    and take ``low_contrast`` off the faint digits it reads as their label surely (:data:`FAINT_SURE`).
     The thresholds were chosen on the realistic benchmark's tuning seeds, at the cost of about one
     clean digit in a hundred."""
     found = [d for d in digits if "empty" not in d.flags]
@@ -181,6 +188,8 @@ def check_digits(digits) -> None:
             continue
         labelled = isinstance(d.label, (int, np.integer)) and 0 <= d.label <= 9
         label = probs[d.label] if labelled else 1.0  # no label: only "not a digit" can flag it
+        if labelled and label >= FAINT_SURE and "low_contrast" in d.flags:
+            d.flags.remove("low_contrast")
         if probs[NOT_A_DIGIT] >= CROSSED_SURE or (probs[NOT_A_DIGIT] >= CROSSED_DOUBT and label < LABEL_WEAK):
             d.flags.append("crossed_out")
         elif label < LABEL_DOUBT:
