@@ -3,8 +3,8 @@
 The expensive artifacts are built once and shared: ``tiny_onnx`` (a small CNN trained on real
 MNIST digits), ``tiny_espdl`` / ``tiny_espdl16`` (that model quantized by esp-ppq), ``tiny_run``
 (a one-epoch training run of p4net on a slice of MNIST) and ``random_espdl`` (a random-weight CNN
-quantized without MNIST, for firmware and deploy checks). ``tiny_onnx`` and ``random_espdl`` are
-built by the first ``pytest -n`` worker that needs them and read by the others
+quantized without MNIST, for firmware and deploy checks). ``tiny_onnx``, ``tiny_run`` and
+``random_espdl`` are built by the first ``pytest -n`` worker that needs them and read by the others
 (:func:`built_once`); the rest once per worker. They are read-only: a test that changes one copies
 it into its own ``tmp_path`` first.
 
@@ -180,19 +180,23 @@ def random_espdl(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, mnist_dir) -> Path:
     """A finished one-epoch run (p4net, recipe ``fast``, seed 0, one thread) on the tiny MNIST slice
-    of ``train_kit`` (384 train / 192 test digits), with its ONNX export."""
+    of ``train_kit`` (384 train / 192 test digits), with its ONNX export; trained once per session
+    (tests change only copies of it: ``tiny_run_copy``)."""
     from train_kit import plugin_dir
 
     from mnistp4.app import create_app
     from mnistp4.stages.training.run import train_run
 
-    root = tmp_path_factory.mktemp("tiny_run")
-    (root / "project").mkdir()
-    app = create_app(
-        root=root / "project", plugin_dirs=[str(plugin_dir(root))], env={"MNISTP4_MNIST_DIR": str(mnist_dir)}
-    )
-    train_run(app, out=root / "run", model="p4net", recipe="fast", custom=[], epochs=1, seed=0, quiet=True, threads=1)
-    return root / "run"
+    def build(root: Path) -> None:
+        (root / "project").mkdir()
+        app = create_app(
+            root=root / "project", plugin_dirs=[str(plugin_dir(root))], env={"MNISTP4_MNIST_DIR": str(mnist_dir)}
+        )
+        train_run(
+            app, out=root / "run", model="p4net", recipe="fast", custom=[], epochs=1, seed=0, quiet=True, threads=1
+        )
+
+    return built_once(tmp_path_factory, "tiny_run", build) / "run"
 
 
 @pytest.fixture
