@@ -199,3 +199,35 @@ def test_pipeline_step_segment(make_app, tmp_path):
     result = step.run(app, {})
     assert result["data_dir"] == str(tmp_path / "data") and result["usable"] >= 776
     shutil.rmtree(tmp_path / "data")
+
+
+def test_digit_files_are_synced_once_per_batch_before_the_manifest_names_them(raw_dir, tmp_path, capsys, monkeypatch):
+    import os
+
+    import mnistp4.io
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(raw_dir / "good-template.jpg", raw / "a.jpg")
+    shutil.copy(raw_dir / "sub" / "tablet.tiff", raw / "b.tiff")
+    events: list[str] = []
+    real_fsync, real_write = os.fsync, mnistp4.io.write_bytes
+
+    def fsync(fd):
+        events.append("sync " + os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    def write_bytes(path, data):
+        events.append(f"write {Path(path).name}")
+        return real_write(path, data)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(mnistp4.io, "write_bytes", write_bytes)
+    data = tmp_path / "data"
+    code, out = _run(["segment", str(raw), "-o", str(data), "--workers", "1"], capsys)
+    assert code == 0, out
+    images = f"sync {(data / 'images').resolve()}"
+    assert events.count(images) == 1  # two sheets, one sync of their digits' folder
+    manifest = events.index("write manifest.csv") if "write manifest.csv" in events else None
+    assert manifest is not None and events.index(images) < manifest, events
+    assert len(read_manifest(data)) == 120  # a template sheet of 100 boxes, a tablet page of 20 digits

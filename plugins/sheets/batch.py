@@ -231,10 +231,11 @@ def _blurred_note(sheet: str, digits) -> str | None:
 
 def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
     """A sheet's PNGs, each written under a temporary name and renamed (a reader never sees half a
-    file), with one fsync at the end, of the digits' folder, instead of one per file (100 fsyncs
-    cost more than segmenting the sheet); the review picture's folder is not synced (a picture
-    can be made again). A crash can leave a file missing or empty: a re-run re-makes a sheet whose
-    files are missing or empty (:func:`_present`), from the raw sheet."""
+    file). Nothing is synced here: the folders of a batch are synced together
+    (:func:`sync_folders`) before the manifest names their files - one sync per sheet waited on the
+    disk every sheet (100 fsyncs cost more than segmenting it). A crash before the manifest is
+    written loses nothing the manifest names; a re-run re-makes a sheet whose files are missing or
+    empty (:func:`_present`), from the raw sheet."""
     folders = set()
     path = data_dir
     tmp: Path | None = None
@@ -254,16 +255,27 @@ def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
                 os.close(fd)
             os.replace(tmp, path)
             tmp = None
-        for folder in folders - {data_dir / REVIEW_DIR}:
-            path = folder
-            fd = os.open(folder, os.O_RDONLY)
+    except OSError as e:
+        if tmp is not None:  # a full disk must not leave half a file behind
+            tmp.unlink(missing_ok=True)
+        raise fs_error(e, path) from None
+
+
+def sync_folders(data_dir: Path, done: list[SheetResult]) -> None:
+    """Make the digit files of this run's finished sheets durable before the manifest names them:
+    each digits' folder, and the folder that holds them, synced once (the review pictures' folder
+    is not: a picture can be made again)."""
+    folders = {(data_dir / row["path"]).parent for r in done if r.status == "ok" for row in r.rows}
+    folders |= {folder.parent for folder in folders}
+    path = data_dir
+    try:
+        for path in sorted(folders):
+            fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
     except OSError as e:
-        if tmp is not None:  # a full disk must not leave half a file behind
-            tmp.unlink(missing_ok=True)
         raise fs_error(e, path) from None
 
 
@@ -825,6 +837,7 @@ def _record(data_dir: Path, raw_dir: Path, old: dict, done: list[SheetResult], j
                 "rows": r.rows,
             }
     data_dir.mkdir(parents=True, exist_ok=True)
+    sync_folders(data_dir, done)
     _merge_and_write(data_dir, raw_dir, {h: {**v, "raw_dir": str(raw_dir)} for h, v in mine.items()})
 
 
