@@ -8,7 +8,8 @@ worktree`` into a temporary folder beside this checkout (where ``../shared`` is 
 with its own virtual environment (``pip install -e .[test]``, from the package index or its cache),
 and the two suites run in turn, base first, ``--rounds`` times: each row gives the CPU seconds
 (user + system of pytest and everything it started) and the wall seconds, and the ratio against
-the base run next to it.
+the base run next to it. With ``--fresh`` every run starts without the checkouts' compiled caches
+(``__pycache__`` of the project, tests and benchmarks, as in CI's fresh clone).
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ def remove_worktree(folder: Path) -> None:
     subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=False)
 
 
+def clear_caches(checkout: Path) -> None:
+    """Remove the compiled caches of ``checkout``'s own code (not its virtual environment's)."""
+    for folder in ("mnistp4", "plugins", "tests", "bench"):
+        for cache in sorted((checkout / folder).rglob("__pycache__")):
+            shutil.rmtree(cache, ignore_errors=True)
+
+
 def passed(result: str) -> str:
     found = re.search(r"(\d+) passed", result)
     return found.group(1) if found else "?"
@@ -77,6 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--base", required=True, help="the commit to compare with")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--tag", default=None)
+    parser.add_argument("--fresh", action="store_true", help="every run without compiled caches, as a fresh clone")
     args = parser.parse_args(argv)
     for var in ("MNISTP4_MNIST_DIR", "MNISTP4_SEMEION_DIR"):
         if not os.environ.get(var):
@@ -94,6 +103,8 @@ def main(argv=None) -> int:
         for k in range(1, args.rounds + 1):
             rows: dict[str, dict] = {}
             for name, checkout in (("base", base_folder), ("this", REPO)):
+                if args.fresh:
+                    clear_caches(checkout)
                 load = os.getloadavg()[0]
                 rows[name] = r = run_suite(checkout)
                 ratio = r["cpu_s"] / rows["base"]["cpu_s"]

@@ -40,6 +40,37 @@ settings.register_profile("fuzz", max_examples=3000, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # once, in the process that starts the pytest-xdist workers
+        _compile_ahead(config)
+
+
+def _compile_ahead(config) -> None:
+    """Compile the project's sources and rewrite the test modules' asserts once, before the workers
+    start. Under PYTHONDONTWRITEBYTECODE (set on some CI machines) nothing is cached otherwise:
+    every worker compiles the project and rewrites every test module again, and every command a
+    test starts compiles the project again - several CPU seconds per worker. The caches are only
+    read by the others (the project's ``__pycache__``, pytest's hash-checked rewrite cache)."""
+    import compileall
+    import types
+
+    for folder in ("mnistp4", "plugins", "tests", "bench"):
+        compileall.compile_dir(REPO / folder, quiet=1)  # writes whatever PYTHONDONTWRITEBYTECODE says
+    try:  # pytest's own cache of rewritten test modules: internal API, so only where it is as expected
+        from _pytest.assertion import rewrite
+
+        trace = types.SimpleNamespace(trace=lambda *args: None)
+        for fn in sorted((REPO / "tests").rglob("*.py")):
+            if not (fn.name.startswith("test_") or fn.name == "conftest.py"):
+                continue
+            pyc = rewrite.get_cache_dir(fn) / (fn.name[:-3] + rewrite.PYC_TAIL)
+            if rewrite._read_pyc(fn, pyc, trace.trace) is None and rewrite.try_makedirs(pyc.parent):
+                source_hash, code = rewrite._rewrite_test(fn, config)
+                rewrite._write_pyc(trace, code, source_hash, pyc)
+    except (ImportError, AttributeError, TypeError, OSError):
+        pass  # a pytest whose internals differ: the workers rewrite the modules themselves
+
+
 def _required_dataset(var: str, sub: str, what: str) -> Path:
     """The folder from ``var`` (set by .ci/run), else ../shared/datasets/<sub>; a clear failure if neither."""
     value = os.environ.get(var)
