@@ -1,7 +1,8 @@
 """The sheet checker (``plugins/sheets/checker.onnx``) on digits it was not fitted on, as 28x28s
-that come already normalized: how many clean digits it flags (``crossed_out`` or ``unlike_label``),
-and how many crossed-out ones (``synth.crossing_out``) and corrections (``synth.overwritten``: each
-digit written over another digit of the same set) it lets through unflagged.
+that come already normalized: how many clean digits it flags (``crossed_out`` or ``unlike_label``)
+and, per digit, what it reads the flagged ones as; how many crossed-out ones
+(``synth.crossing_out``) and corrections (``synth.overwritten``: each digit written over another
+digit of the same set) it lets through unflagged.
 
     MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/bench_checker.py [--checker FILE.onnx]
 
@@ -34,6 +35,16 @@ from mnistp4.stages.sheets import synth as _synth
 def rates(images: np.ndarray, labels: np.ndarray, seed: int = 5) -> dict:
     clean = [Digit(im, int(lb), int(lb), k, []) for k, (im, lb) in enumerate(zip(images, labels))]
     checker.check_digits(clean)
+    # what the checker reads the flagged clean digits as: another digit (a writer's form it does not
+    # know, or a digit that looks like another in the data set itself) or "not a digit"
+    read_as = checker.read_digits(images).argmax(axis=1)
+    by_digit: dict[int, dict] = {}
+    for d, top in zip(clean, read_as):
+        if d.flags:
+            entry = by_digit.setdefault(int(d.label), {"flagged": 0, "read_as": {}})
+            entry["flagged"] += 1
+            name = "not a digit" if top == checker.NOT_A_DIGIT else str(int(top))
+            entry["read_as"][name] = entry["read_as"].get(name, 0) + 1
     rng = np.random.default_rng(seed)
     crossed = [
         Digit(_synth.crossing_out(im, rng), int(lb), int(lb), k, []) for k, (im, lb) in enumerate(zip(images, labels))
@@ -44,6 +55,7 @@ def rates(images: np.ndarray, labels: np.ndarray, seed: int = 5) -> dict:
     return {
         "digits": len(clean),
         "clean_flagged": sum(bool(d.flags) for d in clean),
+        "clean_flagged_by_digit": dict(sorted(by_digit.items())),
         "crossed_missed": sum(not d.flags for d in crossed),
         "corrections": len(corrected),
         "corrections_missed": sum(not d.flags for d in corrected),
@@ -174,6 +186,11 @@ def main(argv=None) -> int:
         missed, made = r["corrections_missed"], r["corrections"]
         cells.append(f"{missed} of {made} ({100 * missed / made:.1f} %)")
         print(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    for name, r in results.items():
+        print(f"{name}, clean digits flagged by their digit (what the checker reads them as):")
+        for digit, entry in r["clean_flagged_by_digit"].items():
+            seen = ", ".join(f"{k} {v}" for k, v in sorted(entry["read_as"].items(), key=lambda kv: -kv[1]))
+            print(f"    {digit}: {entry['flagged']} ({seen})")
     wide = wide_pieces(mnist, mnist_labels)
     print()
     print("Pieces wider than a digit on a freeform page, MNIST test digits (checker.one_wide_digit):")
