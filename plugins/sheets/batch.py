@@ -231,9 +231,9 @@ def _blurred_note(sheet: str, digits) -> str | None:
 
 def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
     """A sheet's PNGs, each written under a temporary name and renamed (a reader never sees half a
-    file). Nothing is synced here: the folders of a batch are synced together
-    (:func:`sync_folders`) before the manifest names their files - one sync per sheet waited on the
-    disk every sheet (100 fsyncs cost more than segmenting it). A crash before the manifest is
+    file). Nothing is synced here (a sync per file cost more than segmenting the sheet, and one
+    per sheet made every sheet wait on the disk): the batch's folders are synced together
+    (:func:`sync_folders`) before the manifest names their files. A crash before the manifest is
     written loses nothing the manifest names; a re-run re-makes a sheet whose files are missing or
     empty (:func:`_present`), from the raw sheet."""
     folders = set()
