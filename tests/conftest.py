@@ -55,7 +55,7 @@ def _compile_ahead(config) -> None:
     import types
 
     for folder in ("mnistp4", "plugins", "tests", "bench"):
-        compileall.compile_dir(REPO / folder, quiet=1)  # writes whatever PYTHONDONTWRITEBYTECODE says
+        compileall.compile_dir(REPO / folder, quiet=2)  # best effort, whatever PYTHONDONTWRITEBYTECODE says
     try:  # pytest's own cache of rewritten test modules: internal API, so only where it is as expected
         from _pytest.assertion import rewrite
 
