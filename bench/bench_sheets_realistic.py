@@ -405,20 +405,11 @@ def machine_scaling(photo: Path, repeats: int = 20) -> dict:
 
 
 def bytecode_ahead() -> str:
-    """Compile the bytecode cache of ``mnistp4`` and its stages now, as ``pip install`` and a
-    Python's first run of the command do. Without it, a machine that sets PYTHONDONTWRITEBYTECODE
-    (this project's build machine does) compiles the sources again in every command and every
-    spawned worker, work that a user's installed copy never does."""
-    import compileall
-
-    import mnistp4
-    import mnistp4.stages
-
-    folders = [Path(mnistp4.__file__).parent, *map(Path, mnistp4.stages.__path__)]
-    ok = all(compileall.compile_dir(str(f), quiet=1) for f in folders)
+    """:func:`benchmeta.compile_ahead`, as a line for the output."""
+    count, ok = benchmeta.compile_ahead()
     setting = os.environ.get("PYTHONDONTWRITEBYTECODE", "")
     status = "ok" if ok else "FAILED"
-    return f"bytecode of {len(folders)} package folders compiled ahead ({status}); PYTHONDONTWRITEBYTECODE={setting!r}"
+    return f"bytecode of {count} package folders compiled ahead ({status}); PYTHONDONTWRITEBYTECODE={setting!r}"
 
 
 def photo_batch(seeds: list[int], hand, workers: list[int], work: Path, repeats: int = 3) -> dict:

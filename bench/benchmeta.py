@@ -181,6 +181,21 @@ def tee_stdout(out: Path, name: str = "output.txt") -> Path:
     return path
 
 
+def compile_ahead(*more: Path, quiet: int = 1) -> tuple[int, bool]:
+    """Compile the bytecode cache of ``mnistp4`` and its stages (and the folders ``more``) now, as
+    ``pip install`` and a Python's first run of the command do. Without it, a machine that sets
+    PYTHONDONTWRITEBYTECODE (this project's build machine does) compiles the sources again in every
+    command and every spawned worker, work that a user's installed copy never does. Returns (folders
+    compiled, all of them without error)."""
+    import compileall
+
+    import mnistp4
+    import mnistp4.stages
+
+    folders = [Path(mnistp4.__file__).parent, *map(Path, mnistp4.stages.__path__), *more]
+    return len(folders), all([compileall.compile_dir(str(f), quiet=quiet) for f in folders])
+
+
 def ratio(value: float, baseline: float) -> float | None:
     """value / baseline, None when the baseline is zero or missing."""
     return value / baseline if baseline else None

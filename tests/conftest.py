@@ -51,11 +51,11 @@ def _compile_ahead(config) -> None:
     every worker compiles the project and rewrites every test module again, and every command a
     test starts compiles the project again - several CPU seconds per worker. The caches are only
     read by the others (the project's ``__pycache__``, pytest's hash-checked rewrite cache)."""
-    import compileall
     import types
 
-    for folder in ("mnistp4", "plugins", "tests", "bench"):
-        compileall.compile_dir(REPO / folder, quiet=2)  # best effort, whatever PYTHONDONTWRITEBYTECODE says
+    from benchmeta import compile_ahead
+
+    compile_ahead(REPO / "tests", REPO / "bench", quiet=2)  # best effort: silent where nothing can be written
     try:  # pytest's own cache of rewritten test modules: internal API, so only where it is as expected
         from _pytest.assertion import rewrite
 
