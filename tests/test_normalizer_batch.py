@@ -1,6 +1,7 @@
 """normalize_many: a sheet's digits normalized at once give exactly normalize_digit's integers,
 whatever the images' sizes, levels and polarity; images the packed path does not take go through
-normalize_digit; template sheets get the same 28x28s with the shipped normalizer as digit by digit."""
+normalize_digit; template and freeform sheets get the same 28x28s with the shipped normalizer as
+digit by digit."""
 
 from __future__ import annotations
 
@@ -120,4 +121,25 @@ def test_a_template_sheet_gets_the_same_digits_as_digit_by_digit(semeion_dir):
     single = segment_template(page, layout=grid, options={"layouts": layouts, "normalize": one_by_one})
     assert [(d.row, d.col, d.flags) for d in batched] == [(d.row, d.col, d.flags) for d in single]
     assert sum("empty" in d.flags for d in batched) == 2
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(batched, single))
+
+
+def test_a_freeform_page_gets_the_same_digits_as_digit_by_digit(semeion_dir):
+    from mnistp4.stages.sheets import synth
+    from mnistp4.stages.sheets.segment_freeform import segment_freeform
+
+    images, labels = synth.load_semeion(semeion_dir / "semeion-dev.data")
+    rows = synth.semeion_rows_for_sheet(labels, 1, 0)
+    order = "0123456789"
+    idx = [rows[int(d)] for d in order]
+    page, _ = synth.freeform_sheet([[images[i] for i in r] for r in idx], order, np.random.default_rng(3), idx)
+    page = synth.degrade(page, np.random.default_rng(2), noise=4.0, jpeg=80, light=0.2)
+
+    def one_by_one(crop):
+        return normalize_digit(crop)
+
+    batched = segment_freeform(page, options={"rows": order})
+    single = segment_freeform(page, options={"rows": order, "normalize": one_by_one})
+    assert len(batched) >= 90
+    assert [(d.row, d.col, d.label, d.flags) for d in batched] == [(d.row, d.col, d.label, d.flags) for d in single]
     assert all(np.array_equal(a.image, b.image) for a, b in zip(batched, single))

@@ -35,6 +35,15 @@ from mnistp4.stages.data.normalizer import (
 MAX_PIXELS = 4_000_000
 
 
+def normalize_each(normalize, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``normalize`` of each crop (a segmenter's ``options["normalize"]``): all at once when it is
+    the shipped normalizer (as registered: ``registry.Attributed`` wraps it), one by one when a
+    plugin replaced it."""
+    if getattr(normalize, "fn", normalize) is normalize_digit:
+        return list(normalize_many(crops))
+    return [normalize(crop) for crop in crops]
+
+
 def normalize_many(images: Sequence[np.ndarray]) -> np.ndarray:
     """``normalize_digit`` of each image: uint8 (N, 28, 28), the same integers."""
     out = np.zeros((len(images), SIZE, SIZE), np.uint8)

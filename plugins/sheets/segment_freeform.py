@@ -203,9 +203,10 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
     rows_digits = str(options.get("rows") or "0123456789")
     if not rows_digits.isdigit():
         raise InputError(f"freeform row order must be digits like 0123456789, got {rows_digits!r}")
-    normalize = options.get("normalize")
-    if normalize is None:
-        from mnistp4.stages.data.normalizer import normalize_digit as normalize
+    from mnistp4.stages.data.normalizer import normalize_digit
+    from mnistp4.stages.data.normalizer_batch import normalize_each
+
+    normalize = options.get("normalize") or normalize_digit
     grey = shrink(image)
     mask, flat = _ink_mask(grey)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -226,8 +227,7 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
     rows, lines = split_rows(boxes, len(rows_digits), typical, rows_digits)
 
     pad = max(2, int(0.15 * typical))
-    digits = []
-    wide = []  # (digit, its two halves' 28x28s): only their width says they may be two digits
+    pieces = []  # (row, column, flags, crop, ink, wider than a digit)
     for r, row in enumerate(rows):
         row, close_pairs = join_side_by_side(sorted(row, key=lambda b: b[0]), typical)
         for c, (x0, y0, x1, y1, g) in enumerate(row):
@@ -238,7 +238,6 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
             ink = find_ink(crop, check_border=False)
             flags = [f for f in ink.flags if f not in ("multi", "small", "large")]
             height, width = y1 - y0, x1 - x0
-            too_wide = width > WIDE * typical
             if len(g) > 1 and _spread(stats, g) > 1.6 * typical:
                 flags.append("multi")
             if height < 0.4 * typical:
@@ -252,13 +251,21 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
                 flags.append("ambiguous")
             if x0 <= 0 or y0 <= 0 or x1 >= grey.shape[1] or y1 >= grey.shape[0]:
                 flags.append("border")
-            image28 = normalize(ink.clean) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
-            digits.append(Digit(image28, int(rows_digits[r]), r, c, sorted(set(flags)), crop=crop))
-            if too_wide and "multi" not in flags:
-                if "empty" in ink.flags:
-                    digits[-1].flags = sorted({*digits[-1].flags, "multi"})
-                else:
-                    wide.append((digits[-1], halves28(ink.clean, normalize)))
+            pieces.append((r, c, sorted(set(flags)), crop, ink, width > WIDE * typical))
+    made = iter(normalize_each(normalize, [ink.clean for *_, ink, _ in pieces if "empty" not in ink.flags]))
+    digits = []
+    wide = []  # (digit, its two halves' 28x28s): only their width says they may be two digits
+    for r, c, flags, crop, ink, too_wide in pieces:
+        empty = "empty" in ink.flags
+        digit = Digit(
+            np.zeros((28, 28), np.uint8) if empty else next(made), int(rows_digits[r]), r, c, flags, crop=crop
+        )
+        digits.append(digit)
+        if too_wide and "multi" not in flags:
+            if empty:
+                digit.flags = sorted({*flags, "multi"})
+            else:
+                wide.append((digit, halves28(ink.clean, normalize)))
     _flag_wide(wide)
     check_digits(digits)
     return digits

@@ -227,7 +227,7 @@ def segment_template(
     ``normalize`` (the project normalizer), ``strict_layout`` (the sheet must be ``layout``)."""
     options = options or {}
     from mnistp4.stages.data.normalizer import normalize_digit
-    from mnistp4.stages.data.normalizer_batch import normalize_many
+    from mnistp4.stages.data.normalizer_batch import normalize_each
 
     normalize = options.get("normalize") or normalize_digit
     small = shrink(image)
@@ -254,9 +254,7 @@ def segment_template(
     h, w = boxes.shape[1:]
     inks = boxes_ink(boxes, pad, CANONICAL_PX_PER_MM, grid=(len(found.rows), found.cols), shaded=shaded)
     crops = [ink.clean for ink in inks if "empty" not in ink.flags]
-    # the project normalizer takes a sheet's digits at once: the same integers, without the per-call cost
-    shipped = getattr(normalize, "fn", normalize) is normalize_digit  # registry.Attributed wraps it
-    made = iter(normalize_many(crops) if shipped else [normalize(crop) for crop in crops])
+    made = iter(normalize_each(normalize, crops))
     digits = []
     for (r, c, x, y), ink in zip(cuts, inks):
         image28 = next(made) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
