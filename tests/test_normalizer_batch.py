@@ -85,6 +85,8 @@ def test_images_the_packed_path_does_not_take_go_through_normalize_digit():
         np.zeros((2, 40), np.uint8),  # a side under 3 pixels
         np.eye(12, dtype=bool),  # bool
         _drawn(rng, 40, 30),
+        _drawn(rng, 60, 700),  # far wider than the rest: normalized on its own
+        _drawn(rng, 35, 28),
     ]
     assert np.array_equal(normalize_many(images), np.stack([normalize_digit(a) for a in images]))
     assert normalize_many([]).shape == (0, 28, 28)

@@ -8,7 +8,7 @@ Histograms, Otsu's threshold, the polarity and the level tables are computed in 
 per image; one labelling finds every image's specks (the zero rows keep 8-connected components of
 different images apart) and one dilation grows every mask (a 3x3 square reaches one pixel, never
 across a zero row). Images the canvas does not take (not 2-D uint8, a side under 3 pixels, only
-the levels 0 and 1, very large) go through ``normalize_digit`` itself.
+the levels 0 and 1, very large, far wider than the others) go through ``normalize_digit`` itself.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from mnistp4.stages.data.normalizer import (
 #: the largest image the canvas takes: its level table stays exact in int64 (normalizer.extract_ink
 #: takes Python integers beyond 255 * 256 * Nb * Ni = 2**61)
 MAX_PIXELS = 4_000_000
+#: images wider than this many times the median width are normalized on their own
+WIDE_FACTOR = 4
 
 
 def normalize_each(normalize, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -52,6 +54,9 @@ def normalize_many(images: Sequence[np.ndarray]) -> np.ndarray:
         for k, a in enumerate(images)
         if a.dtype == np.uint8 and a.ndim == 2 and min(a.shape) >= 3 and a.size <= MAX_PIXELS
     ]
+    if packed:  # the canvas is as wide as its widest image: a piece far wider than the rest goes alone
+        typical = float(np.median([images[k].shape[1] for k in packed]))
+        packed = [k for k in packed if images[k].shape[1] <= WIDE_FACTOR * typical]
     inks, binary = extract_ink_many([images[k] for k in packed])
     ink_of = {k: ink for i, (k, ink) in enumerate(zip(packed, inks)) if i not in binary}
     for k, image in enumerate(images):
