@@ -195,6 +195,7 @@ class Attributed:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        functools.update_wrapper(self, self.fn, updated=())  # __wrapped__ too, in a worker process
 
 
 def _check_result(check: str, result: Any, plugin: str, where: str) -> None:

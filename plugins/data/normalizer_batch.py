@@ -13,6 +13,7 @@ the levels 0 and 1, very large, far wider than the others) go through ``normaliz
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import cv2
@@ -39,9 +40,8 @@ WIDE_FACTOR = 4
 
 def normalize_each(normalize, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
     """``normalize`` of each crop (a segmenter's ``options["normalize"]``): all at once when it is
-    the shipped normalizer (as registered: ``registry.Attributed`` wraps it), one by one when a
-    plugin replaced it."""
-    if getattr(normalize, "fn", normalize) is normalize_digit:
+    the shipped normalizer (also as the registry wraps it), one by one when a plugin replaced it."""
+    if inspect.unwrap(normalize) is normalize_digit:
         return list(normalize_many(crops))
     return [normalize(crop) for crop in crops]
 
