@@ -40,57 +40,9 @@ settings.register_profile("fuzz", max_examples=3000, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-#: seconds each of the longest test files took in one `pytest -n 4 --dist loadfile` on two cores
-#: (``--durations=0``, summed per file, 2026-11-28); the rest take a few seconds or less
-LONGEST_FILES = {
-    "test_train.py": 49,
-    "test_web_browser.py": 32,
-    "test_bench_realistic_sheets.py": 32,
-    "test_qat.py": 32,
-    "test_try_page.py": 31,
-    "third_party/test_third_party_pipeline.py": 26,
-    "test_sheets_realistic.py": 25,
-    "test_sheets_batch.py": 23,
-    "test_pipeline_run.py": 20,
-    "test_update.py": 18,
-    "test_firmware_host.py": 18,
-    "test_espdl_validate.py": 17,
-    "test_firmware_build.py": 16,
-    "test_quant_espdl.py": 16,
-    "test_web_api.py": 15,
-    "test_reliability_data.py": 13,
-    "test_plugin_api.py": 11,
-    "test_firmware_core.py": 11,
-    "test_web_security.py": 9,
-    "test_quant_select.py": 9,
-    "test_sheets_pool.py": 8,
-}
-
-
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # once, in the process that starts the pytest-xdist workers
         _compile_ahead(config)
-        # `--dist loadfile` hands out whole files, by default those with the most tests first, which
-        # left long files of few tests (a pipeline run, the browser tests) to the end, one worker
-        # busy while the others had finished; in collection order, longest first, they end together
-        if hasattr(config.option, "loadscopereorder"):
-            config.option.loadscopereorder = False
-
-
-def pytest_collection_modifyitems(config, items):
-    """The test files longest first (:data:`LONGEST_FILES`; the others by their number of tests),
-    each file's tests in their own order."""
-    tests = REPO / "tests"
-    count: dict[str, int] = {}
-    for item in items:
-        name = item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) else str(item.path)
-        count[name] = count.get(name, 0) + 1
-
-    def cost(item) -> tuple[float, int]:
-        name = item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) else str(item.path)
-        return (-LONGEST_FILES.get(name, 0), -count[name])
-
-    items.sort(key=cost)  # stable: a file's tests keep their order
 
 
 def _compile_ahead(config) -> None:
