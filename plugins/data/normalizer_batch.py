@@ -38,12 +38,16 @@ MAX_PIXELS = 4_000_000
 WIDE_FACTOR = 4
 
 
-def normalize_each(normalize, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """``normalize`` of each crop (a segmenter's ``options["normalize"]``): all at once when it is
-    the shipped normalizer (also as the registry wraps it), one by one when a plugin replaced it."""
+def normalize_each(normalize, crops: Sequence[np.ndarray | None]) -> list[np.ndarray]:
+    """``normalize`` of each crop (a segmenter's ``options["normalize"]``), a blank 28x28 for None
+    (an empty box): all at once when it is the shipped normalizer (also as the registry wraps it),
+    one by one when a plugin replaced it."""
+    given = [crop for crop in crops if crop is not None]
     if inspect.unwrap(normalize) is normalize_digit:
-        return list(normalize_many(crops))
-    return [normalize(crop) for crop in crops]
+        made = iter(normalize_many(given))
+    else:
+        made = iter([normalize(crop) for crop in given])
+    return [np.zeros((SIZE, SIZE), np.uint8) if crop is None else next(made) for crop in crops]
 
 
 def normalize_many(images: Sequence[np.ndarray]) -> np.ndarray:

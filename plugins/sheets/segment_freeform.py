@@ -252,14 +252,12 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
             if x0 <= 0 or y0 <= 0 or x1 >= grey.shape[1] or y1 >= grey.shape[0]:
                 flags.append("border")
             pieces.append((r, c, sorted(set(flags)), crop, ink, width > WIDE * typical))
-    made = iter(normalize_each(normalize, [ink.clean for *_, ink, _ in pieces if "empty" not in ink.flags]))
+    images28 = normalize_each(normalize, [None if "empty" in ink.flags else ink.clean for *_, ink, _ in pieces])
     digits = []
     wide = []  # (digit, its two halves' 28x28s): only their width says they may be two digits
-    for r, c, flags, crop, ink, too_wide in pieces:
+    for (r, c, flags, crop, ink, too_wide), image28 in zip(pieces, images28):
         empty = "empty" in ink.flags
-        digit = Digit(
-            np.zeros((28, 28), np.uint8) if empty else next(made), int(rows_digits[r]), r, c, flags, crop=crop
-        )
+        digit = Digit(image28, int(rows_digits[r]), r, c, flags, crop=crop)
         digits.append(digit)
         if too_wide and "multi" not in flags:
             if empty:

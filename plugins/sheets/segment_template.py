@@ -253,11 +253,9 @@ def segment_template(
     page, cuts, boxes, shaded, pad = cut_boxes(small, found, markers)
     h, w = boxes.shape[1:]
     inks = boxes_ink(boxes, pad, CANONICAL_PX_PER_MM, grid=(len(found.rows), found.cols), shaded=shaded)
-    crops = [ink.clean for ink in inks if "empty" not in ink.flags]
-    made = iter(normalize_each(normalize, crops))
+    images28 = normalize_each(normalize, [None if "empty" in ink.flags else ink.clean for ink in inks])
     digits = []
-    for (r, c, x, y), ink in zip(cuts, inks):
-        image28 = next(made) if "empty" not in ink.flags else np.zeros((28, 28), np.uint8)
+    for (r, c, x, y), ink, image28 in zip(cuts, inks, images28):
         digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=page[y : y + h, x : x + w]))
     check_digits(digits)
     return digits
