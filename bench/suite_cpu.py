@@ -1,6 +1,8 @@
-"""CPU seconds and wall time of the README's test command, for this checkout and another commit.
+"""CPU seconds and wall time of the README's test command, for this checkout and another commit,
+or for this checkout with several worker counts.
 
     MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/suite_cpu.py --base adf5b1a [--rounds 2]
+    MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/suite_cpu.py --workers 4 2 3 [--rounds 2]
 
 The suite's budget is two minutes of wall time on two cores, and this build machine's speed drifts
 by a third within an hour, so one run says little. The other commit is checked out with ``git
@@ -8,8 +10,10 @@ worktree`` into a temporary folder beside this checkout (where ``../shared`` is 
 with its own virtual environment (``pip install -e .[test]``, from the package index or its cache),
 and the two suites run in turn, base first, ``--rounds`` times: each row gives the CPU seconds
 (user + system of pytest and everything it started) and the wall seconds, and the ratio against
-the base run next to it. With ``--fresh`` every run starts without the checkouts' compiled caches
-(``__pycache__`` of the project, tests and benchmarks, as in CI's fresh clone).
+the base run next to it. With ``--workers`` each checkout runs once per ``pytest -n`` count in
+every round, and the ratios are against the first run of the round. With ``--fresh`` every run
+starts without the checkouts' compiled caches (``__pycache__`` of the project, tests and
+benchmarks, as in CI's fresh clone).
 """
 
 from __future__ import annotations
@@ -32,12 +36,22 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_COMMAND = ["-m", "pytest", "-n", "4", "--dist", "loadfile", "-q", "-p", "no:warnings"]
 
 
-def run_suite(checkout: Path) -> dict:
-    """The test command in ``checkout``: wall and CPU seconds, and pytest's last line."""
+def test_command(workers: int) -> list[str]:
+    """The README's test command with ``workers`` pytest-xdist workers."""
+    command = list(TEST_COMMAND)
+    command[command.index("-n") + 1] = str(workers)
+    return command
+
+
+def run_suite(checkout: Path, workers: int = 4) -> dict:
+    """The test command in ``checkout`` with ``workers``: wall and CPU seconds, and pytest's last line."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(
-        [str(checkout / ".venv" / "bin" / "python"), *TEST_COMMAND], cwd=checkout, capture_output=True, text=True
+        [str(checkout / ".venv" / "bin" / "python"), *test_command(workers)],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -82,7 +96,8 @@ def passed(result: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", required=True, help="the commit to compare with")
+    parser.add_argument("--base", default=None, help="the commit to compare with")
+    parser.add_argument("--workers", type=int, nargs="+", default=[4], help="pytest -n counts to run (default 4)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--tag", default=None)
     parser.add_argument("--fresh", action="store_true", help="every run without compiled caches, as a fresh clone")
@@ -90,33 +105,56 @@ def main(argv=None) -> int:
     for var in ("MNISTP4_MNIST_DIR", "MNISTP4_SEMEION_DIR"):
         if not os.environ.get(var):
             parser.error(f"set {var} (the suite reads the local datasets, as .ci/run does)")
+    if args.base is None and len(args.workers) < 2:
+        parser.error("give --base COMMIT, or two or more --workers counts to compare")
 
-    out = benchmeta.start("suite_cpu", tag=args.tag or f"vs-{args.base}")
+    default_tag = f"vs-{args.base}" if args.base else "workers-" + "-".join(map(str, args.workers))
+    out = benchmeta.start("suite_cpu", tag=args.tag or default_tag)
     benchmeta.tee_stdout(out)
-    # beside this checkout, as CI's clone is: tests and firmware builds find ../shared from there
-    base_folder = Path(tempfile.mkdtemp(prefix=".suite-cpu-base-", dir=REPO.parent))
-    base_folder.rmdir()  # git worktree add creates it
-    ratios = []
+    base_folder = None
+    checkouts = [("this", REPO)]
+    if args.base:
+        # beside this checkout, as CI's clone is: tests and firmware builds find ../shared from there
+        base_folder = Path(tempfile.mkdtemp(prefix=".suite-cpu-base-", dir=REPO.parent))
+        base_folder.rmdir()  # git worktree add creates it
+        checkouts.insert(0, ("base", base_folder))
+    variants = [
+        (name if len(args.workers) == 1 else f"{name} -n {n}", folder, n)
+        for name, folder in checkouts
+        for n in args.workers
+    ]
+    ratios: dict[str, list[float]] = {name: [] for name, _, _ in variants[1:]}
     try:
-        add_worktree(args.base, base_folder)
-        print(f"{'round':>5}  {'code':<10} {'passed':>6} {'wall s':>7} {'CPU s':>7}  {'CPU vs base':>11}  load")
+        if base_folder is not None:
+            add_worktree(args.base, base_folder)
+        head = f"{'round':>5}  {'code':<12} {'passed':>6} {'wall s':>7} {'CPU s':>7}  {'CPU ratio':>9}"
+        print(head + f"  {'wall ratio':>10}  load")
         for k in range(1, args.rounds + 1):
-            rows: dict[str, dict] = {}
-            for name, checkout in (("base", base_folder), ("this", REPO)):
+            first = None
+            for name, checkout, n in variants:
                 if args.fresh:
                     clear_caches(checkout)
                 load = os.getloadavg()[0]
-                rows[name] = r = run_suite(checkout)
-                ratio = r["cpu_s"] / rows["base"]["cpu_s"]
+                r = run_suite(checkout, n)
+                first = first or r
+                cpu_ratio, wall_ratio = r["cpu_s"] / first["cpu_s"], r["wall_s"] / first["wall_s"]
+                if name in ratios:
+                    ratios[name].append(cpu_ratio)
                 print(
-                    f"{k:>5}  {name:<10} {passed(r['result']):>6} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f}  "
-                    f"{ratio:>10.3f}x  {load:.2f}" + ("" if r["ok"] else f"  FAILED: {r['result']}"),
+                    f"{k:>5}  {name:<12} {passed(r['result']):>6} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f}  "
+                    f"{cpu_ratio:>8.3f}x  {wall_ratio:>9.3f}x  {load:.2f}"
+                    + ("" if r["ok"] else f"  FAILED: {r['result']}"),
                     flush=True,
                 )
-            ratios.append(rows["this"]["cpu_s"] / rows["base"]["cpu_s"])
-        print(f"CPU this / base: {', '.join(f'{x:.3f}' for x in ratios)} (base {args.base})")
+        first_name = variants[0][0]
+        for name, values in ratios.items():
+            print(
+                f"CPU {name} / {first_name}: {', '.join(f'{x:.3f}' for x in values)}"
+                + (f" (base {args.base})" if args.base else "")
+            )
     finally:
-        remove_worktree(base_folder)
+        if base_folder is not None:
+            remove_worktree(base_folder)
     benchmeta.finish(out, cpu_ratios=ratios)
     return 0
 
