@@ -8,10 +8,12 @@ The suite's budget is two minutes of wall time on two cores, and this build mach
 by a third within an hour, so one run says little. The other commit is checked out with ``git
 worktree`` into a temporary folder beside this checkout (where ``../shared`` is found, as in CI)
 with its own virtual environment (``pip install -e .[test]``, from the package index or its cache),
-and the two suites run in turn, base first, ``--rounds`` times: each row gives the CPU seconds
+and the two suites run in turn, ``--rounds`` times: each row gives the CPU seconds
 (user + system of pytest and everything it started) and the wall seconds, and the ratio against
 the base run next to it. With ``--workers`` each checkout runs once per ``pytest -n`` count in
-every round, and the ratios are against the first run of the round. With ``--fresh`` every run
+every round, and the ratios are against the first of them (``--base`` with the first count). Every
+other round runs in reverse order, so the machine's drift does not always favour the same run; a
+round's rows are printed, in the order they ran, when it ends. With ``--fresh`` every run
 starts without the checkouts' compiled caches (``__pycache__`` of the project, tests and
 benchmarks, as in CI's fresh clone).
 """
@@ -124,22 +126,27 @@ def main(argv=None) -> int:
         for n in args.workers
     ]
     ratios: dict[str, list[float]] = {name: [] for name, _, _ in variants[1:]}
+    wall_ratios: dict[str, list[float]] = {name: [] for name, _, _ in variants[1:]}
     try:
         if base_folder is not None:
             add_worktree(args.base, base_folder)
         head = f"{'round':>5}  {'code':<12} {'passed':>6} {'wall s':>7} {'CPU s':>7}  {'CPU ratio':>9}"
         print(head + f"  {'wall ratio':>10}  load")
         for k in range(1, args.rounds + 1):
-            first = None
-            for name, checkout, n in variants:
+            # every other round in reverse order, so that neither variant always runs first
+            order = variants if k % 2 else variants[::-1]
+            runs = []
+            for name, checkout, n in order:
                 if args.fresh:
                     clear_caches(checkout)
                 load = os.getloadavg()[0]
-                r = run_suite(checkout, n)
-                first = first or r
+                runs.append((name, load, run_suite(checkout, n)))
+            first = next(r for name, _, r in runs if name == variants[0][0])
+            for name, load, r in runs:
                 cpu_ratio, wall_ratio = r["cpu_s"] / first["cpu_s"], r["wall_s"] / first["wall_s"]
                 if name in ratios:
                     ratios[name].append(cpu_ratio)
+                    wall_ratios[name].append(wall_ratio)
                 print(
                     f"{k:>5}  {name:<12} {passed(r['result']):>6} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f}  "
                     f"{cpu_ratio:>8.3f}x  {wall_ratio:>9.3f}x  {load:.2f}"
@@ -149,13 +156,14 @@ def main(argv=None) -> int:
         first_name = variants[0][0]
         for name, values in ratios.items():
             print(
-                f"CPU {name} / {first_name}: {', '.join(f'{x:.3f}' for x in values)}"
+                f"{name} / {first_name}: CPU {', '.join(f'{x:.3f}' for x in values)}; "
+                f"wall {', '.join(f'{x:.3f}' for x in wall_ratios[name])}"
                 + (f" (base {args.base})" if args.base else "")
             )
     finally:
         if base_folder is not None:
             remove_worktree(base_folder)
-    benchmeta.finish(out, cpu_ratios=ratios)
+    benchmeta.finish(out, cpu_ratios=ratios, wall_ratios=wall_ratios)
     return 0
 
 
