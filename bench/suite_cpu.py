@@ -35,7 +35,7 @@ import benchmeta
 
 REPO = Path(__file__).resolve().parents[1]
 #: the README's test command, run in the checkout's own virtual environment
-TEST_COMMAND = ["-m", "pytest", "-n", "4", "--dist", "loadfile", "-q", "-p", "no:warnings"]
+TEST_COMMAND = ["-m", "pytest", "-n", "2", "--dist", "loadfile", "-q", "-p", "no:warnings"]
 
 
 def test_command(workers: int) -> list[str]:
@@ -99,7 +99,7 @@ def passed(result: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default=None, help="the commit to compare with")
-    parser.add_argument("--workers", type=int, nargs="+", default=[4], help="pytest -n counts to run (default 4)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2], help="pytest -n counts to run (default 2, as the README)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--tag", default=None)
     parser.add_argument("--fresh", action="store_true", help="every run without compiled caches, as a fresh clone")
