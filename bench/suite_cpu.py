@@ -99,7 +99,9 @@ def passed(result: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default=None, help="the commit to compare with")
-    parser.add_argument("--workers", type=int, nargs="+", default=[2], help="pytest -n counts to run (default 2, as the README)")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[2], help="pytest -n counts to run (default 2, as the README)"
+    )
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--tag", default=None)
     parser.add_argument("--fresh", action="store_true", help="every run without compiled caches, as a fresh clone")
