@@ -41,8 +41,8 @@ def summarize(labels: np.ndarray, preds: np.ndarray) -> dict:
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
     """Loss (train/test) and test accuracy (and custom held-out accuracy) per epoch."""
-    # a Figure on the Agg canvas, without pyplot (its import cost about a second of every training
-    # command), and fixed margins instead of a tight bounding box (which draws the figure twice)
+    # a Figure on the Agg canvas (no pyplot state to set up and close) and fixed margins: a tight
+    # bounding box draws the figure twice
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
