@@ -40,52 +40,9 @@ settings.register_profile("fuzz", max_examples=3000, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-#: seconds each of the longest test files took in one `pytest -n 2 --dist loadfile` on two cores
-#: (2026-11-28); the rest take a few seconds or less
-LONGEST_FILES = {
-    "test_web_browser.py": 23,
-    "test_train.py": 17,
-    "test_try_page.py": 15,
-    "test_bench_realistic_sheets.py": 12,
-    "test_pipeline_run.py": 11,
-    "test_qat.py": 10,
-    "third_party/test_third_party_pipeline.py": 9,
-    "test_sheets_batch.py": 9,
-    "test_sheets_realistic.py": 9,
-    "test_espdl_validate.py": 8,
-    "test_sheets_pool.py": 8,
-    "test_firmware_host.py": 7,
-    "test_reliability_data.py": 7,
-    "test_web_security.py": 7,
-    "test_update.py": 6,
-    "test_web_api.py": 6,
-    "test_firmware_build.py": 5,
-    "test_firmware_core.py": 5,
-}
-
-
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # once, in the process that starts the pytest-xdist workers
         _compile_ahead(config)
-        # `--dist loadfile` hands out whole files, by default those with the most tests first: with
-        # two workers a long file of few tests (the browser tests) ran last, one worker idle for
-        # seconds at the end; in collection order, longest first, the two end closer together
-        if hasattr(config.option, "loadscopereorder"):
-            config.option.loadscopereorder = False
-
-
-def pytest_collection_modifyitems(config, items):
-    """The test files longest first (:data:`LONGEST_FILES`; the others by their number of tests),
-    each file's tests in their own order."""
-    tests = REPO / "tests"
-
-    def name(item) -> str:
-        return item.path.relative_to(tests).as_posix() if item.path.is_relative_to(tests) else str(item.path)
-
-    count: dict[str, int] = {}
-    for item in items:
-        count[name(item)] = count.get(name(item), 0) + 1
-    items.sort(key=lambda item: (-LONGEST_FILES.get(name(item), 0), -count[name(item)]))  # stable sort
 
 
 def _compile_ahead(config) -> None:
