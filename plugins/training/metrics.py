@@ -41,14 +41,12 @@ def summarize(labels: np.ndarray, preds: np.ndarray) -> dict:
 
 def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
     """Loss (train/test) and test accuracy (and custom held-out accuracy) per epoch."""
-    # a Figure on the Agg canvas (no pyplot state to set up and close) and fixed margins: a tight
-    # bounding box draws the figure twice
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    # a Figure without pyplot (no global state to set up and close; savefig picks the PNG canvas)
+    # and fixed margins: a tight bounding box draws the figure twice
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=(10, 3.8))
-    FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0.07, right=0.985, bottom=0.13, top=0.9 if title else 0.96, wspace=0.2)
     a, b = fig.subplots(1, 2)
     ep = [h["epoch"] for h in history]
