@@ -34,23 +34,17 @@ from pathlib import Path
 import benchmeta
 
 REPO = Path(__file__).resolve().parents[1]
-#: the README's test command, run in the checkout's own virtual environment
-TEST_COMMAND = ["-m", "pytest", "-n", "2", "--dist", "loadfile", "-q", "-p", "no:warnings"]
+#: the README's test command, run in the checkout's own virtual environment, after ``-n WORKERS``
+#: (the README: two)
+TEST_OPTIONS = ["--dist", "loadfile", "-q", "-p", "no:warnings"]
 
 
-def test_command(workers: int) -> list[str]:
-    """The README's test command with ``workers`` pytest-xdist workers."""
-    command = list(TEST_COMMAND)
-    command[command.index("-n") + 1] = str(workers)
-    return command
-
-
-def run_suite(checkout: Path, workers: int = 4) -> dict:
+def run_suite(checkout: Path, workers: int) -> dict:
     """The test command in ``checkout`` with ``workers``: wall and CPU seconds, and pytest's last line."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(
-        [str(checkout / ".venv" / "bin" / "python"), *test_command(workers)],
+        [str(checkout / ".venv" / "bin" / "python"), "-m", "pytest", "-n", str(workers), *TEST_OPTIONS],
         cwd=checkout,
         capture_output=True,
         text=True,
@@ -127,8 +121,7 @@ def main(argv=None) -> int:
         for name, folder in checkouts
         for n in args.workers
     ]
-    ratios: dict[str, list[float]] = {name: [] for name, _, _ in variants[1:]}
-    wall_ratios: dict[str, list[float]] = {name: [] for name, _, _ in variants[1:]}
+    ratios: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in variants[1:]}  # (CPU, wall)
     try:
         if base_folder is not None:
             add_worktree(args.base, base_folder)
@@ -147,8 +140,7 @@ def main(argv=None) -> int:
             for name, load, r in runs:
                 cpu_ratio, wall_ratio = r["cpu_s"] / first["cpu_s"], r["wall_s"] / first["wall_s"]
                 if name in ratios:
-                    ratios[name].append(cpu_ratio)
-                    wall_ratios[name].append(wall_ratio)
+                    ratios[name].append((cpu_ratio, wall_ratio))
                 print(
                     f"{k:>5}  {name:<12} {passed(r['result']):>6} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f}  "
                     f"{cpu_ratio:>8.3f}x  {wall_ratio:>9.3f}x  {load:.2f}"
@@ -158,14 +150,17 @@ def main(argv=None) -> int:
         first_name = variants[0][0]
         for name, values in ratios.items():
             print(
-                f"{name} / {first_name}: CPU {', '.join(f'{x:.3f}' for x in values)}; "
-                f"wall {', '.join(f'{x:.3f}' for x in wall_ratios[name])}"
-                + (f" (base {args.base})" if args.base else "")
+                f"{name} / {first_name}: CPU {', '.join(f'{c:.3f}' for c, _ in values)}; "
+                f"wall {', '.join(f'{w:.3f}' for _, w in values)}" + (f" (base {args.base})" if args.base else "")
             )
     finally:
         if base_folder is not None:
             remove_worktree(base_folder)
-    benchmeta.finish(out, cpu_ratios=ratios, wall_ratios=wall_ratios)
+    benchmeta.finish(
+        out,
+        cpu_ratios={name: [c for c, _ in values] for name, values in ratios.items()},
+        wall_ratios={name: [w for _, w in values] for name, values in ratios.items()},
+    )
     return 0
 
 
