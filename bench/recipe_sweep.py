@@ -1,4 +1,4 @@
-"""Recipe sweep: train one model with variants of a recipe (MNIST only, one torch thread each) and
+"""Recipe sweep: train one model with variants of a recipe (MNIST only, one torch thread each unless ``--threads``) and
 print the kept (last-epoch) MNIST test accuracy, the best epoch's for information, and time to 99.4 % of every variant.
 
     MNISTP4_MNIST_DIR=... python bench/recipe_sweep.py --model p4net \
@@ -52,6 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="registered model (default: the configured one)")
     ap.add_argument("--variant", action="append", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline's setting, 1 or 2)")
     ap.add_argument("--runs", default=str(REPO / "runs"))
     ap.add_argument("--teacher", action="append", default=[], help="run dir to distill from (repeatable)")
     ap.add_argument("--tag", default="", help="suffix of the results folder name")
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
             seed=args.seed,
             overwrite=True,
             export=False,
-            threads=1,
+            threads=args.threads,
             teachers=args.teacher,
             augment=args.augment,
         )
