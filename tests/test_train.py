@@ -442,3 +442,64 @@ def test_grouped_sharpness_aware_gradients_average_each_groups_own_sam_gradient(
         model, lambda xb, yb, sb: seen.append(sb) or step_loss(xb, yb), x, y, 0.05, 4, soft
     )
     assert [t.flatten().tolist() for t in seen] == [[0, 1, 2, 3]] * 2 + [[4, 5, 6, 7]] * 2 + [[8, 9]] * 2
+
+
+VIEW_MODEL_PLUGIN = """
+import mnistp4
+from mnistp4 import ModelSpec
+
+
+def build():
+    import torch.nn as nn
+
+    class ViewNet(nn.Module):  # flattens with .view: needs contiguous maps
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * 28 * 28, 10)
+
+        def forward(self, x):
+            x = self.conv2(self.conv1(x).relu()).relu()
+            return self.fc(x.view(x.size(0), -1))
+
+    return ViewNet()
+
+
+@mnistp4.hookimpl
+def register_models(register):
+    register("view-net", ModelSpec("view-net", build, "a conv, then .view"))
+"""
+
+
+def test_channels_last_only_where_the_model_runs_with_it(make_app, tmp_path):
+    """The shipped CNN trains on channels-last maps; the probe changes no statistic and leaves the
+    mode as it was. A plugin model whose forward needs contiguous maps keeps them and still trains
+    and exports; a model without convolutions is left alone."""
+    import torch
+
+    from mnistp4.stages.models.nets import P4NetPlus
+    from mnistp4.stages.training.loop import memory_layout
+    from mnistp4.stages.training.run import train_run
+
+    net = P4NetPlus()
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone(), int(bn.num_batches_tracked)
+    assert memory_layout(net, torch.device("cpu")) == torch.channels_last
+    conv = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][1]  # 16 channels in
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    assert torch.equal(bn.running_mean, before[0]) and int(bn.num_batches_tracked) == before[1]
+    assert net.training
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    assert memory_layout(mlp, torch.device("cpu")) == torch.contiguous_format
+
+    plugins = plugin_dir(tmp_path)
+    (plugins / "view_model.py").write_text(VIEW_MODEL_PLUGIN)
+    app = make_app(plugin_dirs=[str(plugins)])
+    view_net = app.get("models", "view-net").build()
+    assert memory_layout(view_net, torch.device("cpu")) == torch.contiguous_format
+    weight = view_net.conv2.weight
+    assert weight.is_contiguous() and not weight.is_contiguous(memory_format=torch.channels_last)
+    out = tmp_path / "view-run"
+    metrics = train_run(app, out=out, model="view-net", recipe="fast", custom=[], epochs=1, seed=0, quiet=True)
+    assert metrics["epochs"] == 1 and metrics["test_accuracy"] > 0.2
+    assert json.loads((out / "metrics.json").read_text())["onnx"]["max_abs_diff"] <= 1e-4
