@@ -5,8 +5,8 @@ The training loop trains in the ``channels_last`` memory format where the model 
 through the real loop (``train_run``, MNIST only) once with that choice and once with
 ``memory_layout`` replaced by one that keeps the contiguous format, for each torch thread count, in
 ``--rounds`` rounds; every other round runs the two in reverse order, since this machine's speed
-drifts; one untimed training comes first. It prints each pair's training seconds, CPU seconds and test accuracy, and the ratio
-contiguous / channels-last (above 1: channels-last is faster).
+drifts; one untimed training comes first. It prints each pair's training seconds, CPU seconds and
+test accuracy, and the ratio contiguous / channels-last (above 1: channels-last is faster).
 
     MNISTP4_MNIST_DIR=... python bench/bench_train_layout.py [--threads 2 1] [--epochs 1] [--rounds 2]
 
