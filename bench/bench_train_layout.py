@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     # convolution kernels, which would count against whichever layout ran first
     train_once(app, recipe.name, model, args.seed, args.threads[0], False, Path(args.runs))
     rows = []
+    ratios: dict[int, list[float]] = {n: [] for n in args.threads}  # contiguous / channels-last, per round
     for k in range(args.rounds):
         for threads in args.threads:
             order = [False, True] if k % 2 == 0 else [True, False]
@@ -101,33 +102,23 @@ def main(argv=None) -> int:
                     flush=True,
                 )
             c, s = pair["contiguous"], pair["shipped"]
+            ratios[threads].append(c["train_seconds"] / s["train_seconds"])
             print(
                 f"round {k + 1}, {threads} thread(s): contiguous / channels-last = "
-                f"{c['train_seconds'] / s['train_seconds']:.2f}x wall, {c['cpu_seconds'] / s['cpu_seconds']:.2f}x CPU",
+                f"{ratios[threads][-1]:.2f}x wall, {c['cpu_seconds'] / s['cpu_seconds']:.2f}x CPU",
                 flush=True,
             )
     summary = {}
-    for threads in args.threads:
-        ratios = [
-            c["train_seconds"] / s["train_seconds"]
-            for c, s in (
-                (
-                    next(
-                        r for r in rows if r["round"] == k and r["threads"] == threads and r["layout"] == "contiguous"
-                    ),
-                    next(r for r in rows if r["round"] == k and r["threads"] == threads and r["layout"] == "shipped"),
-                )
-                for k in range(1, args.rounds + 1)
-            )
-        ]
+    for threads, values in ratios.items():
+        median = statistics.median(values)
         summary[f"threads_{threads}"] = {
-            "ratio_median": round(statistics.median(ratios), 3),
-            "ratio_min": round(min(ratios), 3),
-            "ratio_max": round(max(ratios), 3),
+            "ratio_median": round(median, 3),
+            "ratio_min": round(min(values), 3),
+            "ratio_max": round(max(values), 3),
         }
         print(
-            f"{threads} thread(s): channels-last trains {statistics.median(ratios):.2f}x as fast "
-            f"(median; {min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} round(s))"
+            f"{threads} thread(s): channels-last trains {median:.2f}x as fast "
+            f"(median; {min(values):.2f}-{max(values):.2f} over {len(values)} round(s))"
         )
     (out_dir / "rows.json").write_text(json.dumps(rows, indent=2) + "\n")
     benchmeta.finish(out_dir, summary=summary)
