@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
 from mnistp4.records import Digit
-from mnistp4.stages.sheets import checker
+from mnistp4.stages.sheets import checker, thinning
 from mnistp4.stages.sheets import synth as _synth
 
 
@@ -256,3 +258,33 @@ def test_a_faint_digit_read_surely_as_its_row_is_not_low_contrast_and_a_doubtful
     assert sure.sum() >= 100  # most clean MNIST digits are read that surely (122 of these 200)...
     assert all(("low_contrast" in d.flags) != s for d, s in zip(faint, sure))  # ...and only those are released
     assert all("low_contrast" in d.flags for d in wrong_row)  # a digit unlike its row stays faint
+
+
+def test_thinning_matches_scikit_image_and_leaves_its_morphology_package_unimported(unseen):
+    images, _ = unseen
+    ink, _ = checker._stacked(images >= checker.STROKE_INK, frame=False)
+    from skimage.morphology import skeletonize
+
+    expected = skeletonize(ink.astype(bool))
+    assert expected.sum() > 10 * len(images)  # strokes of every digit, not an empty picture
+    assert np.array_equal(thinning.skeleton(ink), expected)
+    # the public function, where the kernel cannot be loaded on its own, gives the same
+    thinning._thinner.cache_clear()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(thinning, "KERNEL_MODULE", "skimage.morphology._no_such_kernel")
+            assert thinning._thinner() is skeletonize
+            assert np.array_equal(thinning.skeleton(ink), expected)
+    finally:
+        thinning._thinner.cache_clear()
+    # a fresh process checks digits without importing skimage.morphology (and SciPy with it)
+    code = (
+        "import sys, numpy as np\n"
+        "from mnistp4.stages.sheets import checker\n"
+        "img = np.zeros((1, 28, 28), np.uint8); img[0, 4:24, 12:16] = 255\n"
+        "meets, lengths = checker.strokes(img)\n"
+        "print(int(lengths[0]), 'skimage.morphology' in sys.modules, 'scipy.ndimage' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    length, morphology, ndimage = done.stdout.split()
+    assert int(length) >= 15 and morphology == "False" and ndimage == "False"

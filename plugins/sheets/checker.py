@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mnistp4.stages.sheets import thinning
+
 log = logging.getLogger(__name__)
 
 CHECKER_FILE = Path(__file__).with_name("checker.onnx")
@@ -145,11 +147,9 @@ def strokes(images28: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     skeleton (Zhang's method): (N,) junctions, places where three or more strokes meet (skeleton
     pixels with three or more skeleton neighbours, touching ones counted once), and (N,) stroke
     lengths (skeleton pixels). One thinning for all: the images framed by paper and stacked."""
-    from skimage.morphology import skeletonize
-
     images = np.asarray(images28)
     ink, band = _stacked(images >= STROKE_INK, frame=False)
-    skeleton = skeletonize(ink.astype(bool)).astype(np.uint8)
+    skeleton = thinning.skeleton(ink).astype(np.uint8)
     neighbours = cv2.filter2D(skeleton, -1, _NEIGHBOURS, borderType=cv2.BORDER_CONSTANT)
     branch = (skeleton & (neighbours >= 3)).astype(np.uint8)
     count, _, stats, _ = cv2.connectedComponentsWithStats(branch, connectivity=8)

@@ -340,9 +340,9 @@ def overwritten(
 
 def _traced(img: np.ndarray, pen: int) -> np.ndarray:
     """A white-on-black drawing traced again along its centre line with a round pen ``pen`` wide."""
-    from skimage.morphology import skeletonize
+    from mnistp4.stages.sheets.thinning import skeleton
 
-    centre = skeletonize(img > 110).astype(np.uint8)
+    centre = skeleton(img > 110).astype(np.uint8)
     return cv2.dilate(centre * 255, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (pen, pen)))
 
 
