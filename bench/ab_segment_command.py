@@ -31,25 +31,27 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 
 
 def package_commit(python: str) -> tuple[str, bool]:
     """(short commit, tree clean) of the checkout whose ``mnistp4`` ``python`` imports."""
     code = "import mnistp4, pathlib; print(pathlib.Path(mnistp4.__file__).resolve().parents[1])"
-    root = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    # run outside any checkout: ``-c`` and ``-m`` put the working folder first on the import path
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+    root = done.stdout.strip()
     commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"], capture_output=True)
     return commit.stdout.strip(), commit.returncode == 0 and not status.stdout.strip()
 
 
 def timed_command(python: str, raw: Path, data: Path, workers: int) -> dict:
-    """One ``mnistp4 segment`` of ``raw`` into ``data``: its CPU and wall seconds and its boxes."""
+    """One ``mnistp4 segment`` of ``raw`` into ``data``: its CPU and wall seconds and its boxes. It
+    runs in ``raw``'s parent, a folder of no checkout (see :func:`package_commit`)."""
     command = [python, "-m", "mnistp4", "segment", str(raw), "-o", str(data), "--workers", str(workers), "--json"]
     os.sync()  # the last run's files on disk first: their write-back is not this run's time
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=raw.parent)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
