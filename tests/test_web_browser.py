@@ -172,6 +172,10 @@ GLYPHS = {
 }
 
 
+#: the longest pointer move of a drawn stroke, in screen pixels
+STEP_PX = 12
+
+
 def draw(driver, canvas, rect_px, strokes, kind="mouse", source_size=None):
     """Draw strokes given in unit coordinates of ``rect_px`` (x, y, w, h in the canvas's own pixels)
     with a mouse, a touch pointer or a pen, through WebDriver's pointer actions."""
@@ -197,8 +201,11 @@ def draw(driver, canvas, rect_px, strokes, kind="mouse", source_size=None):
         action.move_to_location(*to_view(*points[0]))
         action.pointer_down()
         for (pu, pv), (u, v) in zip(points, points[1:]):
-            # several small steps per segment, as a hand moves
-            for t in (0.34, 0.67, 1.0):
+            # steps of at most STEP_PX, as a hand moves (each move takes the builder's 20 ms)
+            (ax, ay), (bx, by) = to_view(pu, pv), to_view(u, v)
+            steps = max(1, math.ceil(math.hypot(bx - ax, by - ay) / STEP_PX))
+            for k in range(1, steps + 1):
+                t = k / steps
                 action.move_to_location(*to_view(pu + (u - pu) * t, pv + (v - pv) * t))
         action.pointer_up()
         builder.perform()
