@@ -17,7 +17,7 @@ from mnistp4.stages.sheets import synth as _synth
 from mnistp4.stages.sheets.batch import segment_folder
 from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, default_layouts, render_template
 from mnistp4.stages.sheets.segment_template import segment_template
-from mnistp4.stages.sheets.sheet_image import decode_sheet, walk_sheets
+from mnistp4.stages.sheets.sheet_image import decode_sheet, jpeg_scale, probe, walk_sheets
 
 LAYOUTS = {lay.name: lay for lay in default_layouts()}
 GRID = LAYOUTS["grid-10x10"]
@@ -405,6 +405,50 @@ def test_multi_page_tiff_is_one_sheet_per_page(tmp_path, semeion):
     assert set(by_sheet) == {"scan.tif#1", "scan.tif#2", "scan.tif#3"}
     assert "page is blank" in by_sheet["scan.tif#1"]["error"]
     assert by_sheet["scan.tif#2"]["status"] == "ok" and by_sheet["scan.tif#3"]["status"] == "ok"
+
+
+def _jpeg_sized(width: int, height: int) -> bytes:
+    """A small real JPEG whose frame header claims ``width`` x ``height`` (its data ends early)."""
+    data = bytearray(cv2.imencode(".jpg", np.full((16, 16), 255, np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_a_phone_jpeg_with_a_gain_map_is_one_sheet_decoded_as_a_plain_jpeg(tmp_path, semeion):
+    """HDR phone photos carry a gain map (or a depth map) as a second picture after the photo
+    (Pillow calls them MPO): one sheet, decoded as quickly and at the same size as a plain JPEG."""
+    from PIL import Image
+
+    page = render_template(GRID, PX)
+    cx, cy, _, _ = _centre(3, 3)
+    _write(page, _synth.stroke_image(_digit(semeion, 3), 60), cx, cy)
+    photo = Image.fromarray(cv2.resize(page, (4200, round(4200 * page.shape[0] / page.shape[1])))).convert("RGB")
+    gain_map = Image.new("L", (photo.width // 4, photo.height // 4), 128)
+    plain, mpo = io.BytesIO(), io.BytesIO()
+    photo.save(plain, "JPEG", quality=90)
+    photo.save(mpo, "MPO", quality=90, save_all=True, append_images=[gain_map])
+    assert Image.open(io.BytesIO(mpo.getvalue())).format == "MPO"
+    grey = decode_sheet(mpo.getvalue(), "hdr.jpg")
+    assert grey.shape == ((photo.height + 1) // 2, (photo.width + 1) // 2)  # half size, as a plain one
+    assert np.array_equal(grey, decode_sheet(plain.getvalue(), "plain.jpg"))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "hdr.jpg").write_bytes(mpo.getvalue())
+    summary = _cut_folder(raw, tmp_path / "data", None)
+    assert [(r["sheet"], r["status"]) for r in summary["results"]] == [("hdr.jpg", "ok")]
+
+
+def test_big_phone_jpegs_are_decoded_smaller_and_only_bombs_are_refused():
+    big = np.full((6048, 8064), 255, np.uint8)  # a 48 MP photo: a quarter of each side
+    big[3000:3100, 4000:4400] = 0
+    grey = decode_sheet(cv2.imencode(".jpg", big)[1].tobytes(), "48mp.jpg")
+    assert grey.shape == (1512, 2016) and grey[760, 1050] < 50 and grey[100, 100] > 200
+    # a 200 MP photo passes the size check and would be decoded at an eighth; 600 MP does not
+    info = probe(_jpeg_sized(16320, 12240), "200mp.jpg")
+    assert (info.width, info.height, jpeg_scale(info.width, info.height)) == (16320, 12240, 8)
+    with pytest.raises(InputError, match="30000x20000 pixels \\(600 MP\\) is enormous"):
+        decode_sheet(_jpeg_sized(30000, 20000), "bomb.jpg")
 
 
 def test_decompression_bomb_names_its_true_size():

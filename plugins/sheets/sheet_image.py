@@ -29,8 +29,14 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".heic", 
 MAX_BYTES = 200 * 1024 * 1024
 MAX_PIXELS = 100_000_000
 MIN_SIDE = 200
-#: JPEGs whose longer side is at least this are decoded at half size (still >= 2000 pixels)
-REDUCE_FROM_SIDE = 4000
+#: a JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg scales while it decodes: the whole
+#: image is never in memory) as long as its longer side stays at least this: a 12 MP phone photo
+#: at half size, 48 MP at a quarter, 200 MP at an eighth, all about 2000-4000 pixels long
+DECODED_MIN_SIDE = 2000
+#: JPEGs up to this are read (decoded smaller, as above); the largest phone photos are 200 MP
+MAX_JPEG_PIXELS = 400_000_000
+_REDUCED_GREY = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4}
+_REDUCED_GREY[8] = cv2.IMREAD_REDUCED_GRAYSCALE_8
 #: a page whose grey levels span less than this is blank
 BLANK_RANGE = 16
 #: PDF pages (a scanner's usual output) are rendered at this resolution: above the canonical page
@@ -73,6 +79,8 @@ def probe(data: bytes, name: str) -> ImageInfo:
             # EXIF after its pixels, so a PNG without an eXIf chunk is upright without asking
             if info.format not in ("JPEG", "MPO") and (info.format != "PNG" or _png_has_exif(data)):
                 info.turned = im.getexif().get(0x0112, 1) not in (0, 1)
+            if info.format == "MPO":  # a camera JPEG with a gain map, a depth map or a second view after
+                info.format, info.pages = "JPEG", 1  # the photo (HDR phone photos): one sheet, a JPEG
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise InputError(
             f"{name}: not an image OpenCV or Pillow can read (corrupt or another format); "
@@ -80,12 +88,19 @@ def probe(data: bytes, name: str) -> ImageInfo:
         ) from None
     finally:
         Image.MAX_IMAGE_PIXELS = saved
-    if info.width * info.height > MAX_PIXELS:
+    pixels = info.width * info.height
+    if pixels > (MAX_JPEG_PIXELS if info.format == "JPEG" else MAX_PIXELS):
         raise InputError(
-            f"{name}: {info.width}x{info.height} pixels ({info.width * info.height / 1e6:.0f} MP) is "
-            f"enormous (limit {MAX_PIXELS // 10**6} MP); scan at 300 dpi or less"
+            f"{name}: {info.width}x{info.height} pixels ({pixels / 1e6:.0f} MP) is enormous (limit "
+            f"{MAX_JPEG_PIXELS // 10**6} MP for a JPEG, {MAX_PIXELS // 10**6} MP otherwise); scan at 300 dpi "
+            f"or less, or photograph at 12-50 MP"
         )
     return info
+
+
+def jpeg_scale(width: int, height: int) -> int:
+    """The factor (1, 2, 4 or 8) a JPEG of this size is decoded smaller by (:data:`DECODED_MIN_SIDE`)."""
+    return next((f for f in (8, 4, 2) if max(width, height) >= f * DECODED_MIN_SIDE), 1)
 
 
 def _png_has_exif(data: bytes) -> bool:
@@ -112,9 +127,7 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
     if info.pages > 1 or info.format == "HEIF" or info.turned:
         grey = _decode_pil(data, page)
     elif info.format == "JPEG":  # 8-bit, no alpha; OpenCV applies the EXIF orientation
-        flag = cv2.IMREAD_GRAYSCALE
-        if max(info.width, info.height) >= REDUCE_FROM_SIDE:
-            flag = cv2.IMREAD_REDUCED_GRAYSCALE_2
+        flag = _REDUCED_GREY[jpeg_scale(info.width, info.height)]
         grey = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     else:  # keep alpha and all bits (IMREAD_GRAYSCALE drops both)
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
