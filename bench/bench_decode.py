@@ -1,5 +1,5 @@
 """Phone photos as cameras write them: a plain JPEG, an HDR JPEG with a gain map after the photo
-(what Pillow calls MPO), and a 48 MP JPEG: decoding and segmenting time per sheet, and the result.
+(what Pillow calls MPO), a 48 MP JPEG and a HEIC: decoding and segmenting time per sheet, and the result.
 
     MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/bench_decode.py [--seeds 801 802] [--rounds 3]
     python bench/with_checkout.py COMMIT bench/bench_decode.py --tag code-COMMIT   # the code of another commit
@@ -7,7 +7,8 @@
 Each 12 MP photo of ``bench/realistic_sheets.py`` (every photo condition x ``--seeds``) is decoded
 once and saved again by Pillow at quality 90 three ways: a plain JPEG; the same JPEG followed by a
 quarter-size gain map (an HDR phone photo's layout: Pixel "Ultra HDR", recent iPhones and
-Samsungs); and the photo enlarged to 48 MP (8064 pixels long, a 48 MP phone's full resolution).
+Samsungs); the photo enlarged to 48 MP (8064 pixels long, a 48 MP phone's full resolution); and,
+with the optional ``pillow-heif``, a HEIC (an iPhone's default format).
 Each file is decoded (``decode_sheet``) and segmented (``segment_auto``) in this process, one
 thread, ``--rounds`` times; the table gives the median CPU milliseconds of each step per sheet,
 the decoded size, and how many of the sheets' boxes come out with the same flags as from the plain
@@ -42,7 +43,17 @@ def variants(photo: bytes) -> dict[str, bytes]:
     image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC).save(
         big, "JPEG", quality=90
     )
-    return {"plain": plain.getvalue(), "hdr (gain map)": hdr.getvalue(), "48 MP": big.getvalue()}
+    out = {"plain": plain.getvalue(), "hdr (gain map)": hdr.getvalue(), "48 MP": big.getvalue()}
+    try:
+        import pillow_heif
+    except ImportError:  # the optional HEIC reader (pip install "mnistp4[heic]")
+        return out
+    pillow_heif.register_heif_opener()
+    heic = io.BytesIO()
+    # x265's fastest preset: the decoding is measured, not a phone's encoder
+    image.save(heic, format="HEIF", quality=80, enc_params={"preset": "ultrafast"})
+    out["HEIC"] = heic.getvalue()
+    return out
 
 
 def main(argv=None) -> int:
@@ -53,7 +64,7 @@ def main(argv=None) -> int:
     from mnistp4.stages.sheets.segment_template import segment_auto
     from mnistp4.stages.sheets.sheet_image import decode_sheet
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].rstrip(","))
     parser.add_argument("--seeds", type=int, nargs="+", default=[801, 802])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tag", default="")

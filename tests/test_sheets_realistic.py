@@ -17,7 +17,7 @@ from mnistp4.stages.sheets import synth as _synth
 from mnistp4.stages.sheets.batch import segment_folder
 from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, default_layouts, render_template
 from mnistp4.stages.sheets.segment_template import segment_template
-from mnistp4.stages.sheets.sheet_image import decode_sheet, jpeg_scale, probe, walk_sheets
+from mnistp4.stages.sheets.sheet_image import decode_scale, decode_sheet, probe, walk_sheets
 
 LAYOUTS = {lay.name: lay for lay in default_layouts()}
 GRID = LAYOUTS["grid-10x10"]
@@ -446,7 +446,7 @@ def test_big_phone_jpegs_are_decoded_smaller_and_only_bombs_are_refused():
     assert grey.shape == (1512, 2016) and grey[760, 1050] < 50 and grey[100, 100] > 200
     # a 200 MP photo passes the size check and would be decoded at an eighth; 600 MP does not
     info = probe(_jpeg_sized(16320, 12240), "200mp.jpg")
-    assert (info.width, info.height, jpeg_scale(info.width, info.height)) == (16320, 12240, 8)
+    assert (info.width, info.height, decode_scale(info.width, info.height)) == (16320, 12240, 8)
     with pytest.raises(InputError, match="30000x20000 pixels \\(600 MP\\) is enormous"):
         decode_sheet(_jpeg_sized(30000, 20000), "bomb.jpg")
 
@@ -534,6 +534,21 @@ def test_an_iphone_heic_photo_reads_as_its_png(semeion):
     assert all(heic[k].label == truth.labels[k] for k in heic)
     same = sum(_synth.closeness(heic[k].image, lossless[k].image) >= 0.9 for k in heic)
     assert same >= 97, same
+
+
+def test_a_big_heic_photo_is_shrunk_as_a_jpeg_of_its_size_is_decoded():
+    pillow_heif = pytest.importorskip("pillow_heif")  # in the test extras; optional for users
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    photo = np.full((3000, 4200), 255, np.uint8)
+    photo[1000:1200, 2000:2600] = 0
+    buf = io.BytesIO()
+    Image.fromarray(photo).convert("RGB").save(buf, format="HEIF", quality=50, enc_params={"preset": "ultrafast"})
+    grey = decode_sheet(buf.getvalue(), "IMG_0002.HEIC")
+    jpeg = decode_sheet(cv2.imencode(".jpg", photo)[1].tobytes(), "IMG_0002.jpg")
+    assert grey.shape == jpeg.shape == (1500, 2100)
+    assert np.abs(grey.astype(int) - jpeg).mean() < 3 and grey[550, 1150] < 50 and grey[100, 100] > 200
 
 
 def test_noise_free_black_and_white_export_is_not_blank():

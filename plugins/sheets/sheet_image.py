@@ -31,7 +31,8 @@ MAX_PIXELS = 100_000_000
 MIN_SIDE = 200
 #: a JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg scales while it decodes: the whole
 #: image is never in memory) as long as its longer side stays at least this: a 12 MP phone photo
-#: at half size, 48 MP at a quarter, 200 MP at an eighth, all about 2000-4000 pixels long
+#: at half size, 48 MP at a quarter, 200 MP at an eighth, all about 2000-4000 pixels long; a HEIC
+#: photo is shrunk the same way after decoding (what the sheet's segmentation is tuned for)
 DECODED_MIN_SIDE = 2000
 #: JPEGs up to this are read (decoded smaller, as above); the largest phone photos are 200 MP
 MAX_JPEG_PIXELS = 400_000_000
@@ -98,8 +99,8 @@ def probe(data: bytes, name: str) -> ImageInfo:
     return info
 
 
-def jpeg_scale(width: int, height: int) -> int:
-    """The factor (1, 2, 4 or 8) a JPEG of this size is decoded smaller by (:data:`DECODED_MIN_SIDE`)."""
+def decode_scale(width: int, height: int) -> int:
+    """The factor (1, 2, 4 or 8) a photo of this size is decoded smaller by (:data:`DECODED_MIN_SIDE`)."""
     return next((f for f in (8, 4, 2) if max(width, height) >= f * DECODED_MIN_SIDE), 1)
 
 
@@ -127,14 +128,25 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
     if info.pages > 1 or info.format == "HEIF" or info.turned:
         grey = _decode_pil(data, page)
     elif info.format == "JPEG":  # 8-bit, no alpha; OpenCV applies the EXIF orientation
-        flag = _REDUCED_GREY[jpeg_scale(info.width, info.height)]
+        flag = _REDUCED_GREY[decode_scale(info.width, info.height)]
         grey = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     else:  # keep alpha and all bits (IMREAD_GRAYSCALE drops both)
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         grey = None if image is None else _to_grey8(image)
     if grey is None:
         raise InputError(f"{name}: the image data is corrupt or truncated; export or copy it again")
+    if info.format == "HEIF":  # always a camera photo: to the size a JPEG of its size is decoded at
+        grey = _shrunk(grey, decode_scale(grey.shape[1], grey.shape[0]))
     return _checked(grey, name)
+
+
+def _shrunk(grey: np.ndarray, factor: int) -> np.ndarray:
+    """``grey`` 1/``factor`` as wide and high (rounded up, as libjpeg does), each pixel the mean of
+    the ones it covers."""
+    if factor == 1:
+        return grey
+    h, w = grey.shape
+    return cv2.resize(grey, (-(-w // factor), -(-h // factor)), interpolation=cv2.INTER_AREA)
 
 
 def _checked(grey: np.ndarray, name: str) -> np.ndarray:
