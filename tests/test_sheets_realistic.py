@@ -591,6 +591,22 @@ def test_exif_orientation_of_png_and_webp_is_applied(fmt):
     assert grey[10:40, -60:-10].max() < 60 and grey[-40:, :60].min() > 200  # the ink now at the top right
 
 
+def test_exif_orientation_of_a_portrait_phone_jpeg_is_applied_at_the_reduced_size():
+    """A phone held upright stores its landscape sensor image and EXIF orientation 6 (the most usual
+    photo of a sheet): turned while it is decoded at half size."""
+    from PIL import Image
+
+    stored = np.full((3000, 4000), 255, np.uint8)
+    stored[100:400, 100:800] = 0  # ink in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, "JPEG", quality=90, exif=exif.tobytes())
+    grey = decode_sheet(buf.getvalue(), "IMG_0003.jpg")
+    assert grey.shape == (2000, 1500)  # upright, half size
+    assert grey[60:390, -190:-60].max() < 60 and grey[-500:, :500].min() > 200  # the ink now at the top right
+
+
 def test_exif_after_a_pngs_pixels_is_found_and_a_png_without_exif_is_not_decoded_for_it():
     """Pillow decodes a whole PNG to look for EXIF behind its pixels (a third of a second for a
     300 dpi scan): the chunk headers are walked instead, and the orientation is still applied
