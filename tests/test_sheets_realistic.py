@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mnistp4.errors import InputError
-from mnistp4.stages.sheets import checker, qa
+from mnistp4.stages.sheets import checker
 from mnistp4.stages.sheets import synth as _synth
 from mnistp4.stages.sheets.batch import segment_folder
 from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, default_layouts, render_template
@@ -329,38 +329,6 @@ def test_a_stroke_along_the_box_line_is_border(mnist_dir, semeion_dir, semeion):
     # correction, and the checker's flags are not what this test is about)
     assert not set(beside.flags) - {"crossed_out", "unlike_label"}, beside.flags
     assert _synth.closeness(beside.image, _synth.reference_digit(_digit(semeion, 9, 4))) >= 0.8
-
-
-def test_a_slanted_ruling_of_curled_lined_paper_does_not_lead_the_digit_over_the_line(mnist_dir, semeion_dir):
-    """Realistic photo (bench/realistic_sheets.py, photo-curl-fold seed 13, lined paper): the curl
-    tilts the rulings by two rows across a box, so no single row of a ruling is dark in both strips
-    outside the box. Left in, its faint rest joined the 0s of the top row to the box lines, and they
-    were flagged ``border``; the ruling is now matched within a slant, and they are clean."""
-    import realistic_sheets as rs
-
-    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
-    sheet = rs.make_sheet("photo-curl-fold", 13, hand)
-    payload, suffix = rs.encode(sheet)
-    digits = _segment(decode_sheet(payload, "photo" + suffix))
-    for key in [(0, 0), (0, 8), (0, 9)]:
-        assert sheet.boxes[key].what == "clean" and sheet.boxes[key].label == 0
-        assert "border" not in digits[key].flags, (key, digits[key].flags)
-
-
-def test_a_ruling_is_taken_out_within_its_slant_and_ink_is_not():
-    """A faint ruling blurred over four rows and two rows lower on the right of the box than on the
-    left is taken out of the box; a digit's bar across the box on that row keeps its ink."""
-    h, w, pad = 60, 70, 10
-    rows, cols = np.mgrid[0:h, 0:w]
-    centre = 30 + 2 * cols / w  # the ruling's row, two rows lower at the right
-    dark = np.round(13 * np.exp(-(((rows - centre) / 1.2) ** 2))).astype(np.uint8)[None].repeat(2, axis=0)
-    dark[1, 29:32, pad + 8 : w - pad - 8] = 120  # box 1: a bar of ink along the ruling
-    level = qa.rulings(dark, pad, pad + 5, slant=2)
-    left = cv2.subtract(dark, level)
-    inside = np.s_[:, pad:-pad]  # where ink is searched (the strips outside the box are the neighbours')
-    assert left[0][inside].max() < qa.REL_INK_LOW  # no ruling left that could pass for ink
-    assert (left[1, 29:32, pad + 8 : w - pad - 8] >= 100).all()  # the bar keeps its ink
-    assert cv2.subtract(dark, qa.rulings(dark, pad, pad + 5))[0][inside].max() >= qa.REL_INK_LOW  # row by row: not
 
 
 def test_a_digit_stroke_taken_for_a_line_sliver_is_flagged(semeion):

@@ -276,22 +276,17 @@ def _row_medians(values: np.ndarray) -> np.ndarray:
 RULING_MIN = REL_INK_LOW // 2
 
 
-#: a ruling may run this much higher on one side of a box than on the other (curled or folded
-#: paper bends it; it is blurred over a few rows, and each row sees its own part of it)
-RULING_SLANT_MM = 0.4
-
-
-def rulings(dark: np.ndarray, pad: int, margin: int, slant: int = 0) -> np.ndarray:
+def rulings(dark: np.ndarray, pad: int, margin: int) -> np.ndarray:
     """(N, H, W) darkness of printed rulings (squared or lined paper) in each box of ``dark`` (boxes
     padded by ``pad``): per row, the 10th percentile across the box's inner columns, but no more than
-    the darkest median, within ``slant`` rows of it, of the strips outside the box on either side
-    (the lesser of the two sides); per column the same. A ruling runs across the box and on beyond
-    it; a digit's stroke never covers nine tenths of a row of the box and also both strips outside it."""
+    the row's median in the strips outside the box on either side; per column the same. A ruling
+    runs across the box and on beyond it; a digit's stroke never covers nine tenths of a row of
+    the box and also both strips outside it."""
     strip = max(1, pad - margin // 2)
 
     def level(a):  # a: N, lines, positions along the line
-        left = _near_max(np.median(a[:, :, :strip], axis=2), slant)
-        right = _near_max(np.median(a[:, :, -strip:], axis=2), slant)
+        left = np.median(a[:, :, :strip], axis=2)
+        right = np.median(a[:, :, -strip:], axis=2)
         outside = np.minimum(left, right)
         out = np.zeros(a.shape[:2], np.uint8)
         lines = np.nonzero(outside >= RULING_MIN)  # only lines dark on both sides outside can be rulings
@@ -302,15 +297,6 @@ def rulings(dark: np.ndarray, pad: int, margin: int, slant: int = 0) -> np.ndarr
         return out
 
     return np.maximum(level(dark)[:, :, None], level(dark.transpose(0, 2, 1))[:, None, :])
-
-
-def _near_max(values: np.ndarray, reach: int) -> np.ndarray:
-    """(N, L) the largest of ``values`` within ``reach`` places along axis 1."""
-    out = values.copy()
-    for d in range(1, reach + 1):
-        np.maximum(out[:, d:], values[:, :-d], out=out[:, d:])
-        np.maximum(out[:, :-d], values[:, d:], out=out[:, :-d])
-    return out
 
 
 def boxes_ink(
@@ -333,7 +319,7 @@ def boxes_ink(
     n, h, w = dark.shape
     lines, widths, missing = box_lines(dark, pad, px_per_mm)
     covered = missing > 0 if shaded is None else (missing > 0) | shaded
-    dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm), int(round(RULING_SLANT_MM * px_per_mm))))
+    dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
     typical = float(np.median(widths))
