@@ -562,7 +562,18 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--batch-repeats", type=int, default=3, help="rounds of the photo batch timing (0: quality only, no batch)"
     )
+    parser.add_argument(
+        "--full-size-decode",
+        action="store_true",
+        help="decode every JPEG at its full size (what decoding 12 MP photos at half size loses); one worker",
+    )
     args = parser.parse_args(argv)
+    if args.full_size_decode:
+        if args.workers != [1] or args.batch_repeats:
+            parser.error("--full-size-decode acts in this process alone: --workers 1 --batch-repeats 0")
+        from mnistp4.stages.sheets import sheet_image
+
+        sheet_image.DECODED_MIN_SIDE = 10**9
     out_dir = benchmeta.start("bench_sheets_realistic", tag=args.tag)
     benchmeta.tee_stdout(out_dir)
     cv2.setNumThreads(1)
