@@ -4,7 +4,7 @@ Importing the ``skimage.morphology`` package pulls in SciPy's ``ndimage`` and ``
 0.35 s of wall time (0.5 CPU s) in every process that checks a sheet's digits, for this one
 function. Its compiled kernel is loaded on its own instead; where scikit-image is laid out
 differently (another release), the public ``skeletonize`` is used, which gives the same result
-(``tests/test_thinning.py`` compares the two on real digits).
+(``tests/test_sheets_checker.py`` compares the two on real digits).
 """
 
 from __future__ import annotations
