@@ -6,8 +6,8 @@
 
 Each 12 MP photo of ``bench/realistic_sheets.py`` (every photo condition x ``--seeds``) is decoded
 once and saved again by Pillow at quality 90 three ways: a plain JPEG; the same JPEG followed by a
-quarter-size gain map (an HDR phone photo's layout: Pixel "Ultra HDR", recent iPhones and
-Samsungs); the photo enlarged to 48 MP (8064 pixels long, a 48 MP phone's full resolution); and,
+quarter-size gain map (an HDR phone photo's layout: Android's "Ultra HDR", recent iPhones'
+JPEGs); the photo enlarged to 48 MP (8064 pixels long, a 48 MP phone's full resolution); and,
 with the optional ``pillow-heif``, a HEIC (an iPhone's default format).
 Each file is decoded (``decode_sheet``) and segmented (``segment_auto``) in this process, one
 thread, ``--rounds`` times; the table gives the median CPU milliseconds of each step per sheet,
