@@ -36,8 +36,12 @@ MIN_SIDE = 200
 DECODED_MIN_SIDE = 2000
 #: JPEGs up to this are read (decoded smaller, as above); the largest phone photos are 200 MP
 MAX_JPEG_PIXELS = 400_000_000
-_REDUCED_GREY = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4}
-_REDUCED_GREY[8] = cv2.IMREAD_REDUCED_GRAYSCALE_8
+_REDUCED_GREY = {
+    1: cv2.IMREAD_GRAYSCALE,
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
 #: a page whose grey levels span less than this is blank
 BLANK_RANGE = 16
 #: PDF pages (a scanner's usual output) are rendered at this resolution: above the canonical page

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from mnistp4.errors import InputError
+from mnistp4.stages.sheets import thinning
 from mnistp4.stages.sheets.layout import PRINT_PX_PER_MM, TABLET_PX_PER_MM, Layout, render_template  # noqa: F401
 
 #: the width of a rendered digit relative to its height (Semeion stretched digits to squares)
@@ -340,9 +341,7 @@ def overwritten(
 
 def _traced(img: np.ndarray, pen: int) -> np.ndarray:
     """A white-on-black drawing traced again along its centre line with a round pen ``pen`` wide."""
-    from mnistp4.stages.sheets.thinning import skeleton
-
-    centre = skeleton(img > 110).astype(np.uint8)
+    centre = thinning.skeleton(img > 110).astype(np.uint8)
     return cv2.dilate(centre * 255, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (pen, pen)))
 
 
