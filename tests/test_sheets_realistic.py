@@ -482,6 +482,43 @@ def test_links_loops_and_folders_are_reported_per_file(tmp_path):
             locked.chmod(0o755)
 
 
+def test_other_names_and_formats_of_sheets_are_read_and_pictures_not_read_are_reported(tmp_path):
+    """A JPEG saved as .jfif (Windows browsers), an AVIF phone photo and a GIF are
+    sheets read like the PNG; a camera RAW file, a zipped folder of scans and an editor's document
+    get a reason each; notes and sidecars are passed over."""
+    from PIL import Image
+
+    page = render_template(GRID, PX)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rgb = Image.fromarray(page).convert("RGB")
+    for name, kind in (("a.jfif", "JPEG"), ("b.avif", "AVIF"), ("c.gif", "GIF")):
+        rgb.save(raw / name, kind, **({"speed": 10} if kind == "AVIF" else {}))
+    for name in ("IMG_0001.DNG", "scans.zip", "sheet.psd"):
+        (raw / name).write_bytes(b"not read here")
+    (raw / "notes.txt").write_text("three sheets")
+    found, problems = walk_sheets(raw)
+    assert [p.name for p in found] == ["a.jfif", "b.avif", "c.gif"]
+    reasons = dict(problems)
+    assert sorted(reasons) == ["IMG_0001.DNG", "scans.zip", "sheet.psd"]
+    assert "RAW" in reasons["IMG_0001.DNG"] and "unpack" in reasons["scans.zip"] and "PNG" in reasons["sheet.psd"]
+    for path in found:
+        grey = decode_sheet(path.read_bytes(), path.name)
+        assert grey.shape == page.shape and np.abs(grey.astype(int) - page).mean() < 2, path.name
+
+
+def test_a_big_avif_photo_is_shrunk_as_a_jpeg_of_its_size_is_decoded():
+    from PIL import Image
+
+    photo = np.full((3000, 4200), 255, np.uint8)
+    photo[1000:1200, 2000:2600] = 0
+    buf = io.BytesIO()
+    Image.fromarray(photo).convert("RGB").save(buf, format="AVIF", quality=50, speed=10)
+    grey = decode_sheet(buf.getvalue(), "PXL_0001.avif")
+    assert grey.shape == (1500, 2100)
+    assert grey[550, 1150] < 50 and grey[100, 100] > 200
+
+
 def test_scribble_on_a_freeform_sheet_is_flagged(semeion):
     from mnistp4.stages.sheets.segment_freeform import segment_freeform
 

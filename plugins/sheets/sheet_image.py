@@ -24,7 +24,21 @@ from mnistp4.errors import InputError
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif", ".pdf"}
+#: files read as sheets: .jfif and .jpe are JPEGs as some browsers and Windows save them; AVIF is
+#: a phone format like HEIC; a GIF (older scanning and fax software) is read by its first frame
+SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".heic", ".heif"}
+SUFFIXES |= {".avif", ".pdf"}
+#: files that hold a picture in a form not read here: reported with what to do instead of skipped
+#: without a word (a user who photographed in RAW mode or zipped the scans would see no sheets)
+_RAW = "a camera RAW photo; export it as JPEG, or photograph in JPEG or HEIC mode"
+_ARCHIVE = "an archive; unpack its sheets into the folder"
+NOT_READ = {
+    **dict.fromkeys((".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".srw", ".pef"), _RAW),
+    **dict.fromkeys((".zip", ".7z", ".rar", ".tar", ".tgz", ".gz"), _ARCHIVE),
+    **dict.fromkeys((".psd", ".xcf", ".kra"), "an image editor's document; export the sheet as PNG"),
+    **dict.fromkeys((".svg", ".svgz", ".eps"), "a vector drawing; export it as PNG or PDF"),
+    ".jxl": "a JPEG XL image; export it as JPEG or PNG",
+}
 #: bigger files or images are refused (a 600 dpi A3 colour scan is ~70 MP)
 MAX_BYTES = 200 * 1024 * 1024
 MAX_PIXELS = 100_000_000
@@ -47,6 +61,11 @@ BLANK_RANGE = 16
 #: PDF pages (a scanner's usual output) are rendered at this resolution: above the canonical page
 #: the template segmenter warps to (127 dpi), below the 300 dpi of most scans (no gain past 2x)
 PDF_DPI = 200
+
+
+#: Pillow's names of the formats phones save photos in besides JPEG: decoded through Pillow (which
+#: turns them as a viewer does), then shrunk like a JPEG of their size
+PHONE_FORMATS = ("HEIF", "AVIF")
 
 
 @dataclass
@@ -76,6 +95,8 @@ def probe(data: bytes, name: str) -> ImageInfo:
 
     if name.lower().endswith((".heic", ".heif")):
         _heif_opener(name)
+    if name.lower().endswith(".avif"):
+        _avif_reader(name)
     saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # true sizes of bombs too: checked below
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -129,7 +150,7 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
     info = probe(data, name)
     if page >= info.pages:
         raise InputError(f"{name}: has {info.pages} page(s), page {page + 1} was asked for")
-    if info.pages > 1 or info.format == "HEIF" or info.turned:
+    if info.pages > 1 or info.format in PHONE_FORMATS or info.turned:
         grey = _decode_pil(data, page)
     elif info.format == "JPEG":  # 8-bit, no alpha; OpenCV applies the EXIF orientation
         flag = _REDUCED_GREY[decode_scale(info.width, info.height)]
@@ -139,7 +160,7 @@ def decode_sheet(data: bytes, name: str, page: int = 0) -> np.ndarray:
         grey = None if image is None else _to_grey8(image)
     if grey is None:
         raise InputError(f"{name}: the image data is corrupt or truncated; export or copy it again")
-    if info.format == "HEIF":  # always a camera photo: to the size a JPEG of its size is decoded at
+    if info.format in PHONE_FORMATS:  # a camera photo: to the size a JPEG of its size is decoded at
         grey = _shrunk(grey, decode_scale(grey.shape[1], grey.shape[0]))
     return _checked(grey, name)
 
@@ -200,6 +221,14 @@ def _decode_pdf(data: bytes, name: str, page: int) -> np.ndarray:
         raise InputError(f"{name}: page {page + 1} of the PDF cannot be drawn ({e}); save the scan again") from None
     finally:
         pdf.close()
+
+
+def _avif_reader(name: str) -> None:
+    """AVIF photos need a Pillow built with AVIF (recent releases): else a message that says so."""
+    from PIL import features
+
+    if not features.check("avif"):
+        raise InputError(f"{name}: this Pillow cannot read AVIF (pip install -U pillow); or export the photo as JPEG")
 
 
 def _heif_opener(name: str) -> None:
@@ -282,7 +311,8 @@ def page_count(path: Path) -> int:
 def walk_sheets(raw_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     """(sheet image files under ``raw_dir``, sorted; [(name, reason)] for entries that look like
     sheets but cannot be read: dangling links, link loops, folders named like images, unreadable
-    folders). Hidden files and folders are skipped; linked folders are not followed."""
+    folders, pictures in a form not read here (:data:`NOT_READ`: camera RAW, archives, ...)). Hidden
+    files, other files (notes, sidecars) and hidden folders are skipped; linked folders are not followed."""
     found, problems = [], []
 
     def rel(p) -> str:
@@ -300,7 +330,12 @@ def walk_sheets(raw_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
                 problems.append((rel(Path(root) / d), "a folder, not an image file; skipped"))
         for f in sorted(files):
             path = Path(root) / f
-            if f.startswith(".") or path.suffix.lower() not in SUFFIXES:
+            if f.startswith("."):
+                continue
+            if path.suffix.lower() in NOT_READ:
+                problems.append((rel(path), f"{NOT_READ[path.suffix.lower()]}; skipped"))
+                continue
+            if path.suffix.lower() not in SUFFIXES:
                 continue
             try:
                 path.stat()
