@@ -37,6 +37,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import bench_sheets_realistic
 import benchmeta
 import cv2
 import numpy as np
@@ -186,7 +187,11 @@ def main(argv=None) -> int:
     parser.add_argument("--changes", nargs="+", default=list(CHANGES), choices=list(CHANGES))
     parser.add_argument("--tag", default="")
     parser.add_argument("--all-wrong", action="store_true", help="list every wrong box, not the first six examples")
+    parser.add_argument(
+        "--strict-checker", action="store_true", help="segment as `mnistp4 segment --strict` does (`doubtful` flags)"
+    )
     args = parser.parse_args(argv)
+    bench_sheets_realistic.STRICT_CHECKER = args.strict_checker
     out_dir = benchmeta.start("bench_photo_stress", tag=args.tag)
     benchmeta.tee_stdout(out_dir)
     cv2.setNumThreads(1)

@@ -228,8 +228,13 @@ def outcome_line(outcomes: dict) -> str:
     )
 
 
+#: segment as ``mnistp4 segment --strict`` does (``--strict-checker``; here and in bench_photo_stress.py)
+STRICT_CHECKER = False
+
+
 def segment(raw: Path, data: Path, workers: int) -> dict:
-    """``raw`` segmented into ``data`` as ``mnistp4 segment`` does on the shipped defaults."""
+    """``raw`` segmented into ``data`` as ``mnistp4 segment`` does on the shipped defaults (with
+    ``--strict`` when :data:`STRICT_CHECKER`)."""
     return segment_folder(
         raw,
         data,
@@ -240,6 +245,7 @@ def segment(raw: Path, data: Path, workers: int) -> dict:
         normalize=normalize_digit,
         normalizer_name="mnist",
         default_rows="0123456789",
+        strict_checker=STRICT_CHECKER,
         workers=workers,
     )
 
@@ -567,7 +573,13 @@ def main(argv=None) -> int:
         action="store_true",
         help="decode every JPEG at its full size (what decoding 12 MP photos at half size loses); one worker",
     )
+    parser.add_argument(
+        "--strict-checker", action="store_true", help="segment as `mnistp4 segment --strict` does (`doubtful` flags)"
+    )
     args = parser.parse_args(argv)
+    if args.strict_checker:
+        global STRICT_CHECKER
+        STRICT_CHECKER = True
     if args.full_size_decode:
         if args.workers != [1] or args.batch_repeats:
             parser.error("--full-size-decode acts in this process alone: --workers 1 --batch-repeats 0")

@@ -24,7 +24,7 @@ match the specs below. There are three kinds of hooks:
 
 * **Command hooks** let a plugin add CLI commands or pipeline steps.
 
-Calling convention (plugin API 1.0, :data:`mnistp4.api.PLUGIN_API_VERSION`): callables that *act*
+Calling convention (plugin API 1.x, :data:`mnistp4.api.PLUGIN_API_VERSION`): callables that *act*
 - dataset sources, quantizers, deploy targets, pipeline steps - receive the context
 (:data:`mnistp4.api.Context`: ``config``, ``registry``, ``console``, ``progress()``, ``emit()``) as
 their first argument; commands get it with ``@mnistp4.pass_context``. Pure transforms - normalizers,

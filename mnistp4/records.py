@@ -296,11 +296,13 @@ class SegmentOptions(_ItemAccess):
     """What a segmenter gets besides the image (picklable: segmenters run in worker processes).
 
     ``layouts``: every registered layout by name; ``normalize``: the project normalizer;
-    ``rows``: the digit of each row (freeform sheets); ``strict_layout``: only the configured layout.
-    Item access (``options["rows"]``) works as for the dict earlier versions passed.
+    ``rows``: the digit of each row (freeform sheets); ``strict_layout``: only the configured layout;
+    ``strict_checker``: flag what the sheet checker doubts at all (``doubtful``; config
+    ``strict_checker``). Item access (``options["rows"]``) works as for the dict earlier versions passed.
     """
 
     layouts: dict[str, Layout]
     normalize: Callable[[np.ndarray], np.ndarray]
     rows: str = "0123456789"
     strict_layout: bool = False
+    strict_checker: bool = False

@@ -81,10 +81,14 @@ def test_helpers_are_defined_once():
 
 def test_plugin_api_version_mismatch_is_refused(tmp_path, make_app):
     d = plugin(tmp_path / "p", "future", 'MNISTP4_PLUGIN_API = "2.0"\n')
-    with pytest.raises(PluginError, match=r"needs plugin API 2\.0.*provides 1\.0"):
+    with pytest.raises(PluginError, match=r"needs plugin API 2\.0.*provides 1\.1"):
         make_app(plugin_dirs=[str(d)])
-    d = plugin(tmp_path / "q", "current", f'MNISTP4_PLUGIN_API = "{api.PLUGIN_API_VERSION}"\n')
-    assert "current" in [p.name for p in make_app(plugin_dirs=[str(d)]).manager.plugins]
+    d = plugin(tmp_path / "n", "newer", 'MNISTP4_PLUGIN_API = "1.2"\n')
+    with pytest.raises(PluginError, match=r"needs plugin API 1\.2"):
+        make_app(plugin_dirs=[str(d)])
+    for name, version in (("current", api.PLUGIN_API_VERSION), ("older", "1.0")):  # 1.1 only added to 1.0
+        d = plugin(tmp_path / name, name, f'MNISTP4_PLUGIN_API = "{version}"\n')
+        assert name in [p.name for p in make_app(plugin_dirs=[str(d)]).manager.plugins]
 
 
 def test_misspelled_hook_and_missing_decorator_are_errors(tmp_path, make_app):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from image_kit import png_header_only
 
 from mnistp4.cli import main
 from mnistp4.stages.data.manifest import read_manifest, usable
@@ -20,13 +19,6 @@ from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, Layout, default_layou
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = default_layouts()[0]
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height (no pixel data): 'enormous' without using memory."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +43,7 @@ def raw_dir(tmp_path_factory, semeion_dir):
     (d / "notes.png").write_text("this is not an image\n")
     cv2.imwrite(str(d / "blank.png"), np.full((900, 640), 250, np.uint8))
     cv2.imwrite(str(d / "foreign-layout.png"), render_template(Layout("other", 9), TABLET_PX_PER_MM))
-    (d / "enormous.png").write_bytes(_png_header_only(40000, 30000))
+    (d / "enormous.png").write_bytes(png_header_only(40000, 30000))
     (d / "readme.txt").write_text("not a sheet: ignored by suffix")
     return d
 
@@ -168,6 +160,27 @@ def test_shipped_raw_scans_segment_cleanly_and_stay_unchanged(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_strict_checking_re_segments_and_only_adds_doubtful(tmp_path, capsys):
+    """`segment --strict` (config strict_checker) cuts the sheets again, keeps every flag of the
+    default run and adds only `doubtful`; a second strict run skips them."""
+    raw, data = tmp_path / "raw", tmp_path / "data"
+    raw.mkdir()
+    for f in (REPO / "raw_scans").glob("c2b-photo-hard.*"):
+        shutil.copy(f, raw / f.name)
+    code, out = _run(["segment", str(raw), "-o", str(data), "--json"], capsys)
+    assert code == 0 and json.loads(out)["processed"] == 1
+    before = {(r["row"], r["col"]): r["flags"] for r in read_manifest(data)}
+    code, out = _run(["segment", str(raw), "-o", str(data), "--strict", "--json"], capsys)
+    assert code == 0 and json.loads(out)["processed"] == 1
+    after = {(r["row"], r["col"]): r["flags"] for r in read_manifest(data)}
+    assert after.keys() == before.keys()
+    for cell, flags in after.items():
+        assert [f for f in flags.split(";") if f and f != "doubtful"] == [f for f in before[cell].split(";") if f], cell
+    assert sum("doubtful" in flags for flags in after.values()) >= 1  # European digits the checker doubts
+    code, out = _run(["--set", "strict_checker=true", "segment", str(raw), "-o", str(data), "--json"], capsys)
+    assert code == 0 and json.loads(out)["skipped"] == 1
+
+
 def test_sheet_template_png_pdf_and_examples(tmp_path, capsys, semeion_dir):
     png, pdf = tmp_path / "t.png", tmp_path / "t.pdf"
     assert _run(["sheet", "template", "-o", str(png)], capsys)[0] == 0

@@ -6,12 +6,11 @@ from __future__ import annotations
 import io
 import math
 import os
-import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
+from image_kit import png_header_only
 
 from mnistp4.errors import InputError
 from mnistp4.stages.sheets import checker
@@ -453,20 +452,9 @@ def test_big_phone_jpegs_are_decoded_smaller_and_only_bombs_are_refused():
         decode_sheet(_jpeg_sized(30000, 20000), "bomb.jpg")
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A 1-bit PNG's signature, header and end, no pixel data: all a reader sees before decoding
-    (a real bomb is the same header followed by a few kB of compressed zeros)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-
-
 def test_decompression_bomb_names_its_true_size():
     with pytest.raises(InputError, match="30000x20000"):  # 600 MP
-        decode_sheet(_png_header(30000, 20000), "bomb.png")
+        decode_sheet(png_header_only(30000, 20000), "bomb.png")
 
 
 def test_links_loops_and_folders_are_reported_per_file(tmp_path):

@@ -57,6 +57,7 @@ FLAGS = (
     "fragmented",
     "covered",
     "blurred",
+    "doubtful",
 )
 MANIFEST = "manifest.csv"
 DECISIONS_FILE = "decisions.csv"

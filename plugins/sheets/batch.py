@@ -300,6 +300,7 @@ FLAG_SHORT = {
     "ambiguous": "A",
     "covered": "O",
     "blurred": "R",
+    "doubtful": "D",
 }
 
 
@@ -311,8 +312,9 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 def contact_sheet(digits, title: str, scale: int = 2, cols: int = 10) -> np.ndarray:
     """Every digit of a sheet (28x28 at ``scale``) with its label; flagged ones framed in white
     with their flags (E empty, M multi, B border, S small, L large, C low contrast, X crossed out,
-    U unlike its label, W overwritten, F fragmented, A ambiguous, O covered, R blurred). Greyscale at scale 2: it
-    is written for every sheet, and a colour picture costs three times as much to encode."""
+    U unlike its label, W overwritten, F fragmented, A ambiguous, O covered, R blurred, D doubtful).
+    Greyscale at scale 2: it is written for every sheet, and a colour picture costs three times as
+    much to encode."""
     tile_w, tile_h = 28 * scale + 24, 28 * scale + 26
     n_rows = (len(digits) + cols - 1) // cols
     canvas = np.full((30 + n_rows * tile_h, cols * tile_w), _REVIEW_BG, np.uint8)
@@ -654,6 +656,7 @@ def segment_folder(
     normalizer_name: str,
     default_rows: str,
     strict_layout: bool = False,
+    strict_checker: bool = False,
     workers: int = 1,
     progress=None,
     emit=None,
@@ -706,7 +709,8 @@ def segment_folder(
                     normalizer_name,
                     side.get("source"),
                     sheet,
-                ],
+                ]
+                + (["strict_checker"] if strict_checker else []),  # the default keeps earlier runs' keys
                 sort_keys=True,
             )
             prev = old.get(sheet_hash)
@@ -720,7 +724,7 @@ def segment_folder(
                     SheetResult(sheet, sheet_hash, "skipped", prev["digits"], prev["flagged"], rows=prev["rows"])
                 )
                 continue
-            options = SegmentOptions(layouts, normalize, rows, strict_layout)
+            options = SegmentOptions(layouts, normalize, rows, strict_layout, strict_checker)
             source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
             yield Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options, page)
 

@@ -257,7 +257,7 @@ def segment_template(
     digits = []
     for (r, c, x, y), ink, image28 in zip(cuts, inks, images28):
         digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=page[y : y + h, x : x + w]))
-    check_digits(digits)
+    check_digits(digits, strict=bool(options.get("strict_checker")))
     return digits
 
 
