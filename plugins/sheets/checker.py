@@ -181,8 +181,8 @@ def check_digits(digits, strict: bool = False) -> None:
     length than their label's digit has (:data:`LOOPS`, :data:`JUNCTIONS`, :data:`STROKE_LENGTH`);
     and take ``low_contrast`` off the faint digits it reads as their label surely (:data:`FAINT_SURE`).
     The thresholds were chosen on the realistic benchmark's tuning seeds, at the cost of about one
-    clean digit in a hundred. ``strict``: also ``doubtful`` where the checker doubts the rest
-    (:data:`STRICT_NOT_A_DIGIT`), for about two clean digits in a hundred more."""
+    clean digit in a hundred. ``strict``: also ``doubtful`` on digits no other rule flagged that the
+    checker doubts at all (:data:`STRICT_NOT_A_DIGIT`), for about two clean digits in a hundred more."""
     found = [d for d in digits if "empty" not in d.flags]
     if not found:
         return

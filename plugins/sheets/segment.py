@@ -190,5 +190,15 @@ def _pipeline_segment(app, state: dict) -> dict:
 
 
 @mnistp4.hookimpl
+def register_config_keys(register):
+    register(
+        "strict_checker",
+        False,
+        "flag digits the sheet checker doubts at all (`doubtful`): fewer crossed-out or overwritten digits "
+        "pass unflagged, about 2 % more clean digits to review",
+    )
+
+
+@mnistp4.hookimpl
 def register_pipeline_steps(register):
     register("segment", PipelineStep(10, _pipeline_segment, "sheets in raw_scans -> labelled digits in data_dir"))

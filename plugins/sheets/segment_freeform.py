@@ -300,9 +300,3 @@ def register_config_keys(register):
         "0123456789",
         'digit of each row, top to bottom, on freeform sheets (a <sheet>.json sidecar with {"rows": ...} overrides it)',
     )
-    register(
-        "strict_checker",
-        False,
-        "flag digits the sheet checker doubts at all (`doubtful`): fewer crossed-out or overwritten digits "
-        "pass unflagged, about 2 % more clean digits to review",
-    )
