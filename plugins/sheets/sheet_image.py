@@ -26,8 +26,22 @@ log = logging.getLogger(__name__)
 
 #: files read as sheets: .jfif and .jpe are JPEGs as some browsers and Windows save them; AVIF is
 #: a phone format like HEIC; a GIF (older scanning and fax software) is read by its first frame
-SUFFIXES = {".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".heic", ".heif"}
-SUFFIXES |= {".avif", ".pdf"}
+SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".jfif",
+    ".jpe",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".webp",
+    ".gif",
+    ".heic",
+    ".heif",
+    ".avif",
+    ".pdf",
+}
 #: files that hold a picture in a form not read here: reported with what to do instead of skipped
 #: without a word (a user who photographed in RAW mode or zipped the scans would see no sheets)
 _RAW = "a camera RAW photo; export it as JPEG, or photograph in JPEG or HEIC mode"
@@ -330,12 +344,11 @@ def walk_sheets(raw_dir: Path) -> tuple[list[Path], list[tuple[str, str]]]:
                 problems.append((rel(Path(root) / d), "a folder, not an image file; skipped"))
         for f in sorted(files):
             path = Path(root) / f
-            if f.startswith("."):
+            suffix = path.suffix.lower()
+            if f.startswith(".") or (suffix not in SUFFIXES and suffix not in NOT_READ):
                 continue
-            if path.suffix.lower() in NOT_READ:
-                problems.append((rel(path), f"{NOT_READ[path.suffix.lower()]}; skipped"))
-                continue
-            if path.suffix.lower() not in SUFFIXES:
+            if suffix in NOT_READ:
+                problems.append((rel(path), f"{NOT_READ[suffix]}; skipped"))
                 continue
             try:
                 path.stat()
