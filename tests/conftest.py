@@ -45,38 +45,6 @@ def pytest_configure(config):
         _compile_ahead(config)
 
 
-#: the test files that take longest (worker-seconds in a `--durations=0` run, heaviest first). They
-#: are handed to the `pytest -n` workers first and the many short files fill in behind them, so
-#: both workers finish together; in collection order one worker could be left with a long file at
-#: the end while the other idles. A file missing here only runs later.
-HEAVY_FILES_FIRST = (
-    "test_web_browser.py",
-    "test_train.py",
-    "test_try_page.py",
-    "test_bench_realistic_sheets.py",
-    "test_pipeline_run.py",
-    "test_third_party_pipeline.py",
-    "test_espdl_validate.py",
-    "test_sheets_batch.py",
-    "test_sheets_realistic.py",
-    "test_qat.py",
-    "test_sheets_pool.py",
-    "test_firmware_host.py",
-    "test_firmware_build.py",
-    "test_update.py",
-    "test_web_security.py",
-    "test_reliability_data.py",
-    "test_web_api.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Heavy files first (see HEAVY_FILES_FIRST; `--no-loadscope-reorder` in addopts keeps this
-    order, where pytest-xdist would otherwise sort the files by their number of tests)."""
-    rank = {name: i for i, name in enumerate(HEAVY_FILES_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
-
-
 def _compile_ahead(config) -> None:
     """Compile the project's sources and rewrite the test modules' asserts once, before the workers
     start. Under PYTHONDONTWRITEBYTECODE (set on some CI machines) nothing is cached otherwise:
