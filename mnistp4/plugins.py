@@ -16,7 +16,8 @@ entry point's name, or a file's stem. Names must be unique.
 Mistakes are loud: a hook implementation whose name no hookspec declares, a function named like a
 hook but not decorated with ``@mnistp4.hookimpl``, and a plugin that needs another plugin API
 version (``MNISTP4_PLUGIN_API``) are errors naming the plugin. Plugin files keep one module name
-(``mnistp4_user_plugin_<stem>``) that worker processes re-import with :func:`import_plugin_files`.
+(``mnistp4_user_plugin_<stem>``) that worker processes re-import with :func:`import_plugin_files`
+(``segment``'s workers: the files defining what they are sent).
 """
 
 from __future__ import annotations

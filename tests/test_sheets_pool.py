@@ -192,6 +192,90 @@ def test_workers_skip_the_main_script_unless_the_segmenter_lives_there(tmp_path,
     assert all(n.split("-")[3] == "nocli" for n in workers), names  # a worker loads what a sheet needs
 
 
+_SEGMENTER_FILE = """
+import os, time
+from pathlib import Path
+import numpy as np
+from mnistp4 import Digit, hookimpl
+
+def marked(grey, *, layout=None, options=None):
+    marks = Path(os.environ["MARKS"])
+    parent = str(os.getpid()) == os.environ["PARENT"]
+    deadline = time.monotonic() + 90
+    while parent and any(marks.iterdir()) and not any("worker" in p.name for p in marks.iterdir()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # this process's second sheet waits for the worker's first
+    time.sleep(0.05)
+    (marks / f"{'parent' if parent else 'worker'}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    return [Digit(np.zeros((28, 28), np.uint8), 1, 0, 0)]
+
+@hookimpl
+def register_segmenters(register):
+    register("marked", marked)
+"""
+
+#: a plugin file of the same folder that has nothing to do with sheets (in life: a model that imports torch)
+_OTHER_FILE = """
+import os
+from pathlib import Path
+from mnistp4 import hookimpl
+
+Path(os.environ["MARKS"], f"other-imported-{os.getpid()}").touch()
+
+@hookimpl
+def register_recipes(register):
+    pass
+"""
+
+_PLUGIN_MAIN = """
+import os, sys
+from pathlib import Path
+import cv2, numpy as np
+from mnistp4.app import create_app
+from mnistp4.stages.sheets.batch import segment_folder
+
+root, raw = Path(sys.argv[1]), Path(sys.argv[1], "raw")
+app = create_app(root=root, plugin_dirs=[str(root / "plugins")], load_entry_points=False)
+raw.mkdir()
+page = np.full((256, 256), 255, np.uint8)
+for k in range(8):
+    page[0, 0] = k
+    cv2.imwrite(str(raw / f"s{k}.png"), page)
+os.environ["PARENT"] = str(os.getpid())
+summary = segment_folder(raw, root / "data", segmenter=app.get("segmenters", "marked"), segmenter_name="marked",
+    layout=None, layouts={}, normalize=None, normalizer_name="none", default_rows="0123456789", workers=2)
+assert summary["failed"] == 0, summary["results"]
+"""
+
+
+def test_workers_import_only_the_plugin_files_of_what_they_are_sent(tmp_path):
+    """A user's segmenter in a plugin file runs in the workers, which import that file; the folder's
+    other plugin files (a model that imports torch, say) are imported by the command alone."""
+    import subprocess
+    import sys
+
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "seg_marked.py").write_text(_SEGMENTER_FILE)
+    (tmp_path / "plugins" / "other_plugin.py").write_text(_OTHER_FILE)
+    (tmp_path / "main.py").write_text(_PLUGIN_MAIN)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "main.py"), str(tmp_path)],
+        env={**os.environ, "MARKS": str(marks)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    names = [p.name for p in marks.iterdir()]
+    parent = {n.split("-")[1] for n in names if n.startswith("parent-")}
+    workers = {n.split("-")[1] for n in names if n.startswith("worker-")}
+    assert parent and workers and not parent & workers, names  # the worker ran the plugin file's segmenter
+    assert {n.split("-")[2] for n in names if n.startswith("other-imported-")} == parent, names
+
+
 def threads_segmenter(grey, *, layout=None, options=None):
     Path(os.environ[MARKS], f"threads-{cv2.getNumThreads()}-{time.monotonic_ns()}").touch()
     return [Digit(np.zeros((28, 28), np.uint8), 1, 0, 0)]

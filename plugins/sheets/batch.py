@@ -16,10 +16,12 @@ import collections
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import re
 import signal
@@ -355,8 +357,6 @@ def _file_hash(path: Path) -> str:
 
 
 def _picklable(*objects) -> bool:
-    import pickle
-
     try:
         pickle.dumps(objects)
         return True
@@ -440,11 +440,15 @@ def _start_helpers(count: int, segmenter, sent: tuple = ()) -> _Helpers:
     from mnistp4.plugins import loaded_plugin_files
 
     # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
+    files = loaded_plugin_files()
+    needed = _modules_sent((segmenter, *sent))
+    if needed is not None:  # only the plugin files whose functions or classes a worker is sent
+        files = [(modname, path) for modname, path in files if modname in needed]
     pool = ProcessPoolExecutor(
         max_workers=count,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
-        initargs=(list(sys.path), os.getpid(), loaded_plugin_files()),
+        initargs=(list(sys.path), os.getpid(), files),
     )
     with _lean_spawn((segmenter, *sent)):  # the processes start in submit()
         starts = [pool.submit(_worker_ready, segmenter) for _ in range(count)]
@@ -515,6 +519,26 @@ class _JobFeed:
     def check(self) -> None:
         if self.error is not None:
             raise self.error
+
+
+def _modules_sent(objects) -> set[str] | None:
+    """The modules that sending ``objects`` to a worker refers to: a function or class travels as
+    its module and name, and the worker imports that module. A worker then imports only those of
+    the command's plugin files (another plugin file of the folder may import torch: seconds and
+    memory per worker for nothing). None where the objects cannot be walked: all files then."""
+    found: set[str] = set()
+
+    class _Recorder(pickle.Pickler):
+        def reducer_override(self, obj):  # asked of every object pickled, before the usual way
+            if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+                found.add(getattr(obj, "__module__", None) or "")
+            return NotImplemented
+
+    try:
+        _Recorder(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(objects)
+    except Exception:
+        return None
+    return found
 
 
 def _defined_in_main(objects) -> bool:
