@@ -213,6 +213,17 @@ def test_rgb_and_rgba_uploads_give_the_same_grey_sheet(client, project):
     assert np.array_equal(ia, ib)
 
 
+def test_transparency_is_white_paper_and_half_transparent_ink_is_blended():
+    from mnistp4.stages.web.collect import to_grey
+
+    img = np.zeros((2, 3, 4), np.uint8)  # black everywhere; alpha 0, 128, 255 across
+    img[:, :, 3] = [0, 128, 255]
+    img[1, :, :3] = (40, 80, 120)  # a blue-ish ink on the second row
+    ink = int(cv2.cvtColor(np.uint8([[[40, 80, 120]]]), cv2.COLOR_BGR2GRAY)[0, 0])
+    expected = [[255, round(255 * 127 / 255), 0], [255, round(ink * 128 / 255 + 255 * 127 / 255), ink]]
+    assert to_grey(img).tolist() == expected
+
+
 @pytest.mark.parametrize(
     "case, status, message",
     [

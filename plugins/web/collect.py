@@ -154,10 +154,11 @@ def to_grey(img: np.ndarray) -> np.ndarray:
         img = (img >> 8).astype(np.uint8)
     if img.ndim == 2:
         return img
-    if img.shape[2] == 4:
-        alpha = img[:, :, 3:4].astype(np.float32) / 255.0
-        rgb = img[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-        img = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    if img.shape[2] == 4:  # grey first, then over white: one channel to blend instead of three
+        grey = cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY).astype(np.uint16)
+        alpha = img[:, :, 3].astype(np.uint16)
+        # grey * a / 255 + 255 * (1 - a / 255), rounded; at most 255 * 255, so uint16 holds it
+        return ((grey * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
     return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
 
 
