@@ -1,7 +1,7 @@
 """`mnistp4 serve` on a LAN: a real server on 127.0.0.1 (never another address), raw HTTP requests
 with forged Host and Origin headers, the access token as `mnistp4 serve` prints it, and Chromium
 on a page of another origin trying to submit a sheet and relabel a digit (CSRF). Cases of
-docs/reliability.md (W1-W9)."""
+docs/reliability.md (W1-W10)."""
 
 from __future__ import annotations
 
@@ -45,12 +45,13 @@ def make_data(data: Path) -> None:
 
 @pytest.fixture
 def serve(make_app, tmp_path):
-    """A real threaded server on 127.0.0.1 for ``serve(guard)``; answers are recorded per path."""
-    from werkzeug.serving import make_server
+    """The server `mnistp4 serve` runs, on 127.0.0.1, for ``serve(guard, **limits)``; answers are
+    recorded per path."""
+    from mnistp4.stages.web.lan_server import make_lan_server
 
     servers = []
 
-    def start(guard: Guard | None = None) -> dict:
+    def start(guard: Guard | None = None, **limits) -> dict:
         app = make_app()
         raw, data = tmp_path / "raw", tmp_path / "data"
         make_data(data)
@@ -64,7 +65,7 @@ def serve(make_app, tmp_path):
             statuses.append((request.method, request.path, resp.status_code))
             return resp
 
-        srv = make_server("127.0.0.1", 0, web, threaded=True)
+        srv = make_lan_server("127.0.0.1", 0, web, **limits)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
         return {
@@ -236,6 +237,43 @@ def test_deeply_nested_json_is_a_400(serve):
         assert status == 400 and b"nested deeper" in out
     status, _, out = request(s, "POST", "/api/digits/abc123/3/0", b'{"label": "[[[[" }', csrf)
     assert status == 400 and b"label must be" in out  # brackets inside strings do not count
+
+
+# ---- W10: idle connections and a flood of them ----------------------------------------------------------------
+
+
+def test_idle_connections_are_closed_and_past_the_cap_a_503_comes_at_once(serve):
+    import socket
+
+    server = serve(idle_timeout=0.5, max_connections=2)
+    addr = ("127.0.0.1", server["port"])
+    opened = time.monotonic()
+    idle = [socket.create_connection(addr, timeout=10) for _ in range(2)]  # connect, never speak
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and request_status(addr) != 503:  # both taken once accepted
+        time.sleep(0.02)
+    assert request_status(addr) == 503  # answered at once, no thread started for it
+    for sock in idle:
+        assert sock.recv(100) == b""  # the server closed the silent connection...
+        sock.close()
+    assert 0.45 < time.monotonic() - opened < 10  # ...once its idle timeout ran out
+    assert request(server, "GET", "/api/layouts")[0] == 200  # the slots are free again
+
+    # a client that keeps sending, however slowly, is not cut: headers in pieces 0.3 s apart
+    with socket.create_connection(addr, timeout=10) as sock:
+        head = f"GET /api/layouts HTTP/1.1\r\nHost: 127.0.0.1:{server['port']}\r\nConnection: close\r\n\r\n"
+        for k in range(0, len(head), 20):
+            sock.sendall(head[k : k + 20].encode())
+            time.sleep(0.3 if k < 80 else 0)
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def request_status(addr) -> int:
+    import socket
+
+    with socket.create_connection(addr, timeout=10) as sock:
+        sock.sendall(f"GET /api/layouts HTTP/1.1\r\nHost: {addr[0]}:{addr[1]}\r\nConnection: close\r\n\r\n".encode())
+        return int(sock.recv(100).split()[1])
 
 
 # ---- W8: security headers, no inline script -------------------------------------------------------------------

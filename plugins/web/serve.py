@@ -199,10 +199,10 @@ def lan_addresses() -> list[str]:
 
 def run_server(app, web, host: str, port: int) -> None:
     """Serve until Ctrl-C, printing where the pages are."""
-    from werkzeug.serving import make_server
+    from mnistp4.stages.web.lan_server import make_lan_server
 
     try:
-        server = make_server(host, port, web, threaded=True)
+        server = make_lan_server(host, port, web)
     except OSError as e:
         raise UsageError(
             f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port or stop the program that uses it"

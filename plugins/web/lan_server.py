@@ -1,0 +1,74 @@
+"""The HTTP server behind ``mnistp4 serve``: werkzeug's threaded server, with two limits a shared
+network needs.
+
+* **Idle connections are closed.** A client that connects and sends nothing (a tablet that went
+  to sleep with a connection open, a scanner probing ports) held a thread for as long as it
+  liked; now a connection that sends nothing for :data:`IDLE_TIMEOUT_S` is closed. The limit is
+  per read, so a slow upload that keeps sending is not cut.
+* **Connections at once are capped.** Each connection is a thread; past :data:`MAX_CONNECTIONS`
+  a new one gets ``503 Service Unavailable`` at once instead of another thread, so a client that
+  opens connections by the thousand cannot exhaust the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+log = logging.getLogger(__name__)
+
+#: seconds a connection may stay silent (between requests, or in the middle of one) before it is closed
+IDLE_TIMEOUT_S = 20.0
+#: connections served at once; the pages of a few tablets and a review browser need a handful each
+MAX_CONNECTIONS = 64
+
+_BUSY_TEXT = b"mnistp4 serve: too many connections, try again\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 5\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT)
+)
+
+
+def make_lan_server(
+    host: str, port: int, web, *, idle_timeout: float = IDLE_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS
+) -> ThreadedWSGIServer:
+    """A threaded WSGI server for ``web`` on ``host:port`` with the idle timeout and the connection cap."""
+
+    class Handler(WSGIRequestHandler):
+        timeout = idle_timeout  # socketserver sets it on the connection; werkzeug closes on socket.timeout
+
+    class Server(ThreadedWSGIServer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.slots = threading.BoundedSemaphore(max_connections)
+
+        def process_request(self, request, client_address):
+            if not self.slots.acquire(blocking=False):
+                log.warning("%s connections open: refused one from %s", max_connections, client_address[0])
+                _refuse(request)
+                self.shutdown_request(request)
+                return
+            try:
+                super().process_request(request, client_address)  # starts the connection's thread
+            except BaseException:
+                self.slots.release()
+                raise
+
+        def process_request_thread(self, request, client_address):
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                self.slots.release()
+
+    return Server(host, port, web, handler=Handler)
+
+
+def _refuse(request: socket.socket) -> None:
+    try:
+        request.settimeout(1.0)
+        request.sendall(_BUSY)
+    except OSError:
+        pass  # the client is gone already
