@@ -221,9 +221,9 @@ def test_update_button_switches_try_to_the_new_verified_file(web, tiny_espdl, tm
 def live(web):
     import threading
 
-    from werkzeug.serving import make_server
+    from mnistp4.stages.web.lan_server import make_lan_server
 
-    srv = make_server("127.0.0.1", 0, web, threaded=True)
+    srv = make_lan_server("127.0.0.1", 0, web)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.server_port}"
@@ -288,14 +288,14 @@ def test_browser_update_button_runs_a_real_update_and_tries_the_new_file(browser
 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    from werkzeug.serving import make_server
 
     from mnistp4.stages.training import update as upd
+    from mnistp4.stages.web.lan_server import make_lan_server
 
     app, run, data = project
     monkeypatch.setattr(upd, "MAX_MNIST_DROP", 100.0)  # a one-epoch model may lose MNIST accuracy
     web = build_web_app(app, raw_dir=tmp_path / "raw", data_dir=data, model_file=str(run / "model_int8.espdl"))
-    srv = make_server("127.0.0.1", 0, web, threaded=True)
+    srv = make_lan_server("127.0.0.1", 0, web)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         browser.get(f"http://127.0.0.1:{srv.server_port}/try")

@@ -315,11 +315,11 @@ def test_sheet_ids_are_not_paths(client, project):
 
 def test_concurrent_submissions_never_clobber(project):
     """Eight tablets submit at once to a real threaded server: eight distinct, complete sheets."""
-    from werkzeug.serving import make_server
+    from mnistp4.stages.web.lan_server import make_lan_server
 
     app, raw, data = project
     web = build_web_app(app, raw_dir=raw, data_dir=data, no_model=True)
-    server = make_server("127.0.0.1", 0, web, threaded=True)
+    server = make_lan_server("127.0.0.1", 0, web)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

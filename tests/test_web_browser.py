@@ -99,7 +99,7 @@ def browser(tmp_path):
 @pytest.fixture
 def serve(make_app, tmp_path):
     """Start `mnistp4 serve`'s app on a free loopback port, in a thread: ``serve(model=None)``."""
-    from werkzeug.serving import make_server
+    from mnistp4.stages.web.lan_server import make_lan_server
 
     servers = []
 
@@ -107,7 +107,7 @@ def serve(make_app, tmp_path):
         app = make_app()
         raw, data = tmp_path / "raw", tmp_path / "data"
         web = build_web_app(app, raw_dir=raw, data_dir=data, model_file=model, no_model=model is None)
-        srv = make_server("127.0.0.1", 0, web, threaded=True)
+        srv = make_lan_server("127.0.0.1", 0, web)
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
         thread.start()
         servers.append((srv, thread))
