@@ -19,8 +19,12 @@ from rich.table import Table
 
 from .app import App, create_app
 from .errors import Mnistp4Error, RegistrationConflict
+from .locks import held
 
 #: commands that stage plugins provide; until one does, the command says so and fails
+#: in the project folder while `mnistp4 run` runs there (its owner file says which process)
+PIPELINE_LOCK = ".mnistp4-run.lock"
+
 STAGE_COMMANDS = {
     "sheet": "collection sheet templates",
     "segment": "cut sheets into labelled 28x28 digits",
@@ -201,15 +205,22 @@ def build_cli(app: App) -> click.Group:
             raise Mnistp4Error("no plugin provides any pipeline step yet; see `mnistp4 plugins`")
         state: dict = {}
         summary: list[dict[str, Any]] = []
-        for entry in steps:
-            if not as_json:
-                app.console.rule(f"[bold]{entry.name}[/] — {entry.description or entry.obj.description}")
-            t0 = time.perf_counter()
-            result = entry.bound().run(app, state) or {}  # a failure names the step's plugin
-            seconds = time.perf_counter() - t0
-            state.update(result)
-            app.emit("on_step_end", name=entry.name, result=result)
-            summary.append({"step": entry.name, "seconds": round(seconds, 1), "result": result})
+        # one pipeline per project at a time: a second `mnistp4 run` would retrain the same run dirs
+        # between this one's steps; it fails at once, naming this one
+        with held(
+            app.root / PIPELINE_LOCK,
+            what=f"the project {app.root} (`mnistp4 run`)",
+            hint="wait for that run to finish",
+        ):
+            for entry in steps:
+                if not as_json:
+                    app.console.rule(f"[bold]{entry.name}[/] — {entry.description or entry.obj.description}")
+                t0 = time.perf_counter()
+                result = entry.bound().run(app, state) or {}  # a failure names the step's plugin
+                seconds = time.perf_counter() - t0
+                state.update(result)
+                app.emit("on_step_end", name=entry.name, result=result)
+                summary.append({"step": entry.name, "seconds": round(seconds, 1), "result": result})
         if as_json:
             print_json({"steps": summary})
             return

@@ -27,16 +27,14 @@ import csv
 import io
 import logging
 import os
-import threading
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import filelock
 import numpy as np
 
-from mnistp4.errors import InputError, Mnistp4Error, UsageError
+from mnistp4.errors import InputError, UsageError
 from mnistp4.io import write_text
+from mnistp4.locks import LOCK_NAME, held
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +59,7 @@ FLAGS = (
 )
 MANIFEST = "manifest.csv"
 DECISIONS_FILE = "decisions.csv"
-LOCK_FILE = ".mnistp4.lock"
-OWNER_FILE = ".mnistp4.lock.owner"
+LOCK_FILE = LOCK_NAME
 #: how long a writer waits for another one before giving up (seconds; env MNISTP4_LOCK_TIMEOUT)
 LOCK_TIMEOUT_S = 600.0
 
@@ -260,10 +257,6 @@ def harvest_manifest_edits(data_dir: str | os.PathLike, original: dict[tuple[str
     return changed
 
 
-_LOCKS: dict[Path, filelock.FileLock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
 @contextlib.contextmanager
 def data_dir_lock(data_dir: str | os.PathLike) -> Iterator[None]:
     """Hold the data dir's advisory lock: one writer of manifest.csv / decisions.csv at a time,
@@ -275,48 +268,13 @@ def data_dir_lock(data_dir: str | os.PathLike) -> Iterator[None]:
             f"data dir {data_dir} does not exist; run `mnistp4 segment RAW_DIR -o {data_dir}` "
             f"first or pass the right --data-dir"
         )
-    with _LOCKS_GUARD:
-        lock = _LOCKS.setdefault(data_dir.resolve(), filelock.FileLock(data_dir / LOCK_FILE))
-    try:
-        lock.acquire(timeout=1.0)
-    except filelock.Timeout:
-        holder = _lock_holder(data_dir)
-        wait = float(os.environ.get("MNISTP4_LOCK_TIMEOUT") or LOCK_TIMEOUT_S)
-        log.warning("data dir %s is in use by %s; waiting up to %.0f s", data_dir, holder, wait)
-        try:
-            lock.acquire(timeout=max(0.0, wait - 1.0))
-        except filelock.Timeout:
-            raise Mnistp4Error(
-                f"data dir {data_dir} is in use by {holder}; wait for it to finish or use another data dir"
-            ) from None
-    try:
-        if lock.lock_counter == 1:
-            _write_owner(data_dir)
+    with held(
+        data_dir / LOCK_FILE,
+        what=f"data dir {data_dir}",
+        hint="wait for it to finish or use another data dir",
+        wait_s=max(1.0, float(os.environ.get("MNISTP4_LOCK_TIMEOUT") or LOCK_TIMEOUT_S)),
+    ):
         yield
-    finally:
-        lock.release()
-
-
-def _write_owner(data_dir: Path) -> None:
-    """Who holds the lock, for the message of a writer that waits (best effort: a full or read-only
-    disk fails the real write that follows, with a better message)."""
-    import sys
-
-    command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:3]))
-    tmp = data_dir / f"{OWNER_FILE}.{os.getpid()}"
-    try:
-        tmp.write_text(f"PID {os.getpid()} ({command}, since {time.strftime('%H:%M:%S')})\n", encoding="utf-8")
-        os.replace(tmp, data_dir / OWNER_FILE)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-def _lock_holder(data_dir: Path) -> str:
-    try:
-        return (data_dir / OWNER_FILE).read_text(encoding="utf-8").strip() or "another process"
-    except (OSError, UnicodeDecodeError):
-        return "another process"
 
 
 def record_decision(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 from pathlib import Path
 
 import click
@@ -23,6 +24,7 @@ from mnistp4 import hookimpl
 from mnistp4.api import pass_context
 from mnistp4.errors import InputError
 from mnistp4.io import atomic_path, write_json
+from mnistp4.locks import only_lock_files, run_dir_lock
 from mnistp4.records import PipelineStep
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,21 @@ def tuned_dir(run_dir: Path) -> Path:
     return Path(run_dir).with_name(Path(run_dir).name + "-qat")
 
 
-def qat_run(
+def qat_run(app, run_dir: Path, out: Path | None = None, **kwargs) -> dict:
+    """Fine-tune ``run_dir`` with the chip's rounding into ``out`` (default ``RUN_DIR-qat``;
+    arguments: :func:`_qat_run`), holding ``out``'s lock: one writer of a run dir at a time."""
+    out = Path(out) if out else tuned_dir(Path(run_dir))
+    existed = out.exists()
+    with run_dir_lock(out):
+        try:
+            return _qat_run(app, Path(run_dir), out, **kwargs)
+        except BaseException:
+            if not existed and only_lock_files(out):  # refused before it wrote anything
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+
+
+def _qat_run(
     app,
     run_dir: Path,
     out: Path | None = None,

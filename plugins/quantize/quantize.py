@@ -23,6 +23,7 @@ from mnistp4 import hookimpl
 from mnistp4.api import pass_context
 from mnistp4.errors import InputError, UsageError
 from mnistp4.io import staged_files, write_json
+from mnistp4.locks import run_dir_lock
 from mnistp4.records import PipelineStep, QuantRequest, QuantResult
 from mnistp4.stages.quantize.espdl_quantize import (
     AUTO,
@@ -123,7 +124,7 @@ def quantize_run(
     ``recipe`` None: :func:`configured_recipe`. The new files (models, side files, quant.json)
     appear together, quant.json last, or not at all: a failure leaves the earlier ones as they were."""
     onnx_path, final_dir, run_cfg = resolve_source(source)
-    with staged_files(final_dir, last=("quant.json",)) as stage:
+    with run_dir_lock(final_dir), staged_files(final_dir, last=("quant.json",)) as stage:
         report = _quantize_into(
             app,
             onnx_path,

@@ -17,6 +17,7 @@ import numpy as np
 
 from mnistp4.errors import InputError, UsageError
 from mnistp4.io import write_json
+from mnistp4.locks import run_dir_lock
 from mnistp4.records import DigitSet
 from mnistp4.stages.data.custom_digits import concat, load_digit_folder, split_by_source
 from mnistp4.stages.models.common import INPUT_SHAPE, MEAN, STD, builder_path, count_macs, count_params, load_run
@@ -128,14 +129,17 @@ def train_run(app, *, out: Path, **kwargs) -> dict:
     removed: a run dir is complete (metrics.json), resumable, or absent."""
     out = Path(out)
     existed = out.exists()
-    try:
-        return _train_run(app, out=out, **kwargs)
-    except BaseException as e:
-        if not existed and out.is_dir() and not any((out / f).is_file() for f in (CHECKPOINT, "model.pt")):
-            shutil.rmtree(out, ignore_errors=True)
-        elif not isinstance(e, KeyboardInterrupt) and (out / CHECKPOINT).is_file():
-            log.warning("%s keeps its last completed epoch; continue with `mnistp4 train --out %s --resume`", out, out)
-        raise
+    with run_dir_lock(out):  # a second writer of this run dir fails at once, naming this one
+        try:
+            return _train_run(app, out=out, **kwargs)
+        except BaseException as e:
+            if not existed and out.is_dir() and not any((out / f).is_file() for f in (CHECKPOINT, "model.pt")):
+                shutil.rmtree(out, ignore_errors=True)
+            elif not isinstance(e, KeyboardInterrupt) and (out / CHECKPOINT).is_file():
+                log.warning(
+                    "%s keeps its last completed epoch; continue with `mnistp4 train --out %s --resume`", out, out
+                )
+            raise
 
 
 def _train_run(

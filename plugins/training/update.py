@@ -32,6 +32,7 @@ import logging
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from mnistp4 import hookimpl
 from mnistp4.api import pass_context
 from mnistp4.errors import InputError
 from mnistp4.io import atomic_path, write_json
+from mnistp4.locks import only_lock_files, run_dir_lock
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +124,24 @@ def newest_verified_model(runs_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def default_out(run_dir: Path) -> Path:
-    """``RUN_DIR-update-<n>`` with the first free n (an update of an update counts on)."""
-    run_dir = Path(run_dir)
-    base = re.sub(r"-update-\d+$", "", run_dir.name)
-    n = 1
-    while (run_dir.parent / f"{base}-update-{n}").exists():
-        n += 1
-    return run_dir.parent / f"{base}-update-{n}"
+@contextlib.contextmanager
+def claimed_out(run_dir: Path, out: Path | None) -> Iterator[Path]:
+    """The update's new run dir, held by its lock for the update: ``out``, or ``RUN_DIR-update-<n>``
+    with the first n whose folder this call creates (another update, in another process or the web
+    page's thread, has created its own; an update of an update counts on)."""
+    if out is None:
+        run_dir = Path(run_dir)
+        base = re.sub(r"-update-\d+$", "", run_dir.name)
+        n = 1
+        while True:
+            out = run_dir.parent / f"{base}-update-{n}"
+            try:
+                out.mkdir(parents=True)  # exclusive: of two updates at once, one creates it
+                break
+            except FileExistsError:
+                n += 1
+    with run_dir_lock(out):
+        yield Path(out)
 
 
 @contextlib.contextmanager
@@ -280,14 +292,14 @@ def update_run(app, run_dir: Path, out: Path | None = None, **kwargs) -> dict:
     """Fine-tune, QAT, quantize and verify ``run_dir`` into ``out`` (arguments: :func:`_update_run`);
     returns the report (update.json). A failure removes the half-written ``out``: an update dir is
     complete (update.json) or absent."""
-    out = Path(out) if out else default_out(Path(run_dir))
-    existed = out.exists()
-    try:
-        return _update_run(app, Path(run_dir), out, **kwargs)
-    except BaseException:
-        if not existed and out.is_dir():
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    existed = out is not None and Path(out).exists()
+    with claimed_out(Path(run_dir), Path(out) if out else None) as out:
+        try:
+            return _update_run(app, Path(run_dir), out, **kwargs)
+        except BaseException:
+            if not existed and out.is_dir():
+                shutil.rmtree(out, ignore_errors=True)
+            raise
 
 
 def _update_run(
@@ -339,7 +351,7 @@ def _update_run(
         raise InputError(f"--custom-share must be between 0 and 1 and --lr above 0, got {custom_share} and {lr}")
     if out.resolve() == run_dir.resolve():
         raise InputError(f"{out}: the update needs its own run dir (the source run is kept)")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and not only_lock_files(out):
         raise InputError(f"{out} already exists; pass another --out")
     before_model = verified_model(run_dir) or resolve_model(run_dir, 8)
     net, cfg = load_run(run_dir, app)
