@@ -21,10 +21,10 @@ from .app import App, create_app
 from .errors import Mnistp4Error, RegistrationConflict
 from .locks import held
 
-#: commands that stage plugins provide; until one does, the command says so and fails
 #: in the project folder while `mnistp4 run` runs there (its owner file says which process)
 PIPELINE_LOCK = ".mnistp4-run.lock"
 
+#: commands that stage plugins provide; until one does, the command says so and fails
 STAGE_COMMANDS = {
     "sheet": "collection sheet templates",
     "segment": "cut sheets into labelled 28x28 digits",

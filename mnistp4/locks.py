@@ -1,6 +1,6 @@
 """Advisory locks: one writer at a time for a data dir, a run dir, a project's pipeline.
 
-A lock is a file next to what it guards (``filelock``: released by the kernel when the holder
+A lock is a file in the folder it guards (``filelock``: released by the kernel when the holder
 dies, even by SIGKILL), plus an owner file that says which command holds it, so the one that finds
 it taken can say so. Locks are re-entrant in one thread and shared by the threads of a process
 through one lock object per file.
