@@ -5,6 +5,8 @@ source file is part of the build."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 from mnistp4.stages.deploy.common import MODEL_PARTITION
@@ -100,3 +102,36 @@ def test_screen_layout_boxes_do_not_overlap():
             ax, ay, aw, ah = boxes[a]
             bx, by, bw, bh = boxes[b]
             assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, (a, b)
+
+
+def _cmake_version_check(version: str | None) -> subprocess.CompletedProcess:
+    cmake = shutil.which("cmake")
+    assert cmake, "cmake is needed for the firmware's version check: apt-get install -y cmake (.ci/run does)"
+    defines = []
+    if version is not None:
+        major, minor, patch = version.split(".")
+        defines = [f"-DIDF_VERSION_MAJOR={major}", f"-DIDF_VERSION_MINOR={minor}", f"-DIDF_VERSION_PATCH={patch}"]
+    script = FW / "cmake" / "idf_version.cmake"
+    return subprocess.run([cmake, *defines, "-P", str(script)], capture_output=True, text=True, timeout=60)
+
+
+def test_the_build_names_the_esp_idf_versions_it_is_checked_against():
+    """The project's CMake says plainly which ESP-IDF versions it was checked against: an older one
+    stops the build with what to install, a newer one (6.x, say) builds with a warning. The versions
+    it names are the ones the CI compile check uses."""
+    import firmware_build as fb
+
+    cmake = (FW / "cmake" / "idf_version.cmake").read_text()
+    checked = re.search(r'set\(MNISTP4_IDF_CHECKED "([^"]+)"\)', cmake).group(1).split(";")
+    assert checked == sorted({".".join(t.version.split(".")[:2]) for t in fb.idf_trees()})
+    assert "cmake/idf_version.cmake" in (FW / "CMakeLists.txt").read_text()
+
+    for version in ("5.4.0", "5.4.2", "5.5.5"):
+        done = _cmake_version_check(version)
+        assert done.returncode == 0 and "Warning" not in done.stderr, (version, done.stderr)
+    old = _cmake_version_check("5.3.2")
+    assert old.returncode != 0 and "needs ESP-IDF 5.4 or 5.5" in old.stderr and "5.3.2" in old.stderr
+    for newer in ("5.6.0", "6.0.1"):
+        done = _cmake_version_check(newer)
+        flat = " ".join(done.stderr.split())
+        assert done.returncode == 0 and "CMake Warning" in flat and f"this is ESP-IDF {newer}" in flat, done.stderr
