@@ -47,11 +47,16 @@ def get_app() -> App:
     return _APP
 
 
+#: where ``--json`` output goes: the process's stdout, kept aside while everything else that would
+#: print there (a plugin's print(), a progress bar) goes to stderr (see :func:`main`)
+_JSON_OUT: list = []
+
+
 def print_json(obj) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
     from .io import _json_default
 
-    click.echo(json.dumps(obj, indent=2, default=_json_default))
+    click.echo(json.dumps(obj, indent=2, default=_json_default), file=_JSON_OUT[-1] if _JSON_OUT else None)
 
 
 class PluginGroup(click.Group):
@@ -302,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)], force=True
     )
+    json_out = "--json" in argv
+    if json_out:  # stdout carries the JSON alone: what plugins and stages print goes to stderr
+        _JSON_OUT.append(sys.stdout)
+        sys.stdout = sys.stderr
     try:
         _APP = create_app(plugin_dirs=dirs, config_files=[Path(f) for f in files], settings=settings, console=console)
         cli = build_cli(_APP)
@@ -329,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         _APP = None
+        if json_out:
+            sys.stdout = _JSON_OUT.pop()
 
 
 if __name__ == "__main__":  # pragma: no cover

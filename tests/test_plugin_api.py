@@ -295,3 +295,35 @@ def test_warnings_are_shown_by_default_and_quiet_hides_them(tmp_path, capsys):
     assert "no checkpoint" not in capsys.readouterr().err
     assert main(["-v", "--plugins-dir", str(d), "warn-me"]) == 0
     assert "details for -v" in capsys.readouterr().err
+
+
+def test_a_plugin_that_prints_does_not_spoil_json_output(tmp_path, capsys, monkeypatch):
+    """Plugins print (at import, in hooks); with ``--json`` stdout still carries the JSON alone and
+    the plugin's lines go to stderr."""
+    import shutil
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "chatty.py").write_text(
+        textwrap.dedent(
+            """
+            print("chatty plugin loaded")
+            from mnistp4 import hookimpl
+
+            @hookimpl
+            def on_sheet_processed(sheet_path, digits, error):
+                print("chatty saw a sheet")
+            """
+        )
+    )
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for f in (REPO / "raw_scans").glob("c0a-scan-clean.*"):
+        shutil.copy(f, raw / f.name)
+    monkeypatch.chdir(tmp_path)
+    code = main(["--plugins-dir", str(plugins), "segment", str(raw), "-o", str(tmp_path / "data"), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["digits"] == 100  # the JSON and nothing else
+    assert "chatty plugin loaded" in err and "chatty saw a sheet" in err
+    assert sys.stdout is not sys.stderr  # given back after the command

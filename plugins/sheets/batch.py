@@ -369,6 +369,7 @@ def _worker_init(path: list[str], parent_pid: int | None = None, plugin_files: l
     # module names (so a user's segmenter or normalizer unpickles), one OpenCV thread per process
     if parent_pid is not None:
         _die_with_parent(parent_pid)
+    sys.stdout = sys.stderr  # the command's stdout may carry --json: a plugin's print() goes to stderr here too
     sys.path[:] = path
     if plugin_files:
         from mnistp4.plugins import import_plugin_files
