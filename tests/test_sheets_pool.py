@@ -160,7 +160,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("segmenter_in_main", [False, True])
+@pytest.mark.parametrize("segmenter_in_main", [False, True, "wrapped"])
 def test_workers_skip_the_main_script_unless_the_segmenter_lives_there(tmp_path, segmenter_in_main):
     """A spawned worker re-imports the command's main script (for the CLI: all of it) only when
     what it is sent is defined there; either way it gets one thread for numerical libraries, and
@@ -170,7 +170,10 @@ def test_workers_skip_the_main_script_unless_the_segmenter_lives_there(tmp_path,
 
     (tmp_path / "probe_plugin.py").write_text(_PROBE)
     segmenter_import = _PROBE if segmenter_in_main else "from probe_plugin import probe_segmenter"
-    (tmp_path / "main.py").write_text(_MAIN.replace("SEGMENTER_IMPORT", segmenter_import))
+    main = _MAIN.replace("SEGMENTER_IMPORT", segmenter_import)
+    if segmenter_in_main == "wrapped":  # the main script's function inside a functools.partial
+        main = main.replace("segmenter=probe_segmenter", "segmenter=__import__('functools').partial(probe_segmenter)")
+    (tmp_path / "main.py").write_text(main)
     marks = tmp_path / "marks"
     marks.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
@@ -188,7 +191,7 @@ def test_workers_skip_the_main_script_unless_the_segmenter_lives_there(tmp_path,
     assert workers, names  # the worker segmented sheets, from the main script's segmenter too
     assert all(n.split("-")[2] == "1" for n in workers), names
     assert all(n.split("-")[2] == "unset" for n in names if n.startswith("parent-")), names  # restored here
-    assert any(n.startswith("main-imported-") for n in names) == segmenter_in_main, names
+    assert any(n.startswith("main-imported-") for n in names) == bool(segmenter_in_main), names
     assert all(n.split("-")[3] == "nocli" for n in workers), names  # a worker loads what a sheet needs
 
 

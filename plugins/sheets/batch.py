@@ -445,25 +445,25 @@ def _start_helpers(count: int, segmenter, sent: tuple = ()) -> _Helpers:
     needed = _modules_sent((segmenter, *sent))
     if needed is not None:  # only the plugin files whose functions or classes a worker is sent
         files = [(modname, path) for modname, path in files if modname in needed]
+    needs_main = needed is None or "__main__" in needed
     pool = ProcessPoolExecutor(
         max_workers=count,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
         initargs=(list(sys.path), os.getpid(), files),
     )
-    with _lean_spawn((segmenter, *sent)):  # the processes start in submit()
+    with _lean_spawn(needs_main):  # the processes start in submit()
         starts = [pool.submit(_worker_ready, segmenter) for _ in range(count)]
     return _Helpers(pool, starts)
 
 
 @contextlib.contextmanager
-def _lean_spawn(sent: tuple):
+def _lean_spawn(needs_main: bool):
     """Worker processes started in this block skip what a sheet does not need: the command's
-    main module (the whole CLI, re-imported by every spawned process) unless
-    something ``sent`` to them (segmenter, layouts, normalizer) is defined there, and a thread per
-    core in the numerical libraries."""
+    main module (the whole CLI, re-imported by every spawned process) unless what they are sent
+    (segmenter, layouts, normalizer) ``needs_main``, and a thread per core in the numerical libraries."""
     main = sys.modules.get("__main__")
-    hide_main = main is not None and not _defined_in_main(sent)
+    hide_main = main is not None and not needs_main
     saved_env = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
     os.environ.update({k: v for k, v in _ONE_THREAD_ENV.items() if saved_env[k] is None})
     if hide_main:
@@ -540,17 +540,6 @@ def _modules_sent(objects) -> set[str] | None:
     except Exception:
         return None
     return found
-
-
-def _defined_in_main(objects) -> bool:
-    """Whether any of ``objects`` (or a dict's values), or its class, comes from ``__main__``."""
-    for o in objects:
-        if isinstance(o, dict):
-            if _defined_in_main(tuple(o.values())):
-                return True
-        elif "__main__" in (getattr(o, "__module__", None), type(o).__module__):
-            return True
-    return False
 
 
 def _run_pool(feed: _JobFeed, helpers: _Helpers, on_done) -> None:
