@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -63,3 +64,21 @@ def assert_one_line_error(text: str, *needles: str) -> None:
 def temp_files(folder: Path) -> list[Path]:
     """Left-over temporary files of atomic writes (none may survive a failure)."""
     return [p for p in folder.rglob(".*") if ".tmp" in p.name or ".staging-" in p.name]
+
+
+@contextmanager
+def held_elsewhere(code: str, cwd: Path):
+    """Another process that runs ``code`` (taking a lock), says 'held' and keeps it: its Popen."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time\n{code}\n    print('held', flush=True)\n    time.sleep(60)\n"],
+        cwd=cwd,
+        env=env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

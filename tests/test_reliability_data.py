@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_kit import assert_one_line_error, env, make_sheets, mnistp4
+from reliability_kit import assert_one_line_error, env, held_elsewhere, make_sheets, mnistp4
 
 from mnistp4.cli import main
 from mnistp4.stages.data.manifest import COLUMNS, read_decisions, read_manifest, record_decision
@@ -116,21 +116,8 @@ def test_relabel_during_segment_loses_nothing_over_20_rounds(sheets, data, tmp_p
 
 
 def test_a_busy_data_dir_names_the_process_that_holds_it(data, tmp_path, capsys, monkeypatch):
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time\nfrom mnistp4.stages.data.manifest import data_dir_lock\n"
-            "with data_dir_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n",
-            str(data),
-        ],
-        cwd=tmp_path,
-        env=env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    holding = f"from mnistp4.stages.data.manifest import data_dir_lock\nwith data_dir_lock({str(data)!r}):"
+    with held_elsewhere(holding, tmp_path) as holder:
         monkeypatch.setenv("MNISTP4_LOCK_TIMEOUT", "1.5")
         name = Path(read_manifest(data)[0]["path"]).name
         t0 = time.monotonic()
@@ -138,9 +125,6 @@ def test_a_busy_data_dir_names_the_process_that_holds_it(data, tmp_path, capsys,
         err = capsys.readouterr().err
         assert code == 1 and time.monotonic() - t0 < 10
         assert_one_line_error(err, f"in use by PID {holder.pid}")
-    finally:
-        holder.kill()
-        holder.wait()
     assert main(["label", name, "--label", "3", "-d", str(data)]) == 0  # free again: it works
 
 

@@ -4,37 +4,16 @@ naming the first. The lock is held by a real second process. Cases of docs/relia
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from reliability_kit import assert_one_line_error, env
+from reliability_kit import assert_one_line_error, held_elsewhere
 
 from mnistp4.cli import PIPELINE_LOCK, main
 from mnistp4.errors import Mnistp4Error
 from mnistp4.stages.training.update import claimed_out
-
-
-@contextmanager
-def held_elsewhere(code: str, cwd: Path):
-    """Another process that runs ``code`` (taking a lock), says 'held' and keeps it: its Popen."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"import sys, time\n{code}\n    print('held', flush=True)\n    time.sleep(60)\n"],
-        cwd=cwd,
-        env=env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        yield holder
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def run_dir_held_elsewhere(run_dir: Path, cwd: Path):

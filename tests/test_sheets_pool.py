@@ -195,28 +195,17 @@ def test_workers_skip_the_main_script_unless_the_segmenter_lives_there(tmp_path,
     assert all(n.split("-")[3] == "nocli" for n in workers), names  # a worker loads what a sheet needs
 
 
-_SEGMENTER_FILE = """
-import os, time
-from pathlib import Path
-import numpy as np
-from mnistp4 import Digit, hookimpl
-
-def marked(grey, *, layout=None, options=None):
-    marks = Path(os.environ["MARKS"])
-    parent = str(os.getpid()) == os.environ["PARENT"]
-    deadline = time.monotonic() + 90
-    while parent and any(marks.iterdir()) and not any("worker" in p.name for p in marks.iterdir()):
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)  # this process's second sheet waits for the worker's first
-    time.sleep(0.05)
-    (marks / f"{'parent' if parent else 'worker'}-{os.getpid()}-{time.monotonic_ns()}").touch()
-    return [Digit(np.zeros((28, 28), np.uint8), 1, 0, 0)]
+#: a plugin file registering the probe above as a segmenter
+_SEGMENTER_FILE = (
+    _PROBE
+    + """
+from mnistp4 import hookimpl
 
 @hookimpl
 def register_segmenters(register):
-    register("marked", marked)
+    register("marked", probe_segmenter)
 """
+)
 
 #: a plugin file of the same folder that has nothing to do with sheets (in life: a model that imports torch)
 _OTHER_FILE = """
