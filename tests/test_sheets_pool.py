@@ -220,24 +220,13 @@ def register_recipes(register):
     pass
 """
 
-_PLUGIN_MAIN = """
-import os, sys
-from pathlib import Path
-import cv2, numpy as np
-from mnistp4.app import create_app
-from mnistp4.stages.sheets.batch import segment_folder
-
-root, raw = Path(sys.argv[1]), Path(sys.argv[1], "raw")
-app = create_app(root=root, plugin_dirs=[str(root / "plugins")], load_entry_points=False)
-raw.mkdir()
-page = np.full((256, 256), 255, np.uint8)
-for k in range(8):
-    page[0, 0] = k
-    cv2.imwrite(str(raw / f"s{k}.png"), page)
-os.environ["PARENT"] = str(os.getpid())
-summary = segment_folder(raw, root / "data", segmenter=app.get("segmenters", "marked"), segmenter_name="marked",
-    layout=None, layouts={}, normalize=None, normalizer_name="none", default_rows="0123456789", workers=2)
-assert summary["failed"] == 0, summary["results"]
+#: the segmenter of _MAIN, from the plugin folder beside the script (loaded as the command loads it)
+_FROM_PLUGIN_FOLDER = """
+if __name__ == "__main__":
+    from mnistp4.app import create_app
+    _here = Path(__file__).parent
+    _app = create_app(root=_here, plugin_dirs=[str(_here / "plugins")], load_entry_points=False)
+    probe_segmenter = _app.get("segmenters", "marked")
 """
 
 
@@ -250,11 +239,11 @@ def test_workers_import_only_the_plugin_files_of_what_they_are_sent(tmp_path):
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "seg_marked.py").write_text(_SEGMENTER_FILE)
     (tmp_path / "plugins" / "other_plugin.py").write_text(_OTHER_FILE)
-    (tmp_path / "main.py").write_text(_PLUGIN_MAIN)
+    (tmp_path / "main.py").write_text(_MAIN.replace("SEGMENTER_IMPORT", _FROM_PLUGIN_FOLDER))
     marks = tmp_path / "marks"
     marks.mkdir()
     done = subprocess.run(
-        [sys.executable, str(tmp_path / "main.py"), str(tmp_path)],
+        [sys.executable, str(tmp_path / "main.py"), str(tmp_path / "raw"), str(tmp_path / "data")],
         env={**os.environ, "MARKS": str(marks)},
         capture_output=True,
         text=True,
