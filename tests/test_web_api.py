@@ -412,6 +412,31 @@ def test_listing_images_and_decisions(client, project):
     assert after["abc123/3/0"]["label"] == 8 and after["abc123/5/1"]["decision"] == "rejected"
 
 
+def test_two_reviewers_deciding_one_digit_the_second_is_told_and_nothing_is_lost(client, project):
+    """Two reviewers see the same digit; the first relabels it, the second (whose page still shows
+    the old one) rejects it: the second gets 409 with the digit as it is now, and the first's label
+    stays. A script that sends no ``seen`` decides as before."""
+    _, _, data = project
+    make_data_dir(data)
+    shown = next(d for d in client.get("/api/digits").get_json()["digits"] if d["id"] == "abc123/3/0")
+    seen = {"label": shown["label"], "decision": shown["decision"]}
+    first = client.post("/api/digits/abc123/3/0", json={"label": 8, "seen": seen})
+    assert first.status_code == 200 and first.get_json()["digit"]["label"] == 8
+    second = client.post("/api/digits/abc123/3/0", json={"reject": True, "seen": seen})
+    assert second.status_code == 409
+    out = second.get_json()
+    assert "changed meanwhile (now label 8, relabeled)" in out["error"] and out["digit"]["label"] == 8
+    row = {(r["row"], r["col"]): r for r in _manifest.read_manifest(data)}[(3, 0)]
+    assert (row["label"], row["decision"]) == (8, "relabeled")
+    assert _manifest.read_decisions(data)[("abc123", 3, 0)] == {"label": 8, "decision": "relabeled"}
+    # looking again (the page shows the answer's digit), the second reviewer's decision goes through
+    again = {"label": out["digit"]["label"], "decision": out["digit"]["decision"]}
+    assert client.post("/api/digits/abc123/3/0", json={"reject": True, "seen": again}).status_code == 200
+    assert client.post("/api/digits/abc123/3/0", json={"label": 2}).status_code == 200  # no "seen": as before
+    bad = client.post("/api/digits/abc123/3/0", json={"label": 2, "seen": {"lable": 2}})
+    assert bad.status_code == 400 and "seen" in bad.get_json()["error"]
+
+
 @pytest.mark.parametrize(
     "body, message",
     [

@@ -15,7 +15,9 @@ API (every answer is JSON except the images; errors are ``{"error": message}``):
 ``GET  /api/digits``                     every digit of the data dir with flags/suspicion
 ``GET  /api/digits/<hash>/<row>/<col>.png`` one 28x28 digit
 ``POST /api/digits/<hash>/<row>/<col>``  ``{"label": 0-9}``, ``{"reject": true}`` or
-                                         ``{"accept": true}`` (+ optional label)
+                                         ``{"accept": true}`` (+ optional label); with
+                                         ``"seen": {"label", "decision"}`` 409 if the digit
+                                         changed since (another reviewer)
 =======================================  =================================================
 
 Unknown layouts, sheets and digits answer 404; malformed input 400; a non-PNG upload 415; an
@@ -40,7 +42,7 @@ from werkzeug.exceptions import HTTPException
 
 from mnistp4.errors import Mnistp4Error, UsageError
 from mnistp4.stages.web.collect import SheetTemplate, UploadError, list_sidecars, read_sidecar, save_sheet
-from mnistp4.stages.web.review import ReviewData
+from mnistp4.stages.web.review import ChangedMeanwhile, ReviewData
 from mnistp4.stages.web.security import Guard, install
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent
 #: a 1-2 Mpx grey or RGBA sheet from a canvas is well under this
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
-DECISION_KEYS = {"label", "reject", "accept"}
+DECISION_KEYS = {"label", "reject", "accept", "seen"}
 
 
 @dataclass
@@ -219,9 +221,19 @@ def create_web_app(settings: WebSettings) -> Flask:
             return error(400, "reject stands alone: do not combine it with a label or accept")
         if label is None and not reject and not accept:
             return error(400, "nothing to record: give a label, reject or accept")
+        seen = body.get("seen")
+        if seen is not None and (not isinstance(seen, dict) or set(seen) - {"label", "decision"}):
+            return error(400, 'seen must be {"label": ..., "decision": ...}: the digit as the page showed it')
         if review.find(sheet_hash, row, col) is None:
             return error(404, f"unknown digit {sheet_hash}/{row}/{col}")
-        item = review.decide(sheet_hash, row, col, label=label, reject=reject, accept=accept)
+        try:
+            item = review.decide(sheet_hash, row, col, label=label, reject=reject, accept=accept, seen=seen)
+        except ChangedMeanwhile as e:  # another reviewer (or `mnistp4 label`) decided first
+            now = e.digit
+            shown = f"label {now['label']}" + (f", {now['decision']}" if now["decision"] else "")
+            return jsonify(
+                {"error": f"changed meanwhile (now {shown}); your decision was not recorded", "digit": now}
+            ), 409
         return jsonify({"digit": item})
 
     from mnistp4.stages.web.try_page import register_try

@@ -46,6 +46,19 @@ class ModelScores:
     probs: dict[tuple[str, int, int], np.ndarray]
 
 
+class ChangedMeanwhile(Exception):
+    """A decision made on a page that showed the digit as it was before another writer changed it."""
+
+    def __init__(self, digit: dict):
+        super().__init__("changed meanwhile")
+        self.digit = digit
+
+
+def _shown(r: dict) -> tuple:
+    """What a reviewer's decision was based on: the digit's label and decision."""
+    return (r.get("label"), r.get("decision") or "")  # a manifest row's label is an int or None, as in JSON
+
+
 class ReviewData:
     """Thread-safe view of one data dir for the review page.
 
@@ -116,12 +129,22 @@ class ReviewData:
         label: int | None = None,
         reject: bool = False,
         accept: bool = False,
+        seen: dict | None = None,
     ) -> dict:
-        """Record a human decision through the shared decisions API; returns the digit's new item."""
-        with self._lock:
-            manifest_module().record_decision(
-                self.data_dir, sheet_hash, row, col, label=label, reject=reject, accept=accept
-            )
+        """Record a human decision through the shared decisions API; returns the digit's new item.
+
+        ``seen`` (``{"label": …, "decision": …}``, what the reviewer's page showed): when the digit
+        has changed since (another reviewer, `mnistp4 label`), nothing is recorded and
+        :class:`ChangedMeanwhile` carries the digit as it is now. Checked and recorded under the
+        data dir's lock, so no other writer comes in between."""
+        mf = manifest_module()
+        with self._lock, mf.data_dir_lock(self.data_dir):
+            self._stamp = None
+            self._refresh()
+            now = self._index.get((sheet_hash, row, col))
+            if now is not None and seen is not None and _shown(now) != _shown(seen):
+                raise ChangedMeanwhile(self.item(now, self.scores()))
+            mf.record_decision(self.data_dir, sheet_hash, row, col, label=label, reject=reject, accept=accept)
             self._stamp = None  # re-read: the manifest now carries the decision
             self._refresh()
             return self.item(self._index[(sheet_hash, row, col)], self.scores())

@@ -129,10 +129,19 @@
     state.busy = true;
     const next = state.order[state.order.indexOf(d.id) + 1] || null;
     try {
+      // "seen": the digit as this page shows it; if another reviewer changed it since, the server
+      // records nothing (409) and sends the digit as it is now
+      const seen = { label: d.label, decision: d.decision };
       const r = await fetch(`/api/digits/${d.id}`, {
-        method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF }, body: JSON.stringify(body),
+        method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+        body: JSON.stringify({ ...body, seen }),
       });
       const out = await r.json().catch(() => ({}));
+      if (r.status === 409 && out.digit) {
+        Object.assign(d, out.digit);
+        render();
+        select(d.id);
+      }
       if (!r.ok) throw new Error(out.error || `${r.status} ${r.statusText}`);
       Object.assign(d, out.digit);  // the server's view after the decision (label, decision, suspicion)
       setStatus(`${d.sheet} r${d.row + 1} c${d.col + 1}: ${d.decision}${d.label !== null ? ", label " + d.label : ""}`, "ok");
