@@ -472,3 +472,16 @@ def test_review_page_on_example_sheets(browser, serve, tmp_path):
     d.find_element(By.XPATH, f'//span[@id="label-buttons"]/button[text()="{new_label}"]').click()
     wait_until(lambda: row_of(key)["label"] == new_label, "the manifest to show the button's label")
     assert row_of(key)["decision"] == "relabeled"
+
+    # another reviewer relabels a digit this page still shows as it was: this page's decision on it
+    # is refused, the page says so and shows the digit as it is now
+    third = inked[1]
+    key3 = (third["sheet_hash"], third["row"], third["col"])
+    other_label = (third["label"] + 2) % 10
+    _manifest.record_decision(server["data"], *key3, label=other_label)
+    tile = f'figure.tile[data-id="{"/".join(map(str, key3))}"]'
+    d.find_element(By.CSS_SELECTOR, tile).click()
+    ActionChains(d).send_keys("x").perform()
+    wait_for(d, lambda drv: "changed meanwhile" in drv.find_element(By.ID, "status").text, "the page to say so")
+    assert d.find_element(By.CSS_SELECTOR, tile).get_attribute("data-label") == str(other_label)
+    assert (row_of(key3)["label"], row_of(key3)["decision"]) == (other_label, "relabeled")  # not rejected
