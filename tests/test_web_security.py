@@ -242,10 +242,10 @@ def test_deeply_nested_json_is_a_400(serve):
 # ---- W10: idle connections and a flood of them ----------------------------------------------------------------
 
 
-def test_idle_connections_are_closed_and_past_the_cap_a_503_comes_at_once(serve):
+def test_silent_and_dribbling_clients_are_cut_off_and_past_the_cap_a_503_comes_at_once(serve):
     import socket
 
-    server = serve(idle_timeout=0.5, max_connections=2)
+    server = serve(idle_timeout=0.5, head_timeout=2.0, max_connections=2)
     addr = ("127.0.0.1", server["port"])
     opened = time.monotonic()
     idle = [socket.create_connection(addr, timeout=10) for _ in range(2)]  # connect, never speak
@@ -266,6 +266,21 @@ def test_idle_connections_are_closed_and_past_the_cap_a_503_comes_at_once(serve)
             sock.sendall(head[k : k + 20].encode())
             time.sleep(0.3 if k < 80 else 0)
         assert sock.recv(100).startswith(b"HTTP/1.1 200")
+
+    # one that sends its headers a byte at a time, each well within the idle limit, forever: cut off
+    # once the request head has taken longer than its deadline
+    with socket.create_connection(addr, timeout=0.2) as sock:
+        sock.sendall(b"GET /api/layouts HTTP/1.1\r\nX-Slow: ")
+        started, closed = time.monotonic(), False
+        while not closed and time.monotonic() - started < 10:
+            try:
+                sock.sendall(b"x")
+                closed = sock.recv(100) == b""
+            except TimeoutError:
+                continue  # nothing from the server yet: another byte
+            except OSError:
+                closed = True
+        assert closed and 1.8 < time.monotonic() - started < 6
 
 
 def request_status(addr) -> int:

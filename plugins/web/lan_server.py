@@ -5,6 +5,9 @@ network needs.
   to sleep with a connection open, a scanner probing ports) held a thread for as long as it
   liked; now a connection that sends nothing for :data:`IDLE_TIMEOUT_S` is closed. The limit is
   per read, so a slow upload that keeps sending is not cut.
+* **A request's head has a deadline.** Its request line and headers must arrive within
+  :data:`HEAD_TIMEOUT_S` of the server starting to wait for it; a client that sends them a byte
+  at a time, each under the idle limit, is cut off then (a watcher thread shuts its socket down).
 * **Connections at once are capped.** Each connection is a thread; past :data:`MAX_CONNECTIONS`
   a new one gets ``503 Service Unavailable`` at once instead of another thread, so a client that
   opens connections by the thousand cannot exhaust the process.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
@@ -22,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: seconds a connection may stay silent (between requests, or in the middle of one) before it is closed
 IDLE_TIMEOUT_S = 20.0
+#: seconds from waiting for a request to having its request line and all its headers
+HEAD_TIMEOUT_S = 30.0
 #: connections served at once; the pages of a few tablets and a review browser need a handful each
 MAX_CONNECTIONS = 64
 
@@ -33,12 +39,33 @@ _BUSY = (
 
 
 def make_lan_server(
-    host: str, port: int, web, *, idle_timeout: float = IDLE_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS
+    host: str,
+    port: int,
+    web,
+    *,
+    idle_timeout: float = IDLE_TIMEOUT_S,
+    head_timeout: float = HEAD_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> ThreadedWSGIServer:
-    """A threaded WSGI server for ``web`` on ``host:port`` with the idle timeout and the connection cap."""
+    """A threaded WSGI server for ``web`` on ``host:port`` with the idle timeout, the request-head
+    deadline and the connection cap."""
+    heads = _HeadWatch(head_timeout)
 
     class Handler(WSGIRequestHandler):
         timeout = idle_timeout  # socketserver sets it on the connection; werkzeug closes on socket.timeout
+
+        def handle_one_request(self):
+            heads.start(self.connection)  # from waiting for the request line...
+            try:
+                super().handle_one_request()
+            finally:
+                heads.done(self.connection)
+
+        def parse_request(self):
+            try:
+                return super().parse_request()
+            finally:
+                heads.done(self.connection)  # ...to the last header: the body and the answer are not timed
 
     class Server(ThreadedWSGIServer):
         def __init__(self, *args, **kwargs):
@@ -64,6 +91,42 @@ def make_lan_server(
                 self.slots.release()
 
     return Server(host, port, web, handler=Handler)
+
+
+class _HeadWatch:
+    """Connections waiting for a request head, and their deadlines; one thread shuts down those past it."""
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._deadlines: dict[socket.socket, float] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._deadlines[conn] = time.monotonic() + self.limit
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="mnistp4-head-watch", daemon=True)
+                self._thread.start()
+
+    def done(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(conn, None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.limit / 4))
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c, deadline in self._deadlines.items() if deadline <= now]
+                for c in late:
+                    del self._deadlines[c]
+            for c in late:
+                log.info("a request head took longer than %.0f s: connection closed", self.limit)
+                try:
+                    c.shutdown(socket.SHUT_RDWR)  # its thread's read returns at once
+                except OSError:
+                    pass
 
 
 def _refuse(request: socket.socket) -> None:
