@@ -1,4 +1,4 @@
-"""The HTTP server behind ``mnistp4 serve``: werkzeug's threaded server, with two limits a shared
+"""The HTTP server behind ``mnistp4 serve``: werkzeug's threaded server, with the limits a shared
 network needs.
 
 * **Idle connections are closed.** A client that connects and sends nothing (a tablet that went
@@ -118,6 +118,9 @@ class _HeadWatch:
             time.sleep(min(1.0, self.limit / 4))
             now = time.monotonic()
             with self._lock:
+                if not self._deadlines:  # nothing waits: the next start() starts a new watcher
+                    self._thread = None
+                    return
                 late = [c for c, deadline in self._deadlines.items() if deadline <= now]
                 for c in late:
                     del self._deadlines[c]
