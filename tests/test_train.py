@@ -138,7 +138,7 @@ def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
 def test_pipeline_step_trains_with_the_segmented_digits(make_app, tmp_path, custom_folder):
     from mnistp4.stages.training.train import train_step
 
-    app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))], settings=["epochs=1", "run_name=pipe"])
+    app = make_app(plugin_dirs=[str(plugin_dir(tmp_path))], settings=["epochs=1", "weight=2", "run_name=pipe"])
     result = train_step(app, {"data_dir": str(custom_folder)})
     run_dir = app.config.path("runs_dir") / "pipe"
     assert result["run_dir"] == str(run_dir) and (run_dir / "model.onnx").is_file()
