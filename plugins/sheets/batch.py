@@ -356,14 +356,6 @@ def _file_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _picklable(*objects) -> bool:
-    try:
-        pickle.dumps(objects)
-        return True
-    except Exception:
-        return False
-
-
 def _worker_init(path: list[str], parent_pid: int | None = None, plugin_files: list[tuple[str, str]] = ()):
     # spawned workers: the parent's import path (plugin folders) and its plugin files under the same
     # module names (so a user's segmenter or normalizer unpickles), one OpenCV thread per process
@@ -436,23 +428,21 @@ class _Helpers:
 _ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _start_helpers(count: int, segmenter, sent: tuple = ()) -> _Helpers:
-    """Start ``count`` worker processes now: they start while this process cuts the first sheets."""
+def _start_helpers(count: int, segmenter, needed: set[str]) -> _Helpers:
+    """Start ``count`` worker processes now: they start while this process cuts the first sheets.
+    ``needed``: the modules what they are sent refers to (:func:`_modules_sent`)."""
     from mnistp4.plugins import loaded_plugin_files
 
+    # only the plugin files whose functions or classes a worker is sent
+    files = [(modname, path) for modname, path in loaded_plugin_files() if modname in needed]
     # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
-    files = loaded_plugin_files()
-    needed = _modules_sent((segmenter, *sent))
-    if needed is not None:  # only the plugin files whose functions or classes a worker is sent
-        files = [(modname, path) for modname, path in files if modname in needed]
-    needs_main = needed is None or "__main__" in needed
     pool = ProcessPoolExecutor(
         max_workers=count,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
         initargs=(list(sys.path), os.getpid(), files),
     )
-    with _lean_spawn(needs_main):  # the processes start in submit()
+    with _lean_spawn("__main__" in needed):  # the processes start in submit()
         starts = [pool.submit(_worker_ready, segmenter) for _ in range(count)]
     return _Helpers(pool, starts)
 
@@ -526,7 +516,7 @@ def _modules_sent(objects) -> set[str] | None:
     """The modules that sending ``objects`` to a worker refers to: a function or class travels as
     its module and name, and the worker imports that module. A worker then imports only those of
     the command's plugin files (another plugin file of the folder may import torch: seconds and
-    memory per worker for nothing). None where the objects cannot be walked: all files then."""
+    memory per worker for nothing). None where the objects cannot be pickled: no workers then."""
     found: set[str] = set()
 
     class _Recorder(pickle.Pickler):
@@ -760,9 +750,10 @@ def segment_folder(
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if guarded else None
     try:
         try:
-            if pooled and _picklable(segmenter, layout, layouts, normalize):
+            needed = _modules_sent((segmenter, layout, layouts, normalize)) if pooled else None
+            if needed is not None:
                 with _sigterm_deferred(guarded):  # a process half-way through its start would print a traceback
-                    helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter, (layout, layouts, normalize))
+                    helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter, needed)
             elif pooled:
                 log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
             if progress and pages:
