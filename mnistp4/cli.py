@@ -198,8 +198,6 @@ def build_cli(app: App) -> click.Group:
     @click.option("--json", "as_json", is_flag=True)
     def run_cmd(port, epochs, model, only, as_json):
         app.override(port=port, epochs=epochs, model=model)
-        if as_json:  # stdout carries only the JSON; what the steps print for people goes to stderr
-            app.console = Console(stderr=True)
         steps = sorted(app.registry.entries("pipeline_steps"), key=lambda e: e.obj.order)
         if only:
             unknown = set(only) - {e.name for e in steps}
@@ -301,13 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     global _APP
     argv = list(sys.argv[1:] if argv is None else argv)
     dirs, files, settings, verbose = _pre_parse(argv)
-    console = Console()
+    json_out = "--json" in argv
+    console = Console(stderr=json_out)  # with --json, what the commands print for people goes to stderr
     err = Console(stderr=True)
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(
         level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)], force=True
     )
-    json_out = "--json" in argv
     if json_out:  # stdout carries the JSON alone: what plugins and stages print goes to stderr
         _JSON_OUT.append(sys.stdout)
         sys.stdout = sys.stderr

@@ -98,10 +98,6 @@ def register_commands(cli):
         from mnistp4.cli import print_json
         from mnistp4.stages.training.run import apply_model_defaults, train_run
 
-        if as_json:  # stdout carries only the JSON; what training prints for people goes to stderr
-            from rich.console import Console
-
-            app.console = Console(stderr=True)
         if resume and out:  # continue with the run's own settings unless a flag says otherwise
             saved_teachers = _adopt_saved_settings(app, _run_dir(app, out))
             teachers = teachers or saved_teachers
