@@ -437,6 +437,40 @@ def test_two_reviewers_deciding_one_digit_the_second_is_told_and_nothing_is_lost
     assert bad.status_code == 400 and "seen" in bad.get_json()["error"]
 
 
+def test_a_digit_cut_again_since_the_page_showed_it_is_not_decided_on_the_old_picture(client, project):
+    """A reviewer's page shows a digit; then `segment` cuts its sheet again (another image, another
+    flag). Accepting it on the old picture is refused with 409 and the digit as it is now; the image
+    URL is a new one, so the page loads the new picture; deciding on that goes through."""
+    _, _, data = project
+    rows = make_data_dir(data)
+    shown = next(d for d in client.get("/api/digits").get_json()["digits"] if d["id"] == "abc123/4/1")
+    assert shown["flags"] == ["small"] and client.get(shown["image"]).status_code == 200
+    seen = {"label": shown["label"], "decision": shown["decision"], "version": shown["version"]}
+    # the re-run: a new image for the digit and another flag, written as segment writes them
+    with _manifest.data_dir_lock(data):
+        image = data / rows[9]["path"]
+        cv2.imwrite(str(image), 255 - cv2.imread(str(image), cv2.IMREAD_GRAYSCALE))
+        rows[9]["flags"] = "crossed_out"
+        _manifest.write_manifest(data, rows)
+    refused = client.post("/api/digits/abc123/4/1", json={"accept": True, "seen": seen})
+    assert refused.status_code == 409
+    now = refused.get_json()["digit"]
+    assert now["flags"] == ["crossed_out"] and now["version"] != shown["version"] and now["image"] != shown["image"]
+    assert _manifest.read_decisions(data) == {}  # nothing recorded
+    # only the flags changed, not the image: refused as well
+    with _manifest.data_dir_lock(data):
+        rows[9]["flags"] = "crossed_out;border"
+        _manifest.write_manifest(data, rows)
+    stale = {"label": now["label"], "decision": now["decision"], "version": now["version"]}
+    assert client.post("/api/digits/abc123/4/1", json={"accept": True, "seen": stale}).status_code == 409
+    # on the digit as it is now, the decision goes through
+    current = next(d for d in client.get("/api/digits").get_json()["digits"] if d["id"] == "abc123/4/1")
+    fresh = {"label": current["label"], "decision": current["decision"], "version": current["version"]}
+    ok = client.post("/api/digits/abc123/4/1", json={"accept": True, "seen": fresh})
+    assert ok.status_code == 200 and ok.get_json()["digit"]["decision"] == "accepted"
+    assert ok.get_json()["digit"]["version"] == current["version"]  # a decision changes no picture
+
+
 @pytest.mark.parametrize(
     "body, message",
     [

@@ -283,6 +283,47 @@ def test_silent_and_dribbling_clients_are_cut_off_and_past_the_cap_a_503_comes_a
         assert closed and 1.8 < time.monotonic() - started < 6
 
 
+def test_one_address_past_its_share_gets_a_503_and_the_others_are_still_served(serve):
+    import socket
+
+    server = serve(idle_timeout=30, max_connections=6, max_per_client=3)
+    port = server["port"]
+    # one host (127.0.0.2: another address on the loopback) opens connections and never speaks
+    greedy = []
+    for _ in range(5):
+        sock = socket.socket()
+        sock.bind(("127.0.0.2", 0))
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        greedy.append(sock)
+    try:
+        # past its three, each of its connections is answered 503 at once and closed
+        refused = [sock.recv(200) for sock in greedy[3:]]
+        assert all(r.startswith(b"HTTP/1.1 503") and b"Retry-After" in r for r in refused), refused
+        # while its three stay open, another address is served, up to the cap in all
+        assert request_status(("127.0.0.1", port)) == 200
+        assert request(server, "GET", "/api/layouts")[0] == 200
+    finally:
+        for sock in greedy:
+            sock.close()
+    # once it has closed them, it is served again
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and status_from("127.0.0.2", port) != 200:
+        time.sleep(0.02)
+    assert status_from("127.0.0.2", port) == 200
+
+
+def status_from(source: str, port: int) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((source, 0))
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"GET /api/layouts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        return int(sock.recv(100).split()[1])
+
+
 def request_status(addr) -> int:
     import socket
 

@@ -16,8 +16,9 @@ API (every answer is JSON except the images; errors are ``{"error": message}``):
 ``GET  /api/digits/<hash>/<row>/<col>.png`` one 28x28 digit
 ``POST /api/digits/<hash>/<row>/<col>``  ``{"label": 0-9}``, ``{"reject": true}`` or
                                          ``{"accept": true}`` (+ optional label); with
-                                         ``"seen": {"label", "decision"}`` 409 if the digit
-                                         changed since (another reviewer)
+                                         ``"seen": {"label", "decision", "version"}`` 409
+                                         if the digit changed since (another reviewer, a
+                                         re-run of segment)
 =======================================  =================================================
 
 Unknown layouts, sheets and digits answer 404; malformed input 400; a non-PNG upload 415; an
@@ -222,8 +223,10 @@ def create_web_app(settings: WebSettings) -> Flask:
         if label is None and not reject and not accept:
             return error(400, "nothing to record: give a label, reject or accept")
         seen = body.get("seen")
-        if seen is not None and (not isinstance(seen, dict) or set(seen) - {"label", "decision"}):
-            return error(400, 'seen must be {"label": ..., "decision": ...}: the digit as the page showed it')
+        if seen is not None and (not isinstance(seen, dict) or set(seen) - {"label", "decision", "version"}):
+            return error(
+                400, 'seen must be {"label": ..., "decision": ..., "version": ...}: the digit as the page showed it'
+            )
         if review.find(sheet_hash, row, col) is None:
             return error(404, f"unknown digit {sheet_hash}/{row}/{col}")
         try:

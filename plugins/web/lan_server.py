@@ -11,6 +11,8 @@ network needs.
 * **Connections at once are capped.** Each connection is a thread; past :data:`MAX_CONNECTIONS`
   a new one gets ``503 Service Unavailable`` at once instead of another thread, so a client that
   opens connections by the thousand cannot exhaust the process.
+* **One client cannot take every slot.** Past :data:`MAX_PER_CLIENT` connections from one
+  address, that address gets the same ``503``; the other tablets on the network are still served.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ IDLE_TIMEOUT_S = 20.0
 HEAD_TIMEOUT_S = 30.0
 #: connections served at once; the pages of a few tablets and a review browser need a handful each
 MAX_CONNECTIONS = 64
+#: connections at once from one address: a browser opens up to six per site, a few tabs a few times that
+MAX_PER_CLIENT = 16
 
 _BUSY_TEXT = b"mnistp4 serve: too many connections, try again\n"
 _BUSY = (
@@ -46,9 +50,10 @@ def make_lan_server(
     idle_timeout: float = IDLE_TIMEOUT_S,
     head_timeout: float = HEAD_TIMEOUT_S,
     max_connections: int = MAX_CONNECTIONS,
+    max_per_client: int = MAX_PER_CLIENT,
 ) -> ThreadedWSGIServer:
     """A threaded WSGI server for ``web`` on ``host:port`` with the idle timeout, the request-head
-    deadline and the connection cap."""
+    deadline and the connection caps (in all, and per client address)."""
     heads = _HeadWatch(head_timeout)
 
     class Handler(WSGIRequestHandler):
@@ -70,27 +75,58 @@ def make_lan_server(
     class Server(ThreadedWSGIServer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.slots = threading.BoundedSemaphore(max_connections)
+            self.slots = _Slots(max_connections, max_per_client)
 
         def process_request(self, request, client_address):
-            if not self.slots.acquire(blocking=False):
-                log.warning("%s connections open: refused one from %s", max_connections, client_address[0])
+            refused = self.slots.take(client_address[0])
+            if refused:
+                log.warning("%s: refused a connection from %s", refused, client_address[0])
                 _refuse(request)
                 self.shutdown_request(request)
                 return
             try:
                 super().process_request(request, client_address)  # starts the connection's thread
             except BaseException:
-                self.slots.release()
+                self.slots.give_back(client_address[0])
                 raise
 
         def process_request_thread(self, request, client_address):
             try:
                 super().process_request_thread(request, client_address)
             finally:
-                self.slots.release()
+                self.slots.give_back(client_address[0])
 
     return Server(host, port, web, handler=Handler)
+
+
+class _Slots:
+    """Connections open, in all and per client address."""
+
+    def __init__(self, total: int, per_client: int):
+        self.total, self.per_client = total, per_client
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+        self._all = 0
+
+    def take(self, client: str) -> str:
+        """Count a new connection from ``client``; or, past a cap, count nothing and say which."""
+        with self._lock:
+            if self._all >= self.total:
+                return f"{self.total} connections open"
+            if self._open.get(client, 0) >= self.per_client:
+                return f"{self.per_client} connections open from this address"
+            self._open[client] = self._open.get(client, 0) + 1
+            self._all += 1
+            return ""
+
+    def give_back(self, client: str) -> None:
+        with self._lock:
+            self._all -= 1
+            left = self._open[client] - 1
+            if left:
+                self._open[client] = left
+            else:
+                del self._open[client]
 
 
 class _HeadWatch:

@@ -8,6 +8,7 @@ A digit is identified by ``(sheet_hash, row, col)``, the key human decisions are
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -57,6 +58,13 @@ class ChangedMeanwhile(Exception):
 def _shown(r: dict) -> tuple:
     """What a reviewer's decision was based on: the digit's label and decision."""
     return (r.get("label"), r.get("decision") or "")  # a manifest row's label is an int or None, as in JSON
+
+
+def _changed(now: dict, seen: dict) -> bool:
+    """Whether the digit (as :meth:`ReviewData.item` gives it) differs from what a page showed: its
+    label or decision, or (where the page sent it) its ``version``: a re-run of ``segment`` that cut
+    another image or gave other flags."""
+    return _shown(now) != _shown(seen) or ("version" in seen and seen["version"] != now["version"])
 
 
 class ReviewData:
@@ -133,8 +141,9 @@ class ReviewData:
     ) -> dict:
         """Record a human decision through the shared decisions API; returns the digit's new item.
 
-        ``seen`` (``{"label": …, "decision": …}``, what the reviewer's page showed): when the digit
-        has changed since (another reviewer, `mnistp4 label`), nothing is recorded and
+        ``seen`` (``{"label": …, "decision": …, "version": …}``, what the reviewer's page showed;
+        ``version`` optional): when the digit has changed since (another reviewer, `mnistp4 label`,
+        a re-run of `segment`), nothing is recorded and
         :class:`ChangedMeanwhile` carries the digit as it is now. Checked and recorded under the
         data dir's lock, so no other writer comes in between."""
         mf = manifest_module()
@@ -142,8 +151,9 @@ class ReviewData:
             self._stamp = None
             self._refresh()
             now = self._index.get((sheet_hash, row, col))
-            if now is not None and seen is not None and _shown(now) != _shown(seen):
-                raise ChangedMeanwhile(self.item(now, self.scores()))
+            if now is not None and seen is not None:
+                if _changed(self.item(now), seen):
+                    raise ChangedMeanwhile(self.item(now, self.scores()))
             mf.record_decision(self.data_dir, sheet_hash, row, col, label=label, reject=reject, accept=accept)
             self._stamp = None  # re-read: the manifest now carries the decision
             self._refresh()
@@ -213,6 +223,15 @@ class ReviewData:
             "digits": [self.item(r, scores) for r in rows],
         }
 
+    def version(self, r: dict) -> str:
+        """A short stamp of what the page shows of a digit besides its label and decision: its
+        flags and its image file (changed when ``segment`` cuts the sheet again). It also makes the
+        image's URL new when the image is, so a browser never shows a cached old one."""
+        path = self.image_path(r)
+        st = path.stat() if path is not None else None
+        stamp = f"{r.get('flags') or ''}|{st.st_mtime_ns if st else 0}|{st.st_size if st else 0}"
+        return hashlib.blake2s(stamp.encode(), digest_size=6).hexdigest()
+
     def item(self, r: dict, scores: ModelScores | None = None) -> dict:
         """One digit as the page shows it.
 
@@ -223,6 +242,7 @@ class ReviewData:
         key = (r["sheet_hash"], int(r["row"]), int(r["col"]))
         flags = [f for f in (r.get("flags") or "").split(";") if f]
         label = r.get("label")
+        version = self.version(r)
         item = {
             "id": f"{key[0]}/{key[1]}/{key[2]}",
             "sheet_hash": key[0],
@@ -234,7 +254,8 @@ class ReviewData:
             "flags": flags,
             "decision": r.get("decision", ""),
             "usable": bool(manifest_module().usable(r)),
-            "image": f"/api/digits/{key[0]}/{key[1]}/{key[2]}.png",
+            "image": f"/api/digits/{key[0]}/{key[1]}/{key[2]}.png?v={version}",
+            "version": version,
             "predicted": None,
             "confidence": None,
             "suspicion": float(len(flags)),

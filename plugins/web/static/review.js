@@ -129,9 +129,10 @@
     state.busy = true;
     const next = state.order[state.order.indexOf(d.id) + 1] || null;
     try {
-      // "seen": the digit as this page shows it; if another reviewer changed it since, the server
-      // records nothing (409) and sends the digit as it is now
-      const seen = { label: d.label, decision: d.decision };
+      // "seen": the digit as this page shows it (its image and flags: the version); if another
+      // reviewer or a re-run of segment changed it since, the server records nothing (409) and sends
+      // the digit as it is now
+      const seen = { label: d.label, decision: d.decision, version: d.version };
       const r = await fetch(`/api/digits/${d.id}`, {
         method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
         body: JSON.stringify({ ...body, seen }),
