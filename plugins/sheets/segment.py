@@ -92,7 +92,7 @@ def _resolve_key(data_dir: Path, key: str) -> tuple[str, int, int]:
 def register_commands(cli):
     @cli.command(
         "segment",
-        help="Cut every sheet in RAW_DIR (PNG, JPEG, HEIC, AVIF, TIFF, PDF; default: config raw_scans) into "
+        help="Cut every sheet in RAW_DIR (PNG, JPEG, HEIC, AVIF, TIFF, PDF, PNM, ...; default: config raw_scans) into "
         "labelled 28x28 digits in DATA_DIR: images/, manifest.csv, review/<sheet>.png. "
         "Re-runs skip unchanged sheets; RAW_DIR is never modified. Exit 1 if a sheet failed.",
     )

@@ -25,7 +25,8 @@ from mnistp4.errors import InputError
 log = logging.getLogger(__name__)
 
 #: files read as sheets: .jfif and .jpe are JPEGs as some browsers and Windows save them; AVIF is
-#: a phone format like HEIC; a GIF (older scanning and fax software) is read by its first frame
+#: a phone format like HEIC; a GIF (older scanning and fax software) is read by its first frame;
+#: PNM is what SANE's ``scanimage`` writes by default on Linux; JPEG 2000 comes from document scanners
 SUFFIXES = {
     ".png",
     ".jpg",
@@ -41,6 +42,12 @@ SUFFIXES = {
     ".heif",
     ".avif",
     ".pdf",
+    ".pnm",
+    ".pgm",
+    ".ppm",
+    ".pbm",
+    ".jp2",
+    ".j2k",
 }
 #: files that hold a picture in a form not read here: reported with what to do instead of skipped
 #: without a word (a user who photographed in RAW mode or zipped the scans would see no sheets)
