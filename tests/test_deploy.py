@@ -229,6 +229,37 @@ def test_missing_port_is_a_clear_error(app, run_dir):
         run_deploy(app, run_dir, port="/dev/does-not-exist-42", dry_run=False)
 
 
+def test_a_port_this_user_may_not_open_says_which_group_to_join(run_dir, tmp_path):
+    """A real serial device (a pseudo-terminal) owned by another user and group ``dialout``, mode
+    0660, as a USB serial adapter appears on Linux; ``deploy`` run by a process without root's
+    power to ignore permissions (a user not in the group) says what to do before esptool runs."""
+    import grp
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        port = os.ttyname(slave)
+        os.chown(port, 65534, grp.getgrnam("dialout").gr_gid)
+        os.chmod(port, 0o660)
+        caps = "-dac_override,-dac_read_search"
+        cmd = [sys.executable, "-m", "mnistp4", f"--set=partitions={PARTITIONS}", "deploy", str(run_dir)]
+        proc = subprocess.run(
+            ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", *cmd, "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert proc.returncode == 2, proc.stderr
+    assert f"no permission to open serial port {port} (it belongs to group dialout)" in proc.stderr
+    assert "sudo usermod -aG dialout $USER" in proc.stderr and "Traceback" not in proc.stderr
+    assert "esptool" not in proc.stderr  # found before anything was run
+
+
 def test_wrong_port_reports_esptool_failure(app, run_dir):
     from mnistp4.stages.deploy.deploy import run_deploy
 

@@ -219,13 +219,29 @@ def write_bundle(
 
 
 def check_port(port: str) -> None:
-    """A port that cannot exist gets a clear error listing the serial ports that do."""
+    """A port that cannot exist gets a clear error listing the serial ports that do; one this user may
+    not open (on Linux: not in the group that owns it, ``dialout`` on most systems) says how to join it."""
     looks_like_path = port.startswith("/") or port.startswith(".")
     if looks_like_path and not os.path.exists(port):
         raise UsageError(
             f"serial port {port} does not exist. {_available_ports()} Connect the CrowPanel by "
             f"USB (the UART port) and pass --port, or leave the port out for a dry run."
         )
+    if looks_like_path and not os.access(port, os.R_OK | os.W_OK):
+        group = _group_of(port)
+        raise UsageError(
+            f"no permission to open serial port {port} (it belongs to group {group}): add yourself to the group "
+            f"with `sudo usermod -aG {group} $USER`, then log out and in again (or run `newgrp {group}`)"
+        )
+
+
+def _group_of(path: str) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(os.stat(path).st_gid).gr_name
+    except (ImportError, KeyError, OSError):  # no such module off Unix, a group without a name
+        return "dialout"
 
 
 def _available_ports() -> str:
