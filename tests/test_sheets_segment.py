@@ -172,6 +172,37 @@ def test_the_markers_of_a_dim_photo_are_found():
     assert sorted(_detect_markers(dim)) == [GRID.marker_id(k) for k in range(4)]
 
 
+@pytest.mark.parametrize("into_mm", [0.0, 0.5])
+def test_a_sheet_cropped_to_its_markers_is_read(sheet, into_mm):
+    """A scan cropped to the printed content, or by a document-scanner app that took the corner
+    markers for the page's corners: the markers touch the picture's edge (or lose half a millimetre
+    of it), with no white around them, and the detector missed all four; searched again with white
+    laid around the picture, the sheet is read as before."""
+    from mnistp4.stages.sheets import segment_template as st
+
+    page, truth, refs = sheet
+    corners = np.concatenate(list(st.detect_markers(page).values()))
+    cut = round(into_mm * TABLET_PX_PER_MM)
+    (x0, y0), (x1, y1) = np.floor(corners.min(0)).astype(int) + cut, np.ceil(corners.max(0)).astype(int) - cut
+    cropped = np.ascontiguousarray(page[y0 : y1 + 1, x0 : x1 + 1])
+    assert len(st._detect_stretched(cropped, 1.0)) < 4  # as the detector sees it without white around
+    assert sorted(st.detect_markers(cropped)) == [GRID.marker_id(k) for k in range(4)]
+    _check(segment_template(cropped, layout=GRID, options={"layouts": LAYOUTS}), truth, refs)
+
+
+def test_a_white_page_edge_asks_for_no_second_marker_search(semeion):
+    """The search with white laid around runs only where the picture's edge is dark near a corner:
+    not for a tablet page, which has no markers."""
+    from mnistp4.stages.sheets import segment_template as st
+
+    images, labels = semeion
+    rows = _synth.semeion_rows_for_sheet(labels, 1, 0)
+    tablet, _ = _synth.freeform_sheet(
+        [[images[i] for i in r[:4]] for r in rows], "0123456789", np.random.default_rng(3)
+    )
+    assert not st._dark_at_a_corner(st.shrink(tablet, st.DETECT_SIDE))
+
+
 def test_a_pen_lying_over_boxes_flags_them_covered_and_a_soft_shadow_does_not(sheet):
     """A pen (5 mm wide) across the sheet hides part of the digits under it: those boxes are
     flagged ``covered``; a soft shadow (the light falling to 60 % across the page) flags none."""
