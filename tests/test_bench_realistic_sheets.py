@@ -142,6 +142,9 @@ def test_a_shaken_photo_is_flagged_blurred_with_a_note_and_a_sharp_one_is_not(pe
         found = [d for d in digits if "empty" not in d.flags]
         assert len(found) >= 80
         assert all(("blurred" in d.flags) == blurred for d in found)
-        note = _blurred_note("photo.jpg", digits)
+        note = _blurred_note("photo.jpg", image, digits)
         assert (note is not None) == blurred
-    assert note.startswith("photo.jpg: the photo is blurred") and "holding the phone still" in note
+    assert note.startswith("photo.jpg: the photo is blurred: its printed") and "holding the phone still" in note
+    # the same sheet as a webcam frame: too few pixels smear the lines as a shake does, and the note says so
+    small = _blurred_note("webcam.jpg", np.zeros((720, 1280), np.uint8), digits)
+    assert small is not None and "blurred or too small (1280x720 pixels)" in small and "closer" in small

@@ -190,6 +190,18 @@ def test_a_sheet_cropped_to_its_markers_is_read(sheet, into_mm):
     _check(segment_template(cropped, layout=GRID, options={"layouts": LAYOUTS}), truth, refs)
 
 
+def test_a_mirrored_photo_is_read_flipped_back(sheet):
+    """A front or laptop camera saves the picture mirrored: its markers read as no marker at all,
+    and `auto` cut the printed boxes as a freeform page's digits. Searched again mirrored, the sheet
+    gives the digits of the sheet itself."""
+    page, truth, refs = sheet
+    photo = _synth.degrade(page, np.random.default_rng(4), perspective=0.04, scale=(0.7, 0.7), desk=True, jpeg=80)
+    mirrored = np.ascontiguousarray(photo[:, ::-1])
+    assert not _detect_markers(mirrored)  # as the detector sees it
+    _check(segment_auto(mirrored, layout=GRID, options={"layouts": LAYOUTS}), truth, refs)
+    _check(segment_template(mirrored, layout=GRID, options={"layouts": LAYOUTS}), truth, refs)
+
+
 def test_a_white_page_edge_asks_for_no_second_marker_search(semeion):
     """The search with white laid around runs only where the picture's edge is dark near a corner:
     not for a tablet page, which has no markers."""

@@ -186,7 +186,7 @@ def process_sheet(job: Job) -> SheetResult:
         write_sheet_files(job.data_dir, files)
         result.digits = len(digits)
         result.flagged = sum(1 for d in digits if d.flags)
-        result.note = _bilevel_note(job.sheet, grey, digits) or _blurred_note(job.sheet, digits)
+        result.note = _bilevel_note(job.sheet, grey, digits) or _blurred_note(job.sheet, grey, digits)
         for d in digits:
             d.crop = None
         result.digits_found = digits
@@ -219,15 +219,24 @@ def _bilevel_note(sheet: str, grey: np.ndarray, digits) -> str | None:
     )
 
 
-def _blurred_note(sheet: str, digits) -> str | None:
-    """Why every digit of a shaken or out-of-focus photo is flagged, and what to do about it."""
+#: a picture whose longer side is under this many pixels is small for a sheet: a webcam frame, a
+#: photo shrunk by a chat app; lines smeared wide there may come from too few pixels, not a shake
+SMALL_PICTURE = 1600
+
+
+def _blurred_note(sheet: str, grey: np.ndarray, digits) -> str | None:
+    """Why every digit of a shaken, out-of-focus or too small photo is flagged, and what to do about it."""
     found = [d for d in digits if "empty" not in d.flags]
     if not found or not all("blurred" in d.flags for d in found):
         return None
+    h, w = grey.shape[:2]
+    small = max(h, w) < SMALL_PICTURE
+    why = f"blurred or too small ({w}x{h} pixels)" if small else "blurred"
+    redo = "closer, at the camera's full resolution, " if small else ""
     return (
-        f"{sheet}: the photo is blurred (its printed box lines are smeared wide), so all {len(found)} "
+        f"{sheet}: the photo is {why}: its printed box lines are smeared wide, so all {len(found)} "
         f"digits are flagged: strokes along a line and crossed-out digits cannot be told apart reliably; "
-        f"take the photo again holding the phone still, or accept its digits one by one in review"
+        f"take the photo again {redo}holding the phone still, or accept its digits one by one in review"
     )
 
 

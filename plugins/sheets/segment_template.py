@@ -60,15 +60,16 @@ def shrink(image: np.ndarray, max_side: int = MAX_SIDE, interpolation: int = cv2
     return cv2.resize(image, None, fx=scale, fy=scale, interpolation=interpolation)
 
 
-def detect_markers(image: np.ndarray) -> dict[int, np.ndarray]:
+def detect_markers(image: np.ndarray, squares: list[int] | None = None) -> dict[int, np.ndarray]:
     """ArUco id -> (4, 2) corner pixels of ``image``, for markers of the sheet dictionary. Searched
     on a copy of at most ``DETECT_SIDE`` pixels first, on ``image`` itself when that finds fewer
     than 3 (small markers in a photo taken from afar); each time also with the grey levels
     stretched when not all four show (a dim photo). With three, :func:`complete_markers` looks for
-    the fourth where the other three put it, once the layout is known."""
+    the fourth where the other three put it, once the layout is known. ``squares``: gets the number
+    of dark squares the first search saw that were no marker."""
     small = shrink(image, DETECT_SIDE, cv2.INTER_LINEAR)  # markers are big blocks: no need to average
     scale = image.shape[1] / small.shape[1]
-    found = _detect_stretched(small, scale)
+    found = _detect_stretched(small, scale, squares)
     if len(found) < 3 and small.shape != image.shape:
         again = _detect_stretched(image, 1.0)
         if len(again) > len(found):
@@ -111,12 +112,12 @@ def _detect_padded(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
 STRETCH_BELOW = 160
 
 
-def _detect_stretched(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
+def _detect_stretched(image: np.ndarray, scale: float, squares: list[int] | None = None) -> dict[int, np.ndarray]:
     """:func:`_detect`, and again on the image with its levels stretched when that finds fewer than
     four markers and the image spans less than ``STRETCH_BELOW`` grey levels: in an underexposed
     photo the markers' bits drown in the sensor noise at the detector's fixed threshold offset.
     The quick search goes first; the full one only where it finds fewer than four."""
-    found = _detect(image, scale, quick=True)
+    found = _detect(image, scale, quick=True, squares=squares)
     if len(found) >= 4:
         return found
     full = _detect(image, scale)
@@ -131,8 +132,12 @@ def _detect_stretched(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
     return again if len(again) > len(found) else found
 
 
-def _detect(image: np.ndarray, scale: float, quick: bool = False) -> dict[int, np.ndarray]:
-    corners, ids, _ = _detector(quick).detectMarkers(image)
+def _detect(
+    image: np.ndarray, scale: float, quick: bool = False, squares: list[int] | None = None
+) -> dict[int, np.ndarray]:
+    corners, ids, rejected = _detector(quick).detectMarkers(image)
+    if squares is not None:
+        squares.append(len(rejected))
     if ids is None:
         return {}
     seen, count = np.unique(ids, return_counts=True)
@@ -142,6 +147,28 @@ def _detect(image: np.ndarray, scale: float, quick: bool = False) -> dict[int, n
             f"in the picture; photograph or scan each sheet on its own"
         )
     return {int(i): (c.reshape(4, 2).astype(np.float64) + 0.5) * scale - 0.5 for i, c in zip(ids.ravel(), corners)}
+
+
+#: a picture in which no marker of a known layout was read but the first search saw at least this
+#: many dark squares (a template sheet's markers and boxes; a tablet page shows about one) is
+#: searched again mirrored
+MIRROR_SQUARES = 8
+
+
+def read_markers(small: np.ndarray, layouts: dict[str, Layout]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """(the picture as it is to be read, its markers): ``small`` itself, or ``small`` flipped left to
+    right when only that shows the markers of a known layout - a front or laptop camera that saves
+    the picture mirrored, whose markers read as no marker at all, and whose digits would be cut as
+    a freeform page's (mirrored, in rows of the wrong length) or not at all."""
+    squares: list[int] = []
+    markers = detect_markers(small, squares)
+    if layout_from_markers(markers, layouts) is None and squares and squares[0] >= MIRROR_SQUARES:
+        flipped = np.ascontiguousarray(small[:, ::-1])
+        again = detect_markers(flipped)
+        if layout_from_markers(again, layouts) is not None:
+            log.info("the picture is mirrored (a front or laptop camera): read flipped back")
+            return flipped, again
+    return small, markers
 
 
 def marker_points(layout: Layout, markers: dict[int, np.ndarray]) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -262,9 +289,9 @@ def segment_template(
 
     normalize = options.get("normalize") or normalize_digit
     small = shrink(image)
-    if markers is None:
-        markers = detect_markers(small)
     layouts = _options_layouts(layout, options)
+    if markers is None:
+        small, markers = read_markers(small, layouts)
     found = layout_from_markers(markers, layouts)
     if found is None:
         if markers:
@@ -322,7 +349,7 @@ def segment_auto(image: np.ndarray, *, layout: Layout | None = None, options: di
     """``template`` when the sheet shows corner markers, else ``freeform``."""
     options = options or {}
     small = shrink(image)  # once: a 300 dpi scan's shrink costs as much as its segmentation
-    markers = detect_markers(small)
+    small, markers = read_markers(small, _options_layouts(layout, options))
     # a marked sheet is a template sheet, even of a layout nobody registered (clear error); one
     # lone "marker" may be a pattern in the handwriting of a freeform page (a real sheet shows
     # four), unless it is a corner of a known layout: then the rest of the sheet is out of the
