@@ -21,7 +21,10 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
   scaled back to 12 MP). Every such photo must fail with a reason, like corners-out;
 * finger        - a fingertip reaching in from the left edge over a few boxes;
 * glare         - a lamp's reflection on glossy paper: an oval washed out almost to white;
-* shaken        - the phone moved during the exposure: a motion blur about 1 mm long.
+* shaken        - the phone moved during the exposure: a motion blur about 1 mm long;
+* mirrored      - saved mirrored, as a front or laptop camera does;
+* cropped       - cropped at the corner markers' outer edges, as a scanner app that took the markers
+  for the page's corners does (a perspective photo cropped to the markers' bounding box).
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -131,6 +134,22 @@ def _shaken(image: np.ndarray, rng, beside=None) -> np.ndarray:
     return cv2.filter2D(image, -1, kernel / kernel.sum())
 
 
+def _mirrored(image: np.ndarray, rng, beside=None) -> np.ndarray:
+    """Saved mirrored, as a front or laptop camera does."""
+    return np.ascontiguousarray(image[:, ::-1])
+
+
+def _cropped(image: np.ndarray, rng, beside=None) -> np.ndarray:
+    """Cropped at the corner markers' outer edges, as a scanner app that took the markers for the page's
+    corners does (where the markers are: read off the photo as taken)."""
+    from mnistp4.stages.sheets.segment_template import detect_markers
+
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    corners = np.concatenate(list(detect_markers(grey).values()))
+    (x0, y0), (x1, y1) = np.floor(corners.min(0)).astype(int), np.ceil(corners.max(0)).astype(int)
+    return image[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1].copy()
+
+
 #: change -> (image, rng, the next photo's image) -> image, or (image, JPEG quality)
 CHANGES = {
     "as-taken": lambda im, rng, beside: im,
@@ -144,7 +163,9 @@ CHANGES = {
     "two-sheets": _side_by_side,
     "finger": _finger,
     "glare": _glare,
-    "shaken": _shaken,  # last: each change's random numbers follow from its place in this list
+    "shaken": _shaken,
+    "mirrored": _mirrored,
+    "cropped": _cropped,  # last: each change's random numbers follow from its place in this list
 }
 
 
