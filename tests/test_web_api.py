@@ -23,6 +23,7 @@ from mnistp4.stages.web.collect import _create_exclusive
 from mnistp4.stages.web.serve import build_web_app
 
 LAYOUT = "grid-10x10"
+REPO = Path(__file__).resolve().parents[1]
 
 
 # ---- fixtures ---------------------------------------------------------------------------------
@@ -200,6 +201,67 @@ def test_submitted_sheet_is_saved_and_segmented(client, project):
         assert digits[cell].label == label and digits[cell].flags == [], (cell, digits[cell].flags)
         assert digits[cell].image.max() >= 200  # strokes reach (nearly) full white, as in MNIST
     assert digits[(5, 5)].flags == ["empty"]
+
+
+def send_photo(client, data: bytes, filename="IMG_0001.jpg", writer="alice"):
+    form = {"writer": writer, "image": (io.BytesIO(data), filename, "image/jpeg")}
+    return client.post("/api/photos", data=form, content_type="multipart/form-data")
+
+
+def test_a_phone_photo_of_a_paper_sheet_is_saved_and_segmented(client, project):
+    """The example sheets' perspective photo sent from a phone: stored as sent with the writer's
+    sidecar, all four corner squares reported; the next `segment` cuts it into 100 digits whose
+    source is the writer. A photo turned by its EXIF tag, saved mirrored, or of a page with no
+    markers is saved too, each with what it shows."""
+    from mnistp4.stages.sheets.batch import sidecar
+    from mnistp4.stages.sheets.segment import run_segment
+
+    app, raw, data = project
+    photo = (REPO / "raw_scans" / "c2a-photo-perspective.jpg").read_bytes()
+    r = send_photo(client, photo, "IMG_0001.JPG", writer="phone-3")
+    assert r.status_code == 201, r.get_json()
+    saved = r.get_json()
+    assert (saved["markers"], saved["layout"], saved["warning"]) == (4, LAYOUT, None)
+    assert saved["image"].startswith("photo_phone-3_") and saved["image"].endswith(".jpg")
+    assert (raw / saved["image"]).read_bytes() == photo  # as sent
+    assert sidecar(raw / saved["image"])["source"] == "phone-3"
+    summary = run_segment(app, raw, data, show_progress=False)
+    rows = [r for r in _manifest.read_manifest(data) if r["sheet"] == saved["image"]]
+    assert summary["failed"] == 0 and len(rows) == 100 and {r["source"] for r in rows} == {"phone-3"}
+
+    mirrored = cv2.imencode(".jpg", cv2.imread(str(REPO / "raw_scans" / "c2a-photo-perspective.jpg"))[:, ::-1])[1]
+    assert send_photo(client, mirrored.tobytes()).get_json()["markers"] == 4  # a front camera's picture
+    page = np.full((900, 700), 255, np.uint8)
+    cv2.putText(page, "0 1 2", (60, 300), cv2.FONT_HERSHEY_SIMPLEX, 3, 0, 8)
+    no_markers = send_photo(client, cv2.imencode(".png", page)[1].tobytes(), "page.png").get_json()
+    assert no_markers["markers"] == 0 and no_markers["image"].endswith(".png")
+    assert "no corner squares" in no_markers["warning"]
+
+
+@pytest.mark.parametrize(
+    "payload, filename, writer, status, message",
+    [
+        (b"this is no photo", "IMG_0002.jpg", "alice", 415, "the photo cannot be used: not an image"),
+        ("blank", "IMG_0003.jpg", "alice", 400, "the page is blank"),
+        ("gif", "anim.gif", "alice", 415, "send the photo as JPEG, PNG or HEIC (this is GIF)"),
+        ("blank", "IMG_0004.jpg", "al ice", 400, "writer id must be"),
+    ],
+)
+def test_photos_that_cannot_be_used_are_refused_with_the_reason(
+    client, project, payload, filename, writer, status, message
+):
+    _, raw, _ = project
+    if payload == "blank":
+        payload = cv2.imencode(".jpg", np.full((800, 600), 250, np.uint8))[1].tobytes()
+    elif payload == "gif":
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.full((800, 600), 255, np.uint8)).save(buf, "GIF")
+        payload = buf.getvalue()
+    r = send_photo(client, payload, filename, writer=writer)
+    assert r.status_code == status and message in r.get_json()["error"], r.get_json()
+    assert not raw.exists() or files_in(raw) == []  # nothing stored
 
 
 def test_rgb_and_rgba_uploads_give_the_same_grey_sheet(client, project):

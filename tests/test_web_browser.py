@@ -31,6 +31,7 @@ from mnistp4.stages.web.serve import build_web_app
 
 #: Chromium through Selenium: the whole module is slow
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
 
 APT_LINE = "apt-get update && apt-get install -y chromium chromium-driver"
 CHROME_FLAGS = [
@@ -377,6 +378,17 @@ def test_collect_segment_review_in_chromium(browser, server, tmp_path):
     assert (after[(1, 0)]["label"], after[(1, 0)]["decision"]) == (3, "relabeled")
     assert after[(4, 0)]["decision"] == "rejected" and not _manifest.usable(after[(4, 0)])
     assert after[(0, 0)]["label"] == 0 and after[(0, 0)]["decision"] == ""
+
+    # -- a phone photo of a paper sheet, sent from the collection page's file picker -----------------
+    d.get(server["url"] + "/collect")
+    wait_for(d, lambda drv: body_data(drv, "ready") == "1", "the collection page to load its layout")
+    d.find_element(By.ID, "photo").send_keys(str(REPO / "raw_scans" / "c2a-photo-perspective.jpg"))
+    d.find_element(By.ID, "send-photo").click()
+    photo_id = wait_for(d, lambda drv: body_data(drv, "lastPhoto"), "the photo to be saved")
+    assert "all 4 corner squares" in d.find_element(By.ID, "status").text
+    assert (server["raw"] / f"{photo_id}.jpg").read_bytes() == (
+        REPO / "raw_scans" / "c2a-photo-perspective.jpg"
+    ).read_bytes()
 
 
 def test_review_page_on_example_sheets(browser, serve, tmp_path):

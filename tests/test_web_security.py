@@ -128,8 +128,9 @@ def test_cross_origin_and_tokenless_posts_are_refused(serve):
     body, ctype = sheet_form()
     token = {CSRF_HEADER: s["guard"].csrf_token}
     for headers in ({"Origin": EVIL}, {"Origin": EVIL, **token}, {"Origin": "null", **token}, {}):
-        status, _, out = request(s, "POST", "/api/sheets", body, {"Content-Type": ctype, **headers})
-        assert status == 403, (headers, out)
+        for path in ("/api/sheets", "/api/photos"):  # a drawn sheet, a phone photo
+            status, _, out = request(s, "POST", path, body, {"Content-Type": ctype, **headers})
+            assert status == 403, (path, headers, out)
         jbody, jh = decision_body()
         status, _, out = request(s, "POST", "/api/digits/abc123/3/0", jbody, {**jh, **headers})
         assert status == 403, (headers, out)

@@ -10,6 +10,9 @@ API (every answer is JSON except the images; errors are ``{"error": message}``):
 ``GET  /api/layouts/<name>``             boxes (template pixels), digit per box, pen width
 ``GET  /api/layouts/<name>/template.png`` the blank sheet the page draws on
 ``POST /api/sheets``                     multipart ``layout``, ``writer``, ``image`` (PNG)
+``POST /api/photos``                     multipart ``writer``, ``image`` (a phone photo of a paper
+                                         sheet: JPEG, PNG, HEIC, ...); answers how many corner
+                                         markers it shows
 ``GET  /api/sheets``                     submitted sheets, newest first
 ``GET  /api/sheets/<id>``                one submitted sheet's sidecar
 ``GET  /api/digits``                     every digit of the data dir with flags/suspicion
@@ -43,6 +46,7 @@ from werkzeug.exceptions import HTTPException
 
 from mnistp4.errors import Mnistp4Error, UsageError
 from mnistp4.stages.web.collect import SheetTemplate, UploadError, list_sidecars, read_sidecar, save_sheet
+from mnistp4.stages.web.photos import save_photo
 from mnistp4.stages.web.review import ChangedMeanwhile, ReviewData
 from mnistp4.stages.web.security import Guard, install
 
@@ -63,6 +67,7 @@ class WebSettings:
     default_layout: str
     layout_names: Callable[[], list[str]]
     get_template: Callable[[str], SheetTemplate]
+    get_layout: Callable[[str], object] | None = None  # a layout by name, to count a photo's corner markers
     model_path: Path | None = None
     load_predictor: Callable | None = None
     try_model: Path | None = None  # the .espdl /try answers with; None: newest verified Int8 in runs_dir
@@ -117,9 +122,7 @@ def create_web_app(settings: WebSettings) -> Flask:
         if request.path.startswith("/api/"):
             message = e.description or e.name
             if e.code == 413:
-                message = (
-                    f"upload too large: the limit is {settings.max_upload_bytes // 1024} KiB; send the sheet as one PNG"
-                )
+                message = f"upload too large: the limit is {settings.max_upload_bytes // 1024} KiB"
             return error(e.code or 500, message)
         return e
 
@@ -179,6 +182,18 @@ def create_web_app(settings: WebSettings) -> Flask:
         except UploadError as e:
             return error(e.status, str(e))
         return jsonify(saved), 201
+
+    @app.post("/api/photos")
+    def submit_photo():
+        writer = request.form.get("writer", "").strip()
+        upload = request.files.get("image")
+        if upload is None:
+            return error(400, "missing file field 'image' (the photo of the sheet)")
+        data = upload.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            abort(413)
+        layouts = {n: settings.get_layout(n) for n in settings.layout_names()} if settings.get_layout else {}
+        return jsonify(save_photo(settings.raw_dir, writer, data, upload.filename or "", layouts)), 201
 
     @app.get("/api/sheets")
     def sheets():

@@ -173,17 +173,17 @@ def boxes_with_ink(sheet: np.ndarray, template: SheetTemplate) -> list[Box]:
     return written
 
 
-def save_sheet(raw_dir: Path, template: SheetTemplate, writer: str, data: bytes) -> dict:
-    """Check and store one submitted sheet; returns what was written.
-
-    The image and its sidecar get a name no other submission can take (time + random part,
-    created with an exclusive hard link), and each file appears complete or not at all.
-    """
+def check_writer(writer: str) -> None:
     if not WRITER_RE.match(writer or ""):
         raise UploadError(
             "writer id must be 1-32 letters, digits or '-' (it becomes part of the "
             "file name and the manifest's source column)"
         )
+
+
+def save_sheet(raw_dir: Path, template: SheetTemplate, writer: str, data: bytes) -> dict:
+    """Check and store one submitted sheet; returns what was written."""
+    check_writer(writer)
     sheet = decode_sheet(data, template)
     written = boxes_with_ink(sheet, template)
     if not written:
@@ -191,31 +191,40 @@ def save_sheet(raw_dir: Path, template: SheetTemplate, writer: str, data: bytes)
     ok, buf = cv2.imencode(".png", sheet)
     if not ok:  # pragma: no cover - encoding a uint8 grey image does not fail
         raise UploadError("cannot encode the sheet", 500)
-    raw_dir = Path(raw_dir)
-    raw_dir.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).replace(microsecond=0)
     note = (
         f"drawn on the collection page (mnistp4 serve): layout {template.layout}, writer {writer}, "
         f"{now.isoformat()}, {len(written)} boxes written"
     )
+    stem = publish(raw_dir, f"tablet_{template.layout}_{writer}", now, writer, note, buf.tobytes(), ".png")
+    log.info("saved sheet %s (%d boxes written)", stem, len(written))
+    return {
+        "id": stem,
+        "layout": template.layout,
+        "writer": writer,
+        "time": now.isoformat(),
+        "image": f"{stem}.png",
+        "sidecar": f"{stem}.json",
+        "boxes_written": len(written),
+        "cells": [[b.row, b.col] for b in written],
+    }
+
+
+def publish(raw_dir: Path, prefix: str, now: datetime, writer: str, note: str, image: bytes, ext: str) -> str:
+    """Store ``image`` as ``<prefix>_<time>_<random><ext>`` in ``raw_dir`` beside its sidecar
+    (``source`` = ``writer``, ``note``); returns the stem. The name is one no other submission can
+    take (time + random part, created with an exclusive hard link), and each file appears complete
+    or not at all."""
+    raw_dir = Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
     side = (json.dumps({"source": writer, "note": note}, indent=2) + "\n").encode()
     for _ in range(16):  # a clash needs the same writer, second and 32 random bits: retry anyway
-        stem = f"tablet_{template.layout}_{writer}_{now.strftime(TIME_FORMAT)}_{uuid.uuid4().hex[:8]}"
+        stem = f"{prefix}_{now.strftime(TIME_FORMAT)}_{uuid.uuid4().hex[:8]}"
         # the sidecar first, so a `segment` running meanwhile never sees the image without its writer
         if not _create_exclusive(raw_dir / f"{stem}.json", side):
             continue
-        if _create_exclusive(raw_dir / f"{stem}.png", buf.tobytes()):
-            log.info("saved sheet %s (%d boxes written)", stem, len(written))
-            return {
-                "id": stem,
-                "layout": template.layout,
-                "writer": writer,
-                "time": now.isoformat(),
-                "image": f"{stem}.png",
-                "sidecar": f"{stem}.json",
-                "boxes_written": len(written),
-                "cells": [[b.row, b.col] for b in written],
-            }
+        if _create_exclusive(raw_dir / f"{stem}{ext}", image):
+            return stem
         (raw_dir / f"{stem}.json").unlink(missing_ok=True)
     raise UploadError("could not find a free file name in the raw scans folder", 500)
 

@@ -156,6 +156,7 @@ def build_web_app(app, *, raw_dir=None, data_dir=None, model_file=None, no_model
             default_layout=default,
             layout_names=lambda: layout_names(app),
             get_template=lambda name: render_template_for(app, name),
+            get_layout=lambda name: app.get("sheet_layouts", name),
             model_path=model,
             load_predictor=_predictor_loader(app, onnx_predictor),
             guard=guard or Guard(),

@@ -219,6 +219,7 @@
   $("writer").value = localStorage.getItem("mnistp4.writer") || "";
   $("writer").addEventListener("change", (e) => localStorage.setItem("mnistp4.writer", e.target.value.trim()));
   $("submit").addEventListener("click", () => submit());
+  $("send-photo").addEventListener("click", () => sendPhoto());
   document.addEventListener("keydown", (e) => {  // keyboard users: Ctrl/Cmd+Z undo, arrows move in box view
     if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT" || !state.layout) return;
     if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") $("undo").click();
@@ -268,6 +269,40 @@
       state.busy = false;
       $("submit").disabled = false;
       schedule();
+    }
+  }
+
+  // A photo of a paper sheet goes to the server as it is; the answer says how many of the sheet's
+  // corner squares it shows, so the writer can take it again while the sheet is still at hand.
+  async function sendPhoto() {
+    const writer = $("writer").value.trim();
+    const file = $("photo").files[0];
+    if (!WRITER_RE.test(writer)) {
+      setStatus("Enter a writer id first: 1-32 letters, digits or '-'.", "error");
+      $("writer").focus();
+      return;
+    }
+    if (!file) {
+      setStatus("Choose or take a photo of the sheet first.", "error");
+      return;
+    }
+    const form = new FormData();
+    form.append("writer", writer);
+    form.append("image", file, file.name);
+    $("send-photo").disabled = true;
+    setStatus("Sending the photo…");
+    try {
+      const r = await fetch("/api/photos", { method: "POST", body: form, headers: { "X-CSRF-Token": CSRF } });
+      const body = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+      document.body.dataset.lastPhoto = body.id;
+      $("photo").value = "";
+      if (body.warning) setStatus(`Saved as ${body.image}, but ${body.warning}.`, "error");
+      else setStatus(`Saved as ${body.image}: all 4 corner squares of a ${body.layout} sheet are visible. Thank you!`, "ok");
+    } catch (err) {
+      setStatus(`Photo not saved: ${err.message}`, "error");
+    } finally {
+      $("send-photo").disabled = false;
     }
   }
 
