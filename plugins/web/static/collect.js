@@ -230,13 +230,24 @@
   });
   window.addEventListener("beforeunload", (e) => { if (written() && !state.busy) e.preventDefault(); });
 
-  async function submit() {
+  function writerId() {  // the writer id, or null after saying what it must be
     const writer = $("writer").value.trim();
-    if (!WRITER_RE.test(writer)) {
-      setStatus("Enter a writer id first: 1-32 letters, digits or '-'.", "error");
-      $("writer").focus();
-      return;
-    }
+    if (WRITER_RE.test(writer)) return writer;
+    setStatus("Enter a writer id first: 1-32 letters, digits or '-'.", "error");
+    $("writer").focus();
+    return null;
+  }
+
+  async function postForm(url, form) {  // the server's JSON answer, or an Error with its message
+    const r = await fetch(url, { method: "POST", body: form, headers: { "X-CSRF-Token": CSRF } });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+    return body;
+  }
+
+  async function submit() {
+    const writer = writerId();
+    if (!writer) return;
     if (!written()) {
       setStatus("Nothing is written yet: draw the digits in the boxes, then submit.", "error");
       return;
@@ -254,9 +265,7 @@
     $("submit").disabled = true;
     setStatus("Saving…");
     try {
-      const r = await fetch("/api/sheets", { method: "POST", body: form, headers: { "X-CSRF-Token": CSRF } });
-      const body = await r.json().catch(() => ({}));
-      if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+      const body = await postForm("/api/sheets", form);
       state.strokes = boxes().map(() => []);
       state.current = 0;
       state.penSeen = false;  // the next writer may use a finger
@@ -275,13 +284,9 @@
   // A photo of a paper sheet goes to the server as it is; the answer says how many of the sheet's
   // corner squares it shows, so the writer can take it again while the sheet is still at hand.
   async function sendPhoto() {
-    const writer = $("writer").value.trim();
+    const writer = writerId();
     const file = $("photo").files[0];
-    if (!WRITER_RE.test(writer)) {
-      setStatus("Enter a writer id first: 1-32 letters, digits or '-'.", "error");
-      $("writer").focus();
-      return;
-    }
+    if (!writer) return;
     if (!file) {
       setStatus("Choose or take a photo of the sheet first.", "error");
       return;
@@ -292,9 +297,7 @@
     $("send-photo").disabled = true;
     setStatus("Sending the photo…");
     try {
-      const r = await fetch("/api/photos", { method: "POST", body: form, headers: { "X-CSRF-Token": CSRF } });
-      const body = await r.json().catch(() => ({}));
-      if (!r.ok) throw new Error(body.error || `${r.status} ${r.statusText}`);
+      const body = await postForm("/api/photos", form);
       document.body.dataset.lastPhoto = body.id;
       $("photo").value = "";
       if (body.warning) setStatus(`Saved as ${body.image}, but ${body.warning}.`, "error");
