@@ -74,36 +74,40 @@ def detect_markers(image: np.ndarray, squares: list[int] | None = None) -> dict[
         again = _detect_stretched(image, 1.0)
         if len(again) > len(found):
             found = again
-    if len(found) < 4 and _dark_at_a_corner(small):
-        again = _detect_padded(small, scale)
-        if len(again) > len(found):
-            found = again
+    if len(found) < 4:
+        paper = float(np.percentile(small[::2, ::2], 90))
+        if _dark_at_a_corner(small, paper):
+            again = _detect_padded(small, scale, paper)
+            if len(again) > len(found):
+                found = again
     return found
 
 
-#: white laid around the picture (a fraction of its longer side) when a marker may touch its edge
+#: paper laid around the picture (a fraction of its longer side) when a marker may touch its edge
 EDGE_PAD = 0.03
 #: the part of each side, from each corner, looked at for a marker touching the edge
 EDGE_CORNER = 0.15
 
 
-def _dark_at_a_corner(image: np.ndarray) -> bool:
-    """Whether the picture's edge is dark somewhere near a corner: where a marker touching the edge
-    would show (a scan cropped to the printed content, or a document-scanner app that took the
-    markers for the page's corners). A white page edge, as on a tablet page, is not."""
+def _dark_at_a_corner(image: np.ndarray, paper: float) -> bool:
+    """Whether the picture's edge is dark (under half the ``paper`` level) somewhere near a corner:
+    where a marker touching the edge would show (a scan cropped to the printed content, or a
+    document-scanner app that took the markers for the page's corners). A white page edge, as on a
+    tablet page, is not."""
     h, w = image.shape
     ch, cw = max(1, int(EDGE_CORNER * h)), max(1, int(EDGE_CORNER * w))
     strips = [image[0, :cw], image[0, -cw:], image[-1, :cw], image[-1, -cw:]]
     strips += [image[:ch, 0], image[-ch:, 0], image[:ch, -1], image[-ch:, -1]]
-    paper = float(np.percentile(image, 90))
     return any(int(strip.min()) < paper / 2 for strip in strips)
 
 
-def _detect_padded(image: np.ndarray, scale: float) -> dict[int, np.ndarray]:
-    """:func:`_detect_stretched` on the picture with white laid around it: the detector sees a marker
-    as a dark square only with light around it, so one that touches the picture's edge is missed."""
+def _detect_padded(image: np.ndarray, scale: float, paper: float) -> dict[int, np.ndarray]:
+    """:func:`_detect_stretched` on the picture with paper laid around it: the detector sees a
+    marker as a dark square only with light around it, so one that touches the picture's edge is
+    missed. The border is the picture's own paper level (its 90th percentile), not white: white
+    beside a dim or shadowed photo would keep it from being searched with its levels stretched."""
     pad = max(4, round(EDGE_PAD * max(image.shape)))
-    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=round(paper))
     return {k: c - pad * scale for k, c in _detect_stretched(padded, scale).items()}
 
 
