@@ -211,10 +211,14 @@ def test_esp_ppq_calls_run_with_the_callers_objects_frozen_and_unfrozen_after():
     """esp-ppq's gc.collect() before each of its functions must not walk the caller's whole heap
     (it made a test session's quantizations a third slower); nothing stays frozen afterwards."""
     import gc
+    import threading
 
+    from mnistp4.stages.quantize import espdl_quantize
     from mnistp4.stages.quantize.espdl_quantize import ppq_heap_frozen
 
-    assert gc.get_freeze_count() == 0
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    # what this process holds before: objects left frozen would be an earlier call's leak
+    assert gc.get_freeze_count() == 0, (gc.get_freeze_count(), espdl_quantize._frozen_depth, others)
     with ppq_heap_frozen():
         frozen = gc.get_freeze_count()
         assert frozen > 0
@@ -224,4 +228,32 @@ def test_esp_ppq_calls_run_with_the_callers_objects_frozen_and_unfrozen_after():
     assert gc.get_freeze_count() == 0
     with pytest.raises(RuntimeError), ppq_heap_frozen():
         raise RuntimeError("an esp-ppq failure")
+    assert gc.get_freeze_count() == 0
+
+
+def test_the_heap_is_unfrozen_when_the_last_thread_leaves():
+    """A web page's update quantizes in a thread of the server: while it is inside, a call of
+    another thread leaving does not unfreeze the heap under it; the last one out does."""
+    import gc
+    import threading
+
+    from mnistp4.stages.quantize.espdl_quantize import ppq_heap_frozen
+
+    inside, release = threading.Event(), threading.Event()
+
+    def update():
+        with ppq_heap_frozen():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=update)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        with ppq_heap_frozen():
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > 0  # the update is still inside
+    finally:
+        release.set()
+        thread.join(10)
     assert gc.get_freeze_count() == 0

@@ -14,6 +14,7 @@ import io
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,6 +127,7 @@ def _silence_ppq_loggers() -> None:
 
 
 _frozen_depth = 0
+_frozen_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -134,17 +136,21 @@ def ppq_heap_frozen():
     each calibration pass). A full collection walks every object of the process, which in a
     long-lived process holding torch, a web server or a test session costs a tenth of a second and
     more each time. Frozen (``gc.freeze``), the objects that existed before esp-ppq was called are
-    skipped; they are unfrozen afterwards, so nothing is kept longer than one call. Re-entrant."""
+    skipped; they are unfrozen afterwards, so nothing is kept longer than one call. Re-entrant, and
+    shared by the threads of a process (a web page's update beside the server's requests): the heap
+    is unfrozen when the last of them leaves."""
     global _frozen_depth
-    if _frozen_depth == 0:
-        gc.freeze()
-    _frozen_depth += 1
+    with _frozen_lock:
+        if _frozen_depth == 0:
+            gc.freeze()
+        _frozen_depth += 1
     try:
         yield
     finally:
-        _frozen_depth -= 1
-        if _frozen_depth == 0:
-            gc.unfreeze()
+        with _frozen_lock:
+            _frozen_depth -= 1
+            if _frozen_depth == 0:
+                gc.unfreeze()
 
 
 def import_ppq():
