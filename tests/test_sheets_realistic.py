@@ -543,6 +543,34 @@ def test_heic_photo_without_its_reader_says_what_to_install(monkeypatch):
         decode_sheet(b"\x00\x00\x00\x18ftypheic" + bytes(64), "IMG_0001.HEIC")
 
 
+def test_a_heic_photo_named_jpg_is_read_by_what_it_is(tmp_path):
+    """A phone's HEIC photo that came with a .JPG name (some transfer tools and apps keep the name
+    and not the format): read as the HEIC it is, in a fresh process where nothing registered the
+    HEIC reader beforehand."""
+    pytest.importorskip("pillow_heif")  # in the test extras; optional for users
+    import subprocess
+    import sys
+
+    from PIL import Image
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    page = render_template(GRID, PX)
+    path = tmp_path / "IMG_0002.JPG"
+    Image.fromarray(page).convert("RGB").save(path, format="HEIF", quality=85, enc_params={"preset": "ultrafast"})
+    assert path.read_bytes()[4:12] in (b"ftypheic", b"ftypmif1")
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from mnistp4.stages.sheets.sheet_image import decode_sheet\n"
+        "grey = decode_sheet(Path(sys.argv[1]).read_bytes(), 'IMG_0002.JPG')\n"
+        "print(grey.shape[0], grey.shape[1], int(grey.mean()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    h, w, mean = map(int, done.stdout.split())
+    assert (h, w) == page.shape and abs(mean - int(page.mean())) <= 3
+
+
 def test_an_iphone_heic_photo_reads_as_its_png(semeion):
     """An iPhone's HEIC (HEVC, the camera's orientation stored beside the pixels): decoded as a
     viewer shows it, and its sheet segmented like the same page losslessly stored."""

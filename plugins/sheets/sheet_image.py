@@ -114,9 +114,10 @@ def probe(data: bytes, name: str) -> ImageInfo:
     _check_size(data, name)
     from PIL import Image, UnidentifiedImageError
 
-    if name.lower().endswith((".heic", ".heif")):
+    kind = _heif_kind(data)  # by content: a phone's HEIC photo may come named .jpg
+    if kind == "heic" or (kind is None and name.lower().endswith((".heic", ".heif"))):
         _heif_opener(name)
-    if name.lower().endswith(".avif"):
+    if kind == "avif" or (kind is None and name.lower().endswith(".avif")):
         _avif_reader(name)
     saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # true sizes of bombs too: checked below
     try:
@@ -242,6 +243,19 @@ def _decode_pdf(data: bytes, name: str, page: int) -> np.ndarray:
         raise InputError(f"{name}: page {page + 1} of the PDF cannot be drawn ({e}); save the scan again") from None
     finally:
         pdf.close()
+
+
+#: the major brands of an ISO-BMFF file's ``ftyp`` box that make it a HEIC or an AVIF picture
+_HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+
+
+def _heif_kind(data: bytes) -> str | None:
+    """ "heic" or "avif" when the bytes are such a picture, whatever the file is called; else None."""
+    if data[4:8] != b"ftyp":
+        return None
+    brand = data[8:12]
+    return "avif" if brand in _AVIF_BRANDS else "heic" if brand in _HEIC_BRANDS else None
 
 
 def _avif_reader(name: str) -> None:
