@@ -354,6 +354,12 @@ def test_upload_over_the_limit_is_413(project):
     r = submit(client, draw_sheet(template_of(client), {(1, 0): 1}))
     assert r.status_code == 413 and "too large" in r.get_json()["error"]
     assert files_in(raw) == []
+    # a phone photo has a limit of its own, larger: the example photo (about 150 KB) goes through
+    photo = (REPO / "raw_scans" / "c2a-photo-perspective.jpg").read_bytes()
+    assert len(photo) > 20_000 and send_photo(client, photo).status_code == 201
+    web.extensions["mnistp4"]["settings"].max_photo_bytes = 30_000
+    r = send_photo(client, photo)
+    assert r.status_code == 413 and "the limit is 29 KiB" in r.get_json()["error"]
 
 
 def test_sheet_ids_are_not_paths(client, project):

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent
 #: a 1-2 Mpx grey or RGBA sheet from a canvas is well under this
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+#: a phone photo may be larger than a drawn sheet: a 48-50 MP JPEG is 10-30 MB
+MAX_PHOTO_BYTES = 64 * 1024 * 1024
 DECISION_KEYS = {"label", "reject", "accept", "seen"}
 
 
@@ -74,6 +76,7 @@ class WebSettings:
     runs_dir: Path | None = None
     ctx: object | None = None  # the project's App, for `mnistp4 update` from the page
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_photo_bytes: int = MAX_PHOTO_BYTES
     guard: Guard = field(default_factory=Guard)
 
 
@@ -122,7 +125,8 @@ def create_web_app(settings: WebSettings) -> Flask:
         if request.path.startswith("/api/"):
             message = e.description or e.name
             if e.code == 413:
-                message = f"upload too large: the limit is {settings.max_upload_bytes // 1024} KiB"
+                limit = settings.max_photo_bytes if request.path == "/api/photos" else settings.max_upload_bytes
+                message = f"upload too large: the limit is {limit // 1024} KiB"
             return error(e.code or 500, message)
         return e
 
@@ -185,12 +189,13 @@ def create_web_app(settings: WebSettings) -> Flask:
 
     @app.post("/api/photos")
     def submit_photo():
+        request.max_content_length = settings.max_photo_bytes  # before the form is read
         writer = request.form.get("writer", "").strip()
         upload = request.files.get("image")
         if upload is None:
             return error(400, "missing file field 'image' (the photo of the sheet)")
-        data = upload.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
+        data = upload.read(settings.max_photo_bytes + 1)
+        if len(data) > settings.max_photo_bytes:
             abort(413)
         layouts = {n: settings.get_layout(n) for n in settings.layout_names()} if settings.get_layout else {}
         return jsonify(save_photo(settings.raw_dir, writer, data, upload.filename or "", layouts)), 201
