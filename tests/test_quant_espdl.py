@@ -224,7 +224,9 @@ def test_esp_ppq_calls_run_with_the_callers_objects_frozen_and_unfrozen_after():
         assert frozen > 0
         with ppq_heap_frozen():  # re-entrant: the inner exit does not unfreeze the outer call
             pass
-        assert gc.get_freeze_count() == frozen
+        # an unfreeze would empty the permanent generation; a frozen object that is freed meanwhile
+        # (another thread of the test process lets one go) leaves it, so the count may drop by a few
+        assert gc.get_freeze_count() > frozen // 2, (gc.get_freeze_count(), frozen)
     assert gc.get_freeze_count() == 0
     with pytest.raises(RuntimeError), ppq_heap_frozen():
         raise RuntimeError("an esp-ppq failure")
