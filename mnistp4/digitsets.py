@@ -67,7 +67,7 @@ def twin_sources(digits: DigitSet, max_rms: float = TWIN_RMS) -> list[set[str]]:
         return []
     sources = np.asarray(digits.sources, dtype=object)
     names, which = np.unique(sources, return_inverse=True)
-    small = np.stack([twin_signature(im) for im in digits.images]) if len(digits) else np.zeros((0, 196), np.float32)
+    small = np.stack([twin_signature(im) for im in digits.images])  # two sources: some digits
     pairs: dict[tuple[int, int], int] = {}
     for label in np.unique(digits.labels):
         idx = np.flatnonzero(digits.labels == label)

@@ -251,7 +251,7 @@ _AVIF_BRANDS = {b"avif", b"avis"}
 
 
 def _heif_kind(data: bytes) -> str | None:
-    """ "heic" or "avif" when the bytes are such a picture, whatever the file is called; else None."""
+    """Whether the bytes are a HEIC or an AVIF picture ("heic", "avif"), whatever the file is called; else None."""
     if data[4:8] != b"ftyp":
         return None
     brand = data[8:12]

@@ -80,6 +80,14 @@ class WebSettings:
     guard: Guard = field(default_factory=Guard)
 
 
+def read_upload(upload, limit: int) -> bytes:
+    """An uploaded file's bytes; over ``limit`` (a client that sent no length or a wrong one) 413."""
+    data = upload.read(limit + 1)
+    if len(data) > limit:
+        abort(413)
+    return data
+
+
 class TemplateCache:
     """Renders each layout's template once (rendering is the slow part of a layout request)."""
 
@@ -178,9 +186,7 @@ def create_web_app(settings: WebSettings) -> Flask:
         t = template_or_404(layout_name)
         if upload.mimetype and upload.mimetype not in ("image/png", "application/octet-stream"):
             return error(415, f"the sheet must be image/png, got {upload.mimetype}")
-        data = upload.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            abort(413)
+        data = read_upload(upload, settings.max_upload_bytes)
         try:
             saved = save_sheet(settings.raw_dir, t, writer, data)
         except UploadError as e:
@@ -194,9 +200,7 @@ def create_web_app(settings: WebSettings) -> Flask:
         upload = request.files.get("image")
         if upload is None:
             return error(400, "missing file field 'image' (the photo of the sheet)")
-        data = upload.read(settings.max_photo_bytes + 1)
-        if len(data) > settings.max_photo_bytes:
-            abort(413)
+        data = read_upload(upload, settings.max_photo_bytes)
         layouts = {n: settings.get_layout(n) for n in settings.layout_names()} if settings.get_layout else {}
         return jsonify(save_photo(settings.raw_dir, writer, data, upload.filename or "", layouts)), 201
 

@@ -106,22 +106,19 @@ class _Slots:
         self.total, self.per_client = total, per_client
         self._lock = threading.Lock()
         self._open: dict[str, int] = {}
-        self._all = 0
 
     def take(self, client: str) -> str:
         """Count a new connection from ``client``; or, past a cap, count nothing and say which."""
         with self._lock:
-            if self._all >= self.total:
+            if sum(self._open.values()) >= self.total:
                 return f"{self.total} connections open"
             if self._open.get(client, 0) >= self.per_client:
                 return f"{self.per_client} connections open from this address"
             self._open[client] = self._open.get(client, 0) + 1
-            self._all += 1
             return ""
 
     def give_back(self, client: str) -> None:
         with self._lock:
-            self._all -= 1
             left = self._open[client] - 1
             if left:
                 self._open[client] = left

@@ -34,27 +34,28 @@ EXTENSIONS = {
 def save_photo(raw_dir: Path, writer: str, data: bytes, filename: str, layouts: dict) -> dict:
     """Check and store one photo of a sheet; returns what was written and what it shows.
 
-    ``filename`` (what the phone called it) only tells a HEIC or AVIF photo from other files;
-    the stored name is new. ``layouts``: the known sheet layouts, to count the markers of one."""
+    ``filename`` (what the phone called it) names the photo in messages and tells its format where
+    the content does not; the stored name is new. ``layouts``: the known sheet layouts, to count
+    the markers of one."""
     from mnistp4.stages.sheets import sheet_image
-    from mnistp4.stages.sheets.segment_template import layout_from_markers, read_markers, shrink
+    from mnistp4.stages.sheets.segment_template import layout_from_markers, marker_points, read_markers, shrink
 
     check_writer(writer)
     name = "photo" + Path(filename or "").suffix.lower()
     try:
         info = sheet_image.probe(data, name)
-        ext = EXTENSIONS.get(info.format)
-        if ext is None:
-            raise UploadError(f"send the photo as JPEG, PNG or HEIC (this is {info.format or 'another format'})", 415)
-        grey = sheet_image.decode_sheet(data, name)
-    except UploadError:
-        raise
     except InputError as e:
-        reason = str(e).removeprefix(f"{name}: ")
-        raise UploadError(f"the photo cannot be used: {reason}", 415 if "not an image" in reason else 400) from None
+        raise _unusable(e, name) from None
+    ext = EXTENSIONS.get(info.format)
+    if ext is None:
+        raise UploadError(f"send the photo as JPEG, PNG or HEIC (this is {info.format or 'another format'})", 415)
+    try:
+        grey = sheet_image.decode_sheet(data, name)
+    except InputError as e:
+        raise _unusable(e, name) from None
     _, markers = read_markers(shrink(grey), layouts)
     layout = layout_from_markers(markers, layouts)
-    seen = sum(1 for m in markers if layout is not None and m // 4 == layout.code)
+    seen = len(marker_points(layout, markers)[0]) if layout is not None else 0
     warning = None
     if seen < 4:
         warning = (
@@ -79,3 +80,9 @@ def save_photo(raw_dir: Path, writer: str, data: bytes, filename: str, layouts: 
         "markers": seen,
         "warning": warning,
     }
+
+
+def _unusable(e: InputError, name: str) -> UploadError:
+    """What ``segment`` would say of the photo, as the upload's answer (415 for no picture at all)."""
+    reason = str(e).removeprefix(f"{name}: ")
+    return UploadError(f"the photo cannot be used: {reason}", 415 if "not an image" in reason else 400)
