@@ -40,9 +40,48 @@ settings.register_profile("fuzz", max_examples=3000, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+#: the test files that take longest, longest first (seconds of one worker in a `pytest -n 2` run:
+#: 19 down to 4). pytest-xdist hands out whole files (`--dist loadfile`), by default those with the
+#: most tests first: the few long ones (browsers, training, the pipeline) came last, and one worker
+#: ran them alone while the other had finished. These go first; the rest follow in file order.
+LONGEST_FIRST = (
+    "tests/test_web_browser.py",
+    "tests/test_train.py",
+    "tests/test_try_page.py",
+    "tests/third_party/test_third_party_pipeline.py",
+    "tests/test_sheets_realistic.py",
+    "tests/test_web_security.py",
+    "tests/test_sheets_batch.py",
+    "tests/test_bench_realistic_sheets.py",
+    "tests/test_qat.py",
+    "tests/test_espdl_validate.py",
+    "tests/test_update.py",
+    "tests/test_web_api.py",
+    "tests/test_sheets_pool.py",
+    "tests/test_reliability_data.py",
+    "tests/test_plugin_api.py",
+    "tests/test_firmware_build.py",
+    "tests/test_pipeline_run.py",
+    "tests/test_firmware_host.py",
+    "tests/test_quant_espdl.py",
+    "tests/test_sheets_segment.py",
+    "tests/test_deploy.py",
+    "tests/test_firmware_core.py",
+    "tests/test_sheets_checker.py",
+    "tests/test_quant_select.py",
+)
+
+
 def pytest_configure(config):
     if not hasattr(config, "workerinput"):  # once, in the process that starts the pytest-xdist workers
         _compile_ahead(config)
+        if getattr(config.option, "loadscopereorder", None):  # keep the order of LONGEST_FIRST
+            config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {REPO / name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path, len(rank)))  # stable: each file's tests keep their order
 
 
 def _compile_ahead(config) -> None:

@@ -17,6 +17,7 @@ import mnistp4
 from mnistp4.errors import InputError
 from mnistp4.records import Digit
 from mnistp4.stages.sheets.checker import check_digits
+from mnistp4.stages.sheets.grid_follow import FOLLOW_SEARCH_MM, follow_grid
 from mnistp4.stages.sheets.layout import ARUCO_DICT, Layout
 from mnistp4.stages.sheets.qa import box_lines, boxes_ink, covered_boxes, flatten, line_blur_mm
 
@@ -328,10 +329,11 @@ def cut_boxes(small: np.ndarray, found: Layout, markers: dict) -> tuple[np.ndarr
     its canonical page: (the page's grid region, the cuts ``(row, col, x, y)``, the boxes' darkness
     (N, H, W), which boxes are shaded (:func:`covered_boxes`), the pixels each box is padded by)."""
     markers = complete_markers(small, found, markers)
-    region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0)
+    region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0 + FOLLOW_SEARCH_MM)
     page = register_page(small, found, markers, region=region)
     dark, paper = flatten(page, CANONICAL_PX_PER_MM)
     cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
+    cuts = follow_grid(dark, cuts, h, w, pad, CANONICAL_PX_PER_MM, (len(found.rows), found.cols))
     boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])
     shaded = covered_boxes(paper, [(x, y) for _, _, x, y in cuts], h, w, pad, CANONICAL_PX_PER_MM)
     return page, cuts, boxes, shaded, pad
