@@ -24,7 +24,11 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
 * shaken        - the phone moved during the exposure: a motion blur about 1 mm long;
 * mirrored      - saved mirrored, as a front or laptop camera does;
 * cropped       - cropped at the corner markers' outer edges, as a scanner app that took the markers
-  for the page's corners does (a perspective photo cropped to the markers' bounding box).
+  for the page's corners does (a perspective photo cropped to the markers' bounding box);
+* barrel        - a lens's barrel distortion left in the picture (a webcam, a phone's wide camera
+  without its correction): radius r scaled by 1 - 0.06 r^2 at the frame (r = 1 at half its long
+  side), the middle of the sheet up to about 3 mm from where the corner markers put it;
+* pincushion    - the opposite distortion, r scaled by 1 + 0.04 r^2.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -134,6 +138,17 @@ def _shaken(image: np.ndarray, rng, beside=None) -> np.ndarray:
     return cv2.filter2D(image, -1, kernel / kernel.sum())
 
 
+def _lens(image: np.ndarray, k: float) -> np.ndarray:
+    """Radial lens distortion about the frame's centre: what lies at radius r (1 at half the long
+    side) is shown at r (1 - k r^2) (to first order): k > 0 barrel, k < 0 pincushion."""
+    h, w = image.shape[:2]
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy, r0 = w / 2, h / 2, max(w, h) / 2
+    xn, yn = (x - cx) / r0, (y - cy) / r0
+    grow = 1 + k * (xn * xn + yn * yn)  # where each output pixel is read from, relative to the centre
+    return cv2.remap(image, xn * grow * r0 + cx, yn * grow * r0 + cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
 def _mirrored(image: np.ndarray, rng, beside=None) -> np.ndarray:
     """Saved mirrored, as a front or laptop camera does."""
     return np.ascontiguousarray(image[:, ::-1])
@@ -165,7 +180,10 @@ CHANGES = {
     "glare": _glare,
     "shaken": _shaken,
     "mirrored": _mirrored,
-    "cropped": _cropped,  # last: each change's random numbers follow from its place in this list
+    "cropped": _cropped,
+    # new changes go last: each change's random numbers follow from its place in this list
+    "barrel": lambda im, rng, beside: _lens(im, 0.06),
+    "pincushion": lambda im, rng, beside: _lens(im, -0.04),
 }
 
 
