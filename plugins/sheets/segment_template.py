@@ -9,6 +9,7 @@ printed lines) -> find the ink and its QA flags -> the project normalizer -> lab
 from __future__ import annotations
 
 import logging
+import math
 
 import cv2
 import numpy as np
@@ -329,7 +330,10 @@ def cut_boxes(small: np.ndarray, found: Layout, markers: dict) -> tuple[np.ndarr
     its canonical page: (the page's grid region, the cuts ``(row, col, x, y)``, the boxes' darkness
     (N, H, W), which boxes are shaded (:func:`covered_boxes`), the pixels each box is padded by)."""
     markers = complete_markers(small, found, markers)
-    region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0 + FOLLOW_SEARCH_MM)
+    # room for the cuts to follow the grid (follow_grid), in whole pixels: the page's pixels stay on
+    # the grid they had, to which the line and ink thresholds of qa were tuned
+    follow_mm = math.ceil(FOLLOW_SEARCH_MM * CANONICAL_PX_PER_MM) / CANONICAL_PX_PER_MM
+    region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0 + follow_mm)
     page = register_page(small, found, markers, region=region)
     dark, paper = flatten(page, CANONICAL_PX_PER_MM)
     cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
