@@ -24,7 +24,7 @@ FOLLOW_MIN_PX = 2
 #: the ends of each side left out of its line profile (share of the side): the corners, where the
 #: crossing line and strokes going over it are
 SIDE_END = 0.15
-#: every this many pixels along a side enter its median (a stroke crossing the line spans several)
+#: every this many pixels along a side enter its profile (a stroke crossing the line spans several)
 ALONG_STEP = 4
 #: darkness counted at most this much per pixel when a side's lines are compared
 LINE_CAP = 2 * LINE_MIN_DARKNESS
@@ -43,16 +43,21 @@ def _side_profiles(dark: np.ndarray, starts: np.ndarray, along: tuple[np.ndarray
     return np.stack([capped, (bands >= LINE_MIN_DARKNESS).mean(axis=2)], axis=-1)
 
 
+def _widened(profile: np.ndarray, combine) -> np.ndarray:
+    """``profile`` (N, offsets) combined with its values a pixel before and after (none past the ends)."""
+    out = profile.copy()
+    out[:, 1:] = combine(out[:, 1:], profile[:, :-1])
+    out[:, :-1] = combine(out[:, :-1], profile[:, 1:])
+    return out
+
+
 def _moves(first: np.ndarray, second: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
     """The move (pixels) of a pair of parallel lines from their :func:`_side_profiles`, and whether
     both lines were seen there; each profile summed over three pixels (and its share widened by a
     pixel either way), so a box that is a little larger or smaller than drawn (the distortion
     scales it too) still finds both."""
-    spread = [p + np.roll(p, 1, axis=1) + np.roll(p, -1, axis=1) for p in (first[..., 0], second[..., 0])]
-    shares = [
-        np.maximum(np.maximum(p, np.roll(p, 1, axis=1)), np.roll(p, -1, axis=1))
-        for p in (first[..., 1], second[..., 1])
-    ]
+    spread = [_widened(p[..., 0], np.add) for p in (first, second)]
+    shares = [_widened(p[..., 1], np.maximum) for p in (first, second)]
     best = np.minimum(*spread).argmax(axis=1)  # both lines, not one very dark one
     seen = np.minimum(*shares)[np.arange(len(best)), best] >= 0.5
     return best - s, seen
