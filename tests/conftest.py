@@ -35,6 +35,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 
 def _hypothesis_profiles() -> None:
+    """Register the profiles of the module docstring and load ``$HYPOTHESIS_PROFILE`` (default ``ci``)."""
     from hypothesis import HealthCheck, settings
 
     settings.register_profile(
