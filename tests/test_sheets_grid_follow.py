@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnistp4.stages.sheets import segment_template as st
-from mnistp4.stages.sheets.grid_follow import FOLLOW_SEARCH_MM, _agreeing, follow_grid
+from mnistp4.stages.sheets.grid_follow import _agreeing, follow_grid
 from mnistp4.stages.sheets.layout import default_layouts, render_template
 from mnistp4.stages.sheets.qa import flatten
 
@@ -16,7 +16,7 @@ PX = st.CANONICAL_PX_PER_MM
 def _page_and_cuts(shift_rows: tuple[int, int] = (0, 0)):
     """The blank grid region as register_page gives it, its darkness and the nominal cuts; the
     printed grid drawn ``shift_rows`` (dy, dx) pixels away from where the cuts expect it."""
-    region = st.grid_region(GRID, margin_mm=st.BOX_PAD_MM + 1.0 + FOLLOW_SEARCH_MM)
+    region = st.cut_region(GRID)
     page = render_template(GRID, PX)
     x0, y0 = round(region[0] * PX), round(region[1] * PX)
     dy, dx = shift_rows

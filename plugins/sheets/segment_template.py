@@ -325,15 +325,20 @@ def segment_template(
     return digits
 
 
+def cut_region(layout: Layout) -> tuple[float, float, float, float]:
+    """The part of the page (mm, :func:`grid_region`) warped for cutting the boxes: their padded cuts
+    and room for them to follow the grid (:func:`follow_grid`), in whole pixels, so the page's pixels
+    stay on the grid they had, to which the line and ink thresholds of qa were tuned."""
+    follow_mm = math.ceil(FOLLOW_SEARCH_MM * CANONICAL_PX_PER_MM) / CANONICAL_PX_PER_MM
+    return grid_region(layout, margin_mm=BOX_PAD_MM + 1.0 + follow_mm)
+
+
 def cut_boxes(small: np.ndarray, found: Layout, markers: dict) -> tuple[np.ndarray, list, np.ndarray, np.ndarray, int]:
     """A template sheet (``small``: shrunk, ``markers`` found on it, layout ``found``) warped onto
     its canonical page: (the page's grid region, the cuts ``(row, col, x, y)``, the boxes' darkness
     (N, H, W), which boxes are shaded (:func:`covered_boxes`), the pixels each box is padded by)."""
     markers = complete_markers(small, found, markers)
-    # room for the cuts to follow the grid (follow_grid), in whole pixels: the page's pixels stay on
-    # the grid they had, to which the line and ink thresholds of qa were tuned
-    follow_mm = math.ceil(FOLLOW_SEARCH_MM * CANONICAL_PX_PER_MM) / CANONICAL_PX_PER_MM
-    region = grid_region(found, margin_mm=BOX_PAD_MM + 1.0 + follow_mm)
+    region = cut_region(found)
     page = register_page(small, found, markers, region=region)
     dark, paper = flatten(page, CANONICAL_PX_PER_MM)
     cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
