@@ -138,7 +138,7 @@ def _shaken(image: np.ndarray, rng, beside=None) -> np.ndarray:
     return cv2.filter2D(image, -1, kernel / kernel.sum())
 
 
-def _lens(image: np.ndarray, k: float) -> np.ndarray:
+def lens_distortion(image: np.ndarray, k: float) -> np.ndarray:
     """Radial lens distortion about the frame's centre: what lies at radius r (1 at half the long
     side) is shown at r (1 - k r^2) (to first order): k > 0 barrel, k < 0 pincushion."""
     h, w = image.shape[:2]
@@ -182,8 +182,8 @@ CHANGES = {
     "mirrored": _mirrored,
     "cropped": _cropped,
     # new changes go last: each change's random numbers follow from its place in this list
-    "barrel": lambda im, rng, beside: _lens(im, 0.06),
-    "pincushion": lambda im, rng, beside: _lens(im, -0.04),
+    "barrel": lambda im, rng, beside: lens_distortion(im, 0.06),
+    "pincushion": lambda im, rng, beside: lens_distortion(im, -0.04),
 }
 
 

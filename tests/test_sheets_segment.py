@@ -324,29 +324,18 @@ def test_freeform_flags_touching_and_off_line_digits():
     assert {k for k, d in digits.items() if d.flags} == {(4, 2), (7, 4), (7, 5), (8, 4)}
 
 
-def _lens(image: np.ndarray, k: float) -> np.ndarray:
-    """Radial distortion about the picture's centre (k > 0 barrel, k < 0 pincushion), as in
-    bench/bench_photo_stress.py."""
-    import cv2
-
-    h, w = image.shape[:2]
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    cx, cy, r0 = w / 2, h / 2, max(w, h) / 2
-    xn, yn = (x - cx) / r0, (y - cy) / r0
-    grow = 1 + k * (xn * xn + yn * yn)
-    return cv2.remap(image, xn * grow * r0 + cx, yn * grow * r0 + cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 @pytest.mark.parametrize("k", [0.08, -0.05])
 def test_boxes_are_cut_where_a_distorting_lens_shows_them(sheet, monkeypatch, k):
     """A lens's barrel or pincushion distortion bends the grid away from the homography of the
     corner markers: the middle boxes lie up to 3 mm from where it puts them. Each box is cut where
     its own printed lines are; cut where the markers put them, the lines run through the digits."""
+    from bench_photo_stress import lens_distortion
+
     from mnistp4.stages.sheets import segment_template as st
 
     page, truth, refs = sheet
     photo = _synth.degrade(page, np.random.default_rng(4), scale=(0.8, 0.8), desk=True)  # the sheet in the frame
-    bent = _lens(photo, k)
+    bent = lens_distortion(photo, k)
     digits = segment_template(bent, layout=GRID, options={"layouts": LAYOUTS})
     _check(digits, truth, refs)
     assert sum(bool(d.flags) for d in digits) <= MAX_CROSSED_OUT_FALSE_ALARMS
