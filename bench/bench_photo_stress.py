@@ -28,7 +28,11 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
 * barrel        - a lens's barrel distortion left in the picture (a webcam, a phone's wide camera
   without its correction): radius r scaled by 1 - 0.06 r^2 at the frame (r = 1 at half its long
   side), the middle of the sheet up to about 3 mm from where the corner markers put it;
-* pincushion    - the opposite distortion, r scaled by 1 + 0.04 r^2.
+* pincushion    - the opposite distortion, r scaled by 1 + 0.04 r^2;
+* overexposed   - about a stop too bright (a white sheet on a dark desk, metered for the desk): every
+  grey level x 1.4, the paper clipped to white and faint strokes paler;
+* negative      - saved as a negative (light print on black), as a scanner's film mode or a
+  "invert colours" export gives it.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -184,6 +188,8 @@ CHANGES = {
     # new changes go last: each change's random numbers follow from its place in this list
     "barrel": lambda im, rng, beside: lens_distortion(im, 0.06),
     "pincushion": lambda im, rng, beside: lens_distortion(im, -0.04),
+    "overexposed": lambda im, rng, beside: np.clip(im * np.float32(1.4), 0, 255).astype(np.uint8),
+    "negative": lambda im, rng, beside: 255 - im,
 }
 
 

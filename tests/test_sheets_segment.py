@@ -9,7 +9,7 @@ from mnistp4.errors import InputError
 from mnistp4.stages.sheets import synth as _synth
 from mnistp4.stages.sheets.layout import TABLET_PX_PER_MM, default_layouts, render_template
 from mnistp4.stages.sheets.segment_freeform import segment_freeform
-from mnistp4.stages.sheets.segment_template import segment_auto, segment_template
+from mnistp4.stages.sheets.segment_template import layout_from_markers, segment_auto, segment_template
 
 LAYOUTS = {lay.name: lay for lay in default_layouts()}
 GRID = LAYOUTS["grid-10x10"]
@@ -205,6 +205,21 @@ def test_a_mirrored_photo_is_read_flipped_back(sheet):
     assert not _detect_markers(mirrored)  # as the detector sees it
     _check(segment_auto(mirrored, layout=GRID, options={"layouts": LAYOUTS}), truth, refs)
     _check(segment_template(mirrored, layout=GRID, options={"layouts": LAYOUTS}), truth, refs)
+
+
+def test_a_negative_is_read_inverted(sheet):
+    """A scan saved as a negative (light print on black): its white markers read as no marker at
+    all, and `auto` cut the printed boxes as a freeform page's light digits. Searched again
+    inverted, the sheet gives the digits of the sheet itself, and its review crops are dark ink
+    on white."""
+    page, truth, refs = sheet
+    scan = _synth.degrade(page, np.random.default_rng(5), rotate=2.0, noise=3.0, jpeg=85)
+    negative = 255 - scan
+    assert layout_from_markers(_detect_markers(negative), LAYOUTS) is None  # as the detector sees it
+    digits = segment_auto(negative, layout=GRID, options={"layouts": LAYOUTS})
+    _check(digits, truth, refs)
+    assert all(np.median(d.crop) > 128 for d in digits)
+    _check(segment_template(negative, layout=GRID, options={"layouts": LAYOUTS}), truth, refs)
 
 
 def test_a_white_page_edge_asks_for_no_second_marker_search(semeion):

@@ -161,11 +161,19 @@ def _detect(
 MIRROR_SQUARES = 8
 
 
+#: a picture in which no marker of a known layout was read and whose median grey level is below
+#: this (mostly dark: a scan saved as a negative, a page with its colours inverted) is searched
+#: again inverted; its white markers on black read as no marker at all, and its boxes would be
+#: cut as a freeform page's light "digits"
+NEGATIVE_BELOW = 100
+
+
 def read_markers(small: np.ndarray, layouts: dict[str, Layout]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """(the picture as it is to be read, its markers): ``small`` itself, or ``small`` flipped left to
     right when only that shows the markers of a known layout - a front or laptop camera that saves
     the picture mirrored, whose markers read as no marker at all, and whose digits would be cut as
-    a freeform page's (mirrored, in rows of the wrong length) or not at all."""
+    a freeform page's (mirrored, in rows of the wrong length) or not at all - or ``small`` inverted
+    when it is a negative (:data:`NEGATIVE_BELOW`)."""
     squares: list[int] = []
     markers = detect_markers(small, squares)
     if layout_from_markers(markers, layouts) is None and squares and squares[0] >= MIRROR_SQUARES:
@@ -174,6 +182,12 @@ def read_markers(small: np.ndarray, layouts: dict[str, Layout]) -> tuple[np.ndar
         if layout_from_markers(again, layouts) is not None:
             log.info("the picture is mirrored (a front or laptop camera): read flipped back")
             return flipped, again
+    if layout_from_markers(markers, layouts) is None and float(np.median(small[::8, ::8])) < NEGATIVE_BELOW:
+        positive = cv2.bitwise_not(small)
+        again = detect_markers(positive)
+        if layout_from_markers(again, layouts) is not None:
+            log.info("the picture is a negative (light print on dark paper): read inverted")
+            return positive, again
     return small, markers
 
 
