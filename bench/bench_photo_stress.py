@@ -32,7 +32,9 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
 * overexposed   - about a stop too bright (a white sheet on a dark desk, metered for the desk): every
   grey level x 1.4, the paper clipped to white and faint strokes paler;
 * negative      - saved as a negative (light print on black), as a scanner's film mode or a
-  "invert colours" export gives it.
+  "invert colours" export gives it;
+* grid-only     - cropped inside the corner markers, as a scanner app that took the printed box grid
+  for the page does. Every such photo must fail with a reason, like corners-out.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -169,6 +171,19 @@ def _cropped(image: np.ndarray, rng, beside=None) -> np.ndarray:
     return image[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1].copy()
 
 
+def _grid_only(image: np.ndarray, rng, beside=None) -> np.ndarray:
+    """Cropped inside the corner markers, as a scanner app that took the printed box grid for the
+    page does: the rows of boxes kept, no marker left (where the markers are: read off the photo)."""
+    from mnistp4.stages.sheets.segment_template import detect_markers
+
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    markers = detect_markers(grey)
+    corners = np.concatenate(list(markers.values()))
+    side = int(max(np.ptp(m, axis=0).max() for m in markers.values()))
+    (x0, y0), (x1, y1) = np.floor(corners.min(0)).astype(int), np.ceil(corners.max(0)).astype(int)
+    return image[max(y0, 0) + 2 * side : y1 - 2 * side, max(x0, 0) : x1 + 1].copy()
+
+
 #: change -> (image, rng, the next photo's image) -> image, or (image, JPEG quality)
 CHANGES = {
     "as-taken": lambda im, rng, beside: im,
@@ -190,6 +205,7 @@ CHANGES = {
     "pincushion": lambda im, rng, beside: lens_distortion(im, -0.04),
     "overexposed": lambda im, rng, beside: np.clip(im * np.float32(1.4), 0, 255).astype(np.uint8),
     "negative": lambda im, rng, beside: 255 - im,
+    "grid-only": _grid_only,
 }
 
 

@@ -51,6 +51,7 @@ FLAGS = (
     "ambiguous",
     "crossed_out",
     "unlike_label",
+    "unlike_row",
     "overwritten",
     "fragmented",
     "covered",

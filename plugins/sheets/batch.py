@@ -306,6 +306,7 @@ FLAG_SHORT = {
     "low_contrast": "C",
     "crossed_out": "X",
     "unlike_label": "U",
+    "unlike_row": "N",
     "overwritten": "W",
     "fragmented": "F",
     "ambiguous": "A",
@@ -323,9 +324,9 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 def contact_sheet(digits, title: str, scale: int = 2, cols: int = 10) -> np.ndarray:
     """Every digit of a sheet (28x28 at ``scale``) with its label; flagged ones framed in white
     with their flags (E empty, M multi, B border, S small, L large, C low contrast, X crossed out,
-    U unlike its label, W overwritten, F fragmented, A ambiguous, O covered, R blurred, D doubtful).
-    Greyscale at scale 2: it is written for every sheet, and a colour picture costs three times as
-    much to encode."""
+    U unlike its label, N in a row of another digit, W overwritten, F fragmented, A ambiguous,
+    O covered, R blurred, D doubtful). Greyscale at scale 2: it is written for every sheet, and a
+    colour picture costs three times as much to encode."""
     tile_w, tile_h = 28 * scale + 24, 28 * scale + 26
     n_rows = (len(digits) + cols - 1) // cols
     canvas = np.full((30 + n_rows * tile_h, cols * tile_w), _REVIEW_BG, np.uint8)

@@ -6,7 +6,8 @@ digits that read confidently as another digit than their row's (``unlike_label``
 written, or struck through so it reads as another), and digits whose ink encloses more loops, or
 whose strokes meet in more junctions or run longer, than the row's digit has while the checker doubts it
 (``overwritten``: a correction, the row's digit written over another one, whose strokes cross the
-first digit's, close loops and branch where the digit alone does not).
+first digit's, close loops and branch where the digit alone does not), and every digit of a row
+most of which reads as one other digit (``unlike_row``: the sheet filled in another order).
 """
 
 from __future__ import annotations
@@ -216,6 +217,37 @@ def check_digits(digits, strict: bool = False) -> None:
                 d.flags.append("overwritten")
             elif strict and probs[NOT_A_DIGIT] >= STRICT_NOT_A_DIGIT and label < STRICT_LABEL:
                 d.flags.append("doubtful")
+    flag_rows_of_another_digit(found, p)
+
+
+#: unlike_row: a row in which at least ROW_OTHER_SHARE of the found digits, and at least
+#: ROW_OTHER_MIN, read (p >= ROW_READ_SURE) as one and the same other digit than the row's, and
+#: more of them than as the row's digit, was written with that digit
+ROW_OTHER_SHARE = 0.5
+ROW_OTHER_MIN = 3
+ROW_READ_SURE = 0.5
+
+
+def flag_rows_of_another_digit(found: list, p: np.ndarray) -> None:
+    """Add ``unlike_row`` to every digit of a row that was written with another digit than its
+    label: a sheet filled in another order than its rows' (1 to 9 then 0, top to bottom from 9, a
+    row skipped). Most of such a row is flagged ``unlike_label`` digit by digit; the few the
+    checker takes for the row's digit would be wrong labels without a flag. ``found``: the
+    sheet's found digits (records.Digit), ``p``: the checker's (N, 11) probabilities for them."""
+    rows: dict[int, list[int]] = {}
+    for k, d in enumerate(found):
+        if isinstance(d.label, (int, np.integer)) and 0 <= d.label <= 9 and not np.isnan(p[k]).any():
+            rows.setdefault(d.row, []).append(k)
+    for members in rows.values():
+        label = int(found[members[0]].label)
+        reads = p[members, :NOT_A_DIGIT]
+        sure = reads.max(axis=1) >= ROW_READ_SURE
+        counts = np.bincount(reads.argmax(axis=1)[sure], minlength=NOT_A_DIGIT)
+        own, counts[label] = int(counts[label]), 0
+        other = int(counts.max())
+        if other >= max(ROW_OTHER_MIN, ROW_OTHER_SHARE * len(members)) and other > own:
+            for k in members:
+                found[k].flags.append("unlike_row")
 
 
 def halves(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -208,6 +208,7 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
     mask, flat = _ink_mask(grey)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     stats = stats[1:]
+    _refuse_printed_lines(stats, grey.shape)
     areas = stats[:, cv2.CC_STAT_AREA]
     big = areas >= max(12, np.percentile(areas, 90) / 25) if len(areas) else areas
     ids = np.flatnonzero(big)
@@ -267,6 +268,32 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
     _flag_wide(wide)
     check_digits(digits, strict=bool(options.get("strict_checker")))
     return digits
+
+
+#: a piece of ink longer than this fraction of the page's side and shorter across than
+#: LINE_ACROSS of the other is a straight line across the page, not handwriting...
+LINE_ALONG = 0.4
+LINE_ACROSS = 0.2
+#: ... and this many of them are printed lines: a template's rows of boxes or ruled paper
+PRINTED_LINES = 3
+
+
+def _refuse_printed_lines(stats: np.ndarray, shape: tuple[int, int]) -> None:
+    """Fail a page that shows printed lines across it (``stats``: its ink's components). A template
+    sheet whose corner markers were cropped off (a scanner app that took the box grid for the
+    page), covered or not read comes here, and its rows of boxes, row numbers and lines would be
+    cut into "digits" labelled by their row's place; ruled paper likewise. One long stroke (an
+    underline, a desk's edge) is let through."""
+    h, w = shape
+    bw, bh = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    lines = ((bw > LINE_ALONG * w) & (bh < LINE_ACROSS * h)) | ((bh > LINE_ALONG * h) & (bw < LINE_ACROSS * w))
+    if int(lines.sum()) >= PRINTED_LINES:
+        raise InputError(
+            f"the page shows {int(lines.sum())} straight lines across it (printed boxes or ruled paper) but no "
+            f"corner markers: a template sheet whose corner squares are cropped off, covered or unreadable, or "
+            f"digits on ruled paper; scan or photograph the whole template sheet with its four corner squares "
+            f"in view, or write freeform pages on plain paper"
+        )
 
 
 def _flag_wide(wide: list) -> None:

@@ -156,16 +156,9 @@ def _detect(
 
 
 #: a picture in which no marker of a known layout was read but the first search saw at least this
-#: many dark squares (a template sheet's markers and boxes; a tablet page shows about one) is
-#: searched again mirrored
+#: many dark squares (a template sheet's markers and boxes, or a negative's boxes; a tablet page
+#: shows about one) is searched again mirrored, then inverted
 MIRROR_SQUARES = 8
-
-
-#: a picture in which no marker of a known layout was read and whose median grey level is below
-#: this (mostly dark: a scan saved as a negative, a page with its colours inverted) is searched
-#: again inverted; its white markers on black read as no marker at all, and its boxes would be
-#: cut as a freeform page's light "digits"
-NEGATIVE_BELOW = 100
 
 
 def read_markers(small: np.ndarray, layouts: dict[str, Layout]) -> tuple[np.ndarray, dict[int, np.ndarray]]:
@@ -173,21 +166,22 @@ def read_markers(small: np.ndarray, layouts: dict[str, Layout]) -> tuple[np.ndar
     right when only that shows the markers of a known layout - a front or laptop camera that saves
     the picture mirrored, whose markers read as no marker at all, and whose digits would be cut as
     a freeform page's (mirrored, in rows of the wrong length) or not at all - or ``small`` inverted
-    when it is a negative (:data:`NEGATIVE_BELOW`)."""
+    when it is a negative."""
     squares: list[int] = []
     markers = detect_markers(small, squares)
     if layout_from_markers(markers, layouts) is None and squares and squares[0] >= MIRROR_SQUARES:
-        flipped = np.ascontiguousarray(small[:, ::-1])
-        again = detect_markers(flipped)
-        if layout_from_markers(again, layouts) is not None:
-            log.info("the picture is mirrored (a front or laptop camera): read flipped back")
-            return flipped, again
-    if layout_from_markers(markers, layouts) is None and float(np.median(small[::8, ::8])) < NEGATIVE_BELOW:
-        positive = cv2.bitwise_not(small)
-        again = detect_markers(positive)
-        if layout_from_markers(again, layouts) is not None:
-            log.info("the picture is a negative (light print on dark paper): read inverted")
-            return positive, again
+        # a front or laptop camera's mirrored picture; a scan saved as a negative, or a page with
+        # its colours inverted (light print on black: its boxes are dark squares, its white
+        # markers no marker at all)
+        for what, other in (
+            ("mirrored (a front or laptop camera): read flipped back", lambda: np.ascontiguousarray(small[:, ::-1])),
+            ("a negative (light print on dark): read inverted", lambda: cv2.bitwise_not(small)),
+        ):
+            picture = other()
+            again = detect_markers(picture)
+            if layout_from_markers(again, layouts) is not None:
+                log.info("the picture is %s", what)
+                return picture, again
     return small, markers
 
 
