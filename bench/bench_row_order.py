@@ -62,6 +62,7 @@ def run_order(name: str, sheets: list, tmp: Path) -> dict:
     rows = [r for r in read_manifest(data) if "empty" not in (r["flags"] or "")]
     flags = [set((r["flags"] or "").split(";")) - {""} for r in rows]
     failed = [r["error"] for r in summary["results"] if r["status"] == "failed"]
+    unflagged_boxes = [f"{r['sheet']} r{r['row']}c{r['col']} label {r['label']}" for r, f in zip(rows, flags) if not f]
     return dict(
         order=name,
         rows=ORDERS[name],
@@ -69,7 +70,8 @@ def run_order(name: str, sheets: list, tmp: Path) -> dict:
         failed=len(failed),
         written=written,
         found=len(rows),
-        unflagged=sum(1 for f in flags if not f),
+        unflagged=len(unflagged_boxes),
+        unflagged_boxes=unflagged_boxes,
         row_flagged=sum(1 for f in flags if "unlike_row" in f),
         errors=failed,
     )
@@ -92,6 +94,9 @@ def main(argv=None) -> int:
             r = run_order(name, make_sheets(args.conditions, args.seeds, rows, hand), Path(tmp))
             results.append(r)
             print(f"{name} ({rows}): {r['failed']} failed, found {r['found']}, unflagged {r['unflagged']}", flush=True)
+            if name != "template":
+                for box in r["unflagged_boxes"]:
+                    print(f"    unflagged: {box}")
     print("| rows filled | sheets failed | boxes with ink | unflagged | flagged unlike_row |")
     print("|---|---|---|---|---|")
     for r in results:
