@@ -220,9 +220,10 @@ def check_digits(digits, strict: bool = False) -> None:
     flag_rows_of_another_digit(found, p)
 
 
-#: unlike_row: a row in which at least ROW_OTHER_SHARE of the found digits, and at least
-#: ROW_OTHER_MIN, read (p >= ROW_READ_SURE) as one and the same other digit than the row's, and
-#: more of them than as the row's digit, was written with that digit
+#: unlike_row: a row in which at least ROW_OTHER_MIN of the found digits, and at least
+#: ROW_OTHER_SHARE of those that read surely as a digit (p >= ROW_READ_SURE), read as one and the
+#: same other digit than the row's, and more of them than as the row's digit, was written with that
+#: digit (crossed-out digits, scribbles and stray marks in the row are not counted)
 ROW_OTHER_SHARE = 0.5
 ROW_OTHER_MIN = 3
 ROW_READ_SURE = 0.5
@@ -245,7 +246,7 @@ def flag_rows_of_another_digit(found: list, p: np.ndarray) -> None:
         counts = np.bincount(reads.argmax(axis=1)[sure], minlength=NOT_A_DIGIT)
         own, counts[label] = int(counts[label]), 0
         other = int(counts.max())
-        if other >= max(ROW_OTHER_MIN, ROW_OTHER_SHARE * len(members)) and other > own:
+        if other >= max(ROW_OTHER_MIN, ROW_OTHER_SHARE * int(sure.sum())) and other > own:
             for k in members:
                 found[k].flags.append("unlike_row")
 
