@@ -64,8 +64,8 @@ def test_template_sheet_ground_truth(sheet, case):
 
 def test_a_sheet_filled_in_another_row_order_has_every_digit_flagged(semeion):
     """Rows filled one digit off (1s in the 0 row, ..., 0s in the 9 row: counted from 1): every label
-    is wrong. The checker flags most digits unlike their label one by one, but took 3 of 400 for
-    their row's digit; a row most of which reads as one other digit is flagged whole."""
+    is wrong. The checker flags most digits unlike their label one by one, but took 3 of this sheet's
+    100 for their row's digit; a row most of which reads as one other digit is flagged whole."""
     images, labels = semeion
     rows = _synth.semeion_rows_for_sheet(labels, 3, 0)
     index = {(r, c): i for r, d in enumerate(GRID.rows) for c, i in enumerate(rows[(int(d) + 1) % 10])}
