@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -189,6 +190,9 @@ def test_sheet_template_png_pdf_and_examples(tmp_path, capsys, semeion_dir):
     page = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
     assert page.shape == (round(297 * TABLET_PX_PER_MM), round(210 * TABLET_PX_PER_MM))
     assert _run(["sheet", "template", "-o", str(tmp_path / "t.gif")], capsys)[0] == 2
+    letter = tmp_path / "letter.pdf"  # US Letter paper: 8.5 x 11 inches = 612 x 792 points
+    assert _run(["sheet", "template", "--layout", "grid-10x10-letter", "-o", str(letter)], capsys)[0] == 0
+    assert re.search(rb"/MediaBox \[ *0 0 612(\.0+)? 792(\.0+)? *\]", letter.read_bytes())
     assert _run(["sheet", "template", "--layout", "nope", "-o", str(png)], capsys)[0] != 0
 
 

@@ -136,6 +136,22 @@ def test_wrong_or_missing_markers(sheet):
         segment_template(page, layout=GRID, options={"layouts": LAYOUTS})
 
 
+def test_a_us_letter_sheet_is_read_with_its_own_layout(semeion):
+    """The Letter layout's sheet, filled and photographed, is found by its markers and read box by
+    box with the right labels, without being named."""
+    letter = LAYOUTS["grid-10x10-letter"]
+    assert letter.page_mm == (215.9, 279.4)
+    images, labels = semeion
+    rows = _synth.semeion_rows_for_sheet(labels, 0, 0)
+    index = {(r, c): i for r, d in enumerate(letter.rows) for c, i in enumerate(rows[int(d)])}
+    page, truth = _synth.template_sheet(
+        letter, {k: images[i] for k, i in index.items()}, np.random.default_rng(2), index, px_per_mm=TABLET_PX_PER_MM
+    )
+    photo = _synth.degrade(page, np.random.default_rng(2), perspective=0.04, scale=(0.7, 0.7), desk=True, jpeg=85)
+    refs = {k: _synth.reference_digit(images[i]) for k, i in index.items()}
+    _check(segment_auto(photo, options={"layouts": LAYOUTS}), truth, refs)
+
+
 def test_a_sheet_with_three_corners_out_of_the_picture_fails_with_its_reason(sheet):
     """One marker of a known layout is a template sheet whose other corners are out of the
     picture: a reason, not its printed boxes cut as a freeform page's digits."""

@@ -17,6 +17,7 @@ from mnistp4.records import MAX_LAYOUT_CODES, Layout  # noqa: F401 - the contrac
 # DICT_4X4_250's first 50 markers are DICT_4X4_50's: sheets printed before it widened still read
 ARUCO_DICT = cv2.aruco.DICT_4X4_250
 A4_MM = (210.0, 297.0)
+LETTER_MM = (215.9, 279.4)
 TABLET_PX_PER_MM = 150 / 25.4
 PRINT_PX_PER_MM = 300 / 25.4
 
@@ -26,6 +27,17 @@ def default_layouts() -> list[Layout]:
         Layout("grid-10x10", 0),
         # fewer, larger boxes: children, thick pens, phone photos from further away
         Layout("grid-10x5", 1, cols=5, box_mm=(33.0, 19.0)),
+        # US Letter (8.5 x 11 in): 17.6 mm shorter than A4, so an A4 sheet printed at actual size
+        # loses the edge its markers sit on; the grid narrower and its rows closer to keep the
+        # boxes clear of the corner markers
+        Layout(
+            "grid-10x10-letter",
+            2,
+            page_mm=LETTER_MM,
+            grid_mm=(31.0, 36.0),
+            box_mm=(15.5, 19.0),
+            row_pitch_mm=22.0,
+        ),
     ]
 
 

@@ -118,7 +118,8 @@ def register_commands(cli):
         "template",
         help="Write a blank collection sheet: rows of boxes with the digit to write, "
         "ArUco corner markers that carry the layout id. .png (tablet canvas, 150 dpi; "
-        "--dpi 300 to print) or .pdf (A4 at 300 dpi).",
+        "--dpi 300 to print) or .pdf (300 dpi, on the layout's paper: A4, or US Letter for "
+        "--layout grid-10x10-letter).",
     )
     @click.option("--layout", default=None, help="layout name (default: config layout)")
     @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))

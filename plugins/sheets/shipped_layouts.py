@@ -1,9 +1,10 @@
-"""The shipped collection-sheet layouts (``grid-10x10``: rows 0-9 x 10 boxes; ``grid-10x5``)."""
+"""The shipped collection-sheet layouts (``grid-10x10``: rows 0-9 x 10 boxes; ``grid-10x5``;
+``grid-10x10-letter``: the first on US Letter paper)."""
 
 from __future__ import annotations
 
 import mnistp4
-from mnistp4.stages.sheets.layout import default_layouts
+from mnistp4.stages.sheets.layout import LETTER_MM, default_layouts
 
 
 @mnistp4.hookimpl
@@ -12,5 +13,6 @@ def register_sheet_layouts(register):
         register(
             layout.name,
             layout,
-            description=f"{len(layout.rows)} rows ({layout.rows}) x {layout.cols} boxes, marker id {layout.code}",
+            description=f"{len(layout.rows)} rows ({layout.rows}) x {layout.cols} boxes, "
+            f"{'US Letter' if layout.page_mm == LETTER_MM else 'A4'}, marker id {layout.code}",
         )
