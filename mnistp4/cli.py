@@ -303,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=json_out)  # with --json, what the commands print for people goes to stderr
     err = Console(stderr=True)
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    # called in-process (tests, a program embedding the CLI), the caller's logging is given back on
+    # return: a server thread of the caller's own must not log through this command's handler and level
+    root = logging.getLogger()
+    callers_logging = (root.level, root.handlers[:])
     logging.basicConfig(
         level=level, format="%(message)s", handlers=[RichHandler(console=err, show_path=False)], force=True
     )
@@ -338,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         _APP = None
         if json_out:
             sys.stdout = _JSON_OUT.pop()
+        root.setLevel(callers_logging[0])
+        root.handlers[:] = callers_logging[1]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -134,3 +134,15 @@ def test_env_for_plugin_key_and_output_permissions(make_app, tmp_path):
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]  # no temp file left behind
+
+
+def test_the_callers_logging_is_given_back(tmp_path, monkeypatch, capsys):
+    """Run in-process (a test, a program embedding the CLI), a command sets up its own log handler and
+    level; on return the caller's are back, so a server thread of the caller's does not log through it."""
+    import logging
+
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    assert main(["-vv", "config", "--json"]) == 0
+    assert (root.level, list(root.handlers)) == before
