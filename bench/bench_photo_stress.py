@@ -160,20 +160,9 @@ def _mirrored(image: np.ndarray, rng, beside=None) -> np.ndarray:
     return np.ascontiguousarray(image[:, ::-1])
 
 
-def _cropped(image: np.ndarray, rng, beside=None) -> np.ndarray:
-    """Cropped at the corner markers' outer edges, as a scanner app that took the markers for the page's
-    corners does (where the markers are: read off the photo as taken)."""
-    from mnistp4.stages.sheets.segment_template import detect_markers
-
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    corners = np.concatenate(list(detect_markers(grey).values()))
-    (x0, y0), (x1, y1) = np.floor(corners.min(0)).astype(int), np.ceil(corners.max(0)).astype(int)
-    return image[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1].copy()
-
-
-def _grid_only(image: np.ndarray, rng, beside=None) -> np.ndarray:
-    """Cropped inside the corner markers, as a scanner app that took the printed box grid for the
-    page does: the rows of boxes kept, no marker left (where the markers are: read off the photo)."""
+def _marker_box(image: np.ndarray) -> tuple[int, int, int, int, int]:
+    """(x0, y0, x1, y1, side): the bounding box (pixels) of the corner markers read off ``image`` as
+    taken, and the longest side of one marker."""
     from mnistp4.stages.sheets.segment_template import detect_markers
 
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
@@ -181,7 +170,21 @@ def _grid_only(image: np.ndarray, rng, beside=None) -> np.ndarray:
     corners = np.concatenate(list(markers.values()))
     side = int(max(np.ptp(m, axis=0).max() for m in markers.values()))
     (x0, y0), (x1, y1) = np.floor(corners.min(0)).astype(int), np.ceil(corners.max(0)).astype(int)
-    return image[max(y0, 0) + 2 * side : y1 - 2 * side, max(x0, 0) : x1 + 1].copy()
+    return max(x0, 0), max(y0, 0), int(x1), int(y1), side
+
+
+def _cropped(image: np.ndarray, rng, beside=None) -> np.ndarray:
+    """Cropped at the corner markers' outer edges, as a scanner app that took the markers for the page's
+    corners does."""
+    x0, y0, x1, y1, _ = _marker_box(image)
+    return image[y0 : y1 + 1, x0 : x1 + 1].copy()
+
+
+def _grid_only(image: np.ndarray, rng, beside=None) -> np.ndarray:
+    """Cropped inside the corner markers, as a scanner app that took the printed box grid for the
+    page does: the rows of boxes kept, no marker left."""
+    x0, y0, x1, y1, side = _marker_box(image)
+    return image[y0 + 2 * side : y1 - 2 * side, x0 : x1 + 1].copy()
 
 
 #: change -> (image, rng, the next photo's image) -> image, or (image, JPEG quality)

@@ -14,7 +14,6 @@ order give ``unlike_row`` on clean digits (a row flagged whole by mistake: ``row
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -34,20 +33,7 @@ def make_sheets(conditions: list[str], seeds: list[int], rows: str, hand) -> lis
     """The realistic sheets of ``conditions`` x ``seeds``, each row filled with the digit ``rows``
     names for it (the printed template, its row numbers and everything else as the benchmark draws
     them)."""
-    template, fill = rs.GRID, rs.fill_sheet
-
-    def fill_in_order(*args, **kwargs):
-        rs.GRID = dataclasses.replace(template, rows=rows)
-        try:
-            return fill(*args, **kwargs)
-        finally:
-            rs.GRID = template
-
-    rs.fill_sheet = fill_in_order
-    try:
-        return [rs.make_sheet(c, seed, hand) for c in conditions for seed in seeds]
-    finally:
-        rs.fill_sheet = fill
+    return [rs.make_sheet(c, seed, hand, rows=rows) for c in conditions for seed in seeds]
 
 
 def run_order(name: str, sheets: list, tmp: Path) -> dict:

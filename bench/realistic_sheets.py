@@ -264,14 +264,16 @@ def reference(coverage: np.ndarray) -> np.ndarray:
     return normalize_digit(np.pad(np.round(255 - 255 * coverage).astype(np.uint8), 6, constant_values=255))
 
 
-def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple) -> dict:
+def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple, rows: str | None = None) -> dict:
+    """Write the sheet's boxes on ``paper``; ``rows``: the digit each row is filled with (default the
+    template's, ``GRID.rows``; another order is a writer who did not follow the printed row numbers)."""
     boxes: dict[tuple[int, int], BoxTruth] = {}
     placed: dict[tuple[int, int], tuple] = {}  # written digits: (cx, cy, coverage)
     pen = PENS[pens[int(rng.integers(len(pens)))]]  # one writer, one pen per sheet
     pen_w = rng.uniform(*pen[1]) * PX
     kinds = list(MIX) + ["digit"]
     probs = list(MIX.values()) + [1 - sum(MIX.values())]
-    for r, d in enumerate(GRID.rows):
+    for r, d in enumerate(rows or GRID.rows):
         for c in range(GRID.cols):
             if (r, c) in boxes:
                 continue
@@ -625,14 +627,14 @@ def _inks_touch(a: np.ndarray, ax: float, ay: float, b: np.ndarray, bx: float, b
     return bool(((_framed(a, ax, ay, frame) > 0.5) & (_framed(b, bx, by, frame) > 0.5)).any())
 
 
-def make_sheet(condition: str, seed: int, hand: Handwriting) -> Sheet:
+def make_sheet(condition: str, seed: int, hand: Handwriting, rows: str | None = None) -> Sheet:
     cond = CONDITIONS[condition]
     rng = np.random.default_rng([seed, list(CONDITIONS).index(condition)])
     if cond["capture"] == "tablet":
         page, boxes = freeform_page(rng, hand)
         return Sheet(f"{condition}-s{seed}", condition, page, boxes, 0)
     paper = blank_paper(rng, cond["paper"][int(rng.integers(len(cond["paper"])))])
-    boxes = fill_sheet(rng, hand, paper, cond["pens"])
+    boxes = fill_sheet(rng, hand, paper, cond["pens"], rows)
     if cond.get("coffee"):
         coffee_ring(rng, paper)
     if cond.get("curl") or cond.get("fold"):

@@ -18,6 +18,7 @@ from mnistp4.records import MAX_LAYOUT_CODES, Layout  # noqa: F401 - the contrac
 ARUCO_DICT = cv2.aruco.DICT_4X4_250
 A4_MM = (210.0, 297.0)
 LETTER_MM = (215.9, 279.4)
+PAPERS = {A4_MM: "A4", LETTER_MM: "US Letter"}
 TABLET_PX_PER_MM = 150 / 25.4
 PRINT_PX_PER_MM = 300 / 25.4
 
@@ -39,6 +40,12 @@ def default_layouts() -> list[Layout]:
             row_pitch_mm=22.0,
         ),
     ]
+
+
+def paper_name(layout: Layout) -> str:
+    """The paper a layout's page is: "A4", "US Letter", or its size in millimetres."""
+    width, height = layout.page_mm
+    return PAPERS.get(layout.page_mm, f"{width:g} x {height:g} mm")
 
 
 def render_template(layout: Layout, px_per_mm: float = PRINT_PX_PER_MM) -> np.ndarray:

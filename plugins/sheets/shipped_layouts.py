@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import mnistp4
-from mnistp4.stages.sheets.layout import LETTER_MM, default_layouts
+from mnistp4.stages.sheets.layout import default_layouts, paper_name
 
 
 @mnistp4.hookimpl
@@ -14,5 +14,5 @@ def register_sheet_layouts(register):
             layout.name,
             layout,
             description=f"{len(layout.rows)} rows ({layout.rows}) x {layout.cols} boxes, "
-            f"{'US Letter' if layout.page_mm == LETTER_MM else 'A4'}, marker id {layout.code}",
+            f"{paper_name(layout)}, marker id {layout.code}",
         )
