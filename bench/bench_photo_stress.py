@@ -187,6 +187,32 @@ def _grid_only(image: np.ndarray, rng, beside=None) -> np.ndarray:
     return image[y0 + 2 * side : y1 - 2 * side, x0 : x1 + 1].copy()
 
 
+def _paper_level(grey: np.ndarray) -> np.ndarray:
+    """The paper's brightness under each pixel: the page with its ink closed away (a 6 mm window on a
+    quarter-size copy), smoothed, as a scanner app's document filter estimates it."""
+    h, w = grey.shape
+    small = cv2.resize(grey, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    side = max(3, int(0.006 * max(h, w) / 4) * 2 + 1)
+    closed = cv2.dilate(small, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
+    closed = cv2.GaussianBlur(closed, (0, 0), side / 2)
+    return np.maximum(cv2.resize(closed, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32), 1.0)
+
+
+def _document(image: np.ndarray, rng, beside=None) -> np.ndarray:
+    """A scanner app's "document" filter: grey, each pixel divided by the paper's level under it, and
+    the contrast raised so that the paper and anything within 8 % of it is white."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    ratio = grey / _paper_level(grey)
+    return np.clip((ratio - 0.45) / (0.92 - 0.45) * 255, 0, 255).astype(np.uint8)
+
+
+def _document_bw(image: np.ndarray, rng, beside=None) -> np.ndarray:
+    """A scanner app's "black and white" filter: every pixel black or white, by a threshold that follows
+    the local paper level (ink 12 % darker than the paper around it is black)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return np.where(grey < 0.88 * _paper_level(grey), 0, 255).astype(np.uint8)
+
+
 #: change -> (image, rng, the next photo's image) -> image, or (image, JPEG quality)
 CHANGES = {
     "as-taken": lambda im, rng, beside: im,
@@ -209,6 +235,8 @@ CHANGES = {
     "overexposed": lambda im, rng, beside: np.clip(im * np.float32(1.4), 0, 255).astype(np.uint8),
     "negative": lambda im, rng, beside: 255 - im,
     "grid-only": _grid_only,
+    "document": _document,
+    "document-bw": _document_bw,
 }
 
 

@@ -86,7 +86,7 @@ def test_download_verifies_md5(make_app, tmp_path, mnist_dir, monkeypatch):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(mirror))
     handler.log_message = lambda *a, **k: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         monkeypatch.setattr(ms, "MIRRORS", [f"http://127.0.0.1:{server.server_address[1]}/"])
         app = make_app(settings=[f"cache_dir={tmp_path / 'cache'}"], env={"MNISTP4_MNIST_DIR": ""})

@@ -224,7 +224,7 @@ def live(web):
     from mnistp4.stages.web.lan_server import make_lan_server
 
     srv = make_lan_server("127.0.0.1", 0, web)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.server_port}"
     srv.shutdown()
@@ -296,7 +296,7 @@ def test_browser_update_button_runs_a_real_update_and_tries_the_new_file(browser
     monkeypatch.setattr(upd, "MAX_MNIST_DROP", 100.0)  # a one-epoch model may lose MNIST accuracy
     web = build_web_app(app, raw_dir=tmp_path / "raw", data_dir=data, model_file=str(run / "model_int8.espdl"))
     srv = make_lan_server("127.0.0.1", 0, web)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         browser.get(f"http://127.0.0.1:{srv.server_port}/try")
         wait_for(browser, lambda d: d.find_element(By.ID, "model").text.endswith("model_int8.espdl"), "the model")

@@ -388,7 +388,7 @@ def test_concurrent_submissions_never_clobber(project):
     app, raw, data = project
     web = build_web_app(app, raw_dir=raw, data_dir=data, no_model=True)
     server = make_lan_server("127.0.0.1", 0, web)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         t = template_of(csrf_client(web))

@@ -109,7 +109,7 @@ def serve(make_app, tmp_path):
         raw, data = tmp_path / "raw", tmp_path / "data"
         web = build_web_app(app, raw_dir=raw, data_dir=data, model_file=model, no_model=model is None)
         srv = make_lan_server("127.0.0.1", 0, web)
-        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         thread.start()
         servers.append((srv, thread))
         return {

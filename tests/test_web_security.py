@@ -66,7 +66,7 @@ def serve(make_app, tmp_path):
             return resp
 
         srv = make_lan_server("127.0.0.1", 0, web, **limits)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         servers.append(srv)
         return {
             "port": srv.server_port,
@@ -393,7 +393,7 @@ def test_a_page_of_another_origin_cannot_submit_or_relabel_in_chromium(browser, 
             pass
 
     evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)  # another port: another origin
-    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    threading.Thread(target=evil.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         browser.get(f"http://127.0.0.1:{evil.server_port}/")
         WebDriverWait(browser, 30).until(lambda d: len([x for x in s["statuses"] if x[0] == "POST"]) >= 3)
