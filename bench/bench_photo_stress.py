@@ -34,7 +34,12 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
 * negative      - saved as a negative (light print on black), as a scanner's film mode or a
   "invert colours" export gives it;
 * grid-only     - cropped inside the corner markers, as a scanner app that took the printed box grid
-  for the page does. Every such photo must fail with a reason, like corners-out.
+  for the page does. Every such photo must fail with a reason, like corners-out;
+* document      - a scanner app's "document" filter (what phone scanner apps apply by default): grey,
+  each pixel divided by the paper's level around it, the contrast raised so that the paper and
+  anything within 8 % of it is white and ink 55 % darker than the paper black;
+* document-bw   - a scanner app's "black and white" filter: ink 12 % darker than the paper around
+  it black, everything else white.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
