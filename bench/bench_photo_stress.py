@@ -40,6 +40,12 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
   anything within 8 % of it is white and ink 55 % darker than the paper black;
 * document-bw   - a scanner app's "black and white" filter: ink 12 % darker than the paper around
   it black, everything else white.
+* show-through  - thin paper printed and filled on both sides: the back (another filling of the
+  template, mirrored, up to 1.5 mm off as a duplex printer registers it) shows through, darkening
+  the front by 6 % of its own darkness (the sheet made again by the generator, then photographed);
+* show-through-felt - the same at 12 %: a felt tip's ink soaked into thin paper;
+* erased        - half the empty boxes (those without a stray mark) hold a pencil digit rubbed out,
+  its ghost left at 10-30 % of the stroke's darkness. It must come out empty or flagged.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -242,15 +248,25 @@ CHANGES = {
     "grid-only": _grid_only,
     "document": _document,
     "document-bw": _document_bw,
+    "show-through": lambda im, rng, beside: im,  # made in the generator (MADE)
+    "show-through-felt": lambda im, rng, beside: im,
+    "erased": lambda im, rng, beside: im,
 }
 
 
-def run_change(change: str, sheets: list, tmp: Path) -> dict:
+#: changes made in the generator, before the capture: change -> make_sheet's keyword arguments
+MADE = {"show-through": {"back": 0.06}, "show-through-felt": {"back": 0.12}, "erased": {"erased": 0.5}}
+
+
+def run_change(change: str, sheets: list, tmp: Path, hand=None) -> dict:
     raw, data = tmp / f"raw-{change}", tmp / f"data-{change}"
     raw.mkdir()
     scored = []
     for k, sheet in enumerate(sheets):
         rng = np.random.default_rng([k, list(CHANGES).index(change)])
+        if change in MADE:
+            seed = int(sheet.name.rsplit("-s", 1)[1])
+            sheet = rs.make_sheet(sheet.condition, seed, hand, **MADE[change])
         out = CHANGES[change](sheet.image, rng, sheets[(k + 1) % len(sheets)].image)
         image, quality = out if isinstance(out, tuple) else (out, sheet.jpeg or 85)
         changed = dataclasses.replace(sheet, image=image, jpeg=quality)
@@ -298,7 +314,7 @@ def main(argv=None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for change in args.changes:
-            r = run_change(change, sheets, Path(tmp))
+            r = run_change(change, sheets, Path(tmp), hand)
             results.append(r)
             print(
                 f"{change}: {r['failed']} failed, found {r['found']}/{r['expected']}, wrong {r['wrong']}, "

@@ -207,7 +207,7 @@ def score(sheets: list, data_dir: Path) -> dict:
 #: box kinds whose outcome (empty, flagged, clean) is printed on its own: corrections, stray
 #: marks alone in a box (only empty or flagged is right) or beside a digit (clean is right), and
 #: two digits of a tablet page whose inks touch (one of them may come out, never clean)
-OUTCOME_KINDS = ("correction", "stray", "touching-pair")
+OUTCOME_KINDS = ("correction", "stray", "touching-pair", "erased")
 #: a correction that came out unflagged is the row's digit alone when its 28x28 is this close to
 #: that digit by itself (``closeness``; about the 5th percentile of clean digits to their own on
 #: the tuning seeds 11-30) ...

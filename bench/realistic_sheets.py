@@ -627,7 +627,43 @@ def _inks_touch(a: np.ndarray, ax: float, ay: float, b: np.ndarray, bx: float, b
     return bool(((_framed(a, ax, ay, frame) > 0.5) & (_framed(b, bx, by, frame) > 0.5)).any())
 
 
-def make_sheet(condition: str, seed: int, hand: Handwriting, rows: str | None = None) -> Sheet:
+def show_through(paper: np.ndarray, back: np.ndarray, strength: float, rng) -> np.ndarray:
+    """``paper`` (the front page, BGR) with its back side ``back`` (a page as seen from its own side)
+    showing through thin paper: mirrored, shifted by a duplex printer's registration (up to 1.5 mm
+    each way), softened by the paper, and darkening the front by ``strength`` of its darkness."""
+    mirrored = np.ascontiguousarray(back[:, ::-1]).astype(np.float32)
+    dx, dy = rng.uniform(-1.5, 1.5, 2) * PX
+    shift = np.float32([[1, 0, dx], [0, 1, dy]])
+    h, w = paper.shape[:2]
+    level = np.percentile(mirrored[::8, ::8], 90, axis=(0, 1))  # the back's paper
+    mirrored = cv2.warpAffine(mirrored, shift, (w, h), borderMode=cv2.BORDER_CONSTANT, borderValue=level.tolist())
+    darkness = (1 - cv2.cvtColor(mirrored, cv2.COLOR_BGR2GRAY) / float(level.mean())).clip(0, 1)
+    darkness = cv2.GaussianBlur(darkness, (0, 0), 0.3 * PX)
+    return np.clip(paper * (1 - strength * darkness)[..., None], 0, 255).astype(np.uint8)
+
+
+def erased_ghosts(rng, hand: Handwriting, paper: np.ndarray, boxes: dict, share: float) -> None:
+    """Pencil digits rubbed out in ``share`` of the empty boxes (those without a stray mark): the
+    row's digit left as a ghost at 10-30 % of a pencil stroke's darkness (``empty``, ``erased``)."""
+    pen = PENS["pencil"]
+    for (r, c), truth in sorted(boxes.items()):
+        if truth.kind != "empty" or truth.what or rng.random() >= share:
+            continue
+        x, y, w, h = (v * PX for v in GRID.box(r, c))
+        pen_w = rng.uniform(*pen[1]) * PX
+        cov = stroke(skeleton_of(hand.pick(rng, int(GRID.rows[r])), int(h * rng.uniform(0.45, 0.8))), pen_w)
+        cx, cy = x + w / 2 + rng.uniform(-0.08, 0.08) * w, y + h / 2 + rng.uniform(-0.06, 0.06) * h
+        put_ink(paper, cov * np.float32(rng.uniform(0.1, 0.3)), cx, cy, pen, rng)
+        boxes[(r, c)] = BoxTruth("empty", what="erased")
+
+
+def make_sheet(
+    condition: str, seed: int, hand: Handwriting, rows: str | None = None, back: float = 0.0, erased: float = 0.0
+) -> Sheet:
+    """The sheet of ``condition`` and ``seed``; ``back`` > 0: the paper is printed and filled on both
+    sides, and the back (another filling, from its own generator) shows through at that strength;
+    ``erased`` > 0: that share of the empty boxes holds a rubbed-out digit (:func:`erased_ghosts`).
+    Both draw from their own generators: the front is drawn exactly as without them."""
     cond = CONDITIONS[condition]
     rng = np.random.default_rng([seed, list(CONDITIONS).index(condition)])
     if cond["capture"] == "tablet":
@@ -635,6 +671,13 @@ def make_sheet(condition: str, seed: int, hand: Handwriting, rows: str | None = 
         return Sheet(f"{condition}-s{seed}", condition, page, boxes, 0)
     paper = blank_paper(rng, cond["paper"][int(rng.integers(len(cond["paper"])))])
     boxes = fill_sheet(rng, hand, paper, cond["pens"], rows)
+    if erased > 0:
+        erased_ghosts(np.random.default_rng([seed, list(CONDITIONS).index(condition), 2]), hand, paper, boxes, erased)
+    if back > 0:
+        rng_back = np.random.default_rng([seed, list(CONDITIONS).index(condition), 1])
+        reverse = blank_paper(rng_back, "plain")
+        fill_sheet(rng_back, hand, reverse, cond["pens"])
+        paper = show_through(paper, reverse, back, rng_back)
     if cond.get("coffee"):
         coffee_ring(rng, paper)
     if cond.get("curl") or cond.get("fold"):
