@@ -405,3 +405,40 @@ def test_boxes_are_cut_where_a_distorting_lens_shows_them(sheet, monkeypatch, k)
     monkeypatch.setattr(st, "follow_grid", lambda dark, cuts, *args: cuts)  # the markers' homography alone
     flagged = sum(bool(d.flags) for d in segment_template(bent, layout=GRID, options={"layouts": LAYOUTS}))
     assert flagged >= 30, flagged
+
+
+@pytest.mark.parametrize("capture", ["scan", "photo"])
+def test_ink_far_fainter_than_the_sheets_is_flagged_however_it_reads(semeion, capture):
+    """A rubbed-out pencil digit, or a digit of the back showing through thin paper, is the row's digit
+    at a fifth of the writer's darkness. The checker may read it surely (which takes the noise-based
+    low_contrast off); a box whose ink is under 0.4 of the sheet's median strength keeps the flag."""
+    images, labels = semeion
+    rows = _synth.semeion_rows_for_sheet(labels, 1, 0)
+    index = {(r, c): i for r, d in enumerate(GRID.rows) for c, i in enumerate(rows[int(d)])}
+    ghosts = {(0, 3), (2, 7), (5, 1), (7, 4), (9, 9)}
+    rng = np.random.default_rng(5)
+    cells = {k: images[i] for k, i in index.items() if k not in ghosts}
+    page, _ = _synth.template_sheet(GRID, cells, rng, px_per_mm=TABLET_PX_PER_MM)
+    for r, c in ghosts:
+        x, y, w, h = (v * TABLET_PX_PER_MM for v in GRID.box(r, c))
+        ink = _synth.stroke_image(images[index[(r, c)]], int(0.6 * h))
+        _synth._write(page, ink, x + w / 2, y + h / 2, 0.18)  # the written digits: 0.8-0.95
+    if capture == "photo":
+        page = _synth.degrade(page, rng, rotate=2.0, light=0.3, noise=3.0, jpeg=80)
+    digits = segment_auto(page, layout=GRID, options={"layouts": LAYOUTS})
+    faint = {(d.row, d.col) for d in digits if "low_contrast" in d.flags}
+    assert {k for k in ghosts if "empty" not in next(d for d in digits if (d.row, d.col) == k).flags} <= faint
+    assert any("empty" not in d.flags for d in digits if (d.row, d.col) in ghosts)  # a ghost was cut at all
+    assert not faint - ghosts  # no written digit is flagged faint
+
+
+def test_ink_strengths_are_the_90th_percentile_of_each_boxs_ink():
+    from mnistp4.stages.sheets.qa import _ink_strengths
+
+    rng = np.random.default_rng(0)
+    dark = rng.integers(0, 256, (6, 20, 30), dtype=np.uint8)
+    ink = rng.random((6, 20, 30)) < 0.3
+    ink[4] = False  # a box with no ink
+    got = _ink_strengths(dark, ink)
+    want = [0 if not m.any() else int(np.percentile(d[m], 90, method="inverted_cdf")) for d, m in zip(dark, ink)]
+    assert got.tolist() == want

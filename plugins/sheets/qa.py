@@ -51,6 +51,7 @@ class CellInk:
     clean: np.ndarray  # the crop with everything but the ink set to the paper level
     flags: list[str] = field(default_factory=list)
     box: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 of the kept ink
+    strength: int = 0  # how dark the ink is: the 90th percentile of its darkness (0..255, paper-relative)
 
 
 def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
@@ -407,6 +408,7 @@ def boxes_ink(
     # most a tenth of the ink reaches that level
     strong = np.ceil(median + LOW_CONTRAST_SIGMAS * noise).clip(0, 255).astype(np.uint8)
     faint = (found & (inner >= strong[:, None, None])).sum(axis=(1, 2)) * 10 <= found.sum(axis=(1, 2))
+    strengths = _ink_strengths(inner, found)
     halo = np.zeros((n, h, w), bool)
     halo[:, sy0:sy1, sx0:sx1] = (
         cv2.dilate(found.reshape(n * hs, ws).view(np.uint8), _HALO).reshape(n, hs, ws).view(bool) & inside
@@ -454,8 +456,41 @@ def boxes_ink(
         # grows with the area, and it crops to the ink itself
         cy0, cx0, cy1, cx1 = max(0, y0 - 4), max(0, x0 - 4), min(h, y1 + 4), min(w, x1 + 4)
         clean = np.where(halo[k, cy0:cy1, cx0:cx1], 255 - dark[k, cy0:cy1, cx0:cx1], np.uint8(255))
-        out.append(CellInk(mask[k], clean, flags, (x0, y0, x1, y1)))
+        out.append(CellInk(mask[k], clean, flags, (x0, y0, x1, y1), int(strengths[k])))
     return out
+
+
+def _ink_strengths(dark: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """(N,) the 90th percentile of the darkness ``dark`` (N, H, W uint8) over each box's ``ink``
+    pixels (0 where it has none), from one histogram of all boxes (no sorting)."""
+    n = len(dark)
+    where = np.nonzero(ink)
+    hist = np.bincount(where[0] * 256 + dark[where], minlength=n * 256).reshape(n, 256)
+    cum = hist.cumsum(axis=1)
+    return (cum < np.ceil(0.9 * cum[:, -1:])).sum(axis=1) * (cum[:, -1] > 0)
+
+
+#: low_contrast also flags ink whose strength is under this share of the median strength of the
+#: sheet's other digits: a digit of the back showing through thin paper, the ghost of a rubbed-out
+#: pencil digit - ink a writer did not mean for this box, which the checker may still read as
+#: the row's digit (chosen on the stress benchmark's tuning seeds, docs/sheets.md)
+FAINTER_THAN_SHEET = 0.4
+#: ... on sheets with at least this many digits to compare with
+FAINTER_MIN_DIGITS = 10
+
+
+def flag_fainter_than_the_sheet(digits: list, strengths: list[int]) -> None:
+    """Add ``low_contrast`` to found digits (records.Digit) whose ink strength (``strengths``, one
+    per digit, :class:`CellInk`) is under :data:`FAINTER_THAN_SHEET` of the sheet's median. Run
+    after the sheet checker, which takes ``low_contrast`` off faint digits it reads surely: ink this
+    much fainter than the writer's own is not the writer's digit for this box, however it reads."""
+    found = [(d, v) for d, v in zip(digits, strengths) if "empty" not in d.flags]
+    if len(found) < FAINTER_MIN_DIGITS:
+        return
+    typical = float(np.median([v for _, v in found]))
+    for d, v in found:
+        if v < FAINTER_THAN_SHEET * typical and "low_contrast" not in d.flags:
+            d.flags.append("low_contrast")
 
 
 def _line_positions(lines: np.ndarray, h: int, w: int, pad: int) -> tuple[np.ndarray, ...]:

@@ -20,7 +20,14 @@ from mnistp4.records import Digit
 from mnistp4.stages.sheets.checker import check_digits
 from mnistp4.stages.sheets.grid_follow import FOLLOW_SEARCH_MM, follow_grid
 from mnistp4.stages.sheets.layout import ARUCO_DICT, Layout
-from mnistp4.stages.sheets.qa import box_lines, boxes_ink, covered_boxes, flatten, line_blur_mm
+from mnistp4.stages.sheets.qa import (
+    box_lines,
+    boxes_ink,
+    covered_boxes,
+    flag_fainter_than_the_sheet,
+    flatten,
+    line_blur_mm,
+)
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +337,7 @@ def segment_template(
     for (r, c, x, y), ink, image28 in zip(cuts, inks, images28):
         digits.append(Digit(image28, int(found.rows[r]), r, c, ink.flags, crop=page[y : y + h, x : x + w]))
     check_digits(digits, strict=bool(options.get("strict_checker")))
+    flag_fainter_than_the_sheet(digits, [ink.strength for ink in inks])
     return digits
 
 
