@@ -39,7 +39,7 @@ Changes (``CHANGES``), each applied to every photo condition x seed:
   each pixel divided by the paper's level around it, the contrast raised so that the paper and
   anything within 8 % of it is white and ink 55 % darker than the paper black;
 * document-bw   - a scanner app's "black and white" filter: ink 12 % darker than the paper around
-  it black, everything else white.
+  it black, everything else white;
 * show-through  - thin paper printed and filled on both sides: the back (another filling of the
   template, mirrored, up to 1.5 mm off as a duplex printer registers it) shows through, darkening
   the front by 6 % of its own darkness (the sheet made again by the generator, then photographed);

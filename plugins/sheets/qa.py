@@ -471,7 +471,7 @@ def _ink_strengths(dark: np.ndarray, ink: np.ndarray) -> np.ndarray:
 
 
 #: low_contrast also flags ink whose strength is under this share of the median strength of the
-#: sheet's other digits: a digit of the back showing through thin paper, the ghost of a rubbed-out
+#: sheet's found digits: a digit of the back showing through thin paper, the ghost of a rubbed-out
 #: pencil digit - ink a writer did not mean for this box, which the checker may still read as
 #: the row's digit (chosen on the stress benchmark's tuning seeds, docs/sheets.md)
 FAINTER_THAN_SHEET = 0.4
