@@ -5,7 +5,7 @@ against the sheets' ground truth (the columns of bench_sheets_realistic.py).
     MNISTP4_MNIST_DIR=... MNISTP4_SEMEION_DIR=... python bench/bench_photo_stress.py \
         [--seeds 901 902 903] [--changes as-taken messenger ...] [--tag TAG]
 
-Changes (``CHANGES``), each applied to every photo condition x seed:
+Changes (``CHANGES``, and ``MADE``: made by the generator), each applied to every photo condition x seed:
 
 * as-taken      - the photo as generated (the baseline of the same run);
 * messenger     - re-sent through a chat app: long side 1600 pixels, JPEG 70;
@@ -224,9 +224,13 @@ def _document_bw(image: np.ndarray, rng, beside=None) -> np.ndarray:
     return np.where(grey < 0.88 * _paper_level(grey), 0, 255).astype(np.uint8)
 
 
+def _as_taken(image: np.ndarray, rng=None, beside=None) -> np.ndarray:
+    return image
+
+
 #: change -> (image, rng, the next photo's image) -> image, or (image, JPEG quality)
 CHANGES = {
-    "as-taken": lambda im, rng, beside: im,
+    "as-taken": _as_taken,
     "messenger": lambda im, rng, beside: _resend(im, 1600, 70),
     "small": lambda im, rng, beside: _resend(im, 1024, 60),
     "tilted": _tilted,
@@ -248,14 +252,13 @@ CHANGES = {
     "grid-only": _grid_only,
     "document": _document,
     "document-bw": _document_bw,
-    "show-through": lambda im, rng, beside: im,  # made in the generator (MADE)
-    "show-through-felt": lambda im, rng, beside: im,
-    "erased": lambda im, rng, beside: im,
 }
 
 
 #: changes made in the generator, before the capture: change -> make_sheet's keyword arguments
 MADE = {"show-through": {"back": 0.06}, "show-through-felt": {"back": 0.12}, "erased": {"erased": 0.5}}
+#: every change, in the order that seeds each one's random generator
+ALL_CHANGES = [*CHANGES, *MADE]
 
 
 def run_change(change: str, sheets: list, tmp: Path, hand=None) -> dict:
@@ -263,11 +266,10 @@ def run_change(change: str, sheets: list, tmp: Path, hand=None) -> dict:
     raw.mkdir()
     scored = []
     for k, sheet in enumerate(sheets):
-        rng = np.random.default_rng([k, list(CHANGES).index(change)])
+        rng = np.random.default_rng([k, ALL_CHANGES.index(change)])
         if change in MADE:
-            seed = int(sheet.name.rsplit("-s", 1)[1])
-            sheet = rs.make_sheet(sheet.condition, seed, hand, **MADE[change])
-        out = CHANGES[change](sheet.image, rng, sheets[(k + 1) % len(sheets)].image)
+            sheet = rs.make_sheet(sheet.condition, sheet.seed, hand, **MADE[change])
+        out = CHANGES.get(change, _as_taken)(sheet.image, rng, sheets[(k + 1) % len(sheets)].image)
         image, quality = out if isinstance(out, tuple) else (out, sheet.jpeg or 85)
         changed = dataclasses.replace(sheet, image=image, jpeg=quality)
         payload, suffix = rs.encode(changed)
@@ -297,7 +299,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[901, 902, 903])
     parser.add_argument("--conditions", nargs="+", default=[c for c in rs.CONDITIONS if c.startswith("photo")])
-    parser.add_argument("--changes", nargs="+", default=list(CHANGES), choices=list(CHANGES))
+    parser.add_argument("--changes", nargs="+", default=ALL_CHANGES, choices=ALL_CHANGES)
     parser.add_argument("--tag", default="")
     parser.add_argument("--all-wrong", action="store_true", help="list every wrong box, not the first six examples")
     parser.add_argument(

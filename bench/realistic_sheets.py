@@ -100,6 +100,7 @@ class Sheet:
     image: np.ndarray  # BGR uint8, what the camera or scanner delivers
     boxes: dict[tuple[int, int], BoxTruth] = field(default_factory=dict)
     jpeg: int = 0  # 0: save as PNG
+    seed: int = 0  # make_sheet's seed: the sheet can be made again (with a back, with rubbed-out digits)
 
 
 # ---------------------------------------------------------------- handwriting sources
@@ -668,7 +669,7 @@ def make_sheet(
     rng = np.random.default_rng([seed, list(CONDITIONS).index(condition)])
     if cond["capture"] == "tablet":
         page, boxes = freeform_page(rng, hand)
-        return Sheet(f"{condition}-s{seed}", condition, page, boxes, 0)
+        return Sheet(f"{condition}-s{seed}", condition, page, boxes, 0, seed)
     paper = blank_paper(rng, cond["paper"][int(rng.integers(len(cond["paper"])))])
     boxes = fill_sheet(rng, hand, paper, cond["pens"], rows)
     if erased > 0:
@@ -684,7 +685,7 @@ def make_sheet(
         paper = bend(rng, paper, cond)
     image = capture(rng, paper, cond)
     jpeg = 0 if cond["capture"] == "scan" and rng.random() < 0.5 else int(rng.integers(70, 86))
-    return Sheet(f"{condition}-s{seed}", condition, image, boxes, jpeg)
+    return Sheet(f"{condition}-s{seed}", condition, image, boxes, jpeg, seed)
 
 
 def encode(sheet: Sheet) -> tuple[bytes, str]:

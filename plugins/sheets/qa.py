@@ -260,11 +260,16 @@ def median_last(values: np.ndarray) -> np.ndarray:
     return (ranked[..., (m - 1) // 2].astype(np.float64) + ranked[..., m // 2]) / 2
 
 
+def _level_cumsums(keys: np.ndarray, n: int) -> np.ndarray:
+    """(n, 256) cumulative counts of grey levels per group, from ``keys`` = 256 * group + level:
+    one histogram for all groups, no sorting."""
+    return np.bincount(keys.ravel(), minlength=n * 256).reshape(n, 256).cumsum(axis=1)
+
+
 def _row_medians(values: np.ndarray) -> np.ndarray:
     """np.median(values, axis=1) of uint8 rows, from their histograms (no sorting)."""
     n, m = values.shape
-    keys = (np.arange(n, dtype=np.int32) * 256)[:, None] + values  # row r's level v -> bin 256 r + v
-    cum = np.bincount(keys.ravel(), minlength=n * 256).reshape(n, 256).cumsum(axis=1)
+    cum = _level_cumsums((np.arange(n, dtype=np.int32) * 256)[:, None] + values, n)
 
     def nth(i):  # the i-th smallest (0-based) of each row
         return (cum <= i).sum(axis=1)
@@ -462,11 +467,10 @@ def boxes_ink(
 
 def _ink_strengths(dark: np.ndarray, ink: np.ndarray) -> np.ndarray:
     """(N,) the 90th percentile of the darkness ``dark`` (N, H, W uint8) over each box's ``ink``
-    pixels (0 where it has none), from one histogram of all boxes (no sorting)."""
+    pixels (0 where it has none)."""
     n = len(dark)
     counts = np.count_nonzero(ink.reshape(n, -1), axis=1)  # dark[ink] lists the boxes in order
-    keys = np.repeat(np.arange(0, n * 256, 256), counts) + dark[ink]
-    cum = np.bincount(keys, minlength=n * 256).reshape(n, 256).cumsum(axis=1)
+    cum = _level_cumsums(np.repeat(np.arange(0, n * 256, 256), counts) + dark[ink], n)
     return (cum < np.ceil(0.9 * cum[:, -1:])).sum(axis=1) * (cum[:, -1] > 0)
 
 
