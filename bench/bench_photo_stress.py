@@ -46,6 +46,9 @@ Changes (``CHANGES``, and ``MADE``: made by the generator), each applied to ever
 * show-through-felt - the same at 12 %: a felt tip's ink soaked into thin paper;
 * erased        - half the empty boxes (those without a stray mark) hold a pencil digit rubbed out,
   its ghost left at 10-30 % of the stroke's darkness. It must come out empty or flagged.
+* rewritten     - a third of the clean digits written over a rubbed-out other digit (a pencil ghost
+  at 10-30 % of a stroke's darkness, up to a fifth of the box off). The label is right; the 28x28
+  must show the row's digit without the ghost (``top digit alone``) or come out flagged.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -256,7 +259,12 @@ CHANGES = {
 
 
 #: changes made in the generator, before the capture: change -> make_sheet's keyword arguments
-MADE = {"show-through": {"back": 0.06}, "show-through-felt": {"back": 0.12}, "erased": {"erased": 0.5}}
+MADE = {
+    "show-through": {"back": 0.06},
+    "show-through-felt": {"back": 0.12},
+    "erased": {"erased": 0.5},
+    "rewritten": {"rewritten": 0.3},
+}
 #: every change, in the order that seeds each one's random generator
 ALL_CHANGES = [*CHANGES, *MADE]
 
@@ -325,6 +333,7 @@ def main(argv=None) -> int:
             )
             for example in r["wrong_boxes"] if args.all_wrong else r["examples"][:6]:
                 print(f"    {example}")
+            print(f"    outcomes: {bench_sheets_realistic.outcome_line(r['outcomes'])}")
     print(table(results))
     (out_dir / "bench_photo_stress.json").write_text(json.dumps(results, indent=1))
     benchmeta.finish(out_dir)

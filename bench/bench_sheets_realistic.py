@@ -150,6 +150,7 @@ def score(sheets: list, data_dir: Path) -> dict:
             top_alone = (
                 not flags
                 and got is not None
+                and truth.kind == "bad"
                 and truth.ref_written is not None
                 and _top_alone(cv2.imread(str(data_dir / got["path"]), cv2.IMREAD_GRAYSCALE), truth)
             )
@@ -157,6 +158,8 @@ def score(sheets: list, data_dir: Path) -> dict:
                 seen = outcomes.setdefault(f"{truth.kind} {truth.what}", {"empty": 0, "flagged": 0, "clean": 0})
                 state = "empty" if empty or got is None else "flagged" if flags else "clean"
                 state = "top digit alone" if top_alone else state
+                if state == "clean" and truth.what == "rewritten":
+                    state = "ghost in it" if _ghost_in(data_dir / got["path"], truth) else "digit alone"
                 seen[state] = seen.get(state, 0) + 1
             if truth.kind == "digit":
                 s["expected"] += 1
@@ -205,9 +208,11 @@ def score(sheets: list, data_dir: Path) -> dict:
 
 
 #: box kinds whose outcome (empty, flagged, clean) is printed on its own: corrections, stray
-#: marks alone in a box (only empty or flagged is right) or beside a digit (clean is right), and
-#: two digits of a tablet page whose inks touch (one of them may come out, never clean)
-OUTCOME_KINDS = ("correction", "stray", "touching-pair", "erased")
+#: marks alone in a box (only empty or flagged is right) or beside a digit (clean is right),
+#: two digits of a tablet page whose inks touch (one of them may come out, never clean), rubbed-out
+#: digits in empty boxes, and digits written over a rubbed-out one (clean: ``digit alone`` or
+#: ``ghost in it``: the 28x28 unlike the digit alone and closer to the digit with its ghost)
+OUTCOME_KINDS = ("correction", "stray", "touching-pair", "erased", "rewritten")
 #: a correction that came out unflagged is the row's digit alone when its 28x28 is this close to
 #: that digit by itself (``closeness``; about the 5th percentile of clean digits to their own on
 #: the tuning seeds 11-30) ...
@@ -220,6 +225,14 @@ def _top_alone(image: np.ndarray, truth: rs.BoxTruth) -> bool:
     """A correction's 28x28 shows the row's digit without the one underneath (see ``score``)."""
     top = closeness(image, truth.ref)
     return top >= TOP_ALONE_CLOSE and top >= closeness(image, truth.ref_written) + TOP_ALONE_MARGIN
+
+
+def _ghost_in(path: Path, truth: rs.BoxTruth) -> bool:
+    """A rewritten digit's 28x28 is less close to the digit alone than most clean digits are to
+    theirs (``TOP_ALONE_CLOSE``) and closer to the digit with its rubbed-out ghost."""
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    alone = closeness(image, truth.ref)
+    return alone < TOP_ALONE_CLOSE and closeness(image, truth.ref_written) > alone
 
 
 def outcome_line(outcomes: dict) -> str:

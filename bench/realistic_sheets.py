@@ -89,7 +89,8 @@ class BoxTruth:
     # is not a digit (it has no box there: the output is matched to the truth by its drawing)
     ref: np.ndarray | None = None
     # a correction: its whole drawing (the digit underneath and the row's digit over it), as the
-    # normalizer sees it; ``ref`` is then the row's digit alone
+    # normalizer sees it; ``ref`` is then the row's digit alone. A digit written over a rubbed-out
+    # one (``rewritten``): the digit with the ghost drawn as dark as it
     ref_written: np.ndarray | None = None
 
 
@@ -265,11 +266,14 @@ def reference(coverage: np.ndarray) -> np.ndarray:
     return normalize_digit(np.pad(np.round(255 - 255 * coverage).astype(np.uint8), 6, constant_values=255))
 
 
-def fill_sheet(rng, hand: Handwriting, paper: np.ndarray, pens: tuple, rows: str | None = None) -> dict:
+def fill_sheet(
+    rng, hand: Handwriting, paper: np.ndarray, pens: tuple, rows: str | None = None, placed: dict | None = None
+) -> dict:
     """Write the sheet's boxes on ``paper``; ``rows``: the digit each row is filled with (default the
-    template's, ``GRID.rows``; another order is a writer who did not follow the printed row numbers)."""
+    template's, ``GRID.rows``; another order is a writer who did not follow the printed row numbers).
+    ``placed``, if given, receives each written digit's (cx, cy, coverage) by box."""
     boxes: dict[tuple[int, int], BoxTruth] = {}
-    placed: dict[tuple[int, int], tuple] = {}  # written digits: (cx, cy, coverage)
+    placed = {} if placed is None else placed  # written digits: (cx, cy, coverage)
     pen = PENS[pens[int(rng.integers(len(pens)))]]  # one writer, one pen per sheet
     pen_w = rng.uniform(*pen[1]) * PX
     kinds = list(MIX) + ["digit"]
@@ -658,22 +662,57 @@ def erased_ghosts(rng, hand: Handwriting, paper: np.ndarray, boxes: dict, share:
         boxes[(r, c)] = BoxTruth("empty", what="erased")
 
 
+def rewritten_digits(rng, hand: Handwriting, paper: np.ndarray, boxes: dict, placed: dict, share: float) -> None:
+    """Another digit written first, rubbed out, and the row's digit written over its ghost, in
+    ``share`` of the clean digits: the ghost (a pencil digit other than the row's, left at 10-30 % of
+    a stroke's darkness) lies where the digit is, up to a fifth of the box off. The label is right;
+    the 28x28 must show the row's digit without the ghost, or be flagged (``digit``, ``rewritten``:
+    ``ref`` the row's digit alone, ``ref_written`` with the ghost drawn as dark as the digit)."""
+    pen = PENS["pencil"]
+    for (r, c), truth in sorted(boxes.items()):
+        if truth.kind != "digit" or truth.what != "clean" or (r, c) not in placed or rng.random() >= share:
+            continue
+        x, y, w, h = (v * PX for v in GRID.box(r, c))
+        row_digit = int(GRID.rows[r])
+        under = int(rng.choice([d for d in range(10) if d != row_digit]))
+        pen_w = rng.uniform(*pen[1]) * PX
+        ghost = stroke(skeleton_of(hand.pick(rng, under), int(h * rng.uniform(0.45, 0.8))), pen_w)
+        cx, cy, cov = placed[(r, c)]
+        gx, gy = cx + rng.uniform(-0.2, 0.2) * w, cy + rng.uniform(-0.15, 0.15) * h
+        put_ink(paper, ghost * np.float32(rng.uniform(0.1, 0.3)), gx, gy, pen, rng)
+        frame = (int(x - w), int(y - h), 3 * int(w), 3 * int(h))
+        written = np.maximum(_framed(cov, cx, cy, frame), _framed(ghost, gx, gy, frame))
+        boxes[(r, c)] = replace(truth, what="rewritten", ref_written=reference(written))
+
+
 def make_sheet(
-    condition: str, seed: int, hand: Handwriting, rows: str | None = None, back: float = 0.0, erased: float = 0.0
+    condition: str,
+    seed: int,
+    hand: Handwriting,
+    rows: str | None = None,
+    back: float = 0.0,
+    erased: float = 0.0,
+    rewritten: float = 0.0,
 ) -> Sheet:
     """The sheet of ``condition`` and ``seed``; ``back`` > 0: the paper is printed and filled on both
     sides, and the back (another filling, from its own generator) shows through at that strength;
-    ``erased`` > 0: that share of the empty boxes holds a rubbed-out digit (:func:`erased_ghosts`).
-    Both draw from their own generators: the front is drawn exactly as without them."""
+    ``erased`` > 0: that share of the empty boxes holds a rubbed-out digit (:func:`erased_ghosts`);
+    ``rewritten`` > 0: that share of the clean digits is written over a rubbed-out other digit
+    (:func:`rewritten_digits`). Each draws from its own generator: the front is drawn exactly as
+    without them."""
     cond = CONDITIONS[condition]
     rng = np.random.default_rng([seed, list(CONDITIONS).index(condition)])
     if cond["capture"] == "tablet":
         page, boxes = freeform_page(rng, hand)
         return Sheet(f"{condition}-s{seed}", condition, page, boxes, 0, seed)
     paper = blank_paper(rng, cond["paper"][int(rng.integers(len(cond["paper"])))])
-    boxes = fill_sheet(rng, hand, paper, cond["pens"], rows)
+    placed: dict = {}
+    boxes = fill_sheet(rng, hand, paper, cond["pens"], rows, placed)
     if erased > 0:
         erased_ghosts(np.random.default_rng([seed, list(CONDITIONS).index(condition), 2]), hand, paper, boxes, erased)
+    if rewritten > 0:
+        rng_ghosts = np.random.default_rng([seed, list(CONDITIONS).index(condition), 3])
+        rewritten_digits(rng_ghosts, hand, paper, boxes, placed, rewritten)
     if back > 0:
         rng_back = np.random.default_rng([seed, list(CONDITIONS).index(condition), 1])
         reverse = blank_paper(rng_back, "plain")

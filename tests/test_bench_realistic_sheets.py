@@ -1,5 +1,6 @@
 """The realistic-sheet generator (bench/realistic_sheets.py): a tablet page whose rows run past the
-page's edge neither crashes nor counts a digit cut off by the edge as written; and its 12 MP
+page's edge neither crashes nor counts a digit cut off by the edge as written; what it adds
+(corrections, marks, touching pairs, rubbed-out digits) leaves the rest of a sheet as it was; its 12 MP
 photos changed as bench/bench_photo_stress.py changes them (underexposed, shaken), segmented."""
 
 from __future__ import annotations
@@ -38,6 +39,38 @@ def test_corrections_and_stray_marks_leave_the_rest_of_the_sheet_as_it_was(mnist
     assert marked.image.shape == plain.image.shape
     moved = np.abs(marked.image.astype(np.int16) - plain.image.astype(np.int16)).max(axis=2) > 8
     assert moved.any() and moved.mean() < 0.01  # the marks' pixels only
+
+
+def test_rubbed_out_digits_leave_the_rest_of_the_sheet_as_it_was(mnist_dir, semeion_dir, tmp_path):
+    """Rubbed-out ghosts (in empty boxes, and under a third of the clean digits) draw from their own
+    random numbers: the sheet is the same elsewhere. A rewritten digit keeps the row's label and
+    both drawings, which is how bench_sheets_realistic tells a 28x28 with the ghost in it."""
+    from bench_sheets_realistic import TOP_ALONE_CLOSE, _ghost_in
+
+    from mnistp4.stages.sheets.synth import closeness
+
+    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
+    plain = rs.make_sheet("scan-pencil", 11, hand)
+    ghosts = rs.make_sheet("scan-pencil", 11, hand, erased=0.5, rewritten=0.3)
+    changed = {k for k in plain.boxes if plain.boxes[k].what != ghosts.boxes[k].what}
+    assert {ghosts.boxes[k].what for k in changed} == {"erased", "rewritten"}
+    visible = 0
+    for k in changed:
+        before, after = plain.boxes[k], ghosts.boxes[k]
+        assert (before.kind, before.what) in {("empty", ""), ("digit", "clean")}
+        assert (after.kind, after.label) == (before.kind, before.label)
+        if after.what == "rewritten":
+            assert np.array_equal(after.ref, before.ref) and after.ref_written is not None
+            cv2.imwrite(str(tmp_path / "alone.png"), after.ref)
+            assert not _ghost_in(tmp_path / "alone.png", after)
+            cv2.imwrite(str(tmp_path / "both.png"), after.ref_written)
+            # the ghost beside the digit, not hidden under its strokes: the 28x28 with it is "ghost in it"
+            shows = closeness(after.ref_written, after.ref) < TOP_ALONE_CLOSE
+            assert _ghost_in(tmp_path / "both.png", after) is shows
+            visible += shows
+    assert visible
+    moved = np.abs(ghosts.image.astype(np.int16) - plain.image.astype(np.int16)).max(axis=2) > 8
+    assert moved.any() and moved.mean() < 0.01  # the ghosts' pixels only
 
 
 def test_touching_pairs_on_a_tablet_page_leave_the_rest_of_the_page_as_it_was(mnist_dir, semeion_dir, monkeypatch):
