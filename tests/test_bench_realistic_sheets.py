@@ -11,8 +11,18 @@ import pytest
 import realistic_sheets as rs
 
 
-def test_a_freeform_row_ends_at_the_page_edge(mnist_dir, semeion_dir):
-    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
+@pytest.fixture(scope="module")
+def hand(mnist_dir, semeion_dir):
+    return rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
+
+
+@pytest.fixture(scope="module")
+def ballpoint_scan(hand):
+    """A realistic 300 dpi scan of a sheet filled in ballpoint (seed 31) and its ground truth."""
+    return rs.make_sheet("scan-ballpoint", 31, hand)
+
+
+def test_a_freeform_row_ends_at_the_page_edge(hand):
     # seed 24 wrote past the right edge (the page could not be made); seed 902 cut a digit off there
     for seed in (24, 902):
         sheet = rs.make_sheet("tablet-freeform", seed, hand)
@@ -24,12 +34,11 @@ def test_a_freeform_row_ends_at_the_page_edge(mnist_dir, semeion_dir):
             assert ks == list(range(len(ks)))  # numbered left to right without gaps
 
 
-def test_corrections_and_stray_marks_leave_the_rest_of_the_sheet_as_it_was(mnist_dir, semeion_dir, monkeypatch):
+def test_corrections_and_stray_marks_leave_the_rest_of_the_sheet_as_it_was(hand, ballpoint_scan, monkeypatch):
     """Corrections and stray marks draw from their own random numbers: without them the same seed
     gives the same sheet everywhere else (truth and pixels), so results before they were added stay
     comparable box for box."""
-    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
-    marked = rs.make_sheet("scan-ballpoint", 31, hand)
+    marked = ballpoint_scan
     for share in ("CORRECTED", "STRAY_BESIDE", "STRAY_ALONE"):
         monkeypatch.setattr(rs, share, 0.0)
     plain = rs.make_sheet("scan-ballpoint", 31, hand)
@@ -41,7 +50,7 @@ def test_corrections_and_stray_marks_leave_the_rest_of_the_sheet_as_it_was(mnist
     assert moved.any() and moved.mean() < 0.01  # the marks' pixels only
 
 
-def test_rubbed_out_digits_leave_the_rest_of_the_sheet_as_it_was(mnist_dir, semeion_dir, tmp_path):
+def test_rubbed_out_digits_leave_the_rest_of_the_sheet_as_it_was(hand, ballpoint_scan, tmp_path):
     """Rubbed-out ghosts (in empty boxes, and under a third of the clean digits) draw from their own
     random numbers: the sheet is the same elsewhere. A rewritten digit keeps the row's label and
     both drawings, which is how bench_sheets_realistic tells a 28x28 with the ghost in it."""
@@ -49,9 +58,8 @@ def test_rubbed_out_digits_leave_the_rest_of_the_sheet_as_it_was(mnist_dir, seme
 
     from mnistp4.stages.sheets.synth import closeness
 
-    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
-    plain = rs.make_sheet("scan-pencil", 11, hand)
-    ghosts = rs.make_sheet("scan-pencil", 11, hand, erased=0.5, rewritten=0.3)
+    plain = ballpoint_scan
+    ghosts = rs.make_sheet("scan-ballpoint", 31, hand, erased=0.5, rewritten=0.3)
     changed = {k for k in plain.boxes if plain.boxes[k].what != ghosts.boxes[k].what}
     assert {ghosts.boxes[k].what for k in changed} == {"erased", "rewritten"}
     visible = 0
@@ -73,11 +81,10 @@ def test_rubbed_out_digits_leave_the_rest_of_the_sheet_as_it_was(mnist_dir, seme
     assert moved.any() and moved.mean() < 0.01  # the ghosts' pixels only
 
 
-def test_touching_pairs_on_a_tablet_page_leave_the_rest_of_the_page_as_it_was(mnist_dir, semeion_dir, monkeypatch):
+def test_touching_pairs_on_a_tablet_page_leave_the_rest_of_the_page_as_it_was(hand, monkeypatch):
     """Items written touching the one before draw from their own random numbers: without them the
     same seed gives the same page everywhere else (bench_sheets_realistic.py prints what became of
     the pairs)."""
-    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
     touching = rs.make_sheet("tablet-freeform", 13, hand)
     monkeypatch.setattr(rs, "TOUCHING", 0.0)
     apart = rs.make_sheet("tablet-freeform", 13, hand)
@@ -110,9 +117,8 @@ def test_tablet_outputs_are_matched_to_written_items_by_drawing():
 
 
 @pytest.fixture(scope="module")
-def pencil_photo(mnist_dir, semeion_dir):
+def pencil_photo(hand):
     """A realistic 12 MP pencil photo with a soft shadow (seed 12) and its ground truth."""
-    hand = rs.Handwriting(mnist_dir, semeion_dir / "semeion-dev.data")
     return rs.make_sheet("photo-shadow-pencil", 12, hand)
 
 
