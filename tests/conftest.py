@@ -15,6 +15,7 @@ Hypothesis profiles: ``ci`` (default: few examples, derandomized, no deadline) a
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -250,6 +251,27 @@ def tiny_espdl(tmp_path_factory, tiny_onnx, tiny_calib):
 def tiny_espdl16(tmp_path_factory, tiny_onnx, tiny_calib):
     """``tiny_onnx`` quantized to Int16 (min/max): the quantization result."""
     return _quantize_tiny(tmp_path_factory, tiny_onnx, tiny_calib, 16)
+
+
+@pytest.fixture(scope="session")
+def fw_core(tmp_path_factory):
+    """The firmware's C core (bench/fwcore.py ``build_core``, gcc with -Werror), compiled once per
+    session and loaded through ctypes."""
+    from fwcore import Core, build_core
+
+    return Core(built_once(tmp_path_factory, "fwcore", build_core) / "libdigitcore.so")
+
+
+@pytest.fixture(scope="session")
+def fwhost_host(tmp_path_factory) -> list[str]:
+    """The command that runs the firmware's host program (``build_fwhost(..., "host")``), built once
+    per session."""
+    from fwcore import build_fwhost
+
+    def build(folder: Path) -> None:
+        (folder / "command.json").write_text(json.dumps(build_fwhost(folder, "host")))
+
+    return json.loads((built_once(tmp_path_factory, "fwhost-host", build) / "command.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import subprocess
 import firmware_rules
 import numpy as np
 import pytest
-from fwcore import Core, build_core
+from fwcore import Core
 
 from mnistp4.errors import InputError
 from mnistp4.stages.quantize.espdl_validate import (
@@ -28,8 +28,8 @@ PARTITION = 2 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def core(tmp_path_factory) -> Core:
-    return Core(build_core(tmp_path_factory.mktemp("fwcore")))
+def core(fw_core) -> Core:
+    return fw_core
 
 
 @pytest.fixture(scope="module", params=[8, 16])

@@ -12,7 +12,6 @@ from fwcore import (
     CFLAGS,
     CORE_DIR,
     Core,
-    build_core,
     grey_to_rgb565,
     parity,
     reference_input,
@@ -25,8 +24,8 @@ from mnistp4.stages.data.normalizer import centre_of_mass, normalize_digit
 
 
 @pytest.fixture(scope="module")
-def core(tmp_path_factory) -> Core:
-    return Core(build_core(tmp_path_factory.mktemp("fwcore")))
+def core(fw_core) -> Core:
+    return fw_core
 
 
 def test_core_builds_warning_free_without_esp_idf(tmp_path):

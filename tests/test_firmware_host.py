@@ -13,8 +13,6 @@ import cv2
 import numpy as np
 import pytest
 from fwcore import (
-    Core,
-    build_core,
     build_fwhost,
     fwhost_request,
     parse_fwhost,
@@ -35,9 +33,8 @@ CANVASES = 300
 
 
 @pytest.fixture(scope="module")
-def hosts(tmp_path_factory) -> dict[str, list[str]]:
-    out = tmp_path_factory.mktemp("fwhost")
-    return {"host": build_fwhost(out, "host"), "rv32": build_fwhost(out, "rv32")}
+def hosts(tmp_path_factory, fwhost_host) -> dict[str, list[str]]:
+    return {"host": fwhost_host, "rv32": build_fwhost(tmp_path_factory.mktemp("fwhost"), "rv32")}
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +129,8 @@ def test_core_exp_gives_the_same_bits_on_rv32_host_and_python(hosts):
     assert got.tobytes() == reference_expf(xs).tobytes()
 
 
-def test_core_exp_is_the_python_reference_and_its_error_bound(tmp_path):
-    core = Core(build_core(tmp_path))
+def test_core_exp_is_the_python_reference_and_its_error_bound(fw_core):
+    core = fw_core
     xs = np.concatenate([np.linspace(-87, 0, 20001, dtype=np.float32), np.float32([-87.5, -100, 0, 88, 100])])
     c = np.array([core.lib.dc_expf(float(x)) for x in xs], np.float32)
     assert c.tobytes() == reference_expf(xs).tobytes()

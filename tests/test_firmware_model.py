@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fwcore import Core, build_core, random_canvas, reference_normalize
+from fwcore import Core, random_canvas, reference_normalize
 
 from mnistp4.stages.quantize.espdl_reader import read_espdl
 from mnistp4.stages.quantize.interpreter import Interpreter, predict_ints, quantize_input
 
 
 @pytest.fixture(scope="module")
-def core(tmp_path_factory) -> Core:
-    return Core(build_core(tmp_path_factory.mktemp("fwcore")))
+def core(fw_core) -> Core:
+    return fw_core
 
 
 @pytest.fixture(scope="module", params=[8, 16])

@@ -23,7 +23,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from fwcore import Core, build_core, build_fwhost, fwhost_request, random_canvas, run_fwhost
+from fwcore import Core, fwhost_request, random_canvas, run_fwhost
 from test_update import project  # noqa: F401 - the tiny run, quantized, with corrections to learn
 from test_web_browser import browser, find_browser, wait_for  # noqa: F401 - fixtures shared with the page tests
 
@@ -75,9 +75,8 @@ def brush_canvases(core: Core, rng: np.random.Generator, n: int) -> list[np.ndar
 
 
 @pytest.mark.slow
-def test_api_try_equals_the_firmware_host_program_on_130_canvases(web, tiny_espdl, tmp_path):
-    core = Core(build_core(tmp_path / "core"))
-    host = build_fwhost(tmp_path / "fwhost", "host")
+def test_api_try_equals_the_firmware_host_program_on_130_canvases(web, tiny_espdl, fw_core, fwhost_host):
+    core, host = fw_core, fwhost_host
     rng = np.random.default_rng(20)
     canvases = [np.zeros((CANVAS_SIDE, CANVAS_SIDE), np.uint8)] + brush_canvases(core, rng, 70)
     while len(canvases) < CANVASES:  # the firmware core tests' varied canvases, board-sized
