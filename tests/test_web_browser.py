@@ -238,10 +238,12 @@ def flagged_sheet(template) -> bytes:
 
 
 def run_segment(server):
+    """``mnistp4 segment`` on the server's folders, as its own process beside the running server
+    (one process: a few sheets, and the worker processes are tested elsewhere)."""
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("MNISTP4_PLUGINS", None)
     r = subprocess.run(
-        [sys.executable, "-m", "mnistp4", "segment", str(server["raw"]), "-o", str(server["data"])],
+        [sys.executable, "-m", "mnistp4", "segment", str(server["raw"]), "-o", str(server["data"]), "--workers", "1"],
         cwd=server["root"],
         env=env,
         text=True,
