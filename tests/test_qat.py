@@ -22,6 +22,32 @@ def test_fake_quant_rounds_half_even_saturates_and_passes_gradients_inside():
     assert int(pow2_exponent(127.0)) == 0 and int(pow2_exponent(127.1)) == 1 and int(pow2_exponent(1.0)) == -6
 
 
+def test_fixed_step_rounding_equals_the_straight_through_formula_bit_for_bit():
+    """The autograd function used where the exponent is fixed (weights, calibrated activations)
+    gives the formula's values and gradients exactly: random values at several scales, values on
+    the int8 bounds and on half steps, per-channel and per-tensor exponents."""
+    from mnistp4.stages.quantize.qat import QMAX, QMIN, fake_quant, fake_quant_ste
+
+    gen = torch.Generator().manual_seed(3)
+    bounds = torch.tensor([QMIN, QMAX, QMIN - 0.5, QMAX + 0.5, QMAX - 0.5, 0.5, -0.5, 2.5, 0.0, -0.0])
+    for exponent in (torch.tensor(-7.0), torch.tensor(2.0), torch.tensor([[-3.0], [-5.0], [0.0]])):
+        step = torch.pow(2.0, exponent)
+        x = torch.randn(3, 500, generator=gen) * 130 * step * torch.rand(3, 1, generator=gen)
+        x[:, : len(bounds)] = bounds * step
+        grad = torch.randn(3, 500, generator=gen)
+        results = []
+        for quantize in (fake_quant, lambda v, e: fake_quant_ste(v, torch.pow(2.0, e))):
+            leaf = x.clone().requires_grad_(True)
+            y = quantize(leaf, exponent)
+            y.backward(grad)
+            assert ("FixedStepRounding" in type(y.grad_fn).__name__) is (quantize is fake_quant)
+            results.append((y.detach(), leaf.grad))
+        (fast, fast_grad), (formula, formula_grad) = results
+        assert fast.numpy().tobytes() == formula.numpy().tobytes()
+        assert fast_grad.numpy().tobytes() == formula_grad.numpy().tobytes()
+        assert fast_grad[:, :2].abs().sum() > 0 and (fast_grad[:, 2:4] == 0).all()  # bounds inside, beyond not
+
+
 def test_original_architecture_gets_the_folded_weights_exactly():
     """With every quantizer off, the QAT model is the folded float model, and writing it back into
     the BatchNorm architecture gives the same function."""

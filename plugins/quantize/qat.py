@@ -52,12 +52,53 @@ def fake_quant(x, exponent):
     exponent carries a gradient (learned clipping) it gets the LSQ step gradient (Esser et al.
     2020): ``round(v) - v`` inside the range and the range limit where values saturate, so a
     smaller step is chosen where the clipped outliers cost less than the coarser rounding of
-    everything else."""
+    everything else. With a fixed exponent (weights, calibrated activations) the same values and
+    gradients come from one autograd function (:func:`_fixed_step_rounding`), in fewer passes."""
     import torch
 
     step = torch.pow(2.0, exponent)
+    if not step.requires_grad:
+        return _fixed_step_rounding().apply(x, step)
+    return fake_quant_ste(x, step)
+
+
+def fake_quant_ste(x, step):
+    """:func:`fake_quant` at the step ``step`` written out as the straight-through formula: what
+    autograd differentiates where the step is learned, and the reference of the fixed-step path."""
+    import torch
+
     v = torch.clamp(x / step, QMIN, QMAX)
     return (v + (torch.round(v) - v).detach()) * step
+
+
+_FIXED_STEP_ROUNDING = None
+
+
+def _fixed_step_rounding():
+    """The autograd function of :func:`fake_quant` at a fixed power-of-two step, bit for bit the
+    formula of :func:`fake_quant_ste`: multiplying by 1 / step is exact (a power of two), and
+    ``v + (round(v) - v)`` is ``round(v)`` exactly for int8 values; the gradient is the incoming
+    one where ``x / step`` lies in the int8 range (bounds included, as clamp's), zero where it
+    saturates. It keeps one mask for the backward pass instead of the formula's four tensors."""
+    global _FIXED_STEP_ROUNDING
+    if _FIXED_STEP_ROUNDING is None:
+        import torch
+
+        class FixedStepRounding(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, step):
+                v = x * (1.0 / step)
+                ctx.save_for_backward((v >= QMIN) & (v <= QMAX))
+                # + 0.0: a zero comes out +0.0, as from the formula's v + (round(v) - v)
+                return torch.round(v.clamp_(QMIN, QMAX)).add_(0.0).mul_(step)
+
+            @staticmethod
+            def backward(ctx, grad):
+                (inside,) = ctx.saved_tensors
+                return torch.where(inside, grad, 0.0), None
+
+        _FIXED_STEP_ROUNDING = FixedStepRounding
+    return _FIXED_STEP_ROUNDING
 
 
 def round_ste(x):
