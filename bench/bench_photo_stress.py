@@ -48,7 +48,7 @@ Changes (``CHANGES``, and ``MADE``: made by the generator), each applied to ever
   its ghost left at 10-30 % of the stroke's darkness. It must come out empty or flagged.
 * rewritten     - a third of the clean digits written over a rubbed-out other digit (a pencil ghost
   at 10-30 % of a stroke's darkness, up to a fifth of the box off). The label is right; the 28x28
-  must show the row's digit without the ghost (``top digit alone``) or come out flagged.
+  must show the row's digit without the ghost (``digit alone``, not ``ghost in it``) or be flagged.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
