@@ -108,6 +108,7 @@ def test_seed_recipe_runs_the_per_sample_pipeline(make_app, tmp_path):
     m = train_run(app, out=tmp_path / "seed", model="seed-cnn", recipe="seed", custom=[], epochs=1, seed=0, quiet=True)
     assert m["params"] == 421834 and m["onnx"]["max_abs_diff"] <= 1e-4
     assert m["composition"]["total"] == 384
+    assert m["torch_threads"] in (1, 2)  # chosen by the load, and recorded: it changes the weights
 
 
 @pytest.mark.slow
@@ -122,6 +123,7 @@ def test_train_cli_json_and_errors(tmp_path, monkeypatch, capsys):
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["model"] == "p4net-plus" and out["epochs"] == 1 and (tmp_path / "r1" / "model.pt").is_file()
+    assert json.loads((tmp_path / "r1" / "metrics.json").read_text())["torch_threads"] == 1  # as asked
     # --resume takes the run's own settings (a finished run is only re-reported)
     assert main(["--plugins-dir", pdir, "train", "--out", "r1", "--resume", "--no-export", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["epochs"] == 1

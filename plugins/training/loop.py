@@ -243,7 +243,8 @@ def train(
     last epoch is the model to keep.
 
     Returns ``{"history", "kept_epoch", "best_epoch", "best_accuracy", "train_seconds",
-    "composition", "time_to", "stopped_early"}`` (best_*: the highest test epoch, for information).
+    "torch_threads", "composition", "time_to", "stopped_early"}`` (best_*: the highest test epoch,
+    for information; torch_threads: the threads this call trained with).
     A checkpoint after every epoch makes ``resume=True`` continue at the last completed epoch.
     """
     import torch
@@ -425,6 +426,7 @@ def train(
         "best_epoch": state["best_epoch"],
         "best_accuracy": state["best_accuracy"],
         "train_seconds": round(state["elapsed"], 2),
+        "torch_threads": threads,
         "composition": composition,
         "steps_per_epoch": steps,
         "time_to": time_to(state["history"]),

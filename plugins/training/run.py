@@ -24,7 +24,7 @@ from mnistp4.stages.models.common import INPUT_SHAPE, MEAN, STD, builder_path, c
 from mnistp4.stages.models.export import export_onnx
 from mnistp4.stages.training import metrics as tm
 from mnistp4.stages.training.grid_pictures import confusion_picture, misread_picture
-from mnistp4.stages.training.loop import CHECKPOINT, TrainData, TrainSettings, evaluate, train
+from mnistp4.stages.training.loop import CHECKPOINT, TrainData, TrainSettings, auto_threads, evaluate, train
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,10 @@ def _train_run(
         cheld.images,
         cheld.labels,
     )
+    # chosen here, once, so that the run records it: the thread count changes the summation order,
+    # and so the trained weights
+    chosen_by_load = not threads
+    threads = threads or auto_threads()
     settings = TrainSettings(
         epochs=epochs,
         seed=seed,
@@ -246,6 +250,11 @@ def _train_run(
             f"epoch composition ({weighting}): {comp['mnist']:,} MNIST + {comp['custom']:,} custom "
             f"({len(ctrain)} digits x {weight}) = {comp['total']:,} samples "
             f"({100 * comp['custom_share']:.1f}% custom); held-out custom digits: {len(cheld)}"
+        )
+        console.print(
+            f"torch threads: {threads}"
+            + (" (chosen by the load; config `threads` or --threads fixes it)" if chosen_by_load else ""),
+            highlight=False,
         )
         if teachers:
             console.print(
@@ -332,6 +341,7 @@ def finish_run(app, out: Path, net, result: dict, data: TrainData, config: dict,
         "best_test_epoch": result["best_epoch"],
         "best_test_accuracy": result["best_accuracy"],
         "train_seconds": result["train_seconds"],
+        "torch_threads": result["torch_threads"],
         "time_to": result["time_to"],
         "stopped_early": result["stopped_early"],
         "params": count_params(net),
