@@ -647,18 +647,27 @@ def show_through(paper: np.ndarray, back: np.ndarray, strength: float, rng) -> n
     return np.clip(paper * (1 - strength * darkness)[..., None], 0, 255).astype(np.uint8)
 
 
+def _pencil_digit(rng, hand: Handwriting, label: int, box_h: float) -> np.ndarray:
+    """Coverage of a pencil digit ``label`` 45-80 % of a box ``box_h`` pixels tall."""
+    pen_w = rng.uniform(*PENS["pencil"][1]) * PX
+    return stroke(skeleton_of(hand.pick(rng, label), int(box_h * rng.uniform(0.45, 0.8))), pen_w)
+
+
+def _rub_out(rng, paper: np.ndarray, coverage: np.ndarray, cx: float, cy: float) -> None:
+    """What is left of a pencil digit rubbed out: its ink at 10-30 % of a stroke's darkness."""
+    put_ink(paper, coverage * np.float32(rng.uniform(0.1, 0.3)), cx, cy, PENS["pencil"], rng)
+
+
 def erased_ghosts(rng, hand: Handwriting, paper: np.ndarray, boxes: dict, share: float) -> None:
     """Pencil digits rubbed out in ``share`` of the empty boxes (those without a stray mark): the
     row's digit left as a ghost at 10-30 % of a pencil stroke's darkness (``empty``, ``erased``)."""
-    pen = PENS["pencil"]
     for (r, c), truth in sorted(boxes.items()):
         if truth.kind != "empty" or truth.what or rng.random() >= share:
             continue
         x, y, w, h = (v * PX for v in GRID.box(r, c))
-        pen_w = rng.uniform(*pen[1]) * PX
-        cov = stroke(skeleton_of(hand.pick(rng, int(GRID.rows[r])), int(h * rng.uniform(0.45, 0.8))), pen_w)
+        cov = _pencil_digit(rng, hand, int(GRID.rows[r]), h)
         cx, cy = x + w / 2 + rng.uniform(-0.08, 0.08) * w, y + h / 2 + rng.uniform(-0.06, 0.06) * h
-        put_ink(paper, cov * np.float32(rng.uniform(0.1, 0.3)), cx, cy, pen, rng)
+        _rub_out(rng, paper, cov, cx, cy)
         boxes[(r, c)] = BoxTruth("empty", what="erased")
 
 
@@ -668,18 +677,15 @@ def rewritten_digits(rng, hand: Handwriting, paper: np.ndarray, boxes: dict, pla
     a stroke's darkness) lies where the digit is, up to a fifth of the box off. The label is right;
     the 28x28 must show the row's digit without the ghost, or be flagged (``digit``, ``rewritten``:
     ``ref`` the row's digit alone, ``ref_written`` with the ghost drawn as dark as the digit)."""
-    pen = PENS["pencil"]
     for (r, c), truth in sorted(boxes.items()):
         if truth.kind != "digit" or truth.what != "clean" or (r, c) not in placed or rng.random() >= share:
             continue
         x, y, w, h = (v * PX for v in GRID.box(r, c))
         row_digit = int(GRID.rows[r])
-        under = int(rng.choice([d for d in range(10) if d != row_digit]))
-        pen_w = rng.uniform(*pen[1]) * PX
-        ghost = stroke(skeleton_of(hand.pick(rng, under), int(h * rng.uniform(0.45, 0.8))), pen_w)
+        ghost = _pencil_digit(rng, hand, int(rng.choice([d for d in range(10) if d != row_digit])), h)
         cx, cy, cov = placed[(r, c)]
         gx, gy = cx + rng.uniform(-0.2, 0.2) * w, cy + rng.uniform(-0.15, 0.15) * h
-        put_ink(paper, ghost * np.float32(rng.uniform(0.1, 0.3)), gx, gy, pen, rng)
+        _rub_out(rng, paper, ghost, gx, gy)
         frame = (int(x - w), int(y - h), 3 * int(w), 3 * int(h))
         written = np.maximum(_framed(cov, cx, cy, frame), _framed(ghost, gx, gy, frame))
         boxes[(r, c)] = replace(truth, what="rewritten", ref_written=reference(written))
