@@ -257,6 +257,45 @@ def test_faint_pencil_in_the_shadow_of_a_dim_photo_is_found(semeion):
     assert all("empty" in d.flags for k, d in digits.items() if k[0] not in (3, 7))
 
 
+def test_a_sheet_printed_pale_reads_its_digits_and_one_written_by_the_line_is_not_taken_for_it(semeion):
+    """A printer low on toner (or in a draft mode) prints the template pale, its lines about 13 % darker than the paper:
+    every line is fainter than the pen. Its boxes are not "covered" for lines that are only pale,
+    and a 1 written 1 mm from the left line, darker than the line, is the digit, not the line."""
+    page = render_template(GRID, PX).astype(np.float32)
+    page = (255 - (255 - page) * 0.13).astype(np.uint8)  # the lines about 13 % darker than the paper
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    for c in range(GRID.cols):
+        cx, cy, _, _ = _centre(4, c)
+        _write(page, _synth.stroke_image(_digit(semeion, 4, c), size), cx, cy)
+    x, y, w, h = (v * PX for v in GRID.box(1, 3))
+    # a straight 1 down most of the box, its stroke 1 mm inside the left line: within the line
+    # search, outside the line zone
+    stem = int(round(x + 1.0 * PX))
+    cv2.line(page, (stem, int(y + 0.1 * h)), (stem, int(y + 0.9 * h)), 40, max(2, int(0.5 * PX)), cv2.LINE_AA)
+    digits = _segment(page)
+    for c in range(GRID.cols):
+        d = digits[(4, c)]
+        assert not set(d.flags) & {"covered", "border", "empty"}, (c, d.flags)
+        assert d.label == 4
+    one = digits[(1, 3)]
+    assert not set(one.flags) & {"empty", "covered", "border"}, one.flags
+    assert np.ptp(np.nonzero(one.image > 100)[0]) >= 15  # the whole stroke: a tall 1 in the 28x28
+    assert all("empty" in d.flags for k, d in digits.items() if k[0] not in (1, 4))
+
+
+def test_a_1_written_by_the_line_of_a_sheet_printed_at_full_strength_is_found_and_flagged():
+    """The same straight 1, 1 mm inside the left line, on a sheet printed at full strength: a pen
+    stroke is no darker than the line there, so it looks like a sliver of the line. All the box
+    holds, and long: kept, flagged for review, not lost as an empty box."""
+    page = render_template(GRID, PX)
+    x, y, w, h = (v * PX for v in GRID.box(1, 3))
+    stem = int(round(x + 1.0 * PX))
+    cv2.line(page, (stem, int(y + 0.1 * h)), (stem, int(y + 0.9 * h)), 40, max(2, int(0.5 * PX)), cv2.LINE_AA)
+    one = _segment(page)[(1, 3)]
+    assert "empty" not in one.flags and "border" in one.flags, one.flags
+    assert np.ptp(np.nonzero(one.image > 100)[0]) >= 15
+
+
 def test_stroke_touching_the_box_line_is_kept_whole_and_clear_digit_has_no_border(semeion):
     page = render_template(GRID, PX)
     binary = _digit(semeion, 7)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnistp4.stages.sheets.qa import LINE_MIN_DARKNESS
+from mnistp4.stages.sheets.qa import line_threshold
 
 #: how far (mm) a box's lines are searched around where the homography puts them: less than the
 #: 4 mm between two rows of boxes, so the line of the next row is never taken for the box's own
@@ -26,21 +26,26 @@ FOLLOW_MIN_PX = 2
 SIDE_END = 0.15
 #: every this many pixels along a side enter its profile (a stroke crossing the line spans several)
 ALONG_STEP = 4
-#: darkness counted at most this much per pixel when a side's lines are compared
-LINE_CAP = 2 * LINE_MIN_DARKNESS
+#: darkness counted at most this many times a printed line's threshold per pixel when a side's
+#: lines are compared (:func:`qa.line_threshold`: qa.LINE_MIN_DARKNESS on a sheet printed at full strength)
+LINE_CAP = 2
 
 
-def _side_profiles(dark: np.ndarray, starts: np.ndarray, along: tuple[np.ndarray, np.ndarray], s: int) -> np.ndarray:
-    """(N, 2s+1, 2): for the lines at ``starts - s .. starts + s`` (rows of ``dark``), each over the
-    columns ``along[0][i] .. along[1][i]`` (every :data:`ALONG_STEP`-th): the mean darkness, capped
-    at :data:`LINE_CAP` (a stroke crossing the line adds little), and the share of the columns
-    dark enough for a printed line (:data:`qa.LINE_MIN_DARKNESS`; a line is seen where half are)."""
+def _side_bands(dark: np.ndarray, starts: np.ndarray, along: tuple[np.ndarray, np.ndarray], s: int) -> np.ndarray:
+    """(N, 2s+1, L): for the lines at ``starts - s .. starts + s`` (rows of ``dark``), the darkness
+    over the columns ``along[0][i] .. along[1][i]`` (every :data:`ALONG_STEP`-th)."""
     length = int(np.min(along[1] - along[0]))
     cols = along[0][:, None] + np.arange(0, length, ALONG_STEP)[None, :]  # N, L
     rows = starts[:, None] + np.arange(-s, s + 1)[None, :]  # N, 2s+1
-    bands = dark[rows[:, :, None], cols[:, None, :]]  # N, 2s+1, L
-    capped = np.minimum(bands, LINE_CAP).mean(axis=2)
-    return np.stack([capped, (bands >= LINE_MIN_DARKNESS).mean(axis=2)], axis=-1)
+    return dark[rows[:, :, None], cols[:, None, :]]
+
+
+def _side_profiles(bands: np.ndarray, least: float) -> np.ndarray:
+    """(N, 2s+1, 2) of :func:`_side_bands`: the mean darkness, capped at :data:`LINE_CAP` times
+    ``least`` (a stroke crossing the line adds little), and the share of the columns dark enough
+    for a printed line (``least``; a line is seen where half are)."""
+    capped = np.minimum(bands, LINE_CAP * least).mean(axis=2)
+    return np.stack([capped, (bands >= least).mean(axis=2)], axis=-1)
 
 
 def _widened(profile: np.ndarray, combine) -> np.ndarray:
@@ -100,9 +105,14 @@ def follow_grid(
     inset_x, inset_y = int(SIDE_END * (right - left)[0]), int(SIDE_END * (bottom - top)[0])
     across = (left + inset_x, right - inset_x)
     down = (top + inset_y, bottom - inset_y)
-    dy, seen_y = _moves(_side_profiles(dark, top, across, s), _side_profiles(dark, bottom, across, s), s)
     dark_t = dark.T
-    dx, seen_x = _moves(_side_profiles(dark_t, left, down, s), _side_profiles(dark_t, right, down, s), s)
+    bands = [_side_bands(dark, top, across, s), _side_bands(dark, bottom, across, s)]
+    bands += [_side_bands(dark_t, left, down, s), _side_bands(dark_t, right, down, s)]
+    # the sheet's printed line darkness: each side's darkest median across its line
+    least = line_threshold(np.stack([np.median(b, axis=2).max(axis=1) for b in bands]))
+    profiles = [_side_profiles(b, least) for b in bands]
+    dy, seen_y = _moves(profiles[0], profiles[1], s)
+    dx, seen_x = _moves(profiles[2], profiles[3], s)
     agree = FOLLOW_AGREE_MM * px_per_mm
     dy, dx = _agreeing(dy, seen_y, grid, agree), _agreeing(dx, seen_x, grid, agree)
     dy[np.abs(dy) < FOLLOW_MIN_PX] = 0  # within the box's own line search (qa.box_lines): left as cut

@@ -107,6 +107,16 @@ def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
 LINE_SEARCH_MM = 2.0
 #: ... and count as found when their median darkness is at least this (0..255, paper-relative)
 LINE_MIN_DARKNESS = 40
+#: ... or, on a sheet printed pale (every line fainter: a printer low on toner, a draft or toner-
+#: saving mode), this share of the sheet's median line darkness, but at least LINE_FLOOR. A sheet
+#: printed at full strength keeps LINE_MIN_DARKNESS (its lines reach 110-210; at 40 % strength
+#: 55-65, at 25 % about 38, where every box's lines would be "gone" and every digit ``covered``)
+LINE_RELATIVE = 0.35
+LINE_FLOOR = 12
+#: a box's line found away from the same printed line in its neighbours is taken back to it where
+#: the box shows a line there too, apart from the one found: the profile between the two falls
+#: below this share of the fainter (a pale line and a pen stroke 1 mm beside it, blurred together)
+LINE_DIP = 0.8
 #: pixels this close (mm) to a line's centre are the line, not ink (line width 0.35 mm plus blur)
 LINE_ZONE_MM = 0.6
 #: a stroke has pixels at least this dark relative to the local paper (0..255, i.e. 8 %)...
@@ -132,6 +142,13 @@ ALONG_LINE_WIDTH = 2.0
 ALONG_LINE_MOVED_MM = 1.0
 #: a line sliver removed this close (pixels) to the digit's ink may have been part of the digit
 REMNANT_GAP = 2
+#: a thin piece hugging a box's side is a sliver of the printed line unless its darkness (90th
+#: percentile) is over this many times the sheet's line darkness: a pen stroke beside the line of
+#: a sheet printed pale (on a sheet printed at full strength no stroke is twice as dark as a line)
+SLIVER_DARKER = 2.0
+#: a sliver at least this share of its box's side long that is all the box holds is kept as the
+#: box's ink, flagged ``border``: a 1 written close to the line, which its removal would lose
+LONE_SLIVER = 0.4
 #: a sheet whose printed lines are blurred to this half-width (mm, the mean over its boxes) or
 #: wider was photographed shaken or out of focus (bench/bench_line_blur.py: sharp scans and photos
 #: 0.44-0.53 mm, a mail app's small copy up to 0.61, the shipped example sheets up to 0.74): strokes
@@ -190,48 +207,111 @@ def covered_boxes(
     return (inner < COVERED_LEVEL * bright[:, None]).mean(axis=1) > COVERED_SHARE
 
 
-def _find_lines(bands: np.ndarray, nominal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Printed lines crossing ``bands`` (N boxes, offsets across the line, positions along it):
-    (N, 2) offsets at the centres of the first and second half, (N,) how many pixels either
-    side of its centre the line is darker than a quarter of its peak (blur and low resolution
-    widen it), and (N,) how many of the two halves show no line at all. The median over a half is
-    high only for a line spanning it, so digit strokes crossing or touching the line do not move
-    it; a half without a line is covered (a finger, a pen) or washed out (glare)."""
-    n, _, length = bands.shape
+def _line_profiles(bands: np.ndarray) -> np.ndarray:
+    """(N, offsets, 2): the median darkness at each offset across a printed line of ``bands`` (N
+    boxes, offsets across the line, positions along it), over the first and second half of the
+    side. The median over a half is high only for a line spanning it, so digit strokes crossing or
+    touching the line do not move it."""
+    _, _, length = bands.shape
     half = length // 2
     # every other pixel along the line is enough for a median
     halves = np.stack([bands[:, :, :half:2], bands[:, :, length - half :: 2]], axis=2)  # N, offsets, 2, half/2
-    profile = median_last(halves)
+    return median_last(halves)
+
+
+def line_threshold(peaks: np.ndarray) -> float:
+    """The darkness at which a printed line counts as found on a sheet whose lines (each side's, or
+    half-side's, darkest profile value) have the darkness ``peaks``: :data:`LINE_MIN_DARKNESS`, or
+    :data:`LINE_RELATIVE` of the sheet's median line where the whole sheet is printed paler (a
+    printer low on toner, a draft mode), never below :data:`LINE_FLOOR`."""
+    if not np.size(peaks):
+        return float(LINE_MIN_DARKNESS)
+    return float(np.clip(LINE_RELATIVE * np.median(peaks), LINE_FLOOR, LINE_MIN_DARKNESS))
+
+
+def _find_lines(profile: np.ndarray, nominal: int, least: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Printed lines in the :func:`_line_profiles` ``profile`` of N boxes: (N, 2) offsets at the
+    centres of the first and second half, (N,) how many pixels either side of its centre the line
+    is darker than a quarter of its peak (blur and low resolution widen it), and (N,) how many of
+    the two halves show no line at all (darker than ``least`` nowhere: :func:`line_threshold`). A
+    half without a line is covered (a finger, a pen) or washed out (glare)."""
     best = profile.argmax(axis=1)
     peak = np.take_along_axis(profile, best[:, None, :], axis=1)[:, 0, :]
-    pos = np.where(peak >= LINE_MIN_DARKNESS, best, nominal).astype(np.float32)
+    found = peak >= least
+    pos = np.where(found, best, nominal).astype(np.float32)
     odd = np.abs(pos[:, 0] - pos[:, 1]) > 3  # a broken or covered half: the median of the three
     if odd.any():
         pos[odd] = np.median(np.stack([pos[odd, 0], pos[odd, 1], np.full(int(odd.sum()), nominal)], 1), 1)[:, None]
-    wide = (profile >= np.maximum(peak, LINE_MIN_DARKNESS)[:, None, :] / 4).sum(axis=1)  # N, 2
-    found = peak >= LINE_MIN_DARKNESS
+    wide = (profile >= np.maximum(peak, least)[:, None, :] / 4).sum(axis=1)  # N, 2
     return pos, np.where(found, wide, 0).max(axis=1) / 2, (~found).sum(axis=1)
 
 
-def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def box_lines(
+    smooth: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(N, 4, 2): top, bottom, left, right printed line of each box of ``smooth`` (N boxes padded
     by ``pad`` pixels each side, from :func:`flatten`): its position (pixels across) at the centres
     of the side's two halves; (N,) the half-width of the box's widest line (pixels); and (N,) how
-    many of the eight half-sides show no line."""
+    many of the eight half-sides show no line. ``grid`` (rows, cols): the boxes are a template's
+    grid in row-major order, and a line found away from the same printed line in the neighbouring
+    boxes is taken back to it where the box shows a line there too (:func:`_back_to_the_line`).
+    Last, the sheet's line darkness: the median over the half-sides of their darkest profile value."""
     _, h, w = smooth.shape
     s = min(pad - 1, int(round(LINE_SEARCH_MM * px_per_mm)))
+    starts = (pad, h - 1 - pad, pad, w - 1 - pad)
+    profiles = [_line_profiles(smooth[:, start - s : start + s + 1, pad : w - pad]) for start in starts[:2]]
+    profiles += [
+        _line_profiles(smooth[:, pad : h - pad, start - s : start + s + 1].transpose(0, 2, 1)) for start in starts[2:]
+    ]
+    peaks = np.stack([profile.max(axis=1) for profile in profiles])
+    least = line_threshold(peaks)
     out, widths, missing = [], [], []
-    for start in (pad, h - 1 - pad):
-        pos, width, gone = _find_lines(smooth[:, start - s : start + s + 1, pad : w - pad], s)
-        out.append(start - s + pos)
+    for profile in profiles:
+        pos, width, gone = _find_lines(profile, s, least)
+        out.append(pos)
         widths.append(width)
         missing.append(gone)
-    for start in (pad, w - 1 - pad):
-        pos, width, gone = _find_lines(smooth[:, pad : h - pad, start - s : start + s + 1].transpose(0, 2, 1), s)
-        out.append(start - s + pos)
-        widths.append(width)
-        missing.append(gone)
-    return np.stack(out, axis=1), np.max(widths, axis=0), np.sum(missing, axis=0)
+    found = np.stack(out, axis=1)  # N, 4, 2: offsets in each side's search band
+    if grid is not None:
+        found = _back_to_the_line(found, profiles, grid, least, LINE_ZONE_MM * px_per_mm)
+    lines = found + (np.array(starts, np.float32) - s)[None, :, None]
+    return lines, np.max(widths, axis=0), np.sum(missing, axis=0), float(np.median(peaks))
+
+
+def _back_to_the_line(
+    found: np.ndarray, profiles: list[np.ndarray], grid: tuple[int, int], least: float, tolerance: float
+) -> np.ndarray:
+    """``found`` (N, 4, 2 offsets in each side's :func:`_line_profiles`) with each half-side that
+    lies further than ``tolerance`` pixels from the same printed line in its neighbours along it
+    moved back to that line, where its own profile shows a line there (at least ``least``, within
+    a pixel or two) apart from what it had found (the profile between the two falls below
+    :data:`LINE_DIP` of the fainter): a pen stroke beside the line and darker than it (a pale print, a felt tip), which
+    the line zone would have cut away as the line. A stroke lying on the line (one dark band,
+    no dip) stays as found: that box is flagged where the line is widened (:func:`boxes_ink`)."""
+    rows, cols = grid
+    out = found.copy()
+    pos = found.reshape(rows, cols, 4, 2)
+    for side, axis in ((0, 1), (1, 1), (2, 0), (3, 0)):
+        p = np.moveaxis(pos[:, :, side], axis, 0)  # along the line first
+        if len(p) < 2:
+            continue
+        before = np.concatenate([p[1:2], p[:-1]])
+        after = np.concatenate([p[1:], p[-2:-1]])
+        ref = np.moveaxis((before + after) / 2, 0, axis).reshape(-1, 2)
+        here = found[:, side]
+        profile = profiles[side]  # N, offsets, 2
+        for k, half in zip(*np.nonzero(np.abs(here - ref) > tolerance)):
+            at = int(round(ref[k, half]))
+            lo, hi = max(at - 2, 0), min(at + 3, profile.shape[1])
+            if lo >= hi:
+                continue
+            new = lo + int(profile[k, lo:hi, half].argmax())
+            old = int(here[k, half])
+            a, b = sorted((new, old))
+            dip = profile[k, a : b + 1, half].min()
+            if profile[k, new, half] >= least and dip < LINE_DIP * min(profile[k, new, half], profile[k, old, half]):
+                out[k, side, half] = new
+    return out
 
 
 def line_blur_mm(widths: np.ndarray, px_per_mm: float) -> float:
@@ -323,7 +403,7 @@ def boxes_ink(
     (something light over them), are ``covered``. On a sheet whose lines are blurred wide
     (:data:`BLURRED_LINE_MM`) every found digit is ``blurred``."""
     n, h, w = dark.shape
-    lines, widths, missing = box_lines(dark, pad, px_per_mm)
+    lines, widths, missing, line_darkness = box_lines(dark, pad, px_per_mm, grid)
     covered = missing > 0 if shaded is None else (missing > 0) | shaded
     dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
@@ -389,10 +469,21 @@ def boxes_ink(
     stats[:, cv2.CC_STAT_LEFT] += sx0  # from here on: coordinates in the padded box
     stats[:, cv2.CC_STAT_TOP] += sy0
     slivers = keep & _remnants(stats, lines, box, zone)
+    for i in np.flatnonzero(slivers):  # few: a piece much darker than the sheet's lines is a stroke
+        x, y, bw, bh = stats[i, :4]
+        own = labels[box[i], y - sy0 : y - sy0 + bh, x - sx0 : x - sx0 + bw] == i + 1
+        piece = inner[box[i], y - sy0 : y - sy0 + bh, x - sx0 : x - sx0 + bw][own]
+        slivers[i] = np.percentile(piece, 90) <= SLIVER_DARKER * line_darkness
     keep &= ~slivers
     # a sliver next to the digit may be its own stroke (a 5's bar along the top line): removed
     # either way, but the box is flagged, as what the digit lost is not known
     lost = _near_kept(stats, box, keep, slivers, n, REMNANT_GAP)
+    # a long one that is all the box holds may be the whole digit (a 1 written by the line): kept,
+    # and the box flagged, rather than the digit lost as an empty box
+    lone = _lone_long(stats, box, keep, slivers, lines, n)
+    keep |= lone
+    slivers &= ~lone
+    lost[box[lone]] = True
     for i in np.flatnonzero(slivers):
         x, y, bw, bh = stats[i, :4]
         part = found[box[i], y - sy0 : y - sy0 + bh, x - sx0 : x - sx0 + bw]
@@ -688,6 +779,26 @@ def _moved(lines: np.ndarray, grid: tuple[int, int], tolerance: float) -> np.nda
         off = np.abs(p - (before + after) / 2).max(axis=-1)
         moved |= np.moveaxis(off, 0, axis) > tolerance
     return moved.ravel()
+
+
+def _lone_long(
+    stats: np.ndarray, box: np.ndarray, keep: np.ndarray, slivers: np.ndarray, lines: np.ndarray, n: int
+) -> np.ndarray:
+    """The slivers (:func:`_remnants`) that are the only ink of their box and at least
+    :data:`LONE_SLIVER` of the box's side long (a digit's stroke, not a line's curl), the longest
+    one per box."""
+    out = np.zeros(len(stats), bool)
+    held = np.zeros(n, bool)
+    held[box[keep]] = True
+    for i in sorted(np.flatnonzero(slivers), key=lambda i: -max(stats[i, 2], stats[i, 3])):
+        k = box[i]
+        if held[k]:
+            continue
+        side_h = lines[k, 1].mean() - lines[k, 0].mean()
+        side_w = lines[k, 3].mean() - lines[k, 2].mean()
+        if stats[i, 3] >= LONE_SLIVER * side_h or stats[i, 2] >= LONE_SLIVER * side_w:
+            out[i] = held[k] = True
+    return out
 
 
 def _near_kept(
