@@ -49,6 +49,8 @@ Changes (``CHANGES``, and ``MADE``: made by the generator), each applied to ever
 * rewritten     - a third of the clean digits written over a rubbed-out other digit (a pencil ghost
   at 10-30 % of a stroke's darkness, up to a fifth of the box off). The label is right; the 28x28
   must show the row's digit without the ghost (``digit alone``, not ``ghost in it``) or be flagged.
+* pale-print    - the template printed at a quarter of its toner (a printer running out, a draft or
+  toner-saving mode): printed lines and markers fainter than most pen strokes; filled as before.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -264,6 +266,7 @@ MADE = {
     "show-through-felt": {"back": 0.12},
     "erased": {"erased": 0.5},
     "rewritten": {"rewritten": 0.3},
+    "pale-print": {"print_strength": 0.25},
 }
 #: every change, in the order that seeds each one's random generator
 ALL_CHANGES = [*CHANGES, *MADE]

@@ -210,11 +210,15 @@ def scribble_centre(rng, h: int, w: int, turns: int) -> np.ndarray:
 # ---------------------------------------------------------------- paper and ink
 
 
-def blank_paper(rng, paper: str) -> np.ndarray:
+def blank_paper(rng, paper: str, print_strength: float = 1.0) -> np.ndarray:
+    """The template printed on ``paper`` (plain, squared, lined); ``print_strength`` < 1: the
+    printer put down that share of its toner (low on toner, a draft or toner-saving mode)."""
     page = render_template(GRID, PX)
     colour = np.empty(page.shape + (3,), np.uint8)
     tone = rng.uniform(238, 252)
     ink = page.astype(np.float32) / 255
+    if print_strength < 1:
+        ink = 1 - (1 - ink) * np.float32(print_strength)
     paper_bgr = np.array([tone - rng.uniform(0, 6), tone - rng.uniform(0, 3), tone], np.float32)
     if paper != "plain":  # light blue/grey rulings printed under the template
         rule = np.zeros(page.shape, np.float32)
@@ -699,19 +703,21 @@ def make_sheet(
     back: float = 0.0,
     erased: float = 0.0,
     rewritten: float = 0.0,
+    print_strength: float = 1.0,
 ) -> Sheet:
     """The sheet of ``condition`` and ``seed``; ``back`` > 0: the paper is printed and filled on both
     sides, and the back (another filling, from its own generator) shows through at that strength;
     ``erased`` > 0: that share of the empty boxes holds a rubbed-out digit (:func:`erased_ghosts`);
     ``rewritten`` > 0: that share of the clean digits is written over a rubbed-out other digit
     (:func:`rewritten_digits`). Each draws from its own generator: the front is drawn exactly as
-    without them."""
+    without them. ``print_strength`` < 1: the template printed pale (:func:`blank_paper`), the
+    rest of the sheet as at full strength."""
     cond = CONDITIONS[condition]
     rng = np.random.default_rng([seed, list(CONDITIONS).index(condition)])
     if cond["capture"] == "tablet":
         page, boxes = freeform_page(rng, hand)
         return Sheet(f"{condition}-s{seed}", condition, page, boxes, 0, seed)
-    paper = blank_paper(rng, cond["paper"][int(rng.integers(len(cond["paper"])))])
+    paper = blank_paper(rng, cond["paper"][int(rng.integers(len(cond["paper"])))], print_strength)
     placed: dict = {}
     boxes = fill_sheet(rng, hand, paper, cond["pens"], rows, placed)
     if erased > 0:

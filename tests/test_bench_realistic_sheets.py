@@ -81,6 +81,17 @@ def test_rubbed_out_digits_leave_the_rest_of_the_sheet_as_it_was(hand, ballpoint
     assert moved.any() and moved.mean() < 0.01  # the ghosts' pixels only
 
 
+def test_a_pale_print_changes_only_the_printed_template(hand, ballpoint_scan):
+    """``print_strength`` lightens what the printer put down and nothing else: the same boxes, the
+    same handwriting, noise and capture; the page only lighter, where the template is."""
+    pale = rs.make_sheet("scan-ballpoint", 31, hand, print_strength=0.25)
+    truth = {k: (b.kind, b.label, b.what) for k, b in ballpoint_scan.boxes.items()}
+    assert {k: (b.kind, b.label, b.what) for k, b in pale.boxes.items()} == truth
+    lighter = pale.image.astype(int) - ballpoint_scan.image.astype(int)
+    assert lighter.min() >= -2  # nowhere darker (but for rounding)
+    assert (lighter > 60).mean() > 0.01  # the printed lines and markers: a few % of the page
+
+
 def test_touching_pairs_on_a_tablet_page_leave_the_rest_of_the_page_as_it_was(hand, monkeypatch):
     """Items written touching the one before draw from their own random numbers: without them the
     same seed gives the same page everywhere else (bench_sheets_realistic.py prints what became of
