@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import subprocess
 import sys
@@ -263,11 +264,14 @@ def test_plugin_new_writes_a_package_whose_test_passes(tmp_path, capsys):
     root = tmp_path / "mnistp4-shapes"
     toml = (root / "pyproject.toml").read_text()
     assert '[project.entry-points.mnistp4]\nmnistp4_shapes = "mnistp4_shapes"' in toml
+    # the package's own tests need no pytest plugin: the installed ones (hypothesis alone takes
+    # seconds to import) are not loaded
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
         cwd=root,
         capture_output=True,
         text=True,
+        env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert main(["plugin", "new", "Shapes", "-o", str(tmp_path)]) == 2  # never overwrites
