@@ -296,6 +296,30 @@ def test_a_1_written_by_the_line_of_a_sheet_printed_at_full_strength_is_found_an
     assert np.ptp(np.nonzero(one.image > 100)[0]) >= 15
 
 
+def test_a_5s_top_bar_written_apart_near_the_top_line_is_kept_or_flagged():
+    """A 5 written in two strokes, its top bar apart from the rest and 2 mm under the top line:
+    thin, long and hugging the side, like a sliver of the printed line, but standing off the line
+    zone. Removed without a flag it would leave a 5 without its bar under the row's label."""
+    from mnistp4.stages.data.normalizer import normalize_digit
+
+    def five(page, x, y, w, h):
+        pen = max(2, int(0.4 * PX))
+        body = np.array([[0.35, 0.25], [0.33, 0.5], [0.6, 0.5], [0.68, 0.68], [0.55, 0.82], [0.3, 0.8]])
+        pts = np.round(np.c_[x + body[:, 0] * w, y + body[:, 1] * h]).astype(np.int32)
+        cv2.polylines(page, [pts], False, 30, pen, cv2.LINE_AA)
+        bar_y = int(round(y + 2.0 * PX))
+        cv2.line(page, (int(x + 0.38 * w), bar_y), (int(x + 0.7 * w), bar_y), 30, pen, cv2.LINE_AA)
+
+    page = render_template(GRID, PX)
+    x, y, w, h = (v * PX for v in GRID.box(5, 4))
+    five(page, x, y, w, h)
+    alone = np.full((int(h), int(w)), 255, np.uint8)  # the same strokes on blank paper: the reference
+    five(alone, 0, 0, w, h)
+    got = _segment(page)[(5, 4)]
+    assert "empty" not in got.flags
+    assert "border" in got.flags or _synth.closeness(got.image, normalize_digit(alone)) >= 0.85, got.flags
+
+
 def test_stroke_touching_the_box_line_is_kept_whole_and_clear_digit_has_no_border(semeion):
     page = render_template(GRID, PX)
     binary = _digit(semeion, 7)

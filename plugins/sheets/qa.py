@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -154,6 +155,11 @@ LONE_SLIVER = 0.4
 #: 0.44-0.53 mm, a mail app's small copy up to 0.61, the shipped example sheets up to 0.74): strokes
 #: run into the lines and a crossed-out digit blurs into a bold one, so every digit on it is ``blurred``
 BLURRED_LINE_MM = 0.8
+#: ... and each digit whose box and neighbours on the grid have their lines blurred this wide (the
+#: mean over them): the far part of a sheet photographed close up and at a slant lies out of the
+#: camera's focus (bench/bench_line_blur.py: sharp realistic photos up to 0.60 mm, the shipped
+#: example photo taken at the steepest angle 0.80)
+BLURRED_LOCAL_MM = 0.9
 #: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is less than
 #: this fraction of the box's largest piece, lies within FOREIGN_DEPTH_MM of the line and at least
 #: FOREIGN_GAP_MM from the rest of the ink (a digit's own detached piece - a 5's bar - reaches
@@ -229,12 +235,16 @@ def line_threshold(peaks: np.ndarray) -> float:
     return float(np.clip(LINE_RELATIVE * np.median(peaks), LINE_FLOOR, LINE_MIN_DARKNESS))
 
 
-def _find_lines(profile: np.ndarray, nominal: int, least: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _find_lines(
+    profile: np.ndarray, nominal: int, least: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Printed lines in the :func:`_line_profiles` ``profile`` of N boxes: (N, 2) offsets at the
     centres of the first and second half, (N,) how many pixels either side of its centre the line
-    is darker than a quarter of its peak (blur and low resolution widen it), and (N,) how many of
-    the two halves show no line at all (darker than ``least`` nowhere: :func:`line_threshold`). A
-    half without a line is covered (a finger, a pen) or washed out (glare)."""
+    is darker than a quarter of its peak (blur and low resolution widen it; a stroke or a ruling
+    that dark within the search counts too), (N,) the same over the unbroken run of such pixels
+    around the peak only (the line itself), and (N,) how many of the two halves show no line at all
+    (darker than ``least`` nowhere: :func:`line_threshold`). A half without a line is covered (a
+    finger, a pen) or washed out (glare)."""
     best = profile.argmax(axis=1)
     peak = np.take_along_axis(profile, best[:, None, :], axis=1)[:, 0, :]
     found = peak >= least
@@ -242,20 +252,38 @@ def _find_lines(profile: np.ndarray, nominal: int, least: float) -> tuple[np.nda
     odd = np.abs(pos[:, 0] - pos[:, 1]) > 3  # a broken or covered half: the median of the three
     if odd.any():
         pos[odd] = np.median(np.stack([pos[odd, 0], pos[odd, 1], np.full(int(odd.sum()), nominal)], 1), 1)[:, None]
-    wide = (profile >= np.maximum(peak, least)[:, None, :] / 4).sum(axis=1)  # N, 2
-    return pos, np.where(found, wide, 0).max(axis=1) / 2, (~found).sum(axis=1)
+    dark = profile >= np.maximum(peak, least)[:, None, :] / 4  # N, offsets, 2
+    wide = dark.sum(axis=1)
+    # the run around the peak: from the last offset before it that is not dark to the first after
+    offsets = np.arange(profile.shape[1])[None, :, None]
+    below = np.where(~dark & (offsets < best[:, None, :]), offsets, -1).max(axis=1)
+    above = np.where(~dark & (offsets > best[:, None, :]), offsets, profile.shape[1]).min(axis=1)
+    core = above - below - 1
+    return pos, np.where(found, wide, 0).max(axis=1) / 2, np.where(found, core, 0).max(axis=1) / 2, (~found).sum(axis=1)
 
 
-def box_lines(
-    smooth: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int] | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, 4, 2): top, bottom, left, right printed line of each box of ``smooth`` (N boxes padded
-    by ``pad`` pixels each side, from :func:`flatten`): its position (pixels across) at the centres
-    of the side's two halves; (N,) the half-width of the box's widest line (pixels); and (N,) how
-    many of the eight half-sides show no line. ``grid`` (rows, cols): the boxes are a template's
-    grid in row-major order, and a line found away from the same printed line in the neighbouring
-    boxes is taken back to it where the box shows a line there too (:func:`_back_to_the_line`).
-    Last, the sheet's line darkness: the median over the half-sides of their darkest profile value."""
+class BoxLines(NamedTuple):
+    """The printed lines of a sheet's boxes (:func:`box_lines`)."""
+
+    #: (N, 4, 2) top, bottom, left, right line of each box: its position (pixels across) at the
+    #: centres of the side's two halves
+    lines: np.ndarray
+    #: (N,) the half-width (pixels) of the box's widest line, with strokes or rulings that dark
+    #: beside it (a stroke along the line widens it: see ``boxes_ink``)
+    widths: np.ndarray
+    #: (N,) the same, of the line itself (its unbroken run): how blurred the sheet's lines are
+    cores: np.ndarray
+    #: (N,) how many of the eight half-sides show no line
+    missing: np.ndarray
+    #: the sheet's line darkness: the median over the half-sides of their darkest profile value
+    darkness: float
+
+
+def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int] | None = None) -> BoxLines:
+    """The printed lines (:class:`BoxLines`) of each box of ``smooth`` (N boxes padded by ``pad``
+    pixels each side, from :func:`flatten`). ``grid`` (rows, cols): the boxes are a template's grid
+    in row-major order, and a line found away from the same printed line in the neighbouring boxes
+    is taken back to it where the box shows a line there too (:func:`_back_to_the_line`)."""
     _, h, w = smooth.shape
     s = min(pad - 1, int(round(LINE_SEARCH_MM * px_per_mm)))
     starts = (pad, h - 1 - pad, pad, w - 1 - pad)
@@ -265,17 +293,20 @@ def box_lines(
     ]
     peaks = np.stack([profile.max(axis=1) for profile in profiles])
     least = line_threshold(peaks)
-    out, widths, missing = [], [], []
+    out, widths, cores, missing = [], [], [], []
     for profile in profiles:
-        pos, width, gone = _find_lines(profile, s, least)
+        pos, width, core, gone = _find_lines(profile, s, least)
         out.append(pos)
         widths.append(width)
+        cores.append(core)
         missing.append(gone)
     found = np.stack(out, axis=1)  # N, 4, 2: offsets in each side's search band
     if grid is not None:
         found = _back_to_the_line(found, profiles, grid, least, LINE_ZONE_MM * px_per_mm)
     lines = found + (np.array(starts, np.float32) - s)[None, :, None]
-    return lines, np.max(widths, axis=0), np.sum(missing, axis=0), float(np.median(peaks))
+    return BoxLines(
+        lines, np.max(widths, axis=0), np.max(cores, axis=0), np.sum(missing, axis=0), float(np.median(peaks))
+    )
 
 
 def _back_to_the_line(
@@ -316,7 +347,8 @@ def _back_to_the_line(
 
 def line_blur_mm(widths: np.ndarray, px_per_mm: float) -> float:
     """How blurred a sheet's printed lines are: the mean over its boxes of the half-width of each
-    box's widest line (:func:`box_lines`), in mm; the mean, finer than the median's half pixels."""
+    box's widest line (:attr:`BoxLines.cores`: the line itself), in mm; the mean, finer than the median's
+    half pixels."""
     return float(np.mean(widths)) / px_per_mm
 
 
@@ -401,15 +433,18 @@ def boxes_ink(
     against the same printed line in the neighbouring boxes. ``shaded`` (N,) bool: boxes under dark
     paper (:func:`covered_boxes`); they, and boxes with a printed line gone over half a side
     (something light over them), are ``covered``. On a sheet whose lines are blurred wide
-    (:data:`BLURRED_LINE_MM`) every found digit is ``blurred``."""
+    (:data:`BLURRED_LINE_MM`) every found digit is ``blurred``; with ``grid``, also each digit
+    whose box and neighbours have lines blurred to :data:`BLURRED_LOCAL_MM`."""
     n, h, w = dark.shape
-    lines, widths, missing, line_darkness = box_lines(dark, pad, px_per_mm, grid)
+    lines, widths, cores, missing, line_darkness = box_lines(dark, pad, px_per_mm, grid)
     covered = missing > 0 if shaded is None else (missing > 0) | shaded
     dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
-    typical = float(np.median(widths))
-    blurred = line_blur_mm(widths, px_per_mm) >= BLURRED_LINE_MM
+    typical = float(np.median(cores))
+    blurred = np.full(n, line_blur_mm(cores, px_per_mm) >= BLURRED_LINE_MM)
+    if grid is not None:
+        blurred |= _near_mean(cores, grid) / px_per_mm >= BLURRED_LOCAL_MM
     zone = float(np.clip(typical + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
     # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line
     # finder may take the stroke for the line: the digit may be cut or carry the line. A widened
@@ -468,7 +503,8 @@ def boxes_ink(
         part &= labels[box[i], y : y + bh, x : x + bw] != i + 1
     stats[:, cv2.CC_STAT_LEFT] += sx0  # from here on: coordinates in the padded box
     stats[:, cv2.CC_STAT_TOP] += sy0
-    slivers = keep & _remnants(stats, lines, box, zone)
+    slivers, loose = _remnants(stats, lines, box, zone)
+    slivers &= keep
     for i in np.flatnonzero(slivers):  # few: a piece much darker than the sheet's lines is a stroke
         x, y, bw, bh = stats[i, :4]
         own = labels[box[i], y - sy0 : y - sy0 + bh, x - sx0 : x - sx0 + bw] == i + 1
@@ -478,6 +514,9 @@ def boxes_ink(
     # a sliver next to the digit may be its own stroke (a 5's bar along the top line): removed
     # either way, but the box is flagged, as what the digit lost is not known
     lost = _near_kept(stats, box, keep, slivers, n, REMNANT_GAP)
+    # one that stands off the line zone may be the digit's own stroke anywhere (a 5's top bar
+    # written apart from the rest): flagged too
+    lost[box[slivers & loose]] = True
     # a long one that is all the box holds may be the whole digit (a 1 written by the line): kept,
     # and the box flagged, rather than the digit lost as an empty box
     lone = _lone_long(stats, box, keep, slivers, lines, n)
@@ -525,7 +564,7 @@ def boxes_ink(
             flags.append("low_contrast")
         if covered[k]:
             flags.append("covered")
-        if blurred:
+        if blurred[k]:
             flags.append("blurred")
         if crossing[k] >= BORDER_MIN_CROSSING or along[k] or lost[k]:
             flags.append("border")
@@ -763,6 +802,17 @@ def _apart(labels: np.ndarray, big: np.ndarray, join: int, stats: np.ndarray, bo
     return False
 
 
+def _near_mean(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(N,) the mean of ``values`` (N, in row-major order on ``grid``) over each box and its
+    neighbours on the grid (up to eight; fewer at the edges)."""
+    rows, cols = grid
+    v = np.pad(values.astype(np.float64).reshape(rows, cols), 1)
+    ones = np.pad(np.ones((rows, cols)), 1)
+    total = sum(v[1 + i : 1 + i + rows, 1 + j : 1 + j + cols] for i in (-1, 0, 1) for j in (-1, 0, 1))
+    count = sum(ones[1 + i : 1 + i + rows, 1 + j : 1 + j + cols] for i in (-1, 0, 1) for j in (-1, 0, 1))
+    return (total / count).ravel()
+
+
 def _moved(lines: np.ndarray, grid: tuple[int, int], tolerance: float) -> np.ndarray:
     """(N,) whether one of a box's lines (:func:`box_lines`, half by half) lies further than
     ``tolerance`` pixels from the same printed line in the neighbouring boxes along it (left and
@@ -818,13 +868,19 @@ def _near_kept(
     return out
 
 
-def _remnants(stats: np.ndarray, lines: np.ndarray, box: np.ndarray, zone: float) -> np.ndarray:
+def _remnants(stats: np.ndarray, lines: np.ndarray, box: np.ndarray, zone: float) -> tuple[np.ndarray, np.ndarray]:
     """Components that are a sliver of a printed line left inside their box (thin, long, hugging a
-    side): not a digit's ink. ``box``: each component's box; ``lines``: see :func:`box_lines`."""
+    side): not a digit's ink. ``box``: each component's box; ``lines``: see :func:`box_lines`.
+    Second, those of them that do not reach the line zone (a gap of more than REMNANT_GAP pixels):
+    a printed line bent into the box runs on from the zone, so such a one may be a stroke."""
     x, y, w, h = (stats[:, i] for i in range(4))
     near = 2 * zone + 2
     top, bottom = lines[box, 0].min(axis=1), lines[box, 1].max(axis=1)
     left, right = lines[box, 2].min(axis=1), lines[box, 3].max(axis=1)
-    horizontal = (h <= near) & (w >= 3 * h) & (((y - top) <= near) | ((bottom - (y + h)) <= near))
-    vertical = (w <= near) & (h >= 3 * w) & (((x - left) <= near) | ((right - (x + w)) <= near))
-    return horizontal | vertical
+    gap_top, gap_bottom = y - top - zone, bottom - (y + h) - zone
+    gap_left, gap_right = x - left - zone, right - (x + w) - zone
+    horizontal = (h <= near) & (w >= 3 * h) & ((gap_top <= near - zone) | (gap_bottom <= near - zone))
+    vertical = (w <= near) & (h >= 3 * w) & ((gap_left <= near - zone) | (gap_right <= near - zone))
+    reach = np.where(horizontal, np.minimum(gap_top, gap_bottom), np.minimum(gap_left, gap_right))
+    slivers = horizontal | vertical
+    return slivers, slivers & (reach > REMNANT_GAP)

@@ -373,7 +373,7 @@ def sheet_line_blur_mm(image: np.ndarray, layouts: dict[str, Layout]) -> float:
     if found is None:
         raise InputError("no known layout's corner markers found: not a template sheet")
     _, _, boxes, _, pad = cut_boxes(small, found, markers)
-    return line_blur_mm(box_lines(boxes, pad, CANONICAL_PX_PER_MM)[1], CANONICAL_PX_PER_MM)
+    return line_blur_mm(box_lines(boxes, pad, CANONICAL_PX_PER_MM).cores, CANONICAL_PX_PER_MM)
 
 
 def segment_auto(image: np.ndarray, *, layout: Layout | None = None, options: dict | None = None) -> list[Digit]:
