@@ -49,6 +49,8 @@ Changes (``CHANGES``, and ``MADE``: made by the generator), each applied to ever
 * rewritten     - a third of the clean digits written over a rubbed-out other digit (a pencil ghost
   at 10-30 % of a stroke's darkness, up to a fifth of the box off). The label is right; the 28x28
   must show the row's digit without the ghost (``digit alone``, not ``ghost in it``) or be flagged.
+* out-of-focus  - a close-up photo at a slant: sharp at one edge of the frame, more and more out of focus
+  towards the other (a Gaussian blur growing to 8 pixels, about 0.6 mm on the sheet);
 * pale-print    - the template printed at a quarter of its toner (a printer running out, a draft or
   toner-saving mode): printed lines and markers fainter than most pen strokes; filled as before.
 
@@ -229,6 +231,25 @@ def _document_bw(image: np.ndarray, rng, beside=None) -> np.ndarray:
     return np.where(grey < 0.88 * _paper_level(grey), 0, 255).astype(np.uint8)
 
 
+def _out_of_focus(image: np.ndarray, rng, beside=None, sigma: float = 8.0) -> np.ndarray:
+    """A close-up photo of a sheet at a slant: sharp at one edge of the frame and more and more out of
+    focus towards the other (a Gaussian blur growing to ``sigma`` pixels: 0.6 mm on the sheet of a
+    12 MP photo), the far edge up or down by chance."""
+    steps = [image.astype(np.float32)] + [
+        cv2.GaussianBlur(image, (0, 0), sigma * k / 3).astype(np.float32) for k in (1, 2, 3)
+    ]
+    t = np.linspace(0, 3, image.shape[0], dtype=np.float32)  # the blur's step at each row, 0..3
+    if rng.random() < 0.5:
+        t = t[::-1]
+    low = np.minimum(t.astype(int), 2)
+    frac = (t - low).reshape(-1, *[1] * (image.ndim - 1))
+    out = np.empty_like(steps[0])
+    for k in range(3):  # each band of rows blended between its two blur steps
+        rows = low == k
+        out[rows] = (1 - frac[rows]) * steps[k][rows] + frac[rows] * steps[k + 1][rows]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def _as_taken(image: np.ndarray, rng=None, beside=None) -> np.ndarray:
     return image
 
@@ -257,6 +278,7 @@ CHANGES = {
     "grid-only": _grid_only,
     "document": _document,
     "document-bw": _document_bw,
+    "out-of-focus": _out_of_focus,
 }
 
 
