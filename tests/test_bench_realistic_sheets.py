@@ -198,23 +198,3 @@ def test_a_shaken_photo_is_flagged_blurred_with_a_note_and_a_sharp_one_is_not(pe
     # the same sheet as a webcam frame: too few pixels smear the lines as a shake does, and the note says so
     small = _blurred_note("webcam.jpg", np.zeros((720, 1280), np.uint8), digits)
     assert small is not None and "blurred or too small (1280x720 pixels)" in small and "closer" in small
-
-
-def test_the_out_of_focus_part_of_a_photo_is_flagged_blurred_and_the_sharp_part_is_not(pencil_photo):
-    """A close-up photo at a slant (bench_photo_stress's ``out-of-focus``): sharp at one edge, the
-    far part out of focus. The sheet's lines are not blurred on average, so only the digits where
-    they are (their box and its neighbours) are flagged ``blurred``, from one end of the sheet, and
-    the note says that part of the photo is out of focus."""
-    from bench_photo_stress import _out_of_focus
-
-    from mnistp4.stages.sheets.batch import _blurred_note
-
-    image = _out_of_focus(pencil_photo.image, np.random.default_rng(0))
-    digits = _segment_jpeg(image, 85)
-    found = {k: d for k, d in digits.items() if "empty" not in d.flags}
-    blurred = sorted(r for (r, _), d in found.items() if "blurred" in d.flags)
-    sharp = sorted(r for (r, _), d in found.items() if "blurred" not in d.flags)
-    assert blurred and len(sharp) >= len(found) // 2
-    assert max(blurred) <= 4 or min(blurred) >= 5  # in the half of the sheet at one end
-    note = _blurred_note("photo.jpg", image, list(digits.values()))
-    assert note is not None and f"{len(blurred)} of {len(found)} digits are flagged blurred" in note

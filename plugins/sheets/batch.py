@@ -225,18 +225,10 @@ SMALL_PICTURE = 1600
 
 
 def _blurred_note(sheet: str, grey: np.ndarray, digits) -> str | None:
-    """Why every digit of a shaken, out-of-focus or too small photo is flagged (or those of its part
-    out of focus), and what to do about it."""
+    """Why every digit of a shaken, out-of-focus or too small photo is flagged, and what to do about it."""
     found = [d for d in digits if "empty" not in d.flags]
-    blurred = [d for d in found if "blurred" in d.flags]
-    if not blurred:
+    if not found or not all("blurred" in d.flags for d in found):
         return None
-    if len(blurred) < len(found):  # a part of the sheet only: out of the camera's focus
-        return (
-            f"{sheet}: part of the photo is out of focus: its printed box lines are smeared wide there, "
-            f"so {len(blurred)} of {len(found)} digits are flagged blurred; take the photo again from "
-            f"straight above, or accept its digits one by one in review"
-        )
     h, w = grey.shape[:2]
     small = max(h, w) < SMALL_PICTURE
     why = f"blurred or too small ({w}x{h} pixels)" if small else "blurred"

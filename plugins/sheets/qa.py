@@ -155,11 +155,6 @@ LONE_SLIVER = 0.4
 #: 0.44-0.53 mm, a mail app's small copy up to 0.61, the shipped example sheets up to 0.74): strokes
 #: run into the lines and a crossed-out digit blurs into a bold one, so every digit on it is ``blurred``
 BLURRED_LINE_MM = 0.8
-#: ... and each digit whose box and neighbours on the grid have their lines blurred this wide (the
-#: mean over them): the far part of a sheet photographed close up and at a slant lies out of the
-#: camera's focus (bench/bench_line_blur.py: sharp realistic photos up to 0.60 mm, the shipped
-#: example photo taken at the steepest angle 0.80)
-BLURRED_LOCAL_MM = 0.9
 #: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is less than
 #: this fraction of the box's largest piece, lies within FOREIGN_DEPTH_MM of the line and at least
 #: FOREIGN_GAP_MM from the rest of the ink (a digit's own detached piece - a 5's bar - reaches
@@ -433,8 +428,7 @@ def boxes_ink(
     against the same printed line in the neighbouring boxes. ``shaded`` (N,) bool: boxes under dark
     paper (:func:`covered_boxes`); they, and boxes with a printed line gone over half a side
     (something light over them), are ``covered``. On a sheet whose lines are blurred wide
-    (:data:`BLURRED_LINE_MM`) every found digit is ``blurred``; with ``grid``, also each digit
-    whose box and neighbours have lines blurred to :data:`BLURRED_LOCAL_MM`."""
+    (:data:`BLURRED_LINE_MM`) every found digit is ``blurred``."""
     n, h, w = dark.shape
     lines, widths, cores, missing, line_darkness = box_lines(dark, pad, px_per_mm, grid)
     covered = missing > 0 if shaded is None else (missing > 0) | shaded
@@ -442,9 +436,7 @@ def boxes_ink(
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
     typical = float(np.median(cores))
-    blurred = np.full(n, line_blur_mm(cores, px_per_mm) >= BLURRED_LINE_MM)
-    if grid is not None:
-        blurred |= _near_mean(cores, grid) / px_per_mm >= BLURRED_LOCAL_MM
+    blurred = line_blur_mm(cores, px_per_mm) >= BLURRED_LINE_MM
     zone = float(np.clip(typical + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
     # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line
     # finder may take the stroke for the line: the digit may be cut or carry the line. A widened
@@ -564,7 +556,7 @@ def boxes_ink(
             flags.append("low_contrast")
         if covered[k]:
             flags.append("covered")
-        if blurred[k]:
+        if blurred:
             flags.append("blurred")
         if crossing[k] >= BORDER_MIN_CROSSING or along[k] or lost[k]:
             flags.append("border")
@@ -800,17 +792,6 @@ def _apart(labels: np.ndarray, big: np.ndarray, join: int, stats: np.ndarray, bo
             if a_ink > STACKED_SMALLER * b_ink or by1 - by0 < body:
                 return True  # not a bar or a stroke over a digit's body: two halves, or specks
     return False
-
-
-def _near_mean(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """(N,) the mean of ``values`` (N, in row-major order on ``grid``) over each box and its
-    neighbours on the grid (up to eight; fewer at the edges)."""
-    rows, cols = grid
-    v = np.pad(values.astype(np.float64).reshape(rows, cols), 1)
-    ones = np.pad(np.ones((rows, cols)), 1)
-    total = sum(v[1 + i : 1 + i + rows, 1 + j : 1 + j + cols] for i in (-1, 0, 1) for j in (-1, 0, 1))
-    count = sum(ones[1 + i : 1 + i + rows, 1 + j : 1 + j + cols] for i in (-1, 0, 1) for j in (-1, 0, 1))
-    return (total / count).ravel()
 
 
 def _moved(lines: np.ndarray, grid: tuple[int, int], tolerance: float) -> np.ndarray:
