@@ -152,7 +152,7 @@ SLIVER_DARKER = 2.0
 LONE_SLIVER = 0.4
 #: a sheet whose printed lines are blurred to this half-width (mm, the mean over its boxes) or
 #: wider was photographed shaken or out of focus (bench/bench_line_blur.py: sharp scans and photos
-#: 0.44-0.53 mm, a mail app's small copy up to 0.61, the shipped example sheets up to 0.74): strokes
+#: 0.43-0.61 mm, a mail app's small copy up to 0.59, the shipped example sheets up to 0.74): strokes
 #: run into the lines and a crossed-out digit blurs into a bold one, so every digit on it is ``blurred``
 BLURRED_LINE_MM = 0.8
 #: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is less than
