@@ -27,7 +27,8 @@ SIDE_END = 0.15
 #: every this many pixels along a side enter its profile (a stroke crossing the line spans several)
 ALONG_STEP = 4
 #: darkness counted at most this many times a printed line's threshold per pixel when a side's
-#: lines are compared (:func:`qa.line_threshold`: qa.LINE_MIN_DARKNESS on a sheet printed at full strength)
+#: lines are compared (:func:`qa.line_threshold`: qa.LINE_MIN_DARKNESS on a sheet printed at full
+#: strength)
 LINE_CAP = 2
 
 

@@ -311,9 +311,10 @@ def _back_to_the_line(
     lies further than ``tolerance`` pixels from the same printed line in its neighbours along it
     moved back to that line, where its own profile shows a line there (at least ``least``, within
     a pixel or two) apart from what it had found (the profile between the two falls below
-    :data:`LINE_DIP` of the fainter): a pen stroke beside the line and darker than it (a pale print, a felt tip), which
-    the line zone would have cut away as the line. A stroke lying on the line (one dark band,
-    no dip) stays as found: that box is flagged where the line is widened (:func:`boxes_ink`)."""
+    :data:`LINE_DIP` of the fainter): a pen stroke beside the line and darker than it (a pale
+    print, a felt tip), which the line zone would have cut away as the line. A stroke lying on the
+    line (one dark band, no dip) stays as found: that box is flagged where the line is widened
+    (:func:`boxes_ink`)."""
     rows, cols = grid
     out = found.copy()
     pos = found.reshape(rows, cols, 4, 2)
@@ -342,8 +343,8 @@ def _back_to_the_line(
 
 def line_blur_mm(widths: np.ndarray, px_per_mm: float) -> float:
     """How blurred a sheet's printed lines are: the mean over its boxes of the half-width of each
-    box's widest line (:attr:`BoxLines.cores`: the line itself), in mm; the mean, finer than the median's
-    half pixels."""
+    box's widest line (:attr:`BoxLines.cores`: the line itself), in mm; the mean, finer than the
+    median's half pixels."""
     return float(np.mean(widths)) / px_per_mm
 
 
