@@ -198,3 +198,20 @@ def test_a_shaken_photo_is_flagged_blurred_with_a_note_and_a_sharp_one_is_not(pe
     # the same sheet as a webcam frame: too few pixels smear the lines as a shake does, and the note says so
     small = _blurred_note("webcam.jpg", np.zeros((720, 1280), np.uint8), digits)
     assert small is not None and "blurred or too small (1280x720 pixels)" in small and "closer" in small
+
+
+def test_a_photo_out_of_focus_at_its_far_end_is_flagged_blurred_with_a_note(pencil_photo):
+    """A close-up at a slant (bench_photo_stress's ``out-of-focus``): sharp at one edge, the lines
+    of the far part smeared wide while the sheet's mean stays under the shaken-photo limit. Its
+    corrections read as clean digits there, so every digit is flagged, and the note says how to
+    take it again."""
+    from bench_photo_stress import _out_of_focus
+
+    from mnistp4.stages.sheets.batch import _blurred_note
+
+    image = _out_of_focus(pencil_photo.image, np.random.default_rng(0))
+    digits = list(_segment_jpeg(image, 85).values())
+    found = [d for d in digits if "empty" not in d.flags]
+    assert len(found) >= 80 and all("blurred" in d.flags for d in found)
+    note = _blurred_note("photo.jpg", image, digits)
+    assert note is not None and "from straight above" in note

@@ -225,7 +225,8 @@ SMALL_PICTURE = 1600
 
 
 def _blurred_note(sheet: str, grey: np.ndarray, digits) -> str | None:
-    """Why every digit of a shaken, out-of-focus or too small photo is flagged, and what to do about it."""
+    """Why every digit of a shaken, out-of-focus (in part) or too small photo is flagged, and what to do
+    about it."""
     found = [d for d in digits if "empty" not in d.flags]
     if not found or not all("blurred" in d.flags for d in found):
         return None
@@ -236,7 +237,8 @@ def _blurred_note(sheet: str, grey: np.ndarray, digits) -> str | None:
     return (
         f"{sheet}: the photo is {why}: its printed box lines are smeared wide, so all {len(found)} "
         f"digits are flagged: strokes along a line and crossed-out digits cannot be told apart reliably; "
-        f"take the photo again {redo}holding the phone still, or accept its digits one by one in review"
+        f"take the photo again {redo}holding the phone still, from straight above (a close-up at a slant "
+        f"is out of focus at its far end), or accept its digits one by one in review"
     )
 
 

@@ -155,6 +155,12 @@ LONE_SLIVER = 0.4
 #: 0.43-0.61 mm, a mail app's small copy up to 0.59, the shipped example sheets up to 0.74): strokes
 #: run into the lines and a crossed-out digit blurs into a bold one, so every digit on it is ``blurred``
 BLURRED_LINE_MM = 0.8
+#: ... and so is a sheet whose blurriest tenth of boxes has its lines smeared to this half-width or
+#: wider: a close-up taken at a slant, whose far part lies out of the camera's focus while the mean
+#: stays under BLURRED_LINE_MM (bench_photo_stress's out-of-focus: 0.9-1.0 mm; sharp realistic
+#: photos 0.5-0.6, the shipped example photo taken at the steepest angle 0.8)
+BLURRED_PART_MM = 0.9
+BLURRED_PART_SHARE = 0.1
 #: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is less than
 #: this fraction of the box's largest piece, lies within FOREIGN_DEPTH_MM of the line and at least
 #: FOREIGN_GAP_MM from the rest of the ink (a digit's own detached piece - a 5's bar - reaches
@@ -429,7 +435,8 @@ def boxes_ink(
     against the same printed line in the neighbouring boxes. ``shaded`` (N,) bool: boxes under dark
     paper (:func:`covered_boxes`); they, and boxes with a printed line gone over half a side
     (something light over them), are ``covered``. On a sheet whose lines are blurred wide
-    (:data:`BLURRED_LINE_MM`) every found digit is ``blurred``."""
+    (:data:`BLURRED_LINE_MM`), or wide in a part of it (:data:`BLURRED_PART_MM`), every found
+    digit is ``blurred``."""
     n, h, w = dark.shape
     lines, widths, cores, missing, line_darkness = box_lines(dark, pad, px_per_mm, grid)
     covered = missing > 0 if shaded is None else (missing > 0) | shaded
@@ -437,7 +444,9 @@ def boxes_ink(
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
     typical = float(np.median(cores))
-    blurred = line_blur_mm(cores, px_per_mm) >= BLURRED_LINE_MM
+    blurred = line_blur_mm(cores, px_per_mm) >= BLURRED_LINE_MM or (
+        float(np.quantile(cores, 1 - BLURRED_PART_SHARE)) / px_per_mm >= BLURRED_PART_MM
+    )
     zone = float(np.clip(typical + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
     # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line
     # finder may take the stroke for the line: the digit may be cut or carry the line. A widened
