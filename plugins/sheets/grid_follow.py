@@ -109,8 +109,9 @@ def follow_grid(
     dark_t = dark.T
     bands = [_side_bands(dark, top, across, s), _side_bands(dark, bottom, across, s)]
     bands += [_side_bands(dark_t, left, down, s), _side_bands(dark_t, right, down, s)]
-    # the sheet's printed line darkness: each side's darkest median across its line
-    least = line_threshold(np.stack([np.median(b, axis=2).max(axis=1) for b in bands]))
+    # the sheet's printed line darkness: each side's darkest mean across its line (a stroke crossing
+    # it adds little, and the median over the sides does not see a few)
+    least = line_threshold(np.stack([b.mean(axis=2).max(axis=1) for b in bands]))
     profiles = [_side_profiles(b, least) for b in bands]
     dy, seen_y = _moves(profiles[0], profiles[1], s)
     dx, seen_x = _moves(profiles[2], profiles[3], s)

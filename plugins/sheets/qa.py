@@ -256,9 +256,10 @@ def _find_lines(
     dark = profile >= np.maximum(peak, least)[:, None, :] / 4  # N, offsets, 2
     wide = dark.sum(axis=1)
     # the run around the peak: from the last offset before it that is not dark to the first after
-    offsets = np.arange(profile.shape[1])[None, :, None]
-    below = np.where(~dark & (offsets < best[:, None, :]), offsets, -1).max(axis=1)
-    above = np.where(~dark & (offsets > best[:, None, :]), offsets, profile.shape[1]).min(axis=1)
+    offsets = np.arange(profile.shape[1], dtype=np.int16)[None, :, None]
+    at = best.astype(np.int16)[:, None, :]
+    below = np.where(~dark & (offsets < at), offsets, np.int16(-1)).max(axis=1)
+    above = np.where(~dark & (offsets > at), offsets, np.int16(profile.shape[1])).min(axis=1)
     core = above - below - 1
     return pos, np.where(found, wide, 0).max(axis=1) / 2, np.where(found, core, 0).max(axis=1) / 2, (~found).sum(axis=1)
 
