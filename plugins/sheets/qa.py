@@ -322,18 +322,10 @@ def _back_to_the_line(
     print, a felt tip), which the line zone would have cut away as the line. A stroke lying on the
     line (one dark band, no dip) stays as found: that box is flagged where the line is widened
     (:func:`boxes_ink`)."""
-    rows, cols = grid
     out = found.copy()
-    pos = found.reshape(rows, cols, 4, 2)
-    for side, axis in ((0, 1), (1, 1), (2, 0), (3, 0)):
-        p = np.moveaxis(pos[:, :, side], axis, 0)  # along the line first
-        if len(p) < 2:
-            continue
-        before = np.concatenate([p[1:2], p[:-1]])
-        after = np.concatenate([p[1:], p[-2:-1]])
-        ref = np.moveaxis((before + after) / 2, 0, axis).reshape(-1, 2)
-        here = found[:, side]
-        profile = profiles[side]  # N, offsets, 2
+    neighbours = _along_neighbours(found, grid)
+    for side, profile in enumerate(profiles):  # profile: N, offsets, 2
+        here, ref = found[:, side], neighbours[:, side]
         for k, half in zip(*np.nonzero(np.abs(here - ref) > tolerance)):
             at = int(round(ref[k, half]))
             lo, hi = max(at - 2, 0), min(at + 3, profile.shape[1])
@@ -805,22 +797,30 @@ def _apart(labels: np.ndarray, big: np.ndarray, join: int, stats: np.ndarray, bo
     return False
 
 
-def _moved(lines: np.ndarray, grid: tuple[int, int], tolerance: float) -> np.ndarray:
-    """(N,) whether one of a box's lines (:func:`box_lines`, half by half) lies further than
-    ``tolerance`` pixels from the same printed line in the neighbouring boxes along it (left and
-    right for the top and bottom lines, above and below for the left and right ones; their mean)."""
+def _along_neighbours(positions: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(N, 4, 2): for each box's lines ``positions`` (N, 4, 2, :func:`box_lines` or offsets of the
+    same, half by half; the boxes in row-major order on ``grid``), the mean of the same printed line
+    in the neighbouring boxes along it (left and right for the top and bottom lines, above and
+    below for the left and right ones; the first and last box have one). NaN where a line has no
+    neighbour along it."""
     rows, cols = grid
-    pos = lines.astype(np.float32).reshape(rows, cols, 4, 2)
-    moved = np.zeros((rows, cols), bool)
+    pos = positions.astype(np.float32).reshape(rows, cols, 4, 2)
+    out = np.full_like(pos, np.nan)
     for side, axis in ((0, 1), (1, 1), (2, 0), (3, 0)):
         p = np.moveaxis(pos[:, :, side], axis, 0)  # along the line first
         if len(p) < 2:
             continue
         before = np.concatenate([p[1:2], p[:-1]])  # the first box has only the one after it
         after = np.concatenate([p[1:], p[-2:-1]])
-        off = np.abs(p - (before + after) / 2).max(axis=-1)
-        moved |= np.moveaxis(off, 0, axis) > tolerance
-    return moved.ravel()
+        out[:, :, side] = np.moveaxis((before + after) / 2, 0, axis)
+    return out.reshape(-1, 4, 2)
+
+
+def _moved(lines: np.ndarray, grid: tuple[int, int], tolerance: float) -> np.ndarray:
+    """(N,) whether one of a box's lines (:func:`box_lines`, half by half) lies further than
+    ``tolerance`` pixels from the same printed line in the neighbouring boxes along it
+    (:func:`_along_neighbours`)."""
+    return (np.abs(lines.astype(np.float32) - _along_neighbours(lines, grid)) > tolerance).any(axis=(1, 2))
 
 
 def _lone_long(
