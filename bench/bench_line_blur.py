@@ -1,6 +1,6 @@
 """How blurred each kind of sheet's printed lines are, as ``segment_template`` measures them to decide
 the ``blurred`` flag (mean half-width of each box's widest printed line, mm; flagged from
-``qa.BLURRED_LINE_MM``): the shipped example sheets (``raw_scans``), the realistic scans and
+``box_ink.BLURRED_LINE_MM``): the shipped example sheets (``raw_scans``), the realistic scans and
 12 MP photos of ``bench/realistic_sheets.py``, and the photos changed as ``bench/bench_photo_stress.py``
 changes them (a mail app's small copy, a chat app's copy, a shaken phone).
 
@@ -21,8 +21,8 @@ import realistic_sheets as rs
 from bench_photo_stress import CHANGES
 
 from mnistp4.errors import InputError
+from mnistp4.stages.sheets.box_ink import BLURRED_LINE_MM
 from mnistp4.stages.sheets.layout import default_layouts
-from mnistp4.stages.sheets.qa import BLURRED_LINE_MM
 from mnistp4.stages.sheets.segment_template import sheet_line_blur_mm
 from mnistp4.stages.sheets.sheet_image import decode_sheet
 

@@ -7,7 +7,7 @@ import numpy as np
 from mnistp4.stages.sheets import segment_template as st
 from mnistp4.stages.sheets.grid_follow import _agreeing, follow_grid
 from mnistp4.stages.sheets.layout import default_layouts, render_template
-from mnistp4.stages.sheets.qa import flatten
+from mnistp4.stages.sheets.paper_level import flatten
 
 GRID = {lay.name: lay for lay in default_layouts()}["grid-10x10"]
 PX = st.CANONICAL_PX_PER_MM

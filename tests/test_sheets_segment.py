@@ -324,7 +324,7 @@ def _segment_template_detect(image):
 def test_qa_flags_on_drawn_cells():
     import cv2
 
-    from mnistp4.stages.sheets.qa import find_ink
+    from mnistp4.stages.sheets.cell_ink import find_ink
 
     paper = np.full((90, 80), 235, np.uint8)
     assert find_ink(paper).flags == ["empty"]
@@ -433,7 +433,7 @@ def test_ink_far_fainter_than_the_sheets_is_flagged_however_it_reads(semeion, ca
 
 
 def test_ink_strengths_are_the_90th_percentile_of_each_boxs_ink():
-    from mnistp4.stages.sheets.qa import _ink_strengths
+    from mnistp4.stages.sheets.box_ink import _ink_strengths
 
     rng = np.random.default_rng(0)
     dark = rng.integers(0, 256, (6, 20, 30), dtype=np.uint8)

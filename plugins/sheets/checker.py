@@ -69,7 +69,7 @@ OVERWRITTEN_DOUBT = 0.8
 #: as the row's digit this surely kept the strokes that make it that digit (chosen on the stress
 #: benchmark's dim photos of the tuning seeds: none of the released digits there was garbled, and
 #: no crossed-out or corrected digit whose only flag was low_contrast reached it); a template box
-#: far fainter than its sheet's digits gets the flag back (qa.flag_fainter_than_the_sheet)
+#: far fainter than its sheet's digits gets the flag back (box_ink.flag_fainter_than_the_sheet)
 FAINT_SURE = 0.95
 
 #: ``doubtful`` (strict checking only, config ``strict_checker``): the checker gives "not a digit"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnistp4.stages.sheets.qa import line_threshold
+from mnistp4.stages.sheets.box_lines import line_threshold
 
 #: how far (mm) a box's lines are searched around where the homography puts them: less than the
 #: 4 mm between two rows of boxes, so the line of the next row is never taken for the box's own
@@ -19,7 +19,7 @@ FOLLOW_SEARCH_MM = 3.5
 #: neighbours (the distortion changes slowly across a sheet; a stroke along one line does not)
 FOLLOW_AGREE_MM = 0.8
 #: moves smaller than this (pixels) are not made: a pixel is within the reach of each box's own
-#: line search (qa.box_lines), and sheets the markers register well are cut exactly as before
+#: line search (box_lines.box_lines), and sheets the markers register well are cut exactly as before
 FOLLOW_MIN_PX = 2
 #: the ends of each side left out of its line profile (share of the side): the corners, where the
 #: crossing line and strokes going over it are
@@ -27,7 +27,7 @@ SIDE_END = 0.15
 #: every this many pixels along a side enter its profile (a stroke crossing the line spans several)
 ALONG_STEP = 4
 #: darkness counted at most this many times a printed line's threshold per pixel when a side's
-#: lines are compared (:func:`qa.line_threshold`: qa.LINE_MIN_DARKNESS on a sheet printed at full
+#: lines are compared (:func:`box_lines.line_threshold`: LINE_MIN_DARKNESS on a sheet printed at full
 #: strength)
 LINE_CAP = 2
 
@@ -95,7 +95,7 @@ def follow_grid(
     dark: np.ndarray, cuts: list, h: int, w: int, pad: int, px_per_mm: float, grid: tuple[int, int]
 ) -> list:
     """``cuts`` (row, col, x, y) of padded boxes ``h`` x ``w`` on the page darkness ``dark`` (from
-    :func:`qa.flatten`), each moved to where its printed lines are; ``grid`` (rows, cols) the
+    :func:`paper_level.flatten`), each moved to where its printed lines are; ``grid`` (rows, cols) the
     cuts' arrangement in row-major order. ``dark`` must reach :data:`FOLLOW_SEARCH_MM` beyond every
     cut's lines."""
     s = int(round(FOLLOW_SEARCH_MM * px_per_mm))
@@ -117,6 +117,6 @@ def follow_grid(
     dx, seen_x = _moves(profiles[2], profiles[3], s)
     agree = FOLLOW_AGREE_MM * px_per_mm
     dy, dx = _agreeing(dy, seen_y, grid, agree), _agreeing(dx, seen_x, grid, agree)
-    dy[np.abs(dy) < FOLLOW_MIN_PX] = 0  # within the box's own line search (qa.box_lines): left as cut
+    dy[np.abs(dy) < FOLLOW_MIN_PX] = 0  # within the box's own line search (box_lines.box_lines): left as cut
     dx[np.abs(dx) < FOLLOW_MIN_PX] = 0
     return [(r, c, x + int(mx), y + int(my)) for (r, c, x, y), mx, my in zip(cuts, dx, dy)]

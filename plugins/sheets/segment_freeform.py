@@ -18,8 +18,8 @@ import numpy as np
 import mnistp4
 from mnistp4.errors import InputError
 from mnistp4.records import Digit
+from mnistp4.stages.sheets.cell_ink import find_ink
 from mnistp4.stages.sheets.checker import check_digits, halves28, one_wide_digit
-from mnistp4.stages.sheets.qa import find_ink
 from mnistp4.stages.sheets.segment_template import shrink
 
 #: parts of one digit overlap horizontally by this fraction of the narrower part...

@@ -17,17 +17,12 @@ import numpy as np
 import mnistp4
 from mnistp4.errors import InputError
 from mnistp4.records import Digit
+from mnistp4.stages.sheets.box_ink import boxes_ink, flag_fainter_than_the_sheet
+from mnistp4.stages.sheets.box_lines import box_lines, line_blur_mm
 from mnistp4.stages.sheets.checker import check_digits
 from mnistp4.stages.sheets.grid_follow import FOLLOW_SEARCH_MM, follow_grid
 from mnistp4.stages.sheets.layout import ARUCO_DICT, Layout
-from mnistp4.stages.sheets.qa import (
-    box_lines,
-    boxes_ink,
-    covered_boxes,
-    flag_fainter_than_the_sheet,
-    flatten,
-    line_blur_mm,
-)
+from mnistp4.stages.sheets.paper_level import covered_boxes, flatten
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +35,7 @@ MAX_SIDE = 3000
 #: markers are searched on a copy at most this large first (3x faster than a 1800-pixel page)
 DETECT_SIDE = 640
 #: boxes are cut this far (mm) beyond their printed lines, so a line moved by curled or folded
-#: paper is still inside the cut, found and removed (qa.box_ink) and ink leaving the box is seen
+#: paper is still inside the cut, found and removed (box_ink.boxes_ink) and ink leaving the box is seen
 BOX_PAD_MM = 2.5
 
 #: ``auto`` takes a sheet for a template sheet when it shows at least this many markers
@@ -344,7 +339,7 @@ def segment_template(
 def cut_region(layout: Layout) -> tuple[float, float, float, float]:
     """The part of the page (mm, :func:`grid_region`) warped for cutting the boxes: their padded cuts
     and room for them to follow the grid (:func:`follow_grid`), in whole pixels, so the page's pixels
-    stay on the grid they had, to which the line and ink thresholds of qa were tuned."""
+    stay on the grid they had, to which the line and ink thresholds of box_ink were tuned."""
     follow_mm = math.ceil(FOLLOW_SEARCH_MM * CANONICAL_PX_PER_MM) / CANONICAL_PX_PER_MM
     return grid_region(layout, margin_mm=BOX_PAD_MM + 1.0 + follow_mm)
 
@@ -365,7 +360,7 @@ def cut_boxes(small: np.ndarray, found: Layout, markers: dict) -> tuple[np.ndarr
 
 
 def sheet_line_blur_mm(image: np.ndarray, layouts: dict[str, Layout]) -> float:
-    """:func:`qa.line_blur_mm` of a template sheet's printed lines, as :func:`segment_template`
+    """:func:`box_lines.line_blur_mm` of a template sheet's printed lines, as :func:`segment_template`
     measures it to decide ``blurred`` (for benchmarks and diagnosis)."""
     small = shrink(image)
     markers = detect_markers(small)

@@ -1,38 +1,26 @@
-"""Finding the ink of one digit in a crop of a paper sheet, and its QA flags (shared helper).
-
-Sheets are dark ink on light paper (scans, photos, tablet exports). Thresholds are relative to
-the local paper brightness so uneven lighting does not matter.
-"""
+"""The ink of every template box of a sheet, read at once: each box's printed lines and the rulings of
+squared or lined paper removed, the digit kept whole up to its line, and its flags (a stroke crossing
+the line, a neighbour's reaching in, a stray mark, a faint or blurred sheet)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-#: the paper level is this percentile of the crop's (3x3-smoothed) grey levels
-PAPER_PERCENTILE = 0.8
-#: a pixel is ink when it is darker than the paper by this fraction of the paper's brightness
-INK_FRACTION = 0.18
-#: ... and by at least this many grey levels (noise on dark photos)
-INK_MIN_LEVELS = 24
-#: ink whose typical darkness is below this fraction of the paper brightness is low contrast
-LOW_CONTRAST_FRACTION = 0.40
-#: components smaller than this fraction of the crop area, or 1/25 of the largest, are specks
-SPECK_AREA_FRACTION = 0.002
-#: ink spanning less than this fraction of the crop's height and width is small
-SMALL_FRACTION = 0.25
-#: in a template box, ink less tall than this fraction of the box is small too: a digit written in
-#: a box fills more of its height; a short dash or tick would read as a 1 (or a 7, a 4)
-SHORT_FRACTION = 0.35
-#: ink covering more than this fraction of the crop is large (a blot, a crossed-out box)
-LARGE_AREA_FRACTION = 0.40
-#: parts of a box's ink further apart than this fraction of the crop's smaller side are separate
-#: (``multi``: two digits, or a digit and a stray mark)
-MULTI_GAP_FRACTION = 0.12
+from mnistp4.stages.sheets.box_lines import LINE_ZONE_MM, box_lines, line_blur_mm, moved_from_neighbours
+from mnistp4.stages.sheets.cell_ink import (
+    LARGE_AREA_FRACTION,
+    MULTI_GAP_FRACTION,
+    SHORT_FRACTION,
+    SMALL_FRACTION,
+    SPECK_AREA_FRACTION,
+    CellInk,
+)
+from mnistp4.stages.sheets.paper_level import level_cumsums, paper_noise
+
+_HALO = np.ones((5, 5), np.uint8)
 #: ... and side by side: pieces one above the other that share this much of the narrower one's
 #: width are strokes of one digit
 STACKED_OVERLAP = 0.5
@@ -40,86 +28,6 @@ STACKED_OVERLAP = 0.5
 FLAT = 0.35
 #: ... or the upper one has more than this share of the lower one's ink (a bar over a body is less)
 STACKED_SMALLER = 0.6
-
-
-_HALO = np.ones((5, 5), np.uint8)
-_LEVELS = np.arange(256)
-
-
-@dataclass
-class CellInk:
-    mask: np.ndarray  # bool, the kept ink pixels
-    clean: np.ndarray  # the crop with everything but the ink set to the paper level
-    flags: list[str] = field(default_factory=list)
-    box: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 of the kept ink
-    strength: int = 0  # how dark the ink is: the 90th percentile of its darkness (0..255, paper-relative)
-
-
-def find_ink(crop: np.ndarray, *, check_border: bool = True) -> CellInk:
-    """The ink of one digit in a greyscale crop, with flags ``empty``, ``multi``, ``border``,
-    ``small``, ``large``, ``low_contrast``."""
-    h, w = crop.shape
-    smooth = cv2.blur(crop, (3, 3))
-    hist = np.bincount(smooth.ravel(), minlength=256)
-    paper = int(np.searchsorted(np.cumsum(hist), PAPER_PERCENTILE * smooth.size))  # ink never covers 80 %
-    # darkness below the paper level, as a lookup table over grey levels (one pass over the crop)
-    darkness_lut = np.maximum(paper - _LEVELS, 0).astype(np.uint8)
-    darkness = darkness_lut[smooth]
-    mask = darkness >= max(INK_MIN_LEVELS, INK_FRACTION * paper)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    if count <= 1:
-        return CellInk(np.zeros_like(mask), np.full_like(crop, paper), ["empty"])
-    keep = (areas >= SPECK_AREA_FRACTION * h * w) & (areas * 25 >= areas.max())
-    if not keep.any():
-        return CellInk(np.zeros_like(mask), np.full_like(crop, paper), ["empty"])
-    if not keep.all():
-        mask = np.concatenate([[False], keep])[labels]
-    flags = []
-
-    ink_hist = np.cumsum(np.bincount(darkness[mask], minlength=256))
-    if int(np.searchsorted(ink_hist, 0.9 * ink_hist[-1])) < LOW_CONTRAST_FRACTION * paper:
-        flags.append("low_contrast")
-    if check_border and (mask[:2].any() or mask[-2:].any() or mask[:, :2].any() or mask[:, -2:].any()):
-        flags.append("border")
-    big = np.flatnonzero(keep & (areas * 8 >= areas.max()))
-    if len(big) > 1:
-        gap = max(1, int(MULTI_GAP_FRACTION * min(h, w)))
-        joined = cv2.dilate(np.isin(labels, big + 1).astype(np.uint8), np.ones((gap, gap), np.uint8))
-        if cv2.connectedComponents(joined, connectivity=8)[0] > 2:
-            flags.append("multi")
-    x0, y0 = int(stats[1:, 0][keep].min()), int(stats[1:, 1][keep].min())
-    x1, y1 = int((stats[1:, 0] + stats[1:, 2])[keep].max()), int((stats[1:, 1] + stats[1:, 3])[keep].max())
-    ink_w, ink_h = x1 - x0, y1 - y0
-    if ink_h < SMALL_FRACTION * h and ink_w < SMALL_FRACTION * w:
-        flags.append("small")
-    if areas[keep].sum() > LARGE_AREA_FRACTION * h * w or (ink_h >= 0.97 * h and ink_w >= 0.97 * w):
-        flags.append("large")
-
-    halo = cv2.dilate(mask.view(np.uint8), _HALO)
-    clean = crop.copy()
-    clean[halo == 0] = min(255, paper)
-    return CellInk(mask, clean, flags, (x0, y0, x1, y1))
-
-
-# ---------------------------------------------------------------- template boxes
-
-#: a box's printed lines are searched this far (mm) either side of where the homography puts them
-LINE_SEARCH_MM = 2.0
-#: ... and count as found when their median darkness is at least this (0..255, paper-relative)
-LINE_MIN_DARKNESS = 40
-#: ... or, on a sheet printed pale (every line fainter: a printer low on toner, a draft or toner-
-#: saving mode), this share of the sheet's median line darkness, but at least LINE_FLOOR. A sheet
-#: printed at full strength keeps LINE_MIN_DARKNESS (its lines reach 110-210; at 40 % strength
-#: 55-65, at 25 % about 38, where every box's lines would be "gone" and every digit ``covered``)
-LINE_RELATIVE = 0.35
-LINE_FLOOR = 12
-#: a box's line found away from the same printed line in its neighbours is taken back to it where
-#: the box shows a line there too, apart from the one found: the profile between the two falls
-#: below this share of the fainter (a pale line and a pen stroke 1 mm beside it, blurred together)
-LINE_DIP = 0.8
-#: pixels this close (mm) to a line's centre are the line, not ink (line width 0.35 mm plus blur)
-LINE_ZONE_MM = 0.6
 #: a stroke has pixels at least this dark relative to the local paper (0..255, i.e. 8 %)...
 REL_INK_MIN = 20
 #: ... and this many noise sigmas above the paper (noise measured in each box); from those seeds
@@ -168,222 +76,6 @@ BLURRED_PART_SHARE = 0.1
 FOREIGN_AREA = 1 / 4
 FOREIGN_GAP_MM = 0.4
 FOREIGN_DEPTH_MM = 4.0
-#: ``covered``: a share of the box's inside whose paper is darker than a fraction of its bright
-#: paper (see :func:`covered_boxes`)
-COVERED_LEVEL = 0.4
-COVERED_SHARE = 0.1
-
-
-def flatten(page: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """Darkness relative to the local paper (uint8, 0 = paper, 255 = black) of a 3x3-smoothed copy
-    of ``page``, and that paper level (uint16: sums of 3x3 pixels, nine times their grey level).
-    The paper level is a morphological closing wider than any pen stroke or printed line: it
-    removes them but keeps the edge of a shadow where it is (a blur would smear the edge into
-    "ink"); so shadows, dim corners and a tint drop out, and faint pencil in a dark half counts as
-    much as in a bright one. What is wider than the closing stays in the paper level: a pen or a
-    finger lying on the sheet, a hard shadow (:func:`covered_boxes`)."""
-    k = int(2.4 * px_per_mm) | 1
-    # on a lightly smoothed copy: closing picks maxima, so on noisy (dark, amplified) paper it would
-    # sit above the paper's mean; and the darkness is taken from the same copy, so the two agree at
-    # the edge of a shadow. The copy is the 3x3 sum, not its mean rounded to whole grey levels: on
-    # a dim page the paper is a few dozen levels and the ink a few below it; the sum keeps what the
-    # sensor noise dithers, where the rounded mean fell back to those few levels (and the darkness
-    # to steps of 255 / paper)
-    base = cv2.boxFilter(page, cv2.CV_16U, (3, 3), normalize=False)
-    paper = cv2.morphologyEx(base, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    flat = cv2.divide(base, paper, scale=255)  # 0..255, and above where the page is brighter
-    return cv2.subtract(np.full_like(flat, 255), flat).astype(np.uint8), paper
-
-
-def covered_boxes(
-    paper: np.ndarray, origins: list[tuple[int, int]], h: int, w: int, pad: int, px_per_mm: float
-) -> np.ndarray:
-    """(N,) bool: the boxes cut from ``paper`` (the paper level of :func:`flatten`) at
-    ``origins`` (x, y; ``h`` x ``w`` pixels, padded by ``pad``) that something lies over or shades in
-    part - more than ``COVERED_SHARE`` of the box's inside under paper darker than ``COVERED_LEVEL``
-    of the box's bright paper (its 95th percentile): a pen or another dark object, the edge of a
-    deep shadow. The digit may be partly hidden, or its faint strokes lost in the dark part; a soft
-    shadow, a dim corner or a hard shadow of half the light changes the paper by less across one
-    box (a light-coloured object, a finger, is not seen)."""
-    m = pad + int(round(1.0 * px_per_mm))
-    # the closing is smooth: every third pixel of the inside will do
-    inner = np.stack([paper[y + m : y + h - m : 3, x + m : x + w - m : 3] for x, y in origins])
-    inner = inner.reshape(len(origins), -1)
-    k = int(0.95 * (inner.shape[1] - 1))
-    bright = np.partition(inner, k, axis=1)[:, k].astype(np.float32)
-    return (inner < COVERED_LEVEL * bright[:, None]).mean(axis=1) > COVERED_SHARE
-
-
-def _line_profiles(bands: np.ndarray) -> np.ndarray:
-    """(N, offsets, 2): the median darkness at each offset across a printed line of ``bands`` (N
-    boxes, offsets across the line, positions along it), over the first and second half of the
-    side. The median over a half is high only for a line spanning it, so digit strokes crossing or
-    touching the line do not move it."""
-    _, _, length = bands.shape
-    half = length // 2
-    # every other pixel along the line is enough for a median
-    halves = np.stack([bands[:, :, :half:2], bands[:, :, length - half :: 2]], axis=2)  # N, offsets, 2, half/2
-    return median_last(halves)
-
-
-def line_threshold(peaks: np.ndarray) -> float:
-    """The darkness at which a printed line counts as found on a sheet whose lines (each side's, or
-    half-side's, darkest profile value) have the darkness ``peaks``: :data:`LINE_MIN_DARKNESS`, or
-    :data:`LINE_RELATIVE` of the sheet's median line where the whole sheet is printed paler (a
-    printer low on toner, a draft mode), never below :data:`LINE_FLOOR`."""
-    if not np.size(peaks):
-        return float(LINE_MIN_DARKNESS)
-    return float(np.clip(LINE_RELATIVE * np.median(peaks), LINE_FLOOR, LINE_MIN_DARKNESS))
-
-
-def _find_lines(
-    profile: np.ndarray, nominal: int, least: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Printed lines in the :func:`_line_profiles` ``profile`` of N boxes: (N, 2) offsets at the
-    centres of the first and second half, (N,) how many pixels either side of its centre the line
-    is darker than a quarter of its peak (blur and low resolution widen it; a stroke or a ruling
-    that dark within the search counts too), (N,) the same over the unbroken run of such pixels
-    around the peak only (the line itself), and (N,) how many of the two halves show no line at all
-    (darker than ``least`` nowhere: :func:`line_threshold`). A half without a line is covered (a
-    finger, a pen) or washed out (glare)."""
-    best = profile.argmax(axis=1)
-    peak = np.take_along_axis(profile, best[:, None, :], axis=1)[:, 0, :]
-    found = peak >= least
-    pos = np.where(found, best, nominal).astype(np.float32)
-    odd = np.abs(pos[:, 0] - pos[:, 1]) > 3  # a broken or covered half: the median of the three
-    if odd.any():
-        pos[odd] = np.median(np.stack([pos[odd, 0], pos[odd, 1], np.full(int(odd.sum()), nominal)], 1), 1)[:, None]
-    dark = profile >= np.maximum(peak, least)[:, None, :] / 4  # N, offsets, 2
-    wide = dark.sum(axis=1)
-    # the run around the peak: from the last offset before it that is not dark to the first after
-    offsets = np.arange(profile.shape[1], dtype=np.int16)[None, :, None]
-    at = best.astype(np.int16)[:, None, :]
-    below = np.where(~dark & (offsets < at), offsets, np.int16(-1)).max(axis=1)
-    above = np.where(~dark & (offsets > at), offsets, np.int16(profile.shape[1])).min(axis=1)
-    core = above - below - 1
-    return pos, np.where(found, wide, 0).max(axis=1) / 2, np.where(found, core, 0).max(axis=1) / 2, (~found).sum(axis=1)
-
-
-class BoxLines(NamedTuple):
-    """The printed lines of a sheet's boxes (:func:`box_lines`)."""
-
-    #: (N, 4, 2) top, bottom, left, right line of each box: its position (pixels across) at the
-    #: centres of the side's two halves
-    lines: np.ndarray
-    #: (N,) the half-width (pixels) of the box's widest line, with strokes or rulings that dark
-    #: beside it (a stroke along the line widens it: see ``boxes_ink``)
-    widths: np.ndarray
-    #: (N,) the same, of the line itself (its unbroken run): how blurred the sheet's lines are
-    cores: np.ndarray
-    #: (N,) how many of the eight half-sides show no line
-    missing: np.ndarray
-    #: the sheet's line darkness: the median over the half-sides of their darkest profile value
-    darkness: float
-
-
-def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, int] | None = None) -> BoxLines:
-    """The printed lines (:class:`BoxLines`) of each box of ``smooth`` (N boxes padded by ``pad``
-    pixels each side, from :func:`flatten`). ``grid`` (rows, cols): the boxes are a template's grid
-    in row-major order, and a line found away from the same printed line in the neighbouring boxes
-    is taken back to it where the box shows a line there too (:func:`_back_to_the_line`)."""
-    _, h, w = smooth.shape
-    s = min(pad - 1, int(round(LINE_SEARCH_MM * px_per_mm)))
-    starts = (pad, h - 1 - pad, pad, w - 1 - pad)
-    profiles = [_line_profiles(smooth[:, start - s : start + s + 1, pad : w - pad]) for start in starts[:2]]
-    profiles += [
-        _line_profiles(smooth[:, pad : h - pad, start - s : start + s + 1].transpose(0, 2, 1)) for start in starts[2:]
-    ]
-    peaks = np.stack([profile.max(axis=1) for profile in profiles])
-    least = line_threshold(peaks)
-    out, widths, cores, missing = [], [], [], []
-    for profile in profiles:
-        pos, width, core, gone = _find_lines(profile, s, least)
-        out.append(pos)
-        widths.append(width)
-        cores.append(core)
-        missing.append(gone)
-    found = np.stack(out, axis=1)  # N, 4, 2: offsets in each side's search band
-    if grid is not None:
-        found = _back_to_the_line(found, profiles, grid, least, LINE_ZONE_MM * px_per_mm)
-    lines = found + (np.array(starts, np.float32) - s)[None, :, None]
-    return BoxLines(
-        lines, np.max(widths, axis=0), np.max(cores, axis=0), np.sum(missing, axis=0), float(np.median(peaks))
-    )
-
-
-def _back_to_the_line(
-    found: np.ndarray, profiles: list[np.ndarray], grid: tuple[int, int], least: float, tolerance: float
-) -> np.ndarray:
-    """``found`` (N, 4, 2 offsets in each side's :func:`_line_profiles`) with each half-side that
-    lies further than ``tolerance`` pixels from the same printed line in its neighbours along it
-    moved back to that line, where its own profile shows a line there (at least ``least``, within
-    a pixel or two) apart from what it had found (the profile between the two falls below
-    :data:`LINE_DIP` of the fainter): a pen stroke beside the line and darker than it (a pale
-    print, a felt tip), which the line zone would have cut away as the line. A stroke lying on the
-    line (one dark band, no dip) stays as found: that box is flagged where the line is widened
-    (:func:`boxes_ink`)."""
-    out = found.copy()
-    neighbours = _along_neighbours(found, grid)
-    for side, profile in enumerate(profiles):  # profile: N, offsets, 2
-        here, ref = found[:, side], neighbours[:, side]
-        for k, half in zip(*np.nonzero(np.abs(here - ref) > tolerance)):
-            at = int(round(ref[k, half]))
-            lo, hi = max(at - 2, 0), min(at + 3, profile.shape[1])
-            if lo >= hi:
-                continue
-            new = lo + int(profile[k, lo:hi, half].argmax())
-            old = int(here[k, half])
-            a, b = sorted((new, old))
-            dip = profile[k, a : b + 1, half].min()
-            if profile[k, new, half] >= least and dip < LINE_DIP * min(profile[k, new, half], profile[k, old, half]):
-                out[k, side, half] = new
-    return out
-
-
-def line_blur_mm(widths: np.ndarray, px_per_mm: float) -> float:
-    """How blurred a sheet's printed lines are: the mean over its boxes of the half-width of each
-    box's widest line (:attr:`BoxLines.cores`: the line itself), in mm; the mean, finer than the
-    median's half pixels."""
-    return float(np.mean(widths)) / px_per_mm
-
-
-def paper_noise(smooth: np.ndarray, pad: int, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """(paper level, noise sigma) of each box of ``smooth`` (N, H, W), from the box's inner part:
-    the median, and the median absolute difference of pixels 3 apart (beyond the smoothing), which
-    a shadow edge or a lighting step across the box does not inflate; ink is too sparse to matter."""
-    m = pad + int(round(1.5 * px_per_mm))
-    inner = smooth[:, m:-m:2, m:-m]  # every other row is enough
-    median = _row_medians(inner.reshape(len(inner), -1))
-    diff = cv2.absdiff(inner[:, :, 3:], inner[:, :, :-3]).reshape(len(inner), -1)
-    noise = np.maximum(1.0, 1.4826 / math.sqrt(2) * _row_medians(diff))
-    return median, noise
-
-
-def median_last(values: np.ndarray) -> np.ndarray:
-    """np.median(values, axis=-1) of uint8 values: a stable sort of small integers is a radix
-    sort, twice as fast as the partition np.median does."""
-    m = values.shape[-1]
-    ranked = np.sort(values, axis=-1, kind="stable")
-    return (ranked[..., (m - 1) // 2].astype(np.float64) + ranked[..., m // 2]) / 2
-
-
-def _level_cumsums(keys: np.ndarray, n: int) -> np.ndarray:
-    """(n, 256) cumulative counts of grey levels per group, from ``keys`` = 256 * group + level:
-    one histogram for all groups, no sorting."""
-    return np.bincount(keys.ravel(), minlength=n * 256).reshape(n, 256).cumsum(axis=1)
-
-
-def _row_medians(values: np.ndarray) -> np.ndarray:
-    """np.median(values, axis=1) of uint8 rows, from their histograms (no sorting)."""
-    n, m = values.shape
-    cum = _level_cumsums((np.arange(n, dtype=np.int32) * 256)[:, None] + values, n)
-
-    def nth(i):  # the i-th smallest (0-based) of each row
-        return (cum <= i).sum(axis=1)
-
-    return (nth((m - 1) // 2) + nth(m // 2)) / 2.0
-
-
 #: rulings fainter than this (0..255, paper-relative) are left alone: half the faintest ink level,
 #: so on their own they never make ink, and paper noise is not searched for them
 RULING_MIN = REL_INK_LOW // 2
@@ -447,7 +139,7 @@ def boxes_ink(
     # whole); without the grid there are no neighbours to ask, and nothing is flagged
     widened = widths > max(ALONG_LINE_WIDTH * typical, typical + LINE_ZONE_MM * px_per_mm)
     if grid is not None and widened.any():
-        along = widened & _moved(lines, grid, ALONG_LINE_MOVED_MM * px_per_mm)
+        along = widened & moved_from_neighbours(lines, grid, ALONG_LINE_MOVED_MM * px_per_mm)
     else:
         along = np.zeros(n, bool)
     median, noise = paper_noise(dark, pad, px_per_mm)
@@ -595,7 +287,7 @@ def _ink_strengths(dark: np.ndarray, ink: np.ndarray) -> np.ndarray:
     pixels (0 where it has none)."""
     n = len(dark)
     counts = np.count_nonzero(ink.reshape(n, -1), axis=1)  # dark[ink] lists the boxes in order
-    cum = _level_cumsums(np.repeat(np.arange(0, n * 256, 256), counts) + dark[ink], n)
+    cum = level_cumsums(np.repeat(np.arange(0, n * 256, 256), counts) + dark[ink], n)
     return (cum < np.ceil(0.9 * cum[:, -1:])).sum(axis=1) * (cum[:, -1] > 0)
 
 
@@ -795,32 +487,6 @@ def _apart(labels: np.ndarray, big: np.ndarray, join: int, stats: np.ndarray, bo
             if a_ink > STACKED_SMALLER * b_ink or by1 - by0 < body:
                 return True  # not a bar or a stroke over a digit's body: two halves, or specks
     return False
-
-
-def _along_neighbours(positions: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """(N, 4, 2): for each box's lines ``positions`` (N, 4, 2, :func:`box_lines` or offsets of the
-    same, half by half; the boxes in row-major order on ``grid``), the mean of the same printed line
-    in the neighbouring boxes along it (left and right for the top and bottom lines, above and
-    below for the left and right ones; the first and last box have one). NaN where a line has no
-    neighbour along it."""
-    rows, cols = grid
-    pos = positions.astype(np.float32).reshape(rows, cols, 4, 2)
-    out = np.full_like(pos, np.nan)
-    for side, axis in ((0, 1), (1, 1), (2, 0), (3, 0)):
-        p = np.moveaxis(pos[:, :, side], axis, 0)  # along the line first
-        if len(p) < 2:
-            continue
-        before = np.concatenate([p[1:2], p[:-1]])  # the first box has only the one after it
-        after = np.concatenate([p[1:], p[-2:-1]])
-        out[:, :, side] = np.moveaxis((before + after) / 2, 0, axis)
-    return out.reshape(-1, 4, 2)
-
-
-def _moved(lines: np.ndarray, grid: tuple[int, int], tolerance: float) -> np.ndarray:
-    """(N,) whether one of a box's lines (:func:`box_lines`, half by half) lies further than
-    ``tolerance`` pixels from the same printed line in the neighbouring boxes along it
-    (:func:`_along_neighbours`)."""
-    return (np.abs(lines.astype(np.float32) - _along_neighbours(lines, grid)) > tolerance).any(axis=(1, 2))
 
 
 def _lone_long(
