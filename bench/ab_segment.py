@@ -12,7 +12,7 @@ both before the next, the order swapped every photo: drift hits both alike. Each
 the file and segments it (markers, ink, flags, normalizer, checker; no file writes) and reports
 its CPU seconds; the table gives digits per CPU second of each and the ratio, per round (median
 and spread over the rounds). With ``--files`` each worker handles the photo as ``mnistp4 segment``'s
-workers do (``batch.process_sheet``: also every digit PNG and the review picture, written).
+workers do (``sheet_job.process_sheet``: also every digit PNG and the review picture, written).
 """
 
 from __future__ import annotations
@@ -33,12 +33,15 @@ HERE = Path(__file__).resolve().parent
 
 def worker(files: bool = False) -> int:
     """Read photo paths from stdin; answer each with ``{"cpu_s": ..., "digits": ...}``. With
-    ``files``, each photo goes through ``batch.process_sheet`` as ``mnistp4 segment`` hands it to a
+    ``files``, each photo goes through ``sheet_job.process_sheet`` as ``mnistp4 segment`` hands it to a
     worker: read, decode, segment, every digit PNG and the review picture written (into a fresh
     folder under a temporary data dir)."""
     import cv2
 
-    from mnistp4.stages.sheets.batch import Job, process_sheet
+    try:  # where a sheet's work lives (before 2026-11-29 it was in the batch module)
+        from mnistp4.stages.sheets.sheet_job import Job, process_sheet
+    except ImportError:
+        from mnistp4.stages.sheets.batch import Job, process_sheet  # type: ignore[attr-defined,no-redef]
     from mnistp4.stages.sheets.layout import default_layouts
     from mnistp4.stages.sheets.segment_template import segment_auto
     from mnistp4.stages.sheets.sheet_image import decode_sheet

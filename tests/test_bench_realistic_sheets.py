@@ -184,7 +184,7 @@ def test_a_shaken_photo_is_flagged_blurred_with_a_note_and_a_sharp_one_is_not(pe
     taken sharp has no such flag."""
     from bench_photo_stress import _shaken
 
-    from mnistp4.stages.sheets.batch import _blurred_note
+    from mnistp4.stages.sheets.sheet_job import _blurred_note
 
     shaken = _shaken(pencil_photo.image, np.random.default_rng(1))  # moved about 1 mm, nearly vertically
     for image, blurred in ((pencil_photo.image, False), (shaken, True)):
@@ -207,7 +207,7 @@ def test_a_photo_out_of_focus_at_its_far_end_is_flagged_blurred_with_a_note(penc
     take it again."""
     from bench_photo_stress import _out_of_focus
 
-    from mnistp4.stages.sheets.batch import _blurred_note
+    from mnistp4.stages.sheets.sheet_job import _blurred_note
 
     image = _out_of_focus(pencil_photo.image, np.random.default_rng(0))
     digits = list(_segment_jpeg(image, 85).values())

@@ -358,7 +358,7 @@ def test_sigterm_while_workers_start_waits_until_they_have_started(tmp_path, mar
     from mnistp4.stages.sheets import batch
 
     started = []
-    real_start = batch._start_helpers
+    real_start = batch.start_helpers
 
     def start_and_get_stopped(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -367,7 +367,7 @@ def test_sigterm_while_workers_start_waits_until_they_have_started(tmp_path, mar
         started.append(helpers)
         return helpers
 
-    monkeypatch.setattr(batch, "_start_helpers", start_and_get_stopped)
+    monkeypatch.setattr(batch, "start_helpers", start_and_get_stopped)
     with pytest.raises(Mnistp4Error, match="stopped"):
         _segment(tmp_path, threads_segmenter, 4, workers=2)
     assert len(started) == 1  # the start finished before the stop took effect

@@ -12,72 +12,38 @@ batch stopped by SIGTERM or Ctrl-C records the sheets it finished, so a re-run g
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import functools
 import hashlib
-import io
 import json
 import logging
-import multiprocessing
-import os
-import pickle
-import queue
 import re
 import signal
-import sys
 import threading
-import types
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from mnistp4.errors import InputError, Mnistp4Error, UsageError
-from mnistp4.io import fs_error, write_json
+from mnistp4.io import write_json
 from mnistp4.records import SegmentOptions
 from mnistp4.stages.data.manifest import MANIFEST, data_dir_lock, harvest_manifest_edits, write_manifest
-from mnistp4.stages.sheets.sheet_image import decode_sheet, page_count, walk_sheets
+from mnistp4.stages.sheets.sheet_image import page_count, walk_sheets
+from mnistp4.stages.sheets.sheet_job import Job, SheetResult, present, review_name, sync_folders
+from mnistp4.stages.sheets.sheet_pool import (
+    Helpers,
+    JobFeed,
+    close_helpers,
+    modules_sent,
+    run_here,
+    run_pool,
+    start_helpers,
+    stop_workers,
+)
 
 log = logging.getLogger(__name__)
 
 STATE = "segment_state.json"
 #: bump when segmentation output changes, so old results are recomputed
 VERSION = 2
-
-
-@dataclass
-class Job:
-    path: Path
-    sheet: str  # path relative to RAW_DIR (the sheet's name)
-    sheet_hash: str
-    source: str
-    options_key: str
-    data_dir: Path
-    segmenter: object
-    layout: object
-    options: dict
-    page: int = 0  # page of a multi-page TIFF (its sheet is named "file.tif#2")
-
-
-@dataclass
-class SheetResult:
-    sheet: str
-    sheet_hash: str = ""
-    status: str = "ok"  # ok | skipped | failed | duplicate
-    digits: int = 0
-    flagged: int = 0
-    error: str | None = None
-    note: str | None = None  # a sheet that was cut, with a hint about its flags (a 1-bit scan, a blurred photo)
-    rows: list = field(default_factory=list)
-    digits_found: list = field(default_factory=list)  # records.Digit without crops, for hooks
-
-    def summary(self) -> dict:
-        # not dataclasses.asdict: it would deep-copy every row and digit only to drop them
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("rows", "digits_found")}
 
 
 def list_sheets(raw_dir: Path) -> list[Path]:
@@ -131,268 +97,12 @@ def parse_sidecar(raw: bytes, side: Path | str) -> dict:
     return data
 
 
-def image_name(sheet: str, sheet_hash: str, row: int, col: int) -> str:
-    return f"images/{_image_stem(sheet)}_{sheet_hash[:8]}_r{row:02d}_c{col:02d}.png"
-
-
-@functools.lru_cache(maxsize=64)  # a sheet's hundred digits share it
-def _image_stem(sheet: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(sheet).with_suffix("").as_posix())
-
-
-#: the data dir's folder of review pictures
-REVIEW_DIR = "review"
-
-
-#: a digit's PNG is stored uncompressed: 28x28 fits one file-system block either way, and
-#: compressing it takes over twice the CPU of encoding it without
-_DIGIT_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 0]
-#: the review picture (large flat areas): zlib's "filtered" strategy is faster here than the
-#: default run-length one, and smaller
-_REVIEW_PNG = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_FILTERED]
-
-
-def review_name(sheet: str) -> str:
-    return f"{REVIEW_DIR}/" + Path(sheet).as_posix().replace("/", "__") + ".png"
-
-
-def process_sheet(job: Job) -> SheetResult:
-    """Runs in a worker: decode, segment, write the digit PNGs and the review picture."""
-    result = SheetResult(job.sheet, job.sheet_hash)
-    try:
-        grey = decode_sheet(job.path.read_bytes(), job.sheet, job.page)
-        digits = job.segmenter(grey, layout=job.layout, options=job.options)
-        if not digits:
-            raise InputError(f"{job.sheet}: no digits found")
-        files = []
-        for d in digits:
-            rel = image_name(job.sheet, job.sheet_hash, d.row, d.col)
-            files.append((rel, cv2.imencode(".png", d.image, _DIGIT_PNG)[1].tobytes()))
-            result.rows.append(
-                {
-                    "path": rel,
-                    "label": d.label,
-                    "source": job.source,
-                    "sheet": job.sheet,
-                    "sheet_hash": job.sheet_hash,
-                    "row": d.row,
-                    "col": d.col,
-                    "flags": ";".join(sorted(d.flags)),
-                    "decision": "",
-                }
-            )
-        review = contact_sheet(digits, job.sheet)
-        files.append((review_name(job.sheet), cv2.imencode(".png", review, _REVIEW_PNG)[1].tobytes()))
-        write_sheet_files(job.data_dir, files)
-        result.digits = len(digits)
-        result.flagged = sum(1 for d in digits if d.flags)
-        result.note = _bilevel_note(job.sheet, grey, digits) or _blurred_note(job.sheet, grey, digits)
-        for d in digits:
-            d.crop = None
-        result.digits_found = digits
-    except Mnistp4Error as e:  # a bad sheet, or a full / read-only data dir
-        msg = str(e)
-        result.status, result.error = "failed", msg if msg.startswith(job.sheet) else f"{job.sheet}: {msg}"
-    except Exception as e:  # a bug or an OpenCV failure on one sheet must not stop the batch
-        log.debug("sheet %s failed", job.sheet, exc_info=True)
-        result.status, result.error = "failed", f"{job.sheet}: {type(e).__name__}: {e}"
-    return result
-
-
-#: a black-and-white scan gets a note when at least this share of its boxes came out empty or in pieces
-BILEVEL_NOTE_SHARE = 0.25
-
-
-def _bilevel_note(sheet: str, grey: np.ndarray, digits) -> str | None:
-    """A hint for a black-and-white (1-bit) scan that lost many digits: a scanner's B&W mode cuts
-    faint strokes at one fixed level, so pencil comes out empty or dotted (flagged) - the sheet
-    looks badly segmented when the scan is what lost the ink."""
-    lost = sum(1 for d in digits if {"empty", "fragmented"} & set(d.flags))
-    if lost < BILEVEL_NOTE_SHARE * len(digits):
-        return None
-    sample = grey[::4, ::4]
-    if np.count_nonzero((sample > 0) & (sample < 255)):
-        return None  # grey levels: not a 1-bit scan
-    return (
-        f"{sheet}: a black-and-white (1-bit) scan, {lost} of {len(digits)} boxes empty or in pieces: "
-        f"faint strokes are lost in black-and-white mode; scan in greyscale"
-    )
-
-
-#: a picture whose longer side is under this many pixels is small for a sheet: a webcam frame, a
-#: photo shrunk by a chat app; lines smeared wide there may come from too few pixels, not a shake
-SMALL_PICTURE = 1600
-
-
-def _blurred_note(sheet: str, grey: np.ndarray, digits) -> str | None:
-    """Why every digit of a shaken, out-of-focus (in part) or too small photo is flagged, and what to do
-    about it."""
-    found = [d for d in digits if "empty" not in d.flags]
-    if not found or not all("blurred" in d.flags for d in found):
-        return None
-    h, w = grey.shape[:2]
-    small = max(h, w) < SMALL_PICTURE
-    why = f"blurred or too small ({w}x{h} pixels)" if small else "blurred"
-    redo = "closer, at the camera's full resolution, " if small else ""
-    return (
-        f"{sheet}: the photo is {why}: its printed box lines are smeared wide, so all {len(found)} "
-        f"digits are flagged: strokes along a line and crossed-out digits cannot be told apart reliably; "
-        f"take the photo again {redo}holding the phone still, from straight above (a close-up at a slant "
-        f"is out of focus at its far end), or accept its digits one by one in review"
-    )
-
-
-def write_sheet_files(data_dir: Path, files: list[tuple[str, bytes]]) -> None:
-    """A sheet's PNGs, each written under a temporary name and renamed (a reader never sees half a
-    file). Nothing is synced here (a sync per file cost more than segmenting the sheet, and one
-    per sheet made every sheet wait on the disk): the batch's folders are synced together
-    (:func:`sync_folders`) before the manifest names their files. A crash before the manifest is
-    written loses nothing the manifest names; a re-run re-makes a sheet whose files are missing or
-    empty (:func:`_present`), from the raw sheet."""
-    folders = set()
-    path = data_dir
-    tmp: Path | None = None
-    try:
-        for rel, data in files:
-            path = data_dir / rel
-            if path.parent not in folders:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                folders.add(path.parent)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # no buffered file object
-            try:
-                view = memoryview(data)
-                while view:  # a write may be short
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            tmp = None
-    except OSError as e:
-        if tmp is not None:  # a full disk must not leave half a file behind
-            tmp.unlink(missing_ok=True)
-        raise fs_error(e, path) from None
-
-
-def sync_folders(data_dir: Path, done: list[SheetResult]) -> None:
-    """Make the digit files of this run's finished sheets durable before the manifest names them:
-    each digits' folder, and the folder that holds them, synced once (the review pictures' folder
-    is not: a picture can be made again)."""
-    folders = {(data_dir / row["path"]).parent for r in done if r.status == "ok" for row in r.rows}
-    folders |= {folder.parent for folder in folders}
-    path = data_dir
-    try:
-        for path in sorted(folders):
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    except OSError as e:
-        raise fs_error(e, path) from None
-
-
-def _present(path: Path) -> bool:
-    try:
-        return path.stat().st_size > 0
-    except OSError:
-        return False
-
-
-FLAG_SHORT = {
-    "empty": "E",
-    "multi": "M",
-    "border": "B",
-    "small": "S",
-    "large": "L",
-    "low_contrast": "C",
-    "crossed_out": "X",
-    "unlike_label": "U",
-    "unlike_row": "N",
-    "overwritten": "W",
-    "fragmented": "F",
-    "ambiguous": "A",
-    "covered": "O",
-    "blurred": "R",
-    "doubtful": "D",
-}
-
-
-#: the review picture's background and its text's font
-_REVIEW_BG = 40
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def contact_sheet(digits, title: str, scale: int = 2, cols: int = 10) -> np.ndarray:
-    """Every digit of a sheet (28x28 at ``scale``) with its label; flagged ones framed in white
-    with their flags (E empty, M multi, B border, S small, L large, C low contrast, X crossed out,
-    U unlike its label, N in a row of another digit, W overwritten, F fragmented, A ambiguous,
-    O covered, R blurred, D doubtful). Greyscale at scale 2: it is written for every sheet, and a
-    colour picture costs three times as much to encode."""
-    tile_w, tile_h = 28 * scale + 24, 28 * scale + 26
-    n_rows = (len(digits) + cols - 1) // cols
-    canvas = np.full((30 + n_rows * tile_h, cols * tile_w), _REVIEW_BG, np.uint8)
-    cv2.putText(canvas, title[-60:], (6, 20), _FONT, 0.5, 230, 1, cv2.LINE_AA)
-    for k, d in enumerate(sorted(digits, key=lambda d: (d.row, d.col))):
-        y, x = 30 + (k // cols) * tile_h, (k % cols) * tile_w
-        canvas[y + 4 : y + 4 + 28 * scale, x + 4 : x + 4 + 28 * scale] = d.image.repeat(scale, 0).repeat(scale, 1)
-        text = f"{d.label if d.label is not None else '?'} r{d.row}c{d.col}"
-        if d.flags:
-            cv2.rectangle(canvas, (x + 2, y + 2), (x + 6 + 28 * scale, y + 6 + 28 * scale), 255, 2)
-            text = f"{d.label} " + "".join(FLAG_SHORT.get(f, "?") for f in d.flags)
-        patch, dx, dy = _text_patch(text, 255 if d.flags else 150)
-        # the labels repeat from sheet to sheet (same rows and columns): each is drawn once
-        ty, tx = y + tile_h - 6 - dy, x + 4 - dx
-        h, w = patch.shape
-        area = canvas[ty : ty + h, tx : tx + w]
-        np.maximum(area, patch[: area.shape[0], : area.shape[1]], out=area)
-    return canvas
-
-
-@functools.lru_cache(maxsize=4096)
-def _text_patch(text: str, shade: int) -> tuple[np.ndarray, int, int]:
-    """``text`` as the review picture draws it (antialiased, on its background), and where the
-    text's origin lies in the patch."""
-    (w, h), base = cv2.getTextSize(text, _FONT, 0.4, 1)
-    patch = np.full((h + base + 4, w + 4), _REVIEW_BG, np.uint8)
-    cv2.putText(patch, text, (2, h + 2), _FONT, 0.4, shade, 1, cv2.LINE_AA)
-    patch.flags.writeable = False
-    return patch, 2, h + 2
-
-
 def _file_hash(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
-
-
-def _worker_init(path: list[str], parent_pid: int | None = None, plugin_files: list[tuple[str, str]] = ()):
-    # spawned workers: the parent's import path (plugin folders) and its plugin files under the same
-    # module names (so a user's segmenter or normalizer unpickles), one OpenCV thread per process
-    if parent_pid is not None:
-        _die_with_parent(parent_pid)
-    sys.stdout = sys.stderr  # the command's stdout may carry --json: a plugin's print() goes to stderr here too
-    sys.path[:] = path
-    if plugin_files:
-        from mnistp4.plugins import import_plugin_files
-
-        import_plugin_files(list(plugin_files))
-    cv2.setNumThreads(1)
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: the kernel kills this worker when the command dies, even by SIGKILL."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError, TypeError):  # not Linux: SIGTERM is still handled by the parent
-        return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 class _Terminated(BaseException):
@@ -417,247 +127,6 @@ def _sigterm_deferred(guarded: bool):
         signal.signal(signal.SIGTERM, previous)
     if hit:
         raise _Terminated()
-
-
-def _worker_ready(segmenter) -> int:
-    """A worker process's first task: it returns once the process has started and imported what
-    a sheet needs (the initializer, and ``segmenter``'s module as it is unpickled); only then is
-    the worker handed sheets."""
-    return os.getpid()
-
-
-@dataclass
-class _Helpers:
-    """Worker processes started for a batch, and each one's first task (:func:`_worker_ready`)."""
-
-    pool: ProcessPoolExecutor
-    starts: list
-    closing: bool = False  # stopped on purpose: a start that fails now is no news
-
-
-#: a worker is one core: numerical libraries that would start a thread per core (and spin them)
-#: are told so before the worker imports them
-_ONE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def _start_helpers(count: int, segmenter, needed: set[str]) -> _Helpers:
-    """Start ``count`` worker processes now: they start while this process cuts the first sheets.
-    ``needed``: the modules what they are sent refers to (:func:`_modules_sent`)."""
-    from mnistp4.plugins import loaded_plugin_files
-
-    # only the plugin files whose functions or classes a worker is sent
-    files = [(modname, path) for modname, path in loaded_plugin_files() if modname in needed]
-    # spawn, not fork: a forked child inherits OpenCV's thread pool in a broken state and hangs
-    pool = ProcessPoolExecutor(
-        max_workers=count,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_worker_init,
-        initargs=(list(sys.path), os.getpid(), files),
-    )
-    with _lean_spawn("__main__" in needed):  # the processes start in submit()
-        starts = [pool.submit(_worker_ready, segmenter) for _ in range(count)]
-    return _Helpers(pool, starts)
-
-
-@contextlib.contextmanager
-def _lean_spawn(needs_main: bool):
-    """Worker processes started in this block skip what a sheet does not need: the command's
-    main module (the whole CLI, re-imported by every spawned process) unless what they are sent
-    (segmenter, layouts, normalizer) ``needs_main``, and a thread per core in the numerical libraries."""
-    main = sys.modules.get("__main__")
-    hide_main = main is not None and not needs_main
-    saved_env = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
-    os.environ.update({k: v for k, v in _ONE_THREAD_ENV.items() if saved_env[k] is None})
-    if hide_main:
-        sys.modules["__main__"] = types.ModuleType("__main__")  # no file, no spec: nothing to re-import
-    try:
-        yield
-    finally:
-        if hide_main:
-            sys.modules["__main__"] = main
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-
-
-class _JobFeed:
-    """The batch's sheets, planned (hashed, checked against the last run) one at a time as this
-    process and the workers ask for them, so the first sheet is cut while the rest are hashed.
-    Thread-safe: the pool's thread asks for the workers. A failure of the planning itself is kept
-    for the command's thread (:meth:`check`) instead of dying in the pool's thread."""
-
-    def __init__(self, planned: Iterator[Job]):
-        self._planned = planned
-        self._lock = threading.Lock()
-        self._returned: collections.deque[Job] = collections.deque()
-        self.jobs: list[Job] = []  # every sheet handed out so far
-        self.exhausted = False
-        self.error: BaseException | None = None
-
-    def take(self) -> Job | None:
-        with self._lock:
-            if self._returned:
-                return self._returned.popleft()
-            if self.exhausted:
-                return None
-            try:
-                job = next(self._planned)
-            except StopIteration:
-                self.exhausted = True
-                return None
-            except Exception as e:  # noqa: BLE001 - raised again by check() in the command's thread
-                self.exhausted, self.error = True, e
-                return None
-            self.jobs.append(job)
-            return job
-
-    def give_back(self, job: Job) -> None:
-        with self._lock:
-            self._returned.appendleft(job)
-
-    def empty(self) -> bool:
-        with self._lock:
-            return self.exhausted and not self._returned
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-
-def _modules_sent(objects) -> set[str] | None:
-    """The modules that sending ``objects`` to a worker refers to: a function or class travels as
-    its module and name, and the worker imports that module. A worker then imports only those of
-    the command's plugin files (another plugin file of the folder may import torch: seconds and
-    memory per worker for nothing). None where the objects cannot be pickled: no workers then."""
-    found: set[str] = set()
-
-    class _Recorder(pickle.Pickler):
-        def reducer_override(self, obj):  # asked of every object pickled, before the usual way
-            if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
-                found.add(getattr(obj, "__module__", None) or "")
-            return NotImplemented
-
-    try:
-        _Recorder(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(objects)
-    except Exception:
-        return None
-    return found
-
-
-def _run_pool(feed: _JobFeed, helpers: _Helpers, on_done) -> None:
-    """Run the sheets of ``feed`` here and in the ``helpers`` worker processes, which never outlive this one.
-
-    This process works through the sheets too: a worker process takes about a sheet's time to
-    start, so on two cores a pool of two workers and an idle parent is slower.
-    A worker gets one sheet at a time, once it has started: a short batch is finished here before
-    a worker is ready, and at the end no sheet waits in a busy worker's queue while others idle."""
-    pool = helpers.pool
-    lock = threading.Lock()
-    done_by_workers: queue.SimpleQueue = queue.SimpleQueue()  # (job, future)
-    handed = [0]  # sheets given to workers whose results this process has not taken yet
-
-    def take(to_worker: bool = False) -> Job | None:
-        with lock:  # taking a sheet and counting it as handed out are one step for the end check
-            job = feed.take()
-            handed[0] += to_worker and job is not None
-            return job
-
-    def hand_out(ready=None) -> None:
-        # the pool's done-callback (its thread): a worker has started or finished a sheet
-        if ready is not None and ready.exception() is not None:
-            if helpers.closing:
-                return
-            log.warning("a worker process did not start (%s); this process segments its sheets", ready.exception())
-            return
-        job = take(to_worker=True)
-        if job is None:
-            return
-        try:
-            fut = pool.submit(process_sheet, job)
-        except RuntimeError:  # the pool broke or is shutting down: the sheet stays here
-            feed.give_back(job)
-            with lock:
-                handed[0] -= 1
-            return
-        fut.add_done_callback(lambda f, job=job: _finished(f, job))
-
-    def _finished(fut, job: Job) -> None:
-        done_by_workers.put((job, fut))
-        hand_out()
-
-    def collect(block: bool) -> None:
-        while True:
-            try:
-                job, fut = done_by_workers.get(timeout=0.2) if block else done_by_workers.get_nowait()
-            except queue.Empty:
-                return
-            with lock:
-                handed[0] -= 1
-            on_done(_worker_result(job, fut))
-            if block:
-                return
-
-    with _opencv_on_one_core():  # this process is one of the workers now: one core each
-        for start in helpers.starts:
-            start.add_done_callback(hand_out)
-        while (job := take()) is not None:
-            on_done(process_sheet(job))
-            collect(block=False)
-        while True:
-            with lock:
-                if not handed[0] and feed.empty():
-                    break
-            collect(block=True)
-            while (job := take()) is not None:  # given back by a broken pool
-                on_done(process_sheet(job))
-
-
-def _run_here(feed: _JobFeed, on_done, batch: bool) -> None:
-    """Segment the sheets of ``feed`` in this process: a ``batch`` on one core, as ``--workers 1``
-    asks (OpenCV's own threads on the other cores save little wall time for much more CPU); a
-    single sheet with all of OpenCV's threads."""
-    with _opencv_on_one_core(batch):
-        while (job := feed.take()) is not None:
-            on_done(process_sheet(job))
-
-
-@contextlib.contextmanager
-def _opencv_on_one_core(on: bool = True):
-    """OpenCV limited to one thread in the block (when ``on``), its thread count restored after."""
-    threads = cv2.getNumThreads()
-    if on:
-        cv2.setNumThreads(1)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(threads)
-
-
-def _close(helpers: _Helpers | None) -> None:
-    """Let idle workers exit (the pool's thread reaps them: the batch does not wait for a process
-    to wind down); stop one still starting."""
-    if helpers is None:
-        return
-    helpers.closing = True
-    if all(start.done() for start in helpers.starts):
-        helpers.pool.shutdown(wait=False)
-    else:
-        _stop(helpers.pool)
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    for proc in list((pool._processes or {}).values()):  # no public API to stop running workers
-        proc.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _worker_result(job: Job, fut) -> SheetResult:
-    try:
-        return fut.result()
-    except Exception as e:  # the worker died (out of memory, a crash in a native library)
-        return SheetResult(
-            job.sheet, job.sheet_hash, "failed", error=f"{job.sheet}: worker process failed ({type(e).__name__}: {e})"
-        )
 
 
 def segment_folder(
@@ -733,8 +202,8 @@ def segment_folder(
             if (
                 prev
                 and prev.get("options_key") == options_key
-                and all(_present(data_dir / r["path"]) for r in prev["rows"])
-                and _present(data_dir / review_name(sheet))
+                and all(present(data_dir / r["path"]) for r in prev["rows"])
+                and present(data_dir / review_name(sheet))
             ):
                 results.append(
                     SheetResult(sheet, sheet_hash, "skipped", prev["digits"], prev["flagged"], rows=prev["rows"])
@@ -744,7 +213,7 @@ def segment_folder(
             source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
             yield Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options, page)
 
-    feed = _JobFeed(plan_jobs())
+    feed = JobFeed(plan_jobs())
     done: list[SheetResult] = []
     task = None
 
@@ -755,25 +224,25 @@ def segment_folder(
             total = len(feed.jobs) if feed.exhausted else max(len(feed.jobs), len(pages))
             progress.update(task, total=total, description=f"segmenting {total} sheet(s)", advance=1)
 
-    helpers: _Helpers | None = None
+    helpers: Helpers | None = None
     pooled = workers > 1 and len(pages) > 1
     # from before the workers start: SIGTERM stops them and keeps what was done
     guarded = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if guarded else None
     try:
         try:
-            needed = _modules_sent((segmenter, layout, layouts, normalize)) if pooled else None
+            needed = modules_sent((segmenter, layout, layouts, normalize)) if pooled else None
             if needed is not None:
                 with _sigterm_deferred(guarded):  # a process half-way through its start would print a traceback
-                    helpers = _start_helpers(min(workers, len(pages)) - 1, segmenter, needed)
+                    helpers = start_helpers(min(workers, len(pages)) - 1, segmenter, needed)
             elif pooled:
                 log.warning("the segmenter or layout cannot be sent to worker processes; segmenting in this process")
             if progress and pages:
                 task = progress.add_task(f"segmenting {len(pages)} sheet(s)", total=len(pages))
             if helpers is not None:
-                _run_pool(feed, helpers, on_done)
+                run_pool(feed, helpers, on_done)
             else:
-                _run_here(feed, on_done, batch=len(pages) > 1)
+                run_here(feed, on_done, batch=len(pages) > 1)
             feed.check()
             if task is not None:
                 progress.update(task, total=len(feed.jobs), description=f"segmenting {len(feed.jobs)} sheet(s)")
@@ -781,7 +250,7 @@ def segment_folder(
             # Ctrl-C, SIGTERM or an error: the workers stop now instead of finishing their sheet
             if helpers is not None:
                 helpers.closing = True
-                _stop(helpers.pool)
+                stop_workers(helpers.pool)
             raise
     except (_Terminated, KeyboardInterrupt) as e:
         # the finished sheets are recorded, so a re-run goes on from there; this folder's other
@@ -804,7 +273,7 @@ def segment_folder(
     finally:
         if guarded:
             signal.signal(signal.SIGTERM, previous)
-    _close(helpers)
+    close_helpers(helpers)
     results += done
     results.sort(key=lambda r: r.sheet)
     current = {r.sheet_hash for r in results if r.status in ("ok", "skipped")}
