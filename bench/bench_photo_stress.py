@@ -53,6 +53,10 @@ Changes (``CHANGES``, and ``MADE``: made by the generator), each applied to ever
   towards the other (a Gaussian blur growing to 8 pixels, about 0.6 mm on the sheet);
 * pale-print    - the template printed at a quarter of its toner (a printer running out, a draft or
   toner-saving mode): printed lines and markers fainter than most pen strokes; filled as before.
+* coloured-ink  - the ballpoint or felt tip in red, orange, pink, green or yellow (one per sheet; a
+  pencil stays grey): in grey, a yellow stroke is about as faint as pencil;
+* highlighter   - four highlighter strokes (yellow, pink, green or orange) across rows of the filled
+  sheet, 4-6 mm wide, slightly slanted, some overlapping.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -289,6 +293,8 @@ MADE = {
     "erased": {"erased": 0.5},
     "rewritten": {"rewritten": 0.3},
     "pale-print": {"print_strength": 0.25},
+    "coloured-ink": {"ink": "any"},
+    "highlighter": {"highlighter": 4},
 }
 #: every change, in the order that seeds each one's random generator
 ALL_CHANGES = [*CHANGES, *MADE]

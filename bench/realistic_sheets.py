@@ -44,6 +44,23 @@ PENS = {
     "pencil": ((70, 70, 75), (0.45, 0.8), (0.22, 0.45), 0.5),
 }
 
+#: coloured inks (BGR) a ballpoint or felt tip may come in besides blue and black: in grey a
+#: yellow stroke is a tenth of the paper's brightness darker than it, like faint pencil
+INKS = {
+    "red": (40, 40, 200),
+    "orange": (30, 130, 240),
+    "pink": (180, 100, 240),
+    "green": (90, 200, 110),
+    "yellow": (20, 215, 250),
+}
+#: highlighter colours (BGR: what each channel lets through, a translucent layer over the page)
+HIGHLIGHTERS = {
+    "yellow": (60, 250, 250),
+    "pink": (200, 140, 255),
+    "green": (120, 255, 150),
+    "orange": (80, 180, 255),
+}
+
 #: capture conditions; a sheet's exact parameters are drawn from these ranges by its seed
 CONDITIONS = {
     "scan-ballpoint": dict(capture="scan", pens=("ballpoint", "felt"), paper=("plain",)),
@@ -271,14 +288,24 @@ def reference(coverage: np.ndarray) -> np.ndarray:
 
 
 def fill_sheet(
-    rng, hand: Handwriting, paper: np.ndarray, pens: tuple, rows: str | None = None, placed: dict | None = None
+    rng,
+    hand: Handwriting,
+    paper: np.ndarray,
+    pens: tuple,
+    rows: str | None = None,
+    placed: dict | None = None,
+    ink: tuple | None = None,
 ) -> dict:
     """Write the sheet's boxes on ``paper``; ``rows``: the digit each row is filled with (default the
     template's, ``GRID.rows``; another order is a writer who did not follow the printed row numbers).
-    ``placed``, if given, receives each written digit's (cx, cy, coverage) by box."""
+    ``placed``, if given, receives each written digit's (cx, cy, coverage) by box. ``ink`` (BGR): the
+    colour of a ballpoint or felt tip instead of its own (a pencil stays grey); the sheet is drawn
+    with the same random numbers either way."""
     boxes: dict[tuple[int, int], BoxTruth] = {}
     placed = {} if placed is None else placed  # written digits: (cx, cy, coverage)
     pen = PENS[pens[int(rng.integers(len(pens)))]]  # one writer, one pen per sheet
+    if ink is not None and pen is not PENS["pencil"]:
+        pen = (ink, *pen[1:])
     pen_w = rng.uniform(*pen[1]) * PX
     kinds = list(MIX) + ["digit"]
     probs = list(MIX.values()) + [1 - sum(MIX.values())]
@@ -695,6 +722,27 @@ def rewritten_digits(rng, hand: Handwriting, paper: np.ndarray, boxes: dict, pla
         boxes[(r, c)] = replace(truth, what="rewritten", ref_written=reference(written))
 
 
+def highlight(rng, paper: np.ndarray, bands: int) -> np.ndarray:
+    """``paper`` with ``bands`` strokes of a highlighter across rows of boxes: 4-6 mm wide, over
+    half the sheet's width or more, slightly slanted, soft-edged, in one of the
+    :data:`HIGHLIGHTERS` colours; a translucent layer, so ink and lines under it stay dark. Strokes
+    may overlap (a row marked twice), which makes a narrow band of double colour."""
+    h, w = paper.shape[:2]
+    colour = np.array(HIGHLIGHTERS[list(HIGHLIGHTERS)[int(rng.integers(len(HIGHLIGHTERS)))]], np.float32) / 255
+    out = paper.astype(np.float32)
+    for _ in range(bands):
+        y = rng.uniform(0.15, 0.85) * h
+        x0, x1 = rng.uniform(0.05, 0.3) * w, rng.uniform(0.6, 0.95) * w
+        rise = rng.uniform(-0.02, 0.02) * (x1 - x0)
+        half = rng.uniform(2.0, 3.0) * PX
+        mask = np.zeros((h, w), np.float32)
+        corners = [[x0, y - half], [x1, y - half + rise], [x1, y + half + rise], [x0, y + half]]
+        cv2.fillConvexPoly(mask, np.array(corners, np.int32), 1.0)
+        mask = cv2.GaussianBlur(mask, (0, 0), 0.25 * PX) * np.float32(rng.uniform(0.7, 0.9))
+        out *= 1 - mask[..., None] * (1 - colour)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def make_sheet(
     condition: str,
     seed: int,
@@ -704,6 +752,8 @@ def make_sheet(
     erased: float = 0.0,
     rewritten: float = 0.0,
     print_strength: float = 1.0,
+    ink: str | None = None,
+    highlighter: int = 0,
 ) -> Sheet:
     """The sheet of ``condition`` and ``seed``; ``back`` > 0: the paper is printed and filled on both
     sides, and the back (another filling, from its own generator) shows through at that strength;
@@ -711,7 +761,9 @@ def make_sheet(
     ``rewritten`` > 0: that share of the clean digits is written over a rubbed-out other digit
     (:func:`rewritten_digits`). Each draws from its own generator: the front is drawn exactly as
     without them. ``print_strength`` < 1: the template printed pale (:func:`blank_paper`), the
-    rest of the sheet as at full strength."""
+    rest of the sheet as at full strength. ``ink``: the ballpoint or felt tip writes in that colour
+    of :data:`INKS` ("any": one drawn per sheet from its own generator). ``highlighter`` > 0: that
+    many highlighter strokes over the filled sheet (:func:`highlight`, its own generator)."""
     cond = CONDITIONS[condition]
     rng = np.random.default_rng([seed, list(CONDITIONS).index(condition)])
     if cond["capture"] == "tablet":
@@ -719,7 +771,11 @@ def make_sheet(
         return Sheet(f"{condition}-s{seed}", condition, page, boxes, 0, seed)
     paper = blank_paper(rng, cond["paper"][int(rng.integers(len(cond["paper"])))], print_strength)
     placed: dict = {}
-    boxes = fill_sheet(rng, hand, paper, cond["pens"], rows, placed)
+    colour = None
+    if ink is not None:
+        rng_ink = np.random.default_rng([seed, list(CONDITIONS).index(condition), 4])
+        colour = INKS[list(INKS)[int(rng_ink.integers(len(INKS)))] if ink == "any" else ink]
+    boxes = fill_sheet(rng, hand, paper, cond["pens"], rows, placed, colour)
     if erased > 0:
         erased_ghosts(np.random.default_rng([seed, list(CONDITIONS).index(condition), 2]), hand, paper, boxes, erased)
     if rewritten > 0:
@@ -730,6 +786,8 @@ def make_sheet(
         reverse = blank_paper(rng_back, "plain")
         fill_sheet(rng_back, hand, reverse, cond["pens"])
         paper = show_through(paper, reverse, back, rng_back)
+    if highlighter > 0:
+        paper = highlight(np.random.default_rng([seed, list(CONDITIONS).index(condition), 5]), paper, highlighter)
     if cond.get("coffee"):
         coffee_ring(rng, paper)
     if cond.get("curl") or cond.get("fold"):
