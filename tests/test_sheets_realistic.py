@@ -283,6 +283,37 @@ def test_a_sheet_printed_pale_reads_its_digits_and_one_written_by_the_line_is_no
     assert all("empty" in d.flags for k, d in digits.items() if k[0] not in (1, 4))
 
 
+def test_digits_in_yellow_ink_and_under_a_highlighter_are_read(semeion, tmp_path):
+    """A colour picture is read in grey, where a yellow pen is only about a fifth darker than the
+    paper: like faint pencil, its digits are found all the same. A pink highlighter stroke across a
+    row is a translucent layer wider than any pen stroke: paper to the segmenter, so the digits
+    under it are read as plain ones, not covered or crossing their lines."""
+    page = cv2.cvtColor(render_template(GRID, PX), cv2.COLOR_GRAY2BGR).astype(np.float32)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    for r, colour in ((2, (20, 215, 250)), (4, (30, 30, 30)), (6, (20, 215, 250))):  # yellow, black, yellow
+        for c in range(GRID.cols):
+            cx, cy, _, _ = _centre(r, c)
+            ink = _synth.stroke_image(_digit(semeion, r, c), size)[..., None] * np.float32(0.9)
+            h, w = ink.shape[:2]
+            x0, y0 = int(round(cx - w / 2)), int(round(cy - h / 2))
+            area = page[y0 : y0 + h, x0 : x0 + w]
+            area[:] = area * (1 - ink) + np.float32(colour) * ink
+    x, y, w, h = (v * PX for v in GRID.box(4, 0))
+    band = np.zeros(page.shape[:2], np.float32)
+    band[int(y + 0.3 * h) : int(y + 0.3 * h + 5 * PX), int(x) : int(x + 9.5 * w)] = 0.8  # 5 mm across row 4
+    page *= 1 - cv2.GaussianBlur(band, (0, 0), 1.0)[..., None] * (1 - np.float32([200, 140, 255]) / 255)  # pink
+    path = tmp_path / "sheet.png"
+    path.write_bytes(cv2.imencode(".png", np.clip(page, 0, 255).astype(np.uint8))[1].tobytes())
+    digits = _segment(decode_sheet(path.read_bytes(), path.name))
+    for r in (2, 4, 6):
+        row = [digits[(r, c)] for c in range(GRID.cols)]
+        assert all(d.label == r and not set(d.flags) & {"empty", "covered", "border"} for d in row), [
+            d.flags for d in row
+        ]
+        assert sum(bool(d.flags) for d in row) <= 1, [d.flags for d in row]
+    assert all("empty" in d.flags for k, d in digits.items() if k[0] not in (2, 4, 6))
+
+
 def test_a_1_written_by_the_line_of_a_sheet_printed_at_full_strength_is_found_and_flagged():
     """The same straight 1, 1 mm inside the left line, on a sheet printed at full strength: a pen
     stroke is no darker than the line there, so it looks like a sliver of the line. All the box
