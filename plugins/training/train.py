@@ -127,15 +127,8 @@ def register_commands(cli):
         metrics = train_run(
             app,
             out=run_dir,
-            model=c["model"],
-            recipe=c["recipe"],
             custom=c["custom"],
-            epochs=c["epochs"],
-            seed=c["seed"],
-            weight=c["weight"],
-            weighting=c["weighting"],
-            augment=c["augment"],
-            custom_augment=c["custom_augment"],
+            **configured_training(c),
             resume=resume,
             export=not no_export,
             quiet=as_json,
@@ -201,6 +194,15 @@ def register_commands(cli):
         app.console.print(table)
 
 
+#: the config keys that choose what and how ``train_run`` trains
+TRAINING_KEYS = ("model", "recipe", "epochs", "seed", "weight", "weighting", "augment", "custom_augment")
+
+
+def configured_training(config) -> dict:
+    """``train_run``'s keyword arguments that come from the configuration as they are."""
+    return {key: config[key] for key in TRAINING_KEYS}
+
+
 def configured_threads(app) -> int | None:
     """Config ``threads`` for the pipeline's training and fine-tuning; ``None`` (0): chosen by load."""
     return int(app.config.get("threads") or 0) or None
@@ -220,15 +222,8 @@ def train_step(app, state: dict) -> dict:
     metrics = train_run(
         app,
         out=out,
-        model=c["model"],
-        recipe=c["recipe"],
         custom=custom,
-        epochs=c["epochs"],
-        seed=c["seed"],
-        weight=c["weight"],
-        weighting=c["weighting"],
-        augment=c["augment"],
-        custom_augment=c["custom_augment"],
+        **configured_training(c),
         overwrite=True,
         threads=configured_threads(app),
     )
