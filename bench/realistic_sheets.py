@@ -45,7 +45,7 @@ PENS = {
 }
 
 #: coloured inks (BGR) a ballpoint or felt tip may come in besides blue and black: in grey a
-#: yellow stroke is a tenth of the paper's brightness darker than it, like faint pencil
+#: yellow stroke is about a sixth darker than the paper, like faint pencil
 INKS = {
     "red": (40, 40, 200),
     "orange": (30, 130, 240),
