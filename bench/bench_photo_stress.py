@@ -56,7 +56,9 @@ Changes (``CHANGES``, and ``MADE``: made by the generator), each applied to ever
 * coloured-ink  - the ballpoint or felt tip in red, orange, pink, green or yellow (one per sheet; a
   pencil stays grey): in grey, a yellow stroke is about as faint as pencil;
 * highlighter   - four highlighter strokes (yellow, pink, green or orange) across rows of the filled
-  sheet, 4-6 mm wide, slightly slanted, some overlapping.
+  sheet, 4-6 mm wide, slightly slanted, some overlapping;
+* fineliner     - the ballpoint or felt tip 0.15-0.25 mm wide (a technical pen; a pencil stays);
+* marker        - the same 2-2.5 mm wide (a bold marker).
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
@@ -295,6 +297,8 @@ MADE = {
     "pale-print": {"print_strength": 0.25},
     "coloured-ink": {"ink": "any"},
     "highlighter": {"highlighter": 4},
+    "fineliner": {"pen_width": (0.15, 0.25)},
+    "marker": {"pen_width": (2.0, 2.5)},
 }
 #: every change, in the order that seeds each one's random generator
 ALL_CHANGES = [*CHANGES, *MADE]

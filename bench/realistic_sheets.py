@@ -295,17 +295,19 @@ def fill_sheet(
     rows: str | None = None,
     placed: dict | None = None,
     ink: tuple | None = None,
+    width: tuple | None = None,
 ) -> dict:
     """Write the sheet's boxes on ``paper``; ``rows``: the digit each row is filled with (default the
     template's, ``GRID.rows``; another order is a writer who did not follow the printed row numbers).
     ``placed``, if given, receives each written digit's (cx, cy, coverage) by box. ``ink`` (BGR): the
-    colour of a ballpoint or felt tip instead of its own (a pencil stays grey); the sheet is drawn
-    with the same random numbers either way."""
+    colour of a ballpoint or felt tip instead of its own (a pencil stays grey); ``width`` (mm, a
+    range): its stroke width instead of its own (a fineliner, a marker). The sheet is drawn with the
+    same random numbers either way."""
     boxes: dict[tuple[int, int], BoxTruth] = {}
     placed = {} if placed is None else placed  # written digits: (cx, cy, coverage)
     pen = PENS[pens[int(rng.integers(len(pens)))]]  # one writer, one pen per sheet
-    if ink is not None and pen is not PENS["pencil"]:
-        pen = (ink, *pen[1:])
+    if pen is not PENS["pencil"]:
+        pen = (pen[0] if ink is None else ink, pen[1] if width is None else width, *pen[2:])
     pen_w = rng.uniform(*pen[1]) * PX
     kinds = list(MIX) + ["digit"]
     probs = list(MIX.values()) + [1 - sum(MIX.values())]
@@ -754,6 +756,7 @@ def make_sheet(
     print_strength: float = 1.0,
     ink: str | None = None,
     highlighter: int = 0,
+    pen_width: tuple | None = None,
 ) -> Sheet:
     """The sheet of ``condition`` and ``seed``; ``back`` > 0: the paper is printed and filled on both
     sides, and the back (another filling, from its own generator) shows through at that strength;
@@ -763,7 +766,8 @@ def make_sheet(
     without them. ``print_strength`` < 1: the template printed pale (:func:`blank_paper`), the
     rest of the sheet as at full strength. ``ink``: the ballpoint or felt tip writes in that colour
     of :data:`INKS` ("any": one drawn per sheet from its own generator). ``highlighter`` > 0: that
-    many highlighter strokes over the filled sheet (:func:`highlight`, its own generator)."""
+    many highlighter strokes over the filled sheet (:func:`highlight`, its own generator).
+    ``pen_width`` (mm, a range): the ballpoint or felt tip that wide (a pencil stays as it is)."""
     cond = CONDITIONS[condition]
     rng = np.random.default_rng([seed, list(CONDITIONS).index(condition)])
     if cond["capture"] == "tablet":
@@ -775,7 +779,7 @@ def make_sheet(
     if ink is not None:
         rng_ink = np.random.default_rng([seed, list(CONDITIONS).index(condition), 4])
         colour = INKS[list(INKS)[int(rng_ink.integers(len(INKS)))] if ink == "any" else ink]
-    boxes = fill_sheet(rng, hand, paper, cond["pens"], rows, placed, colour)
+    boxes = fill_sheet(rng, hand, paper, cond["pens"], rows, placed, colour, pen_width)
     if erased > 0:
         erased_ghosts(np.random.default_rng([seed, list(CONDITIONS).index(condition), 2]), hand, paper, boxes, erased)
     if rewritten > 0:
