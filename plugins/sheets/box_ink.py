@@ -66,7 +66,9 @@ BLURRED_LINE_MM = 0.8
 #: ... and so is a sheet whose blurriest tenth of boxes has its lines smeared to this half-width or
 #: wider: a close-up taken at a slant, whose far part lies out of the camera's focus while the mean
 #: stays under BLURRED_LINE_MM (bench_photo_stress's out-of-focus: 0.9-1.0 mm; sharp realistic
-#: photos 0.5-0.6, the shipped example photo taken at the steepest angle 0.8)
+#: photos 0.5-0.6, the shipped example photo taken at the steepest angle 0.8). A box counts by its
+#: second widest line (BoxLines.blur): a bold marker's stroke touching one side widens that one
+#: (in up to a fifth of a sharp scan's boxes, 1.2 mm at the tenth)
 BLURRED_PART_MM = 0.9
 BLURRED_PART_SHARE = 0.1
 #: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is less than
@@ -123,14 +125,14 @@ def boxes_ink(
     (:data:`BLURRED_LINE_MM`), or wide in a part of it (:data:`BLURRED_PART_MM`), every found
     digit is ``blurred``."""
     n, h, w = dark.shape
-    lines, widths, cores, missing, line_darkness = box_lines(dark, pad, px_per_mm, grid)
+    lines, widths, cores, blur, missing, line_darkness = box_lines(dark, pad, px_per_mm, grid)
     covered = missing > 0 if shaded is None else (missing > 0) | shaded
     dark = cv2.subtract(dark, rulings(dark, pad, pad + int(px_per_mm)))
     # the line zone: at least LINE_ZONE_MM, more where the sheet's lines are blurred wider (at most
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
     typical = float(np.median(cores))
     blurred = line_blur_mm(cores, px_per_mm) >= BLURRED_LINE_MM or (
-        float(np.quantile(cores, 1 - BLURRED_PART_SHARE)) / px_per_mm >= BLURRED_PART_MM
+        float(np.quantile(blur, 1 - BLURRED_PART_SHARE)) / px_per_mm >= BLURRED_PART_MM
     )
     zone = float(np.clip(typical + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
     # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line

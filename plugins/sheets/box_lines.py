@@ -88,6 +88,10 @@ class BoxLines(NamedTuple):
     widths: np.ndarray
     #: (N,) the same, of the line itself (its unbroken run): how blurred the sheet's lines are
     cores: np.ndarray
+    #: (N,) the second widest of the box's four lines, each the line itself: how blurred the box
+    #: is. A blur widens every side (a shake the two across its direction); a bold stroke touching
+    #: one side widens that one only
+    blur: np.ndarray
     #: (N,) how many of the eight half-sides show no line
     missing: np.ndarray
     #: the sheet's line darkness: the median over the half-sides of their darkest profile value
@@ -119,8 +123,9 @@ def box_lines(smooth: np.ndarray, pad: int, px_per_mm: float, grid: tuple[int, i
     if grid is not None:
         found = _back_to_the_line(found, profiles, grid, least, LINE_ZONE_MM * px_per_mm)
     lines = found + (np.array(starts, np.float32) - s)[None, :, None]
+    sides = np.sort(np.stack(cores), axis=0)  # 4, N: each box's lines, narrowest first
     return BoxLines(
-        lines, np.max(widths, axis=0), np.max(cores, axis=0), np.sum(missing, axis=0), float(np.median(peaks))
+        lines, np.max(widths, axis=0), sides[-1], sides[-2], np.sum(missing, axis=0), float(np.median(peaks))
     )
 
 
