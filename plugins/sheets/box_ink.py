@@ -66,11 +66,14 @@ BLURRED_LINE_MM = 0.8
 #: ... and so is a sheet whose blurriest tenth of boxes has its lines smeared to this half-width or
 #: wider: a close-up taken at a slant, whose far part lies out of the camera's focus while the mean
 #: stays under BLURRED_LINE_MM (bench_photo_stress's out-of-focus: 0.9-1.0 mm; sharp realistic
-#: photos 0.5-0.6, the shipped example photo taken at the steepest angle 0.8). A box counts by its
-#: second widest line (BoxLines.blur): a bold marker's stroke touching one side widens that one
-#: (in up to a fifth of a sharp scan's boxes, 1.2 mm at the tenth)
+#: photos 0.5-0.6, the shipped example photo taken at the steepest angle 0.8) ...
 BLURRED_PART_MM = 0.9
 BLURRED_PART_SHARE = 0.1
+#: ... while the same tenth has its second widest lines (BoxLines.blur) smeared to this: a blur
+#: widens every side of a box (out of focus: 0.8-0.9 mm), a bold marker's stroke against one side
+#: that one only (a sharp scan written with a 2 mm marker: 1.2 mm by the widest line, 0.5 by the
+#: second, in bench_photo_stress's marker)
+BLURRED_PART_SECOND_MM = 0.8
 #: a neighbour's stroke reaching over the shared line: a piece that crosses the line, is less than
 #: this fraction of the box's largest piece, lies within FOREIGN_DEPTH_MM of the line and at least
 #: FOREIGN_GAP_MM from the rest of the ink (a digit's own detached piece - a 5's bar - reaches
@@ -132,7 +135,8 @@ def boxes_ink(
     # 2x; the median over all boxes, as a stroke along one box's line would widen that one)
     typical = float(np.median(cores))
     blurred = line_blur_mm(cores, px_per_mm) >= BLURRED_LINE_MM or (
-        float(np.quantile(blur, 1 - BLURRED_PART_SHARE)) / px_per_mm >= BLURRED_PART_MM
+        float(np.quantile(cores, 1 - BLURRED_PART_SHARE)) / px_per_mm >= BLURRED_PART_MM
+        and float(np.quantile(blur, 1 - BLURRED_PART_SHARE)) / px_per_mm >= BLURRED_PART_SECOND_MM
     )
     zone = float(np.clip(typical + 1, LINE_ZONE_MM * px_per_mm, 2 * LINE_ZONE_MM * px_per_mm))
     # a stroke along a line (a 1 or a 9's stem written on it) widens that box's line, and the line
