@@ -769,7 +769,12 @@ def make_sheet(
     many highlighter strokes over the filled sheet (:func:`highlight`, its own generator).
     ``pen_width`` (mm, a range): the ballpoint or felt tip that wide (a pencil stays as it is)."""
     cond = CONDITIONS[condition]
-    rng = np.random.default_rng([seed, list(CONDITIONS).index(condition)])
+    key = [seed, list(CONDITIONS).index(condition)]
+    rng = np.random.default_rng(key)
+
+    def own_rng(part: int):  # each addition's own random numbers: the rest of the sheet stays as it was
+        return np.random.default_rng([*key, part])
+
     if cond["capture"] == "tablet":
         page, boxes = freeform_page(rng, hand)
         return Sheet(f"{condition}-s{seed}", condition, page, boxes, 0, seed)
@@ -777,21 +782,19 @@ def make_sheet(
     placed: dict = {}
     colour = None
     if ink is not None:
-        rng_ink = np.random.default_rng([seed, list(CONDITIONS).index(condition), 4])
-        colour = INKS[list(INKS)[int(rng_ink.integers(len(INKS)))] if ink == "any" else ink]
+        colour = INKS[list(INKS)[int(own_rng(4).integers(len(INKS)))] if ink == "any" else ink]
     boxes = fill_sheet(rng, hand, paper, cond["pens"], rows, placed, colour, pen_width)
     if erased > 0:
-        erased_ghosts(np.random.default_rng([seed, list(CONDITIONS).index(condition), 2]), hand, paper, boxes, erased)
+        erased_ghosts(own_rng(2), hand, paper, boxes, erased)
     if rewritten > 0:
-        rng_ghosts = np.random.default_rng([seed, list(CONDITIONS).index(condition), 3])
-        rewritten_digits(rng_ghosts, hand, paper, boxes, placed, rewritten)
+        rewritten_digits(own_rng(3), hand, paper, boxes, placed, rewritten)
     if back > 0:
-        rng_back = np.random.default_rng([seed, list(CONDITIONS).index(condition), 1])
+        rng_back = own_rng(1)
         reverse = blank_paper(rng_back, "plain")
         fill_sheet(rng_back, hand, reverse, cond["pens"])
         paper = show_through(paper, reverse, back, rng_back)
     if highlighter > 0:
-        paper = highlight(np.random.default_rng([seed, list(CONDITIONS).index(condition), 5]), paper, highlighter)
+        paper = highlight(own_rng(5), paper, highlighter)
     if cond.get("coffee"):
         coffee_ring(rng, paper)
     if cond.get("curl") or cond.get("fold"):
