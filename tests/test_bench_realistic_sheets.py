@@ -229,3 +229,34 @@ def test_a_photo_out_of_focus_at_its_far_end_is_flagged_blurred_with_a_note(penc
     assert len(found) >= 80 and all("blurred" in d.flags for d in found)
     note = _blurred_note("photo.jpg", image, digits)
     assert note is not None and "from straight above" in note
+
+
+def test_a_scanners_dust_line_through_a_realistic_scan_is_taken_out(hand, ballpoint_scan):
+    """bench_photo_stress's ``scanner-streak`` on a realistic 300 dpi scan (two dust lines down the page
+    through written boxes): left in, it changes the flags of a dozen digits it crosses (``border``, the
+    line leaving their boxes); taken out, every box's flags are those of the scan without it."""
+    import dataclasses
+
+    from bench_photo_stress import _scanner_streak
+
+    from mnistp4.stages.sheets.layout import default_layouts
+    from mnistp4.stages.sheets.scanner_streaks import remove_streaks
+    from mnistp4.stages.sheets.segment_template import segment_template
+    from mnistp4.stages.sheets.sheet_image import decode_sheet
+
+    layouts = {lay.name: lay for lay in default_layouts()}
+
+    def flags(grey):
+        return {(d.row, d.col): d.flags for d in segment_template(grey, options={"layouts": layouts})}
+
+    def decoded(image):
+        payload, suffix = rs.encode(dataclasses.replace(ballpoint_scan, image=image))
+        return decode_sheet(payload, "scan" + suffix)
+
+    as_scanned = flags(decoded(ballpoint_scan.image))
+    dusty = decoded(_scanner_streak(ballpoint_scan.image, np.random.default_rng(1)))
+    cleaned, streaks = remove_streaks(dusty)
+    assert [s.axis for s in streaks] == [1, 1]
+    left_in = flags(dusty)
+    assert sum(left_in[k] != as_scanned[k] for k in as_scanned) >= 8
+    assert flags(cleaned) == as_scanned

@@ -16,6 +16,7 @@ import numpy as np
 from mnistp4.errors import InputError, Mnistp4Error
 from mnistp4.io import fs_error
 from mnistp4.stages.sheets.review_picture import contact_sheet
+from mnistp4.stages.sheets.scanner_streaks import Streak, remove_streaks
 from mnistp4.stages.sheets.sheet_image import decode_sheet
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def process_sheet(job: Job) -> SheetResult:
     result = SheetResult(job.sheet, job.sheet_hash)
     try:
         grey = decode_sheet(job.path.read_bytes(), job.sheet, job.page)
+        grey, streaks = remove_streaks(grey)  # before any segmenter: a scanner's fault, not the sheet's
         digits = job.segmenter(grey, layout=job.layout, options=job.options)
         if not digits:
             raise InputError(f"{job.sheet}: no digits found")
@@ -105,7 +107,11 @@ def process_sheet(job: Job) -> SheetResult:
         write_sheet_files(job.data_dir, files)
         result.digits = len(digits)
         result.flagged = sum(1 for d in digits if d.flags)
-        result.note = _bilevel_note(job.sheet, grey, digits) or _blurred_note(job.sheet, grey, digits)
+        result.note = (
+            _bilevel_note(job.sheet, grey, digits)
+            or _blurred_note(job.sheet, grey, digits)
+            or _streak_note(job.sheet, grey, streaks)
+        )
         for d in digits:
             d.crop = None
         result.digits_found = digits
@@ -158,6 +164,22 @@ def _blurred_note(sheet: str, grey: np.ndarray, digits) -> str | None:
         f"digits are flagged: strokes along a line and crossed-out digits cannot be told apart reliably; "
         f"take the photo again {redo}holding the phone still, from straight above (a close-up at a slant "
         f"is out of focus at its far end), or accept its digits one by one in review"
+    )
+
+
+def _streak_note(sheet: str, grey: np.ndarray, streaks: list[Streak]) -> str | None:
+    """Where the scanner drew lines through the page (taken out before cutting), and what to do."""
+    if not streaks:
+        return None
+    where = ", ".join(
+        f"{'down' if s.axis == 1 else 'across'} the scan {100 * s.where(grey.shape):.0f} % from its "
+        f"{'left' if s.axis == 1 else 'top'} edge"
+        for s in streaks
+    )
+    lines = "a straight line" if len(streaks) == 1 else f"{len(streaks)} straight lines"
+    return (
+        f"{sheet}: the scanner drew {lines} through the whole page ({where}): dust on its glass; taken "
+        f"out before the boxes were cut. Clean the scanner's glass before the next batch"
     )
 
 

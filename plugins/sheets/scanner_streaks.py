@@ -1,0 +1,111 @@
+"""Lines a document scanner draws through every page: a speck of dust on a feeder's glass (or a dirty
+sensor element) darkens the same column of every line it scans, so the scan carries a thin straight
+line from its top edge to its bottom one, through the paper, the printed boxes and the digits.
+
+Left in, such a line leaves every box of its column through the box's lines (``border``) and turns
+an empty box into a "1". It is found as a column (or, for a page fed sideways, a row) that is darker
+than the paper a few pixels either side of it in nearly every line of the scan - handwriting and the
+printed boxes stop, a ruled or squared paper's lines come many at once and are left alone - and taken
+out by dividing it away: the dust dims what lies under it by the same factor all along, so a stroke
+crossing it keeps its darkness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: the scan's lines looked at (every k-th, at least this many): a streak runs through all of them
+SAMPLED_LINES = 160
+#: a streak's column is compared with the paper this many pixels to either side
+NEIGHBOUR_PX = 5
+#: darker than its neighbours by this share of the paper's level ...
+STREAK_MIN_DIMMING = 0.04
+#: ... in at least this share of the lines where paper lies to either side of it
+STREAK_MIN_SHARE = 0.9
+#: and paper (both neighbours bright, alike) in at least this share of the lines looked at
+PAPER_MIN_SHARE = 0.5
+#: wider than this (pixels) it is something printed or drawn, not a speck's line
+STREAK_MAX_PX = 8
+#: more lines than this at once: a ruled or squared paper's own lines, which stay
+STREAK_MAX_COUNT = 3
+
+
+@dataclass(frozen=True)
+class Streak:
+    axis: int  # 1: a vertical line (columns start..stop), 0: a horizontal one (rows)
+    start: int
+    stop: int
+    gain: tuple[float, ...]  # per column (row) of it: what the pixels are multiplied by to remove it
+
+    def where(self, shape: tuple[int, ...]) -> float:
+        """Its position as a share of the image's width (a vertical one) or height (a horizontal one)."""
+        return (self.start + self.stop) / 2 / shape[self.axis]
+
+
+def find_streaks(grey: np.ndarray) -> list[Streak]:
+    """The scanner streaks of a greyscale page: vertical ones, then horizontal ones."""
+    return _columns(grey, axis=1) + _columns(grey.T, axis=0)
+
+
+def remove_streaks(grey: np.ndarray) -> tuple[np.ndarray, list[Streak]]:
+    """``grey`` with its scanner streaks divided away (a copy; the same array when it has none)."""
+    streaks = find_streaks(grey)
+    if not streaks:
+        return grey, streaks
+    out = grey.copy()
+    for s in streaks:
+        for k, gain in enumerate(s.gain):
+            line = out[:, s.start + k] if s.axis == 1 else out[s.start + k, :]
+            line[:] = np.clip(line.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    return out, streaks
+
+
+def _columns(grey: np.ndarray, axis: int) -> list[Streak]:
+    """Streaks running down the columns of ``grey`` (reported with ``axis``)."""
+    h, w = grey.shape[:2]
+    d = NEIGHBOUR_PX
+    if w < 4 * d or h < SAMPLED_LINES // 4:
+        return []
+    lines = grey[:: max(1, h // SAMPLED_LINES)].astype(np.float32)
+    left, right, middle = lines[:, : w - 2 * d], lines[:, 2 * d :], lines[:, d : w - d]
+    ref = (left + right) / 2
+    bright = _paper_level(lines)
+    paper = (ref > 0.5 * bright) & (np.abs(left - right) < 0.08 * ref)
+    dim = paper & (middle < (1 - STREAK_MIN_DIMMING) * ref)
+    papers = paper.sum(axis=0)
+    share = dim.sum(axis=0) / np.maximum(papers, 1)
+    hit = (share >= STREAK_MIN_SHARE) & (papers >= PAPER_MIN_SHARE * len(lines))
+    runs = _runs(np.flatnonzero(hit) + d)
+    runs = [(a, b) for a, b in runs if b - a <= STREAK_MAX_PX]
+    if not runs or len(runs) > STREAK_MAX_COUNT:
+        return []
+    return [_streak(lines, a, b, axis) for a, b in runs]
+
+
+def _paper_level(lines: np.ndarray) -> float:
+    """The page's bright level: the 90th percentile of a sparse sample of it."""
+    return float(np.percentile(lines[::4, ::8], 90))
+
+
+def _runs(columns: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive column numbers grouped: [(start, stop), ...]."""
+    if not len(columns):
+        return []
+    breaks = np.flatnonzero(np.diff(columns) > 1)
+    starts = np.r_[columns[0], columns[breaks + 1]]
+    stops = np.r_[columns[breaks], columns[-1]] + 1
+    return list(zip(starts.tolist(), stops.tolist()))
+
+
+def _streak(lines: np.ndarray, start: int, stop: int, axis: int) -> Streak:
+    """The streak over columns start..stop, widened by a column each side (a JPEG's or a resize's
+    spill), with each column's gain: the paper beside it over the column, the median over the lines."""
+    w = lines.shape[1]
+    start, stop = max(start - 1, 0), min(stop + 1, w)
+    a, b = max(start - 2, 0), min(stop + 1, w - 1)
+    ref = (lines[:, a] + lines[:, b]) / 2
+    paper = ref > 0.5 * _paper_level(lines)
+    gains = np.median(ref[paper, None] / np.maximum(lines[paper, start:stop], 1.0), axis=0)
+    return Streak(axis, start, stop, tuple(float(max(g, 1.0)) for g in gains))

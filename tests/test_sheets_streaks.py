@@ -1,0 +1,125 @@
+"""A document scanner's dust line through every page: taken out before the boxes are cut."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from mnistp4.stages.sheets import synth
+from mnistp4.stages.sheets.batch import segment_folder
+from mnistp4.stages.sheets.layout import default_layouts, render_template
+from mnistp4.stages.sheets.scanner_streaks import find_streaks, remove_streaks
+from mnistp4.stages.sheets.segment_template import segment_template
+
+LAYOUTS = {lay.name: lay for lay in default_layouts()}
+GRID = LAYOUTS["grid-10x10"]
+PX = 300 / 25.4  # a 300 dpi scan
+
+
+@pytest.fixture(scope="module")
+def filled_page(semeion_dir):
+    """The grid sheet with a Semeion digit in every box but columns 3 and 7 of every other row (so
+    the lines below run through written and empty boxes, among them the empty boxes of row 1)."""
+    images, labels = synth.load_semeion(semeion_dir / "semeion-dev.data")
+    page = render_template(GRID, PX)
+    size = int(0.6 * GRID.box_mm[1] * PX)
+    for r in range(10):
+        for c in range(GRID.cols):
+            if r % 2 and c in (3, 7):
+                continue
+            x, y, w, h = (v * PX for v in GRID.box(r, c))
+            digit = images[400 + np.flatnonzero(labels[400:] == r)[c]]
+            synth._write(page, synth.stroke_image(digit, size), x + w / 2, y + h / 2, 0.9)
+    return page
+
+
+def _dust(page: np.ndarray, at: float, width: int, dimming: float, across: bool = False) -> np.ndarray:
+    """``page`` with a dust line through it (``at``: share of its width, or height ``across``)."""
+    out = page.T.copy() if across else page.copy()
+    x = int(at * out.shape[1])
+    out[:, x : x + width] = (out[:, x : x + width] * (1 - dimming)).astype(np.uint8)
+    return np.ascontiguousarray(out.T) if across else out
+
+
+def _column_x(col: int) -> float:
+    """The share of the page's width at the middle of a box column (a line there crosses every digit)."""
+    x, _, w, _ = GRID.box(0, col)
+    return (x + w / 2) / GRID.page_mm[0]
+
+
+def _row_y(row: int) -> float:
+    """The share of the page's height at the middle of a box row."""
+    _, y, _, h = GRID.box(row, 0)
+    return (y + h / 2) / GRID.page_mm[1]
+
+
+def test_a_dust_line_down_or_across_a_scan_is_taken_out_and_named(filled_page, tmp_path):
+    """Left in, a dust line leaves every box of its column through the box's lines (``border`` on every
+    digit) and draws a "1" in the empty boxes. Taken out, the digits it crossed are cut as on the clean
+    scan: the same flags, the same 28x28s (give or take a pixel's shift), the empty boxes empty; the sheet's
+    note says where the line was and what to do."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    sheets = {
+        "clean.png": filled_page,
+        "down.png": _dust(_dust(filled_page, _column_x(3), 3, 0.6), _column_x(6) + 0.01, 1, 0.4),
+        "across.png": _dust(filled_page, _row_y(4), 2, 0.7, across=True),
+    }
+    for name, page in sheets.items():
+        (raw / name).write_bytes(cv2.imencode(".png", page)[1].tobytes())
+    summary = segment_folder(
+        raw,
+        tmp_path / "data",
+        segmenter=segment_template,
+        segmenter_name="template",
+        layout=GRID,
+        layouts=LAYOUTS,
+        normalize=None,
+        normalizer_name="mnist",
+        default_rows="0123456789",
+    )
+    results = {r["sheet"]: r for r in summary["results"]}
+    assert all(r["status"] == "ok" for r in results.values()), results
+    assert results["clean.png"]["note"] is None
+    assert "2 straight lines" in results["down.png"]["note"] and "down the scan" in results["down.png"]["note"]
+    assert "a straight line" in results["across.png"]["note"] and f"across the scan {100 * _row_y(4):.0f} %" in results["across.png"]["note"]
+    assert all("Clean the scanner's glass" in results[n]["note"] for n in ("down.png", "across.png"))
+
+    rows = {}
+    for line in (tmp_path / "data" / "manifest.csv").read_text().splitlines()[1:]:
+        path, _label, _source, sheet, _hash, row, col, flags = line.split(",")[:8]
+        rows[sheet, int(row), int(col)] = (flags, cv2.imread(str(tmp_path / "data" / path), cv2.IMREAD_GRAYSCALE))
+    for name in ("down.png", "across.png"):
+        for r in range(10):
+            for c in range(GRID.cols):
+                flags, image = rows[name, r, c]
+                clean_flags, clean_image = rows["clean.png", r, c]
+                assert flags == clean_flags, (name, r, c, flags, clean_flags)
+                if "empty" not in flags:  # the same drawing, give or take a pixel's shift
+                    assert synth.closeness(image, clean_image) > 0.9, (name, r, c)
+    assert sum("empty" in rows["down.png", r, c][0] for r in range(1, 10, 2) for c in (3, 7)) == 10
+
+
+def test_ruled_or_squared_paper_and_the_printed_boxes_are_not_streaks(filled_page):
+    """The printed boxes stop at the grid and handwriting at its box; a squared paper's lines run the
+    whole page but come many at once: none of them is a scanner's line, and the page is left as it is."""
+    assert find_streaks(filled_page) == []
+    squared = filled_page.copy()
+    step = int(5 * PX)
+    squared[:, ::step] = (squared[:, ::step] * 0.85).astype(np.uint8)
+    squared[::step, :] = (squared[::step, :] * 0.85).astype(np.uint8)
+    assert find_streaks(squared) == []
+    same, streaks = remove_streaks(squared)
+    assert same is squared and streaks == []
+
+
+def test_the_line_is_divided_away_so_a_stroke_under_it_keeps_its_darkness():
+    """Dust dims what lies under it by one factor all along: paper comes back to paper and a dark stroke
+    crossing the line to its own darkness (not the paper's, as a fill from the sides would give)."""
+    page = np.full((600, 400), 230, np.uint8)
+    page[280:300, 100:300] = 40  # a horizontal stroke
+    dusty = _dust(page, 0.5, 2, 0.5)
+    cleaned, streaks = remove_streaks(dusty)
+    assert [(s.axis, s.start <= 200, s.stop >= 202) for s in streaks] == [(1, True, True)]
+    assert np.abs(cleaned.astype(int) - page).max() <= 2
