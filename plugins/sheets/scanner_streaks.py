@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 #: the scan's lines looked at (every k-th, at least this many): a streak runs through all of them
@@ -46,7 +47,18 @@ class Streak:
 
 def find_streaks(grey: np.ndarray) -> list[Streak]:
     """The scanner streaks of a greyscale page: vertical ones, then horizontal ones."""
-    return _columns(grey, axis=1) + _columns(grey.T, axis=0)
+    h, w = grey.shape[:2]
+    if min(h, w) < SAMPLED_LINES:
+        return []
+    rows = grey[:: h // SAMPLED_LINES]  # lines across the vertical streaks
+    paper = float(np.percentile(rows[::4, ::8], 90))  # the page's bright level
+    vertical = _streaks(rows.mean(axis=0, dtype=np.float32), lambda idx: rows[:, idx], paper, axis=1)
+    # a horizontal streak is looked for in the rows darker than theirs neighbours on average, each
+    # read at the sampled columns (whole rows are quick to read, scattered columns are not)
+    means = cv2.reduce(grey, 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()
+    step = w // SAMPLED_LINES
+    horizontal = _streaks(means, lambda idx: grey[idx, ::step].T, paper, axis=0)
+    return vertical + horizontal
 
 
 def remove_streaks(grey: np.ndarray) -> tuple[np.ndarray, list[Streak]]:
@@ -62,31 +74,27 @@ def remove_streaks(grey: np.ndarray) -> tuple[np.ndarray, list[Streak]]:
     return out, streaks
 
 
-def _columns(grey: np.ndarray, axis: int) -> list[Streak]:
-    """Streaks running down the columns of ``grey`` (reported with ``axis``)."""
-    h, w = grey.shape[:2]
+def _streaks(profile: np.ndarray, take, paper_level: float, axis: int) -> list[Streak]:
+    """Streaks along the columns whose mean is ``profile``; ``take(columns)``: those columns'
+    values on the lines sampled across them (lines x columns). Only columns darker than their
+    neighbours on average are looked at line by line."""
     d = NEIGHBOUR_PX
-    if w < 4 * d or h < SAMPLED_LINES // 4:
+    beside = (profile[: -2 * d] + profile[2 * d :]) / 2
+    columns = np.flatnonzero(profile[d:-d] < (1 - STREAK_MIN_DIMMING / 2) * beside) + d
+    if not len(columns):
         return []
-    lines = grey[:: max(1, h // SAMPLED_LINES)].astype(np.float32)
-    left, right, middle = lines[:, : w - 2 * d], lines[:, 2 * d :], lines[:, d : w - d]
+    middle = take(columns).astype(np.float32)
+    left, right = take(columns - d).astype(np.float32), take(columns + d).astype(np.float32)
     ref = (left + right) / 2
-    bright = _paper_level(lines)
-    paper = (ref > 0.5 * bright) & (np.abs(left - right) < 0.08 * ref)
+    paper = (ref > 0.5 * paper_level) & (np.abs(left - right) < 0.08 * ref)
     dim = paper & (middle < (1 - STREAK_MIN_DIMMING) * ref)
     papers = paper.sum(axis=0)
     share = dim.sum(axis=0) / np.maximum(papers, 1)
-    hit = (share >= STREAK_MIN_SHARE) & (papers >= PAPER_MIN_SHARE * len(lines))
-    runs = _runs(np.flatnonzero(hit) + d)
-    runs = [(a, b) for a, b in runs if b - a <= STREAK_MAX_PX]
+    hit = (share >= STREAK_MIN_SHARE) & (papers >= PAPER_MIN_SHARE * len(middle))
+    runs = [(a, b) for a, b in _runs(columns[hit]) if b - a <= STREAK_MAX_PX]
     if not runs or len(runs) > STREAK_MAX_COUNT:
         return []
-    return [_streak(lines, a, b, axis) for a, b in runs]
-
-
-def _paper_level(lines: np.ndarray) -> float:
-    """The page's bright level: the 90th percentile of a sparse sample of it."""
-    return float(np.percentile(lines[::4, ::8], 90))
+    return [_streak(take, len(profile), a, b, paper_level, axis) for a, b in runs]
 
 
 def _runs(columns: np.ndarray) -> list[tuple[int, int]]:
@@ -99,13 +107,14 @@ def _runs(columns: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), stops.tolist()))
 
 
-def _streak(lines: np.ndarray, start: int, stop: int, axis: int) -> Streak:
+def _streak(take, width: int, start: int, stop: int, paper_level: float, axis: int) -> Streak:
     """The streak over columns start..stop, widened by a column each side (a JPEG's or a resize's
     spill), with each column's gain: the paper beside it over the column, the median over the lines."""
-    w = lines.shape[1]
-    start, stop = max(start - 1, 0), min(stop + 1, w)
-    a, b = max(start - 2, 0), min(stop + 1, w - 1)
-    ref = (lines[:, a] + lines[:, b]) / 2
-    paper = ref > 0.5 * _paper_level(lines)
-    gains = np.median(ref[paper, None] / np.maximum(lines[paper, start:stop], 1.0), axis=0)
+    start, stop = max(start - 1, 0), min(stop + 1, width)
+    a, b = max(start - 2, 0), min(stop + 1, width - 1)
+    values = take(np.arange(a, b + 1)).astype(np.float32)
+    ref = (values[:, 0] + values[:, -1]) / 2
+    paper = ref > 0.5 * paper_level
+    run = values[paper][:, start - a : stop - a]
+    gains = np.median(ref[paper, None] / np.maximum(run, 1.0), axis=0)
     return Streak(axis, start, stop, tuple(float(max(g, 1.0)) for g in gains))
