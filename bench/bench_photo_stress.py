@@ -58,12 +58,16 @@ Changes (``CHANGES``, and ``MADE``: made by the generator), each applied to ever
 * highlighter   - four highlighter strokes (yellow, pink, green or orange) across rows of the filled
   sheet, 4-6 mm wide, slightly slanted, some overlapping;
 * fineliner     - the ballpoint or felt tip 0.15-0.25 mm wide (a technical pen; a pencil stays);
-* marker        - the same 2-2.5 mm wide (a bold marker).
+* marker        - the same 2-2.5 mm wide (a bold marker);
+* scanner-streak - dust on a document feeder's glass: one or two thin dark lines (1-3 pixels, dimming
+  35-75 %) from the scan's top edge to its bottom (in a quarter of the pictures from side to side),
+  through paper, boxes and digits; a scanner's fault, so run it with the scan conditions.
 
 Columns: sheets failed (the first reason), found/expected written digits, wrong! (not-a-digit
 boxes or wrong labels out unflagged; must be 0), garbled (unflagged clean digits unlike the
 written one), clean flagged, usable, empty boxes cut (an empty box whose noise or smudge came out
-as flagged ink: one more box to review). Results: bench/results/bench_photo_stress/<date>-<commit>[-tag]/.
+as flagged ink: one more box to review); each change's line also says on how many sheets a
+scanner's line was taken out (the sheet's note). Results: bench/results/bench_photo_stress/<date>-<commit>[-tag]/.
 """
 
 from __future__ import annotations
@@ -338,7 +342,8 @@ def run_change(change: str, sheets: list, tmp: Path, hand=None) -> dict:
     summary = segment(raw, data, 1)
     result = score(scored, data)
     errors = [r["error"] for r in summary["results"] if r["status"] == "failed"]
-    result.update(change=change, sheets=len(sheets), failed=len(errors), errors=errors)
+    streaked = sum("the scanner drew" in (r.get("note") or "") for r in summary["results"])
+    result.update(change=change, sheets=len(sheets), failed=len(errors), errors=errors, streaked=streaked)
     return result
 
 
@@ -380,7 +385,8 @@ def main(argv=None) -> int:
             results.append(r)
             print(
                 f"{change}: {r['failed']} failed, found {r['found']}/{r['expected']}, wrong {r['wrong']}, "
-                f"garbled {r['garbled']}" + (f"; first reason: {r['errors'][0]}" if r["errors"] else ""),
+                f"garbled {r['garbled']}, scanner lines taken out of {r['streaked']} sheets"
+                + (f"; first reason: {r['errors'][0]}" if r["errors"] else ""),
                 flush=True,
             )
             for example in r["wrong_boxes"] if args.all_wrong else r["examples"][:6]:
