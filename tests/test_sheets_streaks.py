@@ -83,7 +83,8 @@ def test_a_dust_line_down_or_across_a_scan_is_taken_out_and_named(filled_page, t
     assert all(r["status"] == "ok" for r in results.values()), results
     assert results["clean.png"]["note"] is None
     assert "2 straight lines" in results["down.png"]["note"] and "down the scan" in results["down.png"]["note"]
-    assert "a straight line" in results["across.png"]["note"] and f"across the scan {100 * _row_y(4):.0f} %" in results["across.png"]["note"]
+    across = results["across.png"]["note"]
+    assert "a straight line" in across and f"across the scan {100 * _row_y(4):.0f} %" in across
     assert all("Clean the scanner's glass" in results[n]["note"] for n in ("down.png", "across.png"))
 
     rows = {}
@@ -103,7 +104,8 @@ def test_a_dust_line_down_or_across_a_scan_is_taken_out_and_named(filled_page, t
 
 def test_ruled_or_squared_paper_and_the_printed_boxes_are_not_streaks(filled_page):
     """The printed boxes stop at the grid and handwriting at its box; a squared paper's lines run the
-    whole page but come many at once: none of them is a scanner's line, and the page is left as it is."""
+    whole page but come many at once: none of them is a scanner's line, and the page is left as it is
+    (also where a paper's line runs along a printed box line)."""
     assert find_streaks(filled_page) == []
     squared = filled_page.copy()
     step = int(5 * PX)
@@ -112,6 +114,11 @@ def test_ruled_or_squared_paper_and_the_printed_boxes_are_not_streaks(filled_pag
     assert find_streaks(squared) == []
     same, streaks = remove_streaks(squared)
     assert same is squared and streaks == []
+    # a dust line on squared paper fed perfectly straight: it dims the paper far more than the paper's
+    # own lines do, and is the one taken out
+    x = int(_column_x(3) * squared.shape[1])
+    found = find_streaks(_dust(squared, _column_x(3), 3, 0.6))
+    assert [(s.axis, s.start <= x, s.stop >= x + 3) for s in found] == [(1, True, True)]
 
 
 def test_the_line_is_divided_away_so_a_stroke_under_it_keeps_its_darkness():

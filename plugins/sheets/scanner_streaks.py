@@ -27,10 +27,16 @@ STREAK_MIN_DIMMING = 0.04
 STREAK_MIN_SHARE = 0.9
 #: and paper (both neighbours bright, alike) in at least this share of the lines looked at
 PAPER_MIN_SHARE = 0.5
+#: the first and last this share of those paper lines must be dimmed too (the page's margins)
+ENDS_SHARE = 0.05
 #: wider than this (pixels) it is something printed or drawn, not a speck's line
 STREAK_MAX_PX = 8
-#: more lines than this at once: a ruled or squared paper's own lines, which stay
+#: more lines than this at once: a ruled or squared paper's own lines, which stay ...
 STREAK_MAX_COUNT = 3
+#: ... but for a line among them that dims the paper this many times as much as the typical one of
+#: them does, and by this share at least (a paper's bolder lines come many at once again: they stay)
+RULED_TIMES = 2.0
+RULED_MIN_DIMMING = 0.15
 
 
 @dataclass(frozen=True)
@@ -90,11 +96,29 @@ def _streaks(profile: np.ndarray, take, paper_level: float, axis: int) -> list[S
     dim = paper & (middle < (1 - STREAK_MIN_DIMMING) * ref)
     papers = paper.sum(axis=0)
     share = dim.sum(axis=0) / np.maximum(papers, 1)
-    hit = (share >= STREAK_MIN_SHARE) & (papers >= PAPER_MIN_SHARE * len(middle))
+    hit = (share >= STREAK_MIN_SHARE) & (papers >= PAPER_MIN_SHARE * len(middle)) & _to_both_ends(paper, dim)
     runs = [(a, b) for a, b in _runs(columns[hit]) if b - a <= STREAK_MAX_PX]
+    if len(runs) > STREAK_MAX_COUNT:  # a ruled or squared paper's lines: only a line far darker than they are
+        ratio = np.where(paper, middle / np.maximum(ref, 1.0), np.nan)
+        # each line's dimming where it is lightest (a fifth of its lines): a dust line dims alike all
+        # along, a ruled line over a printed box line only along the box
+        level = dict(zip(columns[hit].tolist(), np.nanpercentile(ratio[:, hit], 80, axis=0).tolist()))
+        darkest = [min(level[c] for c in range(a, b)) for a, b in runs]
+        ruled = float(np.median(darkest))
+        runs = [r for r, x in zip(runs, darkest) if 1 - x >= max(RULED_TIMES * (1 - ruled), RULED_MIN_DIMMING)]
     if not runs or len(runs) > STREAK_MAX_COUNT:
         return []
     return [_streak(take, len(profile), a, b, paper_level, axis) for a, b in runs]
+
+
+def _to_both_ends(paper: np.ndarray, dim: np.ndarray) -> np.ndarray:
+    """Per column: dimmed also in most of its first and last few paper lines - from one edge of the
+    page to the other, where anything printed stops at the grid, a page's margin before the edge."""
+    k = max(3, int(ENDS_SHARE * len(paper)))
+    rank = np.cumsum(paper, axis=0)
+    first = paper & (rank <= k)
+    last = paper & (rank > paper.sum(axis=0) - k)
+    return ((dim & first).sum(axis=0) >= 0.8 * k) & ((dim & last).sum(axis=0) >= 0.8 * k)
 
 
 def _runs(columns: np.ndarray) -> list[tuple[int, int]]:
