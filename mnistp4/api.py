@@ -6,7 +6,7 @@ type a hook contract in :mod:`mnistp4.hookspecs` names is defined or re-exported
 
 A plugin may declare the API it was written for with a module attribute::
 
-    MNISTP4_PLUGIN_API = "1.1"
+    MNISTP4_PLUGIN_API = "1.2"
 
 Loading it fails with a clear message when the major version differs or the minor version is newer
 than this mnistp4 provides.
@@ -27,6 +27,7 @@ from .errors import (
     DatasetUnavailable,
     InputError,
     Mnistp4Error,
+    NothingToCut,
     NotProvided,
     PluginError,
     RegistrationConflict,
@@ -50,7 +51,7 @@ from .records import (
 from .registry import Entry, Registry
 
 #: major.minor of the plugin contract: hooks, record types, calling conventions
-PLUGIN_API_VERSION = "1.1"
+PLUGIN_API_VERSION = "1.2"
 
 #: The context every registered callable that acts (sources, quantizers, deploy targets, pipeline
 #: steps, model format loaders) receives as its first argument, and commands get with
@@ -136,6 +137,7 @@ __all__ = [
     "UsageError",
     "ConfigError",
     "InputError",
+    "NothingToCut",
     "PluginError",
     "RegistrationConflict",
     "NotProvided",

@@ -23,6 +23,12 @@ class InputError(Mnistp4Error):
     """An input file is unusable; the message names the file, what is wrong and what to do."""
 
 
+class NothingToCut(InputError):
+    """A page that holds no sheet, and is expected to: the back of a sheet in a duplex scan (blank, or
+    only the front showing through the paper). Not a failure: the batch reports the message as the
+    page's note, cuts no digits from it, and does not try it again while it is unchanged."""
+
+
 class PluginError(Mnistp4Error):
     """A plugin raised inside a hook, or two plugins conflict."""
 

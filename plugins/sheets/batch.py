@@ -203,7 +203,7 @@ def segment_folder(
                 prev
                 and prev.get("options_key") == options_key
                 and all(present(data_dir / r["path"]) for r in prev["rows"])
-                and present(data_dir / review_name(sheet))
+                and (not prev["rows"] or present(data_dir / review_name(sheet)))  # a back page has none
             ):
                 results.append(
                     SheetResult(sheet, sheet_hash, "skipped", prev["digits"], prev["flagged"], rows=prev["rows"])
@@ -211,7 +211,7 @@ def segment_folder(
                 continue
             options = SegmentOptions(layouts, normalize, rows, strict_layout, strict_checker)
             source = str(side.get("source") or Path(sheet).with_suffix("").as_posix())
-            yield Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options, page)
+            yield Job(path, sheet, sheet_hash, source, options_key, data_dir, segmenter, layout, options, page, n_pages)
 
     feed = JobFeed(plan_jobs())
     done: list[SheetResult] = []

@@ -21,6 +21,7 @@ from mnistp4.records import Digit
 from mnistp4.stages.sheets.cell_ink import find_ink
 from mnistp4.stages.sheets.checker import check_digits, halves28, one_wide_digit
 from mnistp4.stages.sheets.segment_template import shrink
+from mnistp4.stages.sheets.sheet_image import BlankPage
 
 #: parts of one digit overlap horizontally by this fraction of the narrower part...
 MERGE_OVERLAP = 0.3
@@ -72,7 +73,7 @@ def _ink_mask(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # a noise-free export is two spikes (paper, ink): Otsu may then cut anywhere in the gap, even
     # low; a low cut means a blank page only when hardly any pixel is clearly dark
     if darkness.max() < 60 or (t < 40 and np.count_nonzero(darkness >= 60) < 0.002 * darkness.size):
-        raise InputError("no ink found: the sheet is blank (or far too faint to read)")
+        raise BlankPage("no ink found: the sheet is blank (or far too faint to read)")
     return darkness > max(t, 40), flat
 
 
@@ -213,7 +214,7 @@ def segment_freeform(image: np.ndarray, *, layout=None, options: dict | None = N
     big = areas >= max(12, np.percentile(areas, 90) / 25) if len(areas) else areas
     ids = np.flatnonzero(big)
     if len(ids) == 0:
-        raise InputError("no ink found: the sheet is blank")
+        raise BlankPage("no ink found: the sheet is blank")
     groups = [[ids[i] for i in g] for g in group_components(stats[ids])]
     groups = attach_fragments(stats, groups)
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 import mnistp4
-from mnistp4.errors import InputError
+from mnistp4.errors import InputError, NothingToCut
 from mnistp4.records import Digit
 from mnistp4.stages.sheets.box_ink import boxes_ink, flag_fainter_than_the_sheet
 from mnistp4.stages.sheets.box_lines import box_lines, line_blur_mm
@@ -183,8 +183,58 @@ def read_markers(small: np.ndarray, layouts: dict[str, Layout]) -> tuple[np.ndar
             again = detect_markers(picture)
             if layout_from_markers(again, layouts) is not None:
                 log.info("the picture is %s", what)
+                faint = seen_from_behind(picture, again) if what.startswith("mirrored") else None
+                if faint is not None:
+                    raise NothingToCut(
+                        f"the back of a sheet: only its front shows through the paper, mirrored and faint "
+                        f"(its corner markers {100 * faint:.0f} % darker than the paper, printed ones about "
+                        f"90 %); nothing cut (the front is read from its own page or file)"
+                    )
                 return picture, again
     return small, markers
+
+
+#: a sheet read only mirrored whose markers and darkest ink are at most this much darker than the
+#: paper is its front seen through it from behind (a duplex scan's back page), not a mirrored photo of
+#: the front: printed markers are about 90 % darker, a quarter of the toner about 25 %, a pen's writing
+#: on such a pale print darker than the print
+BACK_MAX_DARKNESS = 0.4
+#: ... and nothing on the page is darker than its markers by more than this (the writing of the front
+#: shows through as faint as its print)
+BACK_INK_OVER_MARKERS = 0.1
+
+
+def markers_darkness(picture: np.ndarray, markers: dict[int, np.ndarray]) -> float:
+    """How much darker than the paper the darkest-printed of ``markers`` is (0: as light, 1: black):
+    the darkest tenth of each marker's square against the paper around it."""
+    best = 0.0
+    for corners in markers.values():
+        (x0, y0), (x1, y1) = np.floor(corners.min(axis=0)).astype(int), np.ceil(corners.max(axis=0)).astype(int)
+        side = max(x1 - x0, y1 - y0)
+        inner = picture[max(y0, 0) : max(y1, 0) + 1, max(x0, 0) : max(x1, 0) + 1]
+        around = picture[max(y0 - side, 0) : y1 + side + 1, max(x0 - side, 0) : x1 + side + 1]
+        if inner.size == 0:
+            continue
+        paper = float(np.percentile(around, 90))
+        best = max(best, 1 - float(np.percentile(inner, 10)) / max(paper, 1.0))
+    return best
+
+
+def seen_from_behind(picture: np.ndarray, markers: dict[int, np.ndarray]) -> float | None:
+    """The darkness of the markers (:func:`markers_darkness`) of a sheet read mirrored when it is
+    the front of a sheet seen through the paper - faint markers, and nothing between them much
+    darker (the darkest thousandth of the sheet's area) - else None."""
+    marked = markers_darkness(picture, markers)
+    if marked >= BACK_MAX_DARKNESS or len(markers) < 3:
+        return None
+    centres = np.array([c.mean(axis=0) for c in markers.values()], np.float32)
+    mask = np.zeros(picture.shape[:2], np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(centres).astype(np.int32), 1)
+    inside = picture[mask.astype(bool)]
+    if inside.size < 100:
+        return None
+    darkest = 1 - float(np.percentile(inside, 0.1)) / max(float(np.percentile(inside, 90)), 1.0)
+    return marked if darkest < marked + BACK_INK_OVER_MARKERS else None
 
 
 def marker_points(layout: Layout, markers: dict[int, np.ndarray]) -> tuple[list[int], np.ndarray, np.ndarray]:

@@ -196,6 +196,11 @@ def _shrunk(grey: np.ndarray, factor: int) -> np.ndarray:
     return cv2.resize(grey, (-(-w // factor), -(-h // factor)), interpolation=cv2.INTER_AREA)
 
 
+class BlankPage(InputError):
+    """A page with nothing on it to read (no ink, no markers): in a multi-page scan, the back of a
+    sheet (nothing to cut); as a file of its own, a failure with its reason."""
+
+
 def _checked(grey: np.ndarray, name: str) -> np.ndarray:
     """``grey`` unless it is too small or blank to be a sheet."""
     if min(grey.shape) < MIN_SIDE:
@@ -205,7 +210,7 @@ def _checked(grey: np.ndarray, name: str) -> np.ndarray:
         )
     low, high, _, _ = cv2.minMaxLoc(grey)  # one pass (max() and min() are two)
     if high - low < BLANK_RANGE:
-        raise InputError(f"{name}: the page is blank (no ink, no markers)")
+        raise BlankPage(f"{name}: the page is blank (no ink, no markers)")
     return grey
 
 

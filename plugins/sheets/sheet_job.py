@@ -13,11 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mnistp4.errors import InputError, Mnistp4Error
+from mnistp4.errors import InputError, Mnistp4Error, NothingToCut
 from mnistp4.io import fs_error
 from mnistp4.stages.sheets.review_picture import contact_sheet
 from mnistp4.stages.sheets.scanner_streaks import Streak, remove_streaks
-from mnistp4.stages.sheets.sheet_image import decode_sheet
+from mnistp4.stages.sheets.sheet_image import BlankPage, decode_sheet
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ class Job:
     segmenter: object
     layout: object
     options: dict
-    page: int = 0  # page of a multi-page TIFF (its sheet is named "file.tif#2")
+    page: int = 0  # page of a multi-page TIFF or PDF (its sheet is named "file.tif#2")
+    pages: int = 1  # the file's pages
 
 
 @dataclass
@@ -115,6 +116,15 @@ def process_sheet(job: Job) -> SheetResult:
         for d in digits:
             d.crop = None
         result.digits_found = digits
+    except NothingToCut as e:  # the back of a sheet: done, with nothing in it
+        msg = str(e)
+        result.note = msg if msg.startswith(job.sheet) else f"{job.sheet}: {msg}"
+    except BlankPage as e:
+        if job.pages > 1:  # a duplex scan's blank back page
+            result.note = f"{job.sheet}: a blank page (the back of a sheet in a duplex scan?); nothing cut"
+        else:
+            msg = str(e)
+            result.status, result.error = "failed", msg if msg.startswith(job.sheet) else f"{job.sheet}: {msg}"
     except Mnistp4Error as e:  # a bad sheet, or a full / read-only data dir
         msg = str(e)
         result.status, result.error = "failed", msg if msg.startswith(job.sheet) else f"{job.sheet}: {msg}"

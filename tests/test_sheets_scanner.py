@@ -1,4 +1,6 @@
-"""A document scanner's dust line through every page: taken out before the boxes are cut."""
+"""What document scanners do to sheets: a dust line through every page (taken out before the boxes are
+cut) and, scanning both sides, back pages that are blank or show the front through the paper (nothing
+cut, no failure)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from mnistp4.stages.sheets import synth
 from mnistp4.stages.sheets.batch import segment_folder
 from mnistp4.stages.sheets.layout import default_layouts, render_template
 from mnistp4.stages.sheets.scanner_streaks import find_streaks, remove_streaks
-from mnistp4.stages.sheets.segment_template import segment_template
+from mnistp4.stages.sheets.segment_template import segment_auto, segment_template
 
 LAYOUTS = {lay.name: lay for lay in default_layouts()}
 GRID = LAYOUTS["grid-10x10"]
@@ -32,6 +34,21 @@ def filled_page(semeion_dir):
             digit = images[400 + np.flatnonzero(labels[400:] == r)[c]]
             synth._write(page, synth.stroke_image(digit, size), x + w / 2, y + h / 2, 0.9)
     return page
+
+
+def _cut(raw, data, segmenter=segment_auto):
+    """``raw`` segmented into ``data`` as ``mnistp4 segment`` does (``auto`` by default)."""
+    return segment_folder(
+        raw,
+        data,
+        segmenter=segmenter,
+        segmenter_name=segmenter.__name__,
+        layout=GRID if segmenter is segment_template else None,
+        layouts=LAYOUTS,
+        normalize=None,
+        normalizer_name="mnist",
+        default_rows="0123456789",
+    )
 
 
 def _dust(page: np.ndarray, at: float, width: int, dimming: float, across: bool = False) -> np.ndarray:
@@ -68,17 +85,7 @@ def test_a_dust_line_down_or_across_a_scan_is_taken_out_and_named(filled_page, t
     }
     for name, page in sheets.items():
         (raw / name).write_bytes(cv2.imencode(".png", page)[1].tobytes())
-    summary = segment_folder(
-        raw,
-        tmp_path / "data",
-        segmenter=segment_template,
-        segmenter_name="template",
-        layout=GRID,
-        layouts=LAYOUTS,
-        normalize=None,
-        normalizer_name="mnist",
-        default_rows="0123456789",
-    )
+    summary = _cut(raw, tmp_path / "data", segment_template)
     results = {r["sheet"]: r for r in summary["results"]}
     assert all(r["status"] == "ok" for r in results.values()), results
     assert results["clean.png"]["note"] is None
@@ -130,3 +137,39 @@ def test_the_line_is_divided_away_so_a_stroke_under_it_keeps_its_darkness():
     cleaned, streaks = remove_streaks(dusty)
     assert [(s.axis, s.start <= 200, s.stop >= 202) for s in streaks] == [(1, True, True)]
     assert np.abs(cleaned.astype(int) - page).max() <= 2
+
+
+def _seen_from_behind(page: np.ndarray, strength: float) -> np.ndarray:
+    """The back of ``page``'s paper: its print and writing seen through it, mirrored, softened, at
+    ``strength`` of their darkness."""
+    darkness = cv2.GaussianBlur(1 - page[:, ::-1].astype(np.float32) / 255, (0, 0), 0.3 * PX)
+    return (245 * (1 - strength * darkness)).astype(np.uint8)
+
+
+def test_a_duplex_scans_back_pages_are_done_with_nothing_cut_and_a_mirrored_sheet_is_still_read(filled_page, tmp_path):
+    """Scanning both sides of filled sheets gives back pages: blank, or - thin paper, a felt tip - the
+    front seen through the paper, mirrored and faint, whose markers read like a mirrored photo's.
+    Read as one, such a page gave the front's digits again (as ghosts, 64 of 100 unflagged at a
+    quarter of their darkness). Now a back page is done with a note and nothing cut, the batch has no
+    failure, and a second run skips it as unchanged. A mirrored picture of a sheet printed with a
+    quarter of its toner (faint markers, dark writing) is still read."""
+    from PIL import Image
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pale = (255 - 0.25 * (255 - filled_page.astype(np.float32))).astype(np.uint8)  # print and writing pale ...
+    x, y, w, h = (int(v * PX) for v in GRID.box(2, 0))
+    pale[y : y + h, x : x + 10 * w] = filled_page[y : y + h, x : x + 10 * w]  # ... but for row 2, written dark
+    pages = [filled_page, _seen_from_behind(filled_page, 0.25), np.full_like(filled_page, 247), filled_page]
+    rest = [Image.fromarray(p) for p in pages[1:]]
+    Image.fromarray(pages[0]).save(raw / "duplex.tif", save_all=True, append_images=rest)
+    (raw / "mirrored-pale.png").write_bytes(cv2.imencode(".png", np.ascontiguousarray(pale[:, ::-1]))[1].tobytes())
+    summary = _cut(raw, tmp_path / "data")
+    results = {r["sheet"]: r for r in summary["results"]}
+    assert summary["failed"] == 0, results
+    assert [results[f"duplex.tif#{k}"]["digits"] for k in (1, 2, 3, 4)] == [100, 0, 0, 100]
+    assert "the back of a sheet: only its front shows through" in results["duplex.tif#2"]["note"]
+    assert "a blank page (the back of a sheet in a duplex scan?)" in results["duplex.tif#3"]["note"]
+    assert results["mirrored-pale.png"]["digits"] == 100 and results["mirrored-pale.png"]["note"] is None
+    again = _cut(raw, tmp_path / "data")
+    assert again["skipped"] == 5 and again["failed"] == 0
