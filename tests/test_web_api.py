@@ -245,6 +245,7 @@ def test_a_phone_photo_of_a_paper_sheet_is_saved_and_segmented(client, project):
         ("blank", "IMG_0003.jpg", "alice", 400, "the page is blank"),
         ("gif", "anim.gif", "alice", 415, "send the photo as JPEG, PNG or HEIC (this is GIF)"),
         ("blank", "IMG_0004.jpg", "al ice", 400, "writer id must be"),
+        ("back", "IMG_0005.jpg", "alice", 400, "the back of a sheet: only its front shows through the paper"),
     ],
 )
 def test_photos_that_cannot_be_used_are_refused_with_the_reason(
@@ -253,6 +254,10 @@ def test_photos_that_cannot_be_used_are_refused_with_the_reason(
     _, raw, _ = project
     if payload == "blank":
         payload = cv2.imencode(".jpg", np.full((800, 600), 250, np.uint8))[1].tobytes()
+    elif payload == "back":  # an example sheet seen through the paper from behind: mirrored, faint, soft
+        front = cv2.imread(str(REPO / "raw_scans" / "c0a-scan-clean.png"), cv2.IMREAD_GRAYSCALE)
+        darkness = cv2.GaussianBlur(1 - front[:, ::-1].astype(np.float32) / 255, (0, 0), 3.0)
+        payload = cv2.imencode(".jpg", (245 * (1 - 0.25 * darkness)).astype(np.uint8))[1].tobytes()
     elif payload == "gif":
         from PIL import Image
 

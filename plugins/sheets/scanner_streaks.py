@@ -25,9 +25,12 @@ NEIGHBOUR_PX = 5
 STREAK_MIN_DIMMING = 0.04
 #: ... in at least this share of the lines where paper lies to either side of it
 STREAK_MIN_SHARE = 0.9
+#: paper: at least this share of the page's bright level (a desk around a photographed sheet is darker)
+PAPER_MIN_LEVEL = 0.7
 #: and paper (both neighbours bright, alike) in at least this share of the lines looked at
 PAPER_MIN_SHARE = 0.5
-#: the first and last this share of those paper lines must be dimmed too (the page's margins)
+#: paper within this share of the lines from both edges, and the first and last this share of its
+#: paper lines dimmed too (the page's margins)
 ENDS_SHARE = 0.05
 #: wider than this (pixels) it is something printed or drawn, not a speck's line
 STREAK_MAX_PX = 8
@@ -92,7 +95,7 @@ def _streaks(profile: np.ndarray, take, paper_level: float, axis: int) -> list[S
     middle = take(columns).astype(np.float32)
     left, right = take(columns - d).astype(np.float32), take(columns + d).astype(np.float32)
     ref = (left + right) / 2
-    paper = (ref > 0.5 * paper_level) & (np.abs(left - right) < 0.08 * ref)
+    paper = (ref > PAPER_MIN_LEVEL * paper_level) & (np.abs(left - right) < 0.08 * ref)
     dim = paper & (middle < (1 - STREAK_MIN_DIMMING) * ref)
     papers = paper.sum(axis=0)
     share = dim.sum(axis=0) / np.maximum(papers, 1)
@@ -112,13 +115,16 @@ def _streaks(profile: np.ndarray, take, paper_level: float, axis: int) -> list[S
 
 
 def _to_both_ends(paper: np.ndarray, dim: np.ndarray) -> np.ndarray:
-    """Per column: dimmed also in most of its first and last few paper lines - from one edge of the
-    page to the other, where anything printed stops at the grid, a page's margin before the edge."""
-    k = max(3, int(ENDS_SHARE * len(paper)))
+    """Per column: paper from near one edge of the picture to near the other (a scan's page; a desk
+    lies around a photographed sheet), and dimmed in most of its first and last few paper lines too
+    (anything printed stops at the grid, a page's margin before the edge)."""
+    n = len(paper)
+    k = max(3, int(ENDS_SHARE * n))
     rank = np.cumsum(paper, axis=0)
     first = paper & (rank <= k)
     last = paper & (rank > paper.sum(axis=0) - k)
-    return ((dim & first).sum(axis=0) >= 0.8 * k) & ((dim & last).sum(axis=0) >= 0.8 * k)
+    near_edges = paper[:k].any(axis=0) & paper[n - k :].any(axis=0)
+    return near_edges & ((dim & first).sum(axis=0) >= 0.8 * k) & ((dim & last).sum(axis=0) >= 0.8 * k)
 
 
 def _runs(columns: np.ndarray) -> list[tuple[int, int]]:
@@ -138,7 +144,7 @@ def _streak(take, width: int, start: int, stop: int, paper_level: float, axis: i
     a, b = max(start - 2, 0), min(stop + 1, width - 1)
     values = take(np.arange(a, b + 1)).astype(np.float32)
     ref = (values[:, 0] + values[:, -1]) / 2
-    paper = ref > 0.5 * paper_level
+    paper = ref > PAPER_MIN_LEVEL * paper_level
     run = values[paper][:, start - a : stop - a]
     gains = np.median(ref[paper, None] / np.maximum(run, 1.0), axis=0)
     return Streak(axis, start, stop, tuple(float(max(g, 1.0)) for g in gains))

@@ -53,7 +53,10 @@ def save_photo(raw_dir: Path, writer: str, data: bytes, filename: str, layouts: 
         grey = sheet_image.decode_sheet(data, name)
     except InputError as e:
         raise _unusable(e, name) from None
-    _, markers = read_markers(shrink(grey), layouts)
+    try:
+        _, markers = read_markers(shrink(grey), layouts)
+    except InputError as e:  # the back of a sheet, its front showing through
+        raise _unusable(e, name) from None
     layout = layout_from_markers(markers, layouts)
     seen = len(marker_points(layout, markers)[0]) if layout is not None else 0
     warning = None
