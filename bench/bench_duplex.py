@@ -98,10 +98,10 @@ def main(argv=None) -> int:
     parser.add_argument("--show-through", type=float, nargs="+", default=[0.0, 0.03, 0.06, 0.12, 0.25, 0.4])
     parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
+    cv2.setNumThreads(1)
+    hand = rs.Handwriting.from_env()  # before the results folder: a missing dataset leaves none behind
     out_dir = benchmeta.start("bench_duplex", tag=args.tag)
     benchmeta.tee_stdout(out_dir)
-    cv2.setNumThreads(1)
-    hand = rs.Handwriting.from_env()
     print(f"duplex scans: {list(CONDITIONS)} x seeds {args.seeds}", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:

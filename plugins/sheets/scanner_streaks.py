@@ -2,8 +2,8 @@
 sensor element) darkens the same column of every line it scans, so the scan carries a thin straight
 line from its top edge to its bottom one, through the paper, the printed boxes and the digits.
 
-Left in, such a line leaves every box of its column through the box's lines (``border``) and turns
-an empty box into a "1". It is found as a column (or, for a page fed sideways, a row) that is darker
+Left in, such a line leaves every box of its column through the box's lines (``border``) and puts
+ink into the empty boxes. It is found as a column (or, for a page fed sideways, a row) that is darker
 than the paper a few pixels either side of it in nearly every line of the scan - handwriting and the
 printed boxes stop, a ruled or squared paper's lines come many at once and are left alone - and taken
 out by dividing it away: the dust dims what lies under it by the same factor all along, so a stroke
@@ -62,7 +62,7 @@ def find_streaks(grey: np.ndarray) -> list[Streak]:
     rows = grey[:: h // SAMPLED_LINES]  # lines across the vertical streaks
     paper = float(np.percentile(rows[::4, ::8], 90))  # the page's bright level
     vertical = _streaks(rows.mean(axis=0, dtype=np.float32), lambda idx: rows[:, idx], paper, axis=1)
-    # a horizontal streak is looked for in the rows darker than theirs neighbours on average, each
+    # a horizontal streak is looked for in the rows darker than their neighbours on average, each
     # read at the sampled columns (whole rows are quick to read, scattered columns are not)
     means = cv2.reduce(grey, 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()
     step = w // SAMPLED_LINES

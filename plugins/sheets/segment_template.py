@@ -194,10 +194,10 @@ def read_markers(small: np.ndarray, layouts: dict[str, Layout]) -> tuple[np.ndar
     return small, markers
 
 
-#: a sheet read only mirrored whose markers and darkest ink are at most this much darker than the
-#: paper is its front seen through it from behind (a duplex scan's back page), not a mirrored photo of
-#: the front: printed markers are about 90 % darker, a quarter of the toner about 25 %, a pen's writing
-#: on such a pale print darker than the print
+#: a sheet read only mirrored whose markers are at most this much darker than the paper may be its
+#: front seen through it from behind (a duplex scan's back page), not a mirrored photo of the front:
+#: printed markers are about 90 % darker; a quarter of the toner gives about 25 %, but a pen's writing
+#: on such a pale print is darker than the print ...
 BACK_MAX_DARKNESS = 0.4
 #: ... and nothing on the page is darker than its markers by more than this (the writing of the front
 #: shows through as faint as its print)

@@ -117,21 +117,24 @@ def process_sheet(job: Job) -> SheetResult:
             d.crop = None
         result.digits_found = digits
     except NothingToCut as e:  # the back of a sheet: done, with nothing in it
-        msg = str(e)
-        result.note = msg if msg.startswith(job.sheet) else f"{job.sheet}: {msg}"
+        result.note = _named(job.sheet, e)
     except BlankPage as e:
         if job.pages > 1:  # a duplex scan's blank back page
             result.note = f"{job.sheet}: a blank page (the back of a sheet in a duplex scan?); nothing cut"
-        else:
-            msg = str(e)
-            result.status, result.error = "failed", msg if msg.startswith(job.sheet) else f"{job.sheet}: {msg}"
+        else:  # a blank file of its own
+            result.status, result.error = "failed", _named(job.sheet, e)
     except Mnistp4Error as e:  # a bad sheet, or a full / read-only data dir
-        msg = str(e)
-        result.status, result.error = "failed", msg if msg.startswith(job.sheet) else f"{job.sheet}: {msg}"
+        result.status, result.error = "failed", _named(job.sheet, e)
     except Exception as e:  # a bug or an OpenCV failure on one sheet must not stop the batch
         log.debug("sheet %s failed", job.sheet, exc_info=True)
         result.status, result.error = "failed", f"{job.sheet}: {type(e).__name__}: {e}"
     return result
+
+
+def _named(sheet: str, e: Exception) -> str:
+    """The error's message, starting with the sheet's name."""
+    msg = str(e)
+    return msg if msg.startswith(sheet) else f"{sheet}: {msg}"
 
 
 #: a black-and-white scan gets a note when at least this share of its boxes came out empty or in pieces
