@@ -120,7 +120,10 @@ def process_sheet(job: Job) -> SheetResult:
         result.note = _named(job.sheet, e)
     except BlankPage as e:
         if job.pages > 1:  # a duplex scan's blank back page
-            result.note = f"{job.sheet}: a blank page (the back of a sheet in a duplex scan?); nothing cut"
+            result.note = (
+                f"{job.sheet}: a blank page (the back of a sheet in a duplex scan?), or one too faint to "
+                f"read ({str(e).removeprefix(job.sheet + ': ')}); nothing cut"
+            )
         else:  # a blank file of its own
             result.status, result.error = "failed", _named(job.sheet, e)
     except Mnistp4Error as e:  # a bad sheet, or a full / read-only data dir
