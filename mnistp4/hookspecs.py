@@ -69,7 +69,10 @@ def register_segmenters(register):
     ``layout`` the configured :class:`~mnistp4.api.Layout` (or None) and ``options`` a
     :class:`mnistp4.api.SegmentOptions` (every layout, the project normalizer, the rows of a
     freeform sheet). Segmenters run in worker processes: register a module-level function. It
-    raises :class:`mnistp4.api.InputError` for a sheet it cannot read (the batch goes on).
+    raises :class:`mnistp4.api.InputError` for a sheet it cannot read (the batch goes on, the sheet
+    failed), :class:`mnistp4.api.NothingToCut` for a page that holds no sheet and may well be in the
+    folder, such as the back of a sheet scanned on both sides (a note, no digits, no failure). The
+    image it gets has a document scanner's dust lines already taken out.
     """
 
 
