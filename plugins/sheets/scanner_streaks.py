@@ -94,8 +94,14 @@ def _streaks(profile: np.ndarray, take, paper_level: float, axis: int) -> list[S
         return []
     middle = take(columns).astype(np.float32)
     left, right = take(columns - d).astype(np.float32), take(columns + d).astype(np.float32)
-    ref = (left + right) / 2
-    paper = (ref > PAPER_MIN_LEVEL * paper_level) & (np.abs(left - right) < 0.08 * ref)
+    # the paper beside it: both sides where they are alike, else the brighter one when the darker
+    # side is paper again a little further out (a printed line or a stroke next to the streak, as
+    # along a row of box lines; not the edge of a photographed sheet, with the desk beyond it)
+    bright, alike = np.maximum(left, right), np.abs(left - right) < 0.08 * np.maximum(left, right)
+    w = len(profile)
+    further = np.where(left < right, take(np.maximum(columns - 2 * d, 0)), take(np.minimum(columns + 2 * d, w - 1)))
+    ref = np.where(alike, (left + right) / 2, bright)
+    paper = (ref > PAPER_MIN_LEVEL * paper_level) & (alike | (further > PAPER_MIN_LEVEL * paper_level))
     dim = paper & (middle < (1 - STREAK_MIN_DIMMING) * ref)
     papers = paper.sum(axis=0)
     share = dim.sum(axis=0) / np.maximum(papers, 1)
@@ -111,7 +117,8 @@ def _streaks(profile: np.ndarray, take, paper_level: float, axis: int) -> list[S
         runs = [r for r, x in zip(runs, darkest) if 1 - x >= max(RULED_TIMES * (1 - ruled), RULED_MIN_DIMMING)]
     if not runs or len(runs) > STREAK_MAX_COUNT:
         return []
-    return [_streak(take, len(profile), a, b, paper_level, axis) for a, b in runs]
+    found = (_streak(take, len(profile), a, b, paper_level, axis) for a, b in runs)
+    return [s for s in found if s is not None]
 
 
 def _to_both_ends(paper: np.ndarray, dim: np.ndarray) -> np.ndarray:
@@ -137,7 +144,7 @@ def _runs(columns: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), stops.tolist()))
 
 
-def _streak(take, width: int, start: int, stop: int, paper_level: float, axis: int) -> Streak:
+def _streak(take, width: int, start: int, stop: int, paper_level: float, axis: int) -> Streak | None:
     """The streak over columns start..stop, widened by a column each side (a JPEG's or a resize's
     spill), with each column's gain: the paper beside it over the column, the median over the lines."""
     start, stop = max(start - 1, 0), min(stop + 1, width)
@@ -145,6 +152,8 @@ def _streak(take, width: int, start: int, stop: int, paper_level: float, axis: i
     values = take(np.arange(a, b + 1)).astype(np.float32)
     ref = (values[:, 0] + values[:, -1]) / 2
     paper = ref > PAPER_MIN_LEVEL * paper_level
+    if not paper.any():  # no paper beside it to measure it against: not taken for a streak
+        return None
     run = values[paper][:, start - a : stop - a]
     gains = np.median(ref[paper, None] / np.maximum(run, 1.0), axis=0)
     return Streak(axis, start, stop, tuple(float(max(g, 1.0)) for g in gains))
