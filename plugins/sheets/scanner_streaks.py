@@ -97,9 +97,10 @@ def _streaks(profile: np.ndarray, take, paper_level: float, axis: int) -> list[S
     # the paper beside it: both sides where they are alike, else the brighter one when the darker
     # side is paper again a little further out (a printed line or a stroke next to the streak, as
     # along a row of box lines; not the edge of a photographed sheet, with the desk beyond it)
-    bright, alike = np.maximum(left, right), np.abs(left - right) < 0.08 * np.maximum(left, right)
-    w = len(profile)
-    further = np.where(left < right, take(np.maximum(columns - 2 * d, 0)), take(np.minimum(columns + 2 * d, w - 1)))
+    bright = np.maximum(left, right)
+    alike = np.abs(left - right) < 0.08 * bright
+    last = len(profile) - 1
+    further = np.where(left < right, take(np.maximum(columns - 2 * d, 0)), take(np.minimum(columns + 2 * d, last)))
     ref = np.where(alike, (left + right) / 2, bright)
     paper = (ref > PAPER_MIN_LEVEL * paper_level) & (alike | (further > PAPER_MIN_LEVEL * paper_level))
     dim = paper & (middle < (1 - STREAK_MIN_DIMMING) * ref)
