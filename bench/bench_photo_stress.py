@@ -59,6 +59,10 @@ Changes (``CHANGES``, and ``MADE``: made by the generator), each applied to ever
   sheet, 4-6 mm wide, slightly slanted, some overlapping;
 * fineliner     - the ballpoint or felt tip 0.15-0.25 mm wide (a technical pen; a pencil stays);
 * marker        - the same 2-2.5 mm wide (a bold marker);
+* creased       - the filled sheet carried in a bag and smoothed out again: 10 straight creases, 1-18 cm
+  long, in any direction, each a thin line 4-20 % darker than the paper beside it (its facets tilted
+  to the light 1-5 %); made in the generator, before the capture (``realistic_sheets.crumple``);
+* crumpled      - the same with 40 creases: crumpled into a ball;
 * scanner-streak - dust on a document feeder's glass: one or two thin dark lines (1-3 pixels, dimming
   35-75 %) from the scan's top edge to its bottom (in a quarter of the pictures from side to side),
   through paper, boxes and digits; a scanner's fault, so run it with the scan conditions.
@@ -320,6 +324,8 @@ MADE = {
     "highlighter": {"highlighter": 4},
     "fineliner": {"pen_width": (0.15, 0.25)},
     "marker": {"pen_width": (2.0, 2.5)},
+    "creased": {"creases": 10},
+    "crumpled": {"creases": 40},
 }
 #: every change, in the order that seeds each one's random generator
 ALL_CHANGES = [*CHANGES, *MADE]

@@ -745,6 +745,39 @@ def highlight(rng, paper: np.ndarray, bands: int) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def crumple(rng, paper: np.ndarray, creases: int) -> np.ndarray:
+    """``paper`` crumpled (in a bag, a pocket) and smoothed out again: ``creases`` straight creases,
+    1-18 cm long, anywhere and in any direction. Each is a valley 0.2-0.5 mm wide (its Gaussian's
+    sigma) that the light reaches less, 4-20 % darker than the paper beside it, with a fainter bright
+    ridge on one side, and tilts the facet on its other side away from the light: 1-5 % darker,
+    fading over 5-20 mm. Shading only: the page's relief of a few tenths of a millimetre is left out."""
+    h, w = paper.shape[:2]
+    scale = 2  # drawn at half of 300 dpi and enlarged: a crease's valley is still 2-6 pixels there
+    hs, ws, mm = h // scale, w // scale, PX / scale
+    shade = np.ones((hs, ws), np.float32)
+    for _ in range(creases):
+        cx, cy = rng.uniform(0, ws), rng.uniform(0, hs)
+        angle, half = rng.uniform(0, math.pi), rng.uniform(5, 90) * mm
+        sigma, dark = rng.uniform(0.2, 0.5) * mm, rng.uniform(0.04, 0.2)
+        tilt, reach = rng.uniform(0.01, 0.05), rng.uniform(5, 20) * mm
+        ux, uy = math.cos(angle), math.sin(angle)
+        pad = half + 3 * reach
+        x0, x1 = max(int(cx - pad), 0), min(int(cx + pad) + 1, ws)
+        y0, y1 = max(int(cy - pad), 0), min(int(cy + pad) + 1, hs)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        along = (xx - cx) * ux + (yy - cy) * uy
+        across = -(xx - cx) * uy + (yy - cy) * ux
+        ends = np.clip((half - np.abs(along)) / (3 * mm), 0, 1)  # the crease fades out over 3 mm
+        valley = dark * np.exp(-((across / sigma) ** 2))
+        ridge = -0.3 * dark * np.exp(-(((across + 2.5 * sigma) / sigma) ** 2))
+        facet = tilt * np.exp(-np.maximum(across, 0) / reach) * (across > 0)
+        shade[y0:y1, x0:x1] *= 1 - ends * (valley + ridge + facet)
+    shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(paper * shade[..., None], 0, 255).astype(np.uint8)
+
+
 def make_sheet(
     condition: str,
     seed: int,
@@ -757,6 +790,7 @@ def make_sheet(
     ink: str | None = None,
     highlighter: int = 0,
     pen_width: tuple | None = None,
+    creases: int = 0,
 ) -> Sheet:
     """The sheet of ``condition`` and ``seed``; ``back`` > 0: the paper is printed and filled on both
     sides, and the back (another filling, from its own generator) shows through at that strength;
@@ -767,7 +801,9 @@ def make_sheet(
     rest of the sheet as at full strength. ``ink``: the ballpoint or felt tip writes in that colour
     of :data:`INKS` ("any": one drawn per sheet from its own generator). ``highlighter`` > 0: that
     many highlighter strokes over the filled sheet (:func:`highlight`, its own generator).
-    ``pen_width`` (mm, a range): the ballpoint or felt tip that wide (a pencil stays as it is)."""
+    ``pen_width`` (mm, a range): the ballpoint or felt tip that wide (a pencil stays as it is).
+    ``creases`` > 0: the filled sheet was crumpled and smoothed out again (:func:`crumple`, its own
+    generator)."""
     cond = CONDITIONS[condition]
     key = [seed, list(CONDITIONS).index(condition)]
     rng = np.random.default_rng(key)
@@ -795,6 +831,8 @@ def make_sheet(
         paper = show_through(paper, reverse, back, rng_back)
     if highlighter > 0:
         paper = highlight(own_rng(5), paper, highlighter)
+    if creases > 0:
+        paper = crumple(own_rng(6), paper, creases)
     if cond.get("coffee"):
         coffee_ring(rng, paper)
     if cond.get("curl") or cond.get("fold"):
