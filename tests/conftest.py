@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from filelock import FileLock
 
@@ -146,6 +147,30 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def semeion_dir() -> Path:
     return _required_dataset("MNISTP4_SEMEION_DIR", "semeion", "Semeion (semeion-dev.data)")
+
+
+@pytest.fixture(scope="session")
+def filled_page(semeion_dir) -> np.ndarray:
+    """A 300 dpi scan of the grid-10x10 sheet with a Semeion digit in every box but columns 3 and 7
+    of every other row (so a line across the page runs through written and empty boxes, among them
+    the empty boxes of row 1)."""
+    from mnistp4.stages.sheets import synth
+    from mnistp4.stages.sheets.layout import default_layouts, render_template
+
+    grid = next(lay for lay in default_layouts() if lay.name == "grid-10x10")
+    px = 300 / 25.4
+    images, labels = synth.load_semeion(semeion_dir / "semeion-dev.data")
+    page = render_template(grid, px)
+    size = int(0.6 * grid.box_mm[1] * px)
+    for r in range(10):
+        for c in range(grid.cols):
+            if r % 2 and c in (3, 7):
+                continue
+            x, y, w, h = (v * px for v in grid.box(r, c))
+            digit = images[400 + np.flatnonzero(labels[400:] == r)[c]]
+            synth._write(page, synth.stroke_image(digit, size), x + w / 2, y + h / 2, 0.9)
+    page.flags.writeable = False  # shared by the tests of a session: each draws on its own copy
+    return page
 
 
 @pytest.fixture

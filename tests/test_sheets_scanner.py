@@ -19,23 +19,6 @@ GRID = LAYOUTS["grid-10x10"]
 PX = 300 / 25.4  # a 300 dpi scan
 
 
-@pytest.fixture(scope="module")
-def filled_page(semeion_dir):
-    """The grid sheet with a Semeion digit in every box but columns 3 and 7 of every other row (so
-    the lines below run through written and empty boxes, among them the empty boxes of row 1)."""
-    images, labels = synth.load_semeion(semeion_dir / "semeion-dev.data")
-    page = render_template(GRID, PX)
-    size = int(0.6 * GRID.box_mm[1] * PX)
-    for r in range(10):
-        for c in range(GRID.cols):
-            if r % 2 and c in (3, 7):
-                continue
-            x, y, w, h = (v * PX for v in GRID.box(r, c))
-            digit = images[400 + np.flatnonzero(labels[400:] == r)[c]]
-            synth._write(page, synth.stroke_image(digit, size), x + w / 2, y + h / 2, 0.9)
-    return page
-
-
 def _cut(raw, data, segmenter=segment_auto):
     """``raw`` segmented into ``data`` as ``mnistp4 segment`` does (``auto`` by default)."""
     return segment_folder(

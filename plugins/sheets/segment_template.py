@@ -22,6 +22,7 @@ from mnistp4.stages.sheets.box_lines import box_lines, line_blur_mm
 from mnistp4.stages.sheets.checker import check_digits
 from mnistp4.stages.sheets.grid_follow import FOLLOW_SEARCH_MM, follow_grid
 from mnistp4.stages.sheets.layout import ARUCO_DICT, Layout
+from mnistp4.stages.sheets.paper_creases import take_out_creases
 from mnistp4.stages.sheets.paper_level import covered_boxes, flatten
 
 log = logging.getLogger(__name__)
@@ -404,6 +405,8 @@ def cut_boxes(small: np.ndarray, found: Layout, markers: dict) -> tuple[np.ndarr
     dark, paper = flatten(page, CANONICAL_PX_PER_MM)
     cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
     cuts = follow_grid(dark, cuts, h, w, pad, CANONICAL_PX_PER_MM, (len(found.rows), found.cols))
+    outlines = [(x + pad, y + pad, x + w - 1 - pad, y + h - 1 - pad) for _, _, x, y in cuts]
+    dark, _ = take_out_creases(dark, CANONICAL_PX_PER_MM, outlines)
     boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])
     shaded = covered_boxes(paper, [(x, y) for _, _, x, y in cuts], h, w, pad, CANONICAL_PX_PER_MM)
     return page, cuts, boxes, shaded, pad

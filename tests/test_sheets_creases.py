@@ -1,0 +1,126 @@
+"""A sheet crumpled and smoothed out again: its creases are taken out of the page before the boxes are
+cut, and what only looks like a crease (a line striking out a row, a ruled paper's lines) stays."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from mnistp4.stages.sheets import segment_template as st
+from mnistp4.stages.sheets.layout import default_layouts
+from mnistp4.stages.sheets.paper_creases import find_creases, take_out_creases
+
+LAYOUTS = {lay.name: lay for lay in default_layouts()}
+GRID = LAYOUTS["grid-10x10"]
+PX = 300 / 25.4  # the test page is a 300 dpi scan
+#: (x0, y0, x1, y1) mm and darkening: long creases across rows and columns at many angles, some
+#: crossing each other, some through the empty boxes of row 1
+CREASES = [
+    ((20, 30, 190, 250), 0.15),
+    ((190, 40, 30, 200), 0.12),
+    ((60, 20, 110, 280), 0.18),
+    ((25, 120, 195, 160), 0.10),
+    ((150, 25, 185, 140), 0.16),
+    ((30, 230, 120, 150), 0.14),
+    ((40, 50, 180, 100), 0.13),
+]
+
+
+def _creased(page: np.ndarray, creases=CREASES, sigma_mm: float = 0.3) -> np.ndarray:
+    """``page`` with thin straight lines darkening it (a Gaussian profile ``sigma_mm`` wide)."""
+    shade = np.zeros(page.shape, np.float32)
+    for (x0, y0, x1, y1), dark in creases:
+        line = np.zeros(page.shape, np.float32)
+        cv2.line(line, (int(x0 * PX), int(y0 * PX)), (int(x1 * PX), int(y1 * PX)), 1.0, 1, cv2.LINE_AA)
+        line = cv2.GaussianBlur(line, (0, 0), sigma_mm * PX)
+        shade = np.maximum(shade, line / line.max() * dark)
+    return np.clip(page * (1 - shade), 0, 255).astype(np.uint8)
+
+
+def _cut(image: np.ndarray) -> dict:
+    digits = st.segment_template(image, layout=GRID, options={"layouts": LAYOUTS})
+    return {(d.row, d.col): d for d in digits}
+
+
+def _left_in(monkeypatch):
+    monkeypatch.setattr(st, "take_out_creases", lambda dark, px_per_mm, boxes: (dark, []))
+
+
+@pytest.fixture(scope="module")
+def clean(filled_page):
+    return _cut(np.array(filled_page))
+
+
+def test_creases_are_taken_out_and_the_digits_cut_as_without_them(filled_page, clean, monkeypatch):
+    """Left in, the creases leave boxes through their lines (``border``), strike through digits and put
+    ink into empty boxes. Taken out, the boxes are cut as on the smooth sheet: the same flags but for a
+    box or two, the empty boxes empty, the 28x28s within a few grey levels of the smooth sheet's."""
+    creased = _creased(filled_page)
+    cut = _cut(creased)
+    with monkeypatch.context() as m:
+        _left_in(m)
+        left_in = _cut(creased)
+
+    def changed(digits):
+        return sum(set(digits[k].flags) != set(clean[k].flags) for k in clean)
+
+    assert changed(left_in) >= 15, changed(left_in)
+    assert changed(cut) <= 3, [(k, clean[k].flags, cut[k].flags) for k in clean if cut[k].flags != clean[k].flags]
+    empty = [k for k in clean if "empty" in clean[k].flags]
+    assert len(empty) == 10 and all("empty" in cut[k].flags for k in empty)
+    same = [k for k in clean if set(cut[k].flags) == set(clean[k].flags) and "empty" not in clean[k].flags]
+    moved = [np.abs(cut[k].image.astype(int) - clean[k].image.astype(int)).mean() for k in same]
+    assert np.median(moved) < 2 and max(moved) < 25
+
+
+def test_each_long_crease_is_found_once(filled_page):
+    dark, outlines = _page_darkness(_creased(filled_page))
+    _, found = take_out_creases(dark, st.CANONICAL_PX_PER_MM, outlines)
+    assert 7 <= len(found) <= 14  # each crease once or in two pieces (where it crosses others)
+    angles = sorted({round(math.degrees(math.atan2(c.y1 - c.y0, c.x1 - c.x0)) % 180) for c in found})
+    want = sorted({round(math.degrees(math.atan2(y1 - y0, x1 - x0)) % 180) for (x0, y0, x1, y1), _ in CREASES})
+    assert all(any(abs(a - w) <= 2 for a in angles) for w in want), (angles, want)
+
+
+def _page_darkness(image: np.ndarray) -> tuple[np.ndarray, list]:
+    """The page darkness and box outlines ``cut_boxes`` hands the crease search."""
+    small = st.shrink(image)
+    markers = st.detect_markers(small)
+    markers = st.complete_markers(small, GRID, markers)
+    region = st.cut_region(GRID)
+    page = st.register_page(small, GRID, markers, region=region)
+    from mnistp4.stages.sheets.grid_follow import follow_grid
+    from mnistp4.stages.sheets.paper_level import flatten
+
+    dark, _ = flatten(page, st.CANONICAL_PX_PER_MM)
+    cuts, h, w, pad = st.box_origins(GRID, origin_mm=region[:2])
+    cuts = follow_grid(dark, cuts, h, w, pad, st.CANONICAL_PX_PER_MM, (len(GRID.rows), GRID.cols))
+    return dark, [(x + pad, y + pad, x + w - 1 - pad, y + h - 1 - pad) for _, _, x, y in cuts]
+
+
+def test_a_line_striking_out_a_row_stays_even_when_fainter_than_the_digits(filled_page, clean):
+    """A pencil line through a row of digits written in ink is as faint as a crease and as long, but
+    it strikes those digits out: it is not taken out, and the digits it crosses stay flagged."""
+    x, y, w, h = GRID.box(4, 1)
+    struck = _creased(filled_page, [((x, y + h * 0.1, x + 5.5 * w, y + h * 0.9), 0.18)], sigma_mm=0.35)
+    cut = _cut(struck)
+    row = [(4, c) for c in range(1, 6)]
+    assert all(cut[k].flags for k in row), [cut[k].flags for k in row]
+    dark, outlines = _page_darkness(struck)
+    assert find_creases(dark, st.CANONICAL_PX_PER_MM, outlines) == []
+
+
+def test_no_crease_on_a_smooth_sheet_or_squared_paper(filled_page):
+    dark, outlines = _page_darkness(np.array(filled_page))
+    assert find_creases(dark, st.CANONICAL_PX_PER_MM, outlines) == []
+    squared = np.array(filled_page, np.float32)
+    step = 5 * PX
+    for k in np.arange(step / 3, squared.shape[0], step):
+        squared[int(k) : int(k) + 2] *= 0.8
+    for k in np.arange(step / 3, squared.shape[1], step):
+        squared[:, int(k) : int(k) + 2] *= 0.8
+    dark, outlines = _page_darkness(squared.astype(np.uint8))
+    assert find_creases(dark, st.CANONICAL_PX_PER_MM, outlines) == []
