@@ -106,6 +106,20 @@ def test_coloured_ink_and_a_highlighter_change_only_the_ink_and_the_marked_rows(
     assert (np.abs(change) <= 2).mean() > 0.7  # the rest as it was (but for rounding)
 
 
+def test_creases_shade_the_paper_along_lines_and_leave_the_rest(hand, ballpoint_scan):
+    """``creases`` shades the filled paper before the capture (its own random numbers): the same boxes
+    and handwriting, thin darker lines across the page, a faint brighter ridge beside each, and most
+    of the page as it was."""
+    truth = {k: (b.kind, b.label, b.what) for k, b in ballpoint_scan.boxes.items()}
+    creased = rs.make_sheet("scan-ballpoint", 31, hand, creases=10)
+    assert {k: (b.kind, b.label, b.what) for k, b in creased.boxes.items()} == truth
+    before, after = (cv2.cvtColor(s.image, cv2.COLOR_BGR2GRAY).astype(int) for s in (ballpoint_scan, creased))
+    change = after - before
+    assert 0.002 < (change < -10).mean() < 0.05  # the creases' valleys: thin lines
+    assert change.max() <= 0.3 * 0.2 * 255 + 2  # the ridges: at most a third of the darkest valley
+    assert (np.abs(change) <= 2).mean() > 0.5  # the rest as it was, or nearly (the facets' tilt)
+
+
 def test_touching_pairs_on_a_tablet_page_leave_the_rest_of_the_page_as_it_was(hand, monkeypatch):
     """Items written touching the one before draw from their own random numbers: without them the
     same seed gives the same page everywhere else (bench_sheets_realistic.py prints what became of

@@ -23,6 +23,9 @@ import numpy as np
 #: a crease's pixels are at least this dark relative to the paper (0..255: 4 %, the faintest ink
 #: that can join a stroke) ...
 CREASE_MIN = 10
+#: the line search looks at pixels at least this dark (5.5 %): fainter ones are mostly a dim or
+#: compressed photo's noise, and a crease is followed into its fainter stretches once found
+CREASE_SEARCHED = 14
 #: ... and a crease is never darker than this (its median along it; 30 %)
 CREASE_MAX = 77
 #: at least this long (mm): longer than a strike through one digit, or one written across two boxes
@@ -107,11 +110,11 @@ def writing_darkness(dark: np.ndarray, boxes: list[tuple[int, int, int, int]], p
     """How dark the sheet's writing is: a high percentile of what is clearly ink inside the
     ``boxes`` (x0, y0, x1, y1 where their printed lines are), clear of those lines."""
     m = int(LINE_CLEAR_MM * px_per_mm)
-    inside = np.zeros(dark.shape, bool)
+    inside = np.zeros(dark.shape, np.uint8)
     for x0, y0, x1, y1 in boxes:
-        inside[y0 + m : y1 - m, x0 + m : x1 - m] = True
-    counts = np.bincount(dark[inside], minlength=256)[WRITING_SEED:]
-    total = int(counts.sum())
+        inside[y0 + m : y1 - m, x0 + m : x1 - m] = 255
+    counts = cv2.calcHist([dark], [0], inside, [256], [0, 256]).ravel()[WRITING_SEED:]
+    total = float(counts.sum())
     if not total:
         return 0.0
     return float(WRITING_SEED + np.searchsorted(np.cumsum(counts), WRITING_PERCENTILE / 100 * total))
@@ -120,22 +123,21 @@ def writing_darkness(dark: np.ndarray, boxes: list[tuple[int, int, int, int]], p
 def find_creases(dark: np.ndarray, px_per_mm: float, boxes: list[tuple[int, int, int, int]]) -> list[Crease]:
     """The creases of a canonical page's darkness map (``flatten``), longest first; ``boxes``: the
     writing boxes (x0, y0, x1, y1 where their printed lines are)."""
-    # searched at half the page's scale, each pixel the darkest of its 2x2 (a 1-pixel line stays),
-    # among faint pixels that are not the rim of something darker (a stroke, a printed line) and
-    # not a lone speck of noise
+    # searched at half the page's scale, each pixel the darkest of its 2x2 (a 1-pixel line stays)
     half = cv2.dilate(dark, _BLOCK)[::2, ::2]
+    min_len = MIN_LENGTH_MM * px_per_mm / 2
+    candidates = _faint_pixels(half, CREASE_MAX)
+    if int(np.count_nonzero(candidates)) < HOUGH_SHARE * min_len:
+        return []  # too few for any line even at the darkest a crease can be (most sheets: quick)
     # a crease is fainter than the writing (a pen's strike through a row is as dark as its digits)
-    writing = writing_darkness(half, [tuple(v // 2 for v in b) for b in boxes], px_per_mm / 2)
+    writing = writing_darkness(half, [(x0 // 2, y0 // 2, x1 // 2, y1 // 2) for x0, y0, x1, y1 in boxes], px_per_mm / 2)
     top = min(CREASE_MAX, int(FAINTER_THAN_WRITING * writing))
-    if top < CREASE_MIN:
+    if top < CREASE_SEARCHED:
         return []
-    faint = ((half >= CREASE_MIN) & (half <= top)).view(np.uint8)
-    rim = cv2.dilate((half > top).view(np.uint8), _NEAR)
-    candidates = cv2.subtract(faint, rim)
-    candidates &= (cv2.boxFilter(candidates, -1, (3, 3), normalize=False) >= 3).view(np.uint8)
+    if top < CREASE_MAX:
+        candidates = _faint_pixels(half, top)
     # what runs along the page's axes is a ruling, a fold for an envelope or the grid: not searched
     candidates = _without_axis_runs(candidates, max(int(AXIS_RUN_MM * px_per_mm / 2), 3))
-    min_len = MIN_LENGTH_MM * px_per_mm / 2
     if int(np.count_nonzero(candidates)) < HOUGH_SHARE * min_len:
         return []  # too few for any line the search would accept
     rows = sorted({(b[1], b[3]) for b in boxes})
@@ -270,6 +272,17 @@ def _strikes_a_row(dark: np.ndarray, seg, rows: list[tuple[int, int]], top: int,
     values = np.array(beyond)
     values = values[values <= top]
     return not (len(values) and (values >= CREASE_MIN).mean() >= 0.5)
+
+
+def _faint_pixels(half: np.ndarray, top: int) -> np.ndarray:
+    """Where the line search looks (uint8, 255): pixels between :data:`CREASE_SEARCHED` and ``top``
+    dark that are not the rim of something darker (a stroke, a printed line) nor a lone speck. The
+    fewer, the lower ``top``: a test at the highest ``top`` tells when there can be no crease."""
+    faint = cv2.inRange(half, CREASE_SEARCHED, top)
+    rim = cv2.dilate(cv2.threshold(half, top, 255, cv2.THRESH_BINARY)[1], _NEAR)
+    candidates = cv2.subtract(faint, rim)
+    neighbours = cv2.boxFilter(candidates, cv2.CV_16U, (3, 3), normalize=False)
+    return cv2.bitwise_and(candidates, cv2.compare(neighbours, 3 * 255, cv2.CMP_GE))
 
 
 def _without_axis_runs(mask: np.ndarray, run: int) -> np.ndarray:
