@@ -54,12 +54,14 @@ def clean(filled_page):
     return _cut(np.array(filled_page))
 
 
-def test_creases_are_taken_out_and_the_digits_cut_as_without_them(filled_page, clean, monkeypatch):
+def test_creases_are_taken_out_and_the_digits_cut_as_without_them(filled_page, clean, monkeypatch, caplog):
     """Left in, the creases leave boxes through their lines (``border``), strike through digits and put
     ink into empty boxes. Taken out, the boxes are cut as on the smooth sheet: the same flags but for a
     box or two, the empty boxes empty, the 28x28s within a few grey levels of the smooth sheet's."""
     creased = _creased(filled_page)
-    cut = _cut(creased)
+    with caplog.at_level("INFO", logger=st.__name__):
+        cut = _cut(creased)
+    assert "creases of the paper taken out" in caplog.text
     with monkeypatch.context() as m:
         _left_in(m)
         left_in = _cut(creased)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
 
 from mnistp4.stages.sheets import synth
 from mnistp4.stages.sheets.batch import segment_folder
-from mnistp4.stages.sheets.layout import default_layouts, render_template
+from mnistp4.stages.sheets.layout import default_layouts
 from mnistp4.stages.sheets.scanner_streaks import find_streaks, remove_streaks
 from mnistp4.stages.sheets.segment_template import segment_auto, segment_template
 

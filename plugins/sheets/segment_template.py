@@ -406,7 +406,9 @@ def cut_boxes(small: np.ndarray, found: Layout, markers: dict) -> tuple[np.ndarr
     cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
     cuts = follow_grid(dark, cuts, h, w, pad, CANONICAL_PX_PER_MM, (len(found.rows), found.cols))
     outlines = [(x + pad, y + pad, x + w - 1 - pad, y + h - 1 - pad) for _, _, x, y in cuts]
-    dark, _ = take_out_creases(dark, CANONICAL_PX_PER_MM, outlines)
+    dark, creases = take_out_creases(dark, CANONICAL_PX_PER_MM, outlines)
+    if creases:
+        log.info("%d creases of the paper taken out (the sheet was folded or crumpled)", len(creases))
     boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])
     shaded = covered_boxes(paper, [(x, y) for _, _, x, y in cuts], h, w, pad, CANONICAL_PX_PER_MM)
     return page, cuts, boxes, shaded, pad
