@@ -5,11 +5,12 @@ digits alike.
 Left in, a crease reads as a faint stroke: it leaves every box it passes through its lines
 (``border``), strikes through the digits it crosses (``crossed_out``) and puts ink into empty boxes.
 Nothing is lost (all of it is flagged), but a crumpled sheet can lose half its digits to review. A
-crease is told from writing by what writing never is all at once: a straight line longer than two
-boxes, not along the printed grid (rulings, folds for an envelope), thin, and fainter than the
-sheet's own writing (a pen's strike through a row is as dark as the pen's digits: it stays). It is
-taken out by subtracting its own darkness profile across it, measured along its whole length, so a
-stroke crossing it keeps its darkness.
+crease is told from writing by what writing never is all at once: a straight line 30 mm long or more
+(a strike through one digit is shorter), not along the page's axes (rulings, folds for an envelope,
+the printed grid), thin, and fainter than the sheet's own writing (a pen's strike through a row is as
+dark as the pen's digits: it stays); and not a line along one row of boxes that ends with the row (a
+strike through that row in a fainter pen). It is taken out by subtracting its own darkness profile
+across it, measured along its whole length, so a stroke crossing it keeps its darkness.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ WRITING_SEED = 40
 PASSES = 2
 #: a found line is moved onto the crease within this many pixels across it
 REFINE_PX = 5
-#: the removal reaches this many pixels (at the page's scale) to either side of the line's centre
+#: the removal reaches this far (mm) to either side of the line's centre
 HALF_WIDTH_MM = 0.8
 #: and this far (mm) past its ends, where a crease fades out
 END_MM = 2.0
