@@ -246,7 +246,7 @@ def _extended(dark: np.ndarray, seg, top: int, max_gap: float) -> tuple[float, f
 def _strikes_a_row(dark: np.ndarray, seg, rows: list[tuple[int, int]], top: int, px_per_mm: float) -> bool:
     """``seg`` runs along a row of boxes within :data:`STRIKE_SLANT_DEG`, stays inside it and does not
     go on past it: it may be a line striking out that row's digits, drawn with a fainter pen than
-    theirs. (A crease that found only in pieces inside a row goes on, faint, past the row's lines.)"""
+    theirs. (A crease found only in pieces inside a row goes on, faint, past the row's lines.)"""
     x0, y0, x1, y1 = seg
     slant = abs(math.degrees(math.atan2(y1 - y0, x1 - x0)))
     if min(slant, 180 - slant) > STRIKE_SLANT_DEG:
