@@ -167,7 +167,7 @@ def find_creases(dark: np.ndarray, px_per_mm: float, boxes: list[tuple[int, int,
             continue
         x0, y0, x1, y1 = piece
         for _ in range(2):  # refit on the longer line, which gives its direction more exactly
-            x0, y0, x1, y1 = _extended(dark, _refined(dark, (x0, y0, x1, y1), top), top, EXTEND_GAP_MM * px_per_mm)
+            x0, y0, x1, y1 = _extended(dark, _refined(dark, (x0, y0, x1, y1), top), top, px_per_mm)
         if any(_same_line(c, (x0, y0, x1, y1), px_per_mm) for c in creases):
             continue
         values, offset = _centred(dark, (x0, y0, x1, y1))
@@ -214,14 +214,14 @@ def _refined(dark: np.ndarray, seg, top: int) -> tuple[float, float, float, floa
     return x0 + a * nx, y0 + a * ny, x1 + b * nx, y1 + b * ny
 
 
-def _extended(dark: np.ndarray, seg, top: int, max_gap: float) -> tuple[float, float, float, float]:
+def _extended(dark: np.ndarray, seg, top: int, px_per_mm: float) -> tuple[float, float, float, float]:
     """``seg`` lengthened at both ends as far as the faint line goes on: past strokes and printed
     lines crossing it (up to :data:`MAX_CROSSING_MM` of them at once) and past gaps of paper up to
-    ``max_gap`` pixels."""
+    :data:`EXTEND_GAP_MM`."""
     x0, y0, x1, y1 = seg
     length = math.hypot(x1 - x0, y1 - y0)
     ux, uy = (x1 - x0) / length, (y1 - y0) / length
-    crossing_max = max_gap * MAX_CROSSING_MM / EXTEND_GAP_MM
+    max_gap, crossing_max = EXTEND_GAP_MM * px_per_mm, MAX_CROSSING_MM * px_per_mm
     ends = []
     for (x, y), (dx, dy) in (((x0, y0), (-ux, -uy)), ((x1, y1), (ux, uy))):
         last, step, paper, crossing = 0.0, 1.0, 0, 0
