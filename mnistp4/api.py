@@ -6,7 +6,7 @@ type a hook contract in :mod:`mnistp4.hookspecs` names is defined or re-exported
 
 A plugin may declare the API it was written for with a module attribute::
 
-    MNISTP4_PLUGIN_API = "1.2"
+    MNISTP4_PLUGIN_API = "1.3"
 
 Loading it fails with a clear message when the major version differs or the minor version is newer
 than this mnistp4 provides.
@@ -49,9 +49,10 @@ from .records import (
     SegmentOptions,
 )
 from .registry import Entry, Registry
+from .sheet_notes import sheet_note
 
 #: major.minor of the plugin contract: hooks, record types, calling conventions
-PLUGIN_API_VERSION = "1.2"
+PLUGIN_API_VERSION = "1.3"
 
 #: The context every registered callable that acts (sources, quantizers, deploy targets, pipeline
 #: steps, model format loaders) receives as its first argument, and commands get with
@@ -132,6 +133,7 @@ __all__ = [
     "subset",
     "concat",
     "project_normalizer",
+    "sheet_note",
     # errors
     "Mnistp4Error",
     "UsageError",

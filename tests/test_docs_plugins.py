@@ -12,6 +12,7 @@ import torch
 
 import mnistp4.hookspecs as hookspecs
 from mnistp4.app import create_app
+from mnistp4.sheet_notes import collect_sheet_notes
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 HOOKS = sorted(n for n in dir(hookspecs) if n.startswith(("register_", "on_")))
@@ -70,6 +71,13 @@ def test_registry_examples_do_what_their_hooks_promise(tmp_path, mnist_dir):
         strip, options=SegmentOptions({}, lambda c: np.zeros((28, 28), np.uint8), rows="17")
     )
     assert [d.label for d in digits] == [1, 7]
+    strip[5:35, 100:104] = 0  # a third stroke for two labels: the segmenter says so in the sheet's note
+    with collect_sheet_notes() as notes:
+        digits = app.get("segmenters", "one-row")(
+            strip, options=SegmentOptions({}, lambda c: np.zeros((28, 28), np.uint8), rows="17")
+        )
+    assert [d.label for d in digits] == [1, 7, None]
+    assert notes == ["3 pieces of ink for 2 labels: the last are unlabelled"]
 
     app, _ = load(tmp_path, "register_dataset_sources", mnist_dir)
     assert len(app.get("dataset_sources", "mnist")(app, "test")) == 500

@@ -82,13 +82,14 @@ def test_helpers_are_defined_once():
 
 def test_plugin_api_version_mismatch_is_refused(tmp_path, make_app):
     d = plugin(tmp_path / "p", "future", 'MNISTP4_PLUGIN_API = "2.0"\n')
-    with pytest.raises(PluginError, match=r"needs plugin API 2\.0.*provides 1\.2"):
+    with pytest.raises(PluginError, match=r"needs plugin API 2\.0.*provides 1\.3"):
         make_app(plugin_dirs=[str(d)])
-    d = plugin(tmp_path / "n", "newer", 'MNISTP4_PLUGIN_API = "1.3"\n')
-    with pytest.raises(PluginError, match=r"needs plugin API 1\.3"):
+    d = plugin(tmp_path / "n", "newer", 'MNISTP4_PLUGIN_API = "1.4"\n')
+    with pytest.raises(PluginError, match=r"needs plugin API 1\.4"):
         make_app(plugin_dirs=[str(d)])
-    # 1.1 and 1.2 only added to 1.0
-    for name, version in (("current", api.PLUGIN_API_VERSION), ("older", "1.0"), ("one-one", "1.1")):
+    # 1.1, 1.2 and 1.3 only added to 1.0
+    versions = (("current", api.PLUGIN_API_VERSION), ("older", "1.0"), ("one-one", "1.1"), ("one-two", "1.2"))
+    for name, version in versions:
         d = plugin(tmp_path / name, name, f'MNISTP4_PLUGIN_API = "{version}"\n')
         assert name in [p.name for p in make_app(plugin_dirs=[str(d)]).manager.plugins]
 

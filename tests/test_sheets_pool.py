@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from mnistp4 import sheet_note
 from mnistp4.records import Digit
 from mnistp4.stages.sheets.batch import segment_folder
 
@@ -37,7 +38,10 @@ def slow_segmenter(grey, *, layout=None, options=None):
     if _in_parent() and any(marks.iterdir()):
         _until_a_worker_has_left("worker")
     time.sleep(0.1)
-    (marks / f"{os.getpid()}-{'parent' if _in_parent() else 'worker'}-{time.monotonic_ns()}").touch()
+    where = "parent" if _in_parent() else "worker"
+    (marks / f"{os.getpid()}-{where}-{time.monotonic_ns()}").touch()
+    sheet_note(f"cut by the {where} process {os.getpid()}")
+    sheet_note(f"cut by the {where} process {os.getpid()}")  # said twice, noted once
     return [Digit(np.zeros((28, 28), np.uint8), 1, 0, 0)]
 
 
@@ -99,6 +103,9 @@ def test_parent_and_worker_share_the_sheets_and_every_sheet_comes_back_once(tmp_
     workers = set(pids) - {os.getpid()}
     assert len(workers) == 1, pids  # workers=2: one worker process besides this one
     assert pids.count(os.getpid()) < 12  # ... which took its share once it had started
+    # what the segmenter said about each sheet (mnistp4.sheet_note) is that sheet's note, from either process
+    notes = sorted(r["note"].removeprefix(f"{r['sheet']}: ") for r in results)
+    assert notes == sorted(f"cut by the {'parent' if pid == os.getpid() else 'worker'} process {pid}" for pid in pids)
 
 
 def test_a_dying_worker_fails_only_its_sheet_and_the_batch_goes_on(tmp_path, marks):

@@ -153,6 +153,11 @@ def test_a_duplex_scans_back_pages_are_done_with_nothing_cut_and_a_mirrored_shee
     assert [results[f"duplex.tif#{k}"]["digits"] for k in (1, 2, 3, 4)] == [100, 0, 0, 100]
     assert "the back of a sheet: only its front shows through" in results["duplex.tif#2"]["note"]
     assert "a blank page (the back of a sheet in a duplex scan?), or one too faint" in results["duplex.tif#3"]["note"]
-    assert results["mirrored-pale.png"]["digits"] == 100 and results["mirrored-pale.png"]["note"] is None
+    assert results["mirrored-pale.png"]["digits"] == 100
+    # the segmenter's note (mnistp4.sheet_note); a sheet it said nothing about has none
+    assert results["mirrored-pale.png"]["note"] == (
+        "mirrored-pale.png: the picture is mirrored (a front or laptop camera): read flipped back"
+    )
+    assert results["duplex.tif#1"]["note"] is None
     again = _cut(raw, tmp_path / "data")
     assert again["skipped"] == 5 and again["failed"] == 0

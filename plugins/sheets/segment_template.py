@@ -17,6 +17,7 @@ import numpy as np
 import mnistp4
 from mnistp4.errors import InputError, NothingToCut
 from mnistp4.records import Digit
+from mnistp4.sheet_notes import sheet_note
 from mnistp4.stages.sheets.box_ink import boxes_ink, flag_fainter_than_the_sheet
 from mnistp4.stages.sheets.box_lines import box_lines, line_blur_mm
 from mnistp4.stages.sheets.checker import check_digits
@@ -183,7 +184,7 @@ def read_markers(small: np.ndarray, layouts: dict[str, Layout]) -> tuple[np.ndar
             picture = other()
             again = detect_markers(picture)
             if layout_from_markers(again, layouts) is not None:
-                log.info("the picture is %s", what)
+                sheet_note(f"the picture is {what}")
                 faint = seen_from_behind(picture, again) if what.startswith("mirrored") else None
                 if faint is not None:
                     raise NothingToCut(
@@ -408,10 +409,19 @@ def cut_boxes(small: np.ndarray, found: Layout, markers: dict) -> tuple[np.ndarr
     outlines = [(x + pad, y + pad, x + w - 1 - pad, y + h - 1 - pad) for _, _, x, y in cuts]
     dark, creases = take_out_creases(dark, CANONICAL_PX_PER_MM, outlines)
     if creases:
-        log.info("%d creases of the paper taken out (the sheet was folded or crumpled)", len(creases))
+        sheet_note(_creases_note(len(creases)))
     boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])
     shaded = covered_boxes(paper, [(x, y) for _, _, x, y in cuts], h, w, pad, CANONICAL_PX_PER_MM)
     return page, cuts, boxes, shaded, pad
+
+
+def _creases_note(count: int) -> str:
+    what = "a crease of the paper (a fold)" if count == 1 else f"{count} creases of the paper (folded or crumpled)"
+    they = "it crosses" if count == 1 else "they cross"
+    return (
+        f"{what} taken out before the boxes were cut; digits {they} may still be flagged: flatten the "
+        f"sheet (under a few books) before the next photo or scan"
+    )
 
 
 def sheet_line_blur_mm(image: np.ndarray, layouts: dict[str, Layout]) -> float:

@@ -15,6 +15,7 @@ import numpy as np
 
 from mnistp4.errors import InputError, Mnistp4Error, NothingToCut
 from mnistp4.io import fs_error
+from mnistp4.sheet_notes import collect_sheet_notes
 from mnistp4.stages.sheets.review_picture import contact_sheet
 from mnistp4.stages.sheets.scanner_streaks import Streak, remove_streaks
 from mnistp4.stages.sheets.sheet_image import BlankPage, decode_sheet
@@ -45,7 +46,9 @@ class SheetResult:
     digits: int = 0
     flagged: int = 0
     error: str | None = None
-    note: str | None = None  # a sheet that was cut, with a hint about its flags (a 1-bit scan, a blurred photo)
+    # a sheet that was cut: what its segmenter said about it (mnistp4.sheet_note) and a hint about its
+    # flags (a 1-bit scan, a blurred photo), one per line
+    note: str | None = None
     rows: list = field(default_factory=list)
     digits_found: list = field(default_factory=list)  # records.Digit without crops, for hooks
 
@@ -83,7 +86,8 @@ def process_sheet(job: Job) -> SheetResult:
     try:
         grey = decode_sheet(job.path.read_bytes(), job.sheet, job.page)
         grey, streaks = remove_streaks(grey)  # before any segmenter: a scanner's fault, not the sheet's
-        digits = job.segmenter(grey, layout=job.layout, options=job.options)
+        with collect_sheet_notes() as said:
+            digits = job.segmenter(grey, layout=job.layout, options=job.options)
         if not digits:
             raise InputError(f"{job.sheet}: no digits found")
         files = []
@@ -108,11 +112,13 @@ def process_sheet(job: Job) -> SheetResult:
         write_sheet_files(job.data_dir, files)
         result.digits = len(digits)
         result.flagged = sum(1 for d in digits if d.flags)
-        result.note = (
+        hint = (
             _bilevel_note(job.sheet, grey, digits)
             or _blurred_note(job.sheet, grey, digits)
             or _streak_note(job.sheet, grey, streaks)
         )
+        notes = [f"{job.sheet}: {text}" for text in said] + ([hint] if hint else [])
+        result.note = "\n".join(notes) or None
         for d in digits:
             d.crop = None
         result.digits_found = digits
