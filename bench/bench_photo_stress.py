@@ -326,6 +326,8 @@ MADE = {
     "marker": {"pen_width": (2.0, 2.5)},
     "creased": {"creases": 10},
     "crumpled": {"creases": 40},
+    "folded": {"folds": 2},
+    "folded-4": {"folds": 4},
 }
 #: every change, in the order that seeds each one's random generator
 ALL_CHANGES = [*CHANGES, *MADE]

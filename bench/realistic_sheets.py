@@ -760,20 +760,51 @@ def crumple(rng, paper: np.ndarray, creases: int) -> np.ndarray:
         angle, half = rng.uniform(0, math.pi), rng.uniform(5, 90) * mm
         sigma, dark = rng.uniform(0.2, 0.5) * mm, rng.uniform(0.04, 0.2)
         tilt, reach = rng.uniform(0.01, 0.05), rng.uniform(5, 20) * mm
-        ux, uy = math.cos(angle), math.sin(angle)
-        pad = half + 3 * reach
-        x0, x1 = max(int(cx - pad), 0), min(int(cx + pad) + 1, ws)
-        y0, y1 = max(int(cy - pad), 0), min(int(cy + pad) + 1, hs)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        along = (xx - cx) * ux + (yy - cy) * uy
-        across = -(xx - cx) * uy + (yy - cy) * ux
-        ends = np.clip((half - np.abs(along)) / (3 * mm), 0, 1)  # the crease fades out over 3 mm
-        valley = dark * np.exp(-((across / sigma) ** 2))
-        ridge = -0.3 * dark * np.exp(-(((across + 2.5 * sigma) / sigma) ** 2))
-        facet = tilt * np.exp(-np.maximum(across, 0) / reach) * (across > 0)
-        shade[y0:y1, x0:x1] *= 1 - ends * (valley + ridge + facet)
+        _shade_crease(shade, mm, (cx, cy), angle, half, sigma, dark, tilt, reach)
+    shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(paper * shade[..., None], 0, 255).astype(np.uint8)
+
+
+def _shade_crease(shade, mm, centre, angle, half, sigma, dark, tilt, reach) -> None:
+    """One straight crease into ``shade`` (multiplied): a valley of ``sigma`` and ``dark``, a fainter
+    ridge on one side, the facet on the other side ``tilt`` darker, fading over ``reach``; ``half``
+    its half length, fading out over 3 mm at its ends."""
+    cx, cy = centre
+    hs, ws = shade.shape
+    ux, uy = math.cos(angle), math.sin(angle)
+    pad = half + 3 * reach
+    x0, x1 = max(int(cx - pad), 0), min(int(cx + pad) + 1, ws)
+    y0, y1 = max(int(cy - pad), 0), min(int(cy + pad) + 1, hs)
+    if x0 >= x1 or y0 >= y1:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    along = (xx - cx) * ux + (yy - cy) * uy
+    across = -(xx - cx) * uy + (yy - cy) * ux
+    ends = np.clip((half - np.abs(along)) / (3 * mm), 0, 1)  # the crease fades out over 3 mm
+    valley = dark * np.exp(-((across / sigma) ** 2))
+    ridge = -0.3 * dark * np.exp(-(((across + 2.5 * sigma) / sigma) ** 2))
+    facet = tilt * np.exp(-np.maximum(across, 0) / reach) * (across > 0)
+    shade[y0:y1, x0:x1] *= 1 - ends * (valley + ridge + facet)
+
+
+def fold(rng, paper: np.ndarray, folds: int) -> np.ndarray:
+    """``paper`` folded to fit an envelope or a pocket and opened flat again: ``folds`` straight
+    creases from edge to edge along the page's axes (within 0.6 degrees) - across it at a third and
+    two thirds of its height (a letter's fold), then down its middle, then across its middle. Each
+    a sharp valley (0.15-0.35 mm, 6-20 % darker than the paper) with a fainter ridge beside it, the
+    panel on its other side tilted 0-4 % away from the light over 20-60 mm."""
+    h, w = paper.shape[:2]
+    scale = 2
+    hs, ws, mm = h // scale, w // scale, PX / scale
+    shade = np.ones((hs, ws), np.float32)
+    places = [(1 / 3, 0.0), (2 / 3, 0.0), (1 / 2, 90.0), (1 / 2, 0.0)]
+    for where, axis in places[:folds]:
+        at = (where + rng.uniform(-0.02, 0.02)) * (hs if axis == 0 else ws)
+        angle = math.radians(axis + rng.uniform(-0.6, 0.6))
+        centre = (ws / 2, at) if axis == 0 else (at, hs / 2)
+        sigma, dark = rng.uniform(0.15, 0.35) * mm, rng.uniform(0.06, 0.2)
+        tilt, reach = rng.uniform(0.0, 0.04), rng.uniform(20, 60) * mm
+        _shade_crease(shade, mm, centre, angle, math.hypot(hs, ws), sigma, dark, tilt, reach)
     shade = cv2.resize(shade, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.clip(paper * shade[..., None], 0, 255).astype(np.uint8)
 
@@ -791,6 +822,7 @@ def make_sheet(
     highlighter: int = 0,
     pen_width: tuple | None = None,
     creases: int = 0,
+    folds: int = 0,
 ) -> Sheet:
     """The sheet of ``condition`` and ``seed``; ``back`` > 0: the paper is printed and filled on both
     sides, and the back (another filling, from its own generator) shows through at that strength;
@@ -803,6 +835,7 @@ def make_sheet(
     many highlighter strokes over the filled sheet (:func:`highlight`, its own generator).
     ``pen_width`` (mm, a range): the ballpoint or felt tip that wide (a pencil stays as it is).
     ``creases`` > 0: the filled sheet was crumpled and smoothed out again (:func:`crumple`, its own
+    generator). ``folds`` > 0: it was folded along its axes and opened flat (:func:`fold`, its own
     generator)."""
     cond = CONDITIONS[condition]
     key = [seed, list(CONDITIONS).index(condition)]
@@ -833,6 +866,8 @@ def make_sheet(
         paper = highlight(own_rng(5), paper, highlighter)
     if creases > 0:
         paper = crumple(own_rng(6), paper, creases)
+    if folds > 0:
+        paper = fold(own_rng(7), paper, folds)
     if cond.get("coffee"):
         coffee_ring(rng, paper)
     if cond.get("curl") or cond.get("fold"):

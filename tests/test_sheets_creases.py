@@ -3,6 +3,7 @@ cut, and what only looks like a crease (a line striking out a row, a ruled paper
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import cv2
@@ -12,7 +13,8 @@ import pytest
 from mnistp4.sheet_notes import collect_sheet_notes
 from mnistp4.stages.sheets import segment_template as st
 from mnistp4.stages.sheets.layout import default_layouts
-from mnistp4.stages.sheets.paper_creases import find_creases, take_out_creases
+from mnistp4.stages.sheets.paper_creases import crease_top, find_creases, take_out_creases
+from mnistp4.stages.sheets.paper_folds import find_folds
 
 LAYOUTS = {lay.name: lay for lay in default_layouts()}
 GRID = LAYOUTS["grid-10x10"]
@@ -48,6 +50,14 @@ def _cut(image: np.ndarray) -> dict:
 
 def _left_in(monkeypatch):
     monkeypatch.setattr(st, "take_out_creases", lambda dark, px_per_mm, boxes: (dark, []))
+    monkeypatch.setattr(st, "take_out_folds", lambda dark, px_per_mm, boxes: (dark, []))
+
+
+@contextlib.contextmanager
+def monkeypatch_folds_left_in():
+    with pytest.MonkeyPatch.context() as m:
+        _left_in(m)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +141,55 @@ def test_a_line_striking_out_a_row_stays_even_when_fainter_than_the_digits(fille
     assert all(cut[k].flags for k in row), [cut[k].flags for k in row]
     dark, outlines = _page_darkness(struck)
     assert find_creases(dark, st.CANONICAL_PX_PER_MM, outlines) == []
+
+
+#: a letter's folds on the test page (mm), each from edge to edge: across rows 2 and 5 (the second a
+#: little off level) and down column 5
+FOLDS = [((0, 89.7, 210, 89.7), 0.15), ((0, 158.2, 210, 159.2), 0.15), ((117, 0, 118, 297), 0.15)]
+
+
+def test_a_folded_sheets_folds_are_taken_out_and_the_rows_they_cross_cut_as_without_them(filled_page, smooth):
+    """Folded for an envelope and opened flat: two folds across the page and one down it, each through a
+    row (or column) of boxes. Left in, every box of a row a fold crosses is flagged (``border``, the
+    line leaving it); taken out, the boxes are cut as on the smooth sheet, and the note says so."""
+    clean, _ = smooth
+    folded = _creased(filled_page, FOLDS, sigma_mm=0.25)
+    with collect_sheet_notes() as notes:
+        cut = _cut(folded)
+    with monkeypatch_folds_left_in():
+        left_in = _cut(folded)
+
+    def changed(digits):
+        return [k for k in clean if set(digits[k].flags) != set(clean[k].flags)]
+
+    assert len(changed(left_in)) >= 5, changed(left_in)
+    assert len(changed(cut)) <= 1, [(k, clean[k].flags, cut[k].flags) for k in changed(cut)]
+    assert len(notes) == 1 and notes[0].startswith("3 creases of the paper"), notes
+    dark, outlines = _page_darkness(folded)
+    top = crease_top(dark, outlines, st.CANONICAL_PX_PER_MM)
+    found = find_folds(dark, st.CANONICAL_PX_PER_MM, outlines, top)
+    slants = [math.degrees(math.atan2(c.y1 - c.y0, c.x1 - c.x0)) % 180 for c in found]
+    across = [a for a in slants if min(a, 180 - a) <= 1]
+    assert len(found) == 3 and len(across) == 2 and [a for a in slants if abs(a - 90) <= 1], slants
+
+
+def test_a_level_line_through_one_row_stays_and_rulings_are_not_folds(filled_page):
+    """A faint pencil line drawn level through a row of ink digits, from its first box to its last, is
+    a fold's shape but stops at the row's ends: it may strike the row out, and stays. A squared paper's
+    lines run edge to edge like folds but come many at once, evenly faint: they stay too."""
+    x, y, w, h = GRID.box(6, 0)
+    struck = _creased(filled_page, [((x + 2, y + h * 0.5, x + 10 * w - 2, y + h * 0.5), 0.15)], sigma_mm=0.3)
+    dark, outlines = _page_darkness(struck)
+    top = crease_top(dark, outlines, st.CANONICAL_PX_PER_MM)
+    assert find_folds(dark, st.CANONICAL_PX_PER_MM, outlines, top) == []
+    squared = np.array(filled_page, np.float32)
+    step = 5 * PX
+    for k in np.arange(step / 3, squared.shape[0], step):
+        squared[int(k) : int(k) + 2] *= 0.85
+    for k in np.arange(step / 3, squared.shape[1], step):
+        squared[:, int(k) : int(k) + 2] *= 0.85
+    dark, outlines = _page_darkness(squared.astype(np.uint8))
+    assert find_folds(dark, st.CANONICAL_PX_PER_MM, outlines, crease_top(dark, outlines, st.CANONICAL_PX_PER_MM)) == []
 
 
 def test_no_crease_on_a_smooth_sheet_or_squared_paper(filled_page):

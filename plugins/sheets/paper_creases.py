@@ -121,6 +121,12 @@ def writing_darkness(dark: np.ndarray, boxes: list[tuple[int, int, int, int]], p
     return float(WRITING_SEED + np.searchsorted(np.cumsum(counts), WRITING_PERCENTILE / 100 * total))
 
 
+def crease_top(dark: np.ndarray, boxes: list[tuple[int, int, int, int]], px_per_mm: float) -> int:
+    """The darkest a crease may be on this sheet: at most half as dark as its writing (a pen's strike
+    through a row is as dark as its digits), and never more than :data:`CREASE_MAX`."""
+    return min(CREASE_MAX, int(FAINTER_THAN_WRITING * writing_darkness(dark, boxes, px_per_mm)))
+
+
 def find_creases(dark: np.ndarray, px_per_mm: float, boxes: list[tuple[int, int, int, int]]) -> list[Crease]:
     """The creases of a canonical page's darkness map (``flatten``), longest first; ``boxes``: the
     writing boxes (x0, y0, x1, y1 where their printed lines are)."""
@@ -170,21 +176,31 @@ def find_creases(dark: np.ndarray, px_per_mm: float, boxes: list[tuple[int, int,
             x0, y0, x1, y1 = _extended(dark, _refined(dark, (x0, y0, x1, y1), top), top, px_per_mm)
         if any(_same_line(c, (x0, y0, x1, y1), px_per_mm) for c in creases):
             continue
-        values, offset = _centred(dark, (x0, y0, x1, y1))
-        open_paper = values <= CREASE_MAX  # where nothing darker (a stroke, a printed line) crosses it
-        if open_paper.mean() < 0.5:
-            continue
-        line = values[open_paper]
-        if (line >= CREASE_MIN).mean() < MIN_COVER:
-            continue
-        level = float(np.median(line))
-        if level < CREASE_MIN or level > top:
-            continue
-        beside = [_samples(dark, x0, y0, x1, y1, offset + s)[open_paper] for s in (-side, side)]
-        if max(float(np.median(b)) for b in beside) > level / 2:
-            continue  # a broad band or an edge, not a thin line
-        creases.append(Crease(float(x0), float(y0), float(x1), float(y1), level))
+        crease = thin_faint_line(dark, (x0, y0, x1, y1), top, side)
+        if crease is not None:
+            creases.append(crease)
     return creases
+
+
+def thin_faint_line(dark: np.ndarray, seg, top: int, side: float) -> Crease | None:
+    """``seg`` as a crease when the line along it is one: over open paper (where nothing darker, a
+    stroke or a printed line, crosses it) mostly at least :data:`CREASE_MIN` dark, its median at most
+    ``top``, and the paper ``side`` pixels to either side back to half its darkness or less."""
+    x0, y0, x1, y1 = seg
+    values, offset = _centred(dark, (x0, y0, x1, y1))
+    open_paper = values <= CREASE_MAX
+    if open_paper.mean() < 0.5:
+        return None
+    line = values[open_paper]
+    if (line >= CREASE_MIN).mean() < MIN_COVER:
+        return None
+    level = float(np.median(line))
+    if level < CREASE_MIN or level > top:
+        return None
+    beside = [_samples(dark, x0, y0, x1, y1, offset + s)[open_paper] for s in (-side, side)]
+    if max(float(np.median(b)) for b in beside) > level / 2:
+        return None  # a broad band or an edge, not a thin line
+    return Crease(float(x0), float(y0), float(x1), float(y1), level)
 
 
 def _refined(dark: np.ndarray, seg, top: int) -> tuple[float, float, float, float]:

@@ -24,6 +24,7 @@ from mnistp4.stages.sheets.checker import check_digits
 from mnistp4.stages.sheets.grid_follow import FOLLOW_SEARCH_MM, follow_grid
 from mnistp4.stages.sheets.layout import ARUCO_DICT, Layout
 from mnistp4.stages.sheets.paper_creases import take_out_creases
+from mnistp4.stages.sheets.paper_folds import take_out_folds
 from mnistp4.stages.sheets.paper_level import covered_boxes, flatten
 
 log = logging.getLogger(__name__)
@@ -407,7 +408,9 @@ def cut_boxes(small: np.ndarray, found: Layout, markers: dict) -> tuple[np.ndarr
     cuts, h, w, pad = box_origins(found, origin_mm=region[:2])
     cuts = follow_grid(dark, cuts, h, w, pad, CANONICAL_PX_PER_MM, (len(found.rows), found.cols))
     outlines = [(x + pad, y + pad, x + w - 1 - pad, y + h - 1 - pad) for _, _, x, y in cuts]
+    dark, folds = take_out_folds(dark, CANONICAL_PX_PER_MM, outlines)
     dark, creases = take_out_creases(dark, CANONICAL_PX_PER_MM, outlines)
+    creases = folds + creases
     if creases:
         sheet_note(_creases_note(len(creases)))
     boxes = np.stack([dark[y : y + h, x : x + w] for _, _, x, y in cuts])

@@ -1,0 +1,171 @@
+"""Folds of a sheet that was folded to fit an envelope or a pocket and opened flat again: straight
+creases from edge to edge along the page's axes (a letter's two folds across it, a fold down its
+middle), each a thin line a little darker than the paper through a whole row or column of boxes.
+
+Left in, a fold across a row leaves every box of that row through its lines (``border``): ten digits
+to review per fold. The crease search (:mod:`paper_creases`) leaves the axes alone, since a ruled or
+squared paper's lines and the printed grid lie there too. A fold is told from them by what they are
+not: a single line (a paper's rulings come many at once, evenly dark), clear of the printed lines,
+seen in nearly every strip across the page, thin and fainter than the writing; a line across the
+rows must also go on into the page's margins beyond the outermost boxes on both sides (a line
+striking out a row of digits stops near its ends). It is taken out as a crease is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mnistp4.stages.sheets.paper_creases import (
+    AXIS_MARGIN_DEG,
+    CREASE_MIN,
+    CREASE_SEARCHED,
+    SIDE_MM,
+    Crease,
+    _refined,
+    _same_line,
+    _samples,
+    crease_top,
+    remove_creases,
+    thin_faint_line,
+)
+
+#: the page is looked at in strips this wide (mm) across the fold's direction
+STRIP_MM = 8.0
+#: a fold is seen in at least this share of the strips
+MIN_STRIPS = 0.8
+#: seen in a strip: the strip's mean this much darker (0..255) than 1 mm to either side
+BUMP_MIN = CREASE_MIN / 2
+#: directions searched: every this many degrees within AXIS_MARGIN_DEG of the axis
+SLOPE_STEP_DEG = 0.25
+#: not within this many mm of a printed box line (where the box-line finder takes over)
+PRINTED_CLEAR_MM = 1.5
+#: lines seen in this share of the strips count as a paper's rulings ...
+RULED_SHARE = 0.5
+#: ... and more of them than this along one axis are a ruled or squared paper's: they stay ...
+RULED_MAX_LINES = 3
+#: ... but for a line at least this many times as dark as the median of them
+RULED_TIMES = 2.0
+#: a fold across the rows goes on beyond the outermost boxes' lines into the margin this far (mm,
+#: from 1 mm past the line), on both sides ...
+MARGIN_MM = 3.0
+#: ... where at least this share of it is at least CREASE_MIN dark
+MARGIN_COVER = 0.6
+
+
+def find_folds(dark: np.ndarray, px_per_mm: float, boxes: list[tuple[int, int, int, int]], top: int) -> list[Crease]:
+    """The folds of a canonical page's darkness map, across the page then down it; ``boxes``: the
+    writing boxes (x0, y0, x1, y1 where their printed lines are); ``top``: the darkest a crease may
+    be on this sheet (:func:`paper_creases.crease_top`)."""
+    folds: list[Crease] = []
+    for axis in (0, 1):
+        page = dark if axis == 0 else np.ascontiguousarray(dark.T)
+        # in the page's frame: boxes as (along, across) extents; printed lines' positions across
+        spans = [(b[0], b[2], b[1], b[3]) if axis == 0 else (b[1], b[3], b[0], b[2]) for b in boxes]
+        printed = np.array(sorted({s[2] for s in spans} | {s[3] for s in spans}), np.float64)
+        width = page.shape[1]
+        lines = [
+            line
+            for line in _lines_across_strips(page, px_per_mm, top, RULED_SHARE)
+            if not len(printed)
+            or np.abs(printed - (line.intercept + line.slope * width / 2)).min() >= PRINTED_CLEAR_MM * px_per_mm
+        ]
+        # a ruled or squared paper's lines come many at once: then only a line far darker than they are
+        ruled = float(np.median([line.level for line in lines])) if len(lines) > RULED_MAX_LINES else 0.0
+        found: list[Crease] = []
+        for line in lines:
+            if line.share < MIN_STRIPS or line.level < RULED_TIMES * ruled:
+                continue
+            seg = _refined(page, (0.0, line.intercept, width - 1.0, line.intercept + line.slope * (width - 1)), top)
+            if any(_same_line(c, seg, px_per_mm) for c in found):
+                continue
+            crease = thin_faint_line(page, seg, top, SIDE_MM * px_per_mm)
+            if crease is None:
+                continue
+            if axis == 0 and spans and not _into_both_margins(page, crease, spans, px_per_mm):
+                continue  # it may strike out a row of digits
+            found.append(crease)
+        folds += found if axis == 0 else [Crease(c.y0, c.x0, c.y1, c.x1, c.darkness) for c in found]
+    return folds
+
+
+@dataclass(frozen=True)
+class _Line:
+    intercept: float  # across the page, at its first column
+    slope: float
+    share: float  # of the strips it is seen in
+    level: float  # its strips' mean darkness on it (median over the strips it is seen in)
+
+
+def _lines_across_strips(page: np.ndarray, px_per_mm: float, top: int, min_share: float) -> list[_Line]:
+    """Straight lines within AXIS_MARGIN_DEG of the page's rows that a thin faint bump of the strips'
+    means follows through at least ``min_share`` of the strips, the most seen first, none within
+    2 mm of another."""
+    h, w = page.shape
+    strip = max(int(STRIP_MM * px_per_mm), 1)
+    n = w // strip
+    if n < 3:
+        return []
+    # each strip's mean at each row over what may be paper or a crease (ink and print left out)
+    part = page[:, : n * strip]
+    faint = (part <= top).astype(np.float32)
+    sums = cv2.resize(part.astype(np.float32) * faint, (n, h), interpolation=cv2.INTER_AREA)
+    means = sums / np.maximum(cv2.resize(faint, (n, h), interpolation=cv2.INTER_AREA), 1e-3)
+    k = max(int(round(SIDE_MM * px_per_mm)), 1)
+    padded = cv2.copyMakeBorder(means, k, k, 0, 0, cv2.BORDER_REPLICATE)
+    beside = np.maximum(padded[:h], padded[2 * k :])
+    peak = means >= cv2.dilate(means, np.ones((5, 1), np.uint8))
+    ys, ss = np.nonzero((means - beside >= BUMP_MIN) & peak)
+    need = math.ceil(min_share * n)
+    if len(ys) < need:
+        return []
+    xs = (ss + 0.5) * strip
+    reach = int(math.ceil(math.tan(math.radians(AXIS_MARGIN_DEG)) * w)) + 2
+    found: list[tuple[int, float, float]] = []
+    for deg in np.arange(-AXIS_MARGIN_DEG, AXIS_MARGIN_DEG + 1e-9, SLOPE_STEP_DEG):
+        slope = math.tan(math.radians(deg))
+        bins = np.rint(ys - slope * xs).astype(int) + reach
+        hit = np.zeros((h + 2 * reach, n), np.uint8)
+        hit[bins, ss] = 1
+        seen = cv2.dilate(hit, np.ones((3, 1), np.uint8)).sum(axis=1)  # within a pixel of the line
+        for b in np.flatnonzero(seen >= need):
+            found.append((int(seen[b]), float(b - reach), slope))
+    lines: list[_Line] = []
+    centres = (np.arange(n) + 0.5) * strip
+    for count, intercept, slope in sorted(found, key=lambda f: -f[0]):
+        mid = intercept + slope * w / 2
+        if any(abs(mid - (line.intercept + line.slope * w / 2)) <= 2 * px_per_mm for line in lines):
+            continue
+        at = np.clip(np.rint(intercept + slope * centres).astype(int), 0, h - 1)
+        on = np.max([means[np.clip(at + d, 0, h - 1), np.arange(n)] for d in (-1, 0, 1)], axis=0)
+        lines.append(_Line(intercept, slope, count / n, float(np.median(on))))
+    return lines
+
+
+def _into_both_margins(page: np.ndarray, c: Crease, spans: list, px_per_mm: float) -> bool:
+    """The line goes on beyond the outermost boxes' printed lines, into the margin on both sides."""
+    first, last = min(s[0] for s in spans), max(s[1] for s in spans)
+    slope = (c.y1 - c.y0) / (c.x1 - c.x0)
+    reach = (1 + MARGIN_MM) * px_per_mm
+    for a, b in ((first - reach, first - px_per_mm), (last + px_per_mm, last + reach)):
+        if a < 0 or b > page.shape[1] - 1:
+            return False  # no margin to see it in
+        ends = (a, c.y0 + (a - c.x0) * slope, b, c.y0 + (b - c.x0) * slope)
+        values = np.max([_samples(page, *ends, offset) for offset in (-1.0, 0.0, 1.0)], axis=0)
+        if (values >= CREASE_MIN).mean() < MARGIN_COVER:
+            return False
+    return True
+
+
+def take_out_folds(
+    dark: np.ndarray, px_per_mm: float, boxes: list[tuple[int, int, int, int]]
+) -> tuple[np.ndarray, list[Crease]]:
+    """(``dark`` without its folds, the folds)."""
+    top = crease_top(dark, boxes, px_per_mm)
+    if top < CREASE_SEARCHED:
+        return dark, []
+    folds = find_folds(dark, px_per_mm, boxes, top)
+    return remove_creases(dark, folds, px_per_mm), folds
