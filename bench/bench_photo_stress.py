@@ -63,6 +63,11 @@ Changes (``CHANGES``, and ``MADE``: made by the generator), each applied to ever
   long, in any direction, each a thin line 4-20 % darker than the paper beside it (its facets tilted
   to the light 1-5 %); made in the generator, before the capture (``realistic_sheets.crumple``);
 * crumpled      - the same with 40 creases: crumpled into a ball;
+* folded        - folded in three for an envelope and opened flat: two folds across the sheet from edge
+  to edge (at a third and two thirds of its height, within 0.6 degrees of level), each a sharp valley
+  6-20 % darker than the paper, the panel beside it tilted 0-4 % from the light
+  (``realistic_sheets.fold``);
+* folded-4      - the same, then folded down its middle and across its middle (four folds);
 * scanner-streak - dust on a document feeder's glass: one or two thin dark lines (1-3 pixels, dimming
   35-75 %) from the scan's top edge to its bottom (in a quarter of the pictures from side to side),
   through paper, boxes and digits; a scanner's fault, so run it with the scan conditions.

@@ -120,6 +120,23 @@ def test_creases_shade_the_paper_along_lines_and_leave_the_rest(hand, ballpoint_
     assert (np.abs(change) <= 2).mean() > 0.5  # the rest as it was, or nearly (the facets' tilt)
 
 
+def test_folds_run_edge_to_edge_along_the_pages_axes():
+    """``fold`` draws a letter's folds (across at a third and two thirds of the height, down the middle,
+    across the middle): thin darker lines from edge to edge within a degree of the axes, and the
+    paper elsewhere as it was but for the panels' tilt."""
+    paper = np.full((1188, 840, 3), 240, np.uint8)  # small and quick: the folds are as wide as on a 300 dpi page
+    folded = rs.fold(np.random.default_rng(3), paper, 4)
+    grey = folded.mean(axis=2)
+    rows, cols = grey.min(axis=1), grey.min(axis=0)  # each line's darkest point
+    across = np.flatnonzero(np.median(grey, axis=1) < 228)  # darker all along a row: a fold across
+    down = np.flatnonzero(np.median(grey, axis=0) < 228)
+    for where in (1 / 3, 2 / 3, 1 / 2):
+        assert np.abs(across - where * 1188).min() < 0.03 * 1188 + 10, (where, across)
+    assert np.abs(down - 420).min() < 0.03 * 840 + 10, down
+    assert rows.min() < 0.95 * 240 and cols.min() < 0.95 * 240
+    assert (np.abs(grey - 240) <= 0.05 * 240).mean() > 0.9  # thin lines and gently tilted panels
+
+
 def test_touching_pairs_on_a_tablet_page_leave_the_rest_of_the_page_as_it_was(hand, monkeypatch):
     """Items written touching the one before draw from their own random numbers: without them the
     same seed gives the same page everywhere else (bench_sheets_realistic.py prints what became of
