@@ -6,11 +6,12 @@ Left in, a crease reads as a faint stroke: it leaves every box it passes through
 (``border``), strikes through the digits it crosses (``crossed_out``) and puts ink into empty boxes.
 Nothing is lost (all of it is flagged), but a crumpled sheet can lose half its digits to review. A
 crease is told from writing by what writing never is all at once: a straight line 30 mm long or more
-(a strike through one digit is shorter), not along the page's axes (rulings, folds for an envelope,
-the printed grid), thin, and fainter than the sheet's own writing (a pen's strike through a row is as
-dark as the pen's digits: it stays); and not a line along one row of boxes that ends with the row (a
-strike through that row in a fainter pen). It is taken out by subtracting its own darkness profile
-across it, measured along its whole length, so a stroke crossing it keeps its darkness.
+(a strike through one digit is shorter), not along the page's axes (rulings and the printed grid lie
+there; a fold along them is :mod:`paper_folds`'), thin, and fainter than the sheet's own writing (a
+pen's strike through a row is as dark as the pen's digits: it stays); and not a line along one row of
+boxes that ends with the row (a strike through that row in a fainter pen). It is taken out by
+subtracting its own darkness profile across it, measured along its whole length, so a stroke crossing
+it keeps its darkness.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ MAX_GAP_MM = 6.0
 EXTEND_GAP_MM = 2.5
 #: a crease is followed across strokes and printed lines this long (mm) at once
 MAX_CROSSING_MM = 8.0
-#: not within this many degrees of the page's axes: rulings, folds and the printed grid lie there
+#: not within this many degrees of the page's axes: rulings and the printed grid lie there (folds: paper_folds)
 AXIS_MARGIN_DEG = 3.0
 #: a straight run of candidate pixels this long (mm) along the page's axes is not a crease
 AXIS_RUN_MM = 6.0
