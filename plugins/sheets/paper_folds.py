@@ -62,23 +62,20 @@ def find_folds(dark: np.ndarray, px_per_mm: float, boxes: list[tuple[int, int, i
     be on this sheet (:func:`paper_creases.crease_top`)."""
     folds: list[Crease] = []
     for axis in (0, 1):
-        page = dark if axis == 0 else np.ascontiguousarray(dark.T)
-        # in the page's frame: boxes as (along, across) extents; printed lines' positions across
+        # in the frame of lines along the page's rows (axis 0) or columns (axis 1, the page
+        # transposed): boxes as (along, across) extents, and the printed lines' positions across
         spans = [(b[0], b[2], b[1], b[3]) if axis == 0 else (b[1], b[3], b[0], b[2]) for b in boxes]
         printed = np.array(sorted({s[2] for s in spans} | {s[3] for s in spans}), np.float64)
-        width = page.shape[1]
-        lines = [
-            line
-            for line in _lines_across_strips(page, px_per_mm, top, RULED_SHARE)
-            if not len(printed)
-            or np.abs(printed - (line.intercept + line.slope * width / 2)).min() >= PRINTED_CLEAR_MM * px_per_mm
-        ]
+        lines = _lines_across_strips(dark, axis, px_per_mm, top, RULED_SHARE, printed)
         # a ruled or squared paper's lines come many at once: then only a line far darker than they are
         ruled = float(np.median([line.level for line in lines])) if len(lines) > RULED_MAX_LINES else 0.0
+        lines = [line for line in lines if line.share >= MIN_STRIPS and line.level >= RULED_TIMES * ruled]
+        if not lines:
+            continue
+        page = dark if axis == 0 else np.ascontiguousarray(dark.T)
+        width = page.shape[1]
         found: list[Crease] = []
         for line in lines:
-            if line.share < MIN_STRIPS or line.level < RULED_TIMES * ruled:
-                continue
             seg = _refined(page, (0.0, line.intercept, width - 1.0, line.intercept + line.slope * (width - 1)), top)
             if any(_same_line(c, seg, px_per_mm) for c in found):
                 continue
@@ -100,48 +97,68 @@ class _Line:
     level: float  # its strips' mean darkness on it (median over the strips it is seen in)
 
 
-def _lines_across_strips(page: np.ndarray, px_per_mm: float, top: int, min_share: float) -> list[_Line]:
-    """Straight lines within AXIS_MARGIN_DEG of the page's rows that a thin faint bump of the strips'
-    means follows through at least ``min_share`` of the strips, the most seen first, none within
-    2 mm of another."""
-    h, w = page.shape
+def _lines_across_strips(
+    dark: np.ndarray, axis: int, px_per_mm: float, top: int, min_share: float, printed: np.ndarray
+) -> list[_Line]:
+    """Straight lines within AXIS_MARGIN_DEG of the page's rows (``axis`` 0; its columns: 1) that a
+    thin faint bump of the strips' means follows through at least ``min_share`` of the strips, the
+    most seen first, none within 2 mm of another nor within PRINTED_CLEAR_MM of a ``printed`` line.
+    Positions are in the frame of lines along rows (the page transposed for ``axis`` 1)."""
+    h, w = dark.shape if axis == 0 else dark.shape[::-1]
+    clear = PRINTED_CLEAR_MM * px_per_mm
     strip = max(int(STRIP_MM * px_per_mm), 1)
     n = w // strip
     if n < 3:
         return []
-    # each strip's mean at each row over what may be paper or a crease (ink and print left out)
-    part = page[:, : n * strip]
-    faint = (part <= top).astype(np.float32)
-    sums = cv2.resize(part.astype(np.float32) * faint, (n, h), interpolation=cv2.INTER_AREA)
-    means = sums / np.maximum(cv2.resize(faint, (n, h), interpolation=cv2.INTER_AREA), 1e-3)
+    # each strip's mean at each row over what may be paper or a crease (ink and print left out: a
+    # stroke along a fold would hide its bump); the strips of axis 1 are bands of rows, read
+    # without transposing the page
+    part = dark[:, : n * strip] if axis == 0 else dark[: n * strip, :]
+    size = (n, h) if axis == 0 else (h, n)
+    faint = cv2.inRange(part, 0, top)
+    sums = cv2.resize(cv2.bitwise_and(part, faint), size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    shares = cv2.resize(faint, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    means = sums * 255 / np.maximum(shares, 1)
+    if axis == 1:
+        means = np.ascontiguousarray(means.T)
     k = max(int(round(SIDE_MM * px_per_mm)), 1)
     padded = cv2.copyMakeBorder(means, k, k, 0, 0, cv2.BORDER_REPLICATE)
     beside = np.maximum(padded[:h], padded[2 * k :])
     peak = means >= cv2.dilate(means, np.ones((5, 1), np.uint8))
-    ys, ss = np.nonzero((means - beside >= BUMP_MIN) & peak)
+    bumps = (means - beside >= BUMP_MIN) & peak
+    for line in printed:  # the printed lines' rims are not folds (their own finder takes over)
+        bumps[max(int(line - clear), 0) : int(line + clear) + 1] = False
+    ys, ss = np.nonzero(bumps)
     need = math.ceil(min_share * n)
     if len(ys) < need:
         return []
     xs = (ss + 0.5) * strip
     reach = int(math.ceil(math.tan(math.radians(AXIS_MARGIN_DEG)) * w)) + 2
-    found: list[tuple[int, float, float]] = []
-    for deg in np.arange(-AXIS_MARGIN_DEG, AXIS_MARGIN_DEG + 1e-9, SLOPE_STEP_DEG):
-        slope = math.tan(math.radians(deg))
-        bins = np.rint(ys - slope * xs).astype(int) + reach
-        hit = np.zeros((h + 2 * reach, n), np.uint8)
-        hit[bins, ss] = 1
-        seen = cv2.dilate(hit, np.ones((3, 1), np.uint8)).sum(axis=1)  # within a pixel of the line
-        for b in np.flatnonzero(seen >= need):
-            found.append((int(seen[b]), float(b - reach), slope))
+    slopes = np.tan(np.radians(np.arange(-AXIS_MARGIN_DEG, AXIS_MARGIN_DEG + 1e-9, SLOPE_STEP_DEG)))
+    size = h + 2 * reach
+    bins = np.rint(ys[None, :] - slopes[:, None] * xs[None, :]).astype(np.int64) + reach
+    counts = np.bincount((bins + size * np.arange(len(slopes))[:, None]).ravel(), minlength=size * len(slopes))
+    counts = counts.reshape(len(slopes), size)
+    votes = counts.copy()  # within a pixel of the line (a strip has one bump within two pixels at most)
+    votes[:, 1:] += counts[:, :-1]
+    votes[:, :-1] += counts[:, 1:]
+    best, which = votes.max(axis=0), votes.argmax(axis=0)
+    apart = int(2 * px_per_mm)  # the most seen line within 2 mm
+    top_near = cv2.dilate(best.astype(np.float32).reshape(-1, 1), np.ones((2 * apart + 1, 1), np.uint8)).ravel()
+    picks = sorted(np.flatnonzero((best >= need) & (best >= top_near)), key=lambda b: -best[b])
+    if not picks:
+        return []
+    intercepts, line_slopes = np.array(picks, np.float64) - reach, slopes[which[picks]]
+    # each line's level: the median over the strips of their mean on it (within a pixel)
+    at = np.rint(intercepts[:, None] + line_slopes[:, None] * ((np.arange(n) + 0.5) * strip)[None, :]).astype(int)
+    on = np.max([means[np.clip(at + d, 0, h - 1), np.arange(n)[None, :]] for d in (-1, 0, 1)], axis=0)
+    levels = np.median(on, axis=1)
     lines: list[_Line] = []
-    centres = (np.arange(n) + 0.5) * strip
-    for count, intercept, slope in sorted(found, key=lambda f: -f[0]):
-        mid = intercept + slope * w / 2
-        if any(abs(mid - (line.intercept + line.slope * w / 2)) <= 2 * px_per_mm for line in lines):
-            continue
-        at = np.clip(np.rint(intercept + slope * centres).astype(int), 0, h - 1)
-        on = np.max([means[np.clip(at + d, 0, h - 1), np.arange(n)] for d in (-1, 0, 1)], axis=0)
-        lines.append(_Line(intercept, slope, count / n, float(np.median(on))))
+    for k, b in enumerate(picks):
+        mid = intercepts[k] + line_slopes[k] * w / 2
+        if any(abs(mid - (line.intercept + line.slope * w / 2)) <= apart for line in lines):
+            continue  # a tie within 2 mm
+        lines.append(_Line(float(intercepts[k]), float(line_slopes[k]), int(best[b]) / n, float(levels[k])))
     return lines
 
 
@@ -164,7 +181,8 @@ def take_out_folds(
     dark: np.ndarray, px_per_mm: float, boxes: list[tuple[int, int, int, int]]
 ) -> tuple[np.ndarray, list[Crease]]:
     """(``dark`` without its folds, the folds)."""
-    top = crease_top(dark, boxes, px_per_mm)
+    # the writing's darkness read on every other pixel: a percentile of thousands of ink pixels
+    top = crease_top(dark[::2, ::2], [tuple(v // 2 for v in b) for b in boxes], px_per_mm / 2)
     if top < CREASE_SEARCHED:
         return dark, []
     folds = find_folds(dark, px_per_mm, boxes, top)
