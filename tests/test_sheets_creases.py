@@ -165,9 +165,7 @@ def test_a_folded_sheets_folds_are_taken_out_and_the_rows_they_cross_cut_as_with
     assert len(changed(left_in)) >= 5, changed(left_in)
     assert len(changed(cut)) <= 1, [(k, clean[k].flags, cut[k].flags) for k in changed(cut)]
     assert len(notes) == 1 and notes[0].startswith("3 creases of the paper"), notes
-    dark, outlines = _page_darkness(folded)
-    top = crease_top(dark, outlines, st.CANONICAL_PX_PER_MM)
-    found = find_folds(dark, st.CANONICAL_PX_PER_MM, outlines, top)
+    found = _folds_of(folded)
     slants = [math.degrees(math.atan2(c.y1 - c.y0, c.x1 - c.x0)) % 180 for c in found]
     across = [a for a in slants if min(a, 180 - a) <= 1]
     assert len(found) == 3 and len(across) == 2 and [a for a in slants if abs(a - 90) <= 1], slants
@@ -179,27 +177,28 @@ def test_a_level_line_through_one_row_stays_and_rulings_are_not_folds(filled_pag
     lines run edge to edge like folds but come many at once, evenly faint: they stay too."""
     x, y, w, h = GRID.box(6, 0)
     struck = _creased(filled_page, [((x + 2, y + h * 0.5, x + 10 * w - 2, y + h * 0.5), 0.15)], sigma_mm=0.3)
-    dark, outlines = _page_darkness(struck)
-    top = crease_top(dark, outlines, st.CANONICAL_PX_PER_MM)
-    assert find_folds(dark, st.CANONICAL_PX_PER_MM, outlines, top) == []
-    squared = np.array(filled_page, np.float32)
+    assert _folds_of(struck) == []
+    assert _folds_of(_squared(filled_page, 0.85)) == []
+
+
+def _folds_of(image: np.ndarray) -> list:
+    dark, outlines = _page_darkness(image)
+    return find_folds(dark, st.CANONICAL_PX_PER_MM, outlines, crease_top(dark, outlines, st.CANONICAL_PX_PER_MM))
+
+
+def _squared(page: np.ndarray, factor: float) -> np.ndarray:
+    """``page`` on squared paper: lines every 5 mm both ways, the paper under them ``factor`` as bright."""
+    squared = np.array(page, np.float32)
     step = 5 * PX
     for k in np.arange(step / 3, squared.shape[0], step):
-        squared[int(k) : int(k) + 2] *= 0.85
+        squared[int(k) : int(k) + 2] *= factor
     for k in np.arange(step / 3, squared.shape[1], step):
-        squared[:, int(k) : int(k) + 2] *= 0.85
-    dark, outlines = _page_darkness(squared.astype(np.uint8))
-    assert find_folds(dark, st.CANONICAL_PX_PER_MM, outlines, crease_top(dark, outlines, st.CANONICAL_PX_PER_MM)) == []
+        squared[:, int(k) : int(k) + 2] *= factor
+    return squared.astype(np.uint8)
 
 
 def test_no_crease_on_a_smooth_sheet_or_squared_paper(filled_page):
     dark, outlines = _page_darkness(np.array(filled_page))
     assert find_creases(dark, st.CANONICAL_PX_PER_MM, outlines) == []
-    squared = np.array(filled_page, np.float32)
-    step = 5 * PX
-    for k in np.arange(step / 3, squared.shape[0], step):
-        squared[int(k) : int(k) + 2] *= 0.8
-    for k in np.arange(step / 3, squared.shape[1], step):
-        squared[:, int(k) : int(k) + 2] *= 0.8
-    dark, outlines = _page_darkness(squared.astype(np.uint8))
+    dark, outlines = _page_darkness(_squared(filled_page, 0.8))
     assert find_creases(dark, st.CANONICAL_PX_PER_MM, outlines) == []
