@@ -13,8 +13,8 @@ import pytest
 from mnistp4.sheet_notes import collect_sheet_notes
 from mnistp4.stages.sheets import segment_template as st
 from mnistp4.stages.sheets.layout import default_layouts
-from mnistp4.stages.sheets.paper_creases import crease_top, find_creases, take_out_creases
-from mnistp4.stages.sheets.paper_folds import find_folds
+from mnistp4.stages.sheets.paper_creases import find_creases, take_out_creases
+from mnistp4.stages.sheets.paper_folds import take_out_folds
 
 LAYOUTS = {lay.name: lay for lay in default_layouts()}
 GRID = LAYOUTS["grid-10x10"]
@@ -183,7 +183,7 @@ def test_a_level_line_through_one_row_stays_and_rulings_are_not_folds(filled_pag
 
 def _folds_of(image: np.ndarray) -> list:
     dark, outlines = _page_darkness(image)
-    return find_folds(dark, st.CANONICAL_PX_PER_MM, outlines, crease_top(dark, outlines, st.CANONICAL_PX_PER_MM))
+    return take_out_folds(dark, st.CANONICAL_PX_PER_MM, outlines)[1]
 
 
 def _squared(page: np.ndarray, factor: float) -> np.ndarray:

@@ -2,13 +2,14 @@
 creases from edge to edge along the page's axes (a letter's two folds across it, a fold down its
 middle), each a thin line a little darker than the paper through a whole row or column of boxes.
 
-Left in, a fold across a row leaves every box of that row through its lines (``border``): ten digits
-to review per fold. The crease search (:mod:`paper_creases`) leaves the axes alone, since a ruled or
-squared paper's lines and the printed grid lie there too. A fold is told from them by what they are
-not: a single line (a paper's rulings come many at once, evenly dark), clear of the printed lines,
-seen in nearly every strip across the page, thin and fainter than the writing; a line across the
-rows must also go on into the page's margins beyond the outermost boxes on both sides (a line
-striking out a row of digits stops near its ends). It is taken out as a crease is.
+Left in, a fold across a row leaves boxes of that row through their lines (``border``): digits to
+review for a line the sheet was carried with. The crease search (:mod:`paper_creases`) leaves the
+axes alone, since a ruled or squared paper's lines and the printed grid lie there too. A fold is told
+from them by what they are not: a single line (a paper's rulings come many at once, evenly dark),
+clear of the printed lines, seen in nearly every strip across the page, thin and fainter than the
+writing; a line across the rows must also go on into the page's margins beyond the outermost boxes
+on both sides (a line striking out a row of digits stops near its ends). It is taken out as a crease
+is.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class _Line:
     intercept: float  # across the page, at its first column
     slope: float
     share: float  # of the strips it is seen in
-    level: float  # its strips' mean darkness on it (median over the strips it is seen in)
+    level: float  # the strips' mean darkness on it (the median over all strips)
 
 
 def _lines_across_strips(
@@ -135,10 +136,10 @@ def _lines_across_strips(
     xs = (ss + 0.5) * strip
     reach = int(math.ceil(math.tan(math.radians(AXIS_MARGIN_DEG)) * w)) + 2
     slopes = np.tan(np.radians(np.arange(-AXIS_MARGIN_DEG, AXIS_MARGIN_DEG + 1e-9, SLOPE_STEP_DEG)))
-    size = h + 2 * reach
+    span = h + 2 * reach  # the intercepts a line within AXIS_MARGIN_DEG may have
     bins = np.rint(ys[None, :] - slopes[:, None] * xs[None, :]).astype(np.int64) + reach
-    counts = np.bincount((bins + size * np.arange(len(slopes))[:, None]).ravel(), minlength=size * len(slopes))
-    counts = counts.reshape(len(slopes), size)
+    counts = np.bincount((bins + span * np.arange(len(slopes))[:, None]).ravel(), minlength=span * len(slopes))
+    counts = counts.reshape(len(slopes), span)
     votes = counts.copy()  # within a pixel of the line (a strip has one bump within two pixels at most)
     votes[:, 1:] += counts[:, :-1]
     votes[:, :-1] += counts[:, 1:]
