@@ -3,7 +3,6 @@ cut, and what only looks like a crease (a line striking out a row, a ruled paper
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import cv2
@@ -51,13 +50,6 @@ def _cut(image: np.ndarray) -> dict:
 def _left_in(monkeypatch):
     monkeypatch.setattr(st, "take_out_creases", lambda dark, px_per_mm, boxes: (dark, []))
     monkeypatch.setattr(st, "take_out_folds", lambda dark, px_per_mm, boxes: (dark, []))
-
-
-@contextlib.contextmanager
-def monkeypatch_folds_left_in():
-    with pytest.MonkeyPatch.context() as m:
-        _left_in(m)
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -148,15 +140,18 @@ def test_a_line_striking_out_a_row_stays_even_when_fainter_than_the_digits(fille
 FOLDS = [((0, 89.7, 210, 89.7), 0.15), ((0, 158.2, 210, 159.2), 0.15), ((117, 0, 118, 297), 0.15)]
 
 
-def test_a_folded_sheets_folds_are_taken_out_and_the_rows_they_cross_cut_as_without_them(filled_page, smooth):
+def test_a_folded_sheets_folds_are_taken_out_and_the_rows_they_cross_cut_as_without_them(
+    filled_page, smooth, monkeypatch
+):
     """Folded for an envelope and opened flat: two folds across the page and one down it, each through a
-    row (or column) of boxes. Left in, every box of a row a fold crosses is flagged (``border``, the
-    line leaving it); taken out, the boxes are cut as on the smooth sheet, and the note says so."""
+    row (or column) of boxes. Left in, boxes of the rows the folds cross are flagged (``border``, the
+    line leaving them); taken out, the boxes are cut as on the smooth sheet, and the note says so."""
     clean, _ = smooth
     folded = _creased(filled_page, FOLDS, sigma_mm=0.25)
     with collect_sheet_notes() as notes:
         cut = _cut(folded)
-    with monkeypatch_folds_left_in():
+    with monkeypatch.context() as m:
+        _left_in(m)
         left_in = _cut(folded)
 
     def changed(digits):

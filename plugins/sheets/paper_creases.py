@@ -85,7 +85,7 @@ class Crease:
         return math.hypot(self.x1 - self.x0, self.y1 - self.y0)
 
 
-def _samples(dark: np.ndarray, x0: float, y0: float, x1: float, y1: float, offset: float) -> np.ndarray:
+def samples_along(dark: np.ndarray, x0: float, y0: float, x1: float, y1: float, offset: float) -> np.ndarray:
     """Darkness along the segment, shifted ``offset`` pixels across it, one sample per pixel."""
     length = math.hypot(x1 - x0, y1 - y0)
     n = max(int(length), 2)
@@ -100,7 +100,7 @@ def _centred(dark: np.ndarray, seg: tuple[float, ...]) -> tuple[np.ndarray, floa
     """(darkness along the segment's best line within two pixels of it, that line's offset)."""
     best = None
     for offset in (-2.0, -1.0, 0.0, 1.0, 2.0):
-        values = _samples(dark, *seg, offset)
+        values = samples_along(dark, *seg, offset)
         score = float(np.median(values))
         if best is None or score > best[0]:
             best = (score, values, offset)
@@ -166,16 +166,16 @@ def find_creases(dark: np.ndarray, px_per_mm: float, boxes: list[tuple[int, int,
         angle = math.degrees(math.atan2(y1 - y0, x1 - x0)) % 90
         if angle < AXIS_MARGIN_DEG or angle > 90 - AXIS_MARGIN_DEG:
             continue
-        if any(_same_line(c, (x0, y0, x1, y1), px_per_mm) for c in creases):
+        if any(same_line(c, (x0, y0, x1, y1), px_per_mm) for c in creases):
             continue
         # the line search's segment is a degree or so off and may stop short of the crease's ends
-        piece = _refined(dark, (x0, y0, x1, y1), top)
+        piece = refined_line(dark, (x0, y0, x1, y1), top)
         if _strikes_a_row(dark, piece, rows, top, px_per_mm):
             continue
         x0, y0, x1, y1 = piece
         for _ in range(2):  # refit on the longer line, which gives its direction more exactly
-            x0, y0, x1, y1 = _extended(dark, _refined(dark, (x0, y0, x1, y1), top), top, px_per_mm)
-        if any(_same_line(c, (x0, y0, x1, y1), px_per_mm) for c in creases):
+            x0, y0, x1, y1 = _extended(dark, refined_line(dark, (x0, y0, x1, y1), top), top, px_per_mm)
+        if any(same_line(c, (x0, y0, x1, y1), px_per_mm) for c in creases):
             continue
         crease = thin_faint_line(dark, (x0, y0, x1, y1), top, side)
         if crease is not None:
@@ -198,13 +198,13 @@ def thin_faint_line(dark: np.ndarray, seg, top: int, side: float) -> Crease | No
     level = float(np.median(line))
     if level < CREASE_MIN or level > top:
         return None
-    beside = [_samples(dark, x0, y0, x1, y1, offset + s)[open_paper] for s in (-side, side)]
+    beside = [samples_along(dark, x0, y0, x1, y1, offset + s)[open_paper] for s in (-side, side)]
     if max(float(np.median(b)) for b in beside) > level / 2:
         return None  # a broad band or an edge, not a thin line
     return Crease(float(x0), float(y0), float(x1), float(y1), level)
 
 
-def _refined(dark: np.ndarray, seg, top: int) -> tuple[float, float, float, float]:
+def refined_line(dark: np.ndarray, seg, top: int) -> tuple[float, float, float, float]:
     """``seg`` moved onto the crease: the darkest offset across it (within :data:`REFINE_PX`) at
     stations along it where only the crease lies, and the straight line fitted through them."""
     x0, y0, x1, y1 = seg
@@ -311,7 +311,7 @@ def _without_axis_runs(mask: np.ndarray, run: int) -> np.ndarray:
     return mask
 
 
-def _same_line(c: Crease, seg, px_per_mm: float) -> bool:
+def same_line(c: Crease, seg, px_per_mm: float) -> bool:
     """``seg`` lies along ``c`` where ``c`` already is (the line search gives near-duplicates of a
     line; a piece of the same crease further along, past a gap, is a crease of its own)."""
     x0, y0, x1, y1 = seg
@@ -340,7 +340,7 @@ def remove_creases(dark: np.ndarray, creases: list[Crease], px_per_mm: float) ->
         nx, ny = -uy, ux
         # the profile across it: at each offset the median along its length (strokes crossing it
         # are a small share of its length and drop out of the median)
-        profile = np.array([np.median(_samples(dark, c.x0, c.y0, c.x1, c.y1, float(o))) for o in offsets])
+        profile = np.array([np.median(samples_along(dark, c.x0, c.y0, c.x1, c.y1, float(o))) for o in offsets])
         profile = np.minimum(profile, c.darkness).astype(np.float32)
         xs = [c.x0 - past * ux, c.x1 + past * ux]
         ys = [c.y0 - past * uy, c.y1 + past * uy]

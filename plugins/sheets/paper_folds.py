@@ -26,11 +26,11 @@ from mnistp4.stages.sheets.paper_creases import (
     CREASE_SEARCHED,
     SIDE_MM,
     Crease,
-    _refined,
-    _same_line,
-    _samples,
     crease_top,
+    refined_line,
     remove_creases,
+    same_line,
+    samples_along,
     thin_faint_line,
 )
 
@@ -77,8 +77,8 @@ def find_folds(dark: np.ndarray, px_per_mm: float, boxes: list[tuple[int, int, i
         width = page.shape[1]
         found: list[Crease] = []
         for line in lines:
-            seg = _refined(page, (0.0, line.intercept, width - 1.0, line.intercept + line.slope * (width - 1)), top)
-            if any(_same_line(c, seg, px_per_mm) for c in found):
+            seg = refined_line(page, (0.0, line.intercept, width - 1.0, line.intercept + line.slope * (width - 1)), top)
+            if any(same_line(c, seg, px_per_mm) for c in found):
                 continue
             crease = thin_faint_line(page, seg, top, SIDE_MM * px_per_mm)
             if crease is None:
@@ -172,7 +172,7 @@ def _into_both_margins(page: np.ndarray, c: Crease, spans: list, px_per_mm: floa
         if a < 0 or b > page.shape[1] - 1:
             return False  # no margin to see it in
         ends = (a, c.y0 + (a - c.x0) * slope, b, c.y0 + (b - c.x0) * slope)
-        values = np.max([_samples(page, *ends, offset) for offset in (-1.0, 0.0, 1.0)], axis=0)
+        values = np.max([samples_along(page, *ends, offset) for offset in (-1.0, 0.0, 1.0)], axis=0)
         if (values >= CREASE_MIN).mean() < MARGIN_COVER:
             return False
     return True
